@@ -1,0 +1,58 @@
+// swift-tools-version:6.0
+//
+// deeplearning: a deep-learning-from-scratch library with a Swift core and a C ABI.
+//
+// Products
+//   DeepLearning   the Swift core, for Swift programs
+//   deeplearning   libdeeplearning.so, the C ABI declared in Include/deeplearning.h
+//   dl             the command-line tool
+import PackageDescription
+
+// MARK: - System libraries (found through pkg-config)
+//
+// Each folder holds a module.modulemap and a shim.h. The shims exist because
+// Swift cannot import function-like or expression macros (H5T_NATIVE_FLOAT,
+// H5F_ACC_TRUNC, ...); they re-export them as static inline functions.
+let systemLibraries: [Target] = [
+    .systemLibrary(name: "CJSONC", pkgConfig: "json-c",
+                   providers: [.apt(["libjson-c-dev"])]),
+    .systemLibrary(name: "CHDF5", pkgConfig: "hdf5",
+                   providers: [.apt(["libhdf5-dev"])]),
+    .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas",
+                   providers: [.apt(["libopenblas-dev"])]),
+    .systemLibrary(name: "CZlib", pkgConfig: "zlib",
+                   providers: [.apt(["zlib1g-dev"])]),
+]
+
+// MARK: - Targets
+let targets: [Target] = systemLibraries + [
+    // The per-thread error buffer of the C ABI (C11 _Thread_local).
+    .target(name: "CDeepLearningSupport"),
+    // The core: tensors, kernels, layers, losses, optimizers, models, specs,
+    // checkpoints, data loading. No Foundation.
+    .target(name: "DeepLearning",
+            dependencies: ["CJSONC", "CHDF5", "COpenBLAS", "CZlib",
+                           .product(name: "RealModule", package: "swift-numerics")]),
+    // The C ABI: @_cdecl exports only; validates every argument.
+    .target(name: "DeepLearningC",
+            dependencies: ["DeepLearning", "CDeepLearningSupport"]),
+    .executableTarget(name: "dl",
+                      dependencies: ["DeepLearning",
+                                     .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+    .testTarget(name: "DeepLearningTests", dependencies: ["DeepLearning"]),
+]
+
+// MARK: - Package
+let package = Package(
+    name: "deeplearning",
+    products: [
+        .library(name: "DeepLearning", targets: ["DeepLearning"]),
+        .library(name: "deeplearning", type: .dynamic, targets: ["DeepLearningC"]),
+        .executable(name: "dl", targets: ["dl"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-numerics", from: "1.1.1"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: targets
+)

@@ -1,0 +1,1 @@
+#include "dl_support.h"

@@ -1,0 +1,96 @@
+/// A trainable tensor with its gradient, named as the model names it ("layers.0.weight").
+///
+/// The model's one list of parameters feeds the optimizer, checkpoints, gradient checks
+/// and error messages; nothing keeps a parallel table.
+public final class Parameter<T: DLScalar> {
+    public internal(set) var name: String
+    public let value: Tensor<T>
+    public let grad: Tensor<T>
+
+    public init(_ name: String, shape: [Int]) throws(DLError) {
+        self.name = name
+        self.value = try Tensor(shape: shape)
+        self.grad = try Tensor(shape: shape)
+    }
+}
+
+/// A layer of a sequential model.
+///
+/// `forward` caches what `backward` needs; `backward` takes dL/dy, stores parameter
+/// gradients in `parameters[i].grad` and returns dL/dx (or nil when the caller does not
+/// need it, which lets the first layer skip that work). Returned tensors belong to the
+/// layer and are overwritten by its next call. Shapes include the batch dimension first.
+public protocol Layer<Scalar>: AnyObject {
+    associatedtype Scalar: DLScalar
+    /// The spec's type name ("linear").
+    var type: String { get }
+    /// Shape of one output sample.
+    var outputShape: [Int] { get }
+    /// Trainable parameters, with names local to the layer ("weight", "bias").
+    var parameters: [Parameter<Scalar>] { get }
+    /// Non-trainable state saved in checkpoints (running statistics); `grad` is unused.
+    var buffers: [Parameter<Scalar>] { get }
+    func forward(_ x: Tensor<Scalar>, training: Bool) throws(DLError) -> Tensor<Scalar>
+    func backward(_ dy: Tensor<Scalar>, needInputGradient: Bool) throws(DLError) -> Tensor<Scalar>?
+}
+
+extension Layer {
+    public var parameters: [Parameter<Scalar>] { [] }
+    public var buffers: [Parameter<Scalar>] { [] }
+}
+
+/// What a layer builder knows when the model builds layer `index`.
+public struct LayerContext {
+    /// Shape of one input sample (the previous layer's output).
+    public let inputShape: [Int]
+    public let index: Int
+    /// The spec's default initializer, for layers that do not name one.
+    public let defaultInitializer: Initializer
+    /// The model's generator; initial weights are drawn from it in layer order.
+    public var rng: RandomGenerator
+    /// Trainable scalars the remaining layers may still allocate (see `reserve`).
+    public var parameterBudget: Int = Limits.maxModelParameters
+
+    /// Claims `count` parameters from the model's budget before a layer allocates them,
+    /// so a spec asking for too much memory is refused before any allocation.
+    public mutating func reserve(_ count: Int, _ what: String) throws(DLError) {
+        guard count >= 0, count <= parameterBudget else {
+            throw DLError(.noMemory, "\(what) needs \(count) parameters, more than the model limit of \(Limits.maxModelParameters) in all")
+        }
+        parameterBudget -= count
+    }
+
+    /// "layers[2] (linear)", for messages.
+    public func describe(_ type: String) -> String { "layers[\(index)] (\(type))" }
+}
+
+/// Builds one type of layer from its spec. Adding a layer type is a new file with a
+/// `Layer` class and a `LayerFactory`, plus one line in `LayerRegistry.factories`.
+public protocol LayerFactory {
+    static var kind: ComponentKind { get }
+    static func make<T: DLScalar>(_ spec: ComponentSpec, _ context: inout LayerContext) throws(DLError) -> any Layer<T>
+}
+
+/// The layer types a spec can name.
+public enum LayerRegistry {
+    public static let factories: [any LayerFactory.Type] = [
+        LinearFactory.self,
+        ReLUFactory.self,
+        LeakyReLUFactory.self,
+        SigmoidFactory.self,
+        TanhFactory.self,
+        SoftmaxFactory.self,
+    ]
+
+    public static func factory(_ type: String) -> (any LayerFactory.Type)? {
+        factories.first { $0.kind.type == type }
+    }
+
+    public static var kinds: [ComponentKind] { factories.map { $0.kind } }
+}
+
+/// Resizes `t` to `[batch] + sampleShape` (reusing its memory).
+@inline(__always)
+func resizeBatch<T>(_ t: Tensor<T>, _ batch: Int, _ sampleShape: [Int]) throws(DLError) {
+    try t.resize([batch] + sampleShape)
+}

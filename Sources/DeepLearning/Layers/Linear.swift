@@ -1,0 +1,85 @@
+/// Fully connected layer: y = x W^T + b.
+///
+///     x: (B, in)   weight: (out, in)   bias: (out)   ->   y: (B, out)
+///     dW = dy^T x   (out, in)      db = sum over B of dy   (out)      dx = dy W   (B, in)
+///
+/// Caches a reference to x for backward (the model keeps x alive until then).
+public final class Linear<T: DLScalar>: Layer {
+    public let type = "linear"
+    public let inFeatures: Int
+    public let outFeatures: Int
+    public let weight: Parameter<T>
+    public let bias: Parameter<T>?
+    public var outputShape: [Int] { [outFeatures] }
+    public var parameters: [Parameter<T>] { bias.map { [weight, $0] } ?? [weight] }
+
+    private var x: Tensor<T>?
+    private let y: Tensor<T>
+    private let dx: Tensor<T>
+
+    public init(inFeatures: Int, outFeatures: Int, bias: Bool = true) throws(DLError) {
+        self.inFeatures = inFeatures
+        self.outFeatures = outFeatures
+        self.weight = try Parameter("weight", shape: [outFeatures, inFeatures])
+        self.bias = bias ? try Parameter("bias", shape: [outFeatures]) : nil
+        self.y = try Tensor(shape: [0, outFeatures])
+        self.dx = try Tensor(shape: [0, inFeatures])
+    }
+
+    public func forward(_ x: Tensor<T>, training: Bool) throws(DLError) -> Tensor<T> {
+        let batch = x.shape[0]
+        try resizeBatch(y, batch, [outFeatures])
+        T.gemm(transA: false, transB: true, m: batch, n: outFeatures, k: inFeatures,
+               alpha: 1, a: x.data, lda: inFeatures, b: weight.value.data, ldb: inFeatures,
+               beta: 0, c: y.data, ldc: outFeatures)
+        if let bias { Kernels.addRowVector(y.data, bias.value.data, rows: batch, cols: outFeatures) }
+        self.x = x
+        return y
+    }
+
+    public func backward(_ dy: Tensor<T>, needInputGradient: Bool) throws(DLError) -> Tensor<T>? {
+        guard let x else { throw .invalid("linear: backward called before forward") }
+        let batch = dy.shape[0]
+        T.gemm(transA: true, transB: false, m: outFeatures, n: inFeatures, k: batch,
+               alpha: 1, a: dy.data, lda: outFeatures, b: x.data, ldb: inFeatures,
+               beta: 0, c: weight.grad.data, ldc: inFeatures)
+        if let bias { Kernels.sumRows(dy.data, bias.grad.data, rows: batch, cols: outFeatures) }
+        guard needInputGradient else { return nil }
+        try resizeBatch(dx, batch, [inFeatures])
+        T.gemm(transA: false, transB: false, m: batch, n: inFeatures, k: outFeatures,
+               alpha: 1, a: dy.data, lda: outFeatures, b: weight.value.data, ldb: inFeatures,
+               beta: 0, c: dx.data, ldc: inFeatures)
+        return dx
+    }
+}
+
+public enum LinearFactory: LayerFactory {
+    public static let kind = ComponentKind("linear", options: [
+        OptionSpec("units", .positiveInt, doc: "number of outputs"),
+        OptionSpec("in_features", .positiveInt, default: .int(0),
+                   doc: "number of inputs; optional, checked against the previous layer's output"),
+        OptionSpec("bias", .bool, default: .bool(true), doc: "whether to add a bias"),
+        OptionSpec("init", .choice(Initializer.allCases.map(\.rawValue)), default: .string(""),
+                   doc: "weight initializer; defaults to the spec's \"init\""),
+    ], doc: "fully connected layer y = x W^T + b, weight (units, in_features)")
+
+    public static func make<T: DLScalar>(_ spec: ComponentSpec, _ context: inout LayerContext) throws(DLError) -> any Layer<T> {
+        let me = context.describe("linear")
+        guard context.inputShape.count == 1 else {
+            throw DLError(.spec, "\(me) needs flat input, but the previous layer outputs shape \(context.inputShape); add a \"flatten\" layer before it")
+        }
+        let inFeatures = context.inputShape[0]
+        let units = spec.int("units") ?? 0
+        if let declared = spec.int("in_features"), declared != 0, declared != inFeatures {
+            let previous = context.index == 0 ? "the input has size" : "layers[\(context.index - 1)] outputs"
+            throw DLError(.spec, "\(spec.path).in_features is \(declared) but \(previous) \(inFeatures)")
+        }
+        let weights = try checkedProduct(units, inFeatures, "\(me) weight (\(units), \(inFeatures))")
+        try context.reserve(weights + units, me)
+        let layer = try Linear<T>(inFeatures: inFeatures, outFeatures: units, bias: spec.bool("bias") ?? true)
+        let initName = spec.string("init") ?? ""
+        let initializer = Initializer(rawValue: initName) ?? context.defaultInitializer
+        initializer.fill(layer.weight.value, fanIn: inFeatures, fanOut: units, rng: &context.rng)
+        return layer
+    }
+}

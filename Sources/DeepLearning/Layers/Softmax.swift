@@ -1,0 +1,40 @@
+/// Softmax over the features of each sample, for output probabilities.
+///
+///     x: (B, C) -> y: (B, C), y[r] = exp(x[r] - max) / sum      (caches y)
+///     dx[r] = y[r] * (dy[r] - <dy[r], y[r]>)
+///
+/// With the cross-entropy loss, which applies softmax itself, leave this layer out.
+public final class Softmax<T: DLScalar>: Layer {
+    public let type = "softmax"
+    public let outputShape: [Int]
+    private let features: Int
+    private let y: Tensor<T>
+    private let dx: Tensor<T>
+
+    public init(shape: [Int]) throws(DLError) {
+        self.outputShape = shape
+        self.features = try checkedCount(shape, "softmax input")
+        self.y = try Tensor(shape: [0])
+        self.dx = try Tensor(shape: [0])
+    }
+
+    public func forward(_ x: Tensor<T>, training: Bool) throws(DLError) -> Tensor<T> {
+        try y.resize(x.shape)
+        Kernels.softmaxRows(x.data, y.data, rows: x.shape[0], cols: features)
+        return y
+    }
+
+    public func backward(_ dy: Tensor<T>, needInputGradient: Bool) throws(DLError) -> Tensor<T>? {
+        guard needInputGradient else { return nil }
+        try dx.resize(dy.shape)
+        Kernels.softmaxBackwardRows(y.data, dy.data, dx.data, rows: dy.shape[0], cols: features)
+        return dx
+    }
+}
+
+public enum SoftmaxFactory: LayerFactory {
+    public static let kind = ComponentKind("softmax", doc: "softmax over each sample's features (for outputs)")
+    public static func make<T: DLScalar>(_ spec: ComponentSpec, _ context: inout LayerContext) throws(DLError) -> any Layer<T> {
+        try Softmax<T>(shape: context.inputShape)
+    }
+}

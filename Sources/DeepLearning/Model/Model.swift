@@ -1,0 +1,257 @@
+/// Targets of a batch passed to a model: class indices, or values shaped like the output.
+public enum BatchTargets<S: DLScalar> {
+    /// `batch` class indices in [0, outputSize).
+    case labels(UnsafePointer<Int32>)
+    /// `batch * outputSize` values: regression targets, or one-hot/soft rows for cross-entropy.
+    case values(UnsafePointer<S>)
+}
+
+/// A sequential model: layers in order, a loss, an optimizer, and its own random generator.
+///
+/// Inputs and targets may be `Float` or `Double` whatever the model's own type `T`; they
+/// are converted into reused buffers. A model is not safe to use from two threads at once;
+/// separate models are independent. Nothing a caller passes makes it trap: invalid input
+/// throws `DLError` and leaves the model as it was.
+public final class Model<T: DLScalar> {
+    public let spec: ModelSpec
+    public let layers: [any Layer<T>]
+    public let loss: Loss<T>
+    public let optimizer: Optimizer<T>
+    /// Every trainable tensor, named "layers.<index>.<name>", in layer order.
+    public let parameters: [Parameter<T>]
+    /// Non-trainable state (running statistics), named like parameters.
+    public let buffers: [Parameter<T>]
+    public var rng: RandomGenerator
+    public let inputShape: [Int]
+    public let outputShape: [Int]
+    public let inputSize: Int
+    public let outputSize: Int
+    /// Training counters, saved in checkpoints.
+    public var samplesSeen: Int = 0
+    public var epoch: Int = 0
+
+    /// Samples per forward pass in predict and evaluate, which bounds their memory.
+    public static var inferenceChunk: Int { 4096 }
+
+    // Reused buffers.
+    private let input: Tensor<T>
+    private let targetValues: Tensor<T>
+    private let lossGrad: Tensor<T>
+
+    /// Builds a model from a validated spec, drawing initial weights from `spec.seed`.
+    public init(spec: ModelSpec) throws(DLError) {
+        self.spec = spec
+        guard !spec.layers.isEmpty else { throw DLError(.spec, "layers: a model needs at least one layer") }
+        let inSize = try checkedCount(spec.inputShape, "input shape \(spec.inputShape)")
+        guard inSize > 0 else { throw DLError(.spec, "input: every dimension must be positive, got \(spec.inputShape)") }
+        var context = LayerContext(inputShape: spec.inputShape, index: 0, defaultInitializer: spec.initializer,
+                                   rng: RandomGenerator(seed: spec.seed))
+        var layers: [any Layer<T>] = []
+        var parameters: [Parameter<T>] = []
+        var buffers: [Parameter<T>] = []
+        for (i, layerSpec) in spec.layers.enumerated() {
+            guard let factory = LayerRegistry.factory(layerSpec.type) else {
+                throw DLError(.spec, "layers[\(i)].type: unknown layer type \"\(layerSpec.type)\"")
+            }
+            context = LayerContext(inputShape: context.inputShape, index: i, defaultInitializer: spec.initializer,
+                                   rng: context.rng, parameterBudget: context.parameterBudget)
+            let layer: any Layer<T> = try factory.make(layerSpec, &context)
+            for p in layer.parameters { p.name = "layers.\(i).\(p.name)"; parameters.append(p) }
+            for b in layer.buffers { b.name = "layers.\(i).\(b.name)"; buffers.append(b) }
+            layers.append(layer)
+            context = LayerContext(inputShape: layer.outputShape, index: i + 1, defaultInitializer: spec.initializer,
+                                   rng: context.rng, parameterBudget: context.parameterBudget)
+        }
+        self.layers = layers
+        self.parameters = parameters
+        self.buffers = buffers
+        self.rng = context.rng
+        self.inputShape = spec.inputShape
+        self.inputSize = inSize
+        self.outputShape = context.inputShape
+        self.outputSize = try checkedCount(context.inputShape, "output shape")
+        self.loss = try LossRegistry.make(spec.loss)
+        if loss.isClassification && (outputShape.count != 1 || outputSize < 2) {
+            throw DLError(.spec, "loss: cross_entropy needs a flat output of at least 2 classes, but the last layer outputs shape \(outputShape)")
+        }
+        self.optimizer = try OptimizerRegistry.make(spec.optimizer, parameters: parameters)
+        self.input = try Tensor(shape: [0])
+        self.targetValues = try Tensor(shape: [0])
+        self.lossGrad = try Tensor(shape: [0])
+    }
+
+    /// Total number of trainable scalars.
+    public var parameterCount: Int { parameters.reduce(0) { $0 + $1.value.count } }
+
+    /// The parameter or buffer with this name.
+    public func tensor(named name: String) -> Parameter<T>? {
+        parameters.first { $0.name == name } ?? buffers.first { $0.name == name }
+    }
+
+    // MARK: Forward and backward on tensors
+
+    /// Runs every layer. `training` selects training behaviour (dropout, batch statistics).
+    public func forward(_ x: Tensor<T>, training: Bool) throws(DLError) -> Tensor<T> {
+        var h = x
+        for layer in layers { h = try layer.forward(h, training: training) }
+        return h
+    }
+
+    /// Back-propagates dL/doutput through every layer, filling each parameter's `grad`.
+    /// The first layer's input gradient is not computed.
+    public func backward(_ dy: Tensor<T>) throws(DLError) {
+        var g = dy
+        for i in stride(from: layers.count - 1, through: 0, by: -1) {
+            guard let dx = try layers[i].backward(g, needInputGradient: i > 0) else { return }
+            g = dx
+        }
+    }
+
+    // MARK: Batches from caller memory
+
+    /// Copies `batch` samples into the input buffer, converting to `T`, rejecting NaN/Inf.
+    func loadInput<S: DLScalar>(_ x: UnsafePointer<S>, batch: Int) throws(DLError) -> Tensor<T> {
+        guard batch > 0 else { throw .invalid("batch size must be at least 1, got \(batch)") }
+        let n = try checkedProduct(batch, inputSize, "input of \(batch) samples")
+        try input.resize([batch] + inputShape)
+        Kernels.convert(x, input.data, n)
+        guard Kernels.allFinite(input.data, n) else {
+            throw DLError(.numeric, "the input contains NaN or infinite values")
+        }
+        return input
+    }
+
+    /// Validates targets for `batch` samples and converts values into `T`.
+    func loadTargets<S: DLScalar>(_ targets: BatchTargets<S>, batch: Int) throws(DLError) -> Targets<T> {
+        switch targets {
+        case .labels(let labels):
+            guard loss.isClassification else {
+                throw DLError(.unsupported, "the \(loss.type) loss needs target values (\(outputSize) per sample), not class labels")
+            }
+            for i in 0..<batch where labels[i] < 0 || Int(labels[i]) >= outputSize {
+                throw .invalid("label \(labels[i]) of sample \(i) is out of range: the model has \(outputSize) classes (0...\(outputSize - 1))")
+            }
+            return .labels(labels)
+        case .values(let values):
+            let n = try checkedProduct(batch, outputSize, "targets of \(batch) samples")
+            try targetValues.resize([batch] + outputShape)
+            Kernels.convert(values, targetValues.data, n)
+            guard Kernels.allFinite(targetValues.data, n) else {
+                throw DLError(.numeric, "the targets contain NaN or infinite values")
+            }
+            return .values(UnsafePointer(targetValues.data))
+        }
+    }
+
+    /// One optimisation step on one mini-batch; returns the batch's mean loss (before the
+    /// update). When the loss is not finite, throws `.numeric` and leaves the parameters as
+    /// they were.
+    @discardableResult
+    public func trainStep<S: DLScalar>(x: UnsafePointer<S>, batch: Int, targets: BatchTargets<S>) throws(DLError) -> Double {
+        let xt = try loadInput(x, batch: batch)
+        let t = try loadTargets(targets, batch: batch)
+        let out = try forward(xt, training: true)
+        let value = try loss.compute(out, t, grad: lossGrad)
+        guard value.isFinite else {
+            throw DLError(.numeric, "the loss is \(value) (training diverged, or the learning rate \(optimizer.learningRate) is too large); parameters were not updated")
+        }
+        try backward(lossGrad)
+        optimizer.update(parameters)
+        samplesSeen += batch
+        return value
+    }
+
+    /// The batch's loss and gradients without updating anything (gradient checks).
+    public func lossAndGradients<S: DLScalar>(x: UnsafePointer<S>, batch: Int, targets: BatchTargets<S>, training: Bool = true) throws(DLError) -> Double {
+        let xt = try loadInput(x, batch: batch)
+        let t = try loadTargets(targets, batch: batch)
+        let out = try forward(xt, training: training)
+        let value = try loss.compute(out, t, grad: lossGrad)
+        try backward(lossGrad)
+        return value
+    }
+
+    /// The batch's loss only (no backward pass).
+    public func lossValue<S: DLScalar>(x: UnsafePointer<S>, batch: Int, targets: BatchTargets<S>, training: Bool) throws(DLError) -> Double {
+        let xt = try loadInput(x, batch: batch)
+        let t = try loadTargets(targets, batch: batch)
+        return try loss.compute(try forward(xt, training: training), t, grad: lossGrad)
+    }
+
+    /// Raw outputs of the last layer for `count` samples, in evaluation mode, written to
+    /// `out` (`count * outputSize` values).
+    public func predict<S: DLScalar>(x: UnsafePointer<S>, count: Int, into out: UnsafeMutablePointer<S>) throws(DLError) {
+        try forEachChunk(count) { (start, rows) throws(DLError) in
+            let y = try forward(try loadInput(x + start * inputSize, batch: rows), training: false)
+            Kernels.convert(y.data, out + start * outputSize, rows * outputSize)
+        }
+    }
+
+    /// The most likely class of each of `count` samples (argmax of the outputs).
+    public func predictClasses<S: DLScalar>(x: UnsafePointer<S>, count: Int, into out: UnsafeMutablePointer<Int32>) throws(DLError) {
+        try forEachChunk(count) { (start, rows) throws(DLError) in
+            let y = try forward(try loadInput(x + start * inputSize, batch: rows), training: false)
+            Kernels.argmaxRows(y.data, rows: rows, cols: outputSize, out + start)
+        }
+    }
+
+    /// Mean loss over `count` samples and, for a classifier, the fraction classified right
+    /// (nil for regression). Evaluation mode; nothing changes.
+    public func evaluate<S: DLScalar>(x: UnsafePointer<S>, count: Int, targets: BatchTargets<S>) throws(DLError) -> (loss: Double, accuracy: Double?) {
+        var lossSum = 0.0
+        var correct = 0
+        let chunk = Self.inferenceChunk
+        var predicted = [Int32](repeating: 0, count: min(max(count, 1), chunk))
+        var expected = [Int32](repeating: 0, count: predicted.count)
+        try forEachChunk(count) { (start, rows) throws(DLError) in
+            let shifted: BatchTargets<S>
+            switch targets {
+            case .labels(let l): shifted = .labels(l + start)
+            case .values(let v): shifted = .values(v + start * outputSize)
+            }
+            let y = try forward(try loadInput(x + start * inputSize, batch: rows), training: false)
+            let t = try loadTargets(shifted, batch: rows)
+            lossSum += try loss.compute(y, t, grad: lossGrad) * Double(rows)
+            guard loss.isClassification else { return }
+            predicted.withUnsafeMutableBufferPointer { p in
+                expected.withUnsafeMutableBufferPointer { e in
+                    Kernels.argmaxRows(y.data, rows: rows, cols: outputSize, p.baseAddress!)
+                    switch t {
+                    case .labels(let l): e.baseAddress!.update(from: l, count: rows)
+                    case .values(let v): Kernels.argmaxRows(v, rows: rows, cols: outputSize, e.baseAddress!)
+                    }
+                    for i in 0..<rows where p[i] == e[i] { correct += 1 }
+                }
+            }
+        }
+        return (lossSum / Double(count), loss.isClassification ? Double(correct) / Double(count) : nil)
+    }
+
+    private func forEachChunk(_ count: Int, _ body: (Int, Int) throws(DLError) -> Void) throws(DLError) {
+        guard count > 0 else { throw .invalid("the number of samples must be at least 1, got \(count)") }
+        var start = 0
+        while start < count {
+            let rows = min(Self.inferenceChunk, count - start)
+            try body(start, rows)
+            start += rows
+        }
+    }
+
+    // MARK: Conversion
+
+    /// A copy of this model computing in `U` (parameters, buffers, optimizer step and
+    /// counters converted; optimizer slots start from zero).
+    public func converted<U: DLScalar>(to: U.Type) throws(DLError) -> Model<U> {
+        var s = spec
+        s.dtype = U.self == Float.self ? .float32 : .float64
+        let other = try Model<U>(spec: s)
+        for (a, b) in zip(parameters + buffers, other.parameters + other.buffers) {
+            Kernels.convert(a.value.data, b.value.data, a.value.count)
+        }
+        other.rng = rng
+        other.samplesSeen = samplesSeen
+        other.epoch = epoch
+        other.optimizer.learningRate = optimizer.learningRate
+        return other
+    }
+}

@@ -1,0 +1,183 @@
+/// A model's architecture and training setup, as read from a JSON spec file.
+///
+/// `SpecParser` builds it from JSON with json-c and validates every value; the registries
+/// (`LayerRegistry`, `LossRegistry`, `OptimizerRegistry`) say which types exist and which
+/// options each one takes. `Model(spec:)` turns it into a model.
+public struct ModelSpec: Sendable {
+    /// The spec format this library reads and writes.
+    public static let formatVersion = 1
+
+    public var formatVersion: Int = ModelSpec.formatVersion
+    public var name: String = ""
+    /// Shape of one sample: `[features]` for dense input, `[channels, height, width]` for images.
+    public var inputShape: [Int]
+    public var layers: [ComponentSpec]
+    public var loss: ComponentSpec
+    public var optimizer: ComponentSpec
+    /// Initializer for layers that do not name one.
+    public var initializer: Initializer = .heNormal
+    public var seed: UInt64 = 0
+    public var dtype: DType = .float32
+    /// The JSON text the spec came from (stored verbatim in checkpoints).
+    public var json: String = ""
+    /// Where the spec came from, for messages: a file path or "<string>".
+    public var source: String = "<string>"
+
+    public init(inputShape: [Int], layers: [ComponentSpec], loss: ComponentSpec, optimizer: ComponentSpec) {
+        self.inputShape = inputShape
+        self.layers = layers
+        self.loss = loss
+        self.optimizer = optimizer
+    }
+}
+
+/// One layer, loss or optimizer of a spec: its type and its validated options.
+public struct ComponentSpec: Sendable {
+    public var type: String
+    public var options: [String: SpecValue]
+    /// JSON path of the object, for messages: "layers[2]", "loss", "optimizer".
+    public var path: String
+
+    public init(type: String, options: [String: SpecValue] = [:], path: String = "") {
+        self.type = type
+        self.options = options
+        self.path = path
+    }
+
+    /// An integer option (validated by the parser against its `OptionSpec`).
+    public func int(_ key: String) -> Int? {
+        if case .int(let v)? = options[key] { return v }
+        return nil
+    }
+
+    /// A number option; integers are accepted as numbers.
+    public func double(_ key: String) -> Double? {
+        switch options[key] {
+        case .double(let v)?: return v
+        case .int(let v)?: return Double(v)
+        default: return nil
+        }
+    }
+
+    public func bool(_ key: String) -> Bool? {
+        if case .bool(let v)? = options[key] { return v }
+        return nil
+    }
+
+    public func string(_ key: String) -> String? {
+        if case .string(let v)? = options[key] { return v }
+        return nil
+    }
+
+    public func ints(_ key: String) -> [Int]? {
+        switch options[key] {
+        case .ints(let v)?: return v
+        case .int(let v)?: return [v]
+        default: return nil
+        }
+    }
+}
+
+/// A validated option value.
+public enum SpecValue: Sendable, Equatable {
+    case int(Int)
+    case double(Double)
+    case bool(Bool)
+    case string(String)
+    case ints([Int])
+}
+
+/// What values an option accepts. The parser checks these and writes messages like
+/// `layers[2].units: expected a positive integer, got -3`.
+public enum OptionKind: Sendable {
+    /// An integer >= 1 (and at most `Limits.maxTensorElements`).
+    case positiveInt
+    /// An integer >= 0.
+    case nonNegativeInt
+    /// A finite number in the closed range (integers accepted).
+    case number(ClosedRange<Double>)
+    /// A finite number in [lower, upper) (for rates such as dropout's).
+    case numberHalfOpen(Range<Double>)
+    case bool
+    /// One of the listed strings.
+    case choice([String])
+    /// A positive integer, or a list of `count` positive integers (kernel sizes, strides).
+    case positiveInts(count: Int)
+    /// A non-negative integer, or a list of `count` of them (padding).
+    case nonNegativeInts(count: Int)
+
+    /// How the expectation reads in a message ("a positive integer").
+    public var expectation: String {
+        switch self {
+        case .positiveInt: return "a positive integer"
+        case .nonNegativeInt: return "a non-negative integer"
+        case .number(let r): return "a number in [\(r.lowerBound), \(r.upperBound)]"
+        case .numberHalfOpen(let r): return "a number in [\(r.lowerBound), \(r.upperBound))"
+        case .bool: return "true or false"
+        case .choice(let names): return "one of " + names.map { "\"\($0)\"" }.joined(separator: ", ")
+        case .positiveInts(let n): return "a positive integer or a list of \(n) positive integers"
+        case .nonNegativeInts(let n): return "a non-negative integer or a list of \(n) non-negative integers"
+        }
+    }
+}
+
+/// One option a component accepts.
+public struct OptionSpec: Sendable {
+    public var name: String
+    public var kind: OptionKind
+    /// Nil when the option is required.
+    public var defaultValue: SpecValue?
+    public var doc: String
+
+    public init(_ name: String, _ kind: OptionKind, default defaultValue: SpecValue? = nil, doc: String = "") {
+        self.name = name
+        self.kind = kind
+        self.defaultValue = defaultValue
+        self.doc = doc
+    }
+
+    public var isRequired: Bool { defaultValue == nil }
+}
+
+/// A type a spec can name ("linear", "adam", ...) and the options it takes. The parser fills
+/// in defaults, so builders can read every declared option without optionals failing.
+public struct ComponentKind: Sendable {
+    public var type: String
+    public var options: [OptionSpec]
+    public var doc: String
+
+    public init(_ type: String, options: [OptionSpec] = [], doc: String = "") {
+        self.type = type
+        self.options = options
+        self.doc = doc
+    }
+}
+
+/// Edit distance, for "did you mean" suggestions.
+func editDistance(_ a: String, _ b: String) -> Int {
+    let a = Array(a.utf8), b = Array(b.utf8)
+    if a.isEmpty { return b.count }
+    if b.isEmpty { return a.count }
+    var prev = Array(0...b.count)
+    var cur = [Int](repeating: 0, count: b.count + 1)
+    for i in 1...a.count {
+        cur[0] = i
+        for j in 1...b.count {
+            cur[j] = Swift.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
+        }
+        swap(&prev, &cur)
+    }
+    return prev[b.count]
+}
+
+/// The candidate nearest to `word`, when it is near enough to be a plausible typo.
+public func nearest(_ word: String, in candidates: [String]) -> String? {
+    let lowered = word.lowercased()
+    var best: (String, Int)?
+    for c in candidates {
+        let d = editDistance(lowered, c)
+        if best == nil || d < best!.1 { best = (c, d) }
+    }
+    guard let (name, d) = best, d <= Swift.max(2, name.count / 3) else { return nil }
+    return name
+}

@@ -1,0 +1,75 @@
+import Glibc
+
+/// A contiguous, row-major array of `T` with a shape.
+///
+/// A tensor is a reference type that owns its memory. `resize(_:)` reuses the allocation
+/// when the new shape fits, so layers keep one output buffer across training steps, and
+/// a parameter's `data` pointer never moves for the life of its model (the Python
+/// bindings expose parameters as NumPy views of it).
+public final class Tensor<T: DLScalar> {
+    public private(set) var shape: [Int]
+    public private(set) var count: Int
+    public private(set) var data: UnsafeMutablePointer<T>
+    private var capacity: Int
+
+    /// A zero-filled tensor. Throws when the size overflows or exceeds `Limits`.
+    public init(shape: [Int]) throws(DLError) {
+        let n = try checkedCount(shape, "tensor of shape \(shape)")
+        self.shape = shape
+        self.count = n
+        self.capacity = max(n, 1)
+        self.data = try Tensor.allocate(capacity)
+        memset(data, 0, capacity * MemoryLayout<T>.stride)
+    }
+
+    /// A tensor holding `values`, which must have exactly as many elements as `shape`.
+    public convenience init(shape: [Int], values: [T]) throws(DLError) {
+        try self.init(shape: shape)
+        guard values.count == count else {
+            throw .invalid("tensor of shape \(shape) needs \(count) values, got \(values.count)")
+        }
+        values.withUnsafeBufferPointer { src in
+            if let base = src.baseAddress { memcpy(data, base, count * MemoryLayout<T>.stride) }
+        }
+    }
+
+    deinit { data.deallocate() }
+
+    private static func allocate(_ n: Int) throws(DLError) -> UnsafeMutablePointer<T> {
+        // Allocation goes through malloc so that a refusal is an error, not a trap.
+        let (bytes, overflow) = n.multipliedReportingOverflow(by: MemoryLayout<T>.stride)
+        guard !overflow, let raw = malloc(bytes) else {
+            throw DLError(.noMemory, "out of memory allocating \(n) \(T.dtypeName) values")
+        }
+        return raw.bindMemory(to: T.self, capacity: n)
+    }
+
+    /// Changes the shape, reusing the allocation when it is large enough. Contents are
+    /// unspecified afterwards unless the element count is unchanged.
+    public func resize(_ newShape: [Int]) throws(DLError) {
+        if newShape == shape { return }
+        let n = try checkedCount(newShape, "tensor of shape \(newShape)")
+        if n > capacity {
+            let fresh = try Tensor.allocate(n)
+            memset(fresh, 0, n * MemoryLayout<T>.stride)
+            data.deallocate()
+            data = fresh
+            capacity = n
+        }
+        shape = newShape
+        count = n
+    }
+
+    /// The elements as an array (a copy).
+    public var array: [T] { Array(UnsafeBufferPointer(start: data, count: count)) }
+
+    /// Copies `other`'s elements (up to this tensor's count) into this tensor.
+    public func copy(from other: Tensor<T>) {
+        memcpy(data, other.data, min(count, other.count) * MemoryLayout<T>.stride)
+    }
+
+    /// Sets every element to zero. (memset and memcpy are exact for IEEE floats and avoid
+    /// generic per-element copies in unspecialised code.)
+    public func zero() { memset(data, 0, count * MemoryLayout<T>.stride) }
+}
+
