@@ -66,7 +66,7 @@ public struct LayerContext {
 
 /// Builds one type of layer from its spec. Adding a layer type is a new file with a
 /// `Layer` class and a `LayerFactory`, plus one line in `LayerRegistry.factories`.
-public protocol LayerFactory {
+public protocol LayerFactory: Sendable {
     static var kind: ComponentKind { get }
     static func make<T: DLScalar>(_ spec: ComponentSpec, _ context: inout LayerContext) throws(DLError) -> any Layer<T>
 }
