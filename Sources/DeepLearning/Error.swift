@@ -14,6 +14,10 @@ public enum DLErrorKind: Int32, Sendable {
     case numeric = 7
     /// The operation does not apply to this model (for example class labels with MSE).
     case unsupported = 8
+    /// The model is in use by another thread.
+    case busy = 9
+    /// A bug in the library itself.
+    case `internal` = 1
 }
 
 /// The one error type the core throws. `message` is complete and names the culprit.
@@ -28,7 +32,7 @@ public struct DLError: Error, CustomStringConvertible, Sendable {
 
     public var description: String { message }
 
-    static func invalid(_ message: String) -> DLError { DLError(.invalidArgument, message) }
+    public static func invalid(_ message: String) -> DLError { DLError(.invalidArgument, message) }
 }
 
 /// Limits that keep a caller's sizes from exhausting memory or overflowing `Int`.

@@ -1,1 +1,266 @@
+// The C ABI: every function declared in Include/deeplearning.h, and nothing else.
+//
+// Each export validates its arguments, runs the core inside `status`/`withModel`, and
+// turns any DLError into a status code plus this thread's message. Nothing here may trap:
+// no force unwraps, no unchecked arithmetic on caller sizes (size_t arrives as Int, so
+// values above Int.max look negative and are refused as such).
+import CDeepLearningSupport
 import DeepLearning
+
+// MARK: - Version and messages
+
+@_cdecl("dl_version_number")
+public func dl_version_number() -> Int32 { Int32(Version.number) }
+
+@_cdecl("dl_version")
+public func dl_version() -> UnsafePointer<CChar> { staticCString(Version.string) }
+
+@_cdecl("dl_status_string")
+public func dl_status_string(_ status: Int32) -> UnsafePointer<CChar> {
+    let text: StaticString
+    switch status {
+    case 0: text = "ok"
+    case 1: text = "internal error"
+    case 2: text = "invalid argument"
+    case 3: text = "invalid model spec"
+    case 4: text = "input/output error"
+    case 5: text = "bad file format"
+    case 6: text = "out of memory or over a size limit"
+    case 7: text = "NaN or infinity"
+    case 8: text = "unsupported for this model"
+    case 9: text = "model busy in another thread"
+    default: text = "unknown status"
+    }
+    return staticCString(text)
+}
+
+@_cdecl("dl_last_error")
+public func dl_last_error() -> UnsafePointer<CChar> { dlx_last_error() }
+
+private func staticCString(_ s: StaticString) -> UnsafePointer<CChar> {
+    UnsafeRawPointer(s.utf8Start).assumingMemoryBound(to: CChar.self)
+}
+
+// MARK: - Models
+
+private func create(_ out: UnsafeMutablePointer<OpaquePointer?>?, _ make: () throws(DLError) -> any AnyModel) -> Int32 {
+    status { () throws(DLError) in
+        let out = try required(out, "out")
+        out.pointee = HandleRegistry.shared.register(try make())
+    }
+}
+
+@_cdecl("dl_model_from_spec")
+public func dl_model_from_spec(_ path: UnsafePointer<CChar>?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+    create(out) { () throws(DLError) in
+        try makeModel(spec: try SpecParser.parse(file: String(cString: try required(path, "path"))))
+    }
+}
+
+@_cdecl("dl_model_from_json")
+public func dl_model_from_json(_ json: UnsafePointer<CChar>?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+    create(out) { () throws(DLError) in
+        try makeModel(spec: try SpecParser.parse(json: String(cString: try required(json, "json"))))
+    }
+}
+
+@_cdecl("dl_model_clone")
+public func dl_model_clone(_ model: OpaquePointer?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+    var copy: (any AnyModel)?
+    let rc = withModel(model) { (box) throws(DLError) in
+        _ = try required(out, "out")
+        copy = try box.model.clone()
+    }
+    if rc == 0, let copy, let out { out.pointee = HandleRegistry.shared.register(copy) }
+    return rc
+}
+
+@_cdecl("dl_model_free")
+public func dl_model_free(_ model: OpaquePointer?) {
+    _ = status { () throws(DLError) in try HandleRegistry.shared.free(model) }
+}
+
+// MARK: - Training and inference
+
+@_cdecl("dl_train_step")
+public func dl_train_step(_ model: OpaquePointer?, _ x: UnsafePointer<Float>?, _ batch: Int,
+                          _ labels: UnsafePointer<Int32>?, _ targets: UnsafePointer<Float>?,
+                          _ loss: UnsafeMutablePointer<Double>?) -> Int32 {
+    withModel(model) { (box) throws(DLError) in
+        let value = try box.model.trainStep(x: try required(x, "x"), batch: batch, targets: try batchTargets(labels, targets))
+        loss?.pointee = value
+    }
+}
+
+/// Checks that a caller's output buffer holds `count * perSample` elements.
+private func checkCapacity(_ count: Int, _ perSample: Int, _ capacity: Int, _ name: String) throws(DLError) {
+    guard count >= 1 else { throw .invalid("count must be at least 1, got \(count)") }
+    let (needed, overflow) = count.multipliedReportingOverflow(by: perSample)
+    guard !overflow, capacity >= needed else {
+        throw .invalid("\(name) has room for \(capacity) values but \(count) samples need \(overflow ? "more than Int.max" : String(needed))")
+    }
+}
+
+@_cdecl("dl_predict")
+public func dl_predict(_ model: OpaquePointer?, _ x: UnsafePointer<Float>?, _ count: Int,
+                       _ out: UnsafeMutablePointer<Float>?, _ outLen: Int) -> Int32 {
+    withModel(model) { (box) throws(DLError) in
+        let x = try required(x, "x"), out = try required(out, "out")
+        try checkCapacity(count, box.model.outputSize, outLen, "out")
+        try box.model.predict(x: x, count: count, into: out)
+    }
+}
+
+@_cdecl("dl_predict_classes")
+public func dl_predict_classes(_ model: OpaquePointer?, _ x: UnsafePointer<Float>?, _ count: Int,
+                               _ out: UnsafeMutablePointer<Int32>?, _ outLen: Int) -> Int32 {
+    withModel(model) { (box) throws(DLError) in
+        let x = try required(x, "x"), out = try required(out, "out")
+        try checkCapacity(count, 1, outLen, "out")
+        try box.model.predictClasses(x: x, count: count, into: out)
+    }
+}
+
+@_cdecl("dl_evaluate")
+public func dl_evaluate(_ model: OpaquePointer?, _ x: UnsafePointer<Float>?, _ count: Int,
+                        _ labels: UnsafePointer<Int32>?, _ targets: UnsafePointer<Float>?,
+                        _ loss: UnsafeMutablePointer<Double>?, _ accuracy: UnsafeMutablePointer<Double>?) -> Int32 {
+    withModel(model) { (box) throws(DLError) in
+        let result = try box.model.evaluate(x: try required(x, "x"), count: count, targets: try batchTargets(labels, targets))
+        loss?.pointee = result.loss
+        accuracy?.pointee = result.accuracy ?? .nan
+    }
+}
+
+@_cdecl("dl_gradcheck")
+public func dl_gradcheck(_ model: OpaquePointer?, _ x: UnsafePointer<Float>?, _ batch: Int,
+                         _ labels: UnsafePointer<Int32>?, _ targets: UnsafePointer<Float>?,
+                         _ maxEntries: Int, _ maxRelError: UnsafeMutablePointer<Double>?,
+                         _ perParam: UnsafeMutablePointer<Double>?, _ perParamLen: Int) -> Int32 {
+    withModel(model) { (box) throws(DLError) in
+        let x = try required(x, "x"), maxRelError = try required(maxRelError, "max_rel_error")
+        guard maxEntries >= 0 else { throw .invalid("max_entries is negative (\(maxEntries))") }
+        let tensors = box.model.parameterNames.count
+        if perParam != nil && perParamLen < tensors {
+            throw .invalid("per_param has room for \(perParamLen) values but the model has \(tensors) parameter tensors")
+        }
+        let entries = try box.model.gradientCheck(x: x, batch: batch, targets: try batchTargets(labels, targets), limit: maxEntries)
+        maxRelError.pointee = entries.map(\.relativeError).max() ?? 0
+        if let perParam { for (i, e) in entries.enumerated() { perParam[i] = e.relativeError } }
+    }
+}
+
+@_cdecl("dl_model_get_learning_rate")
+public func dl_model_get_learning_rate(_ model: OpaquePointer?, _ lr: UnsafeMutablePointer<Double>?) -> Int32 {
+    withModel(model) { (box) throws(DLError) in try required(lr, "lr").pointee = box.model.learningRate }
+}
+
+@_cdecl("dl_model_set_learning_rate")
+public func dl_model_set_learning_rate(_ model: OpaquePointer?, _ lr: Double) -> Int32 {
+    withModel(model) { (box) throws(DLError) in
+        guard lr.isFinite, lr >= 0 else { throw .invalid("learning rate must be a finite number >= 0, got \(lr)") }
+        box.model.learningRate = lr
+    }
+}
+
+// MARK: - Introspection
+
+/// Writes a model property to a non-NULL OUT pointer.
+private func property<V>(_ model: OpaquePointer?, _ out: UnsafeMutablePointer<V>?, _ name: String,
+                         _ get: (any AnyModel) -> V) -> Int32 {
+    withModel(model) { (box) throws(DLError) in try required(out, name).pointee = get(box.model) }
+}
+
+/// Checks an index into a list of `count` things.
+private func checkIndex(_ index: Int, _ count: Int, _ what: String) throws(DLError) {
+    guard index >= 0, index < count else {
+        throw .invalid("\(what) index \(index) is out of range: the model has \(count)")
+    }
+}
+
+@_cdecl("dl_model_input_size")
+public func dl_model_input_size(_ model: OpaquePointer?, _ size: UnsafeMutablePointer<Int>?) -> Int32 {
+    property(model, size, "size") { $0.inputSize }
+}
+
+@_cdecl("dl_model_output_size")
+public func dl_model_output_size(_ model: OpaquePointer?, _ size: UnsafeMutablePointer<Int>?) -> Int32 {
+    property(model, size, "size") { $0.outputSize }
+}
+
+@_cdecl("dl_model_param_count")
+public func dl_model_param_count(_ model: OpaquePointer?, _ count: UnsafeMutablePointer<Int>?) -> Int32 {
+    property(model, count, "count") { $0.parameterCount }
+}
+
+@_cdecl("dl_model_num_params")
+public func dl_model_num_params(_ model: OpaquePointer?, _ count: UnsafeMutablePointer<Int>?) -> Int32 {
+    property(model, count, "count") { $0.parameterNames.count }
+}
+
+@_cdecl("dl_model_num_layers")
+public func dl_model_num_layers(_ model: OpaquePointer?, _ count: UnsafeMutablePointer<Int>?) -> Int32 {
+    property(model, count, "count") { $0.layerTypes.count }
+}
+
+@_cdecl("dl_model_step_count")
+public func dl_model_step_count(_ model: OpaquePointer?, _ steps: UnsafeMutablePointer<UInt64>?) -> Int32 {
+    property(model, steps, "steps") { UInt64($0.stepCount) }
+}
+
+@_cdecl("dl_model_param_name")
+public func dl_model_param_name(_ model: OpaquePointer?, _ index: Int, _ name: UnsafeMutablePointer<UnsafePointer<CChar>?>?) -> Int32 {
+    withModel(model) { (box) throws(DLError) in
+        let out = try required(name, "name")
+        let names = box.model.parameterNames
+        try checkIndex(index, names.count, "parameter")
+        out.pointee = try box.cString(names[index])
+    }
+}
+
+@_cdecl("dl_model_layer_type")
+public func dl_model_layer_type(_ model: OpaquePointer?, _ index: Int, _ type: UnsafeMutablePointer<UnsafePointer<CChar>?>?) -> Int32 {
+    withModel(model) { (box) throws(DLError) in
+        let out = try required(type, "type")
+        let types = box.model.layerTypes
+        try checkIndex(index, types.count, "layer")
+        out.pointee = try box.cString(types[index])
+    }
+}
+
+@_cdecl("dl_model_spec_json")
+public func dl_model_spec_json(_ model: OpaquePointer?, _ json: UnsafeMutablePointer<UnsafePointer<CChar>?>?) -> Int32 {
+    withModel(model) { (box) throws(DLError) in
+        try required(json, "json").pointee = try box.cString(box.model.spec.json)
+    }
+}
+
+@_cdecl("dl_model_param_shape")
+public func dl_model_param_shape(_ model: OpaquePointer?, _ index: Int, _ dims: UnsafeMutablePointer<Int>?,
+                                 _ dimsLen: Int, _ ndim: UnsafeMutablePointer<Int>?) -> Int32 {
+    withModel(model) { (box) throws(DLError) in
+        let dims = try required(dims, "dims"), ndim = try required(ndim, "ndim")
+        let shapes = box.model.parameterShapes
+        try checkIndex(index, shapes.count, "parameter")
+        let shape = shapes[index]
+        guard dimsLen >= shape.count else {
+            throw .invalid("dims has room for \(dimsLen) dimensions but \(box.model.parameterNames[index]) has \(shape.count)")
+        }
+        for (i, d) in shape.enumerated() { dims[i] = d }
+        ndim.pointee = shape.count
+    }
+}
+
+@_cdecl("dl_model_get_param")
+public func dl_model_get_param(_ model: OpaquePointer?, _ index: Int, _ out: UnsafeMutablePointer<Float>?, _ len: Int) -> Int32 {
+    withModel(model) { (box) throws(DLError) in
+        try box.model.readParameter(index, into: try required(out, "out"), count: len)
+    }
+}
+
+@_cdecl("dl_model_set_param")
+public func dl_model_set_param(_ model: OpaquePointer?, _ index: Int, _ values: UnsafePointer<Float>?, _ len: Int) -> Int32 {
+    withModel(model) { (box) throws(DLError) in
+        try box.model.writeParameter(index, from: try required(values, "values"), count: len)
+    }
+}

@@ -82,7 +82,7 @@ func bits<T: DLScalar>(_ model: Model<T>) -> [[T]] { model.parameters.map { $0.v
             let entries = try x.withUnsafeBufferPointer { xp in
                 try labels.withUnsafeBufferPointer { lp in
                     try values.withUnsafeBufferPointer { vp in
-                        try model.gradientCheck(x: xp.baseAddress!, batch: 5,
+                        try model.checkGradients(x: xp.baseAddress!, batch: 5,
                                                 targets: loss == "cross_entropy" ? .labels(lp.baseAddress!) : .values(vp.baseAddress!))
                     }
                 }

@@ -64,7 +64,7 @@ extension Model where T == Double {
     /// - Parameter limit: entries perturbed per parameter tensor (0 = all of them). Each
     ///   perturbed entry costs two forward passes.
     /// - Returns: one entry per parameter, in `parameters` order.
-    public func gradientCheck<S: DLScalar>(x: UnsafePointer<S>, batch: Int, targets: BatchTargets<S>,
+    public func checkGradients<S: DLScalar>(x: UnsafePointer<S>, batch: Int, targets: BatchTargets<S>,
                                            limit: Int = 0, epsilon: Double = GradientCheck.defaultEpsilon) throws(DLError) -> [GradientCheck.Entry] {
         _ = try lossAndGradients(x: x, batch: batch, targets: targets)
         // Gradients are overwritten by nothing below: f runs forward passes only.

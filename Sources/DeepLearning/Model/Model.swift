@@ -239,8 +239,8 @@ public final class Model<T: DLScalar> {
 
     // MARK: Conversion
 
-    /// A copy of this model computing in `U` (parameters, buffers, optimizer step and
-    /// counters converted; optimizer slots start from zero).
+    /// An independent copy of this model computing in `U`: parameters, buffers, optimizer
+    /// state, random generator and counters. `converted(to: T.self)` is a deep clone.
     public func converted<U: DLScalar>(to: U.Type) throws(DLError) -> Model<U> {
         var s = spec
         s.dtype = U.self == Float.self ? .float32 : .float64
@@ -248,10 +248,42 @@ public final class Model<T: DLScalar> {
         for (a, b) in zip(parameters + buffers, other.parameters + other.buffers) {
             Kernels.convert(a.value.data, b.value.data, a.value.count)
         }
+        for (mine, theirs) in zip(optimizer.slots, other.optimizer.slots) {
+            for (a, b) in zip(mine, theirs) { Kernels.convert(a.data, b.data, a.count) }
+        }
+        other.optimizer.restore(step: optimizer.step)
+        other.optimizer.learningRate = optimizer.learningRate
         other.rng = rng
         other.samplesSeen = samplesSeen
         other.epoch = epoch
-        other.optimizer.learningRate = optimizer.learningRate
         return other
+    }
+
+    // MARK: Parameters by index
+
+    /// Copies parameter `index` into `out` (exactly its element count) as `S`.
+    public func readParameter<S: DLScalar>(_ index: Int, into out: UnsafeMutablePointer<S>, count: Int) throws(DLError) {
+        let p = try parameter(index, count: count)
+        Kernels.convert(p.value.data, out, p.value.count)
+    }
+
+    /// Replaces parameter `index` with `count` values, refusing NaN/Inf (nothing changes then).
+    public func writeParameter<S: DLScalar>(_ index: Int, from values: UnsafePointer<S>, count: Int) throws(DLError) {
+        let p = try parameter(index, count: count)
+        guard Kernels.allFinite(values, count) else {
+            throw DLError(.numeric, "values for \(p.name) contain NaN or infinity; the parameter was not changed")
+        }
+        Kernels.convert(values, p.value.data, count)
+    }
+
+    private func parameter(_ index: Int, count: Int) throws(DLError) -> Parameter<T> {
+        guard index >= 0, index < parameters.count else {
+            throw .invalid("parameter index \(index) is out of range: the model has \(parameters.count) parameter tensors")
+        }
+        let p = parameters[index]
+        guard count == p.value.count else {
+            throw .invalid("\(p.name) has \(p.value.count) values (shape \(p.value.shape)), but the buffer holds \(count)")
+        }
+        return p
     }
 }

@@ -1,0 +1,316 @@
+/*
+ * deeplearning.h -- the C interface of the deeplearning library.
+ *
+ * deeplearning trains and runs neural networks whose architecture is described
+ * in a JSON spec file (see specs/README.md). The library is written in Swift and
+ * exports exactly the functions declared here; anything not declared in this
+ * header is not part of the interface.
+ *
+ * A typical program:
+ *
+ *     dl_model *m = NULL;
+ *     if (dl_model_from_spec("specs/mnist_mlp.json", &m) != DL_OK) {
+ *         fprintf(stderr, "%s\n", dl_last_error());
+ *         return 1;
+ *     }
+ *     double loss;
+ *     dl_train_step(m, x, 64, labels, NULL, &loss);     // x: 64 * 784 floats
+ *     dl_predict(m, x, 64, out, 64 * 10);               // out: raw outputs (logits)
+ *     dl_model_free(m);
+ *
+ * Conventions
+ *   - Every function that can fail returns an int status: DL_OK (0) or one of
+ *     the DL_* codes below. dl_status_string() gives fixed text for a code;
+ *     dl_last_error() gives the detailed message of the last call on the
+ *     calling thread.
+ *   - Results come back through parameters marked OUT. On failure, OUT
+ *     parameters and the model are left unchanged.
+ *   - Data is passed as row-major float arrays: `count` samples of
+ *     dl_model_input_size() values each. Class labels are int32 indices in
+ *     [0, output size). NaN or infinite inputs and targets are refused with
+ *     DL_NUMERIC; nothing is changed.
+ *   - No function ends the calling process, whatever its arguments. Handles
+ *     are checked: NULL, a freed handle or a pointer that is not a live model
+ *     gives DL_INVALID_ARGUMENT (a freed handle is detected as long as its
+ *     address has not been reused by a new model).
+ *
+ * Thread safety
+ *   - All functions may be called from any thread. Different models may be
+ *     used on different threads at the same time.
+ *   - One model must not be used by two threads at once. The library detects
+ *     it: the second caller gets DL_BUSY and nothing happens. To predict from
+ *     several threads, give each thread its own copy with dl_model_clone().
+ *   - dl_last_error() is per thread.
+ */
+#ifndef DEEPLEARNING_H
+#define DEEPLEARNING_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#ifndef DL_API
+#  if defined(__GNUC__) || defined(__clang__)
+#    define DL_API __attribute__((visibility("default")))
+#  else
+#    define DL_API
+#  endif
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Version                                                                   */
+/* ------------------------------------------------------------------------ */
+
+#define DL_VERSION_MAJOR 0
+#define DL_VERSION_MINOR 1
+#define DL_VERSION_PATCH 0
+#define DL_VERSION_STRING "0.1.0"
+/* MAJOR * 10000 + MINOR * 100 + PATCH */
+#define DL_VERSION_NUMBER (DL_VERSION_MAJOR * 10000 + DL_VERSION_MINOR * 100 + DL_VERSION_PATCH)
+
+/*
+ * dl_version_number - the library's DL_VERSION_NUMBER.
+ * Compare with the header's macro to detect a header/library mismatch.
+ * Thread-safe.
+ */
+DL_API int dl_version_number(void);
+
+/*
+ * dl_version - the library's version as "MAJOR.MINOR.PATCH".
+ * Returns: a static string; do not free it. Thread-safe.
+ */
+DL_API const char *dl_version(void);
+
+/* ------------------------------------------------------------------------ */
+/* Status codes and messages                                                 */
+/* ------------------------------------------------------------------------ */
+
+#define DL_OK                0 /* success */
+#define DL_ERROR             1 /* internal error (a bug in the library: please report it) */
+#define DL_INVALID_ARGUMENT  2 /* NULL or dead handle, bad size, short buffer, label out of range */
+#define DL_SPEC_ERROR        3 /* the JSON spec is malformed or describes an impossible model */
+#define DL_IO_ERROR          4 /* a file could not be opened, read or written */
+#define DL_FORMAT_ERROR      5 /* a file is damaged, of the wrong kind, or does not match the model */
+#define DL_NOMEM             6 /* out of memory, or a size beyond the library's limits */
+#define DL_NUMERIC           7 /* NaN or infinity in the input, targets or loss */
+#define DL_UNSUPPORTED       8 /* not possible for this model (e.g. class labels with an MSE loss) */
+#define DL_BUSY              9 /* the model is being used by another thread right now */
+
+/*
+ * dl_status_string - fixed English text for a status code ("invalid argument").
+ * Returns: a static string for any int (unknown codes give "unknown status");
+ * do not free it. Thread-safe.
+ */
+DL_API const char *dl_status_string(int status);
+
+/*
+ * dl_last_error - the detailed message of the last call made on this thread
+ * that failed, e.g. "specs/x.json: layers[2].units: expected a positive
+ * integer, got -3". Successful calls reset it to "".
+ * Returns: a thread-local string, valid until the next library call on this
+ * thread; never NULL; do not free it.
+ */
+DL_API const char *dl_last_error(void);
+
+/* ------------------------------------------------------------------------ */
+/* Models                                                                    */
+/* ------------------------------------------------------------------------ */
+
+/* A model: layers, loss, optimizer and their state. Opaque. */
+typedef struct dl_model dl_model;
+
+/*
+ * dl_model_from_spec - build a model from a JSON spec file.
+ *   path  path of the spec file (UTF-8).
+ *   out   OUT: the new model on success; the caller owns it and frees it
+ *         with dl_model_free(). Untouched on failure.
+ * Returns: DL_OK, DL_INVALID_ARGUMENT (NULL argument), DL_IO_ERROR,
+ * DL_SPEC_ERROR (message names the file, JSON path, what was expected and
+ * what was found), DL_NOMEM.
+ * The initial weights are drawn from the spec's seed: the same spec gives the
+ * same model on every run.
+ */
+DL_API int dl_model_from_spec(const char *path, dl_model **out);
+
+/*
+ * dl_model_from_json - build a model from a JSON spec held in a string.
+ *   json  NUL-terminated UTF-8 JSON text.
+ *   out   OUT: the new model; the caller frees it with dl_model_free().
+ * Returns: as dl_model_from_spec(); messages name the source "<string>".
+ */
+DL_API int dl_model_from_json(const char *json, dl_model **out);
+
+/*
+ * dl_model_clone - an independent deep copy of a model: parameters,
+ * optimizer state, random generator and counters.
+ *   model  the model to copy (not modified).
+ *   out    OUT: the copy; the caller frees it with dl_model_free().
+ * Use one clone per thread to predict from several threads at once.
+ */
+DL_API int dl_model_clone(const dl_model *model, dl_model **out);
+
+/*
+ * dl_model_free - release a model and everything it owns, including strings
+ * returned by the dl_model_* introspection functions. NULL is a no-op; a
+ * handle that was already freed is ignored.
+ */
+DL_API void dl_model_free(dl_model *model);
+
+/* ------------------------------------------------------------------------ */
+/* Training and inference                                                    */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * dl_train_step - one optimisation step on one mini-batch.
+ *   model    the model to train.
+ *   x        batch * input_size floats.
+ *   batch    number of samples, >= 1.
+ *   labels   batch class indices (classification losses), or NULL.
+ *   targets  batch * output_size floats (regression targets, or one-hot /
+ *            probability rows for cross-entropy), or NULL.
+ *            Exactly one of labels and targets must be non-NULL.
+ *   loss     OUT (may be NULL): the batch's mean loss before the update.
+ * Returns: DL_OK; DL_INVALID_ARGUMENT; DL_UNSUPPORTED (labels with a
+ * regression loss); DL_NUMERIC (NaN/Inf in x or targets, or a non-finite
+ * loss: the step is skipped and the parameters are left unchanged); DL_BUSY.
+ */
+DL_API int dl_train_step(dl_model *model, const float *x, size_t batch,
+                         const int32_t *labels, const float *targets, double *loss);
+
+/*
+ * dl_predict - the model's raw outputs (the last layer's values; logits for a
+ * cross-entropy classifier) for count samples, in evaluation mode.
+ *   x        count * input_size floats.
+ *   count    number of samples, >= 1.
+ *   out      OUT: receives count * output_size floats.
+ *   out_len  number of floats out can hold; must be >= count * output_size.
+ * Returns: DL_OK, DL_INVALID_ARGUMENT (including a short buffer), DL_NUMERIC,
+ * DL_BUSY. The model is not changed.
+ */
+DL_API int dl_predict(dl_model *model, const float *x, size_t count, float *out, size_t out_len);
+
+/*
+ * dl_predict_classes - the most likely class (argmax of the outputs) of each
+ * of count samples.
+ *   out      OUT: receives count labels.
+ *   out_len  number of int32 out can hold; must be >= count.
+ */
+DL_API int dl_predict_classes(dl_model *model, const float *x, size_t count,
+                              int32_t *out, size_t out_len);
+
+/*
+ * dl_evaluate - mean loss and accuracy over a dataset, in evaluation mode.
+ *   x, count, labels, targets   as dl_train_step (count may be large; the
+ *                                library works through it in chunks).
+ *   loss      OUT (may be NULL): mean loss over the samples.
+ *   accuracy  OUT (may be NULL): fraction in [0, 1] of samples whose argmax
+ *             output equals the label (or the target row's argmax); NaN for
+ *             regression losses.
+ * The model is not changed.
+ */
+DL_API int dl_evaluate(dl_model *model, const float *x, size_t count,
+                       const int32_t *labels, const float *targets,
+                       double *loss, double *accuracy);
+
+/*
+ * dl_gradcheck - compare the model's back-propagated gradients with centred
+ * finite differences, in float64, over the whole model and its loss on one
+ * batch. A float32 model is checked through a float64 copy; the model itself
+ * is not changed.
+ *   x, batch, labels, targets   as dl_train_step.
+ *   max_entries    entries checked per parameter tensor, spread evenly
+ *                  (0 = all; each costs two forward passes).
+ *   max_rel_error  OUT: the largest relative error over all parameters,
+ *                  max|a - n| / max(max|a|, max|n|). Below 1e-7 is excellent,
+ *                  above 1e-2 a bug.
+ *   per_param      OUT (may be NULL): the relative error of each parameter
+ *                  tensor, in dl_model_param_name() order.
+ *   per_param_len  number of doubles per_param can hold; must be >=
+ *                  dl_model_num_params() when per_param is not NULL.
+ */
+DL_API int dl_gradcheck(dl_model *model, const float *x, size_t batch,
+                        const int32_t *labels, const float *targets,
+                        size_t max_entries, double *max_rel_error,
+                        double *per_param, size_t per_param_len);
+
+/*
+ * dl_model_get_learning_rate / dl_model_set_learning_rate - the optimizer's
+ * learning rate, which may change between steps (schedules).
+ *   lr  OUT for get; for set a finite number >= 0.
+ */
+DL_API int dl_model_get_learning_rate(const dl_model *model, double *lr);
+DL_API int dl_model_set_learning_rate(dl_model *model, double lr);
+
+/* ------------------------------------------------------------------------ */
+/* Introspection                                                             */
+/* ------------------------------------------------------------------------ */
+
+/* dl_model_input_size - values per input sample (784 for MNIST). OUT: size. */
+DL_API int dl_model_input_size(const dl_model *model, size_t *size);
+
+/* dl_model_output_size - values per output sample (10 classes). OUT: size. */
+DL_API int dl_model_output_size(const dl_model *model, size_t *size);
+
+/* dl_model_param_count - total number of trainable scalars (101770 for the
+ * tutorial's MLP). OUT: count. */
+DL_API int dl_model_param_count(const dl_model *model, size_t *count);
+
+/* dl_model_num_params - number of parameter tensors ("layers.0.weight",
+ * "layers.0.bias", ...). OUT: count. */
+DL_API int dl_model_num_params(const dl_model *model, size_t *count);
+
+/*
+ * dl_model_param_name - the name of parameter tensor `index`, such as
+ * "layers.0.weight".
+ *   name  OUT: a string owned by the model, valid until dl_model_free().
+ */
+DL_API int dl_model_param_name(const dl_model *model, size_t index, const char **name);
+
+/*
+ * dl_model_param_shape - the shape of parameter tensor `index` (a Linear
+ * layer's weight is (out, in), its bias (out)).
+ *   dims      OUT: receives the dimensions.
+ *   dims_len  number of size_t dims can hold (4 is always enough).
+ *   ndim      OUT: number of dimensions.
+ */
+DL_API int dl_model_param_shape(const dl_model *model, size_t index,
+                                size_t *dims, size_t dims_len, size_t *ndim);
+
+/*
+ * dl_model_get_param / dl_model_set_param - copy parameter tensor `index`
+ * out of or into the model, row-major, as floats.
+ *   len  number of floats in the buffer; must equal the tensor's element count.
+ * set refuses NaN/Inf values (DL_NUMERIC) and leaves the model unchanged.
+ */
+DL_API int dl_model_get_param(const dl_model *model, size_t index, float *out, size_t len);
+DL_API int dl_model_set_param(dl_model *model, size_t index, const float *values, size_t len);
+
+/* dl_model_num_layers - number of layers. OUT: count. */
+DL_API int dl_model_num_layers(const dl_model *model, size_t *count);
+
+/*
+ * dl_model_layer_type - the spec type of layer `index` ("linear", "relu").
+ *   type  OUT: a string owned by the model, valid until dl_model_free().
+ */
+DL_API int dl_model_layer_type(const dl_model *model, size_t index, const char **type);
+
+/*
+ * dl_model_spec_json - the JSON spec the model was built from.
+ *   json  OUT: a string owned by the model, valid until dl_model_free().
+ */
+DL_API int dl_model_spec_json(const dl_model *model, const char **json);
+
+/*
+ * dl_model_step_count - number of optimisation steps applied so far.
+ *   steps  OUT.
+ */
+DL_API int dl_model_step_count(const dl_model *model, uint64_t *steps);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* DEEPLEARNING_H */

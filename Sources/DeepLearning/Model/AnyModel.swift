@@ -1,0 +1,55 @@
+/// A model whatever its element type: what the C ABI, the Python bindings and the
+/// command-line tool hold. `Model<Float>` and `Model<Double>` conform.
+public protocol AnyModel: AnyObject {
+    var spec: ModelSpec { get }
+    var inputSize: Int { get }
+    var outputSize: Int { get }
+    var inputShape: [Int] { get }
+    var outputShape: [Int] { get }
+    var parameterCount: Int { get }
+    var parameterNames: [String] { get }
+    var parameterShapes: [[Int]] { get }
+    var layerTypes: [String] { get }
+    var learningRate: Double { get set }
+    var stepCount: Int { get }
+    var samplesSeen: Int { get set }
+    var epoch: Int { get set }
+    var isClassifier: Bool { get }
+
+    func trainStep<S: DLScalar>(x: UnsafePointer<S>, batch: Int, targets: BatchTargets<S>) throws(DLError) -> Double
+    func predict<S: DLScalar>(x: UnsafePointer<S>, count: Int, into out: UnsafeMutablePointer<S>) throws(DLError)
+    func predictClasses<S: DLScalar>(x: UnsafePointer<S>, count: Int, into out: UnsafeMutablePointer<Int32>) throws(DLError)
+    func evaluate<S: DLScalar>(x: UnsafePointer<S>, count: Int, targets: BatchTargets<S>) throws(DLError) -> (loss: Double, accuracy: Double?)
+    func readParameter<S: DLScalar>(_ index: Int, into out: UnsafeMutablePointer<S>, count: Int) throws(DLError)
+    func writeParameter<S: DLScalar>(_ index: Int, from values: UnsafePointer<S>, count: Int) throws(DLError)
+    /// A deep, independent copy.
+    func clone() throws(DLError) -> any AnyModel
+    /// Gradient check in float64 on a copy; this model is not changed.
+    func gradientCheck<S: DLScalar>(x: UnsafePointer<S>, batch: Int, targets: BatchTargets<S>, limit: Int) throws(DLError) -> [GradientCheck.Entry]
+}
+
+extension Model: AnyModel {
+    public var parameterNames: [String] { parameters.map(\.name) }
+    public var parameterShapes: [[Int]] { parameters.map(\.value.shape) }
+    public var layerTypes: [String] { layers.map(\.type) }
+    public var learningRate: Double {
+        get { optimizer.learningRate }
+        set { optimizer.learningRate = newValue }
+    }
+    public var stepCount: Int { optimizer.step }
+    public var isClassifier: Bool { loss.isClassification }
+
+    public func clone() throws(DLError) -> any AnyModel { try converted(to: T.self) }
+
+    public func gradientCheck<S: DLScalar>(x: UnsafePointer<S>, batch: Int, targets: BatchTargets<S>, limit: Int) throws(DLError) -> [GradientCheck.Entry] {
+        try converted(to: Double.self).checkGradients(x: x, batch: batch, targets: targets, limit: limit)
+    }
+}
+
+/// Builds a model of the spec's dtype.
+public func makeModel(spec: ModelSpec) throws(DLError) -> any AnyModel {
+    switch spec.dtype {
+    case .float32: return try Model<Float>(spec: spec)
+    case .float64: return try Model<Double>(spec: spec)
+    }
+}
