@@ -160,6 +160,35 @@ DL_API int dl_model_clone(const dl_model *model, dl_model **out);
 DL_API void dl_model_free(dl_model *model);
 
 /* ------------------------------------------------------------------------ */
+/* Checkpoints                                                               */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * dl_model_save - write the model to an HDF5 checkpoint: its spec,
+ * parameters, optimizer state, random generator and training counters
+ * (layout: docs/checkpoint-format.md). Training resumed from the checkpoint
+ * continues exactly as if it had never stopped.
+ *   model  the model (not modified).
+ *   path   file to write (UTF-8). The file is written under a temporary name
+ *          in the same folder and renamed over `path` only when complete, so
+ *          an existing checkpoint is never left half-written.
+ * Returns: DL_OK, DL_INVALID_ARGUMENT, DL_IO_ERROR, DL_BUSY.
+ * Thread-safety: HDF5 calls are serialised on one process-wide lock.
+ */
+DL_API int dl_model_save(const dl_model *model, const char *path);
+
+/*
+ * dl_model_load - read a model from an HDF5 checkpoint.
+ *   path  file to read (UTF-8).
+ *   out   OUT: the model; the caller frees it with dl_model_free().
+ * Returns: DL_OK; DL_IO_ERROR (missing or unreadable file); DL_FORMAT_ERROR
+ * (not HDF5, truncated, not a deeplearning checkpoint, a newer format
+ * version, a missing or extra dataset, a wrong shape or type, NaN/Inf
+ * values; the message names the dataset); DL_NOMEM.
+ */
+DL_API int dl_model_load(const char *path, dl_model **out);
+
+/* ------------------------------------------------------------------------ */
 /* Training and inference                                                    */
 /* ------------------------------------------------------------------------ */
 

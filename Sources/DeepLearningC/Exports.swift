@@ -80,6 +80,20 @@ public func dl_model_free(_ model: OpaquePointer?) {
     _ = status { () throws(DLError) in try HandleRegistry.shared.free(model) }
 }
 
+// MARK: - Checkpoints
+
+@_cdecl("dl_model_save")
+public func dl_model_save(_ model: OpaquePointer?, _ path: UnsafePointer<CChar>?) -> Int32 {
+    withModel(model) { (box) throws(DLError) in
+        try box.model.save(to: String(cString: try required(path, "path")))
+    }
+}
+
+@_cdecl("dl_model_load")
+public func dl_model_load(_ path: UnsafePointer<CChar>?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+    create(out) { () throws(DLError) in try loadModel(from: String(cString: try required(path, "path"))) }
+}
+
 // MARK: - Training and inference
 
 @_cdecl("dl_train_step")

@@ -1,0 +1,161 @@
+import Glibc
+
+/// HDF5 checkpoints: a model's spec, parameters, optimizer state, random generator and
+/// training counters in one self-describing file (layout in docs/checkpoint-format.md).
+public enum Checkpoint {
+    /// The value of the root attribute "format".
+    public static let formatName = "deeplearning-checkpoint"
+    /// The layout version this library writes; it reads this and every older one.
+    public static let formatVersion: Int64 = 1
+}
+
+extension Model {
+    /// Saves the model to `path`, atomically: the file is written beside the target under a
+    /// temporary name, flushed to disk, then renamed over it. An existing checkpoint is
+    /// never left half-written; on failure the temporary file is removed.
+    public func save(to path: String) throws(DLError) {
+        guard !path.isEmpty else { throw .invalid("checkpoint path is empty") }
+        try HDF5File.locked { () throws(DLError) in
+            let temporary = "\(path).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+            do throws(DLError) {
+                let file = try HDF5File.create(temporary)
+                try write(file)
+                file.close()
+                try flushToDisk(temporary)
+                guard rename(temporary, path) == 0 else {
+                    throw DLError(.io, "\(path): cannot replace the file (\(String(cString: strerror(errno))))")
+                }
+            } catch {
+                unlink(temporary)
+                throw error
+            }
+        }
+    }
+
+    private func write(_ f: HDF5File) throws(DLError) {
+        try f.setAttribute("/", "format", string: Checkpoint.formatName)
+        try f.setAttribute("/", "format_version", int: Checkpoint.formatVersion)
+        try f.setAttribute("/", "library_version", string: Version.string.description)
+        try f.setAttribute("/", "dtype", string: T.dtypeName)
+        try f.write("model_spec", string: spec.json)
+        try f.createGroup("parameters")
+        for p in parameters { try f.write("parameters/\(p.name)", shape: p.value.shape, p.value.data) }
+        try f.createGroup("buffers")
+        for b in buffers { try f.write("buffers/\(b.name)", shape: b.value.shape, b.value.data) }
+        try f.createGroup("optimizer")
+        try f.setAttribute("optimizer", "type", string: optimizer.type)
+        try f.setAttribute("optimizer", "learning_rate", double: optimizer.learningRate)
+        try f.setAttribute("optimizer", "step", int: Int64(optimizer.step))
+        for (s, slot) in optimizer.slotNames.enumerated() {
+            try f.createGroup("optimizer/\(slot)")
+            for (p, state) in zip(parameters, optimizer.slots) {
+                try f.write("optimizer/\(slot)/\(p.name)", shape: p.value.shape, state[s].data)
+            }
+        }
+        try f.createGroup("training")
+        try f.setAttribute("training", "samples_seen", int: Int64(samplesSeen))
+        try f.setAttribute("training", "epoch", int: Int64(epoch))
+        let r = rng.state
+        try f.write("training/rng_state", values: [r.0, r.1, r.2, r.3])
+    }
+
+    /// Fills this freshly built model from a checkpoint whose spec it was built from,
+    /// checking every dataset's presence, shape, type and values.
+    func restore(from f: HDF5File) throws(DLError) {
+        try readTensors(f, group: "parameters", parameters.map { ($0.name, $0.value) })
+        try readTensors(f, group: "buffers", buffers.map { ($0.name, $0.value) })
+        let type = try f.attributeString("optimizer", "type")
+        guard type == optimizer.type else {
+            throw DLError(.format, "\(f.path): optimizer/type is \"\(type)\" but the stored spec names \"\(optimizer.type)\"")
+        }
+        let lr = try f.attributeDouble("optimizer", "learning_rate")
+        let step = try f.attributeInt("optimizer", "step")
+        guard lr.isFinite, lr >= 0, step >= 0 else {
+            throw DLError(.format, "\(f.path): optimizer learning_rate \(lr) or step \(step) is invalid")
+        }
+        for (s, slot) in optimizer.slotNames.enumerated() {
+            try readTensors(f, group: "optimizer/\(slot)", zip(parameters, optimizer.slots).map { ($0.name, $1[s]) })
+        }
+        let seen = try f.attributeInt("training", "samples_seen")
+        let epochs = try f.attributeInt("training", "epoch")
+        guard seen >= 0, epochs >= 0 else { throw DLError(.format, "\(f.path): negative training counters") }
+        let shape = try f.describe("training/rng_state")
+        guard shape.shape == [4], !shape.isFloat, shape.typeClass == "integer" else {
+            throw DLError(.format, "\(f.path): training/rng_state must be 4 unsigned 64-bit integers, found \(shape.typeClass) \(shape.shape)")
+        }
+        let r = try f.readUInt64("training/rng_state", count: 4)
+        guard r != [0, 0, 0, 0] else { throw DLError(.format, "\(f.path): training/rng_state is all zeros (not a valid generator state)") }
+        optimizer.learningRate = lr
+        optimizer.restore(step: Int(step))
+        samplesSeen = Int(seen)
+        epoch = Int(epochs)
+        rng = RandomGenerator(state: (r[0], r[1], r[2], r[3]))
+    }
+
+    /// Reads `group`'s datasets into `tensors`, requiring exactly those names, each with the
+    /// tensor's shape, a floating-point type and finite values.
+    private func readTensors(_ f: HDF5File, group: String, _ tensors: [(String, Tensor<T>)]) throws(DLError) {
+        if tensors.isEmpty && !f.exists(group) { return }
+        guard f.exists(group) else { throw DLError(.format, "\(f.path): missing group \(group)") }
+        let expected = Set(tensors.map(\.0))
+        for name in try f.members(group) where !expected.contains(name) {
+            throw DLError(.format, "\(f.path): \(group)/\(name) does not belong to the stored spec's model (it has \(tensors.map(\.0).joined(separator: ", ")))")
+        }
+        for (name, t) in tensors {
+            let dataset = "\(group)/\(name)"
+            let d = try f.describe(dataset)
+            guard d.isFloat else {
+                throw DLError(.format, "\(f.path): \(dataset) holds \(d.typeClass) values, expected floating point")
+            }
+            guard d.shape == t.shape else {
+                throw DLError(.format, "\(f.path): \(dataset) has shape \(d.shape), but the stored spec gives \(t.shape)")
+            }
+            try f.read(dataset, into: t.data, count: t.count)
+            guard Kernels.allFinite(t.data, t.count) else {
+                throw DLError(.format, "\(f.path): \(dataset) contains NaN or infinite values")
+            }
+        }
+    }
+}
+
+/// Loads a model saved by `save(to:)` (or written by another program following
+/// docs/checkpoint-format.md).
+public func loadModel(from path: String) throws(DLError) -> any AnyModel {
+    try HDF5File.locked { () throws(DLError) -> any AnyModel in
+        let f = try HDF5File.open(path)
+        let format: String
+        do throws(DLError) { format = try f.attributeString("/", "format") } catch {
+            throw DLError(.format, "\(path): not a deeplearning checkpoint (no \"format\" attribute)")
+        }
+        guard format == Checkpoint.formatName else {
+            throw DLError(.format, "\(path): format is \"\(format)\", expected \"\(Checkpoint.formatName)\"")
+        }
+        let version = try f.attributeInt("/", "format_version")
+        guard version >= 1, version <= Checkpoint.formatVersion else {
+            throw DLError(.format, "\(path): checkpoint format_version \(version) is newer than this library reads (\(Checkpoint.formatVersion)); upgrade deeplearning")
+        }
+        let json = try f.readString("model_spec")
+        let spec: ModelSpec
+        do throws(DLError) { spec = try SpecParser.parse(json: json, source: "\(path):/model_spec") } catch {
+            throw DLError(.format, error.message)
+        }
+        switch spec.dtype {
+        case .float32:
+            let model = try Model<Float>(spec: spec)
+            try model.restore(from: f)
+            return model
+        case .float64:
+            let model = try Model<Double>(spec: spec)
+            try model.restore(from: f)
+            return model
+        }
+    }
+}
+
+/// fsync()s a file so a rename after it cannot expose a half-written file after a crash.
+private func flushToDisk(_ path: String) throws(DLError) {
+    let fd = open(path, O_RDONLY)
+    guard fd >= 0 else { throw DLError(.io, "\(path): cannot reopen to flush (\(String(cString: strerror(errno))))") }
+    defer { close(fd) }
+    guard fsync(fd) == 0 else { throw DLError(.io, "\(path): fsync failed (\(String(cString: strerror(errno))))") }
+}
