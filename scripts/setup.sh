@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Installs what building and testing deeplearning needs, on Debian 12 as root
+# (or with sudo). Safe to run again: it installs only what is missing, so a
+# second run takes a second.
+#   Debian: cmake, ninja, pkg-config, the C libraries that Package.swift's
+#           system-library targets and CMakeLists.txt find through pkg-config,
+#           and valgrind for the C driver's memcheck test
+#   PyPI:   what the Python bindings' tests and specs/check_schema.py import
+# The Swift toolchain itself (swift, swiftc) is expected on PATH or in /opt/swift.
+set -euo pipefail
+
+apt_packages=(cmake ninja-build pkg-config
+              libjson-c-dev libhdf5-dev libopenblas-dev zlib1g-dev
+              valgrind)   # ctest c_driver_valgrind (bindings/c)
+python_modules=(numpy h5py pytest jsonschema)   # PyPI names are the same
+python=${PYTHON:-python3}
+
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then sudo=sudo; fi
+
+apt_install() {
+    echo "setup: apt-get install $*"
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    $sudo env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -qq --no-install-recommends "$@" > /dev/null
+}
+
+# MARK: Debian packages
+missing=()
+for package in "${apt_packages[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'ok installed'; then
+        missing+=("$package")
+    fi
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    apt_install "${missing[@]}"
+fi
+
+# MARK: Python packages
+if ! command -v "$python" > /dev/null; then
+    apt_install python3 python3-pip
+fi
+missing=()
+# One interpreter start when everything is there (the common case).
+if "$python" -c "import $(IFS=,; echo "${python_modules[*]}")" 2> /dev/null; then
+    python_modules=()
+fi
+for module in "${python_modules[@]}"; do
+    if ! "$python" -c "import $module" 2> /dev/null; then
+        missing+=("$module")
+    fi
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    if ! "$python" -m pip --version > /dev/null 2>&1; then
+        apt_install python3-pip
+    fi
+    pip_flags=(--quiet --disable-pip-version-check --root-user-action=ignore)
+    # Debian's own python3 refuses pip installs (PEP 668) unless told.
+    if "$python" -c 'import os, sysconfig, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")))'; then
+        pip_flags+=(--break-system-packages)
+    fi
+    echo "setup: pip install ${missing[*]}"
+    "$python" -m pip install "${pip_flags[@]}" "${missing[@]}"
+fi
+
+echo "setup: all prerequisites present"
