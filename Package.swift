@@ -24,6 +24,9 @@ let systemLibraries: [Target] = [
                    providers: [.apt(["zlib1g-dev"])]),
 ]
 
+/// Absolute folder of this package (the linker runs elsewhere).
+let packageRoot = String(#filePath.dropLast("/Package.swift".count))
+
 // MARK: - Targets
 let targets: [Target] = systemLibraries + [
     // The per-thread error buffer of the C ABI (C11 _Thread_local).
@@ -33,9 +36,12 @@ let targets: [Target] = systemLibraries + [
     .target(name: "DeepLearning",
             dependencies: ["CJSONC", "CHDF5", "COpenBLAS", "CZlib",
                            .product(name: "RealModule", package: "swift-numerics")]),
-    // The C ABI: @_cdecl exports only; validates every argument.
+    // The C ABI: @_cdecl exports only; validates every argument. The linker version
+    // script keeps libdeeplearning.so's exports to the dl_* functions of the header
+    // (the CMake build uses the same script).
     .target(name: "DeepLearningC",
-            dependencies: ["DeepLearning", "CDeepLearningSupport"]),
+            dependencies: ["DeepLearning", "CDeepLearningSupport"],
+            linkerSettings: [.unsafeFlags(["-Xlinker", "--version-script=\(packageRoot)/cmake/deeplearning.map"])]),
     .executableTarget(name: "dl",
                       dependencies: ["DeepLearning",
                                      .product(name: "ArgumentParser", package: "swift-argument-parser")]),

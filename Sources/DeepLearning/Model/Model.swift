@@ -181,6 +181,7 @@ public final class Model<T: DLScalar> {
     /// Raw outputs of the last layer for `count` samples, in evaluation mode, written to
     /// `out` (`count * outputSize` values).
     public func predict<S: DLScalar>(x: UnsafePointer<S>, count: Int, into out: UnsafeMutablePointer<S>) throws(DLError) {
+        try checkWholeInput(x, count: count)
         try forEachChunk(count) { (start, rows) throws(DLError) in
             let y = try forward(try loadInput(x + start * inputSize, batch: rows), training: false)
             Kernels.convert(y.data, out + start * outputSize, rows * outputSize)
@@ -189,6 +190,7 @@ public final class Model<T: DLScalar> {
 
     /// The most likely class of each of `count` samples (argmax of the outputs).
     public func predictClasses<S: DLScalar>(x: UnsafePointer<S>, count: Int, into out: UnsafeMutablePointer<Int32>) throws(DLError) {
+        try checkWholeInput(x, count: count)
         try forEachChunk(count) { (start, rows) throws(DLError) in
             let y = try forward(try loadInput(x + start * inputSize, batch: rows), training: false)
             Kernels.argmaxRows(y.data, rows: rows, cols: outputSize, out + start)
@@ -225,6 +227,14 @@ public final class Model<T: DLScalar> {
             }
         }
         return (lossSum / Double(count), loss.isClassification ? Double(correct) / Double(count) : nil)
+    }
+
+    /// Refuses NaN/Inf anywhere in `count` samples before any output is written, so a
+    /// failed call leaves the caller's buffer untouched even when it spans several chunks.
+    private func checkWholeInput<S: DLScalar>(_ x: UnsafePointer<S>, count: Int) throws(DLError) {
+        guard count > 0 else { throw .invalid("the number of samples must be at least 1, got \(count)") }
+        let n = try checkedProduct(count, inputSize, "input of \(count) samples")
+        guard Kernels.allFinite(x, n) else { throw DLError(.numeric, "the input contains NaN or infinite values") }
     }
 
     private func forEachChunk(_ count: Int, _ body: (Int, Int) throws(DLError) -> Void) throws(DLError) {
