@@ -1,0 +1,97 @@
+"""Checks and converts the NumPy arrays the models take, before any reaches C.
+
+Every array handed to the library comes out of here C-contiguous, aligned and of
+the dtype its C parameter has, with a shape computed from the array itself, so
+the lengths passed along with it are always the real ones.
+
+The rules:
+
+- Inputs ``x``: any real numeric dtype (bool, integer, float), converted to
+  float32; no copy when already float32 and C-contiguous. Shape (N, input_size),
+  or (N, ...) with input_size values per sample, e.g. (N, 28, 28) for 784
+  inputs, flattened per sample. A single sample needs its batch axis: ``x[None]``.
+- ``y`` is read by its dtype. Integers are class labels, shape (N,), converted
+  to int32. Floats are targets, shape (N, output_size), or (N,) when the model
+  has one output, converted to float32. Float arrays are never taken as labels,
+  even when their values are whole numbers: a 1-D float ``y`` for a model with
+  several outputs is refused with TypeError, as are bool arrays; both are
+  ambiguous, and ``y.astype(np.int32)`` says what is meant.
+- Objects, strings and complex numbers are refused with TypeError; wrong shapes
+  with ValueError naming the expected and the actual shape.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+_INT32 = np.iinfo(np.int32)
+
+
+def _numeric(value, name: str, kinds: str) -> np.ndarray:
+    array = np.asarray(value)
+    if array.dtype.kind not in kinds:
+        raise TypeError(f"{name} must be a numeric array, got dtype {array.dtype}")
+    return array
+
+
+def _c_array(array: np.ndarray, dtype) -> np.ndarray:
+    return np.require(array, dtype, ["C_CONTIGUOUS", "ALIGNED"])
+
+
+def inputs(x, size: int, name: str = "x", allow_empty: bool = False) -> np.ndarray:
+    """`x` as a C-contiguous float32 array of shape (N, size)."""
+    array = _numeric(x, name, "biuf")
+    if array.ndim < 2 or math.prod(array.shape[1:]) != size:
+        raise ValueError(f"{name} must have shape (N, {size}) or (N, ...) with {size} values "
+                         f"per sample, got shape {array.shape}")
+    count = array.shape[0]
+    if count == 0 and not allow_empty:
+        raise ValueError(f"{name} holds no samples (shape {array.shape})")
+    return _c_array(array.reshape(count, size), np.float32)
+
+
+def labels(y, count: int, name: str = "y") -> np.ndarray:
+    """Integer class labels `y` as a C-contiguous int32 array of shape (count,)."""
+    array = np.asarray(y)
+    if array.dtype.kind not in "iu":
+        raise TypeError(f"{name}: class labels must be integers, got dtype {array.dtype}")
+    if array.shape != (count,):
+        raise ValueError(f"{name}: expected {count} labels, shape ({count},), got shape {array.shape}")
+    if count and (int(array.min()) < _INT32.min or int(array.max()) > _INT32.max):
+        raise ValueError(f"{name}: labels must fit in int32, got values in "
+                         f"[{array.min()}, {array.max()}]")
+    return _c_array(array, np.int32)
+
+
+def targets(y, count: int, size: int, name: str = "y") -> np.ndarray:
+    """Float targets `y` as a C-contiguous float32 array of shape (count, size)."""
+    array = _numeric(y, name, "f")
+    if size == 1 and array.shape == (count,):
+        array = array.reshape(count, 1)
+    if array.shape != (count, size):
+        raise ValueError(f"{name}: float targets must have shape ({count}, {size}), got shape "
+                         f"{array.shape}; for class labels pass an integer array")
+    return _c_array(array, np.float32)
+
+
+def supervision(y, count: int, output_size: int, name: str = "y"):
+    """(labels, targets) for `y`, exactly one of them None; the dtype decides which."""
+    array = np.asarray(y)
+    kind = array.dtype.kind
+    if kind in "iu":
+        return labels(array, count, name), None
+    if kind == "f" and (array.ndim != 1 or output_size == 1):
+        return None, targets(array, count, output_size, name)
+    hint = "; for class labels use y.astype(np.int32)" if kind in "bf" else ""
+    raise TypeError(f"{name} must be integer class labels of shape ({count},) or float targets "
+                    f"of shape ({count}, {output_size}), got dtype {array.dtype} and shape {array.shape}{hint}")
+
+
+def parameter(values, shape: tuple[int, ...], name: str) -> np.ndarray:
+    """Parameter `values` as a C-contiguous float32 array of exactly `shape`."""
+    array = _numeric(values, name, "iuf")
+    if array.shape != shape:
+        raise ValueError(f"{name} has shape {shape}, got values of shape {array.shape}")
+    return _c_array(array, np.float32)

@@ -1,0 +1,216 @@
+"""The one module that talks to the shared library through ctypes.
+
+It finds and loads ``libdeeplearning``, refuses a library whose version is not
+the package's, declares every function of ``Include/deeplearning.h`` once
+(argument and result types), and turns failed statuses into :class:`DLError`
+through :func:`check`. Nothing else in the package imports ctypes.
+
+Where the library is looked for, in order:
+
+1. the path in the environment variable ``DEEPLEARNING_LIBRARY``; when it is
+   set, it is the only place tried, so a typo is reported instead of silently
+   loading some other build;
+2. the build folders of the source tree this package sits in (the nearest
+   parent folder holding ``Include/deeplearning.h``): ``build/`` (CMake),
+   ``.build/release/``, ``.build/debug/`` (SwiftPM);
+3. a copy inside the package folder itself.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+from ctypes import POINTER, c_char_p, c_double, c_int, c_size_t, c_uint64
+from pathlib import Path
+
+import numpy as np
+
+from ._version import __version__
+from .errors import DLError, Status
+
+ENV_VAR = "DEEPLEARNING_LIBRARY"
+LIBRARY_NAME = {"darwin": "libdeeplearning.dylib", "win32": "deeplearning.dll"}.get(
+    sys.platform, "libdeeplearning.so")
+
+
+class dl_model(ctypes.Structure):
+    """The opaque ``dl_model`` of the header; only pointers to it exist."""
+
+
+MODEL_P = POINTER(dl_model)
+
+
+def _array(dtype, *flags: str, nullable: bool = False):
+    """An argument type accepting only a C-contiguous, aligned ndarray of `dtype`.
+
+    ctypes itself then refuses a wrong dtype or layout, as a second line of
+    defence behind the checks in ``_arrays``. `nullable` also accepts None (NULL).
+    """
+    base = np.ctypeslib.ndpointer(dtype=dtype, flags=("C_CONTIGUOUS", "ALIGNED") + flags)
+    if not nullable:
+        return base
+
+    class Nullable(base):
+        @classmethod
+        def from_param(cls, obj):
+            return None if obj is None else super().from_param(obj)
+
+    return Nullable
+
+
+_F32_IN = _array(np.float32)
+_F32_IN_OPT = _array(np.float32, nullable=True)
+_F32_OUT = _array(np.float32, "WRITEABLE")
+_I32_IN_OPT = _array(np.int32, nullable=True)
+_I32_OUT = _array(np.int32, "WRITEABLE")
+_F64_OUT_OPT = _array(np.float64, "WRITEABLE", nullable=True)
+
+# name: (result type, argument types), in the header's order.
+_FUNCTIONS = {
+    "dl_version_number": (c_int, []),
+    "dl_version": (c_char_p, []),
+    "dl_status_string": (c_char_p, [c_int]),
+    "dl_last_error": (c_char_p, []),
+    "dl_model_from_spec": (c_int, [c_char_p, POINTER(MODEL_P)]),
+    "dl_model_from_json": (c_int, [c_char_p, POINTER(MODEL_P)]),
+    "dl_model_clone": (c_int, [MODEL_P, POINTER(MODEL_P)]),
+    "dl_model_free": (None, [MODEL_P]),
+    "dl_model_save": (c_int, [MODEL_P, c_char_p]),
+    "dl_model_load": (c_int, [c_char_p, POINTER(MODEL_P)]),
+    "dl_train_step": (c_int, [MODEL_P, _F32_IN, c_size_t, _I32_IN_OPT, _F32_IN_OPT,
+                              POINTER(c_double)]),
+    "dl_predict": (c_int, [MODEL_P, _F32_IN, c_size_t, _F32_OUT, c_size_t]),
+    "dl_predict_classes": (c_int, [MODEL_P, _F32_IN, c_size_t, _I32_OUT, c_size_t]),
+    "dl_evaluate": (c_int, [MODEL_P, _F32_IN, c_size_t, _I32_IN_OPT, _F32_IN_OPT,
+                            POINTER(c_double), POINTER(c_double)]),
+    "dl_gradcheck": (c_int, [MODEL_P, _F32_IN, c_size_t, _I32_IN_OPT, _F32_IN_OPT,
+                             c_size_t, POINTER(c_double), _F64_OUT_OPT, c_size_t]),
+    "dl_model_get_learning_rate": (c_int, [MODEL_P, POINTER(c_double)]),
+    "dl_model_set_learning_rate": (c_int, [MODEL_P, c_double]),
+    "dl_model_input_size": (c_int, [MODEL_P, POINTER(c_size_t)]),
+    "dl_model_output_size": (c_int, [MODEL_P, POINTER(c_size_t)]),
+    "dl_model_param_count": (c_int, [MODEL_P, POINTER(c_size_t)]),
+    "dl_model_num_params": (c_int, [MODEL_P, POINTER(c_size_t)]),
+    "dl_model_param_name": (c_int, [MODEL_P, c_size_t, POINTER(c_char_p)]),
+    "dl_model_param_shape": (c_int, [MODEL_P, c_size_t, POINTER(c_size_t), c_size_t,
+                                     POINTER(c_size_t)]),
+    "dl_model_get_param": (c_int, [MODEL_P, c_size_t, _F32_OUT, c_size_t]),
+    "dl_model_set_param": (c_int, [MODEL_P, c_size_t, _F32_IN, c_size_t]),
+    "dl_model_num_layers": (c_int, [MODEL_P, POINTER(c_size_t)]),
+    "dl_model_layer_type": (c_int, [MODEL_P, c_size_t, POINTER(c_char_p)]),
+    "dl_model_spec_json": (c_int, [MODEL_P, POINTER(c_char_p)]),
+    "dl_model_step_count": (c_int, [MODEL_P, POINTER(c_uint64)]),
+}
+
+
+def _repo_root(start: Path) -> Path | None:
+    """The nearest folder at or above `start` that holds Include/deeplearning.h."""
+    for folder in (start, *start.parents):
+        if (folder / "Include" / "deeplearning.h").is_file():
+            return folder
+    return None
+
+
+def candidates() -> list[Path]:
+    """The places the library is looked for, in order (see the module docs)."""
+    explicit = os.environ.get(ENV_VAR)
+    if explicit:
+        return [Path(explicit)]
+    package = Path(__file__).resolve().parent
+    places = []
+    root = _repo_root(package)
+    if root is not None:
+        places += [root / "build" / LIBRARY_NAME,
+                   root / ".build" / "release" / LIBRARY_NAME,
+                   root / ".build" / "debug" / LIBRARY_NAME]
+    places.append(package / LIBRARY_NAME)
+    return places
+
+
+def _declare(lib: ctypes.CDLL, path: Path) -> None:
+    for name, (restype, argtypes) in _FUNCTIONS.items():
+        try:
+            function = getattr(lib, name)
+        except AttributeError:
+            raise ImportError(f"deeplearning: {path} does not export {name}(); it was built "
+                              "from other sources than this package expects") from None
+        function.restype = restype
+        function.argtypes = argtypes
+
+
+def load(places: list[Path] | None = None, expected_version: str = __version__):
+    """Loads the first library found among `places` (default: :func:`candidates`).
+
+    Returns (library, path). Raises ImportError listing every place tried when
+    none holds the library, or naming both versions when they differ.
+    """
+    places = candidates() if places is None else places
+    for path in places:
+        if not path.is_file():
+            continue
+        try:
+            lib = ctypes.CDLL(str(path))
+        except OSError as error:
+            raise ImportError(f"deeplearning: cannot load {path}: {error}") from None
+        _declare(lib, path)
+        found = lib.dl_version().decode("ascii", "replace")
+        if found != expected_version:
+            raise ImportError(f"deeplearning: {path} is version {found}, but this Python "
+                              f"package is version {expected_version}; build or install "
+                              "matching versions")
+        return lib, path
+    tried = "\n".join(f"  {p}" for p in places)
+    raise ImportError(f"deeplearning: cannot find the shared library {LIBRARY_NAME}. Tried:\n"
+                      f"{tried}\nBuild it (swift build, or cmake -S . -B build && cmake --build "
+                      f"build) or set {ENV_VAR} to its path.")
+
+
+lib, library_path = load()
+
+
+def check(status: int) -> None:
+    """Raises DLError with this thread's last library message unless `status` is DL_OK."""
+    if status != Status.OK:
+        message = lib.dl_last_error() or lib.dl_status_string(status)
+        raise DLError(message.decode("utf-8", "replace"), status)
+
+
+class Out:
+    """Marks an OUT parameter of :func:`call`: a fresh `ctype` passed by reference."""
+
+    def __init__(self, ctype):
+        self.ctype = ctype
+
+
+DOUBLE, SIZE, UINT64, STRING, MODEL = (Out(t) for t in (c_double, c_size_t, c_uint64, c_char_p, MODEL_P))
+
+
+def call(function, *args):
+    """Calls `function`, checks its status and returns its OUT values.
+
+    Each :class:`Out` marker among `args` is replaced by a new value passed by
+    reference; their results come back in order: None without OUT parameters,
+    the value for one, a tuple for several. Strings are decoded from UTF-8 and
+    handles returned as MODEL_P.
+    """
+    outs = [a.ctype() if isinstance(a, Out) else None for a in args]
+    actual = [a if o is None else ctypes.byref(o) for a, o in zip(args, outs)]
+    check(function(*actual))
+    values = [_value(o) for o in outs if o is not None]
+    return None if not values else values[0] if len(values) == 1 else tuple(values)
+
+
+def _value(out):
+    if isinstance(out, MODEL_P):
+        return out
+    if isinstance(out, c_char_p):
+        return (out.value or b"").decode("utf-8", "replace")
+    return out.value
+
+
+def param_shape(handle, index: int) -> tuple[int, ...]:
+    """The shape of parameter tensor `index` (dl_model_param_shape)."""
+    dims = (c_size_t * 4)()
+    ndim = call(lib.dl_model_param_shape, handle, index, dims, len(dims), SIZE)
+    return tuple(dims[:ndim])

@@ -1,0 +1,303 @@
+"""Model: a network built from a JSON spec or loaded from a checkpoint."""
+
+from __future__ import annotations
+
+import json
+import math
+import operator
+import os
+from collections.abc import Mapping
+from typing import NamedTuple
+
+import numpy as np
+
+from . import _arrays, training
+from ._lib import DOUBLE, MODEL, SIZE, STRING, UINT64, call, lib, param_shape
+
+
+class Evaluation(NamedTuple):
+    """Mean loss and accuracy over a data set.
+
+    ``accuracy`` is the fraction of samples whose largest output is the label
+    (or the target row's largest entry), or None for regression losses.
+    """
+
+    loss: float
+    accuracy: float | None
+
+
+class GradCheck(NamedTuple):
+    """Back-propagated gradients against finite differences.
+
+    ``max_rel_error`` is the largest relative error over all parameters;
+    ``per_param`` maps each parameter tensor's name to its own. Below 1e-7 is
+    excellent, above 1e-2 a bug.
+    """
+
+    max_rel_error: float
+    per_param: dict[str, float]
+
+
+def _path(path) -> bytes:
+    """A str or os.PathLike file name as the bytes the library takes."""
+    encoded = os.fsencode(os.fspath(path))
+    if b"\0" in encoded:
+        raise ValueError(f"path contains a NUL character: {path!r}")
+    return encoded
+
+
+class Model:
+    """A network with its loss, optimizer and their state, held by the library.
+
+    Build one with ``Model(spec)`` / ``Model.from_spec(spec)`` or read one with
+    ``Model.load(path)``. Inputs are NumPy arrays of shape (N, input_size) (see
+    ``deeplearning._arrays`` for every conversion rule); ``y`` is integer class
+    labels (N,) or float targets (N, output_size).
+
+    The library's memory is released by :meth:`close`, which ``with`` blocks and
+    garbage collection call for you. A Model must not be used by two threads at
+    once (the library then raises DLError with status BUSY); give each thread
+    its own :meth:`clone`.
+    """
+
+    _handle = None  # so that close() and __del__ work even if __init__ failed
+
+    def __init__(self, spec):
+        """Builds a model from `spec`: a dict, or the path of a JSON spec file."""
+        if isinstance(spec, Mapping):
+            text = json.dumps(spec, allow_nan=False).encode("utf-8")
+            self._adopt(call(lib.dl_model_from_json, text, MODEL))
+        else:
+            self._adopt(call(lib.dl_model_from_spec, _path(spec), MODEL))
+
+    @classmethod
+    def from_spec(cls, spec) -> Model:
+        """A new model from `spec`: a dict (sent as JSON text) or a spec file's path."""
+        return cls(spec)
+
+    @classmethod
+    def load(cls, path) -> Model:
+        """The model saved in the HDF5 checkpoint at `path`, ready to resume training."""
+        return cls._wrap(call(lib.dl_model_load, _path(path), MODEL))
+
+    @classmethod
+    def _wrap(cls, handle) -> Model:
+        model = cls.__new__(cls)
+        model._adopt(handle)
+        return model
+
+    def _adopt(self, handle) -> None:
+        self.close()  # in case __init__ is called again on a live model
+        self._handle = handle
+        # Fixed for the model's lifetime, and needed by every array check.
+        self._input_size = call(lib.dl_model_input_size, handle, SIZE)
+        self._output_size = call(lib.dl_model_output_size, handle, SIZE)
+
+    # -- lifetime -------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if not self._handle:
+            raise ValueError("operation on a closed Model")
+
+    @property
+    def _h(self):
+        """The live handle, for passing to the library."""
+        self._check_open()
+        return self._handle
+
+    @property
+    def closed(self) -> bool:
+        return not self._handle
+
+    def close(self) -> None:
+        """Releases the library's model. Safe to call more than once."""
+        handle, self._handle = self._handle, None
+        if handle:
+            lib.dl_model_free(handle)
+
+    def __enter__(self) -> Model:
+        self._check_open()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown may have torn down the module already
+            pass
+
+    def clone(self) -> Model:
+        """An independent deep copy: parameters, optimizer state, generator, counters."""
+        return self._wrap(call(lib.dl_model_clone, self._h, MODEL))
+
+    __copy__ = clone
+
+    def __deepcopy__(self, memo) -> Model:
+        return self.clone()
+
+    def __reduce__(self):
+        raise TypeError("a Model cannot be pickled: save() it to a checkpoint and load() it instead")
+
+    def save(self, path) -> None:
+        """Writes the model to an HDF5 checkpoint at `path` (replaced atomically)."""
+        call(lib.dl_model_save, self._h, _path(path))
+
+    def __repr__(self) -> str:
+        if self.closed:
+            return "<deeplearning.Model (closed)>"
+        name = self.spec.get("name") or "unnamed"
+        return (f"<deeplearning.Model {name!r}: {self.input_size} -> {self.output_size}, "
+                f"{len(self.layer_types)} layers, {self.param_count} parameters, "
+                f"{self.step_count} steps>")
+
+    # -- training and inference -----------------------------------------------
+
+    def _data(self, x, y, name: str = ""):
+        """(x, labels, targets) checked and converted; labels or targets is None."""
+        x = _arrays.inputs(x, self.input_size, f"{name}x")
+        labels, targets = _arrays.supervision(y, len(x), self.output_size, f"{name}y")
+        return x, labels, targets
+
+    def _train_batch(self, x, labels, targets) -> float:
+        return call(lib.dl_train_step, self._h, x, len(x), labels, targets, DOUBLE)
+
+    def _evaluate(self, x, labels, targets) -> Evaluation:
+        loss, accuracy = call(lib.dl_evaluate, self._h, x, len(x), labels, targets, DOUBLE, DOUBLE)
+        return Evaluation(loss, None if math.isnan(accuracy) else accuracy)
+
+    def train_step(self, x, y) -> float:
+        """One optimisation step on the batch (x, y); returns its mean loss before the update."""
+        return self._train_batch(*self._data(x, y))
+
+    def predict(self, x) -> np.ndarray:
+        """The raw outputs (logits for cross-entropy), float32 of shape (N, output_size)."""
+        x = _arrays.inputs(x, self.input_size, allow_empty=True)
+        out = np.empty((len(x), self._output_size), np.float32)
+        if len(x):
+            call(lib.dl_predict, self._h, x, len(x), out, out.size)
+        return out
+
+    def predict_classes(self, x) -> np.ndarray:
+        """The index of the largest output of each sample, int32 of shape (N,)."""
+        x = _arrays.inputs(x, self.input_size, allow_empty=True)
+        out = np.empty(len(x), np.int32)
+        if len(x):
+            call(lib.dl_predict_classes, self._h, x, len(x), out, out.size)
+        return out
+
+    def evaluate(self, x, y) -> Evaluation:
+        """Mean loss and accuracy over (x, y), in evaluation mode; the model is unchanged."""
+        return self._evaluate(*self._data(x, y))
+
+    def gradcheck(self, x, y, max_entries: int = 0) -> GradCheck:
+        """Compares back-propagation with centred finite differences on the batch (x, y).
+
+        `max_entries` limits the entries checked per parameter tensor (0 = all;
+        each costs two forward passes). The model is not changed.
+        """
+        max_entries = operator.index(max_entries)
+        if max_entries < 0:
+            raise ValueError(f"max_entries must be >= 0, got {max_entries}")
+        x, labels, targets = self._data(x, y)
+        names = self.param_names
+        per_param = np.empty(len(names), np.float64)
+        worst = call(lib.dl_gradcheck, self._h, x, len(x), labels, targets, max_entries,
+                     DOUBLE, per_param, per_param.size)
+        return GradCheck(worst, dict(zip(names, per_param.tolist())))
+
+    def fit(self, x, y, epochs: int = 1, batch_size: int = 64, shuffle: bool = True,
+            validation_data=None, seed: int | None = None, verbose: bool = True):
+        """Trains on (x, y) for `epochs` passes of mini-batches; returns a History.
+
+        See :func:`deeplearning.training.fit` for the details.
+        """
+        return training.fit(self, x, y, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
+                   validation_data=validation_data, seed=seed, verbose=verbose)
+
+    # -- properties -----------------------------------------------------------
+
+    @property
+    def input_size(self) -> int:
+        """Values per input sample (784 for MNIST)."""
+        self._check_open()
+        return self._input_size
+
+    @property
+    def output_size(self) -> int:
+        """Values per output sample (10 classes)."""
+        self._check_open()
+        return self._output_size
+
+    @property
+    def param_count(self) -> int:
+        """Total number of trainable scalars."""
+        return call(lib.dl_model_param_count, self._h, SIZE)
+
+    @property
+    def param_names(self) -> list[str]:
+        """Parameter tensor names in the library's order: ["layers.0.weight", ...]."""
+        handle = self._h
+        count = call(lib.dl_model_num_params, handle, SIZE)
+        return [call(lib.dl_model_param_name, handle, i, STRING) for i in range(count)]
+
+    @property
+    def layer_types(self) -> list[str]:
+        """Each layer's spec type, in order: ["linear", "relu", ...]."""
+        handle = self._h
+        count = call(lib.dl_model_num_layers, handle, SIZE)
+        return [call(lib.dl_model_layer_type, handle, i, STRING) for i in range(count)]
+
+    @property
+    def spec(self) -> dict:
+        """The spec the model was built from, parsed (a new dict on each access)."""
+        return json.loads(call(lib.dl_model_spec_json, self._h, STRING))
+
+    @property
+    def step_count(self) -> int:
+        """Number of optimisation steps applied so far."""
+        return call(lib.dl_model_step_count, self._h, UINT64)
+
+    @property
+    def learning_rate(self) -> float:
+        """The optimizer's learning rate; settable between steps (a finite number >= 0)."""
+        return call(lib.dl_model_get_learning_rate, self._h, DOUBLE)
+
+    @learning_rate.setter
+    def learning_rate(self, value: float) -> None:
+        call(lib.dl_model_set_learning_rate, self._h, float(value))
+
+    # -- parameters -----------------------------------------------------------
+
+    def _param_index(self, key) -> int:
+        """The index of parameter tensor `key`: its name, or an index (negative counts from the end)."""
+        names = self.param_names
+        if isinstance(key, str):
+            try:
+                return names.index(key)
+            except ValueError:
+                raise KeyError(f"no parameter named {key!r}; the model has {names}") from None
+        if isinstance(key, bool):
+            raise TypeError("a parameter is named by a str or an int index, not a bool")
+        index = operator.index(key)
+        if not -len(names) <= index < len(names):
+            raise IndexError(f"parameter index {index} is out of range: the model has {len(names)}")
+        return index % len(names)
+
+    def get_param(self, key) -> np.ndarray:
+        """A float32 copy of a parameter tensor, by name ("layers.0.weight") or index.
+
+        A linear layer's weight has shape (out, in) and its bias (out,).
+        """
+        index = self._param_index(key)
+        out = np.empty(param_shape(self._h, index), np.float32)
+        call(lib.dl_model_get_param, self._h, index, out, out.size)
+        return out
+
+    def set_param(self, key, values) -> None:
+        """Overwrites a parameter tensor, by name or index, with `values` of its exact shape."""
+        index = self._param_index(key)
+        shape = param_shape(self._h, index)
+        values = _arrays.parameter(values, shape, f"parameter {self.param_names[index]!r}")
+        call(lib.dl_model_set_param, self._h, index, values, values.size)

@@ -1,0 +1,83 @@
+"""Independent NumPy versions of what the library computes, in float64.
+
+They read only a model's spec and its parameters (through get_param), so they
+check the library's forward pass, losses and SGD updates against the maths.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _activation(layer: dict, h: np.ndarray) -> np.ndarray:
+    kind = layer["type"]
+    if kind == "relu":
+        return np.maximum(h, 0.0)
+    if kind == "leaky_relu":
+        return np.where(h > 0, h, layer.get("alpha", 0.01) * h)
+    if kind == "sigmoid":
+        return 1.0 / (1.0 + np.exp(-h))
+    if kind == "tanh":
+        return np.tanh(h)
+    if kind == "softmax":
+        return softmax(h)
+    raise NotImplementedError(kind)
+
+
+def forward(model, x: np.ndarray) -> np.ndarray:
+    """The model's raw outputs for x (N, input_size), from its spec and parameters."""
+    h = np.asarray(x, np.float64).reshape(len(x), -1)
+    for i, layer in enumerate(model.spec["layers"]):
+        if layer["type"] == "linear":
+            h = h @ model.get_param(f"layers.{i}.weight").astype(np.float64).T
+            if layer.get("bias", True):
+                h = h + model.get_param(f"layers.{i}.bias")
+        else:
+            h = _activation(layer, h)
+    return h
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return z / z.sum(axis=1, keepdims=True)
+
+
+def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Mean negative log-likelihood of the labels under softmax(logits)."""
+    logits = np.asarray(logits, np.float64)
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    return float(-log_p[np.arange(len(labels)), labels].mean())
+
+
+def mse(pred: np.ndarray, target: np.ndarray) -> float:
+    return float(np.mean((np.asarray(pred, np.float64) - target) ** 2))
+
+
+def huber(pred: np.ndarray, target: np.ndarray, delta: float = 1.0) -> float:
+    d = np.abs(np.asarray(pred, np.float64) - target)
+    return float(np.mean(np.where(d <= delta, 0.5 * d ** 2, delta * (d - 0.5 * delta))))
+
+
+def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
+    return float(np.mean(np.argmax(logits, axis=1) == labels))
+
+
+def mlp_sgd_step(w1, b1, w2, b2, x, labels, lr):
+    """One plain-SGD step of Linear -> ReLU -> Linear with cross-entropy, by hand.
+
+    Returns (loss, new w1, b1, w2, b2); gradients as in the tutorial:
+    dL/dW = dL/dy.T @ x, dL/db = sum(dL/dy), dL/dx = dL/dy @ W.
+    """
+    w1, b1, w2, b2, x = (np.asarray(a, np.float64) for a in (w1, b1, w2, b2, x))
+    h_pre = x @ w1.T + b1
+    h = np.maximum(h_pre, 0.0)
+    logits = h @ w2.T + b2
+    loss = cross_entropy(logits, labels)
+    dlogits = softmax(logits)
+    dlogits[np.arange(len(labels)), labels] -= 1.0
+    dlogits /= len(labels)
+    dw2, db2 = dlogits.T @ h, dlogits.sum(axis=0)
+    dh = (dlogits @ w2) * (h_pre > 0)
+    dw1, db1 = dh.T @ x, dh.sum(axis=0)
+    return loss, w1 - lr * dw1, b1 - lr * db1, w2 - lr * dw2, b2 - lr * db2
