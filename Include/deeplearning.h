@@ -155,7 +155,9 @@ DL_API int dl_model_clone(const dl_model *model, dl_model **out);
 /*
  * dl_model_free - release a model and everything it owns, including strings
  * returned by the dl_model_* introspection functions. NULL is a no-op; a
- * handle that was already freed is ignored.
+ * handle that was already freed is ignored. If another thread is using the
+ * model at that moment, nothing is freed (freeing would pull the model from
+ * under it): dl_last_error() says so, and the caller frees it again later.
  */
 DL_API void dl_model_free(dl_model *model);
 
@@ -234,7 +236,8 @@ DL_API int dl_predict_classes(dl_model *model, const float *x, size_t count,
  * dl_evaluate - mean loss and accuracy over a dataset, in evaluation mode.
  *   x, count, labels, targets   as dl_train_step (count may be large; the
  *                                library works through it in chunks).
- *   loss      OUT (may be NULL): mean loss over the samples.
+ *   loss      OUT (may be NULL): mean loss over the samples. A loss that is
+ *             not finite (outputs overflow) gives DL_NUMERIC.
  *   accuracy  OUT (may be NULL): fraction in [0, 1] of samples whose argmax
  *             output equals the label (or the target row's argmax); NaN for
  *             regression losses.

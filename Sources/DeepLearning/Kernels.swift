@@ -19,9 +19,11 @@ public enum Kernels {
     /// True when every element is finite (no NaN, no infinity).
     @_specialize(where T == Float) @_specialize(where T == Double)
     public static func allFinite<T: DLScalar>(_ x: UnsafePointer<T>, _ n: Int) -> Bool {
-        var ok = true
-        for i in 0..<n { ok = ok && x[i].isFinite }
-        return ok
+        // x * 0 is 0 for finite x and NaN for NaN or infinity, so the sum is NaN exactly
+        // when some element is not finite; unlike an early-exit loop, this vectorises.
+        var acc: T = 0
+        for i in 0..<n { acc += x[i] * 0 }
+        return acc == 0
     }
 
     @_specialize(where T == Float) @_specialize(where T == Double)

@@ -101,7 +101,7 @@ public func dl_train_step(_ model: OpaquePointer?, _ x: UnsafePointer<Float>?, _
                           _ labels: UnsafePointer<Int32>?, _ targets: UnsafePointer<Float>?,
                           _ loss: UnsafeMutablePointer<Double>?) -> Int32 {
     withModel(model) { (box) throws(DLError) in
-        let value = try box.model.trainStep(x: try required(x, "x"), batch: batch, targets: try batchTargets(labels, targets))
+        let value = try box.model.trainStep(x: try required(x, "x"), batch: try size(batch, "batch"), targets: try batchTargets(labels, targets))
         loss?.pointee = value
     }
 }
@@ -120,7 +120,7 @@ public func dl_predict(_ model: OpaquePointer?, _ x: UnsafePointer<Float>?, _ co
                        _ out: UnsafeMutablePointer<Float>?, _ outLen: Int) -> Int32 {
     withModel(model) { (box) throws(DLError) in
         let x = try required(x, "x"), out = try required(out, "out")
-        try checkCapacity(count, box.model.outputSize, outLen, "out")
+        try checkCapacity(try size(count, "count"), box.model.outputSize, capacity(outLen), "out")
         try box.model.predict(x: x, count: count, into: out)
     }
 }
@@ -130,7 +130,7 @@ public func dl_predict_classes(_ model: OpaquePointer?, _ x: UnsafePointer<Float
                                _ out: UnsafeMutablePointer<Int32>?, _ outLen: Int) -> Int32 {
     withModel(model) { (box) throws(DLError) in
         let x = try required(x, "x"), out = try required(out, "out")
-        try checkCapacity(count, 1, outLen, "out")
+        try checkCapacity(try size(count, "count"), 1, capacity(outLen), "out")
         try box.model.predictClasses(x: x, count: count, into: out)
     }
 }
@@ -140,7 +140,7 @@ public func dl_evaluate(_ model: OpaquePointer?, _ x: UnsafePointer<Float>?, _ c
                         _ labels: UnsafePointer<Int32>?, _ targets: UnsafePointer<Float>?,
                         _ loss: UnsafeMutablePointer<Double>?, _ accuracy: UnsafeMutablePointer<Double>?) -> Int32 {
     withModel(model) { (box) throws(DLError) in
-        let result = try box.model.evaluate(x: try required(x, "x"), count: count, targets: try batchTargets(labels, targets))
+        let result = try box.model.evaluate(x: try required(x, "x"), count: try size(count, "count"), targets: try batchTargets(labels, targets))
         loss?.pointee = result.loss
         accuracy?.pointee = result.accuracy ?? .nan
     }
@@ -153,12 +153,12 @@ public func dl_gradcheck(_ model: OpaquePointer?, _ x: UnsafePointer<Float>?, _ 
                          _ perParam: UnsafeMutablePointer<Double>?, _ perParamLen: Int) -> Int32 {
     withModel(model) { (box) throws(DLError) in
         let x = try required(x, "x"), maxRelError = try required(maxRelError, "max_rel_error")
-        guard maxEntries >= 0 else { throw .invalid("max_entries is negative (\(maxEntries))") }
+        let limit = maxEntries < 0 ? 0 : maxEntries   // above Int.max: as good as "all"
         let tensors = box.model.parameterNames.count
-        if perParam != nil && perParamLen < tensors {
+        if perParam != nil && capacity(perParamLen) < tensors {
             throw .invalid("per_param has room for \(perParamLen) values but the model has \(tensors) parameter tensors")
         }
-        let entries = try box.model.gradientCheck(x: x, batch: batch, targets: try batchTargets(labels, targets), limit: maxEntries)
+        let entries = try box.model.gradientCheck(x: x, batch: try size(batch, "batch"), targets: try batchTargets(labels, targets), limit: limit)
         maxRelError.pointee = entries.map(\.relativeError).max() ?? 0
         if let perParam { for (i, e) in entries.enumerated() { perParam[i] = e.relativeError } }
     }
@@ -187,7 +187,7 @@ private func property<V>(_ model: OpaquePointer?, _ out: UnsafeMutablePointer<V>
 
 /// Checks an index into a list of `count` things.
 private func checkIndex(_ index: Int, _ count: Int, _ what: String) throws(DLError) {
-    guard index >= 0, index < count else {
+    guard try size(index, "index") < count else {
         throw .invalid("\(what) index \(index) is out of range: the model has \(count)")
     }
 }
@@ -257,7 +257,7 @@ public func dl_model_param_shape(_ model: OpaquePointer?, _ index: Int, _ dims: 
         let shapes = box.model.parameterShapes
         try checkIndex(index, shapes.count, "parameter")
         let shape = shapes[index]
-        guard dimsLen >= shape.count else {
+        guard capacity(dimsLen) >= shape.count else {
             throw .invalid("dims has room for \(dimsLen) dimensions but \(box.model.parameterNames[index]) has \(shape.count)")
         }
         for (i, d) in shape.enumerated() { dims[i] = d }
@@ -268,13 +268,13 @@ public func dl_model_param_shape(_ model: OpaquePointer?, _ index: Int, _ dims: 
 @_cdecl("dl_model_get_param")
 public func dl_model_get_param(_ model: OpaquePointer?, _ index: Int, _ out: UnsafeMutablePointer<Float>?, _ len: Int) -> Int32 {
     withModel(model) { (box) throws(DLError) in
-        try box.model.readParameter(index, into: try required(out, "out"), count: len)
+        try box.model.readParameter(try size(index, "index"), into: try required(out, "out"), count: try size(len, "len"))
     }
 }
 
 @_cdecl("dl_model_set_param")
 public func dl_model_set_param(_ model: OpaquePointer?, _ index: Int, _ values: UnsafePointer<Float>?, _ len: Int) -> Int32 {
     withModel(model) { (box) throws(DLError) in
-        try box.model.writeParameter(index, from: try required(values, "values"), count: len)
+        try box.model.writeParameter(try size(index, "index"), from: try required(values, "values"), count: try size(len, "len"))
     }
 }

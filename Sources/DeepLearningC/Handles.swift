@@ -124,3 +124,12 @@ func batchTargets(_ labels: UnsafePointer<Int32>?, _ targets: UnsafePointer<Floa
     case (_?, _?): throw .invalid("labels and targets are both given; pass only one of them")
     }
 }
+
+/// A size_t argument: Swift sees values above Int.max as negative; refuse them by name.
+func size(_ n: Int, _ name: String) throws(DLError) -> Int {
+    guard n >= 0 else { throw .invalid("\(name) is \(UInt(bitPattern: n)), more than the library accepts") }
+    return n
+}
+
+/// A buffer capacity (size_t): anything above Int.max is as good as Int.max.
+func capacity(_ n: Int) -> Int { n < 0 ? Int.max : n }

@@ -15,6 +15,10 @@ extension Model {
     /// never left half-written; on failure the temporary file is removed.
     public func save(to path: String) throws(DLError) {
         guard !path.isEmpty else { throw .invalid("checkpoint path is empty") }
+        let folder = path.contains("/") ? String(path[..<path.lastIndex(of: "/")!]) : "."
+        guard access(folder.isEmpty ? "/" : folder, W_OK) == 0 else {
+            throw DLError(.io, "\(path): cannot write into folder \(folder.isEmpty ? "/" : folder) (\(String(cString: strerror(errno))))")
+        }
         try HDF5File.locked { () throws(DLError) in
             let temporary = "\(path).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
             do throws(DLError) {
@@ -139,16 +143,14 @@ public func loadModel(from path: String) throws(DLError) -> any AnyModel {
         do throws(DLError) { spec = try SpecParser.parse(json: json, source: "\(path):/model_spec") } catch {
             throw DLError(.format, error.message)
         }
-        switch spec.dtype {
-        case .float32:
-            let model = try Model<Float>(spec: spec)
-            try model.restore(from: f)
-            return model
-        case .float64:
-            let model = try Model<Double>(spec: spec)
-            try model.restore(from: f)
-            return model
+        let model: any AnyModel
+        do throws(DLError) { model = try makeModel(spec: spec) } catch { throw DLError(.format, error.message) }
+        switch model {
+        case let m as Model<Float>: try m.restore(from: f)
+        case let m as Model<Double>: try m.restore(from: f)
+        default: throw DLError(.internal, "\(path): unexpected model type")
         }
+        return model
     }
 }
 

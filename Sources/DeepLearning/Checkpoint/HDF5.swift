@@ -54,6 +54,10 @@ final class HDF5File {
         guard access(path, R_OK) == 0 else {
             throw DLError(.io, "\(path): cannot open the file (\(String(cString: strerror(errno))))")
         }
+        var info = stat()
+        guard stat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else {
+            throw DLError(.io, "\(path): not a regular file")
+        }
         guard H5Fis_hdf5(path) > 0 else { throw DLError(.format, "\(path): not an HDF5 file") }
         let id = H5Fopen(path, dlh5_f_acc_rdonly(), dlh5_p_default())
         guard id >= 0 else { throw DLError(.format, "\(path): cannot open the HDF5 file, it may be damaged (\(stack()))") }
@@ -67,7 +71,8 @@ final class HDF5File {
             dlh5_error_message(b.baseAddress, b.count)
             return String(cString: b.baseAddress!)
         }
-        return text.isEmpty ? "no detail from HDF5" : text
+        let line = String(text.map { $0 == "\n" || $0 == "\t" ? " " : $0 })
+        return line.isEmpty ? "no detail from HDF5" : line
     }
 
     func fail(_ what: String, kind: DLErrorKind = .format) -> DLError {

@@ -66,7 +66,7 @@ public enum LinearFactory: LayerFactory {
     public static func make<T: DLScalar>(_ spec: ComponentSpec, _ context: inout LayerContext) throws(DLError) -> any Layer<T> {
         let me = context.describe("linear")
         guard context.inputShape.count == 1 else {
-            throw DLError(.spec, "\(me) needs flat input, but the previous layer outputs shape \(context.inputShape); add a \"flatten\" layer before it")
+            throw DLError(.spec, "\(me) needs flat input, but its input has shape \(context.inputShape); give the input as \"input\": {\"size\": \(context.inputShape.reduce(1, *))}")
         }
         let inFeatures = context.inputShape[0]
         let units = spec.int("units") ?? 0

@@ -48,10 +48,14 @@ extension Model: AnyModel {
     }
 }
 
-/// Builds a model of the spec's dtype.
+/// Builds a model of the spec's dtype. Errors name the spec's source, as parse errors do.
 public func makeModel(spec: ModelSpec) throws(DLError) -> any AnyModel {
-    switch spec.dtype {
-    case .float32: return try Model<Float>(spec: spec)
-    case .float64: return try Model<Double>(spec: spec)
+    do throws(DLError) {
+        switch spec.dtype {
+        case .float32: return try Model<Float>(spec: spec)
+        case .float64: return try Model<Double>(spec: spec)
+        }
+    } catch {
+        throw DLError(error.kind, "\(spec.source): \(error.message)")
     }
 }

@@ -66,7 +66,10 @@ extension Model where T == Double {
     /// - Returns: one entry per parameter, in `parameters` order.
     public func checkGradients<S: DLScalar>(x: UnsafePointer<S>, batch: Int, targets: BatchTargets<S>,
                                            limit: Int = 0, epsilon: Double = GradientCheck.defaultEpsilon) throws(DLError) -> [GradientCheck.Entry] {
-        _ = try lossAndGradients(x: x, batch: batch, targets: targets)
+        let value = try lossAndGradients(x: x, batch: batch, targets: targets)
+        guard value.isFinite else {
+            throw DLError(.numeric, "the loss is \(value) on this batch; gradients cannot be checked")
+        }
         // Gradients are overwritten by nothing below: f runs forward passes only.
         var entries: [GradientCheck.Entry] = []
         for p in parameters {

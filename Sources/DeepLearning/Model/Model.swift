@@ -226,7 +226,11 @@ public final class Model<T: DLScalar> {
                 }
             }
         }
-        return (lossSum / Double(count), loss.isClassification ? Double(correct) / Double(count) : nil)
+        let meanLoss = lossSum / Double(count)
+        guard meanLoss.isFinite else {
+            throw DLError(.numeric, "the loss is \(meanLoss) on these samples (the model's outputs overflow)")
+        }
+        return (meanLoss, loss.isClassification ? Double(correct) / Double(count) : nil)
     }
 
     /// Refuses NaN/Inf anywhere in `count` samples before any output is written, so a
