@@ -1,0 +1,69 @@
+/// Feature scaling as the MNIST recipe does it: multiply by `scale` (1/255 for bytes), then
+/// subtract `mean` and divide by `std`, the global mean and standard deviation of the
+/// *scaled* training features (one pair for all features, not one per feature).
+///
+///     var train = try Dataset.loadMNIST(directory: dir, split: .train)
+///     var test = try Dataset.loadMNIST(directory: dir, split: .test)
+///     let standardizer = try Standardizer.fit(train, scale: 1.0 / 255)
+///     standardizer.apply(to: &train)
+///     standardizer.apply(to: &test)     // the training set's statistics, for both splits
+public struct Standardizer: Sendable, Equatable {
+    /// Applied first, to the raw values.
+    public var scale: Double
+    /// Mean of the scaled training features.
+    public var mean: Double
+    /// Population standard deviation (NumPy's default `std()`) of the scaled training features.
+    public var std: Double
+
+    /// A standardizer with known statistics. Throws `.invalidArgument` unless all three are
+    /// finite and `scale` and `std` are positive.
+    public init(scale: Double = 1, mean: Double, std: Double) throws(DLError) {
+        guard scale.isFinite, scale > 0, mean.isFinite, std.isFinite, std > 0 else {
+            throw .invalid("standardizer needs a finite positive scale and std and a finite mean; got scale \(scale), mean \(mean), std \(std)")
+        }
+        self.scale = scale
+        self.mean = mean
+        self.std = std
+    }
+
+    /// Fits mean and std over every feature value of `data` after multiplying by `scale`.
+    /// Throws `.invalidArgument` for an empty data set or one whose features are all equal.
+    public static func fit(_ data: Dataset, scale: Double = 1) throws(DLError) -> Standardizer {
+        guard !data.features.isEmpty else { throw .invalid("cannot fit a standardizer to an empty data set") }
+        // Two passes in Double: the mean, then the squared deviations from it (no cancellation).
+        let (mean, variance) = data.features.withUnsafeBufferPointer { x -> (Double, Double) in
+            let mean = sum(x) { Double($0) } / Double(x.count)
+            let rawMean = mean
+            return (mean, sum(x) { let d = Double($0) - rawMean; return d * d } / Double(x.count))
+        }
+        let std = variance.squareRoot() * scale
+        guard std > 0 else {
+            throw .invalid("cannot standardize: all \(data.features.count) feature values are equal (\(data.features[0]))")
+        }
+        return try Standardizer(scale: scale, mean: mean * scale, std: std)
+    }
+
+    /// Replaces every feature x of `data` by (x * scale - mean) / std.
+    public func apply(to data: inout Dataset) {
+        // One multiply-add per value, the coefficients folded in Double.
+        let a = Float(scale / std)
+        let b = Float(-mean / std)
+        data.features.withUnsafeMutableBufferPointer { x in
+            guard let p = x.baseAddress else { return }
+            for i in 0..<x.count { p[i] = p[i] * a + b }
+        }
+    }
+
+    /// Sum of f over x with four independent Double accumulators, so the loop pipelines.
+    private static func sum(_ x: UnsafeBufferPointer<Float>, _ f: (Float) -> Double) -> Double {
+        var s = (0.0, 0.0, 0.0, 0.0)
+        let n = x.count
+        var i = 0
+        while i + 4 <= n {
+            s.0 += f(x[i]); s.1 += f(x[i + 1]); s.2 += f(x[i + 2]); s.3 += f(x[i + 3])
+            i += 4
+        }
+        while i < n { s.0 += f(x[i]); i += 1 }
+        return (s.0 + s.1) + (s.2 + s.3)
+    }
+}
