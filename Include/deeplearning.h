@@ -341,6 +341,117 @@ DL_API int dl_model_spec_json(const dl_model *model, const char **json);
  */
 DL_API int dl_model_step_count(const dl_model *model, uint64_t *steps);
 
+/* ------------------------------------------------------------------------ */
+/* Standalone layers and losses                                              */
+/* ------------------------------------------------------------------------ */
+/*
+ * The building blocks of a model, used one at a time: what the tutorial's
+ * `Linear(784, 128)`, `ReLU()` and `MSELoss()` are. A layer's forward caches
+ * what its backward needs; backward returns dL/dx and stores the parameters'
+ * gradients, which the caller applies itself (p -= lr * grad).
+ *
+ * Data is row-major (rows, cols): rows samples of cols features each.
+ * Elementwise layers accept any cols. Buffers hold elements of the handle's
+ * dtype: float for DL_FLOAT32, double for DL_FLOAT64, passed as void *.
+ */
+
+#define DL_FLOAT32 0 /* float elements */
+#define DL_FLOAT64 1 /* double elements */
+
+/* A standalone layer. Opaque. */
+typedef struct dl_layer dl_layer;
+/* A standalone loss. Opaque. */
+typedef struct dl_loss dl_loss;
+
+/*
+ * dl_layer_from_json - build one layer from a layer object as written in a
+ * spec's "layers" list; a linear layer must give "in_features":
+ * {"type": "linear", "in_features": 784, "units": 128}, {"type": "relu"}.
+ *   dtype  DL_FLOAT32 or DL_FLOAT64: the element type of every buffer.
+ *   seed   seed of the initial weights (He normal unless "init" says).
+ *   out    OUT: the layer; free it with dl_layer_free().
+ * Returns: DL_OK, DL_INVALID_ARGUMENT, DL_SPEC_ERROR, DL_NOMEM.
+ */
+DL_API int dl_layer_from_json(const char *json, int dtype, uint64_t seed, dl_layer **out);
+
+/* dl_layer_free - release a layer; NULL and dead handles are ignored. */
+DL_API void dl_layer_free(dl_layer *layer);
+
+/* dl_layer_type - the layer's spec type ("linear"). OUT: type, a string owned
+ * by the layer, valid until dl_layer_free(). */
+DL_API int dl_layer_type(const dl_layer *layer, const char **type);
+
+/* dl_layer_output_features - output features per sample for in_features
+ * input features (DL_INVALID_ARGUMENT when the layer cannot take them).
+ *   out_features  OUT. */
+DL_API int dl_layer_output_features(const dl_layer *layer, size_t in_features, size_t *out_features);
+
+/*
+ * dl_layer_forward - y = layer(x).
+ *   x         rows * cols elements.
+ *   training  non-zero for training behaviour (dropout, batch statistics).
+ *   y         OUT: rows * out_features elements.
+ *   y_len     number of elements y can hold.
+ */
+DL_API int dl_layer_forward(dl_layer *layer, const void *x, size_t rows, size_t cols,
+                            int training, void *y, size_t y_len);
+
+/*
+ * dl_layer_backward - dL/dx from dL/dy, after dl_layer_forward(); stores the
+ * parameters' gradients (see dl_layer_grad_data).
+ *   dy      rows * cols elements, the shape of the last forward output.
+ *   dx      OUT: the last input's shape.
+ *   dx_len  number of elements dx can hold.
+ */
+DL_API int dl_layer_backward(dl_layer *layer, const void *dy, size_t rows, size_t cols,
+                             void *dx, size_t dx_len);
+
+/* dl_layer_num_params - number of parameter tensors (linear: 2). OUT: count. */
+DL_API int dl_layer_num_params(const dl_layer *layer, size_t *count);
+
+/* dl_layer_param_name - "weight" or "bias". OUT: name, owned by the layer. */
+DL_API int dl_layer_param_name(const dl_layer *layer, size_t index, const char **name);
+
+/* dl_layer_param_shape - as dl_model_param_shape (linear weight (out, in)). */
+DL_API int dl_layer_param_shape(const dl_layer *layer, size_t index,
+                                size_t *dims, size_t dims_len, size_t *ndim);
+
+/*
+ * dl_layer_param_data / dl_layer_grad_data - the memory of parameter `index`
+ * and of its gradient, in the layer's dtype, row-major.
+ *   data  OUT: a pointer into the layer, valid until dl_layer_free(); it never
+ *         moves. Reading and writing it updates the layer in place. Do not
+ *         use it while another thread calls the layer.
+ */
+DL_API int dl_layer_param_data(dl_layer *layer, size_t index, void **data);
+DL_API int dl_layer_grad_data(dl_layer *layer, size_t index, void **data);
+
+/*
+ * dl_loss_from_json - build a loss as written in a spec's "loss":
+ * "\"mse\"", "{\"type\": \"huber\", \"delta\": 1.0}".
+ *   out  OUT: free it with dl_loss_free().
+ */
+DL_API int dl_loss_from_json(const char *json, int dtype, dl_loss **out);
+
+/* dl_loss_free - release a loss; NULL and dead handles are ignored. */
+DL_API void dl_loss_free(dl_loss *loss);
+
+/*
+ * dl_loss_forward - the mean loss of predictions (rows, cols) against class
+ * labels (rows int32, cross-entropy only) or targets (rows * cols elements);
+ * exactly one of labels and targets is non-NULL. Caches dL/dpred.
+ *   value  OUT: the loss.
+ */
+DL_API int dl_loss_forward(dl_loss *loss, const void *pred, size_t rows, size_t cols,
+                           const int32_t *labels, const void *targets, double *value);
+
+/*
+ * dl_loss_backward - dL/dpred of the last dl_loss_forward().
+ *   grad      OUT: rows * cols elements.
+ *   grad_len  number of elements grad can hold.
+ */
+DL_API int dl_loss_backward(dl_loss *loss, void *grad, size_t grad_len);
+
 #ifdef __cplusplus
 }
 #endif

@@ -69,7 +69,7 @@ public func dl_model_clone(_ model: OpaquePointer?, _ out: UnsafeMutablePointer<
     var copy: (any AnyModel)?
     let rc = withModel(model) { (box) throws(DLError) in
         _ = try required(out, "out")
-        copy = try box.model.clone()
+        copy = try box.value.clone()
     }
     if rc == 0, let copy, let out { out.pointee = HandleRegistry.shared.register(copy) }
     return rc
@@ -77,7 +77,7 @@ public func dl_model_clone(_ model: OpaquePointer?, _ out: UnsafeMutablePointer<
 
 @_cdecl("dl_model_free")
 public func dl_model_free(_ model: OpaquePointer?) {
-    _ = status { () throws(DLError) in try HandleRegistry.shared.free(model) }
+    _ = status { () throws(DLError) in try HandleRegistry.shared.free(model, (any AnyModel).self, "model") }
 }
 
 // MARK: - Checkpoints
@@ -85,7 +85,7 @@ public func dl_model_free(_ model: OpaquePointer?) {
 @_cdecl("dl_model_save")
 public func dl_model_save(_ model: OpaquePointer?, _ path: UnsafePointer<CChar>?) -> Int32 {
     withModel(model) { (box) throws(DLError) in
-        try box.model.save(to: String(cString: try required(path, "path")))
+        try box.value.save(to: String(cString: try required(path, "path")))
     }
 }
 
@@ -101,7 +101,7 @@ public func dl_train_step(_ model: OpaquePointer?, _ x: UnsafePointer<Float>?, _
                           _ labels: UnsafePointer<Int32>?, _ targets: UnsafePointer<Float>?,
                           _ loss: UnsafeMutablePointer<Double>?) -> Int32 {
     withModel(model) { (box) throws(DLError) in
-        let value = try box.model.trainStep(x: try required(x, "x"), batch: try size(batch, "batch"), targets: try batchTargets(labels, targets))
+        let value = try box.value.trainStep(x: try required(x, "x"), batch: try size(batch, "batch"), targets: try batchTargets(labels, targets))
         loss?.pointee = value
     }
 }
@@ -120,8 +120,8 @@ public func dl_predict(_ model: OpaquePointer?, _ x: UnsafePointer<Float>?, _ co
                        _ out: UnsafeMutablePointer<Float>?, _ outLen: Int) -> Int32 {
     withModel(model) { (box) throws(DLError) in
         let x = try required(x, "x"), out = try required(out, "out")
-        try checkCapacity(try size(count, "count"), box.model.outputSize, capacity(outLen), "out")
-        try box.model.predict(x: x, count: count, into: out)
+        try checkCapacity(try size(count, "count"), box.value.outputSize, capacity(outLen), "out")
+        try box.value.predict(x: x, count: count, into: out)
     }
 }
 
@@ -131,7 +131,7 @@ public func dl_predict_classes(_ model: OpaquePointer?, _ x: UnsafePointer<Float
     withModel(model) { (box) throws(DLError) in
         let x = try required(x, "x"), out = try required(out, "out")
         try checkCapacity(try size(count, "count"), 1, capacity(outLen), "out")
-        try box.model.predictClasses(x: x, count: count, into: out)
+        try box.value.predictClasses(x: x, count: count, into: out)
     }
 }
 
@@ -140,7 +140,7 @@ public func dl_evaluate(_ model: OpaquePointer?, _ x: UnsafePointer<Float>?, _ c
                         _ labels: UnsafePointer<Int32>?, _ targets: UnsafePointer<Float>?,
                         _ loss: UnsafeMutablePointer<Double>?, _ accuracy: UnsafeMutablePointer<Double>?) -> Int32 {
     withModel(model) { (box) throws(DLError) in
-        let result = try box.model.evaluate(x: try required(x, "x"), count: try size(count, "count"), targets: try batchTargets(labels, targets))
+        let result = try box.value.evaluate(x: try required(x, "x"), count: try size(count, "count"), targets: try batchTargets(labels, targets))
         loss?.pointee = result.loss
         accuracy?.pointee = result.accuracy ?? .nan
     }
@@ -154,11 +154,11 @@ public func dl_gradcheck(_ model: OpaquePointer?, _ x: UnsafePointer<Float>?, _ 
     withModel(model) { (box) throws(DLError) in
         let x = try required(x, "x"), maxRelError = try required(maxRelError, "max_rel_error")
         let limit = maxEntries < 0 ? 0 : maxEntries   // above Int.max: as good as "all"
-        let tensors = box.model.parameterNames.count
+        let tensors = box.value.parameterNames.count
         if perParam != nil && capacity(perParamLen) < tensors {
             throw .invalid("per_param has room for \(perParamLen) values but the model has \(tensors) parameter tensors")
         }
-        let entries = try box.model.gradientCheck(x: x, batch: try size(batch, "batch"), targets: try batchTargets(labels, targets), limit: limit)
+        let entries = try box.value.gradientCheck(x: x, batch: try size(batch, "batch"), targets: try batchTargets(labels, targets), limit: limit)
         maxRelError.pointee = entries.map(\.relativeError).max() ?? 0
         if let perParam { for (i, e) in entries.enumerated() { perParam[i] = e.relativeError } }
     }
@@ -166,14 +166,14 @@ public func dl_gradcheck(_ model: OpaquePointer?, _ x: UnsafePointer<Float>?, _ 
 
 @_cdecl("dl_model_get_learning_rate")
 public func dl_model_get_learning_rate(_ model: OpaquePointer?, _ lr: UnsafeMutablePointer<Double>?) -> Int32 {
-    withModel(model) { (box) throws(DLError) in try required(lr, "lr").pointee = box.model.learningRate }
+    withModel(model) { (box) throws(DLError) in try required(lr, "lr").pointee = box.value.learningRate }
 }
 
 @_cdecl("dl_model_set_learning_rate")
 public func dl_model_set_learning_rate(_ model: OpaquePointer?, _ lr: Double) -> Int32 {
     withModel(model) { (box) throws(DLError) in
         guard lr.isFinite, lr >= 0 else { throw .invalid("learning rate must be a finite number >= 0, got \(lr)") }
-        box.model.learningRate = lr
+        box.value.learningRate = lr
     }
 }
 
@@ -182,7 +182,7 @@ public func dl_model_set_learning_rate(_ model: OpaquePointer?, _ lr: Double) ->
 /// Writes a model property to a non-NULL OUT pointer.
 private func property<V>(_ model: OpaquePointer?, _ out: UnsafeMutablePointer<V>?, _ name: String,
                          _ get: (any AnyModel) -> V) -> Int32 {
-    withModel(model) { (box) throws(DLError) in try required(out, name).pointee = get(box.model) }
+    withModel(model) { (box) throws(DLError) in try required(out, name).pointee = get(box.value) }
 }
 
 /// Checks an index into a list of `count` things.
@@ -226,7 +226,7 @@ public func dl_model_step_count(_ model: OpaquePointer?, _ steps: UnsafeMutableP
 public func dl_model_param_name(_ model: OpaquePointer?, _ index: Int, _ name: UnsafeMutablePointer<UnsafePointer<CChar>?>?) -> Int32 {
     withModel(model) { (box) throws(DLError) in
         let out = try required(name, "name")
-        let names = box.model.parameterNames
+        let names = box.value.parameterNames
         try checkIndex(index, names.count, "parameter")
         out.pointee = try box.cString(names[index])
     }
@@ -236,7 +236,7 @@ public func dl_model_param_name(_ model: OpaquePointer?, _ index: Int, _ name: U
 public func dl_model_layer_type(_ model: OpaquePointer?, _ index: Int, _ type: UnsafeMutablePointer<UnsafePointer<CChar>?>?) -> Int32 {
     withModel(model) { (box) throws(DLError) in
         let out = try required(type, "type")
-        let types = box.model.layerTypes
+        let types = box.value.layerTypes
         try checkIndex(index, types.count, "layer")
         out.pointee = try box.cString(types[index])
     }
@@ -245,7 +245,7 @@ public func dl_model_layer_type(_ model: OpaquePointer?, _ index: Int, _ type: U
 @_cdecl("dl_model_spec_json")
 public func dl_model_spec_json(_ model: OpaquePointer?, _ json: UnsafeMutablePointer<UnsafePointer<CChar>?>?) -> Int32 {
     withModel(model) { (box) throws(DLError) in
-        try required(json, "json").pointee = try box.cString(box.model.spec.json)
+        try required(json, "json").pointee = try box.cString(box.value.spec.json)
     }
 }
 
@@ -254,11 +254,11 @@ public func dl_model_param_shape(_ model: OpaquePointer?, _ index: Int, _ dims: 
                                  _ dimsLen: Int, _ ndim: UnsafeMutablePointer<Int>?) -> Int32 {
     withModel(model) { (box) throws(DLError) in
         let dims = try required(dims, "dims"), ndim = try required(ndim, "ndim")
-        let shapes = box.model.parameterShapes
+        let shapes = box.value.parameterShapes
         try checkIndex(index, shapes.count, "parameter")
         let shape = shapes[index]
         guard capacity(dimsLen) >= shape.count else {
-            throw .invalid("dims has room for \(dimsLen) dimensions but \(box.model.parameterNames[index]) has \(shape.count)")
+            throw .invalid("dims has room for \(dimsLen) dimensions but \(box.value.parameterNames[index]) has \(shape.count)")
         }
         for (i, d) in shape.enumerated() { dims[i] = d }
         ndim.pointee = shape.count
@@ -268,13 +268,13 @@ public func dl_model_param_shape(_ model: OpaquePointer?, _ index: Int, _ dims: 
 @_cdecl("dl_model_get_param")
 public func dl_model_get_param(_ model: OpaquePointer?, _ index: Int, _ out: UnsafeMutablePointer<Float>?, _ len: Int) -> Int32 {
     withModel(model) { (box) throws(DLError) in
-        try box.model.readParameter(try size(index, "index"), into: try required(out, "out"), count: try size(len, "len"))
+        try box.value.readParameter(try size(index, "index"), into: try required(out, "out"), count: try size(len, "len"))
     }
 }
 
 @_cdecl("dl_model_set_param")
 public func dl_model_set_param(_ model: OpaquePointer?, _ index: Int, _ values: UnsafePointer<Float>?, _ len: Int) -> Int32 {
     withModel(model) { (box) throws(DLError) in
-        try box.model.writeParameter(try size(index, "index"), from: try required(values, "values"), count: try size(len, "len"))
+        try box.value.writeParameter(try size(index, "index"), from: try required(values, "values"), count: try size(len, "len"))
     }
 }

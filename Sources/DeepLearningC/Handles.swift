@@ -2,13 +2,14 @@ import CDeepLearningSupport
 import DeepLearning
 import Glibc
 
-/// What a `dl_model *` points to: the model and the C strings handed out for it.
-final class ModelBox {
-    var model: any AnyModel
-    /// C strings returned by introspection functions, owned until the model is freed.
+/// What a handle (`dl_model *`, `dl_layer *`, `dl_loss *`) points to: the object and the C
+/// strings handed out for it.
+final class Box<Value> {
+    var value: Value
+    /// C strings returned by introspection functions, owned until the handle is freed.
     private var strings: [String: UnsafeMutablePointer<CChar>] = [:]
 
-    init(_ model: any AnyModel) { self.model = model }
+    init(_ value: Value) { self.value = value }
 
     deinit { for p in strings.values { free(p) } }
 
@@ -20,6 +21,10 @@ final class ModelBox {
         return UnsafePointer(p)
     }
 }
+
+typealias ModelBox = Box<any AnyModel>
+typealias LayerBox = Box<any AnyStandaloneLayer>
+typealias LossBox = Box<any AnyStandaloneLoss>
 
 /// The live handles, and which of them a thread is using right now.
 ///
@@ -43,26 +48,28 @@ final class HandleRegistry: @unchecked Sendable {
         return try body()
     }
 
-    /// Registers a new model and returns its handle.
-    func register(_ model: any AnyModel) -> OpaquePointer {
-        let raw = Unmanaged.passRetained(ModelBox(model)).toOpaque()
+    /// Registers a new object and returns its handle.
+    func register<Value>(_ value: Value) -> OpaquePointer {
+        let raw = Unmanaged.passRetained(Box(value) as AnyObject).toOpaque()
         try? locked { live[raw] = false }
         return OpaquePointer(raw)
     }
 
-    /// Marks the handle busy and returns its box; `release` must follow.
-    func acquire(_ handle: OpaquePointer?) throws(DLError) -> ModelBox {
-        guard let handle else { throw .invalid("model is NULL") }
+    /// Marks the handle busy and returns its box; `release` must follow. `noun` names the
+    /// handle's type in messages ("model").
+    func acquire<Value>(_ handle: OpaquePointer?, _ noun: String) throws(DLError) -> Box<Value> {
+        guard let handle else { throw .invalid("\(noun) is NULL") }
         let raw = UnsafeMutableRawPointer(handle)
-        return try locked { () throws(DLError) -> ModelBox in
-            guard let busy = live[raw] else {
-                throw .invalid("model \(raw) is not a live model (already freed, or not a dl_model)")
+        return try locked { () throws(DLError) -> Box<Value> in
+            guard let busy = live[raw],
+                  let box = Unmanaged<AnyObject>.fromOpaque(raw).takeUnretainedValue() as? Box<Value> else {
+                throw .invalid("\(noun) \(raw) is not a live dl_\(noun) (already freed, or another kind of handle)")
             }
             guard !busy else {
-                throw DLError(.busy, "the model is being used by another thread; use dl_model_clone() to give each thread its own")
+                throw DLError(.busy, "the \(noun) is being used by another thread; give each thread its own (dl_model_clone() for models)")
             }
             live[raw] = true
-            return Unmanaged<ModelBox>.fromOpaque(raw).takeUnretainedValue()
+            return box
         }
     }
 
@@ -71,18 +78,19 @@ final class HandleRegistry: @unchecked Sendable {
         try? locked { live[UnsafeMutableRawPointer(handle)] = false }
     }
 
-    /// Forgets a handle and frees its model. Unknown handles are ignored; a busy one is
-    /// refused (freeing it would pull the model from under the other thread).
-    func free(_ handle: OpaquePointer?) throws(DLError) {
+    /// Forgets a handle of kind `Value` and frees its object. Unknown handles and handles of
+    /// another kind are ignored; a busy one is refused (freeing it would pull the object from
+    /// under the other thread).
+    func free<Value>(_ handle: OpaquePointer?, _ type: Value.Type, _ noun: String) throws(DLError) {
         guard let handle else { return }
         let raw = UnsafeMutableRawPointer(handle)
         let known = try locked { () throws(DLError) -> Bool in
-            guard let busy = live[raw] else { return false }
-            guard !busy else { throw DLError(.busy, "the model is being used by another thread and cannot be freed now") }
+            guard let busy = live[raw], Unmanaged<AnyObject>.fromOpaque(raw).takeUnretainedValue() is Box<Value> else { return false }
+            guard !busy else { throw DLError(.busy, "the \(noun) is being used by another thread and cannot be freed now") }
             live[raw] = nil
             return true
         }
-        if known { Unmanaged<ModelBox>.fromOpaque(raw).release() }
+        if known { Unmanaged<AnyObject>.fromOpaque(raw).release() }
     }
 }
 
@@ -100,14 +108,18 @@ func status(_ body: () throws(DLError) -> Void) -> Int32 {
     }
 }
 
-/// Runs `body` with the model behind `handle`, holding it for this thread.
-func withModel(_ handle: OpaquePointer?, _ body: (ModelBox) throws(DLError) -> Void) -> Int32 {
+/// Runs `body` with the object behind `handle`, holding it for this thread.
+func with<Value>(_ handle: OpaquePointer?, _ noun: String, _ body: (Box<Value>) throws(DLError) -> Void) -> Int32 {
     status { () throws(DLError) in
-        let box = try HandleRegistry.shared.acquire(handle)
+        let box: Box<Value> = try HandleRegistry.shared.acquire(handle, noun)
         defer { HandleRegistry.shared.release(handle) }
         try body(box)
     }
 }
+
+func withModel(_ handle: OpaquePointer?, _ body: (ModelBox) throws(DLError) -> Void) -> Int32 { with(handle, "model", body) }
+func withLayer(_ handle: OpaquePointer?, _ body: (LayerBox) throws(DLError) -> Void) -> Int32 { with(handle, "layer", body) }
+func withLoss(_ handle: OpaquePointer?, _ body: (LossBox) throws(DLError) -> Void) -> Int32 { with(handle, "loss", body) }
 
 /// Checks an OUT pointer.
 func required<P>(_ pointer: P?, _ name: String) throws(DLError) -> P {

@@ -7,27 +7,29 @@
 public final class Softmax<T: DLScalar>: Layer {
     public let type = "softmax"
     public let outputShape: [Int]
-    private let features: Int
     private let y: Tensor<T>
     private let dx: Tensor<T>
 
     public init(shape: [Int]) throws(DLError) {
         self.outputShape = shape
-        self.features = try checkedCount(shape, "softmax input")
         self.y = try Tensor(shape: [0])
         self.dx = try Tensor(shape: [0])
     }
 
     public func forward(_ x: Tensor<T>, training: Bool) throws(DLError) -> Tensor<T> {
         try y.resize(x.shape)
-        Kernels.softmaxRows(x.data, y.data, rows: x.shape[0], cols: features)
+        let rows = x.shape[0]
+        guard rows > 0 else { return y }
+        Kernels.softmaxRows(x.data, y.data, rows: rows, cols: x.count / rows)
         return y
     }
 
     public func backward(_ dy: Tensor<T>, needInputGradient: Bool) throws(DLError) -> Tensor<T>? {
         guard needInputGradient else { return nil }
         try dx.resize(dy.shape)
-        Kernels.softmaxBackwardRows(y.data, dy.data, dx.data, rows: dy.shape[0], cols: features)
+        let rows = dy.shape[0]
+        guard rows > 0 else { return dx }
+        Kernels.softmaxBackwardRows(y.data, dy.data, dx.data, rows: rows, cols: dy.count / rows)
         return dx
     }
 }

@@ -1,0 +1,168 @@
+/// A single layer or loss used on its own, outside a model: what the tutorial's Python
+/// classes (`Linear(784, 128)`, `ReLU()`, `MSELoss()`) are built on.
+///
+/// Data crosses as raw pointers of the element's dtype (`Float` or `Double`), 2-D as
+/// (rows, cols): rows are samples, cols the features of each (an activation treats any
+/// shape as its element count). Parameters and their gradients stay in the layer's own
+/// memory, whose addresses never change, so callers may view and update them in place.
+public protocol AnyStandaloneLayer: AnyObject {
+    var type: String { get }
+    var dtype: DType { get }
+    var parameterNames: [String] { get }
+    var parameterShapes: [[Int]] { get }
+    /// Memory of parameter `index` (count = product of its shape), in the layer's dtype.
+    func parameterData(_ index: Int) -> UnsafeMutableRawPointer
+    /// Memory of the gradient of parameter `index`, filled by `backward`.
+    func gradientData(_ index: Int) -> UnsafeMutableRawPointer
+    /// Output features per sample for `inputFeatures` input features, or an error naming
+    /// what the layer expects.
+    func outputFeatures(_ inputFeatures: Int) throws(DLError) -> Int
+    /// y = layer(x) for x of (rows, cols); caches what backward needs. Returns y's cols.
+    func forward(_ x: UnsafeRawPointer, rows: Int, cols: Int, into y: UnsafeMutableRawPointer, capacity: Int, training: Bool) throws(DLError) -> Int
+    /// dx from dy (rows, cols of the last output); stores parameter gradients.
+    func backward(_ dy: UnsafeRawPointer, rows: Int, cols: Int, into dx: UnsafeMutableRawPointer, capacity: Int) throws(DLError)
+}
+
+public final class StandaloneLayer<T: DLScalar>: AnyStandaloneLayer {
+    public let layer: any Layer<T>
+    private let x = try! Tensor<T>(shape: [0])      // cannot fail: zero elements
+    private let dy = try! Tensor<T>(shape: [0])
+    private var lastOutput: [Int]?
+    private let inFeatures: Int?
+
+    init(_ layer: any Layer<T>, inFeatures: Int?) {
+        self.layer = layer
+        self.inFeatures = inFeatures
+    }
+
+    public var type: String { layer.type }
+    public var dtype: DType { T.self == Float.self ? .float32 : .float64 }
+    public var parameterNames: [String] { layer.parameters.map(\.name) }
+    public var parameterShapes: [[Int]] { layer.parameters.map(\.value.shape) }
+    public func parameterData(_ index: Int) -> UnsafeMutableRawPointer { UnsafeMutableRawPointer(layer.parameters[index].value.data) }
+    public func gradientData(_ index: Int) -> UnsafeMutableRawPointer { UnsafeMutableRawPointer(layer.parameters[index].grad.data) }
+
+    public func outputFeatures(_ inputFeatures: Int) throws(DLError) -> Int {
+        guard let inFeatures else { return inputFeatures }       // elementwise
+        guard inputFeatures == inFeatures else {
+            throw .invalid("\(type) expects \(inFeatures) features per sample, got \(inputFeatures)")
+        }
+        return layer.outputShape.reduce(1, *)
+    }
+
+    public func forward(_ x: UnsafeRawPointer, rows: Int, cols: Int, into y: UnsafeMutableRawPointer, capacity: Int, training: Bool) throws(DLError) -> Int {
+        guard rows >= 1, cols >= 1 else { throw .invalid("x must have at least one sample and one feature, got (\(rows), \(cols))") }
+        let outCols = try outputFeatures(cols)
+        let n = try checkedProduct(rows, cols, "x of (\(rows), \(cols))")
+        let outN = try checkedProduct(rows, outCols, "y of (\(rows), \(outCols))")
+        guard capacity >= outN else { throw .invalid("y has room for \(capacity) values, the output needs \(outN)") }
+        try self.x.resize([rows, cols])
+        Kernels.convert(x.assumingMemoryBound(to: T.self), self.x.data, n)
+        let out = try layer.forward(self.x, training: training)
+        Kernels.convert(out.data, y.assumingMemoryBound(to: T.self), outN)
+        lastOutput = [rows, outCols]
+        return outCols
+    }
+
+    public func backward(_ dy: UnsafeRawPointer, rows: Int, cols: Int, into dx: UnsafeMutableRawPointer, capacity: Int) throws(DLError) {
+        guard let lastOutput else { throw .invalid("\(type): backward called before forward") }
+        guard [rows, cols] == lastOutput else {
+            throw .invalid("\(type): dL/dy has shape (\(rows), \(cols)) but the last forward output was (\(lastOutput[0]), \(lastOutput[1]))")
+        }
+        let n = x.count
+        guard capacity >= n else { throw .invalid("dx has room for \(capacity) values, the input had \(n)") }
+        try self.dy.resize([rows, cols])
+        Kernels.convert(dy.assumingMemoryBound(to: T.self), self.dy.data, rows * cols)
+        guard let g = try layer.backward(self.dy, needInputGradient: true) else {
+            throw DLError(.internal, "\(type) returned no input gradient")
+        }
+        Kernels.convert(g.data, dx.assumingMemoryBound(to: T.self), n)
+    }
+}
+
+/// Builds a layer on its own from a spec layer object (linear layers need "in_features").
+public func makeStandaloneLayer(json: String, dtype: DType, seed: UInt64) throws(DLError) -> any AnyStandaloneLayer {
+    let spec = try SpecParser.parseLayer(json: json)
+    let declared = spec.int("in_features").flatMap { $0 > 0 ? $0 : nil }
+    if spec.type == "linear" && declared == nil {
+        throw DLError(.spec, "<string>: layer.in_features: a linear layer on its own needs its input size")
+    }
+    func build<T: DLScalar>(_: T.Type) throws(DLError) -> any AnyStandaloneLayer {
+        guard let factory = LayerRegistry.factory(spec.type) else {
+            throw DLError(.spec, "<string>: layer.type: unknown layer type \"\(spec.type)\"")
+        }
+        var context = LayerContext(inputShape: [declared ?? 1], index: 0, defaultInitializer: .heNormal,
+                                   rng: RandomGenerator(seed: seed))
+        let layer: any Layer<T> = try factory.make(spec, &context)
+        return StandaloneLayer(layer, inFeatures: declared)
+    }
+    switch dtype {
+    case .float32: return try build(Float.self)
+    case .float64: return try build(Double.self)
+    }
+}
+
+/// A loss on its own: `forward` computes the mean loss and its gradient, `backward` hands the
+/// gradient out.
+public protocol AnyStandaloneLoss: AnyObject {
+    var type: String { get }
+    var isClassification: Bool { get }
+    func forward(_ pred: UnsafeRawPointer, rows: Int, cols: Int, labels: UnsafePointer<Int32>?, targets: UnsafeRawPointer?) throws(DLError) -> Double
+    func backward(into grad: UnsafeMutableRawPointer, capacity: Int) throws(DLError)
+}
+
+public final class StandaloneLoss<T: DLScalar>: AnyStandaloneLoss {
+    public let loss: Loss<T>
+    private let pred = try! Tensor<T>(shape: [0])     // cannot fail: zero elements
+    private let targets = try! Tensor<T>(shape: [0])
+    private let grad = try! Tensor<T>(shape: [0])
+    private var ready = false
+
+    init(_ loss: Loss<T>) { self.loss = loss }
+
+    public var type: String { loss.type }
+    public var isClassification: Bool { loss.isClassification }
+
+    public func forward(_ pred: UnsafeRawPointer, rows: Int, cols: Int, labels: UnsafePointer<Int32>?, targets: UnsafeRawPointer?) throws(DLError) -> Double {
+        guard rows >= 1, cols >= 1 else { throw .invalid("predictions must be at least (1, 1), got (\(rows), \(cols))") }
+        let n = try checkedProduct(rows, cols, "predictions of (\(rows), \(cols))")
+        try self.pred.resize([rows, cols])
+        Kernels.convert(pred.assumingMemoryBound(to: T.self), self.pred.data, n)
+        let t: Targets<T>
+        switch (labels, targets) {
+        case (let l?, nil):
+            guard loss.isClassification else {
+                throw DLError(.unsupported, "the \(type) loss needs target values shaped like the predictions, not class labels")
+            }
+            for i in 0..<rows where l[i] < 0 || Int(l[i]) >= cols {
+                throw .invalid("label \(l[i]) of sample \(i) is out of range for \(cols) classes")
+            }
+            t = .labels(l)
+        case (nil, let v?):
+            try self.targets.resize([rows, cols])
+            Kernels.convert(v.assumingMemoryBound(to: T.self), self.targets.data, n)
+            t = .values(UnsafePointer(self.targets.data))
+        default:
+            throw .invalid("pass exactly one of labels and targets")
+        }
+        guard Kernels.allFinite(self.pred.data, n) else { throw DLError(.numeric, "the predictions contain NaN or infinity") }
+        if case .values(let v) = t, !Kernels.allFinite(v, n) { throw DLError(.numeric, "the targets contain NaN or infinity") }
+        let value = try loss.compute(self.pred, t, grad: grad)
+        ready = true
+        return value
+    }
+
+    public func backward(into grad: UnsafeMutableRawPointer, capacity: Int) throws(DLError) {
+        guard ready else { throw .invalid("\(type): backward called before forward") }
+        guard capacity >= self.grad.count else { throw .invalid("grad has room for \(capacity) values, needs \(self.grad.count)") }
+        Kernels.convert(self.grad.data, grad.assumingMemoryBound(to: T.self), self.grad.count)
+    }
+}
+
+public func makeStandaloneLoss(json: String, dtype: DType) throws(DLError) -> any AnyStandaloneLoss {
+    let spec = try SpecParser.parseLoss(json: json)
+    switch dtype {
+    case .float32: return StandaloneLoss<Float>(try LossRegistry.make(spec))
+    case .float64: return StandaloneLoss<Double>(try LossRegistry.make(spec))
+    }
+}

@@ -1,0 +1,28 @@
+import CJSONC
+
+extension SpecParser {
+    /// One layer object as it appears in a spec's "layers" list, e.g.
+    /// `{"type": "linear", "in_features": 784, "units": 128}`; messages name it "layer".
+    public static func parseLayer(json: String) throws(DLError) -> ComponentSpec {
+        try parseComponent(json) { (reader, root) throws(DLError) in
+            try reader.component(root, path: "layer", noun: "layer", kinds: LayerRegistry.kinds)
+        }
+    }
+
+    /// A loss as it appears in a spec: `{"type": "huber", "delta": 1.0}` or `"mse"`.
+    public static func parseLoss(json: String) throws(DLError) -> ComponentSpec {
+        try parseComponent(json) { (reader, root) throws(DLError) in
+            if let name = SpecReader.string(root) {
+                let kind = try reader.kind(named: name, path: "loss", noun: "loss", kinds: LossRegistry.kinds)
+                return ComponentSpec(type: name, options: try reader.options([], of: kind, path: "loss"), path: "loss")
+            }
+            return try reader.component(root, path: "loss", noun: "loss", kinds: LossRegistry.kinds)
+        }
+    }
+
+    private static func parseComponent(_ json: String, _ read: (SpecReader, OpaquePointer) throws(DLError) -> ComponentSpec) throws(DLError) -> ComponentSpec {
+        let root = try tokenize(Array(json.utf8), "<string>")
+        defer { json_object_put(root) }
+        return try read(SpecReader(source: "<string>"), root)
+    }
+}
