@@ -276,6 +276,18 @@ DL_API int dl_gradcheck(dl_model *model, const float *x, size_t batch,
 DL_API int dl_model_get_learning_rate(const dl_model *model, double *lr);
 DL_API int dl_model_set_learning_rate(dl_model *model, double lr);
 
+/*
+ * dl_model_set_preprocessing / dl_model_get_preprocessing - the transform
+ * applied to every input before the first layer, in training, prediction and
+ * evaluation alike: x' = (x * scale - mean) / std. It is part of the model's
+ * spec ("preprocessing"), so checkpoints keep it. For MNIST bytes as the
+ * tutorial prepares them: scale 1/255, then the training set's mean and std.
+ *   scale, std  finite and > 0; mean finite. Defaults 1, 0, 1 (identity).
+ *   OUT pointers of get may be NULL.
+ */
+DL_API int dl_model_set_preprocessing(dl_model *model, double scale, double mean, double std);
+DL_API int dl_model_get_preprocessing(const dl_model *model, double *scale, double *mean, double *std);
+
 /* ------------------------------------------------------------------------ */
 /* Introspection                                                             */
 /* ------------------------------------------------------------------------ */

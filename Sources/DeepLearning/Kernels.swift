@@ -16,6 +16,13 @@ public enum Kernels {
         for i in 0..<n { dst[i] = D(src[i]) }
     }
 
+    /// dst = src * a + b, converting type (input preprocessing).
+    @_specialize(where S == Float, D == Float) @_specialize(where S == Float, D == Double)
+    @_specialize(where S == Double, D == Float) @_specialize(where S == Double, D == Double)
+    public static func convertAffine<S: DLScalar, D: DLScalar>(_ src: UnsafePointer<S>, _ dst: UnsafeMutablePointer<D>, _ n: Int, _ a: D, _ b: D) {
+        for i in 0..<n { dst[i] = D(src[i]) * a + b }
+    }
+
     /// True when every element is finite (no NaN, no infinity).
     @_specialize(where T == Float) @_specialize(where T == Double)
     public static func allFinite<T: DLScalar>(_ x: UnsafePointer<T>, _ n: Int) -> Bool {

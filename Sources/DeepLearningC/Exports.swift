@@ -177,6 +177,24 @@ public func dl_model_set_learning_rate(_ model: OpaquePointer?, _ lr: Double) ->
     }
 }
 
+@_cdecl("dl_model_set_preprocessing")
+public func dl_model_set_preprocessing(_ model: OpaquePointer?, _ scale: Double, _ mean: Double, _ std: Double) -> Int32 {
+    withModel(model) { (box) throws(DLError) in
+        try box.value.setPreprocessing(Preprocessing(scale: scale, mean: mean, std: std))
+    }
+}
+
+@_cdecl("dl_model_get_preprocessing")
+public func dl_model_get_preprocessing(_ model: OpaquePointer?, _ scale: UnsafeMutablePointer<Double>?,
+                                       _ mean: UnsafeMutablePointer<Double>?, _ std: UnsafeMutablePointer<Double>?) -> Int32 {
+    withModel(model) { (box) throws(DLError) in
+        let p = box.value.spec.preprocessing
+        scale?.pointee = p.scale
+        mean?.pointee = p.mean
+        std?.pointee = p.std
+    }
+}
+
 // MARK: - Introspection
 
 /// Writes a model property to a non-NULL OUT pointer.

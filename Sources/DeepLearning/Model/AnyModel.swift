@@ -22,6 +22,8 @@ public protocol AnyModel: AnyObject {
     func evaluate<S: DLScalar>(x: UnsafePointer<S>, count: Int, targets: BatchTargets<S>) throws(DLError) -> (loss: Double, accuracy: Double?)
     func readParameter<S: DLScalar>(_ index: Int, into out: UnsafeMutablePointer<S>, count: Int) throws(DLError)
     func writeParameter<S: DLScalar>(_ index: Int, from values: UnsafePointer<S>, count: Int) throws(DLError)
+    /// Sets the input transform (stored in the spec, so checkpoints keep it).
+    func setPreprocessing(_ p: Preprocessing) throws(DLError)
     /// Saves a checkpoint atomically (see `Checkpoint`).
     func save(to path: String) throws(DLError)
     /// A deep, independent copy.

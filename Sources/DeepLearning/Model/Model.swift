@@ -13,7 +13,7 @@ public enum BatchTargets<S: DLScalar> {
 /// separate models are independent. Nothing a caller passes makes it trap: invalid input
 /// throws `DLError` and leaves the model as it was.
 public final class Model<T: DLScalar> {
-    public let spec: ModelSpec
+    public internal(set) var spec: ModelSpec
     public let layers: [any Layer<T>]
     public let loss: Loss<T>
     public let optimizer: Optimizer<T>
@@ -114,7 +114,12 @@ public final class Model<T: DLScalar> {
         guard batch > 0 else { throw .invalid("batch size must be at least 1, got \(batch)") }
         let n = try checkedProduct(batch, inputSize, "input of \(batch) samples")
         try input.resize([batch] + inputShape)
-        Kernels.convert(x, input.data, n)
+        let p = spec.preprocessing
+        if p.isIdentity {
+            Kernels.convert(x, input.data, n)
+        } else {
+            Kernels.convertAffine(x, input.data, n, T(p.multiplier), T(p.offset))
+        }
         guard Kernels.allFinite(input.data, n) else {
             throw DLError(.numeric, "the input contains NaN or infinite values")
         }

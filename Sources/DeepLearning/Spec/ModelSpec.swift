@@ -18,6 +18,8 @@ public struct ModelSpec: Sendable {
     public var initializer: Initializer = .heNormal
     public var seed: UInt64 = 0
     public var dtype: DType = .float32
+    /// How raw inputs are transformed before the first layer, in training and prediction alike.
+    public var preprocessing = Preprocessing()
     /// The JSON text the spec came from (stored verbatim in checkpoints).
     public var json: String = ""
     /// Where the spec came from, for messages: a file path or "<string>".
@@ -29,6 +31,33 @@ public struct ModelSpec: Sendable {
         self.loss = loss
         self.optimizer = optimizer
     }
+}
+
+/// The affine input transform x' = (x * scale - mean) / std, as the tutorial prepares MNIST
+/// (scale 1/255, then the training set's global mean and std). Part of the spec, so a
+/// checkpoint carries it and predictions apply the same transform as training did.
+public struct Preprocessing: Sendable, Equatable {
+    public var scale: Double = 1
+    public var mean: Double = 0
+    public var std: Double = 1
+
+    public init(scale: Double = 1, mean: Double = 0, std: Double = 1) {
+        self.scale = scale
+        self.mean = mean
+        self.std = std
+    }
+
+    public var isIdentity: Bool { self == Preprocessing() }
+    /// x' = x * multiplier + offset
+    public var multiplier: Double { scale / std }
+    public var offset: Double { -mean / std }
+
+    /// The spec's "preprocessing" object.
+    public static let kind = ComponentKind("preprocessing", options: [
+        OptionSpec("scale", .number(1e-12...1e12), default: .double(1), doc: "multiplies raw inputs first (1/255 for bytes)"),
+        OptionSpec("mean", .number(-1e12...1e12), default: .double(0), doc: "subtracted after scaling"),
+        OptionSpec("std", .number(1e-12...1e12), default: .double(1), doc: "divides last"),
+    ], doc: "x' = (x * scale - mean) / std")
 }
 
 /// One layer, loss or optimizer of a spec: its type and its validated options.

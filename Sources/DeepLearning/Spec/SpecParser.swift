@@ -126,7 +126,7 @@ struct SpecReader {
         OptionSpec("seed", .nonNegativeInt, default: .int(0)),
         OptionSpec("dtype", .choice([DType.float32.rawValue, DType.float64.rawValue]), default: .string(DType.float32.rawValue)),
     ])
-    static let structuralKeys = ["name", "input", "input_size", "input_shape", "layers", "loss", "optimizer"]
+    static let structuralKeys = ["name", "input", "input_size", "input_shape", "layers", "loss", "optimizer", "preprocessing"]
     static let inputKeys = ["input", "input_size", "input_shape"]
     static let inputExpectation = #"{"size": N} or {"shape": [C, H, W]}"#
     static let shapeExpectation = "a list of 1 to 3 positive integers"
@@ -169,6 +169,13 @@ struct SpecReader {
         if let name = Self.member("name", members) {
             guard let text = Self.string(name) else { throw error("name", "expected a string, got \(Self.describe(name))") }
             spec.name = text
+        }
+        if let value = Self.member("preprocessing", members) {
+            guard json_object_get_type(value) == json_type_object else {
+                throw error("preprocessing", "expected an object like {\"scale\": 0.00392156862745098, \"mean\": 0.1307, \"std\": 0.3081}, got \(Self.describe(value))")
+            }
+            let p = ComponentSpec(type: "preprocessing", options: try options(Self.members(value), of: Preprocessing.kind, path: "preprocessing"))
+            spec.preprocessing = Preprocessing(scale: p.double("scale") ?? 1, mean: p.double("mean") ?? 0, std: p.double("std") ?? 1)
         }
         // The values were validated above, so the fallbacks are never taken.
         spec.formatVersion = settings.int("format_version") ?? ModelSpec.formatVersion
