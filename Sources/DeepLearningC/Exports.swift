@@ -46,7 +46,7 @@ private func staticCString(_ s: StaticString) -> UnsafePointer<CChar> {
 private func create(_ out: UnsafeMutablePointer<OpaquePointer?>?, _ make: () throws(DLError) -> any AnyModel) -> Int32 {
     status { () throws(DLError) in
         let out = try required(out, "out")
-        out.pointee = HandleRegistry.shared.register(try make())
+        out.pointee = HandleRegistry.shared.register(ModelBox(try make()))
     }
 }
 
@@ -71,7 +71,7 @@ public func dl_model_clone(_ model: OpaquePointer?, _ out: UnsafeMutablePointer<
         _ = try required(out, "out")
         copy = try box.value.clone()
     }
-    if rc == 0, let copy, let out { out.pointee = HandleRegistry.shared.register(copy) }
+    if rc == 0, let copy, let out { out.pointee = HandleRegistry.shared.register(ModelBox(copy)) }
     return rc
 }
 

@@ -48,9 +48,11 @@ final class HandleRegistry: @unchecked Sendable {
         return try body()
     }
 
-    /// Registers a new object and returns its handle.
-    func register<Value>(_ value: Value) -> OpaquePointer {
-        let raw = Unmanaged.passRetained(Box(value) as AnyObject).toOpaque()
+    /// Registers a new box and returns its handle. (A box, not a bare value: a generic
+    /// `Value` parameter would open an existential argument, and `Box<Model<Float>>` would
+    /// then not be found as the `Box<any AnyModel>` that `acquire` looks for.)
+    func register<Value>(_ box: Box<Value>) -> OpaquePointer {
+        let raw = Unmanaged.passRetained(box as AnyObject).toOpaque()
         try? locked { live[raw] = false }
         return OpaquePointer(raw)
     }

@@ -11,7 +11,7 @@ private func dtype(_ code: Int32) throws(DLError) -> DType {
     }
 }
 
-private func register<Value>(_ out: UnsafeMutablePointer<OpaquePointer?>?, _ make: () throws(DLError) -> Value) -> Int32 {
+private func register<Value>(_ out: UnsafeMutablePointer<OpaquePointer?>?, _ make: () throws(DLError) -> Box<Value>) -> Int32 {
     status { () throws(DLError) in
         let out = try required(out, "out")
         out.pointee = HandleRegistry.shared.register(try make())
@@ -23,8 +23,8 @@ private func register<Value>(_ out: UnsafeMutablePointer<OpaquePointer?>?, _ mak
 @_cdecl("dl_layer_from_json")
 public func dl_layer_from_json(_ json: UnsafePointer<CChar>?, _ dtypeCode: Int32, _ seed: UInt64,
                                _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
-    register(out) { () throws(DLError) -> any AnyStandaloneLayer in
-        try makeStandaloneLayer(json: String(cString: try required(json, "json")), dtype: try dtype(dtypeCode), seed: seed)
+    register(out) { () throws(DLError) -> LayerBox in
+        LayerBox(try makeStandaloneLayer(json: String(cString: try required(json, "json")), dtype: try dtype(dtypeCode), seed: seed))
     }
 }
 
@@ -118,8 +118,8 @@ public func dl_layer_grad_data(_ layer: OpaquePointer?, _ index: Int, _ data: Un
 
 @_cdecl("dl_loss_from_json")
 public func dl_loss_from_json(_ json: UnsafePointer<CChar>?, _ dtypeCode: Int32, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
-    register(out) { () throws(DLError) -> any AnyStandaloneLoss in
-        try makeStandaloneLoss(json: String(cString: try required(json, "json")), dtype: try dtype(dtypeCode))
+    register(out) { () throws(DLError) -> LossBox in
+        LossBox(try makeStandaloneLoss(json: String(cString: try required(json, "json")), dtype: try dtype(dtypeCode)))
     }
 }
 
