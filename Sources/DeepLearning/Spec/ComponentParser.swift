@@ -21,7 +21,8 @@ extension SpecParser {
     }
 
     private static func parseComponent(_ json: String, _ read: (SpecReader, OpaquePointer) throws(DLError) -> ComponentSpec) throws(DLError) -> ComponentSpec {
-        let root = try tokenize(Array(json.utf8), "<string>")
+        // Not only objects: a loss may be given by its name alone ("mse").
+        let root = try tokenize(Array(json.utf8), "<string>", requireObject: false)
         defer { json_object_put(root) }
         return try read(SpecReader(source: "<string>"), root)
     }

@@ -140,14 +140,20 @@ public enum OptionKind: Sendable {
         switch self {
         case .positiveInt: return "a positive integer"
         case .nonNegativeInt: return "a non-negative integer"
-        case .number(let r): return "a number in [\(r.lowerBound), \(r.upperBound)]"
-        case .numberHalfOpen(let r): return "a number in [\(r.lowerBound), \(r.upperBound))"
+        case .number(let r): return "a number in [\(format(r.lowerBound)), \(format(r.upperBound))]"
+        case .numberHalfOpen(let r): return "a number in [\(format(r.lowerBound)), \(format(r.upperBound)))"
         case .bool: return "true or false"
         case .choice(let names): return "one of " + names.map { "\"\($0)\"" }.joined(separator: ", ")
         case .positiveInts(let n): return "a positive integer or a list of \(n) positive integers"
         case .nonNegativeInts(let n): return "a non-negative integer or a list of \(n) non-negative integers"
         }
     }
+}
+
+/// A bound as a person writes it: "0", "1000000", "0.01", "1e-12".
+func format(_ x: Double) -> String {
+    if x == x.rounded(), abs(x) < 1e15 { return String(Int(x)) }
+    return x.description
 }
 
 /// One option a component accepts.
@@ -202,11 +208,7 @@ func editDistance(_ a: String, _ b: String) -> Int {
 /// The candidate nearest to `word`, when it is near enough to be a plausible typo.
 public func nearest(_ word: String, in candidates: [String]) -> String? {
     let lowered = word.lowercased()
-    var best: (String, Int)?
-    for c in candidates {
-        let d = editDistance(lowered, c)
-        if best == nil || d < best!.1 { best = (c, d) }
-    }
-    guard let (name, d) = best, d <= Swift.max(2, name.count / 3) else { return nil }
+    let scored = candidates.map { ($0, editDistance(lowered, $0)) }
+    guard let (name, d) = scored.min(by: { $0.1 < $1.1 }), d <= Swift.max(2, name.count / 3) else { return nil }
     return name
 }

@@ -55,7 +55,7 @@ public enum SpecParser {
 
     /// The json-c tree of `bytes`, owned by the caller (release it with `json_object_put`).
     /// Syntax errors name the line and column: `mnist.json:3:14: JSON syntax error: ...`.
-    static func tokenize(_ bytes: [UInt8], _ source: String) throws(DLError) -> OpaquePointer {
+    static func tokenize(_ bytes: [UInt8], _ source: String, requireObject: Bool = true) throws(DLError) -> OpaquePointer {
         guard bytes.count <= maxBytes else {
             throw DLError(.spec, "\(source): the text is larger than a spec may be (\(maxBytes) bytes)")
         }
@@ -86,7 +86,7 @@ public enum SpecParser {
             json_object_put(root)
             throw syntaxError("unexpected text after the top-level value", at: garbage)
         }
-        guard let root, json_object_get_type(root) == json_type_object else {
+        guard let root, !requireObject || json_object_get_type(root) == json_type_object else {
             defer { json_object_put(root) }
             throw DLError(.spec, "\(source): expected a JSON object at the top level, got \(SpecReader.describe(root))")
         }
