@@ -363,7 +363,8 @@ DL_API int dl_model_step_count(const dl_model *model, uint64_t *steps);
  * gradients, which the caller applies itself (p -= lr * grad).
  *
  * Data is row-major (rows, cols): rows samples of cols features each.
- * Elementwise layers accept any cols. Buffers hold elements of the handle's
+ * Elementwise layers accept any cols. As everywhere, NaN or infinite inputs,
+ * predictions and targets are refused with DL_NUMERIC. Buffers hold elements of the handle's
  * dtype: float for DL_FLOAT32, double for DL_FLOAT64, passed as void *.
  */
 

@@ -13,6 +13,14 @@
  *     dl_evaluate, and dl_evaluate's loss against a cross-entropy computed here from the
  *     logits; dl_gradcheck; determinism; dl_model_clone; checkpoints that resume exactly;
  *   - specs/regression.json trained on targets; class labels refused;
+ *   - standalone layers and losses (dl_layer_*, dl_loss_*) in float32 and float64: every
+ *     function on success and on every error path (NULL, foreign, freed handles and handles
+ *     of another kind; bad dtype codes; malformed JSON; wrong shapes; short buffers;
+ *     backward before forward; labels and targets); linear against y = x W^T + b and its
+ *     gradients computed here, through the live parameter memory; relu, leaky_relu,
+ *     sigmoid, tanh and softmax against their formulas; mse, cross_entropy and huber
+ *     against theirs (the tutorial's examples); a float64 finite-difference check of a
+ *     linear layer's gradients;
  *   - threads: separate models train (and save and load) at once with the serial
  *     results, clones predict at once with the serial results, two threads on one
  *     model get DL_OK or DL_BUSY.
@@ -451,7 +459,7 @@ static void test_introspection(void) {
     CHECK_OK(dl_model_param_name(m, 0, &first));
     CHECK_OK(dl_model_param_name(m, 3, &again));
     CHECK_OK(dl_model_layer_type(m, 1, &again));
-    CHECK(strcmp(first, "layers.0.weight") == 0);
+    CHECK(first != NULL && strcmp(first, "layers.0.weight") == 0);
 
     /* NULL OUT pointers. */
     CHECK_STATUS(dl_model_input_size(m, NULL), DL_INVALID_ARGUMENT);
@@ -1142,6 +1150,1089 @@ static void test_regression(void) {
 }
 
 /* ------------------------------------------------------------------------ */
+/* Standalone layers and losses: helpers                                     */
+/* ------------------------------------------------------------------------ */
+
+#define FOREIGN_LAYER ((dl_layer *)(void *)&foreign_object)
+#define FOREIGN_LOSS ((dl_loss *)(void *)&foreign_object)
+#define SENTINEL_LAYER ((dl_layer *)(void *)&sentinel_object)
+#define SENTINEL_LOSS ((dl_loss *)(void *)&sentinel_object)
+
+static const int all_dtypes[2] = {DL_FLOAT32, DL_FLOAT64};
+static const char *dtype_name(int dtype) { return dtype == DL_FLOAT64 ? "float64" : "float32"; }
+/* Largest accepted |got - want| / max(1, |want|): float64 computes to rounding, float32 to
+ * its 24 bits over a few operations. */
+static double tolerance(int dtype) { return dtype == DL_FLOAT64 ? 1e-12 : 1e-5; }
+
+/* Buffers of either dtype, malloc'ed (no declared type) and accessed through helpers. */
+static double get_elem(const void *buf, size_t i, int dtype) {
+    return dtype == DL_FLOAT64 ? ((const double *)buf)[i] : (double)((const float *)buf)[i];
+}
+
+static void set_elem(void *buf, size_t i, int dtype, double v) {
+    if (dtype == DL_FLOAT64)
+        ((double *)buf)[i] = v;
+    else
+        ((float *)buf)[i] = (float)v;
+}
+
+/* n elements of `dtype` from `values`, or all 7 when values is NULL; free() it. Never NULL
+ * (the driver stops when out of memory). */
+static void *new_buffer(size_t n, int dtype, const double *values) {
+    void *buf = malloc((n > 0 ? n : 1) * (dtype == DL_FLOAT64 ? sizeof(double) : sizeof(float)));
+    if (buf == NULL) {
+        fprintf(stderr, "out of memory\n");
+        exit(2);
+    }
+    for (size_t i = 0; i < n; i++) set_elem(buf, i, dtype, values != NULL ? values[i] : 7);
+    return buf;
+}
+
+/* The n elements of buf as doubles (for references computed from what the library saw). */
+static void read_buffer(const void *buf, size_t n, int dtype, double *out) {
+    for (size_t i = 0; i < n; i++) out[i] = get_elem(buf, i, dtype);
+}
+
+/* max |got[i] - want[i]| / max(1, |want[i]|); infinity when got has a NaN. */
+static double max_error(const void *got, const double *want, size_t n, int dtype) {
+    double worst = 0;
+    for (size_t i = 0; i < n; i++) {
+        double e = fabs(get_elem(got, i, dtype) - want[i]) / fmax(1, fabs(want[i]));
+        if (!(e <= worst)) worst = isnan(e) ? INFINITY : e;
+    }
+    return worst;
+}
+
+/* Whether elements [from, to) of buf all equal v (an OUT buffer left alone). */
+static bool all_equal(const void *buf, size_t from, size_t to, int dtype, double v) {
+    for (size_t i = from; i < to; i++)
+        if (get_elem(buf, i, dtype) != v) return false;
+    return true;
+}
+
+static void fill_uniform(double *values, size_t n, uint64_t seed, double low, double high) {
+    uint64_t state = seed;
+    for (size_t i = 0; i < n; i++) values[i] = low + (high - low) * (double)uniform(&state);
+}
+
+static dl_layer *make_layer(const char *json, int dtype, uint64_t seed) {
+    dl_layer *layer = SENTINEL_LAYER;
+    if (!CHECK_OK(dl_layer_from_json(json, dtype, seed, &layer))) {
+        fprintf(stderr, "    layer JSON: %s (%s)\n", json, dtype_name(dtype));
+        return NULL;
+    }
+    CHECK(layer != NULL && layer != SENTINEL_LAYER);
+    return layer;
+}
+
+static dl_loss *make_loss(const char *json, int dtype) {
+    dl_loss *loss = SENTINEL_LOSS;
+    if (!CHECK_OK(dl_loss_from_json(json, dtype, &loss))) {
+        fprintf(stderr, "    loss JSON: %s (%s)\n", json, dtype_name(dtype));
+        return NULL;
+    }
+    CHECK(loss != NULL && loss != SENTINEL_LOSS);
+    return loss;
+}
+
+/* Frees a layer or loss and checks that its handle is dead afterwards (main thread only,
+ * nothing is created in between). */
+static void release_layer(dl_layer *layer) {
+    if (layer == NULL) return;
+    dl_layer_free(layer);
+    size_t count = 7;
+    CHECK_STATUS(dl_layer_num_params(layer, &count), DL_INVALID_ARGUMENT);
+    CHECK(count == 7);
+}
+
+static void release_loss(dl_loss *loss) {
+    if (loss == NULL) return;
+    dl_loss_free(loss);
+    double grad[4] = {7, 7, 7, 7};
+    CHECK_STATUS(dl_loss_backward(loss, grad, 4), DL_INVALID_ARGUMENT);
+    CHECK(grad[0] == 7);
+}
+
+/* Element count of a layer's parameter `index`, or 0 on failure. */
+static size_t layer_param_size(const dl_layer *layer, size_t index) {
+    size_t dims[4], ndim = 0, n = 1;
+    if (!CHECK_OK(dl_layer_param_shape(layer, index, dims, 4, &ndim))) return 0;
+    for (size_t d = 0; d < ndim; d++) n *= dims[d];
+    return n;
+}
+
+static const char linear_5_3[] = "{\"type\": \"linear\", \"in_features\": 5, \"units\": 3}";
+/* Losses as objects; the string forms ("\"mse\"") are checked on their own in test_losses. */
+static const char mse_json[] = "{\"type\": \"mse\"}", xent_json[] = "{\"type\": \"cross_entropy\"}",
+                  huber_json[] = "{\"type\": \"huber\"}";
+
+/* ------------------------------------------------------------------------ */
+/* Standalone layers: creation and introspection                             */
+/* ------------------------------------------------------------------------ */
+
+static void test_layer_creation(void) {
+    section("dl_layer_from_json, dl_layer_type, dl_layer_output_features, parameters");
+    static const struct {
+        const char *json, *type;
+        size_t params;
+    } kinds[] = {
+        {linear_5_3, "linear", 2},
+        {"{\"type\": \"linear\", \"in_features\": 5, \"units\": 3, \"bias\": false}", "linear", 1},
+        {"{\"type\": \"relu\"}", "relu", 0},
+        {"{\"type\": \"leaky_relu\", \"alpha\": 0.2}", "leaky_relu", 0},
+        {"{\"type\": \"leaky_relu\"}", "leaky_relu", 0},
+        {"{\"type\": \"sigmoid\"}", "sigmoid", 0},
+        {"{\"type\": \"tanh\"}", "tanh", 0},
+        {"{\"type\": \"softmax\"}", "softmax", 0},
+    };
+    for (int d = 0; d < 2; d++) {
+        int dtype = all_dtypes[d];
+        for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+            dl_layer *l = make_layer(kinds[k].json, dtype, 1);
+            if (l == NULL) continue;
+            const char *type = NULL, *again = NULL;
+            CHECK_OK(dl_layer_type(l, &type));
+            CHECK(type != NULL && strcmp(type, kinds[k].type) == 0);
+            CHECK_OK(dl_layer_type(l, &again));
+            CHECK(again == type); /* owned by the layer, stable until dl_layer_free */
+            size_t count = 7, features = 7;
+            CHECK_OK(dl_layer_num_params(l, &count));
+            CHECK(count == kinds[k].params);
+            bool linear = strcmp(kinds[k].type, "linear") == 0;
+            if (linear) {
+                CHECK_OK(dl_layer_output_features(l, 5, &features));
+                CHECK(features == 3);
+                static const char *const names[2] = {"weight", "bias"};
+                static const size_t shapes[2][2] = {{3, 5}, {3, 0}};
+                for (size_t i = 0; i < count; i++) {
+                    const char *name = NULL;
+                    size_t dims[4] = {0}, ndim = 0;
+                    void *data = NULL, *grad = NULL;
+                    CHECK_OK(dl_layer_param_name(l, i, &name));
+                    CHECK(name != NULL && strcmp(name, names[i]) == 0);
+                    CHECK_OK(dl_layer_param_shape(l, i, dims, 4, &ndim));
+                    CHECK(ndim == 2 - i && dims[0] == shapes[i][0] && (ndim == 1 || dims[1] == shapes[i][1]));
+                    size_t exact[2] = {7, 7};
+                    CHECK_OK(dl_layer_param_shape(l, i, exact, ndim, &ndim)); /* exactly ndim is enough */
+                    CHECK_OK(dl_layer_param_data(l, i, &data));
+                    CHECK_OK(dl_layer_grad_data(l, i, &grad));
+                    CHECK(data != NULL && grad != NULL && data != grad);
+                }
+            } else {
+                /* Elementwise: any number of features, the same number out. */
+                static const size_t any[] = {1, 4, 9, 784};
+                for (size_t i = 0; i < 4; i++) {
+                    features = 7;
+                    CHECK_OK(dl_layer_output_features(l, any[i], &features));
+                    CHECK(features == any[i]);
+                }
+            }
+            release_layer(l);
+        }
+    }
+
+    /* The seed decides the initial weights: the same seed gives the same bits, another seed
+     * other weights; He normal by default (std sqrt(2 / in_features)), "init" overrides. */
+    static const char big[] = "{\"type\": \"linear\", \"in_features\": 784, \"units\": 128}";
+    for (int d = 0; d < 2; d++) {
+        int dtype = all_dtypes[d];
+        size_t bytes = 784 * 128 * (dtype == DL_FLOAT64 ? sizeof(double) : sizeof(float));
+        dl_layer *a = make_layer(big, dtype, 42), *b = make_layer(big, dtype, 42), *c = make_layer(big, dtype, 43);
+        void *wa = NULL, *wb = NULL, *wc = NULL;
+        if (a && b && c && CHECK_OK(dl_layer_param_data(a, 0, &wa)) && CHECK_OK(dl_layer_param_data(b, 0, &wb)) &&
+            CHECK_OK(dl_layer_param_data(c, 0, &wc)) && CHECK(wa != NULL && wb != NULL && wc != NULL)) {
+            CHECK(wa != wb && memcmp(wa, wb, bytes) == 0);
+            CHECK(memcmp(wa, wc, bytes) != 0);
+            double sum = 0, sq = 0;
+            for (size_t i = 0; i < 784 * 128; i++) {
+                double w = get_elem(wa, i, dtype);
+                sum += w;
+                sq += w * w;
+            }
+            double mean = sum / (784 * 128), std = sqrt(sq / (784 * 128) - mean * mean);
+            CHECK(fabs(mean) < 1e-3);
+            CHECK(fabs(std / sqrt(2.0 / 784) - 1) < 0.02);
+            printf("   linear(784, 128) %s: initial weights mean %.2g, std %.4g (He: %.4g)\n", dtype_name(dtype), mean,
+                   std, sqrt(2.0 / 784));
+        }
+        release_layer(c);
+        release_layer(b);
+        release_layer(a);
+        dl_layer *z = make_layer("{\"type\": \"linear\", \"in_features\": 4, \"units\": 3, \"init\": \"zeros\"}", dtype, 5);
+        void *wz = NULL;
+        if (z != NULL && CHECK_OK(dl_layer_param_data(z, 0, &wz)) && CHECK(wz != NULL)) CHECK(all_equal(wz, 0, 12, dtype, 0));
+        release_layer(z);
+    }
+
+    /* Errors: OUT untouched. */
+    dl_layer *out = SENTINEL_LAYER;
+    CHECK_STATUS(dl_layer_from_json(NULL, DL_FLOAT64, 1, &out), DL_INVALID_ARGUMENT);
+    CHECK_MESSAGE_HAS("NULL");
+    CHECK_STATUS(dl_layer_from_json("{\"type\": \"relu\"}", DL_FLOAT64, 1, NULL), DL_INVALID_ARGUMENT);
+    static const int bad_dtype[] = {2, -1, 100, INT_MAX, INT_MIN};
+    for (size_t i = 0; i < sizeof bad_dtype / sizeof bad_dtype[0]; i++) {
+        CHECK_STATUS(dl_layer_from_json("{\"type\": \"relu\"}", bad_dtype[i], 1, &out), DL_INVALID_ARGUMENT);
+        CHECK_MESSAGE_HAS("dtype");
+        CHECK_STATUS(dl_layer_from_json(linear_5_3, bad_dtype[i], 1, &out), DL_INVALID_ARGUMENT);
+    }
+    /* A linear layer on its own must be told its input size. */
+    CHECK_STATUS(dl_layer_from_json("{\"type\": \"linear\", \"units\": 3}", DL_FLOAT32, 1, &out), DL_SPEC_ERROR);
+    CHECK_MESSAGE_HAS("in_features");
+    static const char *const malformed[] = {
+        "", "{", "not json", "[]", "42", "null", "\"relu\"", "{}", "{\"units\": 3}", "{\"typ\": \"relu\"}",
+        "{\"type\": 3}", "{\"type\": \"conv9\"}", "{\"type\": \"Linear\", \"in_features\": 5, \"units\": 3}",
+        "{\"type\": \"relu\"} trailing", "{\"type\": \"relu\", \"units\": 3}",
+        "{\"type\": \"linear\", \"units\": 3}",
+        "{\"type\": \"linear\", \"in_features\": 0, \"units\": 3}",
+        "{\"type\": \"linear\", \"in_features\": -2, \"units\": 3}",
+        "{\"type\": \"linear\", \"in_features\": 2.5, \"units\": 3}",
+        "{\"type\": \"linear\", \"in_features\": \"5\", \"units\": 3}",
+        "{\"type\": \"linear\", \"in_features\": 5}",
+        "{\"type\": \"linear\", \"in_features\": 5, \"units\": 0}",
+        "{\"type\": \"linear\", \"in_features\": 5, \"units\": 3, \"init\": \"ones\"}",
+        "{\"type\": \"leaky_relu\", \"alpha\": 2}",
+    };
+    for (int d = 0; d < 2; d++)
+        for (size_t i = 0; i < sizeof malformed / sizeof malformed[0]; i++)
+            if (!CHECK_STATUS(dl_layer_from_json(malformed[i], all_dtypes[d], 1, &out), DL_SPEC_ERROR))
+                fprintf(stderr, "    layer JSON: %s\n", malformed[i]);
+    /* Beyond the library's limits. */
+    CHECK_STATUS(dl_layer_from_json("{\"type\": \"linear\", \"in_features\": 1000000000, \"units\": 1000000000}",
+                                    DL_FLOAT32, 1, &out),
+                 DL_NOMEM);
+    CHECK(out == SENTINEL_LAYER);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Standalone layers and losses: handles                                     */
+/* ------------------------------------------------------------------------ */
+
+/* Every function that takes a layer refuses `bad` with DL_INVALID_ARGUMENT and leaves its
+ * OUT parameters alone; the other arguments are valid for a float64 linear(3, 2). */
+static void check_bad_layer(dl_layer *bad) {
+    const char *text = sentinel_string;
+    size_t n = 7, dims[4] = {7, 7, 7, 7}, ndim = 7;
+    void *data = &sentinel_object;
+    double x[6] = {1, 2, 3, 4, 5, 6}, y[6] = {7, 7, 7, 7, 7, 7};
+    CHECK_STATUS(dl_layer_type(bad, &text), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_layer_output_features(bad, 3, &n), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_layer_forward(bad, x, 2, 3, 1, y, 6), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_layer_forward(bad, x, 2, 3, 0, y, 6), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_layer_backward(bad, x, 2, 2, y, 6), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_layer_num_params(bad, &n), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_layer_param_name(bad, 0, &text), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_layer_param_shape(bad, 0, dims, 4, &ndim), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_layer_param_data(bad, 0, &data), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_layer_grad_data(bad, 1, &data), DL_INVALID_ARGUMENT);
+    CHECK(text == sentinel_string && n == 7 && dims[0] == 7 && ndim == 7 && data == &sentinel_object);
+    CHECK(all_equal(y, 0, 6, DL_FLOAT64, 7));
+}
+
+/* Every function that takes a loss refuses `bad`; the other arguments are valid for a
+ * float64 MSE or cross-entropy on (2, 2). */
+static void check_bad_loss(dl_loss *bad) {
+    double pred[4] = {1, 2, 3, 4}, targets[4] = {0, 1, 1, 0}, value = 7, grad[4] = {7, 7, 7, 7};
+    int32_t labels[2] = {1, 0};
+    CHECK_STATUS(dl_loss_forward(bad, pred, 2, 2, NULL, targets, &value), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_loss_forward(bad, pred, 2, 2, labels, NULL, &value), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_loss_backward(bad, grad, 4), DL_INVALID_ARGUMENT);
+    CHECK(value == 7 && all_equal(grad, 0, 4, DL_FLOAT64, 7));
+}
+
+static void test_layer_handles(void) {
+    section("layer and loss handles: NULL, foreign, of another kind, freed");
+    check_bad_layer(NULL);
+    CHECK_MESSAGE_HAS("NULL");
+    check_bad_layer(FOREIGN_LAYER);
+    check_bad_loss(NULL);
+    CHECK_MESSAGE_HAS("NULL");
+    check_bad_loss(FOREIGN_LOSS);
+
+    dl_model *model = load(xor_spec);
+    dl_layer *layer = make_layer("{\"type\": \"linear\", \"in_features\": 3, \"units\": 2}", DL_FLOAT64, 1);
+    dl_loss *loss = make_loss(mse_json, DL_FLOAT64);
+    if (model == NULL || layer == NULL || loss == NULL) goto done;
+
+    /* A live handle of another kind is not a layer, a loss or a model. */
+    check_bad_layer((dl_layer *)(void *)model);
+    check_bad_layer((dl_layer *)(void *)loss);
+    check_bad_loss((dl_loss *)(void *)model);
+    check_bad_loss((dl_loss *)(void *)layer);
+    check_bad_handle((dl_model *)(void *)layer);
+    check_bad_handle((dl_model *)(void *)loss);
+
+    /* Freeing through the wrong function is ignored: all three still work. */
+    dl_layer_free((dl_layer *)(void *)model);
+    dl_loss_free((dl_loss *)(void *)model);
+    dl_model_free((dl_model *)(void *)layer);
+    dl_loss_free((dl_loss *)(void *)layer);
+    dl_model_free((dl_model *)(void *)loss);
+    dl_layer_free((dl_layer *)(void *)loss);
+    size_t size = 0;
+    CHECK_OK(dl_model_input_size(model, &size));
+    CHECK(size == XOR_IN);
+    CHECK_OK(dl_layer_num_params(layer, &size));
+    CHECK(size == 2);
+    double pred[4] = {1, 2, 3, 4}, targets[4] = {1, 2, 3, 5}, value = 7, grad[4];
+    CHECK_OK(dl_loss_forward(loss, pred, 2, 2, NULL, targets, &value));
+    CHECK(value == 0.25);
+    CHECK_OK(dl_loss_backward(loss, grad, 4));
+
+    /* NULL and foreign pointers are ignored by the frees. */
+    dl_layer_free(NULL);
+    dl_loss_free(NULL);
+    dl_layer_free(FOREIGN_LAYER);
+    dl_loss_free(FOREIGN_LOSS);
+
+    /* Use after free, double free: nothing is created in between. */
+    dl_layer_free(layer);
+    check_bad_layer(layer);
+    dl_layer_free(layer);
+    dl_loss_free(loss);
+    check_bad_loss(loss);
+    dl_loss_free(loss);
+    layer = NULL;
+    loss = NULL;
+    CHECK_OK(dl_model_input_size(model, &size)); /* the library still works */
+done:
+    release_loss(loss);
+    release_layer(layer);
+    release(model);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Standalone layers: error paths                                            */
+/* ------------------------------------------------------------------------ */
+
+static void test_layer_errors(void) {
+    section("dl_layer_* error paths");
+    enum { B = 4, IN = 5, OUT = 3 };
+    dl_layer *l = make_layer(linear_5_3, DL_FLOAT64, 3), *relu = make_layer("{\"type\": \"relu\"}", DL_FLOAT64, 3);
+    if (l == NULL || relu == NULL) goto done;
+    double x[B * IN + 8], y[B * IN + 1], dy[B * IN], dx[B * IN + 1]; /* y: room for relu's output too */
+    fill_uniform(x, B * IN + 8, 5, -1, 1);
+    fill_uniform(dy, B * IN, 6, -1, 1);
+    for (size_t i = 0; i < B * IN + 1; i++) y[i] = 7;
+    for (size_t i = 0; i < B * IN + 1; i++) dx[i] = 7;
+    void *w = NULL, *b = NULL, *gw = NULL, *gb = NULL;
+    if (!CHECK_OK(dl_layer_param_data(l, 0, &w)) || !CHECK_OK(dl_layer_param_data(l, 1, &b)) ||
+        !CHECK_OK(dl_layer_grad_data(l, 0, &gw)) || !CHECK_OK(dl_layer_grad_data(l, 1, &gb)) ||
+        !CHECK(w != NULL && b != NULL && gw != NULL && gb != NULL))
+        goto done;
+    double w0[IN * OUT], gw0[IN * OUT], gb0[OUT];
+    read_buffer(w, IN * OUT, DL_FLOAT64, w0);
+
+    /* Backward before any forward. */
+    CHECK_STATUS(dl_layer_backward(l, dy, B, OUT, dx, B * IN), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_layer_backward(relu, dy, B, IN, dx, B * IN), DL_INVALID_ARGUMENT);
+    CHECK(all_equal(dx, 0, B * IN + 1, DL_FLOAT64, 7));
+
+    /* dl_layer_output_features: features the layer cannot take, NULL OUT. */
+    size_t features = 7;
+    CHECK_STATUS(dl_layer_output_features(l, IN - 1, &features), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_layer_output_features(l, IN + 1, &features), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_layer_output_features(l, 0, &features), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_layer_output_features(l, SIZE_MAX, &features), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_layer_output_features(relu, SIZE_MAX, &features), DL_INVALID_ARGUMENT);
+    CHECK(features == 7);
+    CHECK_STATUS(dl_layer_output_features(l, IN, NULL), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_layer_output_features(relu, 4, NULL), DL_INVALID_ARGUMENT);
+
+    /* dl_layer_forward: NULL buffers, empty or wrong shapes, short y; y untouched. */
+    CHECK_STATUS(dl_layer_forward(l, NULL, B, IN, 1, y, B * OUT), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_layer_forward(l, x, B, IN, 1, NULL, B * OUT), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_layer_forward(l, x, 0, IN, 1, y, B * OUT), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_layer_forward(l, x, B, 0, 1, y, B * OUT), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_layer_forward(l, x, B, IN - 1, 1, y, B * OUT), DL_INVALID_ARGUMENT); /* wrong cols */
+    CHECK_MESSAGE_HAS("5");
+    CHECK_STATUS(dl_layer_forward(l, x, B, IN + 1, 1, y, B * OUT), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_layer_forward(l, x, IN, B, 1, y, B * OUT), DL_INVALID_ARGUMENT); /* as many values, transposed */
+    CHECK_STATUS(dl_layer_forward(l, x, B, IN, 1, y, B * OUT - 1), DL_INVALID_ARGUMENT); /* y one short */
+    CHECK_STATUS(dl_layer_forward(l, x, B, IN, 0, y, B * OUT - 1), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_layer_forward(l, x, B, IN, 1, y, 0), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_layer_forward(relu, x, B, IN, 1, y, B * IN - 1), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_layer_forward(relu, NULL, B, IN, 1, y, B * IN), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_layer_forward(relu, x, B, 0, 1, y, B * IN), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_layer_forward(relu, x, 0, IN, 1, y, B * IN), DL_INVALID_ARGUMENT);
+    /* Sizes beyond size_t's or the library's range are refused before anything is read. */
+    CHECK_STATUS(dl_layer_forward(l, x, SIZE_MAX, IN, 1, y, SIZE_MAX), DL_INVALID_ARGUMENT);
+    CHECK_STATUS_EITHER(dl_layer_forward(l, x, SIZE_MAX / 2, IN, 1, y, SIZE_MAX), DL_INVALID_ARGUMENT, DL_NOMEM);
+    CHECK_STATUS_EITHER(dl_layer_forward(relu, x, SIZE_MAX / 4, 8, 1, y, SIZE_MAX), DL_INVALID_ARGUMENT, DL_NOMEM);
+    CHECK_STATUS(dl_layer_forward(relu, x, 1, SIZE_MAX, 1, y, SIZE_MAX), DL_INVALID_ARGUMENT);
+    CHECK(all_equal(y, 0, B * IN + 1, DL_FLOAT64, 7));
+    /* None of those was a forward. */
+    CHECK_STATUS(dl_layer_backward(l, dy, B, OUT, dx, B * IN), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_layer_backward(relu, dy, B, IN, dx, B * IN), DL_INVALID_ARGUMENT);
+
+    /* Exactly rows * out_features elements are enough; the rest of a bigger y is untouched. */
+    CHECK_OK(dl_layer_forward(l, x, B, IN, 1, y, B * OUT + 1));
+    CHECK(y[B * OUT] == 7 && !all_equal(y, 0, B * OUT, DL_FLOAT64, 7));
+    CHECK_OK(dl_layer_forward(l, x, B, IN, 1, y, B * OUT));
+    CHECK_OK(dl_layer_forward(relu, x, B, IN, 1, dx, B * IN));
+    for (size_t i = 0; i < B * IN + 1; i++) dx[i] = 7;
+    read_buffer(gw, IN * OUT, DL_FLOAT64, gw0);
+    read_buffer(gb, OUT, DL_FLOAT64, gb0);
+
+    /* dl_layer_backward: NULL buffers, dy not shaped like the last output, short dx. */
+    CHECK_STATUS(dl_layer_backward(l, NULL, B, OUT, dx, B * IN), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_layer_backward(l, dy, B, OUT, NULL, B * IN), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_layer_backward(l, dy, B, OUT, dx, B * IN - 1), DL_INVALID_ARGUMENT); /* dx one short */
+    CHECK_STATUS(dl_layer_backward(l, dy, B, OUT, dx, 0), DL_INVALID_ARGUMENT);
+    static const size_t bad_shape[][2] = {{B - 1, OUT}, {B + 1, OUT}, {B, OUT - 1}, {B, OUT + 1}, {OUT, B},
+                                          {B * OUT, 1},  {1, B * OUT},  {B, IN},      {0, OUT},     {B, 0},
+                                          {SIZE_MAX, OUT}, {B, SIZE_MAX}};
+    for (size_t i = 0; i < sizeof bad_shape / sizeof bad_shape[0]; i++)
+        if (!CHECK_STATUS(dl_layer_backward(l, dy, bad_shape[i][0], bad_shape[i][1], dx, SIZE_MAX), DL_INVALID_ARGUMENT))
+            fprintf(stderr, "    dy of (%zu, %zu) after an output of (%d, %d)\n", bad_shape[i][0], bad_shape[i][1], B, OUT);
+    CHECK_STATUS(dl_layer_backward(relu, dy, B, IN - 1, dx, B * IN), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_layer_backward(relu, dy, IN, B, dx, B * IN), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_layer_backward(relu, dy, B, IN, dx, B * IN - 1), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_layer_backward(relu, NULL, B, IN, dx, B * IN), DL_INVALID_ARGUMENT);
+    CHECK(all_equal(dx, 0, B * IN + 1, DL_FLOAT64, 7));
+    /* Failed backwards store no gradient, and nothing changed the weights. */
+    CHECK(max_error(gw, gw0, IN * OUT, DL_FLOAT64) == 0 && max_error(gb, gb0, OUT, DL_FLOAT64) == 0);
+    CHECK(max_error(w, w0, IN * OUT, DL_FLOAT64) == 0);
+
+    /* Exactly the input's size is enough for dx. */
+    CHECK_OK(dl_layer_backward(l, dy, B, OUT, dx, B * IN + 1));
+    CHECK(dx[B * IN] == 7);
+    CHECK_OK(dl_layer_backward(l, dy, B, OUT, dx, B * IN));
+    CHECK_OK(dl_layer_backward(relu, dy, B, IN, dx, B * IN));
+
+    /* A failed forward leaves the last one in place; a new forward decides the next backward. */
+    CHECK_STATUS(dl_layer_forward(l, x, 2, IN, 1, y, 2 * OUT - 1), DL_INVALID_ARGUMENT);
+    CHECK_OK(dl_layer_backward(l, dy, B, OUT, dx, B * IN));
+    CHECK_STATUS(dl_layer_backward(l, dy, 2, OUT, dx, B * IN), DL_INVALID_ARGUMENT);
+    CHECK_OK(dl_layer_forward(l, x, 2, IN, 0, y, 2 * OUT));
+    CHECK_STATUS(dl_layer_backward(l, dy, B, OUT, dx, B * IN), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_layer_backward(l, dy, 2, OUT, dx, 2 * IN - 1), DL_INVALID_ARGUMENT);
+    CHECK_OK(dl_layer_backward(l, dy, 2, OUT, dx, 2 * IN));
+
+    /* Parameters by index: out of range, NULL OUTs, too few dims; OUTs untouched. */
+    const char *text = sentinel_string;
+    void *data = &sentinel_object;
+    size_t dims[4] = {7, 7, 7, 7}, ndim = 7, count = 7;
+    static const size_t bad_index[] = {2, 3, SIZE_MAX};
+    for (size_t k = 0; k < 3; k++) {
+        CHECK_STATUS(dl_layer_param_name(l, bad_index[k], &text), DL_INVALID_ARGUMENT);
+        CHECK_STATUS(dl_layer_param_shape(l, bad_index[k], dims, 4, &ndim), DL_INVALID_ARGUMENT);
+        CHECK_STATUS(dl_layer_param_data(l, bad_index[k], &data), DL_INVALID_ARGUMENT);
+        CHECK_STATUS(dl_layer_grad_data(l, bad_index[k], &data), DL_INVALID_ARGUMENT);
+    }
+    CHECK_STATUS(dl_layer_param_name(relu, 0, &text), DL_INVALID_ARGUMENT); /* no parameters at all */
+    CHECK_STATUS(dl_layer_param_shape(relu, 0, dims, 4, &ndim), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_layer_param_data(relu, 0, &data), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_layer_grad_data(relu, 0, &data), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_layer_param_shape(l, 0, dims, 1, &ndim), DL_INVALID_ARGUMENT); /* weight has 2 dims */
+    CHECK_STATUS(dl_layer_param_shape(l, 0, dims, 0, &ndim), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_layer_param_shape(l, 1, dims, 0, &ndim), DL_INVALID_ARGUMENT);
+    CHECK(text == sentinel_string && data == &sentinel_object && dims[0] == 7 && dims[1] == 7 && ndim == 7);
+    CHECK_STATUS(dl_layer_param_shape(l, 0, NULL, 4, &ndim), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_layer_param_shape(l, 0, dims, 4, NULL), DL_INVALID_ARGUMENT);
+    CHECK(dims[0] == 7 && ndim == 7);
+    CHECK_OK(dl_layer_param_shape(l, 1, dims, 1, &ndim)); /* bias: one dim is enough */
+    CHECK(ndim == 1 && dims[0] == OUT && dims[1] == 7);
+    CHECK_STATUS(dl_layer_param_name(l, 0, NULL), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_layer_param_data(l, 0, NULL), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_layer_grad_data(l, 0, NULL), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_layer_type(l, NULL), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_layer_num_params(l, NULL), DL_INVALID_ARGUMENT);
+    CHECK_OK(dl_layer_num_params(l, &count));
+    CHECK(count == 2);
+done:
+    release_layer(relu);
+    release_layer(l);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Standalone layers: Linear against C references                            */
+/* ------------------------------------------------------------------------ */
+
+/* y = x W^T + b for x (rows, in), W (out, in), b (out) or NULL. */
+static void linear_reference(const double *x, const double *w, const double *b, size_t rows, size_t in, size_t out,
+                             double *y) {
+    for (size_t r = 0; r < rows; r++)
+        for (size_t o = 0; o < out; o++) {
+            double s = b != NULL ? b[o] : 0;
+            for (size_t i = 0; i < in; i++) s += x[r * in + i] * w[o * in + i];
+            y[r * out + o] = s;
+        }
+}
+
+/* dW = dy^T x, db = sum over rows of dy, dx = dy W. */
+static void linear_backward_reference(const double *x, const double *w, const double *dy, size_t rows, size_t in,
+                                      size_t out, double *dw, double *db, double *dx) {
+    for (size_t o = 0; o < out; o++) {
+        db[o] = 0;
+        for (size_t r = 0; r < rows; r++) db[o] += dy[r * out + o];
+        for (size_t i = 0; i < in; i++) {
+            dw[o * in + i] = 0;
+            for (size_t r = 0; r < rows; r++) dw[o * in + i] += dy[r * out + o] * x[r * in + i];
+        }
+    }
+    for (size_t r = 0; r < rows; r++)
+        for (size_t i = 0; i < in; i++) {
+            dx[r * in + i] = 0;
+            for (size_t o = 0; o < out; o++) dx[r * in + i] += dy[r * out + o] * w[o * in + i];
+        }
+}
+
+static void test_linear(int dtype) {
+    printf("-- linear(5, 3) in %s against y = x W^T + b, dW = dy^T x, db = sum dy, dx = dy W\n", dtype_name(dtype));
+    enum { B = 4, IN = 5, OUT = 3, B2 = 7 };
+    const double tol = tolerance(dtype);
+    dl_layer *l = make_layer(linear_5_3, dtype, 11);
+    void *w = NULL, *b = NULL, *gw = NULL, *gb = NULL;
+    if (l == NULL || !CHECK_OK(dl_layer_param_data(l, 0, &w)) || !CHECK_OK(dl_layer_param_data(l, 1, &b)) ||
+        !CHECK_OK(dl_layer_grad_data(l, 0, &gw)) || !CHECK_OK(dl_layer_grad_data(l, 1, &gb)) ||
+        !CHECK(w != NULL && b != NULL && gw != NULL && gb != NULL)) {
+        release_layer(l);
+        return;
+    }
+    CHECK(layer_param_size(l, 0) == OUT * IN && layer_param_size(l, 1) == OUT);
+
+    /* Parameters written through the pointers dl_layer_param_data gives. */
+    double wv[OUT * IN], bv[OUT], xv[B2 * IN], dyv[B2 * OUT];
+    fill_uniform(wv, OUT * IN, 21, -1, 1);
+    fill_uniform(bv, OUT, 22, -1, 1);
+    fill_uniform(xv, B2 * IN, 23, -2, 2);
+    fill_uniform(dyv, B2 * OUT, 24, -1, 1);
+    for (size_t i = 0; i < OUT * IN; i++) set_elem(w, i, dtype, wv[i]);
+    for (size_t i = 0; i < OUT; i++) set_elem(b, i, dtype, bv[i]);
+    void *x = new_buffer(B2 * IN, dtype, xv), *dy = new_buffer(B2 * OUT, dtype, dyv);
+    void *y = new_buffer(B2 * OUT, dtype, NULL), *y2 = new_buffer(B2 * OUT, dtype, NULL);
+    void *dx = new_buffer(B2 * IN, dtype, NULL);
+    /* References from the values the library holds (rounded to float in float32). */
+    double wr[OUT * IN], br[OUT], xr[B2 * IN], dyr[B2 * OUT], yr[B2 * OUT], dwr[OUT * IN], dbr[OUT], dxr[B2 * IN];
+    read_buffer(w, OUT * IN, dtype, wr);
+    read_buffer(b, OUT, dtype, br);
+    read_buffer(x, B2 * IN, dtype, xr);
+    read_buffer(dy, B2 * OUT, dtype, dyr);
+
+    CHECK_OK(dl_layer_forward(l, x, B, IN, 1, y, B * OUT));
+    linear_reference(xr, wr, br, B, IN, OUT, yr);
+    double e_y = max_error(y, yr, B * OUT, dtype);
+    CHECK(e_y <= tol);
+    /* Training or not, a linear layer computes the same. */
+    CHECK_OK(dl_layer_forward(l, x, B, IN, 0, y2, B * OUT));
+    CHECK(memcmp(y, y2, B * OUT * (dtype == DL_FLOAT64 ? sizeof(double) : sizeof(float))) == 0);
+
+    CHECK_OK(dl_layer_backward(l, dy, B, OUT, dx, B * IN));
+    linear_backward_reference(xr, wr, dyr, B, IN, OUT, dwr, dbr, dxr);
+    double e_dw = max_error(gw, dwr, OUT * IN, dtype), e_db = max_error(gb, dbr, OUT, dtype);
+    double e_dx = max_error(dx, dxr, B * IN, dtype);
+    CHECK(e_dw <= tol);
+    CHECK(e_db <= tol);
+    CHECK(e_dx <= tol);
+    printf("   max error: y %.2g, dW %.2g, db %.2g, dx %.2g\n", e_y, e_dw, e_db, e_dx);
+    /* Backward stores the gradients, it does not add to them; and it leaves the weights alone. */
+    CHECK_OK(dl_layer_backward(l, dy, B, OUT, dx, B * IN));
+    CHECK(max_error(gw, dwr, OUT * IN, dtype) <= tol && max_error(gb, dbr, OUT, dtype) <= tol);
+    CHECK(max_error(w, wr, OUT * IN, dtype) == 0 && max_error(b, br, OUT, dtype) == 0);
+
+    /* The parameter memory is live: writing it changes the next forward. */
+    set_elem(w, 0, dtype, wr[0] + 1); /* W[0][0] */
+    set_elem(b, 2, dtype, -0.5);
+    read_buffer(w, OUT * IN, dtype, wr);
+    read_buffer(b, OUT, dtype, br);
+    CHECK_OK(dl_layer_forward(l, x, B, IN, 1, y2, B * OUT));
+    double yr2[B2 * OUT];
+    linear_reference(xr, wr, br, B, IN, OUT, yr2);
+    CHECK(max_error(y2, yr2, B * OUT, dtype) <= tol);
+    bool moved = true;
+    for (size_t r = 0; r < B; r++) /* y[r][0] grew by x[r][0]; y[r][2] is the new bias plus the same dot product */
+        moved = moved && fabs(get_elem(y2, r * OUT, dtype) - get_elem(y, r * OUT, dtype) - xr[r * IN]) <= 10 * tol;
+    CHECK(moved);
+
+    /* Another batch size: the same pointers, the references still hold. */
+    CHECK_OK(dl_layer_forward(l, x, B2, IN, 1, y, B2 * OUT));
+    CHECK_OK(dl_layer_backward(l, dy, B2, OUT, dx, B2 * IN));
+    linear_reference(xr, wr, br, B2, IN, OUT, yr);
+    linear_backward_reference(xr, wr, dyr, B2, IN, OUT, dwr, dbr, dxr);
+    CHECK(max_error(y, yr, B2 * OUT, dtype) <= tol);
+    CHECK(max_error(gw, dwr, OUT * IN, dtype) <= tol && max_error(gb, dbr, OUT, dtype) <= tol);
+    CHECK(max_error(dx, dxr, B2 * IN, dtype) <= tol);
+    void *w_again = NULL, *b_again = NULL, *gw_again = NULL, *gb_again = NULL;
+    CHECK_OK(dl_layer_param_data(l, 0, &w_again));
+    CHECK_OK(dl_layer_param_data(l, 1, &b_again));
+    CHECK_OK(dl_layer_grad_data(l, 0, &gw_again));
+    CHECK_OK(dl_layer_grad_data(l, 1, &gb_again));
+    CHECK(w_again == w && b_again == b && gw_again == gw && gb_again == gb);
+
+    /* An SGD step applied by the caller through the pointers: p -= lr * grad. */
+    for (size_t i = 0; i < OUT * IN; i++) set_elem(w, i, dtype, wr[i] - 0.1 * get_elem(gw, i, dtype));
+    for (size_t i = 0; i < OUT; i++) set_elem(b, i, dtype, br[i] - 0.1 * get_elem(gb, i, dtype));
+    read_buffer(w, OUT * IN, dtype, wr);
+    read_buffer(b, OUT, dtype, br);
+    CHECK_OK(dl_layer_forward(l, x, B2, IN, 1, y, B2 * OUT));
+    linear_reference(xr, wr, br, B2, IN, OUT, yr);
+    CHECK(max_error(y, yr, B2 * OUT, dtype) <= tol);
+    release_layer(l);
+
+    /* Without a bias: one parameter, y = x W^T. */
+    l = make_layer("{\"type\": \"linear\", \"in_features\": 5, \"units\": 3, \"bias\": false}", dtype, 12);
+    if (l != NULL && CHECK_OK(dl_layer_param_data(l, 0, &w)) && CHECK_OK(dl_layer_grad_data(l, 0, &gw)) &&
+        CHECK(w != NULL && gw != NULL)) {
+        read_buffer(w, OUT * IN, dtype, wr);
+        CHECK_OK(dl_layer_forward(l, x, B, IN, 1, y, B * OUT));
+        linear_reference(xr, wr, NULL, B, IN, OUT, yr);
+        CHECK(max_error(y, yr, B * OUT, dtype) <= tol);
+        CHECK_OK(dl_layer_backward(l, dy, B, OUT, dx, B * IN));
+        linear_backward_reference(xr, wr, dyr, B, IN, OUT, dwr, dbr, dxr);
+        CHECK(max_error(gw, dwr, OUT * IN, dtype) <= tol);
+        CHECK(max_error(dx, dxr, B * IN, dtype) <= tol);
+    }
+    release_layer(l);
+    free(x);
+    free(dy);
+    free(y);
+    free(y2);
+    free(dx);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Standalone layers: activations against their formulas                     */
+/* ------------------------------------------------------------------------ */
+
+enum activation { RELU, LEAKY_RELU, SIGMOID, TANH, SOFTMAX };
+
+static void activation_reference(enum activation kind, double alpha, const double *x, const double *dy, size_t rows,
+                                 size_t cols, double *y, double *dx) {
+    size_t n = rows * cols;
+    for (size_t i = 0; i < n; i++) switch (kind) {
+        case RELU: y[i] = x[i] > 0 ? x[i] : 0; dx[i] = x[i] > 0 ? dy[i] : 0; break;
+        case LEAKY_RELU: y[i] = x[i] > 0 ? x[i] : alpha * x[i]; dx[i] = x[i] > 0 ? dy[i] : alpha * dy[i]; break;
+        case SIGMOID: y[i] = 1 / (1 + exp(-x[i])); dx[i] = dy[i] * y[i] * (1 - y[i]); break;
+        case TANH: y[i] = tanh(x[i]); dx[i] = dy[i] * (1 - y[i] * y[i]); break;
+        case SOFTMAX: break;
+        }
+    if (kind != SOFTMAX) return;
+    for (size_t r = 0; r < rows; r++) {
+        const double *xr = x + r * cols, *dyr = dy + r * cols;
+        double *yr = y + r * cols, *dxr = dx + r * cols, top = xr[0], sum = 0, dot = 0;
+        for (size_t c = 1; c < cols; c++) top = fmax(top, xr[c]);
+        for (size_t c = 0; c < cols; c++) sum += yr[c] = exp(xr[c] - top);
+        for (size_t c = 0; c < cols; c++) dot += dyr[c] * (yr[c] /= sum);
+        for (size_t c = 0; c < cols; c++) dxr[c] = yr[c] * (dyr[c] - dot);
+    }
+}
+
+static void test_activations(void) {
+    section("relu, leaky_relu, sigmoid, tanh, softmax against their formulas (float32, float64)");
+    static const struct {
+        const char *json;
+        enum activation kind;
+        double alpha;
+    } acts[] = {
+        {"{\"type\": \"relu\"}", RELU, 0},
+        {"{\"type\": \"leaky_relu\", \"alpha\": 0.2}", LEAKY_RELU, 0.2},
+        {"{\"type\": \"leaky_relu\"}", LEAKY_RELU, 0.01}, /* the default alpha */
+        {"{\"type\": \"sigmoid\"}", SIGMOID, 0},
+        {"{\"type\": \"tanh\"}", TANH, 0},
+        {"{\"type\": \"softmax\"}", SOFTMAX, 0},
+    };
+    /* Three rows of four: both signs, no exact zero (where the derivative is a convention),
+     * and a row of large values (softmax must subtract the maximum, sigmoid saturate). */
+    enum { ROWS = 3, COLS = 4, N = ROWS * COLS };
+    static const double xv[N] = {-2.5, -1.0, -0.3, 0.2, 0.7, 1.5, 3.0, -4.0, 100, 101, 99, 98.5};
+    double dyv[N];
+    fill_uniform(dyv, N, 31, -1, 1);
+    for (int d = 0; d < 2; d++) {
+        int dtype = all_dtypes[d];
+        const double tol = tolerance(dtype);
+        void *x = new_buffer(N, dtype, xv), *dy = new_buffer(N, dtype, dyv);
+        void *y = new_buffer(N + 1, dtype, NULL), *dx = new_buffer(N + 1, dtype, NULL);
+        double xr[N], dyr[N], yr[N], dxr[N];
+        read_buffer(x, N, dtype, xr);
+        read_buffer(dy, N, dtype, dyr);
+        for (size_t a = 0; a < sizeof acts / sizeof acts[0]; a++) {
+            dl_layer *l = make_layer(acts[a].json, dtype, 1);
+            if (l == NULL) continue;
+            double worst = 0;
+            /* The same layer on (3, 4), then (2, 6), then (12, 1): any number of features. */
+            static const size_t shapes[3][2] = {{ROWS, COLS}, {2, 6}, {N, 1}};
+            for (size_t s = 0; s < 3; s++) {
+                size_t rows = shapes[s][0], cols = shapes[s][1];
+                activation_reference(acts[a].kind, acts[a].alpha, xr, dyr, rows, cols, yr, dxr);
+                set_elem(y, N, dtype, 7);
+                set_elem(dx, N, dtype, 7);
+                if (!CHECK_OK(dl_layer_forward(l, x, rows, cols, (int)s % 2, y, N)) ||
+                    !CHECK_OK(dl_layer_backward(l, dy, rows, cols, dx, N)))
+                    continue;
+                double ey = max_error(y, yr, N, dtype), edx = max_error(dx, dxr, N, dtype);
+                if (!CHECK(ey <= tol && edx <= tol))
+                    fprintf(stderr, "    %s %s on (%zu, %zu): max error y %.3g, dx %.3g\n", acts[a].json,
+                            dtype_name(dtype), rows, cols, ey, edx);
+                worst = fmax(worst, fmax(ey, edx));
+                if (acts[a].kind == SOFTMAX) { /* rows of probabilities */
+                    bool sums = true;
+                    for (size_t r = 0; r < rows; r++) {
+                        double sum = 0;
+                        for (size_t c = 0; c < cols; c++) sum += get_elem(y, r * cols + c, dtype);
+                        sums = sums && fabs(sum - 1) <= tol;
+                    }
+                    CHECK(sums);
+                }
+            }
+            printf("   %-42s %s: max error %.2g\n", acts[a].json, dtype_name(dtype), worst);
+            release_layer(l);
+        }
+        free(x);
+        free(dy);
+        free(y);
+        free(dx);
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Standalone losses                                                         */
+/* ------------------------------------------------------------------------ */
+
+/* Runs dl_loss_forward + dl_loss_backward with `pred` and `targets` (rows * cols doubles,
+ * converted to the loss's dtype) or `labels`; checks value and gradient against the
+ * references; returns the value (NaN on failure). */
+static double run_loss(dl_loss *loss, int dtype, const double *pred, size_t rows, size_t cols, const int32_t *labels,
+                       const double *targets, double want_value, const double *want_grad, const char *what) {
+    size_t n = rows * cols;
+    void *p = new_buffer(n, dtype, pred), *t = targets != NULL ? new_buffer(n, dtype, targets) : NULL;
+    void *g = new_buffer(n + 1, dtype, NULL);
+    double value = NAN;
+    if (loss != NULL && CHECK_OK(dl_loss_forward(loss, p, rows, cols, labels, t, &value)) &&
+        CHECK_OK(dl_loss_backward(loss, g, n + 1))) {
+        double ev = fabs(value - want_value) / fmax(1, fabs(want_value)), eg = max_error(g, want_grad, n, dtype);
+        if (!CHECK(ev <= tolerance(dtype) && eg <= tolerance(dtype)))
+            fprintf(stderr, "    %s (%s): value %.17g, expected %.17g; gradient max error %.3g\n", what,
+                    dtype_name(dtype), value, want_value, eg);
+        CHECK(get_elem(g, n, dtype) == 7); /* rows * cols elements, no more */
+        printf("   %-44s %s: %.10g (error %.2g), gradient max error %.2g\n", what, dtype_name(dtype), value, ev, eg);
+    }
+    free(p);
+    free(t);
+    free(g);
+    return value;
+}
+
+/* Mean softmax cross-entropy of logits (rows, cols) against target rows, and its gradient
+ * (softmax * sum(t) - t) / rows. */
+static double cross_entropy_reference(const double *z, const double *t, size_t rows, size_t cols, double *grad) {
+    double sum = 0;
+    for (size_t r = 0; r < rows; r++) {
+        const double *zr = z + r * cols, *tr = t + r * cols;
+        double top = zr[0], s = 0, tsum = 0;
+        for (size_t c = 1; c < cols; c++) top = fmax(top, zr[c]);
+        for (size_t c = 0; c < cols; c++) s += exp(zr[c] - top);
+        double log_z = top + log(s);
+        for (size_t c = 0; c < cols; c++) {
+            sum -= tr[c] * (zr[c] - log_z);
+            tsum += tr[c];
+        }
+        for (size_t c = 0; c < cols; c++) grad[r * cols + c] = (exp(zr[c] - log_z) * tsum - tr[c]) / (double)rows;
+    }
+    return sum / (double)rows;
+}
+
+/* Mean Huber loss over all n elements and its gradient. */
+static double huber_reference(const double *p, const double *t, size_t n, double delta, double *grad) {
+    double sum = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = p[i] - t[i];
+        sum += fabs(d) <= delta ? 0.5 * d * d : delta * (fabs(d) - 0.5 * delta);
+        grad[i] = (fabs(d) <= delta ? d : (d > 0 ? delta : -delta)) / (double)n;
+    }
+    return sum / (double)n;
+}
+
+static void test_losses(void) {
+    section("mse, cross_entropy, huber against their formulas (float32, float64)");
+    for (int d = 0; d < 2; d++) {
+        int dtype = all_dtypes[d];
+        /* The tutorial's example: MSE 0.25, gradient 2 (p - t) / N over all N = 4 elements. */
+        static const double p[4] = {1, 2, 3, 4}, t[4] = {1.5, 2.5, 2.5, 3.5};
+        double grad[6] = {0};
+        for (int i = 0; i < 4; i++) grad[i] = 2 * (p[i] - t[i]) / 4;
+        dl_loss *mse = make_loss(mse_json, dtype), *mse_string = make_loss("\"mse\"", dtype);
+        CHECK(run_loss(mse, dtype, p, 2, 2, NULL, t, 0.25, grad, "mse, tutorial example") == 0.25);
+        if (mse_string != NULL) /* the header's own example: a loss given by its name alone */
+            run_loss(mse_string, dtype, p, 2, 2, NULL, t, 0.25, grad, "\"mse\", tutorial example");
+        /* The same values as one row of 4 or 4 rows of 1: the mean is over elements. */
+        run_loss(mse, dtype, p, 1, 4, NULL, t, 0.25, grad, "mse, as (1, 4)");
+        run_loss(mse, dtype, p, 4, 1, NULL, t, 0.25, grad, "mse, as (4, 1)");
+
+        /* Cross-entropy of the logits [[2, 1, 0.1], [0.5, 2.5, 0.3]] with labels [0, 1]. */
+        static const double z[6] = {2, 1, 0.1, 0.5, 2.5, 0.3}, onehot[6] = {1, 0, 0, 0, 1, 0};
+        static const int32_t labels[2] = {0, 1};
+        double ce_grad[6], soft_grad[6];
+        double ce = cross_entropy_reference(z, onehot, 2, 3, ce_grad);
+        CHECK(fabs(ce - 0.3185397) < 1e-7);
+        dl_loss *xent = make_loss(xent_json, dtype), *xent_string = make_loss("\"cross_entropy\"", dtype);
+        if (xent_string != NULL)
+            run_loss(xent_string, dtype, z, 2, 3, labels, NULL, ce, ce_grad, "\"cross_entropy\", labels [0, 1]");
+        double v1 = run_loss(xent, dtype, z, 2, 3, labels, NULL, ce, ce_grad, "cross_entropy, labels [0, 1]");
+        double v2 = run_loss(xent, dtype, z, 2, 3, NULL, onehot, ce, ce_grad, "cross_entropy, one-hot targets");
+        CHECK(fabs(v1 - v2) <= tolerance(dtype));
+        /* Soft targets: -sum t log softmax, gradient softmax - t (rows of probabilities). */
+        static const double soft[6] = {0.7, 0.2, 0.1, 0.1, 0.6, 0.3};
+        double soft_ce = cross_entropy_reference(z, soft, 2, 3, soft_grad);
+        run_loss(xent, dtype, z, 2, 3, NULL, soft, soft_ce, soft_grad, "cross_entropy, soft targets");
+        /* Large logits: computed stably. */
+        static const double big[6] = {1000, 999, 998, -1000, 500, 501};
+        static const int32_t big_labels[2] = {1, 2};
+        double big_onehot[6] = {0, 1, 0, 0, 0, 1}, big_grad[6];
+        double big_ce = cross_entropy_reference(big, big_onehot, 2, 3, big_grad);
+        run_loss(xent, dtype, big, 2, 3, big_labels, NULL, big_ce, big_grad, "cross_entropy, logits near 1000");
+
+        /* Huber with delta 1: |d| below, at and above delta, both signs. */
+        static const double hp[6] = {0, 2.5, -0.5, 1.0, -3, 0.25}, ht[6] = {0.3, 0, 0, 0, 0, -0.75};
+        double h_grad[6], h_grad_half[6];
+        double h = huber_reference(hp, ht, 6, 1.0, h_grad), h_half = huber_reference(hp, ht, 6, 0.5, h_grad_half);
+        CHECK(fabs(h - 0.945) < 1e-12);
+        dl_loss *huber = make_loss("{\"type\": \"huber\", \"delta\": 1.0}", dtype);
+        dl_loss *huber_default = make_loss(huber_json, dtype), *huber_string = make_loss("\"huber\"", dtype);
+        dl_loss *huber_half = make_loss("{\"type\": \"huber\", \"delta\": 0.5}", dtype);
+        run_loss(huber, dtype, hp, 2, 3, NULL, ht, h, h_grad, "huber, delta 1");
+        run_loss(huber_default, dtype, hp, 2, 3, NULL, ht, h, h_grad, "{\"type\": \"huber\"}: default delta 1");
+        if (huber_string != NULL) run_loss(huber_string, dtype, hp, 2, 3, NULL, ht, h, h_grad, "\"huber\": default delta 1");
+        run_loss(huber_half, dtype, hp, 2, 3, NULL, ht, h_half, h_grad_half, "huber, delta 0.5");
+
+        release_loss(huber_half);
+        release_loss(huber_string);
+        release_loss(huber_default);
+        release_loss(huber);
+        release_loss(xent_string);
+        release_loss(xent);
+        release_loss(mse_string);
+        release_loss(mse);
+    }
+}
+
+static void test_loss_errors(void) {
+    section("dl_loss_* error paths");
+    for (int d = 0; d < 2; d++) {
+        int dtype = all_dtypes[d];
+        /* Creation. */
+        dl_loss *out = SENTINEL_LOSS;
+        CHECK_STATUS(dl_loss_from_json(NULL, dtype, &out), DL_INVALID_ARGUMENT);
+        CHECK_STATUS(dl_loss_from_json(mse_json, dtype, NULL), DL_INVALID_ARGUMENT);
+        static const int bad_dtype[] = {2, -1, INT_MAX, INT_MIN};
+        for (size_t i = 0; i < sizeof bad_dtype / sizeof bad_dtype[0]; i++) {
+            CHECK_STATUS(dl_loss_from_json(mse_json, bad_dtype[i], &out), DL_INVALID_ARGUMENT);
+            CHECK_MESSAGE_HAS("dtype");
+            CHECK_STATUS(dl_loss_from_json("\"mse\"", bad_dtype[i], &out), DL_INVALID_ARGUMENT);
+            CHECK_MESSAGE_HAS("dtype");
+        }
+        static const char *const malformed[] = {
+            "", "mse", "\"", "\"nope\"", "\"MSE\"", "42", "null", "[]", "{}", "{\"type\": \"nope\"}", "{\"type\": 1}",
+            "{\"type\": \"mse\", \"delta\": 1}", "{\"type\": \"huber\", \"delta\": -1}",
+            "{\"type\": \"huber\", \"delta\": 0}", "{\"type\": \"huber\", \"delta\": \"1\"}", "\"mse\" trailing",
+            "{\"type\": \"relu\"}",
+        };
+        for (size_t i = 0; i < sizeof malformed / sizeof malformed[0]; i++)
+            if (!CHECK_STATUS(dl_loss_from_json(malformed[i], dtype, &out), DL_SPEC_ERROR))
+                fprintf(stderr, "    loss JSON: %s\n", malformed[i]);
+        CHECK(out == SENTINEL_LOSS);
+
+        dl_loss *mse = make_loss(mse_json, dtype), *huber = make_loss(huber_json, dtype);
+        dl_loss *xent = make_loss(xent_json, dtype);
+        if (mse == NULL || huber == NULL || xent == NULL) goto done;
+        enum { ROWS = 2, COLS = 3, N = ROWS * COLS };
+        static const double pv[N] = {2, 1, 0.1, 0.5, 2.5, 0.3}, tv[N] = {1, 0, 0, 0, 1, 0};
+        void *p = new_buffer(N, dtype, pv), *t = new_buffer(N, dtype, tv), *g = new_buffer(N, dtype, NULL);
+        int32_t labels[ROWS] = {0, 1};
+        double value = 7;
+
+        /* Backward before any forward. */
+        CHECK_STATUS(dl_loss_backward(mse, g, N), DL_INVALID_ARGUMENT);
+        CHECK_STATUS(dl_loss_backward(xent, g, N), DL_INVALID_ARGUMENT);
+
+        /* NULL pointers, empty shapes, sizes out of range. */
+        CHECK_STATUS(dl_loss_forward(mse, NULL, ROWS, COLS, NULL, t, &value), DL_INVALID_ARGUMENT);
+        CHECK_STATUS(dl_loss_forward(mse, p, ROWS, COLS, NULL, t, NULL), DL_INVALID_ARGUMENT);
+        CHECK_STATUS(dl_loss_forward(mse, p, 0, COLS, NULL, t, &value), DL_INVALID_ARGUMENT);
+        CHECK_STATUS(dl_loss_forward(mse, p, ROWS, 0, NULL, t, &value), DL_INVALID_ARGUMENT);
+        CHECK_STATUS(dl_loss_forward(xent, p, 0, COLS, labels, NULL, &value), DL_INVALID_ARGUMENT);
+        CHECK_STATUS(dl_loss_forward(mse, p, SIZE_MAX, COLS, NULL, t, &value), DL_INVALID_ARGUMENT);
+        CHECK_STATUS_EITHER(dl_loss_forward(mse, p, SIZE_MAX / 2, COLS, NULL, t, &value), DL_INVALID_ARGUMENT, DL_NOMEM);
+        CHECK_STATUS_EITHER(dl_loss_forward(xent, p, SIZE_MAX / 2, COLS, labels, NULL, &value), DL_INVALID_ARGUMENT,
+                            DL_NOMEM);
+        /* Exactly one of labels and targets. */
+        CHECK_STATUS(dl_loss_forward(xent, p, ROWS, COLS, labels, t, &value), DL_INVALID_ARGUMENT);
+        CHECK_STATUS(dl_loss_forward(xent, p, ROWS, COLS, NULL, NULL, &value), DL_INVALID_ARGUMENT);
+        CHECK_STATUS(dl_loss_forward(mse, p, ROWS, COLS, labels, t, &value), DL_INVALID_ARGUMENT);
+        CHECK_STATUS(dl_loss_forward(mse, p, ROWS, COLS, NULL, NULL, &value), DL_INVALID_ARGUMENT);
+        /* Class labels with a regression loss. */
+        CHECK_STATUS(dl_loss_forward(mse, p, ROWS, COLS, labels, NULL, &value), DL_UNSUPPORTED);
+        CHECK_STATUS(dl_loss_forward(huber, p, ROWS, COLS, labels, NULL, &value), DL_UNSUPPORTED);
+        /* Labels out of range. */
+        static const int32_t bad_label[] = {-1, COLS, COLS + 1, INT32_MAX, INT32_MIN};
+        for (size_t i = 0; i < sizeof bad_label / sizeof bad_label[0]; i++) {
+            labels[1] = bad_label[i];
+            CHECK_STATUS(dl_loss_forward(xent, p, ROWS, COLS, labels, NULL, &value), DL_INVALID_ARGUMENT);
+        }
+        labels[1] = 1;
+        /* NaN or infinity in the predictions or the targets. */
+        static const double bad_value[] = {NAN, INFINITY, -INFINITY};
+        for (size_t i = 0; i < 3; i++) {
+            set_elem(p, N - 1, dtype, bad_value[i]);
+            CHECK_STATUS(dl_loss_forward(mse, p, ROWS, COLS, NULL, t, &value), DL_NUMERIC);
+            CHECK_STATUS(dl_loss_forward(huber, p, ROWS, COLS, NULL, t, &value), DL_NUMERIC);
+            CHECK_STATUS(dl_loss_forward(xent, p, ROWS, COLS, labels, NULL, &value), DL_NUMERIC);
+            CHECK_STATUS(dl_loss_forward(xent, p, ROWS, COLS, NULL, t, &value), DL_NUMERIC);
+            set_elem(p, N - 1, dtype, pv[N - 1]);
+            set_elem(t, 0, dtype, bad_value[i]);
+            CHECK_STATUS(dl_loss_forward(mse, p, ROWS, COLS, NULL, t, &value), DL_NUMERIC);
+            CHECK_STATUS(dl_loss_forward(huber, p, ROWS, COLS, NULL, t, &value), DL_NUMERIC);
+            CHECK_STATUS(dl_loss_forward(xent, p, ROWS, COLS, NULL, t, &value), DL_NUMERIC);
+            set_elem(t, 0, dtype, tv[0]);
+        }
+        CHECK(value == 7);
+        /* None of those was a forward. */
+        CHECK_STATUS(dl_loss_backward(mse, g, N), DL_INVALID_ARGUMENT);
+        CHECK_STATUS(dl_loss_backward(xent, g, N), DL_INVALID_ARGUMENT);
+        CHECK(all_equal(g, 0, N, dtype, 7));
+
+        /* After a forward: NULL grad, grad one short; grad untouched. */
+        CHECK_OK(dl_loss_forward(mse, p, ROWS, COLS, NULL, t, &value));
+        double first = value;
+        CHECK_STATUS(dl_loss_backward(mse, NULL, N), DL_INVALID_ARGUMENT);
+        CHECK_STATUS(dl_loss_backward(mse, g, N - 1), DL_INVALID_ARGUMENT);
+        CHECK_STATUS(dl_loss_backward(mse, g, 0), DL_INVALID_ARGUMENT);
+        CHECK(all_equal(g, 0, N, dtype, 7));
+        CHECK_OK(dl_loss_backward(mse, g, N));
+        double want[N];
+        for (size_t i = 0; i < N; i++) want[i] = 2 * (get_elem(p, i, dtype) - tv[i]) / N;
+        CHECK(max_error(g, want, N, dtype) <= tolerance(dtype));
+        /* A failed forward changes nothing: value untouched, backward gives the last gradient. */
+        value = 7;
+        set_elem(p, 0, dtype, NAN);
+        CHECK_STATUS(dl_loss_forward(mse, p, 1, 2, NULL, t, &value), DL_NUMERIC);
+        CHECK_STATUS(dl_loss_forward(mse, p, ROWS, COLS, labels, NULL, &value), DL_UNSUPPORTED);
+        set_elem(p, 0, dtype, pv[0]);
+        CHECK(value == 7);
+        for (size_t i = 0; i < N; i++) set_elem(g, i, dtype, 7);
+        CHECK_OK(dl_loss_backward(mse, g, N));
+        CHECK(max_error(g, want, N, dtype) <= tolerance(dtype));
+        /* A successful forward on another shape: backward follows it. */
+        CHECK_OK(dl_loss_forward(mse, p, 1, 2, NULL, t, &value));
+        CHECK(value != first);
+        for (size_t i = 0; i < N; i++) set_elem(g, i, dtype, 7);
+        CHECK_STATUS(dl_loss_backward(mse, g, 1), DL_INVALID_ARGUMENT);
+        CHECK_OK(dl_loss_backward(mse, g, 2));
+        CHECK(all_equal(g, 2, N, dtype, 7));
+        for (size_t i = 0; i < 2; i++) want[i] = (get_elem(p, i, dtype) - tv[i]); /* 2 (p - t) / 2 */
+        CHECK(max_error(g, want, 2, dtype) <= tolerance(dtype));
+        /* Cross-entropy after a good forward, then out-of-range labels: the last gradient stays. */
+        CHECK_OK(dl_loss_forward(xent, p, ROWS, COLS, labels, NULL, &value));
+        labels[0] = COLS;
+        CHECK_STATUS(dl_loss_forward(xent, p, ROWS, COLS, labels, NULL, &value), DL_INVALID_ARGUMENT);
+        labels[0] = 0;
+        CHECK_OK(dl_loss_backward(xent, g, N));
+        double ce_grad[N];
+        cross_entropy_reference(pv, tv, ROWS, COLS, ce_grad);
+        CHECK(max_error(g, ce_grad, N, dtype) <= tolerance(dtype));
+        free(p);
+        free(t);
+        free(g);
+    done:
+        release_loss(xent);
+        release_loss(huber);
+        release_loss(mse);
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Finite differences through dl_layer_* and dl_loss_* (float64)             */
+/* ------------------------------------------------------------------------ */
+
+/* MSE of linear(x) against t, through the library. */
+static double fd_loss(dl_layer *l, dl_loss *loss, const double *x, const double *t, size_t rows, size_t in,
+                      size_t out, double *y) {
+    double value = NAN;
+    if (!CHECK_OK(dl_layer_forward(l, x, rows, in, 1, y, rows * out)) ||
+        !CHECK_OK(dl_loss_forward(loss, y, rows, out, NULL, t, &value)))
+        return NAN;
+    return value;
+}
+
+/* max|a - n| / max(max|a|, max|n|), as dl_gradcheck. */
+static double relative_error(const double *a, const double *n, size_t count) {
+    double diff = 0, scale = 0;
+    for (size_t i = 0; i < count; i++) {
+        diff = fmax(diff, fabs(a[i] - n[i]));
+        scale = fmax(scale, fmax(fabs(a[i]), fabs(n[i])));
+    }
+    return scale > 0 ? diff / scale : diff;
+}
+
+static void test_layer_finite_differences(void) {
+    section("finite differences: linear(6, 4) + mse in float64 through dl_layer_*, dl_loss_*");
+    enum { B = 5, IN = 6, OUT = 4 };
+    const double h = 1e-6;
+    dl_layer *l = make_layer("{\"type\": \"linear\", \"in_features\": 6, \"units\": 4}", DL_FLOAT64, 17);
+    dl_loss *loss = make_loss(mse_json, DL_FLOAT64);
+    double *w = NULL, *b = NULL;
+    void *wp = NULL, *bp = NULL, *gw = NULL, *gb = NULL;
+    if (l == NULL || loss == NULL || !CHECK_OK(dl_layer_param_data(l, 0, &wp)) ||
+        !CHECK_OK(dl_layer_param_data(l, 1, &bp)) || !CHECK_OK(dl_layer_grad_data(l, 0, &gw)) ||
+        !CHECK_OK(dl_layer_grad_data(l, 1, &gb)) || !CHECK(wp != NULL && bp != NULL && gw != NULL && gb != NULL))
+        goto done;
+    w = wp;
+    b = bp;
+    fill_uniform(b, OUT, 40, -0.5, 0.5); /* a bias that is not zero */
+    double x[B * IN], t[B * OUT], y[B * OUT], dy[B * OUT], dx[B * IN];
+    fill_uniform(x, B * IN, 41, -1, 1);
+    fill_uniform(t, B * OUT, 42, -1, 1);
+
+    /* Analytic: forward, loss, dL/dy, backward. */
+    double value = fd_loss(l, loss, x, t, B, IN, OUT, y);
+    if (!CHECK(isfinite(value)) || !CHECK_OK(dl_loss_backward(loss, dy, B * OUT)) ||
+        !CHECK_OK(dl_layer_backward(l, dy, B, OUT, dx, B * IN)))
+        goto done;
+    double a_w[OUT * IN], a_b[OUT], n_w[OUT * IN], n_b[OUT], n_x[B * IN];
+    memcpy(a_w, gw, sizeof a_w);
+    memcpy(a_b, gb, sizeof a_b);
+
+    /* Numeric: centred differences, the parameters nudged through their live memory. */
+    for (size_t i = 0; i < OUT * IN; i++) {
+        double keep = w[i];
+        w[i] = keep + h;
+        double plus = fd_loss(l, loss, x, t, B, IN, OUT, y);
+        w[i] = keep - h;
+        double minus = fd_loss(l, loss, x, t, B, IN, OUT, y);
+        w[i] = keep;
+        n_w[i] = (plus - minus) / (2 * h);
+    }
+    for (size_t i = 0; i < OUT; i++) {
+        double keep = b[i];
+        b[i] = keep + h;
+        double plus = fd_loss(l, loss, x, t, B, IN, OUT, y);
+        b[i] = keep - h;
+        double minus = fd_loss(l, loss, x, t, B, IN, OUT, y);
+        b[i] = keep;
+        n_b[i] = (plus - minus) / (2 * h);
+    }
+    for (size_t i = 0; i < B * IN; i++) {
+        double keep = x[i];
+        x[i] = keep + h;
+        double plus = fd_loss(l, loss, x, t, B, IN, OUT, y);
+        x[i] = keep - h;
+        double minus = fd_loss(l, loss, x, t, B, IN, OUT, y);
+        x[i] = keep;
+        n_x[i] = (plus - minus) / (2 * h);
+    }
+    double e_w = relative_error(a_w, n_w, OUT * IN), e_b = relative_error(a_b, n_b, OUT);
+    double e_x = relative_error(dx, n_x, B * IN);
+    CHECK(e_w < 1e-7);
+    CHECK(e_b < 1e-7);
+    CHECK(e_x < 1e-7);
+    printf("   loss %.6g; relative error dW %.2g, db %.2g, dx %.2g\n", value, e_w, e_b, e_x);
+    /* The nudges were undone: the loss is back where it was. */
+    CHECK(fd_loss(l, loss, x, t, B, IN, OUT, y) == value);
+done:
+    release_loss(loss);
+    release_layer(l);
+}
+
+/* ------------------------------------------------------------------------ */
 /* Threads                                                                   */
 /* ------------------------------------------------------------------------ */
 
@@ -1416,6 +2507,16 @@ int main(int argc, char **argv) {
     test_determinism();
     test_float64();
     test_regression();
+
+    test_layer_creation();
+    test_layer_handles();
+    test_layer_errors();
+    test_linear(DL_FLOAT64);
+    test_linear(DL_FLOAT32);
+    test_activations();
+    test_losses();
+    test_loss_errors();
+    test_layer_finite_differences();
 
     dl_model *xor = load(xor_spec);
     if (xor != NULL) {

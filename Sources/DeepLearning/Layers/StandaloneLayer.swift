@@ -43,6 +43,7 @@ public final class StandaloneLayer<T: DLScalar>: AnyStandaloneLayer {
     public func gradientData(_ index: Int) -> UnsafeMutableRawPointer { UnsafeMutableRawPointer(layer.parameters[index].grad.data) }
 
     public func outputFeatures(_ inputFeatures: Int) throws(DLError) -> Int {
+        guard inputFeatures >= 1 else { throw .invalid("a sample needs at least one feature, got \(inputFeatures)") }
         guard let inFeatures else { return inputFeatures }       // elementwise
         guard inputFeatures == inFeatures else {
             throw .invalid("\(type) expects \(inFeatures) features per sample, got \(inputFeatures)")
@@ -58,6 +59,7 @@ public final class StandaloneLayer<T: DLScalar>: AnyStandaloneLayer {
         guard capacity >= outN else { throw .invalid("y has room for \(capacity) values, the output needs \(outN)") }
         try self.x.resize([rows, cols])
         Kernels.convert(x.assumingMemoryBound(to: T.self), self.x.data, n)
+        guard Kernels.allFinite(self.x.data, n) else { throw DLError(.numeric, "x contains NaN or infinity") }
         let out = try layer.forward(self.x, training: training)
         Kernels.convert(out.data, y.assumingMemoryBound(to: T.self), outN)
         lastOutput = [rows, outCols]
