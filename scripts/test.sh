@@ -47,6 +47,9 @@ cmake_build() {
 }
 
 pytest_bindings() {
+    # One BLAS thread: two-thread OpenBLAS runs stall on these 2-core VMs, and NumPy
+    # references in the tests would then take seconds per call.
+    OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1} \
     DEEPLEARNING_LIBRARY=$build/libdeeplearning.so \
     PYTHONPATH=$root/bindings/python${PYTHONPATH:+:$PYTHONPATH} \
         "$python" -m pytest -q bindings/python/tests

@@ -6,6 +6,12 @@
     model.save("mnist.h5")
     same = dl.load("mnist.h5")
 
+The tutorial's building blocks, one layer at a time, computed by the same library:
+
+    from deeplearning import Linear, ReLU, CrossEntropyLoss, TwoLayerMLP
+    layer = Linear(784, 128)                    # y = layer.forward(x); layer.backward(dL_dy)
+    layer._w -= 0.01 * layer.dL_dW              # parameters are views of the layer's memory
+
 The shared library is found through $DEEPLEARNING_LIBRARY, the source tree's
 build folders, or a copy in this package (see ``deeplearning._lib``).
 """
@@ -13,10 +19,17 @@ build folders, or a copy in this package (see ``deeplearning._lib``).
 from ._lib import library_path
 from ._version import __version__
 from .errors import DLError, Status
+from .gradcheck import gradient_check, gradient_check_loss, gradient_check_weights, numerical_gradient
+from .layers import Layer, LeakyReLU, Linear, ReLU, Sigmoid, Softmax, Tanh
+from .losses import CrossEntropyLoss, HuberLoss, Loss, MSELoss
+from .mlp import TwoLayerMLP
 from .model import Evaluation, GradCheck, Model
 from .training import History
 
 load = Model.load
 
-__all__ = ["DLError", "Evaluation", "GradCheck", "History", "Model", "Status",
-           "__version__", "library_path", "load"]
+__all__ = ["CrossEntropyLoss", "DLError", "Evaluation", "GradCheck", "History", "HuberLoss",
+           "Layer", "LeakyReLU", "Linear", "Loss", "MSELoss", "Model", "ReLU", "Sigmoid",
+           "Softmax", "Status", "Tanh", "TwoLayerMLP", "__version__", "gradient_check",
+           "gradient_check_loss", "gradient_check_weights", "library_path", "load",
+           "numerical_gradient"]

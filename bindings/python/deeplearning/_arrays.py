@@ -16,6 +16,9 @@ The rules:
   even when their values are whole numbers: a 1-D float ``y`` for a model with
   several outputs is refused with TypeError, as are bool arrays; both are
   ambiguous, and ``y.astype(np.int32)`` says what is meant.
+- Standalone layers and losses (``deeplearning.layers``) take data of any shape
+  and any real dtype through :func:`values`, converted to the dtype the layer
+  computes in (float64 unless float32 was asked for), as NumPy would promote it.
 - Objects, strings and complex numbers are refused with TypeError; wrong shapes
   with ValueError naming the expected and the actual shape.
 """
@@ -50,6 +53,14 @@ def inputs(x, size: int, name: str = "x", allow_empty: bool = False) -> np.ndarr
     if count == 0 and not allow_empty:
         raise ValueError(f"{name} holds no samples (shape {array.shape})")
     return _c_array(array.reshape(count, size), np.float32)
+
+
+def values(x, dtype, name: str = "x") -> np.ndarray:
+    """`x`, of any shape with at least one value, as a C-contiguous array of `dtype`."""
+    array = _numeric(x, name, "biuf")
+    if array.size == 0:
+        raise ValueError(f"{name} holds no values (shape {array.shape})")
+    return _c_array(array, dtype)
 
 
 def labels(y, count: int, name: str = "y") -> np.ndarray:

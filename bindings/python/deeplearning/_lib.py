@@ -19,9 +19,10 @@ Where the library is looked for, in order:
 from __future__ import annotations
 
 import ctypes
+import math
 import os
 import sys
-from ctypes import POINTER, c_char_p, c_double, c_int, c_size_t, c_uint64
+from ctypes import POINTER, c_char_p, c_double, c_int, c_size_t, c_uint64, c_void_p
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +39,21 @@ class dl_model(ctypes.Structure):
     """The opaque ``dl_model`` of the header; only pointers to it exist."""
 
 
+class dl_layer(ctypes.Structure):
+    """The opaque ``dl_layer`` (a standalone layer) of the header."""
+
+
+class dl_loss(ctypes.Structure):
+    """The opaque ``dl_loss`` (a standalone loss) of the header."""
+
+
 MODEL_P = POINTER(dl_model)
+LAYER_P = POINTER(dl_layer)
+LOSS_P = POINTER(dl_loss)
+
+# The header's element type codes of standalone layers and losses, by NumPy dtype.
+DTYPE_CODES = {np.dtype(np.float32): 0,   # DL_FLOAT32
+               np.dtype(np.float64): 1}   # DL_FLOAT64
 
 
 def _array(dtype, *flags: str, nullable: bool = False):
@@ -59,12 +74,34 @@ def _array(dtype, *flags: str, nullable: bool = False):
     return Nullable
 
 
+def _buffer(*flags: str, nullable: bool = False):
+    """An argument type for the header's ``void *`` element buffers: a C-contiguous,
+    aligned float32 or float64 ndarray (whether it is the handle's dtype is the
+    caller's check). `nullable` also accepts None (NULL)."""
+    required = ("C_CONTIGUOUS", "ALIGNED") + flags
+
+    class Buffer:
+        @classmethod
+        def from_param(cls, obj):
+            if obj is None and nullable:
+                return None
+            if (not isinstance(obj, np.ndarray) or obj.dtype not in DTYPE_CODES
+                    or not all(obj.flags[flag] for flag in required)):
+                raise TypeError(f"expected a {'/'.join(required)} float32 or float64 ndarray")
+            return obj.ctypes.data_as(c_void_p)
+
+    return Buffer
+
+
 _F32_IN = _array(np.float32)
 _F32_IN_OPT = _array(np.float32, nullable=True)
 _F32_OUT = _array(np.float32, "WRITEABLE")
 _I32_IN_OPT = _array(np.int32, nullable=True)
 _I32_OUT = _array(np.int32, "WRITEABLE")
 _F64_OUT_OPT = _array(np.float64, "WRITEABLE", nullable=True)
+_BUF_IN = _buffer()
+_BUF_IN_OPT = _buffer(nullable=True)
+_BUF_OUT = _buffer("WRITEABLE")
 
 # name: (result type, argument types), in the header's order.
 _FUNCTIONS = {
@@ -88,6 +125,9 @@ _FUNCTIONS = {
                              c_size_t, POINTER(c_double), _F64_OUT_OPT, c_size_t]),
     "dl_model_get_learning_rate": (c_int, [MODEL_P, POINTER(c_double)]),
     "dl_model_set_learning_rate": (c_int, [MODEL_P, c_double]),
+    "dl_model_set_preprocessing": (c_int, [MODEL_P, c_double, c_double, c_double]),
+    "dl_model_get_preprocessing": (c_int, [MODEL_P, POINTER(c_double), POINTER(c_double),
+                                           POINTER(c_double)]),
     "dl_model_input_size": (c_int, [MODEL_P, POINTER(c_size_t)]),
     "dl_model_output_size": (c_int, [MODEL_P, POINTER(c_size_t)]),
     "dl_model_param_count": (c_int, [MODEL_P, POINTER(c_size_t)]),
@@ -101,6 +141,23 @@ _FUNCTIONS = {
     "dl_model_layer_type": (c_int, [MODEL_P, c_size_t, POINTER(c_char_p)]),
     "dl_model_spec_json": (c_int, [MODEL_P, POINTER(c_char_p)]),
     "dl_model_step_count": (c_int, [MODEL_P, POINTER(c_uint64)]),
+    "dl_layer_from_json": (c_int, [c_char_p, c_int, c_uint64, POINTER(LAYER_P)]),
+    "dl_layer_free": (None, [LAYER_P]),
+    "dl_layer_type": (c_int, [LAYER_P, POINTER(c_char_p)]),
+    "dl_layer_output_features": (c_int, [LAYER_P, c_size_t, POINTER(c_size_t)]),
+    "dl_layer_forward": (c_int, [LAYER_P, _BUF_IN, c_size_t, c_size_t, c_int, _BUF_OUT, c_size_t]),
+    "dl_layer_backward": (c_int, [LAYER_P, _BUF_IN, c_size_t, c_size_t, _BUF_OUT, c_size_t]),
+    "dl_layer_num_params": (c_int, [LAYER_P, POINTER(c_size_t)]),
+    "dl_layer_param_name": (c_int, [LAYER_P, c_size_t, POINTER(c_char_p)]),
+    "dl_layer_param_shape": (c_int, [LAYER_P, c_size_t, POINTER(c_size_t), c_size_t,
+                                     POINTER(c_size_t)]),
+    "dl_layer_param_data": (c_int, [LAYER_P, c_size_t, POINTER(c_void_p)]),
+    "dl_layer_grad_data": (c_int, [LAYER_P, c_size_t, POINTER(c_void_p)]),
+    "dl_loss_from_json": (c_int, [c_char_p, c_int, POINTER(LOSS_P)]),
+    "dl_loss_free": (None, [LOSS_P]),
+    "dl_loss_forward": (c_int, [LOSS_P, _BUF_IN, c_size_t, c_size_t, _I32_IN_OPT, _BUF_IN_OPT,
+                                POINTER(c_double)]),
+    "dl_loss_backward": (c_int, [LOSS_P, _BUF_OUT, c_size_t]),
 }
 
 
@@ -183,7 +240,9 @@ class Out:
         self.ctype = ctype
 
 
-DOUBLE, SIZE, UINT64, STRING, MODEL = (Out(t) for t in (c_double, c_size_t, c_uint64, c_char_p, MODEL_P))
+DOUBLE, SIZE, UINT64, STRING, ADDRESS = (Out(t) for t in (c_double, c_size_t, c_uint64, c_char_p, c_void_p))
+MODEL, LAYER, LOSS = (Out(t) for t in (MODEL_P, LAYER_P, LOSS_P))
+_HANDLES = (MODEL_P, LAYER_P, LOSS_P)
 
 
 def call(function, *args):
@@ -191,8 +250,8 @@ def call(function, *args):
 
     Each :class:`Out` marker among `args` is replaced by a new value passed by
     reference; their results come back in order: None without OUT parameters,
-    the value for one, a tuple for several. Strings are decoded from UTF-8 and
-    handles returned as MODEL_P.
+    the value for one, a tuple for several. Strings are decoded from UTF-8,
+    handles returned as MODEL_P, LAYER_P or LOSS_P and addresses as ints.
     """
     outs = [a.ctype() if isinstance(a, Out) else None for a in args]
     actual = [a if o is None else ctypes.byref(o) for a, o in zip(args, outs)]
@@ -202,7 +261,7 @@ def call(function, *args):
 
 
 def _value(out):
-    if isinstance(out, MODEL_P):
+    if isinstance(out, _HANDLES):
         return out
     if isinstance(out, c_char_p):
         return (out.value or b"").decode("utf-8", "replace")
@@ -210,7 +269,20 @@ def _value(out):
 
 
 def param_shape(handle, index: int) -> tuple[int, ...]:
-    """The shape of parameter tensor `index` (dl_model_param_shape)."""
+    """The shape of parameter tensor `index` of a model or a standalone layer."""
+    function = lib.dl_layer_param_shape if isinstance(handle, LAYER_P) else lib.dl_model_param_shape
     dims = (c_size_t * 4)()
-    ndim = call(lib.dl_model_param_shape, handle, index, dims, len(dims), SIZE)
+    ndim = call(function, handle, index, dims, len(dims), SIZE)
     return tuple(dims[:ndim])
+
+
+def memory_view(address: int, shape: tuple[int, ...], dtype, owner) -> np.ndarray:
+    """A writable ndarray over `shape` elements of `dtype` at `address`, in place.
+
+    The array keeps `owner` (whatever frees that memory when it dies) alive for
+    as long as the array or any view of it exists, so it can never dangle.
+    """
+    dtype = np.dtype(dtype)
+    memory = (np.ctypeslib.as_ctypes_type(dtype) * math.prod(shape)).from_address(address)
+    memory._owner = owner
+    return np.ctypeslib.as_array(memory).reshape(shape)

@@ -81,3 +81,50 @@ def mlp_sgd_step(w1, b1, w2, b2, x, labels, lr):
     dh = (dlogits @ w2) * (h_pre > 0)
     dw1, db1 = dh.T @ x, dh.sum(axis=0)
     return loss, w1 - lr * dw1, b1 - lr * db1, w2 - lr * dw2, b2 - lr * db2
+
+
+# -- standalone layers and losses: forward and backward, as the tutorial writes them --
+
+def activation(kind: str, x: np.ndarray, alpha: float = 0.01) -> np.ndarray:
+    """An activation of x of any shape (softmax over the last axis)."""
+    x = np.asarray(x, np.float64)
+    if kind == "softmax":
+        z = np.exp(x - x.max(axis=-1, keepdims=True))
+        return z / z.sum(axis=-1, keepdims=True)
+    return _activation({"type": kind, "alpha": alpha}, x)
+
+
+def activation_backward(kind: str, x: np.ndarray, dy: np.ndarray, alpha: float = 0.01) -> np.ndarray:
+    """dL/dx of an activation at x, from dL/dy."""
+    y = activation(kind, x, alpha)
+    if kind == "relu":
+        return dy * (x > 0)
+    if kind == "leaky_relu":
+        return np.where(x > 0, dy, alpha * dy)
+    if kind == "sigmoid":
+        return dy * y * (1 - y)
+    if kind == "tanh":
+        return dy * (1 - y ** 2)
+    if kind == "softmax":
+        return y * (dy - np.sum(dy * y, axis=-1, keepdims=True))
+    raise NotImplementedError(kind)
+
+
+def linear_backward(x: np.ndarray, w: np.ndarray, dy: np.ndarray):
+    """(dL/dx, dL/dW, dL/db) of y = x @ W.T + b, for x (N, in) and dy (N, out)."""
+    return dy @ w, dy.T @ x, dy.sum(axis=0)
+
+
+def loss_gradient(kind: str, pred: np.ndarray, target: np.ndarray, delta: float = 1.0) -> np.ndarray:
+    """dL/dpred of the mean losses above; cross-entropy targets are class indices."""
+    pred = np.asarray(pred, np.float64)
+    if kind == "cross_entropy":
+        grad = softmax(pred)
+        grad[np.arange(len(target)), target] -= 1.0
+        return grad / len(target)
+    diff = pred - target
+    if kind == "mse":
+        return 2 * diff / diff.size
+    if kind == "huber":
+        return np.where(np.abs(diff) <= delta, diff, delta * np.sign(diff)) / diff.size
+    raise NotImplementedError(kind)

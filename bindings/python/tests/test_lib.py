@@ -35,8 +35,15 @@ def test_every_header_function_is_declared_once_with_its_arity():
 def test_status_codes_match_the_header():
     defines = dict(re.findall(r"#define DL_(\w+)\s+(\d+)\s*/\*", HEADER.read_text()))
     statuses = {name: int(value) for name, value in defines.items()
-                if name not in ("VERSION_MAJOR", "VERSION_MINOR", "VERSION_PATCH")}
+                if name not in ("VERSION_MAJOR", "VERSION_MINOR", "VERSION_PATCH",
+                                "FLOAT32", "FLOAT64")}
     assert statuses == {s.name: s.value for s in Status}
+
+
+def test_dtype_codes_match_the_header():
+    defines = dict(re.findall(r"#define DL_(FLOAT\d\d)\s+(\d+)\s*/\*", HEADER.read_text()))
+    assert {f"FLOAT{dtype.itemsize * 8}": code for dtype, code in _lib.DTYPE_CODES.items()} == \
+        {name: int(value) for name, value in defines.items()}
 
 
 def test_versions_agree():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import deeplearning as dl
-import numpy_reference as ref
+from . import numpy_reference as ref
 
 XOR = (np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float32), np.array([0, 1, 1, 0]))
 

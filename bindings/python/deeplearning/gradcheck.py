@@ -1,0 +1,103 @@
+"""Gradient checking: back-propagated gradients against centred finite differences.
+
+    np.random.seed(42)
+    layer = Linear(10, 5)
+    gradient_check(layer, np.random.randn(4, 10))           # prints the error, True if small
+    gradient_check_weights(layer, np.random.randn(4, 10))
+
+The helpers work on any object with the tutorial's interface (``forward`` and
+``backward``; ``_w``, ``_b``, ``dL_dW``, ``dL_db`` for weights), the library's
+layers as well as your own NumPy ones. Check in float64: float32 rounding alone
+exceeds the tolerances.
+
+Reading the max relative error: below 1e-7 excellent; 1e-7 to 1e-5 good for
+float64; 1e-5 to 1e-2 suspicious; above 1e-2 a bug.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# Below this scale gradients are taken as zero, so that rounding noise around a
+# gradient that is exactly zero is not reported as a 100% error.
+_SMALLEST_SCALE = 1e-8
+
+
+def numerical_gradient(f, x: np.ndarray, epsilon: float = 1e-5) -> np.ndarray:
+    """dF/dx by centred differences, (f(x + e) - f(x - e)) / 2e, element by element.
+
+    `f` is called as ``f(x)`` and returns a number; `x` is a float ndarray that
+    is nudged in place (so it may be a layer's parameter view, and `f` may
+    ignore its argument) and restored afterwards.
+    """
+    if not (isinstance(x, np.ndarray) and x.dtype.kind == "f"):
+        raise TypeError("x must be a float ndarray: it is nudged in place")
+    grad = np.zeros(x.shape, np.float64)
+    for index in np.ndindex(x.shape):
+        original = x[index]
+        x[index] = original + epsilon
+        above = f(x)
+        x[index] = original - epsilon
+        below = f(x)
+        x[index] = original
+        grad[index] = (above - below) / (2 * epsilon)
+    return grad
+
+
+def relative_error(analytic, numeric) -> float:
+    """max|a - n| / max(max|a|, max|n|), the scale floored at 1e-8."""
+    analytic, numeric = np.asarray(analytic, np.float64), np.asarray(numeric, np.float64)
+    scale = max(np.max(np.abs(analytic)), np.max(np.abs(numeric)), _SMALLEST_SCALE)
+    return float(np.max(np.abs(analytic - numeric)) / scale)
+
+
+def _output_weights(layer, x: np.ndarray) -> np.ndarray:
+    """Runs forward(x) and returns a fixed random r shaped like its output.
+
+    The checks differentiate L = sum(forward(x) * r), whose dL/dy is r: unlike
+    L = sum(y), it would notice two outputs swapped.
+    """
+    return np.random.default_rng(0).standard_normal(np.shape(layer.forward(x)))
+
+
+def _report(error: float, tolerance: float) -> bool:
+    print(f"Max Relative Error: {error:.2e}")
+    return error < tolerance
+
+
+def gradient_check(layer, x, tolerance: float = 1e-5) -> bool:
+    """Checks ``layer.backward``'s dL/dx at `x`; prints the max relative error and
+    returns whether it is below `tolerance`."""
+    x = np.array(x, np.float64)            # a copy, nudged by numerical_gradient
+    r = _output_weights(layer, x)
+    analytic = layer.backward(r)
+    numeric = numerical_gradient(lambda nudged: float(np.sum(layer.forward(nudged) * r)), x)
+    layer.forward(x)                       # leaves the layer as forward(x) did
+    return _report(relative_error(analytic, numeric), tolerance)
+
+
+def gradient_check_weights(layer, x, tolerance: float = 1e-5) -> bool:
+    """Checks a Linear layer's ``dL_dW`` and ``dL_db`` at `x`, nudging ``_w`` and
+    ``_b`` in place; prints the larger max relative error of the two and returns
+    whether it is below `tolerance`."""
+    x = np.array(x, np.float64)
+    r = _output_weights(layer, x)
+    layer.backward(r)
+    analytic = [np.copy(layer.dL_dW), np.copy(layer.dL_db)]
+
+    def loss(_nudged_parameter) -> float:
+        return float(np.sum(layer.forward(x) * r))
+
+    numeric = [numerical_gradient(loss, layer._w), numerical_gradient(loss, layer._b)]
+    layer.forward(x)
+    return _report(max(map(relative_error, analytic, numeric)), tolerance)
+
+
+def gradient_check_loss(loss, pred, target, tolerance: float = 1e-5) -> bool:
+    """Checks ``loss.backward``'s dL/dpred at (`pred`, `target`); prints the max
+    relative error and returns whether it is below `tolerance`."""
+    pred = np.array(pred, np.float64)
+    loss.forward(pred, target)
+    analytic = loss.backward()
+    numeric = numerical_gradient(lambda p: loss.forward(p, target), pred)
+    return _report(relative_error(analytic, numeric), tolerance)

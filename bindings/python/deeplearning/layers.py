@@ -1,0 +1,236 @@
+"""The tutorial's layers, computed by the library: Linear and the activations.
+
+    layer = Linear(784, 128)
+    y = layer.forward(x)                 # x: (N, 784) -> y: (N, 128)
+    dL_dx = layer.backward(dL_dy)        # stores layer.dL_dW (128, 784), layer.dL_db (128,)
+    layer._w -= lr * layer.dL_dW         # updates the layer in place
+
+Each layer is a library ``dl_layer``. It computes in float64, as NumPy would,
+unless made with ``dtype=np.float32``; ``forward`` converts any real input to
+that dtype (integers and bools too) and returns a new array of it.
+
+A layer's parameters and their gradients are NumPy views of the library's own
+memory: writing into them changes the layer, and ``backward`` overwrites the
+gradients. Keeping a view keeps that memory alive, even after ``close()``.
+"""
+
+from __future__ import annotations
+
+import operator
+
+import numpy as np
+
+from . import _arrays
+from ._lib import ADDRESS, DTYPE_CODES, LAYER, SIZE, STRING, call, lib, memory_view, param_shape
+from ._native import Handle, NativeObject, rows_cols, spec_text
+
+
+def _seed(seed) -> int:
+    """The initial weights' seed: `seed`, or a draw from NumPy's global generator.
+
+    Drawing from ``np.random`` makes ``np.random.seed(42)`` before building the
+    layers reproduce them, as it does for a NumPy implementation.
+    """
+    if seed is None:
+        return int(np.random.randint(2**63))
+    seed = operator.index(seed)
+    if not 0 <= seed < 2**64:
+        raise ValueError(f"seed must be in [0, 2**64), got {seed}")
+    return seed
+
+
+def _positive(value, name: str) -> int:
+    value = operator.index(value)
+    if value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value}")
+    return value
+
+
+class Layer(NativeObject):
+    """A library layer: ``forward(x)`` caches what ``backward(dL_dy)`` needs.
+
+    ``parameters`` and ``gradients`` map each parameter's name ("weight",
+    "bias") to an in-place view (see the module docs); both are empty for an
+    activation.
+    """
+
+    def __init__(self, spec: dict, dtype=np.float64, seed: int = 0):
+        super().__init__(dtype)
+        pointer = call(lib.dl_layer_from_json, spec_text(spec), DTYPE_CODES[self.dtype], seed, LAYER)
+        self._handle = Handle(pointer, lib.dl_layer_free)
+        self._parameters, self._gradients = {}, {}
+        for index in range(call(lib.dl_layer_num_params, pointer, SIZE)):
+            name = call(lib.dl_layer_param_name, pointer, index, STRING)
+            shape = param_shape(pointer, index)
+            for views, function in ((self._parameters, lib.dl_layer_param_data),
+                                    (self._gradients, lib.dl_layer_grad_data)):
+                address = call(function, pointer, index, ADDRESS)
+                views[name] = memory_view(address, shape, self.dtype, self._handle)
+        self._x_shape = self._y_shape = None
+
+    def close(self) -> None:
+        self._parameters, self._gradients = {}, {}
+        super().close()
+
+    @property
+    def parameters(self) -> dict[str, np.ndarray]:
+        """{name: view of the parameter's memory}."""
+        self._check_open()
+        return dict(self._parameters)
+
+    @property
+    def gradients(self) -> dict[str, np.ndarray]:
+        """{name: view of the gradient's memory}, filled by each backward()."""
+        self._check_open()
+        return dict(self._gradients)
+
+    def _output_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """y's shape for x of `shape`: the last axis becomes the layer's output features."""
+        cols = rows_cols(shape)[1]
+        out = call(lib.dl_layer_output_features, self._h, cols, SIZE)
+        return shape if out == cols else shape[:-1] + (out,)
+
+    def forward(self, x) -> np.ndarray:
+        """y = layer(x). x: any shape whose last axis holds one sample's features."""
+        x = _arrays.values(x, self.dtype)
+        y = np.empty(self._output_shape(x.shape), self.dtype)
+        rows, cols = rows_cols(x.shape)
+        # training=1: the layers so far behave the same either way.
+        call(lib.dl_layer_forward, self._h, x, rows, cols, 1, y, y.size)
+        self._x_shape, self._y_shape = x.shape, y.shape
+        return y
+
+    def backward(self, dL_dy) -> np.ndarray:
+        """dL/dx, shaped like the last forward's x, from dL/dy (shaped like its y)."""
+        if self._y_shape is None:
+            raise RuntimeError(f"{type(self).__name__}.backward() called before forward()")
+        dy = _arrays.values(dL_dy, self.dtype, "dL_dy")
+        if dy.shape != self._y_shape:
+            raise ValueError(f"dL_dy must have the shape of the last output, {self._y_shape}, "
+                             f"got {dy.shape}")
+        dx = np.empty(self._x_shape, self.dtype)
+        call(lib.dl_layer_backward, self._h, dy, *rows_cols(dy.shape), dx, dx.size)
+        return dx
+
+    def __repr__(self) -> str:
+        state = " (closed)" if self.closed else ""
+        return f"<deeplearning.{type(self).__name__} {self.dtype}{state}>"
+
+
+class _Tensor:
+    """A Linear's parameter or gradient, as a view of the library's memory.
+
+    Reading gives the view, so in-place arithmetic updates the layer. Assigning
+    copies values of the same shape into the memory; ``layer._w -= g``, which
+    Python runs as ``layer._w = layer._w.__isub__(g)``, assigns the view itself
+    back, which changes nothing more.
+    """
+
+    def __init__(self, name: str, gradient: bool = False):
+        self.name, self.gradient = name, gradient
+
+    def __set_name__(self, owner, attribute: str) -> None:
+        self.attribute = attribute
+
+    def __get__(self, layer, owner=None):
+        if layer is None:
+            return self
+        return (layer.gradients if self.gradient else layer.parameters)[self.name]
+
+    def __set__(self, layer, value) -> None:
+        view = self.__get__(layer)
+        if value is view:
+            return
+        value = np.asarray(value)
+        if value.shape != view.shape:
+            raise ValueError(f"{self.attribute} has shape {view.shape}, got values of shape "
+                             f"{value.shape}")
+        np.copyto(view, value)
+
+
+class Linear(Layer):
+    """Fully connected: y = x @ W.T + b.
+
+    x: (N, in) -> y: (N, out); also (in,) -> (out,), and (..., in) -> (..., out).
+    ``_w`` (alias ``weight``) is (out, in) and ``_b`` (``bias``) (out,); after
+    backward, ``dL_dW`` = dL_dy.T @ x and ``dL_db`` = dL_dy summed over samples.
+
+    `init` names the weight initializer ("he_normal", the default, "he_uniform",
+    "xavier_normal", "xavier_uniform", "zeros"); the bias starts at zero. `seed`
+    fixes the initial weights; without it one is drawn from ``np.random``.
+    """
+
+    _w, weight = _Tensor("weight"), _Tensor("weight")
+    _b, bias = _Tensor("bias"), _Tensor("bias")
+    dL_dW = _Tensor("weight", gradient=True)
+    dL_db = _Tensor("bias", gradient=True)
+
+    def __init__(self, in_features: int, out_features: int, *, dtype=np.float64, seed=None,
+                 init: str | None = None):
+        self.in_features = _positive(in_features, "in_features")
+        self.out_features = _positive(out_features, "out_features")
+        spec = {"type": "linear", "in_features": self.in_features, "units": self.out_features}
+        if init is not None:
+            spec["init"] = init
+        super().__init__(spec, dtype, _seed(seed))
+
+    def _output_shape(self, shape):
+        if not shape or shape[-1] != self.in_features:
+            raise ValueError(f"Linear({self.in_features}, {self.out_features}) needs x of shape "
+                             f"(N, {self.in_features}), got {shape}; flatten images first, e.g. "
+                             "x.reshape(len(x), -1)")
+        return shape[:-1] + (self.out_features,)
+
+    def __repr__(self) -> str:
+        return (f"Linear({self.in_features}, {self.out_features}, dtype=np.{self.dtype})"
+                + (" (closed)" if self.closed else ""))
+
+
+class _Activation(Layer):
+    """An activation: y has x's shape."""
+
+    type = ""
+
+    def __init__(self, *, dtype=np.float64, **options):
+        self._options = options
+        super().__init__({"type": self.type, **options}, dtype)
+
+    def __repr__(self) -> str:
+        options = "".join(f"{k}={v!r}, " for k, v in self._options.items())
+        return (f"{type(self).__name__}({options}dtype=np.{self.dtype})"
+                + (" (closed)" if self.closed else ""))
+
+
+class ReLU(_Activation):
+    """y = max(0, x); the gradient passes where x > 0 (not at 0)."""
+
+    type = "relu"
+
+
+class LeakyReLU(_Activation):
+    """y = x where x > 0, alpha * x elsewhere; alpha in [0, 1]."""
+
+    type = "leaky_relu"
+
+    def __init__(self, alpha: float = 0.01, *, dtype=np.float64):
+        self.alpha = float(alpha)
+        super().__init__(dtype=dtype, alpha=self.alpha)
+
+
+class Sigmoid(_Activation):
+    """y = 1 / (1 + exp(-x)); dL/dx = dL/dy * y * (1 - y)."""
+
+    type = "sigmoid"
+
+
+class Tanh(_Activation):
+    """y = tanh(x); dL/dx = dL/dy * (1 - y^2)."""
+
+    type = "tanh"
+
+
+class Softmax(_Activation):
+    """Softmax over the last axis (each sample's features). Not before
+    CrossEntropyLoss, which applies its own."""
+
+    type = "softmax"
