@@ -47,11 +47,16 @@ cmake_build() {
 }
 
 pytest_bindings() {
+    # The tests run against the package as pip installs it (into the build folder,
+    # so the machine's site-packages stay untouched).
+    rm -rf "$build/python-site"
+    "$python" -m pip install --quiet --no-deps --root-user-action=ignore \
+        --target "$build/python-site" "$root/bindings/python" || return 1
     # One BLAS thread: two-thread OpenBLAS runs stall on these 2-core VMs, and NumPy
     # references in the tests would then take seconds per call.
     OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1} \
     DEEPLEARNING_LIBRARY=$build/libdeeplearning.so \
-    PYTHONPATH=$root/bindings/python${PYTHONPATH:+:$PYTHONPATH} \
+    PYTHONPATH=$build/python-site${PYTHONPATH:+:$PYTHONPATH} \
         "$python" -m pytest -q bindings/python/tests
 }
 
