@@ -48,7 +48,8 @@ cmake_build() {
 
 pytest_bindings() {
     # The tests run against the package as pip installs it (into the build folder,
-    # so the machine's site-packages stay untouched).
+    # so the machine's site-packages stay untouched); --import-mode=append keeps
+    # pytest from putting the source copy in bindings/python ahead of it.
     rm -rf "$build/python-site"
     "$python" -m pip install --quiet --no-deps --root-user-action=ignore \
         --target "$build/python-site" "$root/bindings/python" || return 1
@@ -57,7 +58,7 @@ pytest_bindings() {
     OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1} \
     DEEPLEARNING_LIBRARY=$build/libdeeplearning.so \
     PYTHONPATH=$build/python-site${PYTHONPATH:+:$PYTHONPATH} \
-        "$python" -m pytest -q bindings/python/tests
+        "$python" -m pytest -q --import-mode=append bindings/python/tests
 }
 
 stage setup bash scripts/setup.sh || exit 1
