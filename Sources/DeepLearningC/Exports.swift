@@ -240,24 +240,25 @@ public func dl_model_step_count(_ model: OpaquePointer?, _ steps: UnsafeMutableP
     property(model, steps, "steps") { UInt64($0.stepCount) }
 }
 
-@_cdecl("dl_model_param_name")
-public func dl_model_param_name(_ model: OpaquePointer?, _ index: Int, _ name: UnsafeMutablePointer<UnsafePointer<CChar>?>?) -> Int32 {
+/// Element `index` of a list of the model's names, as a C string the model owns.
+private func name(_ model: OpaquePointer?, _ index: Int, _ out: UnsafeMutablePointer<UnsafePointer<CChar>?>?,
+                  _ outName: String, _ noun: String, _ list: (any AnyModel) -> [String]) -> Int32 {
     withModel(model) { (box) throws(DLError) in
-        let out = try required(name, "name")
-        let names = box.value.parameterNames
-        try checkIndex(index, names.count, "parameter")
+        let out = try required(out, outName)
+        let names = list(box.value)
+        try checkIndex(index, names.count, noun)
         out.pointee = try box.cString(names[index])
     }
 }
 
+@_cdecl("dl_model_param_name")
+public func dl_model_param_name(_ model: OpaquePointer?, _ index: Int, _ name: UnsafeMutablePointer<UnsafePointer<CChar>?>?) -> Int32 {
+    DeepLearningC.name(model, index, name, "name", "parameter") { $0.parameterNames }
+}
+
 @_cdecl("dl_model_layer_type")
 public func dl_model_layer_type(_ model: OpaquePointer?, _ index: Int, _ type: UnsafeMutablePointer<UnsafePointer<CChar>?>?) -> Int32 {
-    withModel(model) { (box) throws(DLError) in
-        let out = try required(type, "type")
-        let types = box.value.layerTypes
-        try checkIndex(index, types.count, "layer")
-        out.pointee = try box.cString(types[index])
-    }
+    name(model, index, type, "type", "layer") { $0.layerTypes }
 }
 
 @_cdecl("dl_model_spec_json")
