@@ -98,3 +98,15 @@ public enum Initializer: String, CaseIterable, Sendable {
         }
     }
 }
+
+/// A model's generator, shared by reference between the model and the layers that draw at
+/// training time (dropout masks), so every draw comes from the one seeded stream.
+///
+/// `frozen` asks those layers to replay their previous draw instead of making a new one:
+/// a gradient check perturbs parameters one at a time and needs the same mask each pass.
+public final class RandomSource {
+    public var generator: RandomGenerator
+    public var frozen = false
+
+    public init(_ generator: RandomGenerator) { self.generator = generator }
+}

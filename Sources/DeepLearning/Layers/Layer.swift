@@ -46,10 +46,33 @@ public struct LayerContext {
     public let index: Int
     /// The spec's default initializer, for layers that do not name one.
     public let defaultInitializer: Initializer
-    /// The model's generator; initial weights are drawn from it in layer order.
-    public var rng: RandomGenerator
+    /// The model's generator, shared with it: initial weights are drawn from it in layer
+    /// order, and layers that draw while training (dropout) keep a reference.
+    public let random: RandomSource
     /// Trainable scalars the remaining layers may still allocate (see `reserve`).
     public var parameterBudget: Int = Limits.maxModelParameters
+
+    public init(inputShape: [Int], index: Int, defaultInitializer: Initializer, random: RandomSource,
+                parameterBudget: Int = Limits.maxModelParameters) {
+        self.inputShape = inputShape
+        self.index = index
+        self.defaultInitializer = defaultInitializer
+        self.random = random
+        self.parameterBudget = parameterBudget
+    }
+
+    /// A context with a generator of its own (a layer built outside a model).
+    public init(inputShape: [Int], index: Int, defaultInitializer: Initializer, rng: RandomGenerator,
+                parameterBudget: Int = Limits.maxModelParameters) {
+        self.init(inputShape: inputShape, index: index, defaultInitializer: defaultInitializer,
+                  random: RandomSource(rng), parameterBudget: parameterBudget)
+    }
+
+    /// The shared generator itself, for drawing initial weights (`&context.rng`).
+    public var rng: RandomGenerator {
+        get { random.generator }
+        nonmutating set { random.generator = newValue }
+    }
 
     /// Claims `count` parameters from the model's budget before a layer allocates them,
     /// so a spec asking for too much memory is refused before any allocation.
@@ -80,6 +103,13 @@ public enum LayerRegistry {
         SigmoidFactory.self,
         TanhFactory.self,
         SoftmaxFactory.self,
+        FlattenFactory.self,
+        ReshapeFactory.self,
+        Conv2DFactory.self,
+        MaxPool2DFactory.self,
+        AvgPool2DFactory.self,
+        BatchNormFactory.self,
+        DropoutFactory.self,
     ]
 
     public static func factory(_ type: String) -> (any LayerFactory.Type)? {

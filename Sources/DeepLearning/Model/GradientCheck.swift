@@ -59,14 +59,33 @@ public enum GradientCheck {
 }
 
 extension Model where T == Double {
-    /// Checks every parameter's gradient of the model's loss on one batch.
+    /// Checks every parameter's gradient of the model's loss on one batch, in training mode.
+    ///
+    /// One unfrozen forward pass draws the dropout masks; the generator is then frozen so the
+    /// analytical pass and every numerical pass replay them. Batch norm uses the batch's
+    /// statistics. The running statistics and the generator are restored afterwards, so the
+    /// model is left as it was.
     ///
     /// - Parameter limit: entries perturbed per parameter tensor (0 = all of them). Each
     ///   perturbed entry costs two forward passes.
     /// - Returns: one entry per parameter, in `parameters` order.
     public func checkGradients<S: DLScalar>(x: UnsafePointer<S>, batch: Int, targets: BatchTargets<S>,
                                            limit: Int = 0, epsilon: Double = GradientCheck.defaultEpsilon) throws(DLError) -> [GradientCheck.Entry] {
-        let value = try lossAndGradients(x: x, batch: batch, targets: targets)
+        let savedGenerator = rng
+        var savedBuffers: [Tensor<T>] = []
+        for b in buffers {
+            let copy = try Tensor<T>(shape: b.value.shape)
+            copy.copy(from: b.value)
+            savedBuffers.append(copy)
+        }
+        defer {
+            random.frozen = false
+            rng = savedGenerator
+            for (b, saved) in zip(buffers, savedBuffers) { b.value.copy(from: saved) }
+        }
+        _ = try lossValue(x: x, batch: batch, targets: targets, training: true)
+        random.frozen = true
+        let value = try lossAndGradients(x: x, batch: batch, targets: targets, training: true)
         guard value.isFinite else {
             throw DLError(.numeric, "the loss is \(value) on this batch; gradients cannot be checked")
         }

@@ -21,7 +21,13 @@ public final class Model<T: DLScalar> {
     public let parameters: [Parameter<T>]
     /// Non-trainable state (running statistics), named like parameters.
     public let buffers: [Parameter<T>]
-    public var rng: RandomGenerator
+    /// The model's random generator, shared with the layers that draw while training.
+    public let random: RandomSource
+    /// The generator's state (checkpoints save and restore it).
+    public var rng: RandomGenerator {
+        get { random.generator }
+        set { random.generator = newValue }
+    }
     public let inputShape: [Int]
     public let outputShape: [Int]
     public let inputSize: Int
@@ -44,8 +50,8 @@ public final class Model<T: DLScalar> {
         guard !spec.layers.isEmpty else { throw DLError(.spec, "layers: a model needs at least one layer") }
         let inSize = try checkedCount(spec.inputShape, "input shape \(spec.inputShape)")
         guard inSize > 0 else { throw DLError(.spec, "input: every dimension must be positive, got \(spec.inputShape)") }
-        var context = LayerContext(inputShape: spec.inputShape, index: 0, defaultInitializer: spec.initializer,
-                                   rng: RandomGenerator(seed: spec.seed))
+        let random = RandomSource(RandomGenerator(seed: spec.seed))
+        var context = LayerContext(inputShape: spec.inputShape, index: 0, defaultInitializer: spec.initializer, random: random)
         var layers: [any Layer<T>] = []
         var parameters: [Parameter<T>] = []
         var buffers: [Parameter<T>] = []
@@ -54,18 +60,18 @@ public final class Model<T: DLScalar> {
                 throw DLError(.spec, "layers[\(i)].type: unknown layer type \"\(layerSpec.type)\"")
             }
             context = LayerContext(inputShape: context.inputShape, index: i, defaultInitializer: spec.initializer,
-                                   rng: context.rng, parameterBudget: context.parameterBudget)
+                                   random: random, parameterBudget: context.parameterBudget)
             let layer: any Layer<T> = try factory.make(layerSpec, &context)
             for p in layer.parameters { p.name = "layers.\(i).\(p.name)"; parameters.append(p) }
             for b in layer.buffers { b.name = "layers.\(i).\(b.name)"; buffers.append(b) }
             layers.append(layer)
             context = LayerContext(inputShape: layer.outputShape, index: i + 1, defaultInitializer: spec.initializer,
-                                   rng: context.rng, parameterBudget: context.parameterBudget)
+                                   random: random, parameterBudget: context.parameterBudget)
         }
         self.layers = layers
         self.parameters = parameters
         self.buffers = buffers
-        self.rng = context.rng
+        self.random = random
         self.inputShape = spec.inputShape
         self.inputSize = inSize
         self.outputShape = context.inputShape

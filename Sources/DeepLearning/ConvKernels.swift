@@ -1,0 +1,324 @@
+/// The kernels of convolutional networks: lowering images to columns for the matrix
+/// product, pooling, batch normalisation and dropout.
+///
+/// Images are NCHW, (batch, channels, height, width), row-major; a plane is one channel of
+/// one sample. Per-channel kernels see their input as (batch, channels, spatial), with
+/// spatial = H * W for images and 1 for flat features. The tests compare each kernel's layer
+/// against a naive reference (CNNTests).
+extension Kernels {
+    // MARK: Convolution lowering
+
+    /// im2col: the columns of a convolution's matrix product.
+    ///
+    ///     x: (batch, C, H, W) -> cols: (C kh kw, batch OH OW)
+    ///     cols[(c, i, j), (b, oy, ox)] = x[b, c, oy sh - ph + i, ox sw - pw + j], 0 in the padding
+    ///
+    /// Rows are taps and columns window positions, so each tap row is written in long runs
+    /// (contiguous for stride 1) and one matrix product covers the whole batch.
+    @_specialize(where T == Float) @_specialize(where T == Double)
+    public static func im2col<T: DLScalar>(_ x: UnsafePointer<T>, _ cols: UnsafeMutablePointer<T>,
+                                           batch: Int, channels: Int, _ w: Window2D) {
+        let n = batch * w.outputPlane
+        for c in 0..<channels {
+            for i in 0..<w.kernelHeight {
+                let rows = w.rows(tap: i)
+                for j in 0..<w.kernelWidth {
+                    let columns = w.columns(tap: j)
+                    let dst = cols + ((c * w.kernelHeight + i) * w.kernelWidth + j) * n
+                    for b in 0..<batch {
+                        let plane = x + (b * channels + c) * w.inputPlane
+                        let out = dst + b * w.outputPlane
+                        out.update(repeating: 0, count: rows.lowerBound * w.outWidth)
+                        for oy in rows {
+                            // Input index of tap (i, j) at (oy, 0); negative when ox = 0 reads padding.
+                            let base = (oy * w.strideHeight - w.padHeight + i) * w.width - w.padWidth + j
+                            let row = out + oy * w.outWidth
+                            row.update(repeating: 0, count: columns.lowerBound)
+                            for ox in columns { row[ox] = plane[base + ox * w.strideWidth] }
+                            (row + columns.upperBound).update(repeating: 0, count: w.outWidth - columns.upperBound)
+                        }
+                        (out + rows.upperBound * w.outWidth).update(repeating: 0, count: (w.outHeight - rows.upperBound) * w.outWidth)
+                    }
+                }
+            }
+        }
+    }
+
+    /// col2im, the adjoint of `im2col`: dx = 0, then every column entry is added back to the
+    /// input element it was read from (padding entries are dropped).
+    ///
+    ///     dcols: (C kh kw, batch OH OW) -> dx: (batch, C, H, W)
+    @_specialize(where T == Float) @_specialize(where T == Double)
+    public static func col2im<T: DLScalar>(_ dcols: UnsafePointer<T>, _ dx: UnsafeMutablePointer<T>,
+                                           batch: Int, channels: Int, _ w: Window2D) {
+        dx.update(repeating: 0, count: batch * channels * w.inputPlane)
+        let n = batch * w.outputPlane
+        for c in 0..<channels {
+            for i in 0..<w.kernelHeight {
+                let rows = w.rows(tap: i)
+                for j in 0..<w.kernelWidth {
+                    let columns = w.columns(tap: j)
+                    let src = dcols + ((c * w.kernelHeight + i) * w.kernelWidth + j) * n
+                    for b in 0..<batch {
+                        let plane = dx + (b * channels + c) * w.inputPlane
+                        let cs = src + b * w.outputPlane
+                        for oy in rows {
+                            let base = (oy * w.strideHeight - w.padHeight + i) * w.width - w.padWidth + j
+                            let row = cs + oy * w.outWidth
+                            for ox in columns { plane[base + ox * w.strideWidth] += row[ox] }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Rearranges a product's channel-major result into samples, adding a bias per channel:
+    ///
+    ///     src: (C, batch P) -> y: (batch, C, P),  y[b, c, p] = src[c, b P + p] + bias[c]
+    @_specialize(where T == Float) @_specialize(where T == Double)
+    public static func columnsToSamples<T: DLScalar>(_ src: UnsafePointer<T>, _ y: UnsafeMutablePointer<T>, bias: UnsafePointer<T>?,
+                                                     batch: Int, channels: Int, plane: Int) {
+        for b in 0..<batch {
+            for c in 0..<channels {
+                let from = src + c * batch * plane + b * plane, to = y + (b * channels + c) * plane
+                let add = bias?[c] ?? 0
+                for p in 0..<plane { to[p] = from[p] + add }
+            }
+        }
+    }
+
+    /// The inverse rearrangement, without bias: x: (batch, C, P) -> dst: (C, batch P).
+    @_specialize(where T == Float) @_specialize(where T == Double)
+    public static func samplesToColumns<T: DLScalar>(_ x: UnsafePointer<T>, _ dst: UnsafeMutablePointer<T>,
+                                                     batch: Int, channels: Int, plane: Int) {
+        for b in 0..<batch {
+            for c in 0..<channels {
+                (dst + c * batch * plane + b * plane).update(from: x + (b * channels + c) * plane, count: plane)
+            }
+        }
+    }
+
+    // MARK: Pooling (over `planes` = batch * channels planes)
+
+    /// y = the maximum of each window, padding never winning; `argmax` gets each maximum's
+    /// index within its input plane (the first on ties), for backward. Every window must
+    /// hold at least one input element (padding at most half the kernel).
+    @_specialize(where T == Float) @_specialize(where T == Double)
+    public static func maxPool2d<T: DLScalar>(_ x: UnsafePointer<T>, _ y: UnsafeMutablePointer<T>, argmax: UnsafeMutablePointer<Int32>,
+                                              planes: Int, _ w: Window2D) {
+        for q in 0..<planes {
+            let plane = x + q * w.inputPlane
+            let out = y + q * w.outputPlane, index = argmax + q * w.outputPlane
+            for oy in 0..<w.outHeight {
+                let top = oy * w.strideHeight - w.padHeight
+                let rows = Swift.max(0, top)..<Swift.min(w.height, top + w.kernelHeight)
+                for ox in 0..<w.outWidth {
+                    let left = ox * w.strideWidth - w.padWidth
+                    let columns = Swift.max(0, left)..<Swift.min(w.width, left + w.kernelWidth)
+                    // Selects rather than branches: which element wins is data-dependent, and
+                    // mispredicted branches made this loop several times slower.
+                    var best = rows.lowerBound * w.width + columns.lowerBound, top = plane[best]
+                    for iy in rows {
+                        for ix in columns {
+                            let i = iy * w.width + ix, v = plane[i], wins = v > top
+                            top = wins ? v : top
+                            best = wins ? i : best
+                        }
+                    }
+                    out[oy * w.outWidth + ox] = top
+                    index[oy * w.outWidth + ox] = Int32(best)
+                }
+            }
+        }
+    }
+
+    /// dx = 0, then each dy goes to the input element its window's maximum came from.
+    @_specialize(where T == Float) @_specialize(where T == Double)
+    public static func maxPool2dBackward<T: DLScalar>(_ dy: UnsafePointer<T>, argmax: UnsafePointer<Int32>, _ dx: UnsafeMutablePointer<T>,
+                                                      planes: Int, _ w: Window2D) {
+        dx.update(repeating: 0, count: planes * w.inputPlane)
+        for q in 0..<planes {
+            let plane = dx + q * w.inputPlane
+            let g = dy + q * w.outputPlane, index = argmax + q * w.outputPlane
+            for o in 0..<w.outputPlane { plane[Int(index[o])] += g[o] }
+        }
+    }
+
+    /// y = the mean of each window, padding counting as zeros (divisor kh kw always, as
+    /// PyTorch's default count_include_pad).
+    @_specialize(where T == Float) @_specialize(where T == Double)
+    public static func avgPool2d<T: DLScalar>(_ x: UnsafePointer<T>, _ y: UnsafeMutablePointer<T>, planes: Int, _ w: Window2D) {
+        let scale = 1 / T(w.kernelArea)
+        for q in 0..<planes {
+            let plane = x + q * w.inputPlane, out = y + q * w.outputPlane
+            for oy in 0..<w.outHeight {
+                let top = oy * w.strideHeight - w.padHeight
+                let rows = Swift.max(0, top)..<Swift.min(w.height, top + w.kernelHeight)
+                for ox in 0..<w.outWidth {
+                    let left = ox * w.strideWidth - w.padWidth
+                    let columns = Swift.max(0, left)..<Swift.min(w.width, left + w.kernelWidth)
+                    var total: T = 0
+                    for iy in rows { for ix in columns { total += plane[iy * w.width + ix] } }
+                    out[oy * w.outWidth + ox] = total * scale
+                }
+            }
+        }
+    }
+
+    /// dx = 0, then each dy / (kh kw) is added to every input element of its window.
+    @_specialize(where T == Float) @_specialize(where T == Double)
+    public static func avgPool2dBackward<T: DLScalar>(_ dy: UnsafePointer<T>, _ dx: UnsafeMutablePointer<T>, planes: Int, _ w: Window2D) {
+        dx.update(repeating: 0, count: planes * w.inputPlane)
+        let scale = 1 / T(w.kernelArea)
+        for q in 0..<planes {
+            let plane = dx + q * w.inputPlane, g = dy + q * w.outputPlane
+            for oy in 0..<w.outHeight {
+                let top = oy * w.strideHeight - w.padHeight
+                let rows = Swift.max(0, top)..<Swift.min(w.height, top + w.kernelHeight)
+                for ox in 0..<w.outWidth {
+                    let left = ox * w.strideWidth - w.padWidth
+                    let columns = Swift.max(0, left)..<Swift.min(w.width, left + w.kernelWidth)
+                    let share = g[oy * w.outWidth + ox] * scale
+                    for iy in rows { for ix in columns { plane[iy * w.width + ix] += share } }
+                }
+            }
+        }
+    }
+
+    // MARK: Per-channel statistics and batch normalisation, x: (batch, C, S)
+
+    /// The sum of term(0) ..< term(n), in four interleaved running sums: independent chains
+    /// run several times faster than one, and the order is fixed, so results reproduce.
+    @inline(__always)
+    static func sum<T: DLScalar>(_ n: Int, _ term: (Int) -> T) -> T {
+        var s0: T = 0, s1: T = 0, s2: T = 0, s3: T = 0
+        var i = 0
+        while i + 4 <= n {
+            s0 += term(i); s1 += term(i + 1); s2 += term(i + 2); s3 += term(i + 3)
+            i += 4
+        }
+        while i < n { s0 += term(i); i += 1 }
+        return (s0 + s1) + (s2 + s3)
+    }
+
+    /// out[c] = sum of x[b, c, s] over b and s.
+    @_specialize(where T == Float) @_specialize(where T == Double)
+    public static func channelSums<T: DLScalar>(_ x: UnsafePointer<T>, _ out: UnsafeMutablePointer<T>, batch: Int, channels: Int, spatial: Int) {
+        out.update(repeating: 0, count: channels)
+        for b in 0..<batch {
+            for c in 0..<channels {
+                let run = x + (b * channels + c) * spatial
+                out[c] += sum(spatial) { run[$0] }
+            }
+        }
+    }
+
+    /// Per-channel mean and biased variance (divided by batch S) over b and s, in two passes.
+    @_specialize(where T == Float) @_specialize(where T == Double)
+    public static func channelMeanVariance<T: DLScalar>(_ x: UnsafePointer<T>, mean: UnsafeMutablePointer<T>, variance: UnsafeMutablePointer<T>,
+                                                        batch: Int, channels: Int, spatial: Int) {
+        let inv = 1 / T(batch * spatial)
+        channelSums(x, mean, batch: batch, channels: channels, spatial: spatial)
+        for c in 0..<channels { mean[c] *= inv }
+        variance.update(repeating: 0, count: channels)
+        for b in 0..<batch {
+            for c in 0..<channels {
+                let run = x + (b * channels + c) * spatial, m = mean[c]
+                variance[c] += sum(spatial) { (run[$0] - m) * (run[$0] - m) }
+            }
+        }
+        for c in 0..<channels { variance[c] *= inv }
+    }
+
+    /// Batch norm's per-channel coefficients, so that y = x scale + shift:
+    ///
+    ///     invStd = 1 / sqrt(variance + eps)   scale = gamma invStd   shift = beta - mean scale
+    ///
+    /// (gamma 1 and beta 0 when nil).
+    @_specialize(where T == Float) @_specialize(where T == Double)
+    public static func batchNormCoefficients<T: DLScalar>(mean: UnsafePointer<T>, variance: UnsafePointer<T>,
+                                                          gamma: UnsafePointer<T>?, beta: UnsafePointer<T>?, eps: T,
+                                                          invStd: UnsafeMutablePointer<T>, scale: UnsafeMutablePointer<T>,
+                                                          shift: UnsafeMutablePointer<T>, channels: Int) {
+        for c in 0..<channels {
+            invStd[c] = 1 / T.sqrt(variance[c] + eps)
+            scale[c] = (gamma?[c] ?? 1) * invStd[c]
+            shift[c] = (beta?[c] ?? 0) - mean[c] * scale[c]
+        }
+    }
+
+    /// y[b, c, s] = x[b, c, s] scale[c] + shift[c]   (shift 0 when nil)
+    @_specialize(where T == Float) @_specialize(where T == Double)
+    public static func channelAffine<T: DLScalar>(_ x: UnsafePointer<T>, _ y: UnsafeMutablePointer<T>,
+                                                  scale: UnsafePointer<T>, shift: UnsafePointer<T>?,
+                                                  batch: Int, channels: Int, spatial: Int) {
+        for b in 0..<batch {
+            for c in 0..<channels {
+                let from = x + (b * channels + c) * spatial, to = y + (b * channels + c) * spatial
+                let k = scale[c], d = shift?[c] ?? 0
+                for i in 0..<spatial { to[i] = from[i] * k + d }
+            }
+        }
+    }
+
+    /// An exponential moving average: running = (1 - momentum) running + momentum factor value.
+    @_specialize(where T == Float) @_specialize(where T == Double)
+    public static func movingAverage<T: DLScalar>(_ running: UnsafeMutablePointer<T>, _ value: UnsafePointer<T>, _ n: Int,
+                                                  momentum: T, factor: T) {
+        for i in 0..<n { running[i] = (1 - momentum) * running[i] + momentum * factor * value[i] }
+    }
+
+    /// Batch norm's backward pass, with xhat = (x - mean) invStd recomputed from x:
+    ///
+    ///     sumDy[c] = sum dy          (dbeta)      sumDyXhat[c] = sum dy xhat      (dgamma)
+    ///     batch statistics:  dx = scale (dy - sumDy / N - xhat sumDyXhat / N),  N = batch S
+    ///     fixed statistics:  dx = scale dy
+    ///
+    /// where scale = gamma invStd. dx is skipped when nil.
+    @_specialize(where T == Float) @_specialize(where T == Double)
+    public static func batchNormBackward<T: DLScalar>(_ x: UnsafePointer<T>, _ dy: UnsafePointer<T>, _ dx: UnsafeMutablePointer<T>?,
+                                                      mean: UnsafePointer<T>, invStd: UnsafePointer<T>, scale: UnsafePointer<T>,
+                                                      sumDy: UnsafeMutablePointer<T>, sumDyXhat: UnsafeMutablePointer<T>,
+                                                      batchStatistics: Bool, batch: Int, channels: Int, spatial: Int) {
+        channelSums(dy, sumDy, batch: batch, channels: channels, spatial: spatial)
+        sumDyXhat.update(repeating: 0, count: channels)
+        for b in 0..<batch {
+            for c in 0..<channels {
+                let xr = x + (b * channels + c) * spatial, dyr = dy + (b * channels + c) * spatial, m = mean[c]
+                sumDyXhat[c] += sum(spatial) { dyr[$0] * (xr[$0] - m) } * invStd[c]
+            }
+        }
+        guard let dx else { return }
+        guard batchStatistics else {
+            channelAffine(dy, dx, scale: scale, shift: nil, batch: batch, channels: channels, spatial: spatial)
+            return
+        }
+        let inv = 1 / T(batch * spatial)
+        for b in 0..<batch {
+            for c in 0..<channels {
+                let offset = (b * channels + c) * spatial
+                let xr = x + offset, dyr = dy + offset, dxr = dx + offset
+                let m = mean[c], k = scale[c], s = invStd[c]
+                let meanDy = sumDy[c] * inv, meanDyXhat = sumDyXhat[c] * inv
+                for i in 0..<spatial { dxr[i] = k * (dyr[i] - meanDy - (xr[i] - m) * s * meanDyXhat) }
+            }
+        }
+    }
+
+    // MARK: Dropout
+
+    /// An inverted-dropout mask: each of n entries is 0 with probability `rate`, else
+    /// 1 / (1 - rate), from one draw of `rng` per entry in order.
+    @_specialize(where T == Float) @_specialize(where T == Double)
+    public static func dropoutMask<T: DLScalar>(_ mask: UnsafeMutablePointer<T>, _ n: Int, rate: Double, rng: inout RandomGenerator) {
+        let keep = 1 / T(1 - rate)
+        for i in 0..<n { mask[i] = rng.uniform() < rate ? 0 : keep }
+    }
+
+    /// y = a * b elementwise.
+    @_specialize(where T == Float) @_specialize(where T == Double)
+    public static func multiply<T: DLScalar>(_ a: UnsafePointer<T>, _ b: UnsafePointer<T>, _ y: UnsafeMutablePointer<T>, _ n: Int) {
+        for i in 0..<n { y[i] = a[i] * b[i] }
+    }
+}

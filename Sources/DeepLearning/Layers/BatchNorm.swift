@@ -1,0 +1,105 @@
+/// Batch normalisation (Ioffe & Szegedy), per feature of flat input and per channel of images.
+///
+///     x: (B, C, S), S = H W for images [C, H, W] and 1 for features [C]
+///     training:   mean, var = the batch's, over B and S (var biased, divided by N = B S)
+///                 running = (1 - momentum) running + momentum batch   (var unbiased: N / (N - 1))
+///     evaluation: mean, var = running_mean, running_var
+///     xhat = (x - mean) / sqrt(var + eps)      y = weight xhat + bias      -> y: (B, C, S)
+///     dweight = sum dy xhat   dbias = sum dy   (over B and S)
+///     dx = weight / sqrt(var + eps) (dy - mean(dy) - xhat mean(dy xhat))   with batch statistics
+///     dx = weight / sqrt(var + eps) dy                                      with running ones
+///
+/// Caches x and the statistics used (xhat is recomputed from them in backward).
+public final class BatchNorm<T: DLScalar>: Layer {
+    public let type = "batch_norm"
+    public let outputShape: [Int]
+    public let channels: Int
+    public let spatial: Int
+    public let momentum: Double
+    public let eps: Double
+    /// gamma and beta; nil when not affine.
+    public let weight: Parameter<T>?
+    public let bias: Parameter<T>?
+    public let runningMean: Parameter<T>
+    public let runningVar: Parameter<T>
+    public var parameters: [Parameter<T>] { [weight, bias].compactMap { $0 } }
+    public var buffers: [Parameter<T>] { [runningMean, runningVar] }
+
+    private var x: Tensor<T>?
+    private var batchStatistics = false
+    // Per channel: the statistics of the last forward pass and their coefficients.
+    private let mean: Tensor<T>, variance: Tensor<T>, invStd: Tensor<T>, scale: Tensor<T>, shift: Tensor<T>
+    private let sumDy: Tensor<T>, sumDyXhat: Tensor<T>
+    private let y: Tensor<T>
+    private let dx: Tensor<T>
+
+    public init(shape: [Int], momentum: Double = 0.1, eps: Double = 1e-5, affine: Bool = true) throws(DLError) {
+        self.outputShape = shape
+        self.channels = shape[0]
+        self.spatial = try checkedCount(Array(shape.dropFirst()), "batch_norm input")
+        self.momentum = momentum
+        self.eps = eps
+        self.weight = affine ? try Parameter("weight", shape: [channels]) : nil
+        self.bias = affine ? try Parameter("bias", shape: [channels]) : nil
+        self.runningMean = try Parameter("running_mean", shape: [channels])
+        self.runningVar = try Parameter("running_var", shape: [channels])
+        if let weight { Kernels.fill(weight.value.data, channels, 1) }
+        Kernels.fill(runningVar.value.data, channels, 1)
+        (mean, variance, invStd, scale, shift) = (try Tensor(shape: [channels]), try Tensor(shape: [channels]),
+                                                  try Tensor(shape: [channels]), try Tensor(shape: [channels]),
+                                                  try Tensor(shape: [channels]))
+        (sumDy, sumDyXhat) = (try Tensor(shape: [channels]), try Tensor(shape: [channels]))
+        self.y = try Tensor(shape: [0])
+        self.dx = try Tensor(shape: [0])
+    }
+
+    public func forward(_ x: Tensor<T>, training: Bool) throws(DLError) -> Tensor<T> {
+        let batch = x.shape[0], n = batch * spatial
+        if training {
+            guard n > 1 else {
+                throw .invalid("batch_norm needs more than one value per channel to train, got a batch of 1 sample of shape \(outputShape)")
+            }
+            Kernels.channelMeanVariance(x.data, mean: mean.data, variance: variance.data, batch: batch, channels: channels, spatial: spatial)
+            Kernels.movingAverage(runningMean.value.data, mean.data, channels, momentum: T(momentum), factor: 1)
+            Kernels.movingAverage(runningVar.value.data, variance.data, channels, momentum: T(momentum), factor: T(n) / T(n - 1))
+        } else {
+            mean.copy(from: runningMean.value)
+            variance.copy(from: runningVar.value)
+        }
+        Kernels.batchNormCoefficients(mean: mean.data, variance: variance.data, gamma: weight?.value.data, beta: bias?.value.data,
+                                      eps: T(eps), invStd: invStd.data, scale: scale.data, shift: shift.data, channels: channels)
+        try y.resize(x.shape)
+        Kernels.channelAffine(x.data, y.data, scale: scale.data, shift: shift.data, batch: batch, channels: channels, spatial: spatial)
+        self.x = x
+        batchStatistics = training
+        return y
+    }
+
+    public func backward(_ dy: Tensor<T>, needInputGradient: Bool) throws(DLError) -> Tensor<T>? {
+        guard let x, x.shape == dy.shape else { throw .invalid("batch_norm: backward called before forward, or with another shape") }
+        if needInputGradient { try dx.resize(dy.shape) }
+        Kernels.batchNormBackward(x.data, dy.data, needInputGradient ? dx.data : nil, mean: mean.data, invStd: invStd.data,
+                                  scale: scale.data, sumDy: sumDy.data, sumDyXhat: sumDyXhat.data,
+                                  batchStatistics: batchStatistics, batch: dy.shape[0], channels: channels, spatial: spatial)
+        weight?.grad.copy(from: sumDyXhat)
+        bias?.grad.copy(from: sumDy)
+        return needInputGradient ? dx : nil
+    }
+}
+
+public enum BatchNormFactory: LayerFactory {
+    public static let kind = ComponentKind("batch_norm", options: [
+        OptionSpec("momentum", .number(0...1), default: .double(0.1),
+                   doc: "weight of the batch in the running statistics (PyTorch's convention)"),
+        OptionSpec("eps", .number(1e-12...1), default: .double(1e-5), doc: "added to the variance"),
+        OptionSpec("affine", .bool, default: .bool(true), doc: "whether to learn a scale (weight) and shift (bias) per channel"),
+    ], doc: "batch normalisation per feature of flat input, per channel of [C, H, W] images")
+
+    public static func make<T: DLScalar>(_ spec: ComponentSpec, _ context: inout LayerContext) throws(DLError) -> any Layer<T> {
+        let affine = spec.bool("affine") ?? true
+        let channels = context.inputShape[0]
+        try context.reserve(affine ? 2 * channels : 0, context.describe("batch_norm"))
+        return try BatchNorm<T>(shape: context.inputShape, momentum: spec.double("momentum") ?? 0.1,
+                                eps: spec.double("eps") ?? 1e-5, affine: affine)
+    }
+}

@@ -1,0 +1,139 @@
+/// 2-D convolution over NCHW images (cross-correlation, as in PyTorch), lowered by im2col
+/// to one matrix product for a whole group of samples.
+///
+///     x: (B, C, H, W)   weight: (F, C, kh, kw), a matrix (F, K) with K = C kh kw   bias: (F)
+///     cols = im2col(x): (K, B P), P = OH OW     Y = weight cols: (F, B P)
+///     y[b, f] = Y[f, b-th block of P] + bias[f]:  (B, F, OH, OW)
+///     dY = dy arranged as Y     dW = dY cols^T: (F, K)     db[f] = sum of dy[:, f]
+///     dcols = weight^T dY: (K, B P)     dx = col2im(dcols)
+///
+/// Caches x and its columns. A batch whose columns would exceed `columnLimit` elements is
+/// lowered in groups of samples (one product per group), and backward then lowers x again
+/// group by group, so evaluating thousands of samples at once stays within bounded memory.
+public final class Conv2D<T: DLScalar>: Layer {
+    public let type = "conv2d"
+    public let inChannels: Int
+    public let filters: Int
+    public let window: Window2D
+    public let weight: Parameter<T>
+    public let bias: Parameter<T>?
+    public var outputShape: [Int] { [filters, window.outHeight, window.outWidth] }
+    public var parameters: [Parameter<T>] { bias.map { [weight, $0] } ?? [weight] }
+
+    /// Largest column buffer in elements (64 MiB of float32); tests lower it to exercise groups.
+    public var columnLimit = 1 << 24
+
+    /// K = C kh kw, the rows of the columns.
+    private let taps: Int
+    private var x: Tensor<T>?
+    /// Whether `cols` holds the lowering of the whole cached x (one group).
+    private var columnsCover = false
+    private let cols: Tensor<T>
+    private let product: Tensor<T>
+    private let dcols: Tensor<T>
+    private let y: Tensor<T>
+    private let dx: Tensor<T>
+
+    public init(inChannels: Int, filters: Int, window: Window2D, bias: Bool = true) throws(DLError) {
+        self.inChannels = inChannels
+        self.filters = filters
+        self.window = window
+        self.taps = try checkedCount([inChannels, window.kernelHeight, window.kernelWidth], "conv2d kernel")
+        self.weight = try Parameter("weight", shape: [filters, inChannels, window.kernelHeight, window.kernelWidth])
+        self.bias = bias ? try Parameter("bias", shape: [filters]) : nil
+        self.cols = try Tensor(shape: [0])
+        self.product = try Tensor(shape: [0])
+        self.dcols = try Tensor(shape: [0])
+        self.y = try Tensor(shape: [0])
+        self.dx = try Tensor(shape: [0])
+    }
+
+    /// Samples lowered together: as many as fit `columnLimit`, at least one.
+    private func groupSize(_ batch: Int) -> Int {
+        max(1, min(batch, columnLimit / max(1, taps * window.outputPlane)))
+    }
+
+    /// Calls `body(first sample, samples)` for each group of the batch, with `cols` and
+    /// `product` sized for the group.
+    private func forEachGroup(_ batch: Int, _ body: (Int, Int) throws(DLError) -> Void) throws(DLError) {
+        let group = groupSize(batch)
+        let width = try checkedProduct(group, window.outputPlane, "conv2d columns")
+        try cols.resize([taps, width])
+        try product.resize([filters, width])
+        var start = 0
+        while start < batch {
+            let n = min(group, batch - start)
+            try body(start, n)
+            start += n
+        }
+    }
+
+    public func forward(_ x: Tensor<T>, training: Bool) throws(DLError) -> Tensor<T> {
+        let batch = x.shape[0], inSample = inChannels * window.inputPlane, outSample = filters * window.outputPlane
+        try resizeBatch(y, batch, outputShape)
+        try forEachGroup(batch) { (start, n) throws(DLError) in
+            let width = n * window.outputPlane
+            Kernels.im2col(x.data + start * inSample, cols.data, batch: n, channels: inChannels, window)
+            T.gemm(transA: false, transB: false, m: filters, n: width, k: taps,
+                   alpha: 1, a: weight.value.data, lda: taps, b: cols.data, ldb: width,
+                   beta: 0, c: product.data, ldc: width)
+            Kernels.columnsToSamples(product.data, y.data + start * outSample, bias: bias?.value.data,
+                                     batch: n, channels: filters, plane: window.outputPlane)
+        }
+        self.x = x
+        columnsCover = groupSize(batch) >= batch
+        return y
+    }
+
+    public func backward(_ dy: Tensor<T>, needInputGradient: Bool) throws(DLError) -> Tensor<T>? {
+        guard let x, x.shape[0] == dy.shape[0] else { throw .invalid("conv2d: backward called before forward, or with another batch size") }
+        let batch = dy.shape[0], inSample = inChannels * window.inputPlane, outSample = filters * window.outputPlane
+        if let bias { Kernels.channelSums(dy.data, bias.grad.data, batch: batch, channels: filters, spatial: window.outputPlane) }
+        if needInputGradient {
+            try resizeBatch(dx, batch, [inChannels, window.height, window.width])
+            try dcols.resize([taps, groupSize(batch) * window.outputPlane])
+        }
+        // dY reuses `product`, which forward no longer needs.
+        let dProduct = product
+        try forEachGroup(batch) { (start, n) throws(DLError) in
+            let width = n * window.outputPlane
+            if !columnsCover { Kernels.im2col(x.data + start * inSample, cols.data, batch: n, channels: inChannels, window) }
+            Kernels.samplesToColumns(dy.data + start * outSample, dProduct.data, batch: n, channels: filters, plane: window.outputPlane)
+            T.gemm(transA: false, transB: true, m: filters, n: taps, k: width,
+                   alpha: 1, a: dProduct.data, lda: width, b: cols.data, ldb: width,
+                   beta: start == 0 ? 0 : 1, c: weight.grad.data, ldc: taps)
+            guard needInputGradient else { return }
+            T.gemm(transA: true, transB: false, m: taps, n: width, k: filters,
+                   alpha: 1, a: weight.value.data, lda: taps, b: dProduct.data, ldb: width,
+                   beta: 0, c: dcols.data, ldc: width)
+            Kernels.col2im(dcols.data, dx.data + start * inSample, batch: n, channels: inChannels, window)
+        }
+        return needInputGradient ? dx : nil
+    }
+}
+
+public enum Conv2DFactory: LayerFactory {
+    public static let kind = ComponentKind("conv2d", options: [
+        OptionSpec("filters", .positiveInt, doc: "number of output channels"),
+        OptionSpec("kernel_size", .positiveInts(count: 2), doc: "kernel height and width: k or [kh, kw]"),
+        OptionSpec("stride", .positiveInts(count: 2), default: .int(1), doc: "step between windows: s or [sh, sw]"),
+        OptionSpec("padding", .nonNegativeInts(count: 2), default: .int(0), doc: "zeros added on each side: p or [ph, pw]"),
+        OptionSpec("bias", .bool, default: .bool(true), doc: "whether to add a bias per filter"),
+        OptionSpec("init", .choice(Initializer.allCases.map(\.rawValue)), default: .string(""),
+                   doc: "weight initializer; defaults to the spec's \"init\""),
+    ], doc: "2-D convolution over [C, H, W] images, weight (filters, C, kh, kw)")
+
+    public static func make<T: DLScalar>(_ spec: ComponentSpec, _ context: inout LayerContext) throws(DLError) -> any Layer<T> {
+        let me = context.describe("conv2d")
+        let (channels, window) = try Window2D.read(spec, context, type: "conv2d")
+        let filters = spec.int("filters") ?? 0
+        _ = try checkedCount([filters, window.outHeight, window.outWidth], "\(me) output")
+        let fanIn = try checkedProduct(channels, window.kernelArea, "\(me) kernel")
+        let weights = try checkedProduct(filters, fanIn, "\(me) weight (\(filters), \(channels), \(window.kernelHeight), \(window.kernelWidth))")
+        try context.reserve(weights + filters, me)
+        let layer = try Conv2D<T>(inChannels: channels, filters: filters, window: window, bias: spec.bool("bias") ?? true)
+        let initializer = Initializer(rawValue: spec.string("init") ?? "") ?? context.defaultInitializer
+        initializer.fill(layer.weight.value, fanIn: fanIn, fanOut: filters * window.kernelArea, rng: &context.rng)
+        return layer
+    }
+}

@@ -1,0 +1,530 @@
+import Testing
+@testable import DeepLearning
+
+// Convolutional layers, batch norm and dropout against naive references written here, their
+// float64 gradient checks, and whole CNN models (gradients, determinism, checkpoints, specs).
+
+// MARK: - Helpers
+
+/// A layer built by its factory as a model would, with the kind's defaults filled in.
+private func build(_ type: String, _ options: [String: SpecValue] = [:], input: [Int], seed: UInt64 = 1) throws
+    -> (layer: any Layer<Double>, random: RandomSource) {
+    let factory = try #require(LayerRegistry.factory(type))
+    var filled = options
+    for option in factory.kind.options where filled[option.name] == nil { filled[option.name] = option.defaultValue }
+    var context = LayerContext(inputShape: input, index: 0, defaultInitializer: .heNormal, rng: RandomGenerator(seed: seed))
+    let layer: any Layer<Double> = try factory.make(ComponentSpec(type: type, options: filled, path: "layers[0]"), &context)
+    return (layer, context.random)
+}
+
+private func randomValues(_ n: Int, _ rng: inout RandomGenerator) -> [Double] { (0..<n).map { _ in rng.normal() } }
+
+/// Sets every parameter of `layer` to normal random values.
+private func randomize(_ layer: any Layer<Double>, _ rng: inout RandomGenerator) {
+    for p in layer.parameters { for i in 0..<p.value.count { p.value.data[i] = rng.normal() } }
+}
+
+/// Direct convolution: y[b, f, oy, ox] = bias[f] + sum over c, i, j of
+/// x[b, c, oy sh - ph + i, ox sw - pw + j] w[f, c, i, j], zero outside the image.
+private func naiveConv(_ x: [Double], _ w: [Double], _ bias: [Double]?, batch: Int, channels: Int, height: Int, width: Int,
+                       filters: Int, kernel: (Int, Int), stride: (Int, Int), padding: (Int, Int)) -> [Double] {
+    let oh = (height + 2 * padding.0 - kernel.0) / stride.0 + 1, ow = (width + 2 * padding.1 - kernel.1) / stride.1 + 1
+    var y: [Double] = []
+    for b in 0..<batch { for f in 0..<filters { for oy in 0..<oh { for ox in 0..<ow {
+        var s = bias?[f] ?? 0
+        for c in 0..<channels { for i in 0..<kernel.0 { for j in 0..<kernel.1 {
+            let iy = oy * stride.0 - padding.0 + i, ix = ox * stride.1 - padding.1 + j
+            guard iy >= 0, iy < height, ix >= 0, ix < width else { continue }
+            s += x[((b * channels + c) * height + iy) * width + ix] * w[((f * channels + c) * kernel.0 + i) * kernel.1 + j]
+        } } }
+        y.append(s)
+    } } } }
+    return y
+}
+
+/// Direct pooling of each plane: the maximum over the window's input elements, or their sum
+/// divided by kh kw.
+private func naivePool(_ x: [Double], max: Bool, planes: Int, height: Int, width: Int,
+                       kernel: (Int, Int), stride: (Int, Int), padding: (Int, Int)) -> [Double] {
+    let oh = (height + 2 * padding.0 - kernel.0) / stride.0 + 1, ow = (width + 2 * padding.1 - kernel.1) / stride.1 + 1
+    var y: [Double] = []
+    for q in 0..<planes { for oy in 0..<oh { for ox in 0..<ow {
+        var values: [Double] = []
+        for i in 0..<kernel.0 { for j in 0..<kernel.1 {
+            let iy = oy * stride.0 - padding.0 + i, ix = ox * stride.1 - padding.1 + j
+            if iy >= 0, iy < height, ix >= 0, ix < width { values.append(x[(q * height + iy) * width + ix]) }
+        } }
+        y.append(max ? values.max()! : values.reduce(0, +) / Double(kernel.0 * kernel.1))
+    } } }
+    return y
+}
+
+private func pair(_ v: (Int, Int)) -> SpecValue { .ints([v.0, v.1]) }
+
+/// Convolution cases: batch, channels, height, width, filters, kernel, stride, padding.
+private let convCases: [(Int, Int, Int, Int, Int, (Int, Int), (Int, Int), (Int, Int))] = [
+    (2, 3, 7, 6, 4, (3, 3), (1, 1), (0, 0)),
+    (3, 2, 8, 9, 5, (3, 3), (2, 2), (1, 1)),
+    (2, 1, 5, 6, 3, (5, 2), (1, 2), (2, 1)),
+    (2, 2, 6, 6, 2, (2, 3), (3, 1), (0, 2)),
+    (1, 4, 4, 4, 3, (1, 1), (1, 1), (0, 0)),
+]
+
+// MARK: - Forward passes against references
+
+@Suite struct ConvolutionTests {
+    @Test(arguments: 0..<convCases.count)
+    func conv2dMatchesDirectConvolution(which: Int) throws {
+        let (batch, channels, height, width, filters, kernel, stride, padding) = convCases[which]
+        var rng = RandomGenerator(seed: UInt64(which))
+        for grouped in [false, true] {
+            let (layer, _) = try build("conv2d", ["filters": .int(filters), "kernel_size": pair(kernel), "stride": pair(stride),
+                                                  "padding": pair(padding)], input: [channels, height, width])
+            let conv = try #require(layer as? Conv2D<Double>)
+            if grouped { conv.columnLimit = 1 }      // one sample per matrix product
+            randomize(layer, &rng)
+            let x = try randomTensor([batch, channels, height, width], &rng)
+            let y = try layer.forward(x, training: true)
+            let expected = naiveConv(x.array, conv.weight.value.array, conv.bias!.value.array, batch: batch, channels: channels,
+                                     height: height, width: width, filters: filters, kernel: kernel, stride: stride, padding: padding)
+            #expect(y.shape == [batch] + layer.outputShape)
+            #expect(y.count == expected.count)
+            #expect(maxAbsDiff(y.array, expected) < 1e-12, "case \(which) grouped \(grouped)")
+        }
+    }
+
+    @Test func outputShapeAndParameters() throws {
+        let (layer, _) = try build("conv2d", ["filters": .int(8), "kernel_size": .int(3), "stride": .int(2), "padding": .int(1),
+                                              "bias": .bool(false)], input: [3, 32, 31])
+        #expect(layer.outputShape == [8, 16, 16])
+        #expect(layer.parameters.map(\.name) == ["weight"])
+        #expect(layer.parameters[0].value.shape == [8, 3, 3, 3])
+    }
+
+    @Test(arguments: [true, false])
+    func poolingMatchesDirectPooling(max: Bool) throws {
+        var rng = RandomGenerator(seed: 4)
+        let cases: [((Int, Int), (Int, Int)?, (Int, Int))] = [((2, 2), nil, (0, 0)), ((3, 3), (2, 2), (1, 1)),
+                                                             ((3, 2), (1, 2), (1, 0)), ((2, 3), (3, 1), (1, 1))]
+        for (kernel, stride, padding) in cases {
+            var options: [String: SpecValue] = ["kernel_size": pair(kernel), "padding": pair(padding)]
+            if let stride { options["stride"] = pair(stride) }
+            let (layer, _) = try build(max ? "max_pool2d" : "avg_pool2d", options, input: [3, 7, 8])
+            let x = try randomTensor([2, 3, 7, 8], &rng)
+            let y = try layer.forward(x, training: false)
+            let expected = naivePool(x.array, max: max, planes: 6, height: 7, width: 8,
+                                     kernel: kernel, stride: stride ?? kernel, padding: padding)
+            #expect(y.shape == [2] + layer.outputShape)
+            #expect(maxAbsDiff(y.array, expected) < 1e-14, "\(kernel) \(String(describing: stride)) \(padding)")
+        }
+    }
+
+    /// Max pooling sends each gradient to its window's maximum only.
+    @Test func maxPoolBackwardRoutesToTheMaximum() throws {
+        let (layer, _) = try build("max_pool2d", ["kernel_size": .int(2)], input: [1, 2, 4])
+        let x = try Tensor<Double>(shape: [1, 1, 2, 4], values: [1, 5, -1, -2,
+                                                                  3, 2, -3, -4])
+        #expect(try layer.forward(x, training: true).array == [5, -1])
+        let dx = try layer.backward(try Tensor(shape: [1, 1, 1, 2], values: [10, 20]), needInputGradient: true)!
+        #expect(dx.array == [0, 10, 20, 0, 0, 0, 0, 0])
+    }
+}
+
+@Suite struct BatchNormTests {
+    /// y = weight (x - mean) / sqrt(var + eps) + bias per channel; training with the batch's
+    /// biased statistics and updating the running ones (unbiased variance), evaluation with
+    /// the running ones.
+    @Test(arguments: [[5], [3, 4, 5]])
+    func forwardMatchesTheFormula(shape: [Int]) throws {
+        var rng = RandomGenerator(seed: 8)
+        let momentum = 0.2, eps = 1e-3
+        let (layer, _) = try build("batch_norm", ["momentum": .double(momentum), "eps": .double(eps)], input: shape)
+        let bn = try #require(layer as? BatchNorm<Double>)
+        #expect(bn.runningMean.value.array.allSatisfy { $0 == 0 } && bn.runningVar.value.array.allSatisfy { $0 == 1 })
+        #expect(bn.weight!.value.array.allSatisfy { $0 == 1 } && bn.bias!.value.array.allSatisfy { $0 == 0 })
+        randomize(layer, &rng)
+        let batch = 4, channels = shape[0], spatial = shape.dropFirst().reduce(1, *)
+        let x = try randomTensor([batch] + shape, &rng, scale: 3)
+        for i in 0..<x.count { x.data[i] += 2 }
+        let values = x.array
+        func channel(_ c: Int) -> [Double] {
+            (0..<batch).flatMap { b in (0..<spatial).map { values[(b * channels + c) * spatial + $0] } }
+        }
+        let n = Double(batch * spatial)
+        let means = (0..<channels).map { channel($0).reduce(0, +) / n }
+        let variances = (0..<channels).map { c in channel(c).map { ($0 - means[c]) * ($0 - means[c]) }.reduce(0, +) / n }
+        let gamma = bn.weight!.value.array, beta = bn.bias!.value.array
+        func expected(_ mean: [Double], _ variance: [Double]) -> [Double] {
+            values.indices.map { i in
+                let c = (i / spatial) % channels
+                return gamma[c] * (values[i] - mean[c]) / (variance[c] + eps).squareRoot() + beta[c]
+            }
+        }
+        let y = try layer.forward(x, training: true).array
+        #expect(maxAbsDiff(y, expected(means, variances)) < 1e-12)
+        let runningMean = means.map { momentum * $0 }
+        let runningVar = variances.map { (1 - momentum) + momentum * $0 * n / (n - 1) }
+        #expect(maxAbsDiff(bn.runningMean.value.array, runningMean) < 1e-14)
+        #expect(maxAbsDiff(bn.runningVar.value.array, runningVar) < 1e-14)
+        let running = layer.buffers.map { $0.value.array }
+        let evaluated = try layer.forward(x, training: false).array
+        #expect(maxAbsDiff(evaluated, expected(runningMean, runningVar)) < 1e-12)
+        #expect(layer.buffers.map { $0.value.array } == running, "evaluation leaves the running statistics alone")
+        #expect(layer.buffers.map(\.name) == ["running_mean", "running_var"])
+    }
+
+    @Test func trainingNeedsMoreThanOneValuePerChannel() throws {
+        let (layer, _) = try build("batch_norm", input: [3])
+        do {
+            _ = try layer.forward(try Tensor(shape: [1, 3], values: [1, 2, 3]), training: true)
+            Issue.record("a batch of one trained")
+        } catch {
+            #expect(error.kind == .invalidArgument)
+            #expect(error.message.contains("more than one value per channel"))
+        }
+        _ = try layer.forward(try Tensor(shape: [1, 3], values: [1, 2, 3]), training: false)
+    }
+
+    @Test func withoutAffineThereAreNoParameters() throws {
+        let (layer, _) = try build("batch_norm", ["affine": .bool(false)], input: [2, 3, 3])
+        #expect(layer.parameters.isEmpty)
+        #expect(layer.buffers.count == 2)
+    }
+}
+
+@Suite struct DropoutTests {
+    @Test func evaluationIsTheIdentity() throws {
+        var rng = RandomGenerator(seed: 1)
+        let (layer, random) = try build("dropout", ["rate": .double(0.5)], input: [10])
+        let x = try randomTensor([3, 10], &rng)
+        let before = random.generator.state
+        #expect(try layer.forward(x, training: false).array == x.array)
+        #expect(try layer.backward(x, needInputGradient: true)!.array == x.array)
+        #expect(random.generator.state == before, "evaluation draws nothing")
+    }
+
+    @Test(arguments: [0.1, 0.25, 0.7])
+    func trainingZeroesAboutRateAndScalesTheRest(rate: Double) throws {
+        let n = 100_000
+        let (layer, _) = try build("dropout", ["rate": .double(rate)], input: [n])
+        let x = try Tensor<Double>(shape: [1, n], values: (0..<n).map { 1 + Double($0 % 7) })
+        let y = try layer.forward(x, training: true).array
+        let zeros = y.filter { $0 == 0 }.count
+        // Binomial standard deviation is at most sqrt(n / 4) = 158 entries.
+        #expect(abs(Double(zeros) / Double(n) - rate) < 0.01)
+        let values = x.array
+        let kept = (0..<n).filter { y[$0] != 0 }
+        #expect(maxAbsDiff(kept.map { y[$0] }, kept.map { values[$0] / (1 - rate) }) < 1e-12)
+        // The gradient goes through the same mask.
+        let dx = try layer.backward(x, needInputGradient: true)!.array
+        #expect(dx == y)
+    }
+
+    @Test func theSeedFixesTheMask() throws {
+        func mask(seed: UInt64, frozenRepeat: Bool = false) throws -> [Double] {
+            let (layer, random) = try build("dropout", ["rate": .double(0.5)], input: [64], seed: seed)
+            let x = try Tensor<Double>(shape: [4, 64], values: Array(repeating: 1, count: 256))
+            let first = try layer.forward(x, training: true).array
+            guard frozenRepeat else { return first }
+            random.frozen = true
+            let again = try layer.forward(x, training: true).array
+            #expect(again == first, "a frozen source replays the mask")
+            random.frozen = false
+            #expect(try layer.forward(x, training: true).array != first, "an unfrozen source draws a new one")
+            return first
+        }
+        #expect(try mask(seed: 3) == mask(seed: 3))
+        #expect(try mask(seed: 3) != mask(seed: 4))
+        #expect(try mask(seed: 3, frozenRepeat: true) == mask(seed: 3))
+    }
+
+    @Test func rateZeroIsTheIdentityWhileTraining() throws {
+        let (layer, random) = try build("dropout", ["rate": .double(0)], input: [5])
+        let x = try Tensor<Double>(shape: [1, 5], values: [1, 2, 3, 4, 5])
+        let before = random.generator.state
+        #expect(try layer.forward(x, training: true).array == [1, 2, 3, 4, 5])
+        #expect(random.generator.state == before)
+    }
+}
+
+@Suite struct ReshapeTests {
+    @Test func flattenAndReshapeKeepTheValues() throws {
+        var rng = RandomGenerator(seed: 2)
+        let x = try randomTensor([2, 784], &rng)
+        let (reshape, _) = try build("reshape", ["shape": .ints([1, 28, 28])], input: [784])
+        let y = try reshape.forward(x, training: true)
+        #expect(y.shape == [2, 1, 28, 28])
+        #expect(y.array == x.array)
+        let (flatten, _) = try build("flatten", input: [1, 28, 28])
+        #expect(flatten.outputShape == [784])
+        let z = try flatten.forward(y, training: true)
+        #expect(z.shape == [2, 784] && z.array == x.array)
+        let dx = try reshape.backward(z, needInputGradient: true)!
+        #expect(dx.shape == [2, 784] && dx.array == x.array)
+        let (single, _) = try build("reshape", ["shape": .int(784)], input: [4, 14, 14])
+        #expect(single.outputShape == [784])
+    }
+}
+
+// MARK: - Gradient checks in float64
+
+@Suite struct CNNGradientTests {
+    @Test(arguments: 0..<convCases.count)
+    func conv2d(which: Int) throws {
+        let (batch, channels, height, width, filters, kernel, stride, padding) = convCases[which]
+        var rng = RandomGenerator(seed: 100 + UInt64(which))
+        for grouped in [false, true] {
+            let (layer, _) = try build("conv2d", ["filters": .int(filters), "kernel_size": pair(kernel), "stride": pair(stride),
+                                                  "padding": pair(padding)], input: [channels, height, width])
+            if grouped { (layer as! Conv2D<Double>).columnLimit = 1 }
+            randomize(layer, &rng)
+            let result = try checkLayer(layer, input: try randomTensor([batch, channels, height, width], &rng))
+            #expect(result.input < 1e-7, "case \(which) grouped \(grouped): \(result.input)")
+            #expect(result.parameters.count == 2)
+            for (name, error) in result.parameters { #expect(error < 1e-7, "case \(which) grouped \(grouped) \(name): \(error)") }
+        }
+    }
+
+    @Test(arguments: ["max_pool2d", "avg_pool2d"])
+    func pooling(type: String) throws {
+        var rng = RandomGenerator(seed: 12)
+        for (kernel, step, padding) in [(2, 2, 0), (3, 2, 1), (3, 1, 1)] {
+            let (layer, _) = try build(type, ["kernel_size": .int(kernel), "stride": .int(step), "padding": .int(padding)],
+                                       input: [2, 6, 7])
+            // Distinct values 0.1 apart, so no perturbation changes which element is a maximum.
+            var values = (0..<3 * 2 * 6 * 7).map { Double($0) * 0.1 - 4 }
+            for i in stride(from: values.count - 1, to: 0, by: -1) { values.swapAt(i, rng.below(i + 1)) }
+            let result = try checkLayer(layer, input: try Tensor(shape: [3, 2, 6, 7], values: values))
+            #expect(result.input < 1e-7, "\(type) k\(kernel) s\(step) p\(padding): \(result.input)")
+        }
+    }
+
+    @Test(arguments: [[6], [3, 4, 5]])
+    func batchNorm(shape: [Int]) throws {
+        var rng = RandomGenerator(seed: 21)
+        for training in [true, false] {
+            for affine in [true, false] {
+                let (layer, _) = try build("batch_norm", ["affine": .bool(affine), "momentum": .double(0.3)], input: shape)
+                randomize(layer, &rng)
+                // Running statistics away from their initial values, for the evaluation case.
+                _ = try layer.forward(try randomTensor([5] + shape, &rng, scale: 2), training: true)
+                let result = try checkLayer(layer, input: try randomTensor([4] + shape, &rng, scale: 2), training: training)
+                #expect(result.input < 1e-7, "\(shape) training \(training) affine \(affine): \(result.input)")
+                #expect(result.parameters.count == (affine ? 2 : 0))
+                for (name, error) in result.parameters { #expect(error < 1e-7, "\(shape) training \(training) \(name): \(error)") }
+            }
+        }
+    }
+
+    @Test func dropoutWithAFrozenMask() throws {
+        var rng = RandomGenerator(seed: 5)
+        let (layer, random) = try build("dropout", ["rate": .double(0.4)], input: [3, 4, 4])
+        let x = try randomTensor([2, 3, 4, 4], &rng)
+        let y = try layer.forward(x, training: true).array
+        #expect(y.contains(0))
+        random.frozen = true
+        let result = try checkLayer(layer, input: x)
+        #expect(result.input < 1e-7)
+        #expect(try layer.forward(x, training: true).array == y, "the mask never changed")
+    }
+
+    @Test func flattenAndReshape() throws {
+        var rng = RandomGenerator(seed: 6)
+        let (flatten, _) = try build("flatten", input: [2, 3, 4])
+        #expect(try checkLayer(flatten, input: try randomTensor([3, 2, 3, 4], &rng)).input < 1e-7)
+        let (reshape, _) = try build("reshape", ["shape": .ints([2, 3, 4])], input: [24])
+        #expect(try checkLayer(reshape, input: try randomTensor([3, 24], &rng)).input < 1e-7)
+    }
+}
+
+// MARK: - Whole models
+
+/// A small CNN: reshape - conv - batch norm - relu - max pool - dropout - flatten - linear.
+/// The convolution has no bias: batch norm would cancel it, leaving a gradient of rounding
+/// noise that a relative error cannot judge.
+private func smallCNN(dtype: DType = .float64, seed: UInt64 = 3, optimizer: String = #"{"type": "sgd", "lr": 0.05, "momentum": 0.9}"#) throws -> ModelSpec {
+    try SpecParser.parse(json: """
+    {"input": {"size": 50}, "layers": [
+        {"type": "reshape", "shape": [2, 5, 5]},
+        {"type": "conv2d", "filters": 3, "kernel_size": 3, "padding": 1, "bias": false},
+        {"type": "batch_norm"},
+        {"type": "relu"},
+        {"type": "max_pool2d", "kernel_size": 2},
+        {"type": "dropout", "rate": 0.3},
+        {"type": "flatten"},
+        {"type": "linear", "units": 4}],
+     "loss": "cross_entropy", "optimizer": \(optimizer), "seed": \(seed), "dtype": "\(dtype.rawValue)"}
+    """)
+}
+
+private func batch(_ n: Int, features: Int, classes: Int, seed: UInt64) -> ([Double], [Int32]) {
+    var rng = RandomGenerator(seed: seed)
+    return ((0..<n * features).map { _ in rng.normal() }, (0..<n).map { _ in Int32(rng.below(classes)) })
+}
+
+@discardableResult
+private func trainSteps(_ model: any AnyModel, _ range: Range<Int>, features: Int = 50, classes: Int = 4) throws -> Double {
+    var loss = 0.0
+    for i in range {
+        let (x, y) = batch(6, features: features, classes: classes, seed: UInt64(1000 + i))
+        loss = try x.withUnsafeBufferPointer { xp in
+            try y.withUnsafeBufferPointer { try model.trainStep(x: xp.baseAddress!, batch: 6, targets: .labels($0.baseAddress!)) }
+        }
+    }
+    return loss
+}
+
+@Suite struct CNNModelTests {
+    @Test func wholeModelGradientCheckIsExcellent() throws {
+        let model = try Model<Double>(spec: try smallCNN())
+        #expect(model.parameters.map(\.name) == ["layers.1.weight", "layers.2.weight", "layers.2.bias",
+                                                 "layers.7.weight", "layers.7.bias"])
+        #expect(model.buffers.map(\.name) == ["layers.2.running_mean", "layers.2.running_var"])
+        try trainSteps(model, 0..<3)         // running statistics and weights away from their start
+        let runningBefore = model.buffers.map { $0.value.array }
+        let rngBefore = model.rng.state
+        let (x, y) = batch(5, features: 50, classes: 4, seed: 77)
+        let entries = try x.withUnsafeBufferPointer { xp in
+            try y.withUnsafeBufferPointer { try model.checkGradients(x: xp.baseAddress!, batch: 5, targets: .labels($0.baseAddress!)) }
+        }
+        #expect(entries.count == 5)
+        for e in entries { #expect(e.relativeError < 1e-7, "\(e.name): \(e.relativeError)") }
+        #expect(model.buffers.map { $0.value.array } == runningBefore, "the check leaves the running statistics alone")
+        #expect(model.rng.state == rngBefore, "and the generator")
+        #expect(!model.random.frozen)
+    }
+
+    @Test func trainingIsDeterministicPerSeed() throws {
+        let a = try Model<Float>(spec: try smallCNN(dtype: .float32))
+        let b = try Model<Float>(spec: try smallCNN(dtype: .float32))
+        let c = try Model<Float>(spec: try smallCNN(dtype: .float32, seed: 4))
+        for model in [a, b, c] { try trainSteps(model, 0..<10) }
+        #expect(bits(a) == bits(b))
+        #expect(a.buffers.map { $0.value.array } == b.buffers.map { $0.value.array })
+        #expect(bits(a) != bits(c))
+    }
+
+    /// Dropout's masks come from the model's generator, one draw per entry: a training step
+    /// advances it by the mask's size, and the same weights with another generator state
+    /// train differently.
+    @Test func dropoutDrawsFromTheModelsGenerator() throws {
+        let a = try Model<Float>(spec: try smallCNN(dtype: .float32))
+        let b = try Model<Float>(spec: try smallCNN(dtype: .float32))
+        b.rng = RandomGenerator(seed: 99)
+        var expected = a.rng
+        for _ in 0..<6 * 12 { _ = expected.next() }      // batch 6, dropout over [3, 2, 2]
+        try trainSteps(a, 0..<1)
+        try trainSteps(b, 0..<1)
+        #expect(a.rng.state == expected.state)
+        #expect(bits(a) != bits(b))
+        var predicted = [Float](repeating: 0, count: 24)
+        let before = a.rng.state
+        let (x, _) = batch(6, features: 50, classes: 4, seed: 1)
+        try x.map { Float($0) }.withUnsafeBufferPointer { xp in
+            try predicted.withUnsafeMutableBufferPointer { try a.predict(x: xp.baseAddress!, count: 6, into: $0.baseAddress!) }
+        }
+        #expect(a.rng.state == before, "evaluation draws no masks")
+    }
+
+    /// Running statistics are saved and restored; predictions match and training resumes
+    /// bit-identically (dropout masks included, through the saved generator).
+    @Test func checkpointRoundTripWithBatchNorm() throws {
+        let dir = temporaryDirectory()
+        let spec = try smallCNN(dtype: .float32, optimizer: #"{"type": "adam", "lr": 0.01}"#)
+        let straight = try makeModel(spec: spec)
+        try trainSteps(straight, 0..<16)
+        let first = try makeModel(spec: spec)
+        try trainSteps(first, 0..<8)
+        try first.save(to: dir + "/cnn.h5")
+        let resumed = try loadModel(from: dir + "/cnn.h5")
+        let original = try #require(first as? Model<Float>), loaded = try #require(resumed as? Model<Float>)
+        #expect(loaded.buffers.map(\.name) == original.buffers.map(\.name))
+        #expect(loaded.buffers.map { $0.value.array } == original.buffers.map { $0.value.array })
+        #expect(original.buffers[1].value.array != [1, 1, 1], "the running variance moved")
+        let (x, _) = batch(20, features: 50, classes: 4, seed: 5)
+        let xs = x.map { Float($0) }
+        var a = [Float](repeating: 0, count: 80), b = a
+        try xs.withUnsafeBufferPointer { xp in
+            try a.withUnsafeMutableBufferPointer { try first.predict(x: xp.baseAddress!, count: 20, into: $0.baseAddress!) }
+            try b.withUnsafeMutableBufferPointer { try resumed.predict(x: xp.baseAddress!, count: 20, into: $0.baseAddress!) }
+        }
+        #expect(a == b)
+        try trainSteps(resumed, 8..<16)
+        #expect(try parameters(resumed) == parameters(straight))
+        let straightModel = try #require(straight as? Model<Float>)
+        #expect(loaded.buffers.map { $0.value.array } == straightModel.buffers.map { $0.value.array })
+    }
+
+    @Test func mnistCNNSpecBuilds() throws {
+        let spec = try SpecParser.parse(file: cnnSpecsDirectory + "/mnist_cnn.json")
+        let model = try Model<Float>(spec: spec)
+        #expect(model.layers.map(\.outputShape) == [[1, 28, 28], [32, 28, 28], [32, 28, 28], [32, 28, 28], [32, 14, 14],
+                                                    [64, 14, 14], [64, 14, 14], [64, 14, 14], [64, 7, 7], [3136], [3136],
+                                                    [128], [128], [10]])
+        #expect(model.parameterCount == 288 + 64 + 18_432 + 128 + 401_536 + 1290)
+        #expect(model.buffers.count == 4)
+    }
+}
+
+private let cnnSpecsDirectory: String = {
+    let file = String(#filePath)
+    var parts = file.split(separator: "/", omittingEmptySubsequences: false)
+    parts.removeLast(3)
+    return parts.joined(separator: "/") + "/specs"
+}()
+
+// MARK: - Spec errors found when building
+
+@Suite struct CNNSpecErrorTests {
+    private func buildError(_ input: String, _ layers: String) -> DLError? {
+        do {
+            let spec = try SpecParser.parse(json: #"{"input": \#(input), "layers": [\#(layers)], "loss": "mse", "optimizer": {"type": "sgd", "lr": 0.1}}"#)
+            _ = try makeModel(spec: spec)
+            return nil
+        } catch {
+            return error
+        }
+    }
+
+    @Test(arguments: [
+        (#"{"shape": [1, 3, 3]}"#, #"{"type": "conv2d", "filters": 2, "kernel_size": 5}"#,
+         "<string>: layers[0] (conv2d): kernel_size [5, 5] does not fit the 3 x 3 input with padding [0, 0]; the padded input must be at least as large as the kernel"),
+        (#"{"shape": [1, 3, 3]}"#, #"{"type": "conv2d", "filters": 2, "kernel_size": [3, 4], "padding": [0, 0]}"#,
+         "layers[0] (conv2d): kernel_size [3, 4] does not fit the 3 x 3 input with padding [0, 0]"),
+        (#"{"size": 784}"#, #"{"type": "conv2d", "filters": 2, "kernel_size": 3}"#,
+         #"layers[0] (conv2d) needs images of shape [channels, height, width], but the model's input has shape [784]; give the input as "input": {"shape": [C, H, W]} or put a reshape layer before it"#),
+        (#"{"shape": [1, 8, 8]}"#, #"{"type": "flatten"}, {"type": "conv2d", "filters": 2, "kernel_size": 3}"#,
+         "layers[1] (conv2d) needs images of shape [channels, height, width], but layers[0] outputs shape [64]"),
+        (#"{"size": 784}"#, #"{"type": "linear", "units": 10}, {"type": "max_pool2d", "kernel_size": 2}"#,
+         "layers[1] (max_pool2d) needs images of shape [channels, height, width], but layers[0] outputs shape [10]"),
+        (#"{"shape": [2, 4, 4]}"#, #"{"type": "max_pool2d", "kernel_size": 2, "padding": 2}"#,
+         "layers[0] (max_pool2d): padding [2, 2] is more than half of kernel_size [2, 2]"),
+        (#"{"shape": [2, 4, 4]}"#, #"{"type": "avg_pool2d", "kernel_size": 5}"#,
+         "layers[0] (avg_pool2d): kernel_size [5, 5] does not fit the 4 x 4 input"),
+        (#"{"size": 784}"#, #"{"type": "reshape", "shape": [1, 28, 29]}"#,
+         "<string>: layers[0] (reshape): cannot reshape the input of shape [784] (784 values) to [1, 28, 29] (812 values)"),
+        (#"{"shape": [1, 28, 28]}"#, #"{"type": "linear", "units": 10}"#,
+         "layers[0] (linear) needs flat input, but its input has shape [1, 28, 28]"),
+    ])
+    func badConfigurationsAreRefused(input: String, layers: String, message: String) {
+        let error = buildError(input, layers)
+        #expect(error?.kind == .spec)
+        #expect(error?.message.contains(message) == true, "\(error?.message ?? "built without error")")
+    }
+
+    @Test func optionValuesAreCheckedByTheParser() {
+        let cases = [
+            (#"{"type": "reshape", "shape": [28, 28]}"#, "layers[0].shape: expected a positive integer or a list of 3 positive integers, got [28,28]"),
+            (#"{"type": "conv2d", "filters": 2, "kernel_size": 0}"#, "layers[0].kernel_size: expected a positive integer or a list of 2 positive integers, got 0"),
+            (#"{"type": "conv2d", "filters": 2, "kernel_size": 3, "padding": -1}"#, "layers[0].padding: expected a non-negative integer or a list of 2 non-negative integers, got -1"),
+            (#"{"type": "dropout", "rate": 1}"#, "layers[0].rate: expected a number in [0, 1), got 1"),
+            (#"{"type": "batch_norm", "momentum": 1.5}"#, "layers[0].momentum: expected a number in [0, 1], got 1.5"),
+            (#"{"type": "conv2d", "kernel_size": 3}"#, "layers[0].filters: missing required option (a positive integer)"),
+        ]
+        for (layer, message) in cases {
+            let error = buildError(#"{"shape": [1, 8, 8]}"#, layer)
+            #expect(error?.kind == .spec)
+            #expect(error?.message.contains(message) == true, "\(error?.message ?? "built without error")")
+        }
+    }
+}
