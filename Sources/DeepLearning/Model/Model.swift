@@ -36,8 +36,13 @@ public final class Model<T: DLScalar> {
     public var samplesSeen: Int = 0
     public var epoch: Int = 0
 
-    /// Samples per forward pass in predict and evaluate, which bounds their memory.
-    public static var inferenceChunk: Int { 4096 }
+    /// Samples per forward pass in predict and evaluate: at most 4096, and few enough that
+    /// the layers' output buffers stay near 2^25 values (128 MiB of float32) in all. A CNN's
+    /// feature maps are large: a fixed 4096 made evaluating mnist_cnn peak at 2.6 GB.
+    public var inferenceChunk: Int {
+        let perSample = layers.reduce(inputSize) { $0 + $1.outputShape.reduce(1, *) }
+        return max(1, min(4096, (1 << 25) / max(perSample, 1)))
+    }
 
     // Reused buffers.
     private let input: Tensor<T>
@@ -213,7 +218,7 @@ public final class Model<T: DLScalar> {
     public func evaluate<S: DLScalar>(x: UnsafePointer<S>, count: Int, targets: BatchTargets<S>) throws(DLError) -> (loss: Double, accuracy: Double?) {
         var lossSum = 0.0
         var correct = 0
-        let chunk = Self.inferenceChunk
+        let chunk = inferenceChunk
         var predicted = [Int32](repeating: 0, count: min(max(count, 1), chunk))
         var expected = [Int32](repeating: 0, count: predicted.count)
         try forEachChunk(count) { (start, rows) throws(DLError) in
@@ -256,7 +261,7 @@ public final class Model<T: DLScalar> {
         guard count > 0 else { throw .invalid("the number of samples must be at least 1, got \(count)") }
         var start = 0
         while start < count {
-            let rows = min(Self.inferenceChunk, count - start)
+            let rows = min(inferenceChunk, count - start)
             try body(start, rows)
             start += rows
         }
