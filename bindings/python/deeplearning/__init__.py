@@ -23,12 +23,12 @@ from .gradcheck import gradient_check, gradient_check_loss, gradient_check_weigh
 from .layers import Layer, LeakyReLU, Linear, ReLU, Sigmoid, Softmax, Tanh
 from .losses import CrossEntropyLoss, HuberLoss, Loss, MSELoss
 from .mlp import TwoLayerMLP
-from .model import Evaluation, GradCheck, Model
+from .model import Evaluation, GradCheck, Model, Preprocessing
 from .training import History
 
 load = Model.load
 
-__all__ = ["CrossEntropyLoss", "DLError", "Evaluation", "GradCheck", "History", "HuberLoss",
+__all__ = ["CrossEntropyLoss", "DLError", "Evaluation", "GradCheck", "History", "HuberLoss", "Preprocessing",
            "Layer", "LeakyReLU", "Linear", "Loss", "MSELoss", "Model", "ReLU", "Sigmoid",
            "Softmax", "Status", "Tanh", "TwoLayerMLP", "__version__", "gradient_check",
            "gradient_check_loss", "gradient_check_weights", "library_path", "load",

@@ -15,6 +15,13 @@ from . import _arrays, training
 from ._lib import DOUBLE, MODEL, SIZE, STRING, UINT64, call, lib, param_shape
 
 
+class Preprocessing(NamedTuple):
+    """A model's input transform: x' = (x * scale - mean) / std."""
+    scale: float = 1.0
+    mean: float = 0.0
+    std: float = 1.0
+
+
 class Evaluation(NamedTuple):
     """Mean loss and accuracy over a data set.
 
@@ -267,6 +274,17 @@ class Model:
     @learning_rate.setter
     def learning_rate(self, value: float) -> None:
         call(lib.dl_model_set_learning_rate, self._h, float(value))
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        """The input transform x' = (x * scale - mean) / std the model applies before its first
+        layer, in training and prediction alike (part of the spec; checkpoints keep it)."""
+        return Preprocessing(*call(lib.dl_model_get_preprocessing, self._h, DOUBLE, DOUBLE, DOUBLE))
+
+    @preprocessing.setter
+    def preprocessing(self, value) -> None:
+        scale, mean, std = value
+        call(lib.dl_model_set_preprocessing, self._h, float(scale), float(mean), float(std))
 
     # -- parameters -----------------------------------------------------------
 

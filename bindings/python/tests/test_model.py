@@ -209,3 +209,23 @@ def test_spec_is_a_fresh_dict(xor_model):
     spec["layers"].clear()
     assert len(xor_model.spec["layers"]) == 3
     assert json.loads(json.dumps(xor_model.spec)) == xor_model.spec
+
+
+def test_preprocessing_is_applied_and_saved(spec_path, tmp_path):
+    """Raw inputs through a model with a transform equal transformed inputs through the same
+    model without it; the transform survives a checkpoint."""
+    rng = np.random.default_rng(5)
+    raw = rng.integers(0, 256, (8, 784)).astype(np.float32)
+    p = dl.Preprocessing(scale=1 / 255, mean=0.1307, std=0.3081)
+    with dl.Model.from_spec(spec_path("mnist_mlp")) as plain, dl.Model.from_spec(spec_path("mnist_mlp")) as model:
+        assert model.preprocessing == dl.Preprocessing()
+        model.preprocessing = p
+        assert model.preprocessing == pytest.approx(p)
+        expected = plain.predict((raw * p.scale - p.mean) / p.std)
+        np.testing.assert_allclose(model.predict(raw), expected, rtol=1e-4, atol=1e-4)
+        assert model.spec["preprocessing"] == pytest.approx(p._asdict())
+        model.save(tmp_path / "p.h5")
+        with pytest.raises(dl.DLError):
+            model.preprocessing = (1.0, 0.0, 0.0)
+    with dl.Model.load(tmp_path / "p.h5") as loaded:
+        assert loaded.preprocessing == pytest.approx(p)
