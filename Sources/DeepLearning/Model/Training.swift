@@ -1,0 +1,153 @@
+import CJSONC
+
+/// What one call of `trainEpoch` did.
+public struct EpochResult: Sendable, Equatable {
+    /// The model's `epoch` counter after this epoch (1 after a fresh model's first).
+    public var epoch: Int
+    /// Mean training loss over the epoch: each mini-batch's loss, taken before its update,
+    /// weighted by the batch's size.
+    public var meanLoss: Double
+    /// Optimisation steps taken, ceil(count / batchSize).
+    public var batches: Int
+    /// Samples trained on: every sample once.
+    public var samples: Int
+}
+
+/// Where a running epoch stands, reported after every step.
+public struct EpochProgress: Sendable {
+    public var batchesDone: Int
+    public var batchCount: Int
+    public var samplesDone: Int
+    /// Mean loss of the batches so far, weighted by batch size.
+    public var meanLoss: Double
+}
+
+extension Model {
+    /// One epoch of mini-batch training over a whole in-memory, labelled data set.
+    ///
+    /// - `x`: `count * inputSize` raw values, sample after sample (the spec's preprocessing
+    ///   is applied by `trainStep`, so pass pixels as they are); `labels`: `count` classes.
+    /// - With `shuffle`, the order is a Fisher-Yates permutation of 0..<count drawn from the
+    ///   model's own generator (`rng`), starting each epoch from the identity. The order
+    ///   therefore depends only on the generator's state, which checkpoints save: training
+    ///   resumed from a checkpoint saved at an epoch boundary repeats, bit for bit, what the
+    ///   uninterrupted run does. Without `shuffle`, batches are taken in order.
+    /// - Every sample is used exactly once. The last batch keeps the remainder when
+    ///   `batchSize` does not divide `count` (60,000 MNIST images in batches of 64 make 937
+    ///   full batches and one of 32), unlike the tutorial's loop, which drops it. (A model
+    ///   with `batch_norm` on flat input cannot train on a last batch of one sample.)
+    /// - Shuffled batches are gathered into one buffer allocated once per epoch.
+    /// - `progress` is called after every step.
+    ///
+    /// Labels are checked before anything changes: one outside the model's classes throws
+    /// and leaves the model as it was. Inputs are checked batch by batch, by `trainStep`
+    /// (a whole-set check up front would cost a serial pass over all of `x` every epoch):
+    /// a NaN or infinite input, like a loss that becomes non-finite (divergence), throws
+    /// `.numeric` from the step that meets it; the steps before it stay applied and `epoch`
+    /// is not advanced. On success `epoch` goes up by one.
+    @discardableResult
+    public func trainEpoch(x: UnsafePointer<Float>, labels: UnsafePointer<Int32>, count: Int, batchSize: Int,
+                           shuffle: Bool = true, progress: ((EpochProgress) -> Void)? = nil) throws(DLError) -> EpochResult {
+        guard loss.isClassification else {
+            throw DLError(.unsupported, "trainEpoch takes class labels; the \(loss.type) loss needs target values")
+        }
+        guard count > 0 else { throw .invalid("the number of samples must be at least 1, got \(count)") }
+        guard count <= Int(Int32.max) else { throw .invalid("an epoch holds at most \(Int32.max) samples, got \(count)") }
+        guard batchSize > 0 else { throw .invalid("batch size must be at least 1, got \(batchSize)") }
+        _ = try checkedProduct(count, inputSize, "input of \(count) samples")
+        for i in 0..<count where labels[i] < 0 || Int(labels[i]) >= outputSize {
+            throw .invalid("label \(labels[i]) of sample \(i) is out of range: the model has \(outputSize) classes (0...\(outputSize - 1))")
+        }
+
+        let rows = min(batchSize, count)
+        let batches = (count + batchSize - 1) / batchSize
+        var order = [Int32](unsafeUninitializedCapacity: count) { b, n in
+            for i in 0..<count { b[i] = Int32(i) }
+            n = count
+        }
+        if shuffle {
+            var generator = rng
+            order.withUnsafeMutableBufferPointer { generator.shuffle($0) }
+            rng = generator
+        }
+        var batchX = [Float](repeating: 0, count: try checkedProduct(rows, inputSize, "batch of \(rows) samples"))
+        var batchY = [Int32](repeating: 0, count: rows)
+        var lossSum = 0.0
+        var done = 0
+        try order.withUnsafeBufferPointer { (order) throws(DLError) in
+            try batchX.withUnsafeMutableBufferPointer { (bx) throws(DLError) in
+                try batchY.withUnsafeMutableBufferPointer { (by) throws(DLError) in
+                    for b in 0..<batches {
+                        let n = min(batchSize, count - done)
+                        let value: Double
+                        if shuffle {
+                            for i in 0..<n {
+                                let s = Int(order[done + i])
+                                (bx.baseAddress! + i * inputSize).update(from: x + s * inputSize, count: inputSize)
+                                by[i] = labels[s]
+                            }
+                            value = try trainStep(x: UnsafePointer(bx.baseAddress!), batch: n,
+                                                  targets: .labels(UnsafePointer(by.baseAddress!)))
+                        } else {
+                            value = try trainStep(x: x + done * inputSize, batch: n, targets: .labels(labels + done))
+                        }
+                        lossSum += value * Double(n)
+                        done += n
+                        progress?(EpochProgress(batchesDone: b + 1, batchCount: batches, samplesDone: done,
+                                                meanLoss: lossSum / Double(done)))
+                    }
+                }
+            }
+        }
+        epoch += 1
+        return EpochResult(epoch: epoch, meanLoss: lossSum / Double(count), batches: batches, samples: count)
+    }
+}
+
+extension AnyModel {
+    /// `Model.trainEpoch` for a model of either element type (`AnyModel` does not declare it).
+    @discardableResult
+    public func trainEpoch(x: UnsafePointer<Float>, labels: UnsafePointer<Int32>, count: Int, batchSize: Int,
+                           shuffle: Bool = true, progress: ((EpochProgress) -> Void)? = nil) throws(DLError) -> EpochResult {
+        switch self {
+        case let m as Model<Float>:
+            return try m.trainEpoch(x: x, labels: labels, count: count, batchSize: batchSize, shuffle: shuffle, progress: progress)
+        case let m as Model<Double>:
+            return try m.trainEpoch(x: x, labels: labels, count: count, batchSize: batchSize, shuffle: shuffle, progress: progress)
+        default:
+            throw DLError(.internal, "trainEpoch: unexpected model type \(type(of: self))")
+        }
+    }
+}
+
+// MARK: Overrides of a spec for a training run
+
+extension ModelSpec {
+    /// This spec with another seed and/or learning rate (`optimizer.lr`), for a training
+    /// run's command-line overrides. The JSON text is rewritten (json-c re-serialises it)
+    /// and parsed again, so the new values are validated as a spec file's would be and a
+    /// checkpoint stores the spec the model was really built from.
+    public func with(seed: UInt64? = nil, learningRate: Double? = nil) throws(DLError) -> ModelSpec {
+        if seed == nil && learningRate == nil { return self }
+        let root = try SpecParser.tokenize(Array(json.utf8), source)
+        defer { json_object_put(root) }
+        if let seed {
+            guard let value = Int64(exactly: seed) else {
+                throw DLError(.spec, "\(source): seed: expected an integer from 0 to \(Int64.max), got \(seed)")
+            }
+            json_object_object_add(root, "seed", json_object_new_int64(value))
+        }
+        if let learningRate {
+            var optimizer: OpaquePointer? = nil
+            guard json_object_object_get_ex(root, "optimizer", &optimizer) != 0, let optimizer,
+                  json_object_get_type(optimizer) == json_type_object else {
+                throw DLError(.spec, "\(source): optimizer: expected an object to set the learning rate in")
+            }
+            json_object_object_add(optimizer, "lr", json_object_new_double(learningRate))
+        }
+        guard let text = json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED) else {
+            throw DLError(.noMemory, "out of memory writing the spec")
+        }
+        return try SpecParser.parse(json: String(cString: text) + "\n", source: source)
+    }
+}
