@@ -26,11 +26,11 @@ public enum Kernels {
     /// True when every element is finite (no NaN, no infinity).
     @_specialize(where T == Float) @_specialize(where T == Double)
     public static func allFinite<T: DLScalar>(_ x: UnsafePointer<T>, _ n: Int) -> Bool {
-        // x * 0 is 0 for finite x and NaN for NaN or infinity, so the sum is NaN exactly
-        // when some element is not finite; unlike an early-exit loop, this vectorises.
-        var acc: T = 0
-        for i in 0..<n { acc += x[i] * 0 }
-        return acc == 0
+        // An OR of comparisons, with no early exit and no floating-point sum (which the
+        // compiler may not reorder), so the loop vectorises. NaN compares false, so it counts.
+        var bad: UInt8 = 0
+        for i in 0..<n { bad |= x[i].magnitude <= T.greatestFiniteMagnitude ? 0 : 1 }
+        return bad == 0
     }
 
     @_specialize(where T == Float) @_specialize(where T == Double)

@@ -14,6 +14,11 @@ public protocol DLScalar: BinaryFloatingPoint & Real & Sendable where Self.RawSi
                      alpha: Self, a: UnsafePointer<Self>, lda: Int,
                      b: UnsafePointer<Self>, ldb: Int,
                      beta: Self, c: UnsafeMutablePointer<Self>, ldc: Int)
+
+    /// y = alpha * A x + beta * y for row-major A (m, n): one sample through a linear
+    /// layer, where gemm would repack the whole weight matrix for a single row.
+    static func gemv(m: Int, n: Int, alpha: Self, a: UnsafePointer<Self>, lda: Int,
+                     x: UnsafePointer<Self>, beta: Self, y: UnsafeMutablePointer<Self>)
 }
 
 extension Float: DLScalar {
@@ -26,6 +31,20 @@ extension Float: DLScalar {
         cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
                     blasint(m), blasint(n), blasint(k), alpha, a, blasint(lda), b, blasint(ldb),
                     beta, c, blasint(ldc))
+    }
+}
+
+extension Float {
+    public static func gemv(m: Int, n: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int,
+                            x: UnsafePointer<Float>, beta: Float, y: UnsafeMutablePointer<Float>) {
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, blasint(m), blasint(n), alpha, a, blasint(lda), x, 1, beta, y, 1)
+    }
+}
+
+extension Double {
+    public static func gemv(m: Int, n: Int, alpha: Double, a: UnsafePointer<Double>, lda: Int,
+                            x: UnsafePointer<Double>, beta: Double, y: UnsafeMutablePointer<Double>) {
+        cblas_dgemv(CblasRowMajor, CblasNoTrans, blasint(m), blasint(n), alpha, a, blasint(lda), x, 1, beta, y, 1)
     }
 }
 

@@ -30,6 +30,20 @@ import Testing
         }
     }
 
+    /// A single sample takes the matrix-vector path; it must agree with the batched one.
+    @Test func oneSampleMatchesTheBatch() throws {
+        var rng = RandomGenerator(seed: 4)
+        let layer = try Linear<Double>(inFeatures: 7, outFeatures: 5)
+        Initializer.heNormal.fill(layer.weight.value, fanIn: 7, fanOut: 5, rng: &rng)
+        for i in 0..<5 { layer.bias!.value.data[i] = rng.normal() }
+        let batch = try randomTensor([3, 7], &rng)
+        let all = rows(try layer.forward(batch, training: false))
+        for r in 0..<3 {
+            let one = try Tensor<Double>(shape: [1, 7], values: Array(rows(batch)[r]))
+            #expect(maxAbsDiff(try layer.forward(one, training: false).array, all[r]) < 1e-12)
+        }
+    }
+
     @Test func shapesAreTheTutorials() throws {
         let layer = try Linear<Float>(inFeatures: 784, outFeatures: 128)
         #expect(layer.weight.value.shape == [128, 784])

@@ -29,9 +29,14 @@ public final class Linear<T: DLScalar>: Layer {
     public func forward(_ x: Tensor<T>, training: Bool) throws(DLError) -> Tensor<T> {
         let batch = x.shape[0]
         try resizeBatch(y, batch, [outFeatures])
-        T.gemm(transA: false, transB: true, m: batch, n: outFeatures, k: inFeatures,
-               alpha: 1, a: x.data, lda: inFeatures, b: weight.value.data, ldb: inFeatures,
-               beta: 0, c: y.data, ldc: outFeatures)
+        if batch == 1 {
+            T.gemv(m: outFeatures, n: inFeatures, alpha: 1, a: weight.value.data, lda: inFeatures,
+                   x: x.data, beta: 0, y: y.data)
+        } else {
+            T.gemm(transA: false, transB: true, m: batch, n: outFeatures, k: inFeatures,
+                   alpha: 1, a: x.data, lda: inFeatures, b: weight.value.data, ldb: inFeatures,
+                   beta: 0, c: y.data, ldc: outFeatures)
+        }
         if let bias { Kernels.addRowVector(y.data, bias.value.data, rows: batch, cols: outFeatures) }
         self.x = x
         return y

@@ -121,7 +121,8 @@ public final class Model<T: DLScalar> {
     // MARK: Batches from caller memory
 
     /// Copies `batch` samples into the input buffer, converting to `T`, rejecting NaN/Inf.
-    func loadInput<S: DLScalar>(_ x: UnsafePointer<S>, batch: Int) throws(DLError) -> Tensor<T> {
+    /// `checked`: the caller has already refused non-finite values in all of `x`.
+    func loadInput<S: DLScalar>(_ x: UnsafePointer<S>, batch: Int, checked: Bool = false) throws(DLError) -> Tensor<T> {
         guard batch > 0 else { throw .invalid("batch size must be at least 1, got \(batch)") }
         let n = try checkedProduct(batch, inputSize, "input of \(batch) samples")
         try input.resize([batch] + inputShape)
@@ -131,7 +132,7 @@ public final class Model<T: DLScalar> {
         } else {
             Kernels.convertAffine(x, input.data, n, T(p.multiplier), T(p.offset))
         }
-        guard Kernels.allFinite(input.data, n) else {
+        guard checked || Kernels.allFinite(input.data, n) else {
             throw DLError(.numeric, "the input contains NaN or infinite values")
         }
         return input
@@ -199,7 +200,7 @@ public final class Model<T: DLScalar> {
     public func predict<S: DLScalar>(x: UnsafePointer<S>, count: Int, into out: UnsafeMutablePointer<S>) throws(DLError) {
         try checkWholeInput(x, count: count)
         try forEachChunk(count) { (start, rows) throws(DLError) in
-            let y = try forward(try loadInput(x + start * inputSize, batch: rows), training: false)
+            let y = try forward(try loadInput(x + start * inputSize, batch: rows, checked: true), training: false)
             Kernels.convert(y.data, out + start * outputSize, rows * outputSize)
         }
     }
@@ -208,7 +209,7 @@ public final class Model<T: DLScalar> {
     public func predictClasses<S: DLScalar>(x: UnsafePointer<S>, count: Int, into out: UnsafeMutablePointer<Int32>) throws(DLError) {
         try checkWholeInput(x, count: count)
         try forEachChunk(count) { (start, rows) throws(DLError) in
-            let y = try forward(try loadInput(x + start * inputSize, batch: rows), training: false)
+            let y = try forward(try loadInput(x + start * inputSize, batch: rows, checked: true), training: false)
             Kernels.argmaxRows(y.data, rows: rows, cols: outputSize, out + start)
         }
     }
