@@ -25,14 +25,16 @@ public protocol AnyStandaloneLayer: AnyObject {
 
 public final class StandaloneLayer<T: DLScalar>: AnyStandaloneLayer {
     public let layer: any Layer<T>
-    private let x = try! Tensor<T>(shape: [0])      // cannot fail: zero elements
-    private let dy = try! Tensor<T>(shape: [0])
+    private let x: Tensor<T>
+    private let dy: Tensor<T>
     private var lastOutput: [Int]?
     private let inFeatures: Int?
 
-    init(_ layer: any Layer<T>, inFeatures: Int?) {
+    init(_ layer: any Layer<T>, inFeatures: Int?) throws(DLError) {
         self.layer = layer
         self.inFeatures = inFeatures
+        self.x = try Tensor(shape: [0])
+        self.dy = try Tensor(shape: [0])
     }
 
     public var type: String { layer.type }
@@ -96,7 +98,7 @@ public func makeStandaloneLayer(json: String, dtype: DType, seed: UInt64) throws
         var context = LayerContext(inputShape: [declared ?? 1], index: 0, defaultInitializer: .heNormal,
                                    rng: RandomGenerator(seed: seed))
         let layer: any Layer<T> = try factory.make(spec, &context)
-        return StandaloneLayer(layer, inFeatures: declared)
+        return try StandaloneLayer(layer, inFeatures: declared)
     }
     switch dtype {
     case .float32: return try build(Float.self)
@@ -115,12 +117,17 @@ public protocol AnyStandaloneLoss: AnyObject {
 
 public final class StandaloneLoss<T: DLScalar>: AnyStandaloneLoss {
     public let loss: Loss<T>
-    private let pred = try! Tensor<T>(shape: [0])     // cannot fail: zero elements
-    private let targets = try! Tensor<T>(shape: [0])
-    private let grad = try! Tensor<T>(shape: [0])
+    private let pred: Tensor<T>
+    private let targets: Tensor<T>
+    private let grad: Tensor<T>
     private var ready = false
 
-    init(_ loss: Loss<T>) { self.loss = loss }
+    init(_ loss: Loss<T>) throws(DLError) {
+        self.loss = loss
+        self.pred = try Tensor(shape: [0])
+        self.targets = try Tensor(shape: [0])
+        self.grad = try Tensor(shape: [0])
+    }
 
     public var type: String { loss.type }
     public var isClassification: Bool { loss.isClassification }
@@ -164,7 +171,7 @@ public final class StandaloneLoss<T: DLScalar>: AnyStandaloneLoss {
 public func makeStandaloneLoss(json: String, dtype: DType) throws(DLError) -> any AnyStandaloneLoss {
     let spec = try SpecParser.parseLoss(json: json)
     switch dtype {
-    case .float32: return StandaloneLoss<Float>(try LossRegistry.make(spec))
-    case .float64: return StandaloneLoss<Double>(try LossRegistry.make(spec))
+    case .float32: return try StandaloneLoss<Float>(try LossRegistry.make(spec))
+    case .float64: return try StandaloneLoss<Double>(try LossRegistry.make(spec))
     }
 }
