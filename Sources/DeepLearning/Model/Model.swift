@@ -32,6 +32,8 @@ public final class Model<T: DLScalar> {
     public let outputShape: [Int]
     public let inputSize: Int
     public let outputSize: Int
+    /// Index of the first layer with parameters (`layers.count` when none has any).
+    let firstTrainableLayer: Int
     /// Training counters, saved in checkpoints.
     public var samplesSeen: Int = 0
     public var epoch: Int = 0
@@ -74,6 +76,7 @@ public final class Model<T: DLScalar> {
                                    random: random, parameterBudget: context.parameterBudget)
         }
         self.layers = layers
+        self.firstTrainableLayer = layers.firstIndex { !$0.parameters.isEmpty } ?? layers.count
         self.parameters = parameters
         self.buffers = buffers
         self.random = random
@@ -109,11 +112,15 @@ public final class Model<T: DLScalar> {
     }
 
     /// Back-propagates dL/doutput through every layer, filling each parameter's `grad`.
-    /// The first layer's input gradient is not computed.
+    /// No input gradient is computed for the first layer with parameters, nor anything
+    /// before it.
     public func backward(_ dy: Tensor<T>) throws(DLError) {
+        // Layers before the first one with parameters (a leading reshape, say) need no
+        // gradient at all, and the first trainable layer needs none for its input.
+        let first = firstTrainableLayer
         var g = dy
-        for i in stride(from: layers.count - 1, through: 0, by: -1) {
-            guard let dx = try layers[i].backward(g, needInputGradient: i > 0) else { return }
+        for i in stride(from: layers.count - 1, through: first, by: -1) {
+            guard let dx = try layers[i].backward(g, needInputGradient: i > first) else { return }
             g = dx
         }
     }
