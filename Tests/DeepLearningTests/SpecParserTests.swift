@@ -196,7 +196,8 @@ private let minimal = #""layers": [{"type": "linear", "units": 3}], "loss": "mse
     #expect(spec.loss.path == "loss")
     #expect(spec.optimizer.type == "sgd")
     #expect(spec.optimizer.path == "optimizer")
-    #expect(spec.optimizer.options == ["lr": .double(0.01), "weight_decay": .double(0), "momentum": .double(0)])
+    #expect(spec.optimizer.options == ["lr": .double(0.01), "weight_decay": .double(0), "lr_decay": .double(1),
+                                       "momentum": .double(0)])
     #expect(spec.initializer == .heNormal)
     #expect(spec.seed == 0)
     #expect(spec.dtype == .float32)
@@ -207,7 +208,7 @@ private let minimal = #""layers": [{"type": "linear", "units": 3}], "loss": "mse
     let spec = try SpecParser.parse(file: specsDirectory + "/regression.json")
     #expect(spec.loss.type == "huber")
     #expect(spec.loss.double("delta") == 1.0)
-    #expect(spec.optimizer.options == ["lr": .double(0.01), "weight_decay": .double(0),
+    #expect(spec.optimizer.options == ["lr": .double(0.01), "weight_decay": .double(0), "lr_decay": .double(1),
                                        "beta1": .double(0.9), "beta2": .double(0.999), "eps": .double(1e-8)])
 }
 

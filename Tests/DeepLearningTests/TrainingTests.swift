@@ -124,6 +124,27 @@ import Testing
         #expect(model.epoch == 3 && model.samplesSeen == straight.samplesSeen && model.stepCount == straight.stepCount)
     }
 
+    /// `lr_decay` multiplies the learning rate after every epoch; a checkpoint keeps the
+    /// decayed rate, so a resumed run follows the same schedule.
+    @Test func learningRateDecaysPerEpochAndResumes() throws {
+        let json = #"{"input": {"size": 5}, "layers": [{"type": "linear", "units": 3}], "loss": "cross_entropy", "#
+            + #""optimizer": {"type": "adam", "lr": 0.08, "lr_decay": 0.5}, "seed": 2}"#
+        let (x, y) = Self.data(20)
+        let straight = try Model<Float>(spec: try SpecParser.parse(json: json))
+        for expected in [0.04, 0.02, 0.01] {
+            try Self.epoch(straight, x, y, batch: 6)
+            #expect(abs(straight.learningRate - expected) < 1e-15)
+        }
+        let first = try Model<Float>(spec: try SpecParser.parse(json: json))
+        try Self.epoch(first, x, y, batch: 6)
+        let path = temporaryDirectory() + "/decay.h5"
+        try first.save(to: path)
+        let resumed = try loadModel(from: path)
+        #expect(abs(resumed.learningRate - 0.04) < 1e-15)
+        for _ in 0..<2 { try Self.epoch(resumed, x, y, batch: 6) }
+        #expect(Self.values(try #require(resumed as? Model<Float>)) == Self.values(straight))
+    }
+
     @Test func doubleModelsTrainThroughAnyModel() throws {
         let (x, y) = Self.data(20)
         var spec = try Self.spec()

@@ -100,6 +100,7 @@ extension Model {
             }
         }
         epoch += 1
+        optimizer.learningRate *= optimizer.epochDecay
         return EpochResult(epoch: epoch, meanLoss: lossSum / Double(count), batches: batches, samples: count)
     }
 }

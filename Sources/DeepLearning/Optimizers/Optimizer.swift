@@ -19,15 +19,19 @@ public final class Optimizer<T: DLScalar> {
     /// Learning rate; may change between steps.
     public var learningRate: Double
     public let weightDecay: Double
+    /// Factor applied to the learning rate after each epoch (`Model.trainEpoch`).
+    public let epochDecay: Double
     /// Number of updates applied so far (Adam's t).
     public internal(set) var step: Int = 0
     /// Per-parameter state: momentum's v, Adam's m and v, RMSprop's s.
     public let slots: [[Tensor<T>]]
 
-    public init(_ function: Function, learningRate: Double, weightDecay: Double, parameters: [Parameter<T>]) throws(DLError) {
+    public init(_ function: Function, learningRate: Double, weightDecay: Double, epochDecay: Double = 1,
+                parameters: [Parameter<T>]) throws(DLError) {
         self.function = function
         self.learningRate = learningRate
         self.weightDecay = weightDecay
+        self.epochDecay = epochDecay
         let slotCount: Int
         switch function {
         case .sgd(let m): slotCount = m == 0 ? 0 : 1
@@ -88,20 +92,22 @@ public final class Optimizer<T: DLScalar> {
 public enum OptimizerRegistry {
     static let lr = OptionSpec("lr", .number(0...1e6), doc: "learning rate")
     static let wd = OptionSpec("weight_decay", .number(0...1e6), default: .double(0), doc: "L2 penalty added to the gradient")
+    static let lrDecay = OptionSpec("lr_decay", .number(1e-6...1), default: .double(1),
+                                    doc: "multiplies the learning rate at the end of every epoch (1 keeps it constant)")
 
     public static let kinds: [ComponentKind] = [
         ComponentKind("sgd", options: [
-            lr, wd,
+            lr, wd, lrDecay,
             OptionSpec("momentum", .numberHalfOpen(0..<1), default: .double(0), doc: "momentum factor; 0 is plain SGD"),
         ], doc: "stochastic gradient descent, optionally with momentum"),
         ComponentKind("adam", options: [
-            lr, wd,
+            lr, wd, lrDecay,
             OptionSpec("beta1", .numberHalfOpen(0..<1), default: .double(0.9)),
             OptionSpec("beta2", .numberHalfOpen(0..<1), default: .double(0.999)),
             OptionSpec("eps", .number(0...1), default: .double(1e-8)),
         ], doc: "Adam with bias correction"),
         ComponentKind("rmsprop", options: [
-            lr, wd,
+            lr, wd, lrDecay,
             OptionSpec("rho", .numberHalfOpen(0..<1), default: .double(0.99), doc: "decay of the squared-gradient average"),
             OptionSpec("eps", .number(0...1), default: .double(1e-8)),
         ], doc: "RMSprop"),
@@ -115,6 +121,7 @@ public enum OptimizerRegistry {
         case "rmsprop": function = .rmsprop(rho: spec.double("rho") ?? 0.99, eps: spec.double("eps") ?? 1e-8)
         default: throw DLError(.spec, "\(spec.path).type: unknown optimizer \"\(spec.type)\"")
         }
-        return try Optimizer(function, learningRate: spec.double("lr") ?? 0.01, weightDecay: spec.double("weight_decay") ?? 0, parameters: parameters)
+        return try Optimizer(function, learningRate: spec.double("lr") ?? 0.01, weightDecay: spec.double("weight_decay") ?? 0,
+                             epochDecay: spec.double("lr_decay") ?? 1, parameters: parameters)
     }
 }

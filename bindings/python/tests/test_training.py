@@ -160,3 +160,12 @@ def test_fit_on_mnist_shaped_images(mnist_model):
     labels = rng.integers(0, 10, 100).astype(np.uint8)
     history = mnist_model.fit(images, labels, epochs=1, batch_size=64, verbose=False)
     assert mnist_model.step_count == 2 and history.epochs == 1
+
+
+def test_fit_follows_the_specs_learning_rate_decay(load_spec, xor_data):
+    spec = load_spec("xor")
+    spec["optimizer"]["lr_decay"] = 0.5
+    x, y = xor_data
+    with dl.Model.from_spec(spec) as model:
+        model.fit(x, y, epochs=2, batch_size=2, verbose=False)
+        assert model.learning_rate == pytest.approx(spec["optimizer"]["lr"] * 0.25)
