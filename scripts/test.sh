@@ -51,7 +51,7 @@ pytest_bindings() {
     # so the machine's site-packages stay untouched); --import-mode=append keeps
     # pytest from putting the source copy in bindings/python ahead of it.
     rm -rf "$build/python-site"
-    "$python" -m pip install --quiet --no-deps --root-user-action=ignore \
+    "$python" -m pip install --quiet --no-deps --no-build-isolation --root-user-action=ignore \
         --target "$build/python-site" "$root/bindings/python" || return 1
     # One BLAS thread: two-thread OpenBLAS runs stall on these 2-core VMs, and NumPy
     # references in the tests would then take seconds per call.
