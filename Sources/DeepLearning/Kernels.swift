@@ -132,15 +132,20 @@ public enum Kernels {
     /// Row-wise softmax: y[r, :] = exp(x[r, :] - max) / sum. Stable for any finite x.
     @_specialize(where T == Float) @_specialize(where T == Double)
     public static func softmaxRows<T: DLScalar>(_ x: UnsafePointer<T>, _ y: UnsafeMutablePointer<T>, rows: Int, cols: Int) {
-        for r in 0..<rows {
-            let xr = x + r * cols, yr = y + r * cols
-            var m = xr[0]
-            for c in 1..<cols where xr[c] > m { m = xr[c] }
-            var s: T = 0
-            for c in 0..<cols { yr[c] = T.exp(xr[c] - m); s += yr[c] }
-            let inv = 1 / s
-            for c in 0..<cols { yr[c] *= inv }
-        }
+        for r in 0..<rows { _ = softmaxRow(x + r * cols, y + r * cols, cols) }
+    }
+
+    /// Softmax of one row into y; returns log(sum(exp(x))) in Double, so callers can form
+    /// log-probabilities x[k] - logZ without taking the log of an underflowed probability.
+    @_specialize(where T == Float) @_specialize(where T == Double)
+    static func softmaxRow<T: DLScalar>(_ x: UnsafePointer<T>, _ y: UnsafeMutablePointer<T>, _ cols: Int) -> Double {
+        var m = x[0]
+        for c in 1..<cols where x[c] > m { m = x[c] }
+        var s: T = 0
+        for c in 0..<cols { y[c] = T.exp(x[c] - m); s += y[c] }
+        let inv = 1 / s
+        for c in 0..<cols { y[c] *= inv }
+        return Double(m) + Double.log(Double(s))
     }
 
     /// Softmax's Jacobian applied row by row: dx = y * (dy - sum(dy * y)).
@@ -193,13 +198,12 @@ public enum Kernels {
     @_specialize(where T == Float) @_specialize(where T == Double)
     public static func crossEntropyLabels<T: DLScalar>(_ logits: UnsafePointer<T>, _ labels: UnsafePointer<Int32>,
                                                       _ dlogits: UnsafeMutablePointer<T>, rows: Int, cols: Int) -> Double {
-        softmaxRows(logits, dlogits, rows: rows, cols: cols)
         var sum = 0.0
         let inv = 1 / T(rows)
         for r in 0..<rows {
-            let row = dlogits + r * cols
+            let lr = logits + r * cols, row = dlogits + r * cols
             let k = Int(labels[r])
-            sum -= logSoftmaxAt(logits + r * cols, cols, k)
+            sum += softmaxRow(lr, row, cols) - Double(lr[k])      // -log softmax[k]
             for c in 0..<cols { row[c] *= inv }
             row[k] -= inv
         }
@@ -211,16 +215,11 @@ public enum Kernels {
     @_specialize(where T == Float) @_specialize(where T == Double)
     public static func crossEntropyDense<T: DLScalar>(_ logits: UnsafePointer<T>, _ t: UnsafePointer<T>,
                                                      _ dlogits: UnsafeMutablePointer<T>, rows: Int, cols: Int) -> Double {
-        softmaxRows(logits, dlogits, rows: rows, cols: cols)
         var sum = 0.0
         let inv = 1 / T(rows)
         for r in 0..<rows {
-            let row = dlogits + r * cols, tr = t + r * cols, lr = logits + r * cols
-            var m = lr[0]
-            for c in 1..<cols where lr[c] > m { m = lr[c] }
-            var s = 0.0
-            for c in 0..<cols { s += Double(T.exp(lr[c] - m)) }
-            let logZ = Double(m) + Double.log(s)
+            let lr = logits + r * cols, row = dlogits + r * cols, tr = t + r * cols
+            let logZ = softmaxRow(lr, row, cols)
             var tsum: T = 0
             for c in 0..<cols {
                 sum -= Double(tr[c]) * (Double(lr[c]) - logZ)
@@ -229,16 +228,6 @@ public enum Kernels {
             for c in 0..<cols { row[c] = (row[c] * tsum - tr[c]) * inv }
         }
         return sum / Double(rows)
-    }
-
-    /// log softmax(x)[k] in Double, stable.
-    @_specialize(where T == Float) @_specialize(where T == Double)
-    static func logSoftmaxAt<T: DLScalar>(_ x: UnsafePointer<T>, _ cols: Int, _ k: Int) -> Double {
-        var m = x[0]
-        for c in 1..<cols where x[c] > m { m = x[c] }
-        var s = 0.0
-        for c in 0..<cols { s += Double(T.exp(x[c] - m)) }
-        return Double(x[k]) - Double(m) - Double.log(s)
     }
 
     // MARK: Optimizer updates (g already includes weight decay when asked)

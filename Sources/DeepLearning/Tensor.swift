@@ -60,6 +60,13 @@ public final class Tensor<T: DLScalar> {
         count = n
     }
 
+    /// Resizes to `[batch] + sample`, allocating nothing when that is already the shape (the
+    /// case on every training step after the first).
+    public func resize(batch: Int, sample: [Int]) throws(DLError) {
+        if shape.count == sample.count + 1, shape[0] == batch, shape.dropFirst().elementsEqual(sample) { return }
+        try resize([batch] + sample)
+    }
+
     /// The elements as an array (a copy).
     public var array: [T] { Array(UnsafeBufferPointer(start: data, count: count)) }
 

@@ -70,7 +70,7 @@ public final class Conv2D<T: DLScalar>: Layer {
 
     public func forward(_ x: Tensor<T>, training: Bool) throws(DLError) -> Tensor<T> {
         let batch = x.shape[0], inSample = inChannels * window.inputPlane, outSample = filters * window.outputPlane
-        try resizeBatch(y, batch, outputShape)
+        try y.resize(batch: batch, sample: outputShape)
         try forEachGroup(batch) { (start, n) throws(DLError) in
             let width = n * window.outputPlane
             Kernels.im2col(x.data + start * inSample, cols.data, batch: n, channels: inChannels, window)
@@ -90,7 +90,7 @@ public final class Conv2D<T: DLScalar>: Layer {
         let batch = dy.shape[0], inSample = inChannels * window.inputPlane, outSample = filters * window.outputPlane
         if let bias { Kernels.channelSums(dy.data, bias.grad.data, batch: batch, channels: filters, spatial: window.outputPlane) }
         if needInputGradient {
-            try resizeBatch(dx, batch, [inChannels, window.height, window.width])
+            try dx.resize(batch: batch, sample: [inChannels, window.height, window.width])
             try dcols.resize([taps, groupSize(batch) * window.outputPlane])
         }
         // dY reuses `product`, which forward no longer needs.

@@ -118,9 +118,3 @@ public enum LayerRegistry {
 
     public static var kinds: [ComponentKind] { factories.map { $0.kind } }
 }
-
-/// Resizes `t` to `[batch] + sampleShape` (reusing its memory).
-@inline(__always)
-func resizeBatch<T>(_ t: Tensor<T>, _ batch: Int, _ sampleShape: [Int]) throws(DLError) {
-    try t.resize([batch] + sampleShape)
-}

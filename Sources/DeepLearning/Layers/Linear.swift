@@ -10,7 +10,8 @@ public final class Linear<T: DLScalar>: Layer {
     public let outFeatures: Int
     public let weight: Parameter<T>
     public let bias: Parameter<T>?
-    public var outputShape: [Int] { [outFeatures] }
+    public let outputShape: [Int]
+    private let inputShape: [Int]
     public var parameters: [Parameter<T>] { bias.map { [weight, $0] } ?? [weight] }
 
     private var x: Tensor<T>?
@@ -19,6 +20,8 @@ public final class Linear<T: DLScalar>: Layer {
 
     public init(inFeatures: Int, outFeatures: Int, bias: Bool = true) throws(DLError) {
         self.inFeatures = inFeatures
+        self.outputShape = [outFeatures]
+        self.inputShape = [inFeatures]
         self.outFeatures = outFeatures
         self.weight = try Parameter("weight", shape: [outFeatures, inFeatures])
         self.bias = bias ? try Parameter("bias", shape: [outFeatures]) : nil
@@ -28,7 +31,7 @@ public final class Linear<T: DLScalar>: Layer {
 
     public func forward(_ x: Tensor<T>, training: Bool) throws(DLError) -> Tensor<T> {
         let batch = x.shape[0]
-        try resizeBatch(y, batch, [outFeatures])
+        try y.resize(batch: batch, sample: outputShape)
         if batch == 1 {
             T.gemv(m: outFeatures, n: inFeatures, alpha: 1, a: weight.value.data, lda: inFeatures,
                    x: x.data, beta: 0, y: y.data)
@@ -50,7 +53,7 @@ public final class Linear<T: DLScalar>: Layer {
                beta: 0, c: weight.grad.data, ldc: inFeatures)
         if let bias { Kernels.sumRows(dy.data, bias.grad.data, rows: batch, cols: outFeatures) }
         guard needInputGradient else { return nil }
-        try resizeBatch(dx, batch, [inFeatures])
+        try dx.resize(batch: batch, sample: inputShape)
         T.gemm(transA: false, transB: false, m: batch, n: inFeatures, k: outFeatures,
                alpha: 1, a: dy.data, lda: outFeatures, b: weight.value.data, ldb: inFeatures,
                beta: 0, c: dx.data, ldc: inFeatures)

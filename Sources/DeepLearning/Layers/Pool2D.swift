@@ -29,7 +29,7 @@ public final class Pool2D<T: DLScalar>: Layer {
 
     public func forward(_ x: Tensor<T>, training: Bool) throws(DLError) -> Tensor<T> {
         let planes = x.shape[0] * channels
-        try resizeBatch(y, x.shape[0], outputShape)
+        try y.resize(batch: x.shape[0], sample: outputShape)
         switch mode {
         case .max:
             if argmax.count < y.count { argmax = [Int32](repeating: 0, count: y.count) }
@@ -44,7 +44,7 @@ public final class Pool2D<T: DLScalar>: Layer {
         guard needInputGradient else { return nil }
         guard dy.shape == y.shape else { throw .invalid("\(type): backward called before forward, or with another shape") }
         let planes = dy.shape[0] * channels
-        try resizeBatch(dx, dy.shape[0], [channels, window.height, window.width])
+        try dx.resize(batch: dy.shape[0], sample: [channels, window.height, window.width])
         switch mode {
         case .max:
             argmax.withUnsafeBufferPointer { Kernels.maxPool2dBackward(dy.data, argmax: $0.baseAddress!, dx.data, planes: planes, window) }

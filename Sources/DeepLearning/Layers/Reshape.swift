@@ -20,14 +20,14 @@ public final class Reshape<T: DLScalar>: Layer {
     }
 
     public func forward(_ x: Tensor<T>, training: Bool) throws(DLError) -> Tensor<T> {
-        try resizeBatch(y, x.shape[0], outputShape)
+        try y.resize(batch: x.shape[0], sample: outputShape)
         y.copy(from: x)
         return y
     }
 
     public func backward(_ dy: Tensor<T>, needInputGradient: Bool) throws(DLError) -> Tensor<T>? {
         guard needInputGradient else { return nil }
-        try resizeBatch(dx, dy.shape[0], inputShape)
+        try dx.resize(batch: dy.shape[0], sample: inputShape)
         dx.copy(from: dy)
         return dx
     }

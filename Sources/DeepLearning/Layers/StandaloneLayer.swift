@@ -143,9 +143,7 @@ public final class StandaloneLoss<T: DLScalar>: AnyStandaloneLoss {
             guard loss.isClassification else {
                 throw DLError(.unsupported, "the \(type) loss needs target values shaped like the predictions, not class labels")
             }
-            for i in 0..<rows where l[i] < 0 || Int(l[i]) >= cols {
-                throw .invalid("label \(l[i]) of sample \(i) is out of range for \(cols) classes")
-            }
+            try checkLabels(l, count: rows, classes: cols)
             t = .labels(l)
         case (nil, let v?):
             try self.targets.resize([rows, cols])

@@ -6,6 +6,13 @@ public enum Targets<T: DLScalar> {
     case values(UnsafePointer<T>)
 }
 
+/// Refuses a class label outside [0, classes), naming the sample.
+func checkLabels(_ labels: UnsafePointer<Int32>, count: Int, classes: Int) throws(DLError) {
+    for i in 0..<count where labels[i] < 0 || Int(labels[i]) >= classes {
+        throw .invalid("label \(labels[i]) of sample \(i) is out of range: there are \(classes) classes (0...\(classes - 1))")
+    }
+}
+
 /// A loss: the mean over the batch (or over elements) and its gradient.
 ///
 ///     cross_entropy: softmax + negative log likelihood, mean over samples;

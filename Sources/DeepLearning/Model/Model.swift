@@ -132,7 +132,7 @@ public final class Model<T: DLScalar> {
     func loadInput<S: DLScalar>(_ x: UnsafePointer<S>, batch: Int, checked: Bool = false) throws(DLError) -> Tensor<T> {
         guard batch > 0 else { throw .invalid("batch size must be at least 1, got \(batch)") }
         let n = try checkedProduct(batch, inputSize, "input of \(batch) samples")
-        try input.resize([batch] + inputShape)
+        try input.resize(batch: batch, sample: inputShape)
         let p = spec.preprocessing
         if p.isIdentity {
             Kernels.convert(x, input.data, n)
@@ -152,13 +152,11 @@ public final class Model<T: DLScalar> {
             guard loss.isClassification else {
                 throw DLError(.unsupported, "the \(loss.type) loss needs target values (\(outputSize) per sample), not class labels")
             }
-            for i in 0..<batch where labels[i] < 0 || Int(labels[i]) >= outputSize {
-                throw .invalid("label \(labels[i]) of sample \(i) is out of range: the model has \(outputSize) classes (0...\(outputSize - 1))")
-            }
+            try checkLabels(labels, count: batch, classes: outputSize)
             return .labels(labels)
         case .values(let values):
             let n = try checkedProduct(batch, outputSize, "targets of \(batch) samples")
-            try targetValues.resize([batch] + outputShape)
+            try targetValues.resize(batch: batch, sample: outputShape)
             Kernels.convert(values, targetValues.data, n)
             guard Kernels.allFinite(targetValues.data, n) else {
                 throw DLError(.numeric, "the targets contain NaN or infinite values")

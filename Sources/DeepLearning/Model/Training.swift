@@ -55,9 +55,7 @@ extension Model {
         guard count <= Int(Int32.max) else { throw .invalid("an epoch holds at most \(Int32.max) samples, got \(count)") }
         guard batchSize > 0 else { throw .invalid("batch size must be at least 1, got \(batchSize)") }
         _ = try checkedProduct(count, inputSize, "input of \(count) samples")
-        for i in 0..<count where labels[i] < 0 || Int(labels[i]) >= outputSize {
-            throw .invalid("label \(labels[i]) of sample \(i) is out of range: the model has \(outputSize) classes (0...\(outputSize - 1))")
-        }
+        try checkLabels(labels, count: count, classes: outputSize)
 
         let rows = min(batchSize, count)
         let batches = (count + batchSize - 1) / batchSize
