@@ -31,10 +31,12 @@ let packageRoot = String(#filePath.dropLast("/Package.swift".count))
 let targets: [Target] = systemLibraries + [
     // The per-thread error buffer of the C ABI (C11 _Thread_local).
     .target(name: "CDeepLearningSupport"),
+    // Float32 kernels for sparse input batches, with AVX2/FMA versions chosen at run time.
+    .target(name: "CDeepLearningKernels"),
     // The core: tensors, kernels, layers, losses, optimizers, models, specs,
     // checkpoints, data loading. No Foundation.
     .target(name: "DeepLearning",
-            dependencies: ["CJSONC", "CHDF5", "COpenBLAS", "CZlib",
+            dependencies: ["CJSONC", "CHDF5", "COpenBLAS", "CZlib", "CDeepLearningKernels",
                            .product(name: "RealModule", package: "swift-numerics")]),
     // The C ABI: @_cdecl exports only; validates every argument. The linker version
     // script keeps libdeeplearning.so's exports to the dl_* functions of the header

@@ -17,6 +17,13 @@ public final class Linear<T: DLScalar>: Layer {
     private var x: Tensor<T>?
     private let y: Tensor<T>
     private let dx: Tensor<T>
+    /// The sparse-input path (float32 only), which the model turns on for its first layer
+    /// with parameters, the one that sees the input batch: see `SparseInput`.
+    var sparseInput: SparseInput?
+    /// Whether the last forward pass took the sparse path (backward then does too).
+    private(set) var forwardWasSparse = false
+    /// dy summed over the batch, when there is no bias to hold it (sparse path only).
+    private var columnSum: Tensor<T>?
 
     public init(inFeatures: Int, outFeatures: Int, bias: Bool = true) throws(DLError) {
         self.inFeatures = inFeatures
@@ -32,6 +39,18 @@ public final class Linear<T: DLScalar>: Layer {
     public func forward(_ x: Tensor<T>, training: Bool) throws(DLError) -> Tensor<T> {
         let batch = x.shape[0]
         try y.resize(batch: batch, sample: outputShape)
+        self.x = x
+        forwardWasSparse = false
+        if let sparseInput, T.self == Float.self {
+            let xf = UnsafeRawPointer(x.data).assumingMemoryBound(to: Float.self)
+            let yf = UnsafeMutableRawPointer(y.data).assumingMemoryBound(to: Float.self)
+            let w = UnsafeRawPointer(weight.value.data).assumingMemoryBound(to: Float.self)
+            let b = bias.map { UnsafeRawPointer($0.value.data).assumingMemoryBound(to: Float.self) }
+            if sparseInput.compress(xf, rows: batch), sparseInput.forward(weight: w, bias: b, y: yf) {
+                forwardWasSparse = true
+                return y
+            }
+        }
         if batch == 1 {
             T.gemv(m: outFeatures, n: inFeatures, alpha: 1, a: weight.value.data, lda: inFeatures,
                    x: x.data, beta: 0, y: y.data)
@@ -41,23 +60,45 @@ public final class Linear<T: DLScalar>: Layer {
                    beta: 0, c: y.data, ldc: outFeatures)
         }
         if let bias { Kernels.addRowVector(y.data, bias.value.data, rows: batch, cols: outFeatures) }
-        self.x = x
         return y
     }
 
     public func backward(_ dy: Tensor<T>, needInputGradient: Bool) throws(DLError) -> Tensor<T>? {
         guard let x else { throw .invalid("linear: backward called before forward") }
         let batch = dy.shape[0]
-        T.gemm(transA: true, transB: false, m: outFeatures, n: inFeatures, k: batch,
-               alpha: 1, a: dy.data, lda: outFeatures, b: x.data, ldb: inFeatures,
-               beta: 0, c: weight.grad.data, ldc: inFeatures)
-        if let bias { Kernels.sumRows(dy.data, bias.grad.data, rows: batch, cols: outFeatures) }
+        if forwardWasSparse, let sparseInput, try sparseWeightGradient(sparseInput, dy) {
+            // weight and bias gradients done
+        } else {
+            T.gemm(transA: true, transB: false, m: outFeatures, n: inFeatures, k: batch,
+                   alpha: 1, a: dy.data, lda: outFeatures, b: x.data, ldb: inFeatures,
+                   beta: 0, c: weight.grad.data, ldc: inFeatures)
+            if let bias { Kernels.sumRows(dy.data, bias.grad.data, rows: batch, cols: outFeatures) }
+        }
         guard needInputGradient else { return nil }
         try dx.resize(batch: batch, sample: inputShape)
         T.gemm(transA: false, transB: false, m: batch, n: inFeatures, k: outFeatures,
                alpha: 1, a: dy.data, lda: outFeatures, b: weight.value.data, ldb: inFeatures,
                beta: 0, c: dx.data, ldc: inFeatures)
         return dx
+    }
+
+    /// The weight (and bias) gradient from the batch `forward` compressed; false when the
+    /// sparse path could not get its buffers (the dense one then runs).
+    private func sparseWeightGradient(_ sparse: SparseInput, _ dy: Tensor<T>) throws(DLError) -> Bool {
+        let sums: Tensor<T>
+        if let bias {
+            sums = bias.grad
+        } else if let columnSum {
+            sums = columnSum
+        } else {
+            sums = try Tensor(shape: [outFeatures])
+            columnSum = sums
+        }
+        Kernels.sumRows(dy.data, sums.data, rows: dy.shape[0], cols: outFeatures)
+        let dyf = UnsafeRawPointer(dy.data).assumingMemoryBound(to: Float.self)
+        let sf = UnsafeRawPointer(sums.data).assumingMemoryBound(to: Float.self)
+        let dw = UnsafeMutableRawPointer(weight.grad.data).assumingMemoryBound(to: Float.self)
+        return sparse.weightGradient(dy: dyf, columnSum: sf, into: dw)
     }
 }
 

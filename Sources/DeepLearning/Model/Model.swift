@@ -77,6 +77,12 @@ public final class Model<T: DLScalar> {
         }
         self.layers = layers
         self.firstTrainableLayer = layers.firstIndex { !$0.parameters.isEmpty } ?? layers.count
+        // The layer that sees the input batch takes the sparse path when the batch is mostly
+        // one value (raw or standardized image backgrounds, one-hot codes); float32 only.
+        if T.self == Float.self, firstTrainableLayer < layers.count,
+           let linear = layers[firstTrainableLayer] as? Linear<T> {
+            linear.sparseInput = SparseInput(inFeatures: linear.inFeatures, outFeatures: linear.outFeatures)
+        }
         self.parameters = parameters
         self.buffers = buffers
         self.random = random

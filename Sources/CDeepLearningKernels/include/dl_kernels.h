@@ -1,0 +1,69 @@
+// Internal float32 kernels for sparse input batches, in C so that they can use AVX2/FMA
+// where the CPU has them (chosen at run time) while the library stays built for baseline
+// x86-64. Swift calls them from `SparseInput`; nothing here is part of the public API.
+//
+// The idea: a batch `x` whose entries are mostly one value `v` (MNIST pixels are 81%
+// background) is stored as `x = v + S`, with `S` sparse. Then, for a linear layer,
+//
+//     x W^T       = S W^T + v * rowsum(W)            (forward)
+//     dy^T x      = dy^T S + v * colsum(dy)          (weight gradient, one row per output)
+//
+// and both products with `S` cost work in proportion to its nonzeros, not to the batch.
+#ifndef DL_KERNELS_H
+#define DL_KERNELS_H
+
+#include <stdint.h>
+
+#define DLK_HIDDEN __attribute__((visibility("hidden")))
+
+/// Compresses the rows of `x` (rows x cols, row-major) around `v`: for row r, the entries
+/// `start[r] ..< start[r + 1]` of `index` (column) and `value` (x - v) list the elements
+/// that differ from `v`, in increasing column order. `start` holds rows + 1 entries;
+/// `index` and `value` must hold `max_nonzeros + cols + 8` entries (a row is finished
+/// before the limit is checked, and the vector version stores eight lanes at a time). Returns the number of nonzeros, or -1 as soon as it exceeds
+/// `max_nonzeros` (the batch is too dense to be worth it; the arrays are then garbage).
+/// `x` must be finite.
+DLK_HIDDEN int64_t dlk_compress_rows(const float *x, int64_t rows, int64_t cols, float v,
+                                     int64_t max_nonzeros,
+                                     int32_t *start, int32_t *index, float *value, int portable);
+
+/// The same matrix compressed by columns: from a row compression of a rows x cols matrix
+/// to `col_start` (cols + 1 entries), `row` and `col_value` (nonzeros each), rows in
+/// increasing order within each column.
+DLK_HIDDEN void dlk_compress_columns(int64_t rows, int64_t cols,
+                                     const int32_t *start, const int32_t *index, const float *value,
+                                     int32_t *col_start, int32_t *row, float *col_value);
+
+/// c = base + S b, for S compressed by rows (rows x k), b (k x n, leading dimension ldb)
+/// and c (rows x n, leading dimension ldc); `base` (n values, added to every row) may be
+/// NULL for zero.
+DLK_HIDDEN void dlk_sparse_times_dense(int64_t rows, int64_t n,
+                                       const int32_t *start, const int32_t *index, const float *value,
+                                       const float *b, int64_t ldb, const float *base,
+                                       float *c, int64_t ldc, int portable);
+
+/// The same product, faster when b (k x n) is larger than L1: taken in blocks of rows.
+/// `cursor` is scratch space for `rows` entries.
+DLK_HIDDEN void dlk_sparse_times_dense_blocked(int64_t rows, int64_t n, int64_t k,
+                                               const int32_t *start, const int32_t *index, const float *value,
+                                               const float *b, int64_t ldb, const float *base,
+                                               float *c, int64_t ldc, int32_t *cursor, int portable);
+
+/// The weight gradient of a linear layer fed a sparse batch: c (n x cols, leading
+/// dimension ldc) = b^T S + base 1^T, for S (rows x cols) compressed by columns and b
+/// (rows x n). `base` (n values, NULL for zero) is added to every column. `scratch` holds
+/// 8 * round_up(n, 8) floats.
+DLK_HIDDEN void dlk_sparse_weight_gradient(int64_t cols, int64_t n,
+                                           const int32_t *col_start, const int32_t *row, const float *value,
+                                           const float *b, int64_t ldb, const float *base,
+                                           float *c, int64_t ldc, float *scratch, int portable);
+
+/// t = a^T for a (rows x cols) row-major; t is (cols x rows).
+DLK_HIDDEN void dlk_transpose(const float *a, int64_t rows, int64_t cols, float *t, int portable);
+
+/// 1 when the CPU runs the AVX2/FMA versions, 0 when it gets the portable C ones.
+/// Every kernel with two versions takes `portable`: nonzero forces the portable one
+/// (tests compare the two).
+DLK_HIDDEN int dlk_has_avx2(void);
+
+#endif

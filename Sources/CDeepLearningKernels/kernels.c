@@ -1,0 +1,441 @@
+// Sparse-input kernels (see dl_kernels.h). Each kernel has a portable C version and, on
+// x86-64, an AVX2/FMA version compiled with a target attribute and chosen at run time, so
+// the library itself stays built for baseline x86-64.
+#include "dl_kernels.h"
+
+#include <pthread.h>
+#include <string.h>
+
+#if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
+#define DLK_X86 1
+#include <immintrin.h>
+#else
+#define DLK_X86 0
+#endif
+
+int dlk_has_avx2(void) {
+#if DLK_X86
+    static int cached = -1;  // benign race: every thread computes the same value
+    if (cached < 0) {
+        __builtin_cpu_init();
+        cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    }
+    return cached;
+#else
+    return 0;
+#endif
+}
+
+// MARK: - Row compression
+
+static int64_t compress_rows_portable(const float *x, int64_t rows, int64_t cols, float v,
+                                      int64_t max_nonzeros,
+                                      int32_t *start, int32_t *index, float *value) {
+    int64_t nnz = 0;
+    start[0] = 0;
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xr = x + r * cols;
+        for (int64_t c = 0; c < cols; c++) {
+            if (xr[c] != v) {
+                index[nnz] = (int32_t)c;
+                value[nnz] = xr[c] - v;
+                nnz++;
+            }
+        }
+        if (nnz > max_nonzeros) return -1;
+        start[r + 1] = (int32_t)nnz;
+    }
+    return nnz;
+}
+
+#if DLK_X86
+// For each 8-bit mask, the positions of its set bits packed into bytes (low first): the
+// permutation that moves the selected lanes of a vector to its front.
+static uint64_t compress_table[256];
+static pthread_once_t compress_table_once = PTHREAD_ONCE_INIT;
+
+static void fill_compress_table(void) {
+    for (unsigned mask = 0; mask < 256; mask++) {
+        uint64_t packed = 0;
+        int n = 0;
+        for (int bit = 0; bit < 8; bit++)
+            if (mask & (1u << bit)) packed |= (uint64_t)bit << (8 * n++);
+        compress_table[mask] = packed;
+    }
+}
+
+// Eight columns at a time: compare with v, then move the differing lanes (values and their
+// column numbers) to the front with one permutation and store all eight lanes; only the
+// first popcount(mask) of them count. No branch depends on the data but "all eight equal v".
+__attribute__((target("avx2")))
+static int64_t compress_rows_avx2(const float *x, int64_t rows, int64_t cols, float v,
+                                  int64_t max_nonzeros,
+                                  int32_t *start, int32_t *index, float *value) {
+    pthread_once(&compress_table_once, fill_compress_table);
+    const __m256 vv = _mm256_set1_ps(v);
+    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    int64_t nnz = 0;
+    start[0] = 0;
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xr = x + r * cols;
+        int64_t c = 0;
+        for (; c + 8 <= cols; c += 8) {
+            const __m256 d = _mm256_loadu_ps(xr + c);
+            const unsigned mask = (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(d, vv, _CMP_NEQ_UQ));
+            if (mask == 0) continue;
+            const __m256i perm = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)compress_table[mask]));
+            _mm256_storeu_ps(value + nnz, _mm256_permutevar8x32_ps(_mm256_sub_ps(d, vv), perm));
+            const __m256i columns = _mm256_add_epi32(lanes, _mm256_set1_epi32((int)c));
+            _mm256_storeu_si256((__m256i *)(index + nnz), _mm256_permutevar8x32_epi32(columns, perm));
+            nnz += __builtin_popcount(mask);
+        }
+        for (; c < cols; c++) {
+            if (xr[c] != v) {
+                index[nnz] = (int32_t)c;
+                value[nnz] = xr[c] - v;
+                nnz++;
+            }
+        }
+        if (nnz > max_nonzeros) return -1;
+        start[r + 1] = (int32_t)nnz;
+    }
+    return nnz;
+}
+#endif
+
+int64_t dlk_compress_rows(const float *x, int64_t rows, int64_t cols, float v, int64_t max_nonzeros,
+                          int32_t *start, int32_t *index, float *value, int portable) {
+#if DLK_X86
+    if (!portable && dlk_has_avx2())
+        return compress_rows_avx2(x, rows, cols, v, max_nonzeros, start, index, value);
+#endif
+    (void)portable;
+    return compress_rows_portable(x, rows, cols, v, max_nonzeros, start, index, value);
+}
+
+// MARK: - Column compression (a counting sort by column)
+
+void dlk_compress_columns(int64_t rows, int64_t cols,
+                          const int32_t *start, const int32_t *index, const float *value,
+                          int32_t *col_start, int32_t *row, float *col_value) {
+    memset(col_start, 0, (size_t)(cols + 1) * sizeof *col_start);
+    const int32_t nnz = start[rows];
+    for (int32_t k = 0; k < nnz; k++) col_start[index[k] + 1]++;
+    for (int64_t c = 0; c < cols; c++) col_start[c + 1] += col_start[c];
+    // col_start[c] is now where column c begins; use it as column c's cursor...
+    for (int64_t r = 0; r < rows; r++) {
+        for (int32_t k = start[r]; k < start[r + 1]; k++) {
+            int32_t p = col_start[index[k]]++;
+            row[p] = (int32_t)r;
+            col_value[p] = value[k];
+        }
+    }
+    // ...after which it is where column c + 1 begins: shift back by one.
+    memmove(col_start + 1, col_start, (size_t)cols * sizeof *col_start);
+    col_start[0] = 0;
+}
+
+// MARK: - Sparse times dense
+
+static void sparse_times_dense_portable(int64_t rows, int64_t n,
+                                        const int32_t *start, const int32_t *index, const float *value,
+                                        const float *b, int64_t ldb, const float *base,
+                                        float *c, int64_t ldc) {
+    for (int64_t r = 0; r < rows; r++) {
+        float *cr = c + r * ldc;
+        if (base) memcpy(cr, base, (size_t)n * sizeof *cr);
+        else memset(cr, 0, (size_t)n * sizeof *cr);
+        for (int32_t k = start[r]; k < start[r + 1]; k++) {
+            const float s = value[k];
+            const float *br = b + (int64_t)index[k] * ldb;
+            for (int64_t j = 0; j < n; j++) cr[j] += s * br[j];
+        }
+    }
+}
+
+#if DLK_X86
+// One row of c, 64 columns at a time in eight 8-wide accumulators (kept in registers
+// across the row's nonzeros: each nonzero costs one broadcast, eight loads of b and eight
+// FMAs), then 8 at a time, then one at a time.
+__attribute__((target("avx2,fma")))
+static void sparse_times_dense_avx2(int64_t rows, int64_t n,
+                                    const int32_t *start, const int32_t *index, const float *value,
+                                    const float *b, int64_t ldb, const float *base,
+                                    float *c, int64_t ldc) {
+    for (int64_t r = 0; r < rows; r++) {
+        float *cr = c + r * ldc;
+        const int32_t k0 = start[r], k1 = start[r + 1];
+        int64_t j = 0;
+        for (; j + 64 <= n; j += 64) {
+            __m256 a0, a1, a2, a3, a4, a5, a6, a7;
+            if (base) {
+                a0 = _mm256_loadu_ps(base + j);      a1 = _mm256_loadu_ps(base + j + 8);
+                a2 = _mm256_loadu_ps(base + j + 16); a3 = _mm256_loadu_ps(base + j + 24);
+                a4 = _mm256_loadu_ps(base + j + 32); a5 = _mm256_loadu_ps(base + j + 40);
+                a6 = _mm256_loadu_ps(base + j + 48); a7 = _mm256_loadu_ps(base + j + 56);
+            } else {
+                a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = _mm256_setzero_ps();
+            }
+            for (int32_t k = k0; k < k1; k++) {
+                const __m256 s = _mm256_broadcast_ss(value + k);
+                const float *br = b + (int64_t)index[k] * ldb + j;
+                a0 = _mm256_fmadd_ps(s, _mm256_loadu_ps(br), a0);
+                a1 = _mm256_fmadd_ps(s, _mm256_loadu_ps(br + 8), a1);
+                a2 = _mm256_fmadd_ps(s, _mm256_loadu_ps(br + 16), a2);
+                a3 = _mm256_fmadd_ps(s, _mm256_loadu_ps(br + 24), a3);
+                a4 = _mm256_fmadd_ps(s, _mm256_loadu_ps(br + 32), a4);
+                a5 = _mm256_fmadd_ps(s, _mm256_loadu_ps(br + 40), a5);
+                a6 = _mm256_fmadd_ps(s, _mm256_loadu_ps(br + 48), a6);
+                a7 = _mm256_fmadd_ps(s, _mm256_loadu_ps(br + 56), a7);
+            }
+            _mm256_storeu_ps(cr + j, a0);      _mm256_storeu_ps(cr + j + 8, a1);
+            _mm256_storeu_ps(cr + j + 16, a2); _mm256_storeu_ps(cr + j + 24, a3);
+            _mm256_storeu_ps(cr + j + 32, a4); _mm256_storeu_ps(cr + j + 40, a5);
+            _mm256_storeu_ps(cr + j + 48, a6); _mm256_storeu_ps(cr + j + 56, a7);
+        }
+        for (; j + 8 <= n; j += 8) {
+            __m256 a = base ? _mm256_loadu_ps(base + j) : _mm256_setzero_ps();
+            for (int32_t k = k0; k < k1; k++) {
+                a = _mm256_fmadd_ps(_mm256_broadcast_ss(value + k),
+                                    _mm256_loadu_ps(b + (int64_t)index[k] * ldb + j), a);
+            }
+            _mm256_storeu_ps(cr + j, a);
+        }
+        for (; j < n; j++) {
+            float a = base ? base[j] : 0.0f;
+            for (int32_t k = k0; k < k1; k++) a = __builtin_fmaf(value[k], b[(int64_t)index[k] * ldb + j], a);
+            cr[j] = a;
+        }
+    }
+}
+#endif
+
+#if DLK_X86
+// The same product for a b too large for L1 (a layer's transposed weight: 784 x 128 floats
+// is 392 KB). Row by row, every nonzero would fetch a row of b from L2; instead b is taken
+// in blocks of rows that fit in L1, and each row of c gathers its nonzeros that fall in
+// the block (its entries are sorted by column, so a cursor per row walks them once). c is
+// read and written once per block, and only for the rows with a nonzero there.
+__attribute__((target("avx2,fma")))
+static void sparse_times_dense_blocked_avx2(int64_t rows, int64_t n, int64_t k_total,
+                                            const int32_t *start, const int32_t *index, const float *value,
+                                            const float *b, int64_t ldb, const float *base,
+                                            float *c, int64_t ldc, int32_t *cursor) {
+    for (int64_t r = 0; r < rows; r++) {
+        float *cr = c + r * ldc;
+        if (base) memcpy(cr, base, (size_t)n * sizeof *cr);
+        else memset(cr, 0, (size_t)n * sizeof *cr);
+        cursor[r] = start[r];
+    }
+    const int64_t block = n >= 1024 ? 4 : 4096 / n;  // rows of b per block: about 16 KB
+    for (int64_t k0 = 0; k0 < k_total; k0 += block) {
+        const int32_t k1 = (int32_t)(k0 + block);
+        for (int64_t r = 0; r < rows; r++) {
+            const int32_t e0 = cursor[r];
+            int32_t e1 = e0;
+            const int32_t end = start[r + 1];
+            while (e1 < end && index[e1] < k1) e1++;
+            if (e1 == e0) continue;
+            cursor[r] = e1;
+            float *cr = c + r * ldc;
+            int64_t j = 0;
+            for (; j + 64 <= n; j += 64) {
+                __m256 a0 = _mm256_loadu_ps(cr + j),      a1 = _mm256_loadu_ps(cr + j + 8);
+                __m256 a2 = _mm256_loadu_ps(cr + j + 16), a3 = _mm256_loadu_ps(cr + j + 24);
+                __m256 a4 = _mm256_loadu_ps(cr + j + 32), a5 = _mm256_loadu_ps(cr + j + 40);
+                __m256 a6 = _mm256_loadu_ps(cr + j + 48), a7 = _mm256_loadu_ps(cr + j + 56);
+                for (int32_t e = e0; e < e1; e++) {
+                    const __m256 s = _mm256_broadcast_ss(value + e);
+                    const float *br = b + (int64_t)index[e] * ldb + j;
+                    a0 = _mm256_fmadd_ps(s, _mm256_loadu_ps(br), a0);
+                    a1 = _mm256_fmadd_ps(s, _mm256_loadu_ps(br + 8), a1);
+                    a2 = _mm256_fmadd_ps(s, _mm256_loadu_ps(br + 16), a2);
+                    a3 = _mm256_fmadd_ps(s, _mm256_loadu_ps(br + 24), a3);
+                    a4 = _mm256_fmadd_ps(s, _mm256_loadu_ps(br + 32), a4);
+                    a5 = _mm256_fmadd_ps(s, _mm256_loadu_ps(br + 40), a5);
+                    a6 = _mm256_fmadd_ps(s, _mm256_loadu_ps(br + 48), a6);
+                    a7 = _mm256_fmadd_ps(s, _mm256_loadu_ps(br + 56), a7);
+                }
+                _mm256_storeu_ps(cr + j, a0);      _mm256_storeu_ps(cr + j + 8, a1);
+                _mm256_storeu_ps(cr + j + 16, a2); _mm256_storeu_ps(cr + j + 24, a3);
+                _mm256_storeu_ps(cr + j + 32, a4); _mm256_storeu_ps(cr + j + 40, a5);
+                _mm256_storeu_ps(cr + j + 48, a6); _mm256_storeu_ps(cr + j + 56, a7);
+            }
+            for (; j + 8 <= n; j += 8) {
+                __m256 a = _mm256_loadu_ps(cr + j);
+                for (int32_t e = e0; e < e1; e++)
+                    a = _mm256_fmadd_ps(_mm256_broadcast_ss(value + e),
+                                        _mm256_loadu_ps(b + (int64_t)index[e] * ldb + j), a);
+                _mm256_storeu_ps(cr + j, a);
+            }
+            for (; j < n; j++) {
+                float a = cr[j];
+                for (int32_t e = e0; e < e1; e++) a = __builtin_fmaf(value[e], b[(int64_t)index[e] * ldb + j], a);
+                cr[j] = a;
+            }
+        }
+    }
+}
+#endif
+
+void dlk_sparse_times_dense_blocked(int64_t rows, int64_t n, int64_t k,
+                                    const int32_t *start, const int32_t *index, const float *value,
+                                    const float *b, int64_t ldb, const float *base,
+                                    float *c, int64_t ldc, int32_t *cursor, int portable) {
+#if DLK_X86
+    if (!portable && dlk_has_avx2()) {
+        sparse_times_dense_blocked_avx2(rows, n, k, start, index, value, b, ldb, base, c, ldc, cursor);
+        return;
+    }
+#endif
+    (void)portable; (void)k; (void)cursor;
+    sparse_times_dense_portable(rows, n, start, index, value, b, ldb, base, c, ldc);
+}
+
+void dlk_sparse_times_dense(int64_t rows, int64_t n,
+                            const int32_t *start, const int32_t *index, const float *value,
+                            const float *b, int64_t ldb, const float *base,
+                            float *c, int64_t ldc, int portable) {
+#if DLK_X86
+    if (!portable && dlk_has_avx2()) {
+        sparse_times_dense_avx2(rows, n, start, index, value, b, ldb, base, c, ldc);
+        return;
+    }
+#endif
+    (void)portable;
+    sparse_times_dense_portable(rows, n, start, index, value, b, ldb, base, c, ldc);
+}
+
+// MARK: - Transpose
+
+// Blocks of 8 x 8 keep both the rows read and the rows written within a few cache lines.
+static void transpose_portable(const float *a, int64_t rows, int64_t cols, float *t) {
+    for (int64_t i0 = 0; i0 < rows; i0 += 8) {
+        const int64_t i1 = i0 + 8 < rows ? i0 + 8 : rows;
+        for (int64_t j0 = 0; j0 < cols; j0 += 8) {
+            const int64_t j1 = j0 + 8 < cols ? j0 + 8 : cols;
+            for (int64_t i = i0; i < i1; i++)
+                for (int64_t j = j0; j < j1; j++) t[j * rows + i] = a[i * cols + j];
+        }
+    }
+}
+
+#if DLK_X86
+// t[j0..j0+8, i0..i0+8] = a[i0..i0+8, j0..j0+8]^T: eight loads, three rounds of shuffles
+// (pairs of rows, pairs of pairs, 128-bit halves), eight stores.
+__attribute__((target("avx2")))
+static inline void transpose_8x8_avx2(const float *a, int64_t lda, float *t, int64_t ldt) {
+    __m256 r0 = _mm256_loadu_ps(a),           r1 = _mm256_loadu_ps(a + lda);
+    __m256 r2 = _mm256_loadu_ps(a + 2 * lda), r3 = _mm256_loadu_ps(a + 3 * lda);
+    __m256 r4 = _mm256_loadu_ps(a + 4 * lda), r5 = _mm256_loadu_ps(a + 5 * lda);
+    __m256 r6 = _mm256_loadu_ps(a + 6 * lda), r7 = _mm256_loadu_ps(a + 7 * lda);
+    __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+    __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+    __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+    __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+    __m256 s0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
+    __m256 s1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
+    __m256 s2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
+    __m256 s3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+    __m256 s4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0));
+    __m256 s5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
+    __m256 s6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0));
+    __m256 s7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
+    _mm256_storeu_ps(t,           _mm256_permute2f128_ps(s0, s4, 0x20));
+    _mm256_storeu_ps(t + ldt,     _mm256_permute2f128_ps(s1, s5, 0x20));
+    _mm256_storeu_ps(t + 2 * ldt, _mm256_permute2f128_ps(s2, s6, 0x20));
+    _mm256_storeu_ps(t + 3 * ldt, _mm256_permute2f128_ps(s3, s7, 0x20));
+    _mm256_storeu_ps(t + 4 * ldt, _mm256_permute2f128_ps(s0, s4, 0x31));
+    _mm256_storeu_ps(t + 5 * ldt, _mm256_permute2f128_ps(s1, s5, 0x31));
+    _mm256_storeu_ps(t + 6 * ldt, _mm256_permute2f128_ps(s2, s6, 0x31));
+    _mm256_storeu_ps(t + 7 * ldt, _mm256_permute2f128_ps(s3, s7, 0x31));
+}
+
+// Eight rows of t at a time, written start to end (so each of its cache lines is filled
+// once), from eight columns of a.
+__attribute__((target("avx2")))
+static void transpose_avx2(const float *a, int64_t rows, int64_t cols, float *t) {
+    const int64_t rows8 = rows & ~(int64_t)7, cols8 = cols & ~(int64_t)7;
+    for (int64_t j0 = 0; j0 < cols8; j0 += 8) {
+        for (int64_t i0 = 0; i0 < rows8; i0 += 8)
+            transpose_8x8_avx2(a + i0 * cols + j0, cols, t + j0 * rows + i0, rows);
+        for (int64_t j = j0; j < j0 + 8; j++)
+            for (int64_t i = rows8; i < rows; i++) t[j * rows + i] = a[i * cols + j];
+    }
+    for (int64_t j = cols8; j < cols; j++)
+        for (int64_t i = 0; i < rows; i++) t[j * rows + i] = a[i * cols + j];
+}
+#endif
+
+#if DLK_X86
+__attribute__((target("avx2")))
+static inline void transpose_8x8_avx2(const float *a, int64_t lda, float *t, int64_t ldt);
+#endif
+
+// MARK: - Weight gradient of a sparse input
+
+// c (n x cols) = b^T S + base 1^T, for S (rows x cols) compressed by columns and b
+// (rows x n): column j of S times b gives row j of the transposed product (an n-vector,
+// accumulated in registers); eight of those are collected in a small buffer and written
+// transposed into columns j..j+8 of c, so the product never exists in the other layout.
+#if DLK_X86
+__attribute__((target("avx2,fma")))
+static void sparse_weight_gradient_avx2(int64_t cols, int64_t n,
+                                        const int32_t *col_start, const int32_t *row, const float *value,
+                                        const float *b, int64_t ldb, const float *base,
+                                        float *c, int64_t ldc, float *scratch) {
+    // scratch: 8 rows of n (padded to a multiple of 8) floats
+    const int64_t n8 = (n + 7) & ~(int64_t)7;
+    for (int64_t j0 = 0; j0 < cols; j0 += 8) {
+        const int64_t width = cols - j0 < 8 ? cols - j0 : 8;
+        sparse_times_dense_avx2(width, n, col_start + j0, row, value, b, ldb, base, scratch, n8);
+        if (width == 8) {
+            int64_t o = 0;
+            for (; o + 8 <= n; o += 8) transpose_8x8_avx2(scratch + o, n8, c + o * ldc + j0, ldc);
+            for (; o < n; o++)
+                for (int64_t j = 0; j < 8; j++) c[o * ldc + j0 + j] = scratch[j * n8 + o];
+        } else {
+            for (int64_t o = 0; o < n; o++)
+                for (int64_t j = 0; j < width; j++) c[o * ldc + j0 + j] = scratch[j * n8 + o];
+        }
+    }
+}
+#endif
+
+static void sparse_weight_gradient_portable(int64_t cols, int64_t n,
+                                            const int32_t *col_start, const int32_t *row, const float *value,
+                                            const float *b, int64_t ldb, const float *base,
+                                            float *c, int64_t ldc, float *scratch) {
+    const int64_t n8 = (n + 7) & ~(int64_t)7;
+    for (int64_t j0 = 0; j0 < cols; j0 += 8) {
+        const int64_t width = cols - j0 < 8 ? cols - j0 : 8;
+        sparse_times_dense_portable(width, n, col_start + j0, row, value, b, ldb, base, scratch, n8);
+        for (int64_t o = 0; o < n; o++)
+            for (int64_t j = 0; j < width; j++) c[o * ldc + j0 + j] = scratch[j * n8 + o];
+    }
+}
+
+void dlk_sparse_weight_gradient(int64_t cols, int64_t n,
+                                const int32_t *col_start, const int32_t *row, const float *value,
+                                const float *b, int64_t ldb, const float *base,
+                                float *c, int64_t ldc, float *scratch, int portable) {
+#if DLK_X86
+    if (!portable && dlk_has_avx2()) {
+        sparse_weight_gradient_avx2(cols, n, col_start, row, value, b, ldb, base, c, ldc, scratch);
+        return;
+    }
+#endif
+    (void)portable;
+    sparse_weight_gradient_portable(cols, n, col_start, row, value, b, ldb, base, c, ldc, scratch);
+}
+
+void dlk_transpose(const float *a, int64_t rows, int64_t cols, float *t, int portable) {
+#if DLK_X86
+    if (!portable && dlk_has_avx2()) {
+        transpose_avx2(a, rows, cols, t);
+        return;
+    }
+#endif
+    (void)portable;
+    transpose_portable(a, rows, cols, t);
+}

@@ -1,0 +1,141 @@
+import Testing
+@testable import DeepLearning
+
+/// The sparse path of a float32 linear layer (SparseInput) against the formulas computed in
+/// float64 with naive loops, for both the AVX2 and the portable C kernels, on shapes that
+/// exercise every tail of the vector code (inputs and outputs not multiples of 8 or 64).
+@Suite struct SparseInputTests {
+    struct Case: CustomTestStringConvertible {
+        var rows: Int, inputs: Int, outputs: Int, background: Float, density: Double, bias: Bool
+        var testDescription: String { "\(rows)x\(inputs)->\(outputs) v=\(background) density \(density) bias \(bias)" }
+    }
+
+    static let cases: [Case] = [
+        Case(rows: 8, inputs: 1, outputs: 1, background: 0, density: 0.2, bias: true),
+        Case(rows: 9, inputs: 13, outputs: 3, background: -0.4242, density: 0.15, bias: true),
+        Case(rows: 64, inputs: 784, outputs: 128, background: -0.4242, density: 0.19, bias: true),
+        Case(rows: 20, inputs: 33, outputs: 75, background: 2.5, density: 0.1, bias: false),
+        Case(rows: 17, inputs: 64, outputs: 64, background: 0, density: 0.05, bias: true),
+        Case(rows: 50, inputs: 100, outputs: 137, background: 1, density: 0.2, bias: true),
+        Case(rows: 12, inputs: 40, outputs: 9, background: 0, density: 0, bias: true),  // all background
+    ]
+
+    /// A batch in which each entry is `background` except with probability `density`.
+    static func batch(_ c: Case, seed: UInt64) throws -> Tensor<Float> {
+        var rng = RandomGenerator(seed: seed)
+        let x = try Tensor<Float>(shape: [c.rows, c.inputs])
+        for i in 0..<x.count {
+            x.data[i] = rng.uniform() < c.density ? Float(rng.normal() * 2) : c.background
+        }
+        return x
+    }
+
+    static func layer(_ c: Case, portable: Bool) throws -> Linear<Float> {
+        var rng = RandomGenerator(seed: 11)
+        let layer = try Linear<Float>(inFeatures: c.inputs, outFeatures: c.outputs, bias: c.bias)
+        Initializer.heNormal.fill(layer.weight.value, fanIn: c.inputs, fanOut: c.outputs, rng: &rng)
+        for p in layer.parameters where p.name == "bias" { for i in 0..<p.value.count { p.value.data[i] = Float(rng.normal()) } }
+        layer.sparseInput = SparseInput(inFeatures: c.inputs, outFeatures: c.outputs)
+        layer.sparseInput?.portable = portable
+        return layer
+    }
+
+    @Test(arguments: cases, [false, true])
+    func matchesTheFormulas(_ c: Case, portable: Bool) throws {
+        let layer = try Self.layer(c, portable: portable)
+        let x = try Self.batch(c, seed: 5)
+        let y = try layer.forward(x, training: true)
+        #expect(layer.forwardWasSparse, "the batch is sparse enough for the sparse path")
+        var rng = RandomGenerator(seed: 6)
+        let dy = try Tensor<Float>(shape: [c.rows, c.outputs])
+        for i in 0..<dy.count { dy.data[i] = Float(rng.normal()) }
+        #expect(try layer.backward(dy, needInputGradient: false) == nil)
+
+        let w = layer.weight.value, b = layer.bias?.value
+        var worstY = 0.0, worstW = 0.0, worstB = 0.0
+        for n in 0..<c.rows {
+            for o in 0..<c.outputs {
+                var expected = b.map { Double($0.data[o]) } ?? 0
+                var scale = abs(expected)
+                for i in 0..<c.inputs {
+                    let term = Double(x.data[n * c.inputs + i]) * Double(w.data[o * c.inputs + i])
+                    expected += term
+                    scale += abs(term)
+                }
+                worstY = max(worstY, abs(Double(y.data[n * c.outputs + o]) - expected) / max(scale, 1e-3))
+            }
+        }
+        for o in 0..<c.outputs {
+            for i in 0..<c.inputs {
+                var expected = 0.0, scale = 0.0
+                for n in 0..<c.rows {
+                    let term = Double(dy.data[n * c.outputs + o]) * Double(x.data[n * c.inputs + i])
+                    expected += term
+                    scale += abs(term)
+                }
+                worstW = max(worstW, abs(Double(layer.weight.grad.data[o * c.inputs + i]) - expected) / max(scale, 1e-3))
+            }
+            if let bias = layer.bias {
+                let expected = (0..<c.rows).reduce(0.0) { $0 + Double(dy.data[$1 * c.outputs + o]) }
+                worstB = max(worstB, abs(Double(bias.grad.data[o]) - expected))
+            }
+        }
+        // float32 rounding of sums of at most a few hundred terms, relative to their magnitude
+        #expect(worstY < 1e-5, "forward: worst relative error \(worstY)")
+        #expect(worstW < 1e-5, "weight gradient: worst relative error \(worstW)")
+        #expect(worstB < 1e-4, "bias gradient: worst error \(worstB)")
+    }
+
+    /// The AVX2 and portable kernels compute the same sums (up to rounding).
+    @Test func bothKernelsAgree() throws {
+        let c = Self.cases[2]
+        let x = try Self.batch(c, seed: 9)
+        let a = try Self.layer(c, portable: false), b = try Self.layer(c, portable: true)
+        let ya = try a.forward(x, training: true).array, yb = try b.forward(x, training: true).array
+        #expect(maxAbsDiff(ya.map(Double.init), yb.map(Double.init)) < 1e-4)
+    }
+
+    /// Dense batches, and batches too small to be worth it, take the BLAS path.
+    @Test func denseOrSmallBatchesStayDense() throws {
+        var dense = Self.cases[2]
+        dense.density = 0.6
+        let layer = try Self.layer(dense, portable: false)
+        _ = try layer.forward(try Self.batch(dense, seed: 1), training: true)
+        #expect(!layer.forwardWasSparse)
+        var small = Self.cases[2]
+        small.rows = SparseInput.minimumRows - 1
+        _ = try layer.forward(try Self.batch(small, seed: 1), training: true)
+        #expect(!layer.forwardWasSparse)
+        // The value to compress around is found by sampling, whatever the first entry is.
+        var sparse = Self.cases[2]
+        sparse.background = 0.75
+        let x = try Self.batch(sparse, seed: 2)
+        x.data[0] = 3
+        _ = try layer.forward(x, training: true)
+        #expect(layer.forwardWasSparse)
+    }
+
+    /// A float32 model, whose first layer takes the sparse path, trains like the same model in
+    /// float64 (always dense): the same losses step after step, to float32 accuracy.
+    @Test func trainingMatchesTheFloat64Model() throws {
+        let c = Case(rows: 32, inputs: 50, outputs: 16, background: -0.5, density: 0.2, bias: true)
+        let layers: [(String, [String: SpecValue])] = [("linear", ["units": .int(16)]), ("relu", [:]), ("linear", ["units": .int(4)])]
+        let single = try Model<Float>(spec: makeSpec(input: [50], layers: layers, seed: 3))
+        let double = try Model<Double>(spec: makeSpec(input: [50], layers: layers, seed: 3, dtype: .float64))
+        let sparse = try #require((single.layers[0] as? Linear<Float>)?.sparseInput)
+        _ = sparse
+        var rng = RandomGenerator(seed: 8)
+        for step in 0..<20 {
+            let x = try Self.batch(c, seed: UInt64(100 + step))
+            let labels = (0..<c.rows).map { _ in Int32(rng.below(4)) }
+            let l32 = try labels.withUnsafeBufferPointer { (l) throws(DLError) in
+                try single.trainStep(x: UnsafePointer(x.data), batch: c.rows, targets: .labels(l.baseAddress!))
+            }
+            #expect((single.layers[0] as? Linear<Float>)?.forwardWasSparse == true)
+            let l64 = try labels.withUnsafeBufferPointer { (l) throws(DLError) in
+                try double.trainStep(x: UnsafePointer(x.data), batch: c.rows, targets: .labels(l.baseAddress!))
+            }
+            #expect(abs(l32 - l64) < 1e-4 * max(1, abs(l64)), "step \(step): float32 \(l32) vs float64 \(l64)")
+        }
+    }
+}
