@@ -439,3 +439,77 @@ void dlk_transpose(const float *a, int64_t rows, int64_t cols, float *t, int por
     (void)portable;
     transpose_portable(a, rows, cols, t);
 }
+
+// MARK: - Input checks and conversion
+//
+// A value is finite when its exponent bits are not all ones. Testing the bits, OR-ed over
+// the array with no early exit, vectorises in plain C (a floating-point comparison chain
+// did not, in Swift: one scalar compare per element).
+
+static int all_finite_f32_portable(const float *x, int64_t n) {
+    const uint32_t *bits = (const uint32_t *)(const void *)x;
+    uint32_t bad = 0;
+    for (int64_t i = 0; i < n; i++) bad |= (uint32_t)((bits[i] & 0x7f800000u) == 0x7f800000u);
+    return bad == 0;
+}
+
+static int all_finite_f64_portable(const double *x, int64_t n) {
+    const uint64_t *bits = (const uint64_t *)(const void *)x;
+    uint64_t bad = 0;
+    for (int64_t i = 0; i < n; i++)
+        bad |= (uint64_t)((bits[i] & 0x7ff0000000000000ull) == 0x7ff0000000000000ull);
+    return bad == 0;
+}
+
+static void affine_f32_portable(const float *src, float *dst, int64_t n, float a, float b) {
+    for (int64_t i = 0; i < n; i++) dst[i] = src[i] * a + b;
+}
+
+#if DLK_X86
+// The same loops, compiled for AVX2 (8 floats per instruction instead of SSE's 4).
+__attribute__((target("avx2")))
+static int all_finite_f32_avx2(const float *x, int64_t n) { return all_finite_f32_portable(x, n); }
+__attribute__((target("avx2")))
+static int all_finite_f64_avx2(const double *x, int64_t n) { return all_finite_f64_portable(x, n); }
+// No FMA here: x * a + b rounds twice, as the dense path and NumPy do.
+__attribute__((target("avx2")))
+static void affine_f32_avx2(const float *src, float *dst, int64_t n, float a, float b) {
+    affine_f32_portable(src, dst, n, a, b);
+}
+#endif
+
+int dlk_all_finite_f32(const float *x, int64_t n) {
+#if DLK_X86
+    if (dlk_has_avx2()) return all_finite_f32_avx2(x, n);
+#endif
+    return all_finite_f32_portable(x, n);
+}
+
+int dlk_all_finite_f64(const double *x, int64_t n) {
+#if DLK_X86
+    if (dlk_has_avx2()) return all_finite_f64_avx2(x, n);
+#endif
+    return all_finite_f64_portable(x, n);
+}
+
+void dlk_affine_f32(const float *src, float *dst, int64_t n, float a, float b) {
+#if DLK_X86
+    if (dlk_has_avx2()) {
+        affine_f32_avx2(src, dst, n, a, b);
+        return;
+    }
+#endif
+    affine_f32_portable(src, dst, n, a, b);
+}
+
+// MARK: - Gathering a shuffled batch
+
+// (Prefetching rows a few places ahead was tried: no measurable gain on MNIST.)
+void dlk_gather_rows_f32(const float *x, int64_t cols, const int32_t *rows, int64_t count,
+                         float a, float b, int affine, float *dst) {
+    for (int64_t i = 0; i < count; i++) {
+        const float *src = x + (int64_t)rows[i] * cols;
+        if (affine) dlk_affine_f32(src, dst + i * cols, cols, a, b);
+        else memcpy(dst + i * cols, src, (size_t)cols * sizeof *dst);
+    }
+}

@@ -1,3 +1,4 @@
+import CDeepLearningKernels
 import RealModule
 
 /// Every numeric loop of the library, on raw pointers.
@@ -20,12 +21,25 @@ public enum Kernels {
     @_specialize(where S == Float, D == Float) @_specialize(where S == Float, D == Double)
     @_specialize(where S == Double, D == Float) @_specialize(where S == Double, D == Double)
     public static func convertAffine<S: DLScalar, D: DLScalar>(_ src: UnsafePointer<S>, _ dst: UnsafeMutablePointer<D>, _ n: Int, _ a: D, _ b: D) {
+        if S.self == Float.self, D.self == Float.self {  // the common case, at AVX width (C)
+            dlk_affine_f32(UnsafeRawPointer(src).assumingMemoryBound(to: Float.self),
+                           UnsafeMutableRawPointer(dst).assumingMemoryBound(to: Float.self),
+                           Int64(n), Float(a), Float(b))
+            return
+        }
         for i in 0..<n { dst[i] = D(src[i]) * a + b }
     }
 
     /// True when every element is finite (no NaN, no infinity).
     @_specialize(where T == Float) @_specialize(where T == Double)
     public static func allFinite<T: DLScalar>(_ x: UnsafePointer<T>, _ n: Int) -> Bool {
+        // The exponent bits, tested in C, where the loop vectorises (see dl_kernels.h).
+        if T.self == Float.self {
+            return dlk_all_finite_f32(UnsafeRawPointer(x).assumingMemoryBound(to: Float.self), Int64(n)) != 0
+        }
+        if T.self == Double.self {
+            return dlk_all_finite_f64(UnsafeRawPointer(x).assumingMemoryBound(to: Double.self), Int64(n)) != 0
+        }
         // An OR of comparisons, with no early exit and no floating-point sum (which the
         // compiler may not reorder), so the loop vectorises. NaN compares false, so it counts.
         var bad: UInt8 = 0

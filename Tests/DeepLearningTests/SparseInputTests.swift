@@ -139,3 +139,41 @@ import Testing
         }
     }
 }
+
+/// The input checks and conversion, which run in C (vectorised) for float32 and float64.
+@Suite struct InputKernelTests {
+    func finite<T: DLScalar>(_ values: [T]) -> Bool {
+        values.withUnsafeBufferPointer { Kernels.allFinite($0.baseAddress!, $0.count) }
+    }
+
+    @Test func allFiniteFindsEveryBadValueAnywhere() {
+        for n in [1, 7, 8, 9, 31, 100] {
+            let good32 = (0..<n).map { Float($0) - 3.5 }
+            let good64 = good32.map(Double.init)
+            #expect(finite(good32) && finite(good64))
+            for position in [0, n / 2, n - 1] {
+                for bad in [Float.nan, .infinity, -.infinity, .signalingNaN] {
+                    var x = good32
+                    x[position] = bad
+                    #expect(!finite(x), "n \(n), \(bad) at \(position)")
+                    var y = good64
+                    y[position] = Double(bad)
+                    #expect(!finite(y), "n \(n), \(bad) at \(position) (float64)")
+                }
+            }
+        }
+        #expect(finite([Float.greatestFiniteMagnitude, -.greatestFiniteMagnitude, .leastNonzeroMagnitude, -0.0]))
+        #expect(finite([Double.greatestFiniteMagnitude, .leastNonzeroMagnitude]))
+    }
+
+    @Test func affineConversionRoundsLikeTheFormula() {
+        let src: [Float] = (0..<37).map { Float($0 * 7) }
+        var dst = [Float](repeating: 0, count: src.count)
+        let a: Float = 1 / 255 / 0.3081, b: Float = -0.1307 / 0.3081
+        src.withUnsafeBufferPointer { s in
+            dst.withUnsafeMutableBufferPointer { d in Kernels.convertAffine(s.baseAddress!, d.baseAddress!, s.count, a, b) }
+        }
+        // x * a + b with two roundings (no fused multiply-add), exactly
+        for i in 0..<src.count { #expect(dst[i] == src[i] * a + b) }
+    }
+}

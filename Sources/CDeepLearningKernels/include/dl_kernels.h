@@ -1,6 +1,7 @@
-// Internal float32 kernels for sparse input batches, in C so that they can use AVX2/FMA
-// where the CPU has them (chosen at run time) while the library stays built for baseline
-// x86-64. Swift calls them from `SparseInput`; nothing here is part of the public API.
+// Internal kernels in C, so that they can use AVX2/FMA where the CPU has them (chosen at
+// run time) while the library stays built for baseline x86-64: float32 products for sparse
+// input batches (called from `SparseInput`), and the input checks and conversion (from
+// `Kernels`). Nothing here is part of the public API.
 //
 // The idea: a batch `x` whose entries are mostly one value `v` (MNIST pixels are 81%
 // background) is stored as `x = v + S`, with `S` sparse. Then, for a linear layer,
@@ -60,6 +61,17 @@ DLK_HIDDEN void dlk_sparse_weight_gradient(int64_t cols, int64_t n,
 
 /// t = a^T for a (rows x cols) row-major; t is (cols x rows).
 DLK_HIDDEN void dlk_transpose(const float *a, int64_t rows, int64_t cols, float *t, int portable);
+
+/// 1 when no element is NaN or infinite, else 0.
+DLK_HIDDEN int dlk_all_finite_f32(const float *x, int64_t n);
+DLK_HIDDEN int dlk_all_finite_f64(const double *x, int64_t n);
+
+/// dst = src * a + b (input preprocessing), without fused multiply-add.
+DLK_HIDDEN void dlk_affine_f32(const float *src, float *dst, int64_t n, float a, float b);
+
+/// dst[i] = x[rows[i]] for count rows of cols floats (x * a + b when `affine`).
+DLK_HIDDEN void dlk_gather_rows_f32(const float *x, int64_t cols, const int32_t *rows, int64_t count,
+                                    float a, float b, int affine, float *dst);
 
 /// 1 when the CPU runs the AVX2/FMA versions, 0 when it gets the portable C ones.
 /// Every kernel with two versions takes `portable`: nonzero forces the portable one

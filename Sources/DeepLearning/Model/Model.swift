@@ -1,3 +1,5 @@
+import CDeepLearningKernels
+
 /// Targets of a batch passed to a model: class indices, or values shaped like the output.
 public enum BatchTargets<S: DLScalar> {
     /// `batch` class indices in [0, outputSize).
@@ -134,16 +136,30 @@ public final class Model<T: DLScalar> {
     // MARK: Batches from caller memory
 
     /// Copies `batch` samples into the input buffer, converting to `T`, rejecting NaN/Inf.
-    /// `checked`: the caller has already refused non-finite values in all of `x`.
-    func loadInput<S: DLScalar>(_ x: UnsafePointer<S>, batch: Int, checked: Bool = false) throws(DLError) -> Tensor<T> {
+    /// With `rows`, sample i is row `rows[i]` of `x` (a shuffled batch gathered in the same
+    /// pass); otherwise samples are consecutive. `checked`: the caller has already refused
+    /// non-finite values in all of `x`.
+    func loadInput<S: DLScalar>(_ x: UnsafePointer<S>, rows: UnsafePointer<Int32>? = nil, batch: Int,
+                                checked: Bool = false) throws(DLError) -> Tensor<T> {
         guard batch > 0 else { throw .invalid("batch size must be at least 1, got \(batch)") }
         let n = try checkedProduct(batch, inputSize, "input of \(batch) samples")
         try input.resize(batch: batch, sample: inputShape)
         let p = spec.preprocessing
-        if p.isIdentity {
-            Kernels.convert(x, input.data, n)
+        func load(_ src: UnsafePointer<S>, _ dst: UnsafeMutablePointer<T>, _ count: Int) {
+            if p.isIdentity {
+                Kernels.convert(src, dst, count)
+            } else {
+                Kernels.convertAffine(src, dst, count, T(p.multiplier), T(p.offset))
+            }
+        }
+        if let rows, S.self == Float.self, T.self == Float.self {
+            dlk_gather_rows_f32(UnsafeRawPointer(x).assumingMemoryBound(to: Float.self), Int64(inputSize), rows,
+                                Int64(batch), Float(p.multiplier), Float(p.offset), p.isIdentity ? 0 : 1,
+                                UnsafeMutableRawPointer(input.data).assumingMemoryBound(to: Float.self))
+        } else if let rows {
+            for i in 0..<batch { load(x + Int(rows[i]) * inputSize, input.data + i * inputSize, inputSize) }
         } else {
-            Kernels.convertAffine(x, input.data, n, T(p.multiplier), T(p.offset))
+            load(x, input.data, n)
         }
         guard checked || Kernels.allFinite(input.data, n) else {
             throw DLError(.numeric, "the input contains NaN or infinite values")
@@ -176,7 +192,14 @@ public final class Model<T: DLScalar> {
     /// they were.
     @discardableResult
     public func trainStep<S: DLScalar>(x: UnsafePointer<S>, batch: Int, targets: BatchTargets<S>) throws(DLError) -> Double {
-        let xt = try loadInput(x, batch: batch)
+        try trainStep(x: x, rows: nil, batch: batch, targets: targets)
+    }
+
+    /// `trainStep` on rows `rows[0..<batch]` of `x` (a shuffled mini-batch, gathered while
+    /// it is converted), or on the first `batch` rows when `rows` is nil.
+    func trainStep<S: DLScalar>(x: UnsafePointer<S>, rows: UnsafePointer<Int32>?, batch: Int,
+                                targets: BatchTargets<S>) throws(DLError) -> Double {
+        let xt = try loadInput(x, rows: rows, batch: batch)
         let t = try loadTargets(targets, batch: batch)
         let out = try forward(xt, training: true)
         let value = try loss.compute(out, t, grad: lossGrad)

@@ -36,7 +36,8 @@ extension Model {
     ///   `batchSize` does not divide `count` (60,000 MNIST images in batches of 64 make 937
     ///   full batches and one of 32), unlike the tutorial's loop, which drops it. (A model
     ///   with `batch_norm` on flat input cannot train on a last batch of one sample.)
-    /// - Shuffled batches are gathered into one buffer allocated once per epoch.
+    /// - Shuffled batches are gathered row by row straight into the model's input buffer,
+    ///   in the pass that applies the preprocessing (no separate copy).
     /// - `progress` is called after every step.
     ///
     /// Labels are checked before anything changes: one outside the model's classes throws
@@ -68,32 +69,26 @@ extension Model {
             order.withUnsafeMutableBufferPointer { generator.shuffle($0) }
             rng = generator
         }
-        var batchX = [Float](repeating: 0, count: try checkedProduct(rows, inputSize, "batch of \(rows) samples"))
         var batchY = [Int32](repeating: 0, count: rows)
         var lossSum = 0.0
         var done = 0
         try order.withUnsafeBufferPointer { (order) throws(DLError) in
-            try batchX.withUnsafeMutableBufferPointer { (bx) throws(DLError) in
-                try batchY.withUnsafeMutableBufferPointer { (by) throws(DLError) in
-                    for b in 0..<batches {
-                        let n = min(batchSize, count - done)
-                        let value: Double
-                        if shuffle {
-                            for i in 0..<n {
-                                let s = Int(order[done + i])
-                                (bx.baseAddress! + i * inputSize).update(from: x + s * inputSize, count: inputSize)
-                                by[i] = labels[s]
-                            }
-                            value = try trainStep(x: UnsafePointer(bx.baseAddress!), batch: n,
-                                                  targets: .labels(UnsafePointer(by.baseAddress!)))
-                        } else {
-                            value = try trainStep(x: x + done * inputSize, batch: n, targets: .labels(labels + done))
-                        }
-                        lossSum += value * Double(n)
-                        done += n
-                        progress?(EpochProgress(batchesDone: b + 1, batchCount: batches, samplesDone: done,
-                                                meanLoss: lossSum / Double(done)))
+            try batchY.withUnsafeMutableBufferPointer { (by) throws(DLError) in
+                for b in 0..<batches {
+                    let n = min(batchSize, count - done)
+                    let value: Double
+                    if shuffle {
+                        let picked = order.baseAddress! + done
+                        for i in 0..<n { by[i] = labels[Int(picked[i])] }
+                        value = try trainStep(x: x, rows: picked, batch: n,
+                                              targets: .labels(UnsafePointer(by.baseAddress!)))
+                    } else {
+                        value = try trainStep(x: x + done * inputSize, batch: n, targets: .labels(labels + done))
                     }
+                    lossSum += value * Double(n)
+                    done += n
+                    progress?(EpochProgress(batchesDone: b + 1, batchCount: batches, samplesDone: done,
+                                            meanLoss: lossSum / Double(done)))
                 }
             }
         }
