@@ -15,12 +15,14 @@
 
 int dlk_has_avx2(void) {
 #if DLK_X86
-    static int cached = -1;  // benign race: every thread computes the same value
-    if (cached < 0) {
+    static int cached = -1;  // every thread that races here stores the same value
+    int known = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+    if (known < 0) {
         __builtin_cpu_init();
-        cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        known = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        __atomic_store_n(&cached, known, __ATOMIC_RELAXED);
     }
-    return cached;
+    return known;
 #else
     return 0;
 #endif
@@ -210,110 +212,55 @@ static void sparse_times_dense_avx2(int64_t rows, int64_t n,
 }
 #endif
 
-#if DLK_X86
-// The same product for a b too large for L1 (a layer's transposed weight: 784 x 128 floats
-// is 392 KB). Row by row, every nonzero would fetch a row of b from L2; instead b is taken
-// in blocks of rows that fit in L1, and each row of c gathers its nonzeros that fall in
-// the block (its entries are sorted by column, so a cursor per row walks them once). c is
-// read and written once per block, and only for the rows with a nonzero there.
-__attribute__((target("avx2,fma")))
-static void sparse_times_dense_blocked_avx2(int64_t rows, int64_t n, int64_t k_total,
-                                            const int32_t *start, const int32_t *index, const float *value,
-                                            const float *b, int64_t ldb, const float *base,
-                                            float *c, int64_t ldc, int32_t *cursor) {
-    for (int64_t r = 0; r < rows; r++) {
-        float *cr = c + r * ldc;
-        if (base) memcpy(cr, base, (size_t)n * sizeof *cr);
-        else memset(cr, 0, (size_t)n * sizeof *cr);
-        cursor[r] = start[r];
-    }
-    const int64_t block = n >= 1024 ? 4 : 4096 / n;  // rows of b per block: about 16 KB
-    for (int64_t k0 = 0; k0 < k_total; k0 += block) {
-        const int32_t k1 = (int32_t)(k0 + block);
-        for (int64_t r = 0; r < rows; r++) {
-            const int32_t e0 = cursor[r];
-            int32_t e1 = e0;
-            const int32_t end = start[r + 1];
-            while (e1 < end && index[e1] < k1) e1++;
-            if (e1 == e0) continue;
-            cursor[r] = e1;
-            float *cr = c + r * ldc;
-            int64_t j = 0;
-            for (; j + 64 <= n; j += 64) {
-                __m256 a0 = _mm256_loadu_ps(cr + j),      a1 = _mm256_loadu_ps(cr + j + 8);
-                __m256 a2 = _mm256_loadu_ps(cr + j + 16), a3 = _mm256_loadu_ps(cr + j + 24);
-                __m256 a4 = _mm256_loadu_ps(cr + j + 32), a5 = _mm256_loadu_ps(cr + j + 40);
-                __m256 a6 = _mm256_loadu_ps(cr + j + 48), a7 = _mm256_loadu_ps(cr + j + 56);
-                for (int32_t e = e0; e < e1; e++) {
-                    const __m256 s = _mm256_broadcast_ss(value + e);
-                    const float *br = b + (int64_t)index[e] * ldb + j;
-                    a0 = _mm256_fmadd_ps(s, _mm256_loadu_ps(br), a0);
-                    a1 = _mm256_fmadd_ps(s, _mm256_loadu_ps(br + 8), a1);
-                    a2 = _mm256_fmadd_ps(s, _mm256_loadu_ps(br + 16), a2);
-                    a3 = _mm256_fmadd_ps(s, _mm256_loadu_ps(br + 24), a3);
-                    a4 = _mm256_fmadd_ps(s, _mm256_loadu_ps(br + 32), a4);
-                    a5 = _mm256_fmadd_ps(s, _mm256_loadu_ps(br + 40), a5);
-                    a6 = _mm256_fmadd_ps(s, _mm256_loadu_ps(br + 48), a6);
-                    a7 = _mm256_fmadd_ps(s, _mm256_loadu_ps(br + 56), a7);
-                }
-                _mm256_storeu_ps(cr + j, a0);      _mm256_storeu_ps(cr + j + 8, a1);
-                _mm256_storeu_ps(cr + j + 16, a2); _mm256_storeu_ps(cr + j + 24, a3);
-                _mm256_storeu_ps(cr + j + 32, a4); _mm256_storeu_ps(cr + j + 40, a5);
-                _mm256_storeu_ps(cr + j + 48, a6); _mm256_storeu_ps(cr + j + 56, a7);
-            }
-            for (; j + 8 <= n; j += 8) {
-                __m256 a = _mm256_loadu_ps(cr + j);
-                for (int32_t e = e0; e < e1; e++)
-                    a = _mm256_fmadd_ps(_mm256_broadcast_ss(value + e),
-                                        _mm256_loadu_ps(b + (int64_t)index[e] * ldb + j), a);
-                _mm256_storeu_ps(cr + j, a);
-            }
-            for (; j < n; j++) {
-                float a = cr[j];
-                for (int32_t e = e0; e < e1; e++) a = __builtin_fmaf(value[e], b[(int64_t)index[e] * ldb + j], a);
-                cr[j] = a;
-            }
-        }
-    }
-}
-#endif
+struct product_job {
+    int64_t n;
+    const int32_t *start, *index;
+    const float *value, *b, *base;
+    int64_t ldb, ldc;
+    float *c;
+    int portable;
+};
 
-void dlk_sparse_times_dense_blocked(int64_t rows, int64_t n, int64_t k,
-                                    const int32_t *start, const int32_t *index, const float *value,
-                                    const float *b, int64_t ldb, const float *base,
-                                    float *c, int64_t ldc, int32_t *cursor, int portable) {
+static void product_rows(void *context, int64_t begin, int64_t end, int thread) {
+    (void)thread;
+    const struct product_job *j = context;
 #if DLK_X86
-    if (!portable && dlk_has_avx2()) {
-        sparse_times_dense_blocked_avx2(rows, n, k, start, index, value, b, ldb, base, c, ldc, cursor);
+    if (!j->portable && dlk_has_avx2()) {
+        sparse_times_dense_avx2(end - begin, j->n, j->start + begin, j->index, j->value, j->b, j->ldb, j->base,
+                                j->c + begin * j->ldc, j->ldc);
         return;
     }
 #endif
-    (void)portable; (void)k; (void)cursor;
-    sparse_times_dense_portable(rows, n, start, index, value, b, ldb, base, c, ldc);
+    sparse_times_dense_portable(end - begin, j->n, j->start + begin, j->index, j->value, j->b, j->ldb, j->base,
+                                j->c + begin * j->ldc, j->ldc);
+}
+
+// Work worth a second thread: about 50,000 multiply-adds per thread at least.
+static int64_t rows_per_thread(int64_t rows, int64_t nonzeros, int64_t n) {
+    const int64_t per_row = rows > 0 ? (nonzeros / rows + 1) * n : 1;
+    const int64_t least = 50000 / (per_row > 0 ? per_row : 1);
+    return least > 1 ? least : 1;
 }
 
 void dlk_sparse_times_dense(int64_t rows, int64_t n,
                             const int32_t *start, const int32_t *index, const float *value,
                             const float *b, int64_t ldb, const float *base,
                             float *c, int64_t ldc, int portable) {
-#if DLK_X86
-    if (!portable && dlk_has_avx2()) {
-        sparse_times_dense_avx2(rows, n, start, index, value, b, ldb, base, c, ldc);
-        return;
-    }
-#endif
-    (void)portable;
-    sparse_times_dense_portable(rows, n, start, index, value, b, ldb, base, c, ldc);
+    struct product_job job = {n, start, index, value, b, base, ldb, ldc, c, portable};
+    dlk_parallel_for(rows, rows_per_thread(rows, start[rows], n), product_rows, &job);
 }
 
 // MARK: - Transpose
+//
+// Columns j_begin ..< j_end of a (rows j_begin ..< j_end of t); j_begin is a multiple of 8.
 
 // Blocks of 8 x 8 keep both the rows read and the rows written within a few cache lines.
-static void transpose_portable(const float *a, int64_t rows, int64_t cols, float *t) {
+static void transpose_portable(const float *a, int64_t rows, int64_t cols, float *t,
+                               int64_t j_begin, int64_t j_end) {
     for (int64_t i0 = 0; i0 < rows; i0 += 8) {
         const int64_t i1 = i0 + 8 < rows ? i0 + 8 : rows;
-        for (int64_t j0 = 0; j0 < cols; j0 += 8) {
-            const int64_t j1 = j0 + 8 < cols ? j0 + 8 : cols;
+        for (int64_t j0 = j_begin; j0 < j_end; j0 += 8) {
+            const int64_t j1 = j0 + 8 < j_end ? j0 + 8 : j_end;
             for (int64_t i = i0; i < i1; i++)
                 for (int64_t j = j0; j < j1; j++) t[j * rows + i] = a[i * cols + j];
         }
@@ -354,15 +301,16 @@ static inline void transpose_8x8_avx2(const float *a, int64_t lda, float *t, int
 // Eight rows of t at a time, written start to end (so each of its cache lines is filled
 // once), from eight columns of a.
 __attribute__((target("avx2")))
-static void transpose_avx2(const float *a, int64_t rows, int64_t cols, float *t) {
-    const int64_t rows8 = rows & ~(int64_t)7, cols8 = cols & ~(int64_t)7;
-    for (int64_t j0 = 0; j0 < cols8; j0 += 8) {
+static void transpose_avx2(const float *a, int64_t rows, int64_t cols, float *t, int64_t j_begin, int64_t j_end) {
+    const int64_t rows8 = rows & ~(int64_t)7;
+    int64_t j0 = j_begin;
+    for (; j0 + 8 <= j_end; j0 += 8) {
         for (int64_t i0 = 0; i0 < rows8; i0 += 8)
             transpose_8x8_avx2(a + i0 * cols + j0, cols, t + j0 * rows + i0, rows);
         for (int64_t j = j0; j < j0 + 8; j++)
             for (int64_t i = rows8; i < rows; i++) t[j * rows + i] = a[i * cols + j];
     }
-    for (int64_t j = cols8; j < cols; j++)
+    for (int64_t j = j0; j < j_end; j++)
         for (int64_t i = 0; i < rows; i++) t[j * rows + i] = a[i * cols + j];
 }
 #endif
@@ -380,14 +328,14 @@ static inline void transpose_8x8_avx2(const float *a, int64_t lda, float *t, int
 // transposed into columns j..j+8 of c, so the product never exists in the other layout.
 #if DLK_X86
 __attribute__((target("avx2,fma")))
-static void sparse_weight_gradient_avx2(int64_t cols, int64_t n,
+static void sparse_weight_gradient_avx2(int64_t j_begin, int64_t j_end, int64_t n,
                                         const int32_t *col_start, const int32_t *row, const float *value,
                                         const float *b, int64_t ldb, const float *base,
                                         float *c, int64_t ldc, float *scratch) {
     // scratch: 8 rows of n (padded to a multiple of 8) floats
     const int64_t n8 = (n + 7) & ~(int64_t)7;
-    for (int64_t j0 = 0; j0 < cols; j0 += 8) {
-        const int64_t width = cols - j0 < 8 ? cols - j0 : 8;
+    for (int64_t j0 = j_begin; j0 < j_end; j0 += 8) {
+        const int64_t width = j_end - j0 < 8 ? j_end - j0 : 8;
         sparse_times_dense_avx2(width, n, col_start + j0, row, value, b, ldb, base, scratch, n8);
         if (width == 8) {
             int64_t o = 0;
@@ -402,42 +350,78 @@ static void sparse_weight_gradient_avx2(int64_t cols, int64_t n,
 }
 #endif
 
-static void sparse_weight_gradient_portable(int64_t cols, int64_t n,
+static void sparse_weight_gradient_portable(int64_t j_begin, int64_t j_end, int64_t n,
                                             const int32_t *col_start, const int32_t *row, const float *value,
                                             const float *b, int64_t ldb, const float *base,
                                             float *c, int64_t ldc, float *scratch) {
     const int64_t n8 = (n + 7) & ~(int64_t)7;
-    for (int64_t j0 = 0; j0 < cols; j0 += 8) {
-        const int64_t width = cols - j0 < 8 ? cols - j0 : 8;
+    for (int64_t j0 = j_begin; j0 < j_end; j0 += 8) {
+        const int64_t width = j_end - j0 < 8 ? j_end - j0 : 8;
         sparse_times_dense_portable(width, n, col_start + j0, row, value, b, ldb, base, scratch, n8);
         for (int64_t o = 0; o < n; o++)
             for (int64_t j = 0; j < width; j++) c[o * ldc + j0 + j] = scratch[j * n8 + o];
     }
 }
 
+struct gradient_job {
+    int64_t cols, n;
+    const int32_t *col_start, *row;
+    const float *value, *b, *base;
+    int64_t ldb, ldc;
+    float *c, *scratch;
+    int portable;
+};
+
+// Items are blocks of 8 columns; each thread has its own part of the scratch space.
+static void gradient_blocks(void *context, int64_t begin, int64_t end, int thread) {
+    const struct gradient_job *g = context;
+    const int64_t j_begin = begin * 8, j_end = end * 8 < g->cols ? end * 8 : g->cols;
+    float *scratch = g->scratch + (int64_t)thread * 8 * ((g->n + 7) & ~(int64_t)7);
+#if DLK_X86
+    if (!g->portable && dlk_has_avx2()) {
+        sparse_weight_gradient_avx2(j_begin, j_end, g->n, g->col_start, g->row, g->value, g->b, g->ldb,
+                                    g->base, g->c, g->ldc, scratch);
+        return;
+    }
+#endif
+    sparse_weight_gradient_portable(j_begin, j_end, g->n, g->col_start, g->row, g->value, g->b, g->ldb,
+                                    g->base, g->c, g->ldc, scratch);
+}
+
 void dlk_sparse_weight_gradient(int64_t cols, int64_t n,
                                 const int32_t *col_start, const int32_t *row, const float *value,
                                 const float *b, int64_t ldb, const float *base,
                                 float *c, int64_t ldc, float *scratch, int portable) {
+    struct gradient_job job = {cols, n, col_start, row, value, b, base, ldb, ldc, c, scratch, portable};
+    const int64_t blocks = (cols + 7) / 8;
+    dlk_parallel_for(blocks, rows_per_thread(blocks, col_start[cols], 8 * n), gradient_blocks, &job);
+}
+
+struct transpose_job {
+    const float *a;
+    int64_t rows, cols;
+    float *t;
+    int portable;
+};
+
+static void transpose_blocks(void *context, int64_t begin, int64_t end, int thread) {
+    (void)thread;
+    const struct transpose_job *j = context;
+    const int64_t j_begin = begin * 8, j_end = end * 8 < j->cols ? end * 8 : j->cols;
 #if DLK_X86
-    if (!portable && dlk_has_avx2()) {
-        sparse_weight_gradient_avx2(cols, n, col_start, row, value, b, ldb, base, c, ldc, scratch);
+    if (!j->portable && dlk_has_avx2()) {
+        transpose_avx2(j->a, j->rows, j->cols, j->t, j_begin, j_end);
         return;
     }
 #endif
-    (void)portable;
-    sparse_weight_gradient_portable(cols, n, col_start, row, value, b, ldb, base, c, ldc, scratch);
+    transpose_portable(j->a, j->rows, j->cols, j->t, j_begin, j_end);
 }
 
 void dlk_transpose(const float *a, int64_t rows, int64_t cols, float *t, int portable) {
-#if DLK_X86
-    if (!portable && dlk_has_avx2()) {
-        transpose_avx2(a, rows, cols, t);
-        return;
-    }
-#endif
-    (void)portable;
-    transpose_portable(a, rows, cols, t);
+    struct transpose_job job = {a, rows, cols, t, portable};
+    const int64_t blocks = (cols + 7) / 8;
+    const int64_t per_block = rows * 8;
+    dlk_parallel_for(blocks, 1 + 16384 / (per_block > 0 ? per_block : 1), transpose_blocks, &job);
 }
 
 // MARK: - Input checks and conversion
@@ -504,12 +488,36 @@ void dlk_affine_f32(const float *src, float *dst, int64_t n, float a, float b) {
 
 // MARK: - Gathering a shuffled batch
 
-// (Prefetching rows a few places ahead was tried: no measurable gain on MNIST.)
+struct gather_job {
+    const float *x;
+    int64_t cols;
+    const int32_t *rows;
+    float a, b;
+    int affine;
+    float *dst;
+};
+
+static void gather_rows(void *context, int64_t begin, int64_t end, int thread) {
+    (void)thread;
+    const struct gather_job *g = context;
+    for (int64_t i = begin; i < end; i++) {
+        const float *src = g->x + (int64_t)g->rows[i] * g->cols;
+        if (g->affine) dlk_affine_f32(src, g->dst + i * g->cols, g->cols, g->a, g->b);
+        else memcpy(g->dst + i * g->cols, src, (size_t)g->cols * sizeof *g->dst);
+    }
+}
+
+// Each row is a miss to memory (the rows of a shuffled batch lie anywhere in the data
+// set): a second thread overlaps twice as many.
 void dlk_gather_rows_f32(const float *x, int64_t cols, const int32_t *rows, int64_t count,
                          float a, float b, int affine, float *dst) {
+    struct gather_job job = {x, cols, rows, a, b, affine, dst};
+    dlk_parallel_for(count, 1 + 16384 / (cols > 0 ? cols : 1), gather_rows, &job);
+}
+
+void dlk_prefetch_rows(const float *x, int64_t cols, const int32_t *rows, int64_t count) {
     for (int64_t i = 0; i < count; i++) {
-        const float *src = x + (int64_t)rows[i] * cols;
-        if (affine) dlk_affine_f32(src, dst + i * cols, cols, a, b);
-        else memcpy(dst + i * cols, src, (size_t)cols * sizeof *dst);
+        const float *p = x + (int64_t)rows[i] * cols;
+        for (int64_t j = 0; j < cols; j += 16) __builtin_prefetch(p + j, 0, 1);
     }
 }

@@ -53,7 +53,7 @@ DLK_HIDDEN void dlk_sparse_times_dense_blocked(int64_t rows, int64_t n, int64_t 
 /// The weight gradient of a linear layer fed a sparse batch: c (n x cols, leading
 /// dimension ldc) = b^T S + base 1^T, for S (rows x cols) compressed by columns and b
 /// (rows x n). `base` (n values, NULL for zero) is added to every column. `scratch` holds
-/// 8 * round_up(n, 8) floats.
+/// DLK_MAX_THREADS * 8 * round_up(n, 8) floats.
 DLK_HIDDEN void dlk_sparse_weight_gradient(int64_t cols, int64_t n,
                                            const int32_t *col_start, const int32_t *row, const float *value,
                                            const float *b, int64_t ldb, const float *base,
@@ -72,6 +72,27 @@ DLK_HIDDEN void dlk_affine_f32(const float *src, float *dst, int64_t n, float a,
 /// dst[i] = x[rows[i]] for count rows of cols floats (x * a + b when `affine`).
 DLK_HIDDEN void dlk_gather_rows_f32(const float *x, int64_t cols, const int32_t *rows, int64_t count,
                                     float a, float b, int affine, float *dst);
+
+/// Asks the CPU to start loading rows `rows[0..<count]` of x (cols floats each) into the
+/// outer caches: the next shuffled batch, fetched while the current one trains.
+DLK_HIDDEN void dlk_prefetch_rows(const float *x, int64_t cols, const int32_t *rows, int64_t count);
+
+/// The most threads the kernels use.
+#define DLK_MAX_THREADS 8
+
+/// A share of a parallel job: items [begin, end), run by thread `thread` (0 = the caller,
+/// up to DLK_MAX_THREADS - 1), for tasks that need scratch space of their own.
+typedef void (*dlk_task)(void *context, int64_t begin, int64_t end, int thread);
+
+/// Runs task over items 0..<items, split into contiguous ranges over the pool's threads
+/// (the caller included), each range at least `min_items_per_thread` long; returns when all
+/// are done. Serial when the pool has one thread, or is busy with another caller's job.
+DLK_HIDDEN void dlk_parallel_for(int64_t items, int64_t min_items_per_thread, dlk_task task, void *context);
+
+/// Threads the kernels use: DL_NUM_THREADS when set, else the number of online CPUs (at
+/// most 8). `dlk_set_threads` changes it (at least 1).
+DLK_HIDDEN int dlk_threads(void);
+DLK_HIDDEN void dlk_set_threads(int n);
 
 /// 1 when the CPU runs the AVX2/FMA versions, 0 when it gets the portable C ones.
 /// Every kernel with two versions takes `portable`: nonzero forces the portable one

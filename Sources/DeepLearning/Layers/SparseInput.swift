@@ -121,7 +121,7 @@ final class SparseInput {
     func weightGradient(dy: UnsafePointer<Float>, columnSum: UnsafePointer<Float>, into dW: UnsafeMutablePointer<Float>) -> Bool {
         let (i, o) = (inFeatures, outFeatures)
         guard rows > 0, colStart.reserve(i + 1), colRow.reserve(max(nonzeros, 1)), colValue.reserve(max(nonzeros, 1)),
-              scratch.reserve(8 * ((o + 7) & ~7)), outputBase.reserve(o) else { return false }
+              scratch.reserve(Int(DLK_MAX_THREADS) * 8 * ((o + 7) & ~7)), outputBase.reserve(o) else { return false }
         dlk_compress_columns(Int64(rows), Int64(i), rowStart.base, index.base, value.base,
                              colStart.base, colRow.base, colValue.base)
         var base: UnsafePointer<Float>? = nil

@@ -1,3 +1,4 @@
+import CDeepLearningKernels
 import CJSONC
 
 /// What one call of `trainEpoch` did.
@@ -80,6 +81,10 @@ extension Model {
                     if shuffle {
                         let picked = order.baseAddress! + done
                         for i in 0..<n { by[i] = labels[Int(picked[i])] }
+                        // The rows of a shuffled batch are scattered over the whole set, each a
+                        // miss to memory: start fetching the next batch's while this one trains.
+                        let next = min(batchSize, count - done - n)
+                        if next > 0 { dlk_prefetch_rows(x, Int64(inputSize), picked + n, Int64(next)) }
                         value = try trainStep(x: x, rows: picked, batch: n,
                                               targets: .labels(UnsafePointer(by.baseAddress!)))
                     } else {

@@ -1,0 +1,138 @@
+// A fork-join pool for the kernels: the calling thread and up to DLK_MAX_THREADS - 1 workers
+// split a range of independent items (rows of a product, blocks of columns).
+//
+// Workers start on first use and stay: after a job they spin for a short while (the next
+// job of a training step follows within microseconds), then sleep on a condition variable.
+// Only one job runs at a time; a caller that finds the pool busy (another model training
+// on another thread) does its job alone, so callers never wait for each other. Every item
+// is computed by exactly one thread with the same arithmetic as in a serial run, so results
+// do not depend on the number of threads. After fork() the child starts with no workers.
+#include "dl_kernels.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+enum { SPIN_ROUNDS = 1 << 16 };
+
+static pthread_mutex_t job_lock = PTHREAD_MUTEX_INITIALIZER;    // one job at a time
+static pthread_mutex_t wake_lock = PTHREAD_MUTEX_INITIALIZER;   // guards sleeping workers
+static pthread_cond_t wake = PTHREAD_COND_INITIALIZER;
+static pthread_once_t setup_once = PTHREAD_ONCE_INIT;
+
+static int wanted_threads = 0;    // 0: not chosen yet (DL_NUM_THREADS, else the CPU count)
+static int started_workers = 0;   // workers alive (under job_lock)
+
+// The current job (written under job_lock before `generation` moves).
+static dlk_task job_task;
+static void *job_context;
+static int64_t job_items;
+static int job_threads;
+static unsigned generation;       // atomic: bumped once per job
+static int finished;              // atomic: workers done with the current job
+
+static void pause_cpu(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+static void run_share(int thread, int threads) {
+    const int64_t begin = job_items * thread / threads;
+    const int64_t end = job_items * (thread + 1) / threads;
+    if (begin < end) job_task(job_context, begin, end, thread);
+}
+
+// The generation each worker was started at: it runs every job after that one (a worker that
+// read `generation` itself could start after the first job's bump and miss it).
+static unsigned start_generation[DLK_MAX_THREADS];
+
+static void *worker_main(void *argument) {
+    const int thread = (int)(intptr_t)argument;
+    unsigned seen = start_generation[thread];
+    for (;;) {
+        unsigned now = seen;
+        for (int spin = 0; spin < SPIN_ROUNDS && now == seen; spin++) {
+            pause_cpu();
+            now = __atomic_load_n(&generation, __ATOMIC_ACQUIRE);
+        }
+        if (now == seen) {
+            pthread_mutex_lock(&wake_lock);
+            while ((now = __atomic_load_n(&generation, __ATOMIC_ACQUIRE)) == seen)
+                pthread_cond_wait(&wake, &wake_lock);
+            pthread_mutex_unlock(&wake_lock);
+        }
+        seen = now;
+        if (thread < job_threads) run_share(thread, job_threads);
+        __atomic_add_fetch(&finished, 1, __ATOMIC_RELEASE);
+    }
+    return NULL;
+}
+
+// fork(): hold the job lock across it, so the child never inherits a job half set up; the
+// child has none of the parent's workers.
+static void before_fork(void) { pthread_mutex_lock(&job_lock); }
+static void after_fork_parent(void) { pthread_mutex_unlock(&job_lock); }
+static void after_fork_child(void) {
+    started_workers = 0;
+    pthread_mutex_unlock(&job_lock);
+}
+
+static void setup(void) {
+    pthread_atfork(before_fork, after_fork_parent, after_fork_child);
+    int n = 0;
+    const char *text = getenv("DL_NUM_THREADS");
+    if (text && *text) n = atoi(text);
+    if (n <= 0) {
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        n = cpus > 0 ? (int)cpus : 1;
+    }
+    __atomic_store_n(&wanted_threads, n < DLK_MAX_THREADS ? n : DLK_MAX_THREADS, __ATOMIC_RELAXED);
+}
+
+int dlk_threads(void) {
+    pthread_once(&setup_once, setup);
+    return __atomic_load_n(&wanted_threads, __ATOMIC_RELAXED);
+}
+
+void dlk_set_threads(int n) {
+    pthread_once(&setup_once, setup);
+    if (n < 1) n = 1;
+    __atomic_store_n(&wanted_threads, n < DLK_MAX_THREADS ? n : DLK_MAX_THREADS, __ATOMIC_RELAXED);
+}
+
+void dlk_parallel_for(int64_t items, int64_t min_items_per_thread, dlk_task task, void *context) {
+    if (items <= 0) return;
+    int threads = dlk_threads();
+    const int64_t useful = min_items_per_thread > 0 ? items / min_items_per_thread : items;
+    if (useful < threads) threads = useful > 1 ? (int)useful : 1;
+    if (threads <= 1 || pthread_mutex_trylock(&job_lock) != 0) {
+        task(context, 0, items, 0);
+        return;
+    }
+    while (started_workers < threads - 1) {
+        pthread_t worker;
+        pthread_attr_t attributes;
+        pthread_attr_init(&attributes);
+        pthread_attr_setdetachstate(&attributes, PTHREAD_CREATE_DETACHED);
+        start_generation[started_workers + 1] = __atomic_load_n(&generation, __ATOMIC_RELAXED);
+        const int ok = pthread_create(&worker, &attributes, worker_main, (void *)(intptr_t)(started_workers + 1)) == 0;
+        pthread_attr_destroy(&attributes);
+        if (!ok) break;
+        started_workers++;
+    }
+    if (started_workers < threads - 1) threads = started_workers + 1;
+    job_task = task;
+    job_context = context;
+    job_items = items;
+    job_threads = threads;
+    __atomic_store_n(&finished, 0, __ATOMIC_RELAXED);
+    pthread_mutex_lock(&wake_lock);
+    __atomic_add_fetch(&generation, 1, __ATOMIC_RELEASE);
+    pthread_cond_broadcast(&wake);
+    pthread_mutex_unlock(&wake_lock);
+    run_share(0, threads);
+    // Every started worker reports, including those with no share this time.
+    while (__atomic_load_n(&finished, __ATOMIC_ACQUIRE) < started_workers) pause_cpu();
+    pthread_mutex_unlock(&job_lock);
+}
