@@ -29,7 +29,10 @@ import math
 
 import numpy as np
 
-_INT32 = np.iinfo(np.int32)
+_FLOAT32 = np.dtype(np.float32)
+_INT32 = np.dtype(np.int32)
+# Integer dtypes every value of which is a valid int32: labels of these need no range check.
+_FITS_INT32 = frozenset(np.dtype(t) for t in (np.int8, np.int16, np.int32, np.uint8, np.uint16))
 
 
 def _numeric(value, name: str, kinds: str) -> np.ndarray:
@@ -39,20 +42,27 @@ def _numeric(value, name: str, kinds: str) -> np.ndarray:
     return array
 
 
-def _c_array(array: np.ndarray, dtype) -> np.ndarray:
-    return np.require(array, dtype, ["C_CONTIGUOUS", "ALIGNED"])
+def _c_array(array: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """`array` itself when already C-contiguous, aligned and of `dtype`, else a converted copy."""
+    layout = array.flags
+    if array.dtype == dtype and layout.c_contiguous and layout.aligned:
+        return array
+    return np.array(array, dtype, order="C")  # a new array is always contiguous and aligned
 
 
 def inputs(x, size: int, name: str = "x", allow_empty: bool = False) -> np.ndarray:
     """`x` as a C-contiguous float32 array of shape (N, size)."""
     array = _numeric(x, name, "biuf")
-    if array.ndim < 2 or math.prod(array.shape[1:]) != size:
+    shape = array.shape
+    if len(shape) < 2 or math.prod(shape[1:]) != size:
         raise ValueError(f"{name} must have shape (N, {size}) or (N, ...) with {size} values "
-                         f"per sample, got shape {array.shape}")
-    count = array.shape[0]
+                         f"per sample, got shape {shape}")
+    count = shape[0]
     if count == 0 and not allow_empty:
-        raise ValueError(f"{name} holds no samples (shape {array.shape})")
-    return _c_array(array.reshape(count, size), np.float32)
+        raise ValueError(f"{name} holds no samples (shape {shape})")
+    if len(shape) > 2:
+        array = array.reshape(count, size)
+    return _c_array(array, _FLOAT32)
 
 
 def values(x, dtype, name: str = "x") -> np.ndarray:
@@ -64,16 +74,23 @@ def values(x, dtype, name: str = "x") -> np.ndarray:
 
 
 def labels(y, count: int, name: str = "y") -> np.ndarray:
-    """Integer class labels `y` as a C-contiguous int32 array of shape (count,)."""
+    """Integer class labels `y` as a C-contiguous int32 array of shape (count,).
+
+    Whether each label is one of the model's classes is the library's check; here
+    only that converting to int32 loses nothing.
+    """
     array = np.asarray(y)
     if array.dtype.kind not in "iu":
         raise TypeError(f"{name}: class labels must be integers, got dtype {array.dtype}")
     if array.shape != (count,):
         raise ValueError(f"{name}: expected {count} labels, shape ({count},), got shape {array.shape}")
-    if count and (int(array.min()) < _INT32.min or int(array.max()) > _INT32.max):
+    if array.dtype in _FITS_INT32:
+        return _c_array(array, _INT32)
+    converted = array.astype(_INT32, order="C")  # wraps values outside int32 around
+    if not (converted == array).all():
         raise ValueError(f"{name}: labels must fit in int32, got values in "
                          f"[{array.min()}, {array.max()}]")
-    return _c_array(array, np.int32)
+    return converted
 
 
 def targets(y, count: int, size: int, name: str = "y") -> np.ndarray:
@@ -84,7 +101,7 @@ def targets(y, count: int, size: int, name: str = "y") -> np.ndarray:
     if array.shape != (count, size):
         raise ValueError(f"{name}: float targets must have shape ({count}, {size}), got shape "
                          f"{array.shape}; for class labels pass an integer array")
-    return _c_array(array, np.float32)
+    return _c_array(array, _FLOAT32)
 
 
 def supervision(y, count: int, output_size: int, name: str = "y"):
@@ -105,4 +122,4 @@ def parameter(values, shape: tuple[int, ...], name: str) -> np.ndarray:
     array = _numeric(values, name, "iuf")
     if array.shape != shape:
         raise ValueError(f"{name} has shape {shape}, got values of shape {array.shape}")
-    return _c_array(array, np.float32)
+    return _c_array(array, _FLOAT32)

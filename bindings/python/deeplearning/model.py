@@ -12,7 +12,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _arrays, training
-from ._lib import DOUBLE, MODEL, SIZE, STRING, UINT64, call, lib, param_shape
+from ._lib import DOUBLE, MODEL, SIZE, STRING, UINT64, call, lib, param_shape, train_batch
 
 
 class Preprocessing(NamedTuple):
@@ -161,14 +161,16 @@ class Model:
 
     # -- training and inference -----------------------------------------------
 
-    def _data(self, x, y, name: str = ""):
+    def _data(self, x, y, x_name: str = "x", y_name: str = "y"):
         """(x, labels, targets) checked and converted; labels or targets is None."""
-        x = _arrays.inputs(x, self.input_size, f"{name}x")
-        labels, targets = _arrays.supervision(y, len(x), self.output_size, f"{name}y")
+        self._check_open()
+        x = _arrays.inputs(x, self._input_size, x_name)
+        labels, targets = _arrays.supervision(y, len(x), self._output_size, y_name)
         return x, labels, targets
 
     def _train_batch(self, x, labels, targets) -> float:
-        return call(lib.dl_train_step, self._h, x, len(x), labels, targets, DOUBLE)
+        """One step on arrays that :meth:`_data` made (Model.fit passes slices of them)."""
+        return train_batch(self._h, x, labels, targets)
 
     def _evaluate(self, x, labels, targets) -> Evaluation:
         loss, accuracy = call(lib.dl_evaluate, self._h, x, len(x), labels, targets, DOUBLE, DOUBLE)

@@ -62,7 +62,7 @@ def fit(model, x, y, epochs: int = 1, batch_size: int = 64, shuffle: bool = True
     if validation_data is not None:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
             raise TypeError("validation_data must be a pair (x, y)")
-        validation = model._data(*validation_data, name="validation ")
+        validation = model._data(*validation_data, "validation x", "validation y")
     if seed is None:
         seed = [model.spec.get("seed", 0), model.step_count]
     rng = np.random.default_rng(seed)

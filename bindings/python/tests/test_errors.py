@@ -160,6 +160,9 @@ def test_wrong_input_shapes_raise_value_error(xor_model, no_c_calls, x, expected
     (np.array(["0", "1", "1", "0"]), TypeError, "dtype"),
     (np.array([0, 1, 2**40, 0]), ValueError, "int32"),
     (np.array([0, 1, -2**40, 0]), ValueError, "int32"),
+    (np.array([0, 1, 2**32 + 1, 0]), ValueError, "int32"),          # would wrap to label 1
+    (np.array([0, 1, 2**31, 0], np.uint32), ValueError, "int32"),
+    (np.array([0, 1, 2**64 - 1, 0], np.uint64), ValueError, "int32"),
     (np.array([0, 1, 1, 0], dtype=np.complex64), TypeError, "complex"),
     (None, TypeError, "object"),
 ])
