@@ -116,6 +116,25 @@ DL_API const char *dl_status_string(int status);
 DL_API const char *dl_last_error(void);
 
 /* ------------------------------------------------------------------------ */
+/* Threads                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * dl_set_num_threads - threads the library's own kernels use (the sparse-input
+ * products of a first linear layer, batch gathering): the calling thread plus
+ * n - 1 workers, n from 1 to 8 (values outside are clamped). The default is
+ * the environment variable DL_NUM_THREADS when set, else the number of CPUs.
+ * Results do not depend on it: every output is computed by one thread, in the
+ * same order as with one. OpenBLAS has its own setting (OPENBLAS_NUM_THREADS).
+ * Calls on several threads at once share one pool: a call that finds it busy
+ * runs on its own thread alone. Thread-safe.
+ */
+DL_API void dl_set_num_threads(int n);
+
+/* dl_get_num_threads - the current setting of dl_set_num_threads. Thread-safe. */
+DL_API int dl_get_num_threads(void);
+
+/* ------------------------------------------------------------------------ */
 /* Models                                                                    */
 /* ------------------------------------------------------------------------ */
 

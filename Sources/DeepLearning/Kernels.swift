@@ -9,6 +9,13 @@ import RealModule
 /// 5-7x slower (measured on sigmoid); the attribute makes the generic entry point jump to
 /// the specialised body. Shapes are row-major, `rows` samples by `cols` features.
 public enum Kernels {
+    /// Threads the C kernels use (the sparse-input products, batch gathering): 1 to 8, by
+    /// default `DL_NUM_THREADS` or the CPU count. Results do not depend on it.
+    public static var threads: Int {
+        get { Int(dlk_threads()) }
+        set { dlk_set_threads(Int32(clamping: newValue)) }
+    }
+
     // MARK: Copies and conversions
 
     @_specialize(where S == Float, D == Float) @_specialize(where S == Float, D == Double)

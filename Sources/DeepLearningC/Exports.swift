@@ -15,6 +15,12 @@ public func dl_version_number() -> Int32 { Int32(Version.number) }
 @_cdecl("dl_version")
 public func dl_version() -> UnsafePointer<CChar> { staticCString(Version.string) }
 
+@_cdecl("dl_set_num_threads")
+public func dl_set_num_threads(_ n: Int32) { Kernels.threads = Int(n) }
+
+@_cdecl("dl_get_num_threads")
+public func dl_get_num_threads() -> Int32 { Int32(Kernels.threads) }
+
 @_cdecl("dl_status_string")
 public func dl_status_string(_ status: Int32) -> UnsafePointer<CChar> {
     let text: StaticString

@@ -140,6 +140,40 @@ import Testing
     }
 }
 
+/// The kernels' thread pool splits work so that each output is computed by one thread in the
+/// serial order: training gives the same bits with any number of threads.
+@Suite struct KernelThreadTests {
+    func train(threads: Int) throws -> [[Float]] {
+        Kernels.threads = threads
+        let layers: [(String, [String: SpecValue])] = [("linear", ["units": .int(128)]), ("relu", [:]), ("linear", ["units": .int(10)])]
+        let model = try Model<Float>(spec: makeSpec(input: [784], layers: layers, seed: 5))
+        let c = SparseInputTests.Case(rows: 64, inputs: 784, outputs: 128, background: -0.4242, density: 0.19, bias: true)
+        var rng = RandomGenerator(seed: 9)
+        for step in 0..<4 {
+            let x = try SparseInputTests.batch(c, seed: UInt64(step))
+            let labels = (0..<c.rows).map { _ in Int32(rng.below(10)) }
+            _ = try labels.withUnsafeBufferPointer { (l) throws(DLError) in
+                try model.trainStep(x: UnsafePointer(x.data), batch: c.rows, targets: .labels(l.baseAddress!))
+            }
+            #expect((model.layers[0] as? Linear<Float>)?.forwardWasSparse == true)
+        }
+        return model.parameters.map { $0.value.array }
+    }
+
+    @Test func trainingIsTheSameWithAnyNumberOfThreads() throws {
+        let saved = Kernels.threads
+        defer { Kernels.threads = saved }
+        let one = try train(threads: 1)
+        for threads in [2, 3, 8] {
+            #expect(try train(threads: threads) == one, "\(threads) threads")
+        }
+        Kernels.threads = 0
+        #expect(Kernels.threads == 1, "clamped to at least one")
+        Kernels.threads = 100
+        #expect(Kernels.threads == 8, "clamped to at most eight")
+    }
+}
+
 /// The input checks and conversion, which run in C (vectorised) for float32 and float64.
 @Suite struct InputKernelTests {
     func finite<T: DLScalar>(_ values: [T]) -> Bool {

@@ -243,6 +243,17 @@ static void test_version_and_status(void) {
 
     CHECK(dl_version() != NULL && strcmp(dl_version(), DL_VERSION_STRING) == 0);
     CHECK(dl_version_number() == DL_VERSION_NUMBER);
+    {   /* the kernels' thread setting round-trips and is clamped to 1..8 */
+        int saved = dl_get_num_threads();
+        CHECK(saved >= 1 && saved <= 8);
+        dl_set_num_threads(2);
+        CHECK(dl_get_num_threads() == 2);
+        dl_set_num_threads(0);
+        CHECK(dl_get_num_threads() == 1);
+        dl_set_num_threads(1000);
+        CHECK(dl_get_num_threads() == 8);
+        dl_set_num_threads(saved);
+    }
     int major = -1, minor = -1, patch = -1;
     CHECK(sscanf(dl_version(), "%d.%d.%d", &major, &minor, &patch) == 3);
     CHECK(major == DL_VERSION_MAJOR && minor == DL_VERSION_MINOR && patch == DL_VERSION_PATCH);
