@@ -26,10 +26,13 @@ images in batches of 1,000, and single-sample prediction latency (through
 Python, and through the C ABI). The last columns give NumPy/library and the
 targets of the issue with a verdict.
 
-OpenBLAS threads: both sides get OPENBLAS_NUM_THREADS=--threads (default 1:
-on a 2-core machine two-thread runs sometimes stall; "auto" leaves it unset).
-NumPy's wheel bundles its own OpenBLAS; the library links the system's. The
-thread count each one really used is read back and printed.
+Threads: both sides get OPENBLAS_NUM_THREADS=--threads (default 1: on a 2-core
+machine two-thread runs sometimes stall; "auto" leaves it unset), and the
+library's own kernels (the sparse first layer) DL_NUM_THREADS=--kernel-threads
+(default 1). On 2 cores the library's best is --threads 1 --kernel-threads 2;
+compare it with NumPy's best of --threads 1 and 2. NumPy's wheel bundles its
+own OpenBLAS; the library links the system's. The thread counts each one
+really used are read back and printed.
 
 The library is build/libdeeplearning.so (CMake, Release) when it exists, else
 .build/release/libdeeplearning.so (swift build -c release); --library chooses.
@@ -209,6 +212,7 @@ def worker_library(args):
         "inference_rate": inference_rate(model.predict_classes, x_test),
         "py_latency_us": latency_us(lambda: model.predict(x_test[:1])),
         "threads": openblas_threads("libopenblas.so.0"),
+        "kernel_threads": dl._lib.lib.dl_get_num_threads(),
         "version": f"deeplearning {dl.__version__} ({dl._lib.library_path})",
         "checkpoint": checkpoint,
     }
@@ -335,7 +339,8 @@ def report(rounds, args, data_bytes):
           "library through a C program")
     print(f"OpenBLAS threads used: NumPy {first['numpy'].get('threads')} (its bundled scipy-openblas), "
           f"library {first['library'].get('threads')} (the system libopenblas); "
-          f"OPENBLAS_NUM_THREADS={args.threads}")
+          f"OPENBLAS_NUM_THREADS={args.threads}; the library's own kernels: "
+          f"{first['library'].get('kernel_threads')} (DL_NUM_THREADS={args.kernel_threads})")
     print(f"{first['numpy']['version']}; {first['library']['version']}")
     print(f"float32 data {data_bytes / MIB:.0f} MiB (70,000 x 784); peak RSS target 1.5 x data + 100 MiB = {rss_limit:.0f} MiB")
     print("raw numbers per round: " + json.dumps(
@@ -349,6 +354,8 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=3, help="rounds of every measurement (medians are reported)")
     parser.add_argument("--data", default=os.path.join(ROOT, "data", "mnist"), help="MNIST IDX folder")
     parser.add_argument("--threads", default="1", help='OPENBLAS_NUM_THREADS for both sides, or "auto" (default 1)')
+    parser.add_argument("--kernel-threads", type=int, default=1,
+                        help="DL_NUM_THREADS: threads of the library's own kernels (default 1)")
     parser.add_argument("--library", help="libdeeplearning.so to measure")
     parser.add_argument("--dl", help="the dl command to measure (default .build/release/dl)")
     parser.add_argument("--epochs", type=int, default=5)
@@ -375,9 +382,10 @@ def main(argv=None):
         env.pop("OPENBLAS_NUM_THREADS", None)
     else:
         env["OPENBLAS_NUM_THREADS"] = args.threads
+    env["DL_NUM_THREADS"] = str(args.kernel_threads)
     data_bytes = (60000 + 10000) * 784 * 4
     print(f"benchmark: {args.rounds} rounds of NumPy, the library through Python, dl train and the C ABI; "
-          f"library {library}; OPENBLAS_NUM_THREADS={args.threads}; load average {os.getloadavg()[0]:.2f}",
+          f"library {library}; OPENBLAS_NUM_THREADS={args.threads}; DL_NUM_THREADS={args.kernel_threads}; load average {os.getloadavg()[0]:.2f}",
           file=sys.stderr)
     rounds = []
     with tempfile.TemporaryDirectory(prefix="dl-bench-") as scratch:

@@ -10,7 +10,7 @@ import RealModule
 /// the specialised body. Shapes are row-major, `rows` samples by `cols` features.
 public enum Kernels {
     /// Threads the C kernels use (the sparse-input products, batch gathering): 1 to 8, by
-    /// default `DL_NUM_THREADS` or the CPU count. Results do not depend on it.
+    /// default `DL_NUM_THREADS` (0: the CPU count) or 1. Results do not depend on it.
     public static var threads: Int {
         get { Int(dlk_threads()) }
         set { dlk_set_threads(Int32(clamping: newValue)) }

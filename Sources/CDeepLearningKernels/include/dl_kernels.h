@@ -89,8 +89,8 @@ typedef void (*dlk_task)(void *context, int64_t begin, int64_t end, int thread);
 /// are done. Serial when the pool has one thread, or is busy with another caller's job.
 DLK_HIDDEN void dlk_parallel_for(int64_t items, int64_t min_items_per_thread, dlk_task task, void *context);
 
-/// Threads the kernels use: DL_NUM_THREADS when set, else the number of online CPUs (at
-/// most 8). `dlk_set_threads` changes it (at least 1).
+/// Threads the kernels use: DL_NUM_THREADS when set (0: the number of online CPUs), else
+/// 1; at most 8. `dlk_set_threads` changes it (at least 1).
 DLK_HIDDEN int dlk_threads(void);
 DLK_HIDDEN void dlk_set_threads(int n);
 
