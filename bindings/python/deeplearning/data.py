@@ -148,7 +148,8 @@ class Dataset(NativeObject):
         """(mean, std) of all feature values after multiplying them by `scale`: the
         tutorial's standardization, one pair for the whole set. ``model.preprocessing =
         (scale, mean, std)`` then makes the model standardize raw inputs itself."""
-        return call(lib.dl_dataset_standardizer, self._h, float(scale), DOUBLE, DOUBLE)
+        handle = _held(self)
+        return call(lib.dl_dataset_standardizer, handle.pointer, float(scale), DOUBLE, DOUBLE)
 
     def close(self) -> None:
         """Releases the Dataset; its memory goes with the last view of ``x`` or ``y``.
@@ -165,10 +166,13 @@ class Dataset(NativeObject):
 
 # -- Model methods (attached in model.py) -------------------------------------
 
-def _dataset(dataset) -> Dataset:
+def _held(dataset) -> Handle:
+    """The open `dataset`'s Handle. The caller keeps it for the length of its library
+    call, so that a close() from another thread meanwhile frees nothing until then."""
     if not isinstance(dataset, Dataset):
         raise TypeError(f"expected a deeplearning.Dataset, got {type(dataset).__name__}")
-    return dataset
+    dataset._check_open()
+    return dataset._handle
 
 
 def train_epoch(model: Model, dataset: Dataset, batch_size: int = 64, shuffle: bool = True) -> float:
@@ -181,15 +185,16 @@ def train_epoch(model: Model, dataset: Dataset, batch_size: int = 64, shuffle: b
     Returns the epoch's mean loss (each batch's loss before its update,
     weighted by its size).
     """
-    dataset = _dataset(dataset)
+    handle = _held(dataset)
     batch_size = operator.index(batch_size)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    return call(lib.dl_train_epoch, model._h, dataset._h, batch_size, 1 if shuffle else 0, DOUBLE)
+    return call(lib.dl_train_epoch, model._h, handle.pointer, batch_size, 1 if shuffle else 0, DOUBLE)
 
 
 def evaluate_dataset(model: Model, dataset: Dataset) -> Evaluation:
     """Mean loss and accuracy over every sample of a labelled `dataset`, in evaluation
     mode; the model is not changed."""
-    loss, accuracy = call(lib.dl_evaluate_dataset, model._h, _dataset(dataset)._h, DOUBLE, DOUBLE)
+    handle = _held(dataset)
+    loss, accuracy = call(lib.dl_evaluate_dataset, model._h, handle.pointer, DOUBLE, DOUBLE)
     return Evaluation(loss, None if math.isnan(accuracy) else accuracy)
