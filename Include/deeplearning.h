@@ -30,9 +30,10 @@
  *     [0, output size). NaN or infinite inputs and targets are refused with
  *     DL_NUMERIC; nothing is changed.
  *   - No function ends the calling process, whatever its arguments. Handles
- *     are checked: NULL, a freed handle or a pointer that is not a live model
- *     gives DL_INVALID_ARGUMENT (a freed handle is detected as long as its
- *     address has not been reused by a new model).
+ *     are checked: NULL, a freed handle or a pointer that is not a live
+ *     handle of the right kind (model, layer, loss, data set) gives
+ *     DL_INVALID_ARGUMENT (a freed handle is detected as long as its address
+ *     has not been reused by a new one).
  *
  * Thread safety
  *   - All functions may be called from any thread. Different models may be
@@ -40,6 +41,8 @@
  *   - One model must not be used by two threads at once. The library detects
  *     it: the second caller gets DL_BUSY and nothing happens. To predict from
  *     several threads, give each thread its own copy with dl_model_clone().
+ *   - A data set (dl_dataset) is only read after loading: any number of
+ *     threads may use one at once.
  *   - dl_last_error() is per thread.
  */
 #ifndef DEEPLEARNING_H
@@ -374,6 +377,186 @@ DL_API int dl_model_spec_json(const dl_model *model, const char **json);
  *   steps  OUT.
  */
 DL_API int dl_model_step_count(const dl_model *model, uint64_t *steps);
+
+/* ------------------------------------------------------------------------ */
+/* Data sets                                                                 */
+/* ------------------------------------------------------------------------ */
+/*
+ * A data set loaded from files into the library's memory: count samples of
+ * feature_size floats each, sample after sample, and, when the files have
+ * them, one int32 class label per sample. Values are kept as stored (MNIST
+ * pixels stay 0..255): a model standardizes its own inputs (see
+ * dl_model_set_preprocessing and dl_dataset_standardizer).
+ *
+ *     dl_dataset *train = NULL;
+ *     if (dl_dataset_load_mnist("data/mnist", DL_SPLIT_TRAIN, &train) != DL_OK) { ... }
+ *     double mean, std, loss;
+ *     dl_dataset_standardizer(train, 1.0 / 255, &mean, &std);
+ *     dl_model_set_preprocessing(m, 1.0 / 255, mean, std);
+ *     for (int epoch = 0; epoch < 5; epoch++) dl_train_epoch(m, train, 64, 1, &loss);
+ *     dl_dataset_free(train);
+ *
+ * A data set is never changed after loading, so several threads may use one
+ * at once (to train different models, say); it must not be freed while
+ * another thread is using it or a pointer it handed out.
+ */
+
+/* A data set. Opaque. */
+typedef struct dl_dataset dl_dataset;
+
+#define DL_SPLIT_TRAIN 0 /* MNIST's 60,000 training samples (train-*-ubyte) */
+#define DL_SPLIT_TEST  1 /* MNIST's 10,000 test samples (t10k-*-ubyte) */
+
+/*
+ * dl_dataset_load_idx - images and labels in IDX files, MNIST's format
+ * (unsigned bytes; gzipped or not).
+ *   images  an IDX file of shape (N, H, W); the samples' shape is (1, H, W).
+ *   labels  an IDX file of shape (N), or NULL for an unlabelled data set.
+ *   out     OUT: the data set; the caller frees it with dl_dataset_free().
+ *           Untouched on failure.
+ * Returns: DL_OK, DL_INVALID_ARGUMENT (NULL images or out), DL_IO_ERROR,
+ * DL_FORMAT_ERROR (wrong magic number, type or rank, truncated or overlong
+ * file, damaged gzip data, image and label counts that differ; the message
+ * names the file), DL_NOMEM.
+ */
+DL_API int dl_dataset_load_idx(const char *images, const char *labels, dl_dataset **out);
+
+/*
+ * dl_dataset_load_mnist - one split of MNIST from a folder holding its IDX
+ * files under their usual names (train-images-idx3-ubyte[.gz],
+ * t10k-labels-idx1-ubyte[.gz], ...). Both images and labels are required.
+ *   split  DL_SPLIT_TRAIN or DL_SPLIT_TEST.
+ *   out    OUT: the data set; free it with dl_dataset_free().
+ * Returns: as dl_dataset_load_idx(); DL_INVALID_ARGUMENT for another split;
+ * DL_IO_ERROR when a file is missing.
+ */
+DL_API int dl_dataset_load_mnist(const char *directory, int split, dl_dataset **out);
+
+/*
+ * dl_dataset_load_csv - a CSV file of numbers (gzipped or not), one sample
+ * per row, the class label first, then the features (MNIST as CSV). A first
+ * row that does not start with a number is a header and is skipped.
+ *   feature_count  features per sample, or 0 to count them from the first
+ *                  row. Given, rows must have feature_count + 1 columns (a
+ *                  label and the features) or exactly feature_count columns:
+ *                  then there is no label column and the data set is
+ *                  unlabelled. The first row (header or data) decides which;
+ *                  every row must agree with it. The samples' shape is
+ *                  (feature_count).
+ *   out            OUT: the data set; free it with dl_dataset_free().
+ * Returns: DL_OK, DL_INVALID_ARGUMENT, DL_IO_ERROR, DL_FORMAT_ERROR (the
+ * message points at the spot as path:line:column), DL_NOMEM.
+ */
+DL_API int dl_dataset_load_csv(const char *path, size_t feature_count, dl_dataset **out);
+
+/*
+ * dl_dataset_load_hdf5 - an HDF5 file holding a dataset "x" of shape
+ * (N, ...), floats or unsigned bytes, and optionally "y" of shape (N),
+ * integer labels >= 0; without "y" the data set is unlabelled. The samples'
+ * shape is x's without its first dimension. (h5py writes this layout with
+ * f["x"] = images; f["y"] = labels.)
+ *   out  OUT: the data set; free it with dl_dataset_free().
+ * Returns: DL_OK, DL_INVALID_ARGUMENT, DL_IO_ERROR, DL_FORMAT_ERROR (not
+ * HDF5, missing x, wrong shapes or types, NaN/Inf values, negative labels;
+ * the message names the file and the dataset), DL_NOMEM.
+ * Thread-safety: HDF5 calls are serialised on one process-wide lock.
+ */
+DL_API int dl_dataset_load_hdf5(const char *path, dl_dataset **out);
+
+/*
+ * dl_dataset_free - release a data set and its memory; pointers from
+ * dl_dataset_features() and dl_dataset_labels() become invalid. NULL is a
+ * no-op; a handle that was already freed, or is not a data set, is ignored.
+ * If another thread is using the data set at that moment, nothing is freed:
+ * dl_last_error() says so, and the caller frees it again later.
+ */
+DL_API void dl_dataset_free(dl_dataset *dataset);
+
+/*
+ * dl_dataset_info - the size of a data set.
+ *   count         OUT (may be NULL): number of samples.
+ *   feature_size  OUT (may be NULL): floats per sample (784 for MNIST).
+ *   has_labels    OUT (may be NULL): 1 when every sample has a label, else 0.
+ */
+DL_API int dl_dataset_info(const dl_dataset *dataset, size_t *count, size_t *feature_size, int *has_labels);
+
+/*
+ * dl_dataset_sample_shape - the shape of one sample: (1, 28, 28) for MNIST
+ * IDX images, (feature_count) for CSV rows, x's shape without its first
+ * dimension for HDF5. The product of the dimensions is feature_size.
+ *   dims      OUT: receives the dimensions.
+ *   dims_len  number of size_t dims can hold (HDF5 data may have up to 31).
+ *   ndim      OUT: number of dimensions.
+ */
+DL_API int dl_dataset_sample_shape(const dl_dataset *dataset, size_t *dims, size_t dims_len, size_t *ndim);
+
+/*
+ * dl_dataset_features - the features, count * feature_size floats, row-major,
+ * sample after sample, as loaded.
+ *   data  OUT: a pointer into the data set's memory, borrowed: valid until
+ *         dl_dataset_free(), read-only; do not free it.
+ */
+DL_API int dl_dataset_features(const dl_dataset *dataset, const float **data);
+
+/*
+ * dl_dataset_labels - the class labels, count int32 values >= 0.
+ *   labels  OUT: a pointer into the data set's memory, borrowed: valid until
+ *           dl_dataset_free(), read-only; do not free it.
+ * Returns: DL_OK; DL_INVALID_ARGUMENT for an unlabelled data set (labels is
+ * left unchanged) and for a NULL or dead handle.
+ */
+DL_API int dl_dataset_labels(const dl_dataset *dataset, const int32_t **labels);
+
+/*
+ * dl_dataset_standardizer - the statistics of the tutorial's standardization:
+ * every feature is multiplied by scale, then mean and std are the mean and
+ * the population standard deviation of all the scaled values (one pair for
+ * the whole set, not one per feature). Passed to
+ * dl_model_set_preprocessing(m, scale, mean, std), they make the model
+ * standardize raw inputs itself, as dl train does with scale 1/255 on the
+ * training set. The data set is not changed; labels play no part.
+ *   scale  finite and > 0 (1.0 / 255 for pixels 0..255).
+ *   mean   OUT (may be NULL).
+ *   std    OUT (may be NULL).
+ * Returns: DL_OK; DL_INVALID_ARGUMENT (bad scale, or all values equal).
+ */
+DL_API int dl_dataset_standardizer(const dl_dataset *dataset, double scale, double *mean, double *std);
+
+/*
+ * dl_train_epoch - one epoch of mini-batch training over every sample of a
+ * labelled data set, as dl train does: batches of batch_size samples, the
+ * last one holding the remainder, each one step of dl_train_step(). With
+ * shuffle, samples are visited in a new order drawn from the model's own
+ * seeded generator (saved in checkpoints, so a resumed run repeats what the
+ * uninterrupted one does); without it, in order, so the epoch equals
+ * dl_train_step() on consecutive batches. Afterwards the model's epoch
+ * counter goes up by one and the optimizer's per-epoch learning-rate decay
+ * ("lr_decay" in the spec) is applied.
+ *   model       a classifier (cross-entropy loss).
+ *   dataset     labelled; feature_size must equal dl_model_input_size().
+ *   batch_size  >= 1.
+ *   shuffle     non-zero to shuffle.
+ *   mean_loss   OUT (may be NULL): mean of the batches' losses (each taken
+ *               before its update), weighted by batch size.
+ * Returns: DL_OK; DL_INVALID_ARGUMENT (NULL or dead handles, an unlabelled
+ * data set, a feature size that is not the model's input size, batch_size 0,
+ * a label outside the model's classes: nothing changes); DL_UNSUPPORTED (a
+ * regression model); DL_NUMERIC (NaN/Inf in the data or a diverging loss:
+ * the steps before it stay applied); DL_BUSY (the model is in use by another
+ * thread).
+ */
+DL_API int dl_train_epoch(dl_model *model, const dl_dataset *dataset, size_t batch_size, int shuffle,
+                          double *mean_loss);
+
+/*
+ * dl_evaluate_dataset - dl_evaluate() over every sample of a labelled data
+ * set: mean loss and accuracy, in evaluation mode.
+ *   loss      OUT (may be NULL).
+ *   accuracy  OUT (may be NULL): fraction in [0, 1] of samples whose argmax
+ *             output equals the label.
+ * Returns: as dl_train_epoch(). The model is not changed.
+ */
+DL_API int dl_evaluate_dataset(dl_model *model, const dl_dataset *dataset, double *loss, double *accuracy);
 
 /* ------------------------------------------------------------------------ */
 /* Standalone layers and losses                                              */

@@ -2,8 +2,8 @@ import CDeepLearningSupport
 import DeepLearning
 import Glibc
 
-/// What a handle (`dl_model *`, `dl_layer *`, `dl_loss *`) points to: the object and the C
-/// strings handed out for it.
+/// What a handle (`dl_model *`, `dl_layer *`, `dl_loss *`, `dl_dataset *`) points to: the
+/// object and the C strings handed out for it.
 final class Box<Value> {
     var value: Value
     /// C strings returned by introspection functions, owned until the handle is freed.
@@ -25,16 +25,20 @@ final class Box<Value> {
 typealias ModelBox = Box<any AnyModel>
 typealias LayerBox = Box<any AnyStandaloneLayer>
 typealias LossBox = Box<any AnyStandaloneLoss>
+typealias DatasetBox = Box<Dataset>
 
 /// The live handles, and which of them a thread is using right now.
 ///
 /// Every call looks its handle up here, so NULL, freed or foreign pointers are refused with
 /// a message instead of crashing, and a second thread using the same model gets DL_BUSY
-/// instead of corrupting it. The lock is held only for the lookup.
+/// instead of corrupting it. Objects that calls only read (data sets) are taken shared:
+/// any number of threads at once, but none may free them meanwhile. The lock is held only
+/// for the lookup.
 final class HandleRegistry: @unchecked Sendable {
     static let shared = HandleRegistry()
 
-    private var live: [UnsafeMutableRawPointer: Bool] = [:]   // handle -> busy
+    /// handle -> its users now: 0 none, -1 one exclusive user, n > 0 n shared users.
+    private var live: [UnsafeMutableRawPointer: Int] = [:]
     private let mutex: UnsafeMutablePointer<pthread_mutex_t>
 
     private init() {
@@ -53,31 +57,33 @@ final class HandleRegistry: @unchecked Sendable {
     /// then not be found as the `Box<any AnyModel>` that `acquire` looks for.)
     func register<Value>(_ box: Box<Value>) -> OpaquePointer {
         let raw = Unmanaged.passRetained(box as AnyObject).toOpaque()
-        try? locked { live[raw] = false }
+        try? locked { live[raw] = 0 }
         return OpaquePointer(raw)
     }
 
-    /// Marks the handle busy and returns its box; `release` must follow. `noun` names the
-    /// handle's type in messages ("model").
-    func acquire<Value>(_ handle: OpaquePointer?, _ noun: String) throws(DLError) -> Box<Value> {
+    /// Marks the handle in use and returns its box; `release` must follow. `noun` names the
+    /// handle's type in messages ("model"). A `shared` use may overlap other shared uses;
+    /// an exclusive one overlaps nothing.
+    func acquire<Value>(_ handle: OpaquePointer?, _ noun: String, shared: Bool = false) throws(DLError) -> Box<Value> {
         guard let handle else { throw .invalid("\(noun) is NULL") }
         let raw = UnsafeMutableRawPointer(handle)
         return try locked { () throws(DLError) -> Box<Value> in
-            guard let busy = live[raw],
+            guard let users = live[raw],
                   let box = Unmanaged<AnyObject>.fromOpaque(raw).takeUnretainedValue() as? Box<Value> else {
                 throw .invalid("\(noun) \(raw) is not a live dl_\(noun) (already freed, or another kind of handle)")
             }
-            guard !busy else {
+            guard shared ? users >= 0 : users == 0 else {
                 throw DLError(.busy, "the \(noun) is being used by another thread; give each thread its own (dl_model_clone() for models)")
             }
-            live[raw] = true
+            live[raw] = shared ? users + 1 : -1
             return box
         }
     }
 
     func release(_ handle: OpaquePointer?) {
         guard let handle else { return }
-        try? locked { live[UnsafeMutableRawPointer(handle)] = false }
+        let raw = UnsafeMutableRawPointer(handle)
+        try? locked { if let users = live[raw] { live[raw] = users > 0 ? users - 1 : 0 } }
     }
 
     /// Forgets a handle of kind `Value` and frees its object. Unknown handles and handles of
@@ -87,8 +93,8 @@ final class HandleRegistry: @unchecked Sendable {
         guard let handle else { return }
         let raw = UnsafeMutableRawPointer(handle)
         let known = try locked { () throws(DLError) -> Bool in
-            guard let busy = live[raw], Unmanaged<AnyObject>.fromOpaque(raw).takeUnretainedValue() is Box<Value> else { return false }
-            guard !busy else { throw DLError(.busy, "the \(noun) is being used by another thread and cannot be freed now") }
+            guard let users = live[raw], Unmanaged<AnyObject>.fromOpaque(raw).takeUnretainedValue() is Box<Value> else { return false }
+            guard users == 0 else { throw DLError(.busy, "the \(noun) is being used by another thread and cannot be freed now") }
             live[raw] = nil
             return true
         }
@@ -110,18 +116,28 @@ func status(_ body: () throws(DLError) -> Void) -> Int32 {
     }
 }
 
-/// Runs `body` with the object behind `handle`, holding it for this thread.
-func with<Value>(_ handle: OpaquePointer?, _ noun: String, _ body: (Box<Value>) throws(DLError) -> Void) -> Int32 {
-    status { () throws(DLError) in
-        let box: Box<Value> = try HandleRegistry.shared.acquire(handle, noun)
-        defer { HandleRegistry.shared.release(handle) }
-        try body(box)
-    }
+/// Runs `body` with the object behind `handle`, held for this thread (exclusively unless
+/// `shared`) until it returns.
+func holding<Value>(_ handle: OpaquePointer?, _ noun: String, shared: Bool = false,
+                    _ body: (Box<Value>) throws(DLError) -> Void) throws(DLError) {
+    let box: Box<Value> = try HandleRegistry.shared.acquire(handle, noun, shared: shared)
+    defer { HandleRegistry.shared.release(handle) }
+    try body(box)
+}
+
+/// `holding` as a whole call: returns its status.
+func with<Value>(_ handle: OpaquePointer?, _ noun: String, shared: Bool = false,
+                 _ body: (Box<Value>) throws(DLError) -> Void) -> Int32 {
+    status { () throws(DLError) in try holding(handle, noun, shared: shared, body) }
 }
 
 func withModel(_ handle: OpaquePointer?, _ body: (ModelBox) throws(DLError) -> Void) -> Int32 { with(handle, "model", body) }
 func withLayer(_ handle: OpaquePointer?, _ body: (LayerBox) throws(DLError) -> Void) -> Int32 { with(handle, "layer", body) }
 func withLoss(_ handle: OpaquePointer?, _ body: (LossBox) throws(DLError) -> Void) -> Int32 { with(handle, "loss", body) }
+/// Data sets are never changed after loading, so any number of threads may read one at once.
+func withDataset(_ handle: OpaquePointer?, _ body: (DatasetBox) throws(DLError) -> Void) -> Int32 {
+    with(handle, "dataset", shared: true, body)
+}
 
 /// Checks an OUT pointer.
 func required<P>(_ pointer: P?, _ name: String) throws(DLError) -> P {

@@ -8,9 +8,9 @@ func loadMNIST(_ directory: String, _ split: Dataset.Split, for model: any AnyMo
     return data
 }
 
-/// Refuses labelled data the model cannot take: a classifier is needed, each sample must
-/// hold as many values as the model's input, and every label must be one of its classes.
-/// `source` names the data in messages.
+/// Refuses data the model cannot take: a classifier is needed, each sample must hold as
+/// many values as the model's input, and every label (of a labelled set) must be one of
+/// its classes. `source` names the data in messages.
 func check(_ data: Dataset, fits model: any AnyModel, _ source: String) throws(DLError) {
     guard model.isClassifier else {
         throw DLError(.unsupported, "the model's loss is \(model.spec.loss.type); class labels need a cross_entropy classifier")

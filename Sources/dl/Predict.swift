@@ -8,16 +8,17 @@ struct Predict: ParsableCommand {
         abstract: "Predict the class of every sample of a data file; write CSV to stdout or --output.",
         discussion: """
         INPUT is read by its name:
-          *.h5, *.hdf5        HDF5 with datasets x (samples first) and y (labels)
+          *.h5, *.hdf5        HDF5 with datasets x (samples first) and, optionally, y (labels)
           *.csv, *.csv.gz     CSV, one sample per row: the label first, then the values \
-        (MNIST as CSV; an optional header row)
+        (MNIST as CSV; an optional header row); rows of exactly the model's input size have \
+        no label column
           anything else       IDX images (MNIST's format, gzipped or not), read with the labels \
-        file beside it whose name has labels-idx1 for images-idx3 \
+        file beside it, if there is one, whose name has labels-idx1 for images-idx3 \
         (t10k-images-idx3-ubyte.gz -> t10k-labels-idx1-ubyte.gz)
         Values go in raw (pixels 0-255): the checkpoint applies its own preprocessing. The \
         output has a header, then one row per sample: index, predicted_class and the model's \
-        outputs (logits for cross-entropy). The labels are not used for prediction; the \
-        accuracy they give is reported on stderr.
+        outputs (logits for cross-entropy). Labels are optional and not used for prediction; \
+        when the input has them, the accuracy they give is reported on stderr.
         """)
 
     @Argument(help: "An HDF5 checkpoint of a classifier.") var checkpoint: String
@@ -53,8 +54,10 @@ struct Predict: ParsableCommand {
             } else {
                 print(text, terminator: "")
             }
-            let correct = zip(classes, data.labels).filter { $0 == $1 }.count
-            printError("accuracy \(fixed(100 * Double(correct) / Double(data.count), 2))% (\(correct) of \(data.count) labelled samples)")
+            if data.isLabelled {
+                let correct = zip(classes, data.labels).filter { $0 == $1 }.count
+                printError("accuracy \(fixed(100 * Double(correct) / Double(data.count), 2))% (\(correct) of \(data.count) labelled samples)")
+            }
         }
     }
 
@@ -74,11 +77,9 @@ struct Predict: ParsableCommand {
         }
         let labelName = name.replacingOccurrences("images-idx3", "labels-idx1")
         let stem = replacingSuffix(labelName, ".gz", "") ?? labelName
+        // Without a labels file beside the images, they are predicted unlabelled.
         let candidates = [folder + stem + ".gz", folder + stem]
-        guard let labels = candidates.first(where: { access($0, F_OK) == 0 }) else {
-            throw DLError(.io, "\(path): IDX images are read with their labels file, and neither "
-                          + "\(candidates.joined(separator: " nor ")) exists")
-        }
+        let labels = candidates.first { access($0, F_OK) == 0 }
         return try Dataset.loadIDX(images: path, labels: labels)
     }
 }

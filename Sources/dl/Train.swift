@@ -61,12 +61,7 @@ struct Train: ParsableCommand {
             for e in 1...epochs {
                 let bar = ProgressBar(label: "epoch \(e)/\(epochs)", total: (train.count + batchSize - 1) / batchSize)
                 let start = monotonicSeconds(), cpuStart = processCPUSeconds()
-                let result = try train.features.withUnsafeBufferPointer { (x) throws(DLError) in
-                    try train.labels.withUnsafeBufferPointer { (y) throws(DLError) in
-                        try model.trainEpoch(x: x.baseAddress!, labels: y.baseAddress!, count: train.count,
-                                             batchSize: batchSize, progress: { bar.update($0) })
-                    }
-                }
+                let result = try model.trainEpoch(on: train, batchSize: batchSize, progress: { bar.update($0) })
                 let seconds = monotonicSeconds() - start
                 cpu += processCPUSeconds() - cpuStart
                 bar.finish()
@@ -97,12 +92,8 @@ struct Train: ParsableCommand {
     }
 }
 
-/// Loss and accuracy of a classifier over a whole data set.
+/// Loss and accuracy of a classifier over a whole labelled data set.
 func evaluate(_ model: any AnyModel, _ data: Dataset) throws(DLError) -> (loss: Double, accuracy: Double) {
-    let r = try data.features.withUnsafeBufferPointer { (x) throws(DLError) in
-        try data.labels.withUnsafeBufferPointer { (y) throws(DLError) in
-            try model.evaluate(x: x.baseAddress!, count: data.count, targets: .labels(y.baseAddress!))
-        }
-    }
+    let r = try model.evaluate(on: data)
     return (r.loss, r.accuracy ?? 0)
 }

@@ -143,6 +143,24 @@ private func writeHDF5(_ path: String, _ datasets: [(name: String, shape: [Int],
         }
     }
 
+    @Test func idxLoadsImagesWithoutLabels() throws {
+        try withScratchDirectory { dir in
+            put(dir + "/images", idx([3, 2, 4], pixels))
+            putGzip(dir + "/images.gz", idx([3, 2, 4], pixels))
+            for images in ["images", "images.gz"] {
+                let data = try Dataset.loadIDX(images: dir + "/" + images, labels: nil)
+                #expect(!data.isLabelled && data.labels.isEmpty)
+                #expect(data.count == 3 && data.featureSize == 8 && data.sampleShape == [1, 2, 4])
+                #expect(data.features == pixels.map { Float($0) })
+                expectFailure(.invalidArgument, "unlabelled (3 samples", "training needs class labels") { try data.labels(for: "training") }
+            }
+            expectFailure(.format, dir + "/bad", "truncated") {
+                put(dir + "/bad", Array(idx([3, 2, 4], pixels).dropLast()))
+                return try Dataset.loadIDX(images: dir + "/bad", labels: nil)
+            }
+        }
+    }
+
     @Test func mnistFindsGzippedOrRawFiles() throws {
         try withScratchDirectory { dir in
             putGzip(dir + "/train-images-idx3-ubyte.gz", idx([3, 2, 4], pixels))
@@ -283,6 +301,30 @@ private func writeHDF5(_ path: String, _ datasets: [(name: String, shape: [Int],
         }
     }
 
+    @Test func csvWithoutLabelColumnLoadsUnlabelled() throws {
+        try withScratchDirectory { dir in
+            put(dir + "/plain.csv", "0,255,0.5\n-1.25e-3, 7 ,1e2\n")
+            put(dir + "/header.csv", "p1,p2,p3\r\n0,255,0.5\r\n-1.25e-3,7,100\r\n")
+            for name in ["plain.csv", "header.csv"] {
+                let data = try Dataset.loadCSV(dir + "/" + name, featureCount: 3)
+                #expect(!data.isLabelled && data.labels.isEmpty, "\(name)")
+                #expect(data.count == 2 && data.sampleShape == [3] && data.featureSize == 3)
+                #expect(data.features == [0, 255, 0.5, -1.25e-3, 7, 100], "\(name)")
+            }
+            // Without featureCount, or with one more column than featureCount, the first column is the label.
+            expectFailure(.format, dir + "/plain.csv:2:1: label \"-1.25e-3\" is not a non-negative integer") {
+                try Dataset.loadCSV(dir + "/plain.csv")
+            }
+            put(dir + "/labelled.csv", "3,0,255,0.5\n0,-1,7,1e2\n")
+            let withLabels = try Dataset.loadCSV(dir + "/labelled.csv", featureCount: 3)
+            #expect(withLabels.isLabelled && withLabels.labels == [3, 0] && withLabels.features == [0, 255, 0.5, -1, 7, 100])
+            // One feature per row.
+            put(dir + "/single.csv", "4\n5.5\n")
+            let single = try Dataset.loadCSV(dir + "/single.csv", featureCount: 1)
+            #expect(!single.isLabelled && single.count == 2 && single.features == [4, 5.5])
+        }
+    }
+
     @Test func csvErrorsPointAtLineAndColumn() throws {
         try withScratchDirectory { dir in
             let path = dir + "/bad.csv"
@@ -308,8 +350,13 @@ private func writeHDF5(_ path: String, _ datasets: [(name: String, shape: [Int],
             check("1,2,3\n4,nan,6\n", path + ":2:3: \"nan\" is not a finite number")
             check("1,2,3\n4,1e39,6\n", path + ":2:3: \"1e39\" is not a finite number")
             check("1,2\n3,4\u{0}\n", path + ":2:3: \"4\\x00\" is not a number")
-            check("1,2,3\n", path + ":1:6: 3 columns, expected 4", featureCount: 3)
-            check("label,a,b\n1,2\n", path + ":1:1: the header has 3 columns, expected 2", featureCount: 1)
+            check("1,2\n", path + ":1:4: 2 columns, expected 4 (a label and 3 features), or 3 (the features alone, unlabelled)", featureCount: 3)
+            check("1,2,3,4\n1,2\n", path + ":2:4: 2 columns, expected 4 (a label and 3 features)", featureCount: 3)
+            let laterRow = failure({ try Dataset.loadCSV(path, featureCount: 3) })
+            #expect(!laterRow.message.contains("unlabelled"), "\(laterRow.message)")  // only the first row decides the layout
+            check("1,2,3\n1,2,3,4\n", path + ":2:6: 4 columns, expected 3 (3 features, no label column)", featureCount: 3)
+            check("a,b,c\n1,2\n", path + ":2:4: 2 columns, expected 3 (3 features, no label column)", featureCount: 3)
+            check("label,a,b\n1,2\n", path + ":1:1: the header has 3 columns, expected 2 (a label and 1 feature), or 1", featureCount: 1)
             check("label,a,b\n1,2,3\n4,5\n", path + ":3:4: 2 columns, expected 3")
             check("7\n", path + ":1:1: a row needs a label and at least one feature")
             check("", path + ": empty file")
@@ -339,6 +386,18 @@ private func writeHDF5(_ path: String, _ datasets: [(name: String, shape: [Int],
         }
     }
 
+    @Test func hdf5WithoutLabelsLoadsUnlabelled() throws {
+        try withScratchDirectory { dir in
+            let x: [Double] = (0..<12).map { Double($0) * 0.5 }
+            try writeHDF5(dir + "/x-only.h5", [("x", [4, 3], .f64, x)])
+            let data = try Dataset.loadHDF5(dir + "/x-only.h5")
+            #expect(!data.isLabelled && data.labels.isEmpty)
+            #expect(data.count == 4 && data.sampleShape == [3] && data.features == x.map { Float($0) })
+            try writeHDF5(dir + "/y-only.h5", [("y", [3], .i64, [0, 1, 2])])
+            expectFailure(.format, "missing dataset x") { try Dataset.loadHDF5(dir + "/y-only.h5") }
+        }
+    }
+
     @Test func hdf5RejectsWrongLayouts() throws {
         try withScratchDirectory { dir in
             let path = dir + "/bad.h5"
@@ -353,7 +412,6 @@ private func writeHDF5(_ path: String, _ datasets: [(name: String, shape: [Int],
                 }
             }
             let six = [Double](repeating: 1, count: 6)
-            try check([("x", [3, 2], .f32, six)], "missing dataset y")
             try check([y3], "missing dataset x")
             try check([("x", [6], .f32, six), y3], "dataset x has shape [6]")
             try check([("x", [3, 2], .i16, six), y3], "16-bit signed integers", "expected floats or unsigned bytes")
@@ -394,6 +452,8 @@ private func writeHDF5(_ path: String, _ datasets: [(name: String, shape: [Int],
         let constant = try Dataset(features: [2, 2, 2, 2], labels: [0, 0], sampleShape: [2])
         expectFailure(.invalidArgument, "all 4 feature values are equal") { try Standardizer.fit(constant) }
         expectFailure(.invalidArgument, "std") { try Standardizer(mean: 0, std: 0) }
+        expectFailure(.invalidArgument, "scale must be a finite number > 0, got -1.0") { try Standardizer.fit(data, scale: -1) }
+        expectFailure(.invalidArgument, "scale must be a finite number > 0, got nan") { try Standardizer.fit(data, scale: .nan) }
     }
 
     @Test func datasetValidatesItsParts() throws {
@@ -404,6 +464,56 @@ private func writeHDF5(_ path: String, _ datasets: [(name: String, shape: [Int],
             try Dataset(features: [1, 2], labels: [0, -1], sampleShape: [1])
         }
         expectFailure(.invalidArgument, "sample shape [0]") { try Dataset(features: [], labels: [], sampleShape: [0]) }
+
+        let unlabelled = try Dataset(features: [1, 2, 3, 4, 5, 6], labels: nil, sampleShape: [3])
+        #expect(unlabelled.count == 2 && !unlabelled.isLabelled && unlabelled.labels.isEmpty)
+        expectFailure(.invalidArgument, "evaluation needs class labels") { try unlabelled.labels(for: "evaluation") }
+        let labelled = try Dataset(features: [1, 2, 3, 4, 5, 6], labels: [1, 0], sampleShape: [3])
+        #expect(try labelled.labels(for: "training") == [1, 0] && labelled.isLabelled && labelled.count == 2)
+        expectFailure(.invalidArgument, "not a whole number of samples") {
+            try Dataset(features: [1, 2, 3, 4, 5], labels: nil, sampleShape: [3])
+        }
+        // An unlabelled set still standardizes.
+        let s = try Standardizer.fit(unlabelled, scale: 0.5)
+        #expect(abs(s.mean - 1.75) < 1e-12 && abs(s.std - 0.5 * (35.0 / 12).squareRoot()) < 1e-12)
+    }
+
+    /// Training and evaluation on a Dataset refuse unlabelled sets and samples of the wrong
+    /// size, and otherwise do what the pointer-based calls do.
+    @Test func modelsTrainAndEvaluateOnLabelledSetsOnly() throws {
+        let spec = try SpecParser.parse(json: """
+        {"input": {"size": 2}, "layers": [{"type": "linear", "units": 2}], "loss": "cross_entropy",
+         "optimizer": {"type": "sgd", "lr": 0.5}, "seed": 3}
+        """)
+        let model = try makeModel(spec: spec), reference = try makeModel(spec: spec)
+        let x: [Float] = [0, 0, 0, 1, 1, 0, 1, 1, 2, 2, -1, -1]
+        let y: [Int32] = [0, 1, 1, 1, 1, 0]
+        let data = try Dataset(features: x, labels: y, sampleShape: [2])
+
+        let result = try model.trainEpoch(on: data, batchSize: 4, shuffle: false)
+        let expected = try x.withUnsafeBufferPointer { xp in
+            try y.withUnsafeBufferPointer { yp in
+                try reference.trainEpoch(x: xp.baseAddress!, labels: yp.baseAddress!, count: 6, batchSize: 4, shuffle: false)
+            }
+        }
+        #expect(result == expected && result.batches == 2 && result.samples == 6)
+        let evaluation = try model.evaluate(on: data)
+        let direct = try x.withUnsafeBufferPointer { xp in
+            try y.withUnsafeBufferPointer { yp in try model.evaluate(x: xp.baseAddress!, count: 6, targets: .labels(yp.baseAddress!)) }
+        }
+        #expect(evaluation.loss == direct.loss && evaluation.accuracy == direct.accuracy)
+
+        let unlabelled = try Dataset(features: x, labels: nil, sampleShape: [2])
+        expectFailure(.invalidArgument, "unlabelled", "training needs class labels") { try model.trainEpoch(on: unlabelled, batchSize: 4) }
+        expectFailure(.invalidArgument, "unlabelled", "evaluation needs class labels") { try model.evaluate(on: unlabelled) }
+        let wide = try Dataset(features: x, labels: [0, 1, 0, 1], sampleShape: [3])
+        let mismatch = ["samples hold 3 values (shape [3])", "model's input takes 2 (shape [2])"]
+        expectFailure(.invalidArgument, mismatch[0], mismatch[1]) { try model.trainEpoch(on: wide, batchSize: 4) }
+        expectFailure(.invalidArgument, mismatch[0], mismatch[1]) { try model.evaluate(on: wide) }
+        expectFailure(.invalidArgument, "no samples") {
+            try model.evaluate(on: try Dataset(features: [], labels: [], sampleShape: [2]))
+        }
+        #expect(model.epoch == 1)  // the refused calls changed nothing
     }
 }
 

@@ -21,14 +21,22 @@
  *     sigmoid, tanh and softmax against their formulas; mse, cross_entropy and huber
  *     against theirs (the tutorial's examples); a float64 finite-difference check of a
  *     linear layer's gradients;
+ *   - data sets (dl_dataset_*, dl_train_epoch, dl_evaluate_dataset): IDX and CSV files
+ *     written here, loaded with and without labels and compared with what was written;
+ *     MNIST folder layout; every loader's failures; the standardizer against statistics
+ *     computed here; NULL, foreign, freed and wrong-kind handles; an unshuffled epoch
+ *     against dl_train_step on consecutive batches (bit for bit), dl_evaluate_dataset
+ *     against dl_evaluate, shuffled epochs reproducible, a separable problem learnt;
+ *     unlabelled data, a wrong input size, bad labels and regression models refused;
  *   - threads: separate models train (and save and load) at once with the serial
  *     results, clones predict at once with the serial results, two threads on one
- *     model get DL_OK or DL_BUSY.
+ *     model get DL_OK or DL_BUSY, models train at once on one shared data set.
  *
  * Usage: dl_test_driver SPECS_DIR
  *   SPECS_DIR  the folder holding xor.json, mnist_mlp.json and regression.json.
  * The program's own file (argv[0]) serves as a spec file that is not JSON; checkpoints
- * are written in a new folder under $TMPDIR (or /tmp), removed at the end.
+ * and small data files are written in a new folder under $TMPDIR (or /tmp), removed at
+ * the end.
  * The last line printed is "N passed, M failed"; the exit status is 1 when a check
  * failed.
  */
@@ -125,6 +133,7 @@ static int foreign_object;
 static int sentinel_object;
 #define FOREIGN_MODEL ((dl_model *)(void *)&foreign_object)
 #define SENTINEL_MODEL ((dl_model *)(void *)&sentinel_object)
+#define FOREIGN_DATASET ((dl_dataset *)(void *)&foreign_object)
 static const char sentinel_string[] = "sentinel";
 
 static char xor_spec[4096], mnist_spec[4096], regression_spec[4096], missing_spec[4096];
@@ -134,7 +143,11 @@ static char scratch_dir[4096]; /* a new folder for checkpoints, made by mkdtemp(
 
 /* Names of the files the driver may write in scratch_dir, all removed at the end. */
 static const char *const scratch_files[] = {"impossible.json", "xor.h5", "truncated.h5", "empty.h5", "never_written.h5",
-                                            "thread0.h5", "thread1.h5", "thread2.h5", "thread3.h5"};
+                                            "thread0.h5", "thread1.h5", "thread2.h5", "thread3.h5",
+                                            "train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                                            "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", "five-labels-idx1-ubyte",
+                                            "short-labels-idx1-ubyte", "labelled.csv", "unlabelled.csv", "constant.csv",
+                                            "bad.csv", "dataset_checkpoint.h5"};
 
 static void scratch_path(char *path, size_t size, const char *name) {
     snprintf(path, size, "%s/%s", scratch_dir, name);
@@ -2244,6 +2257,529 @@ done:
 }
 
 /* ------------------------------------------------------------------------ */
+/* Data sets: files written here, loaded through dl_dataset_*                */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * A separable problem of two-pixel "images" (IDX, 1 x 2 bytes): the label is 1 when the
+ * first pixel is the brighter, 0 otherwise, with a margin of at least 24. The training
+ * split is written as train-*-ubyte, the test split as t10k-*-ubyte, so that the folder
+ * is also an MNIST folder.
+ */
+enum { DS_TRAIN = 96, DS_TEST = 32, DS_PIXELS = 2, DS_BATCH = 10 };
+static uint8_t ds_train_pixels[DS_TRAIN * DS_PIXELS], ds_test_pixels[DS_TEST * DS_PIXELS];
+static uint8_t ds_train_labels[DS_TRAIN], ds_test_labels[DS_TEST];
+static char ds_train_images_path[4200], ds_train_labels_path[4200], ds_test_images_path[4200];
+static char ds_csv_path[4200], ds_unlabelled_csv_path[4200], ds_checkpoint_path[4200];
+
+/* A logistic regression on two inputs, with a per-epoch learning-rate decay. */
+static const char ds_spec[] = "{\"input\": {\"size\": 2}, \"layers\": [{\"type\": \"linear\", \"units\": 2}],"
+                              " \"loss\": \"cross_entropy\", \"optimizer\": {\"type\": \"sgd\", \"lr\": 0.5,"
+                              " \"lr_decay\": 0.9}, \"seed\": 5}";
+
+/* Writes `size` bytes to a new file at `path`; false on failure. */
+static bool write_file(const char *path, const void *data, size_t size) {
+    FILE *file = fopen(path, "wb");
+    bool ok = file != NULL && (size == 0 || fwrite(data, 1, size, file) == size);
+    if (file != NULL) ok = fclose(file) == 0 && ok;
+    return ok;
+}
+
+static bool write_text(const char *path, const char *text) { return write_file(path, text, strlen(text)); }
+
+/* An IDX file of unsigned bytes: magic 0x000008RR (RR = rank), the dimensions as big-endian
+ * 32-bit numbers, then the elements. */
+static bool write_idx(const char *path, const uint32_t *dims, int rank, const uint8_t *data) {
+    uint8_t header[4 + 4 * 3] = {0, 0, 0x08, (uint8_t)rank};
+    size_t count = 1;
+    for (int d = 0; d < rank; d++) {
+        for (int b = 0; b < 4; b++) header[4 + 4 * d + b] = (uint8_t)(dims[d] >> (24 - 8 * b));
+        count *= dims[d];
+    }
+    FILE *file = fopen(path, "wb");
+    bool ok = file != NULL && fwrite(header, 1, 4 + 4 * (size_t)rank, file) == 4 + 4 * (size_t)rank
+              && fwrite(data, 1, count, file) == count;
+    if (file != NULL) ok = fclose(file) == 0 && ok;
+    return ok;
+}
+
+static void separable_samples(uint8_t *pixels, uint8_t *labels, size_t count, uint64_t seed) {
+    for (size_t i = 0; i < count; i++) {
+        int a, b;
+        do {
+            a = (int)(uniform(&seed) * 256);
+            b = (int)(uniform(&seed) * 256);
+        } while (abs(a - b) < 24);
+        pixels[2 * i] = (uint8_t)a;
+        pixels[2 * i + 1] = (uint8_t)b;
+        labels[i] = a > b;
+    }
+}
+
+/* Writes every data file the data set tests read; false when one could not be written. */
+static bool write_dataset_files(void) {
+    char path[4200];
+    separable_samples(ds_train_pixels, ds_train_labels, DS_TRAIN, 17);
+    separable_samples(ds_test_pixels, ds_test_labels, DS_TEST, 18);
+    const uint32_t train_dims[3] = {DS_TRAIN, 1, DS_PIXELS}, test_dims[3] = {DS_TEST, 1, DS_PIXELS};
+    const uint32_t train_count[1] = {DS_TRAIN}, test_count[1] = {DS_TEST}, short_count[1] = {DS_TRAIN - 1};
+    scratch_path(ds_train_images_path, sizeof ds_train_images_path, "train-images-idx3-ubyte");
+    scratch_path(ds_train_labels_path, sizeof ds_train_labels_path, "train-labels-idx1-ubyte");
+    scratch_path(ds_test_images_path, sizeof ds_test_images_path, "t10k-images-idx3-ubyte");
+    bool ok = write_idx(ds_train_images_path, train_dims, 3, ds_train_pixels)
+              && write_idx(ds_train_labels_path, train_count, 1, ds_train_labels)
+              && write_idx(ds_test_images_path, test_dims, 3, ds_test_pixels);
+    scratch_path(path, sizeof path, "t10k-labels-idx1-ubyte");
+    ok = ok && write_idx(path, test_count, 1, ds_test_labels);
+    /* Labels a 2-class model cannot take (5), and one label too few. */
+    uint8_t bad_labels[DS_TRAIN];
+    memcpy(bad_labels, ds_train_labels, sizeof bad_labels);
+    bad_labels[DS_TRAIN - 1] = 5;
+    scratch_path(path, sizeof path, "five-labels-idx1-ubyte");
+    ok = ok && write_idx(path, train_count, 1, bad_labels);
+    scratch_path(path, sizeof path, "short-labels-idx1-ubyte");
+    ok = ok && write_idx(path, short_count, 1, ds_train_labels);
+
+    /* CSV: the first 4 training samples with a header and labels; unlabelled values that
+     * are not whole numbers (so they cannot pass for labels); all values equal; a bad row. */
+    char csv[512] = "label,left,right\n";
+    for (int i = 0; i < 4; i++) {
+        size_t used = strlen(csv);
+        snprintf(csv + used, sizeof csv - used, "%d,%d,%d\n", ds_train_labels[i], ds_train_pixels[2 * i],
+                 ds_train_pixels[2 * i + 1]);
+    }
+    scratch_path(ds_csv_path, sizeof ds_csv_path, "labelled.csv");
+    scratch_path(ds_unlabelled_csv_path, sizeof ds_unlabelled_csv_path, "unlabelled.csv");
+    ok = ok && write_text(ds_csv_path, csv) && write_text(ds_unlabelled_csv_path, "0.5,1.5\n-2.25,4\n8,16.125\n");
+    scratch_path(path, sizeof path, "constant.csv");
+    ok = ok && write_text(path, "1,3,3\n0,3,3\n");
+    scratch_path(path, sizeof path, "bad.csv");
+    ok = ok && write_text(path, "1,2,3\n0,4,x\n");
+    return CHECK(ok);
+}
+
+static dl_dataset *load_dataset_idx(const char *images, const char *labels) {
+    dl_dataset *data = NULL;
+    if (!CHECK_OK(dl_dataset_load_idx(images, labels, &data))) return NULL;
+    CHECK(data != NULL);
+    return data;
+}
+
+/* Frees a data set and checks that its handle is dead afterwards (see release()). */
+static void release_dataset(dl_dataset *data) {
+    if (data == NULL) return;
+    dl_dataset_free(data);
+    size_t count = 0;
+    CHECK_STATUS(dl_dataset_info(data, &count, NULL, NULL), DL_INVALID_ARGUMENT);
+}
+
+/* Checks a data set's size, sample shape, features (as floats of `pixels`) and labels
+ * (`labels`, or NULL for an unlabelled set). */
+static void check_dataset(const dl_dataset *data, size_t count, const size_t *shape, size_t ndim,
+                          const uint8_t *pixels, const uint8_t *labels) {
+    size_t n = 0, feature_size = 0, dims[4] = {0}, got_ndim = 0;
+    int has_labels = -1;
+    if (!CHECK_OK(dl_dataset_info(data, &n, &feature_size, &has_labels))) return;
+    size_t expected_size = 1;
+    for (size_t d = 0; d < ndim; d++) expected_size *= shape[d];
+    CHECK(n == count && feature_size == expected_size && has_labels == (labels != NULL));
+    CHECK_OK(dl_dataset_sample_shape(data, dims, 4, &got_ndim));
+    CHECK(got_ndim == ndim && memcmp(dims, shape, ndim * sizeof *shape) == 0);
+
+    const float *x = NULL;
+    if (CHECK_OK(dl_dataset_features(data, &x)) && CHECK(x != NULL)) {
+        bool same = true;
+        for (size_t i = 0; i < count * feature_size; i++) same = same && x[i] == (float)pixels[i];
+        CHECK(same);
+    }
+    const int32_t *y = (const int32_t *)sentinel_string;
+    if (labels == NULL) {
+        CHECK_STATUS(dl_dataset_labels(data, &y), DL_INVALID_ARGUMENT);
+        CHECK_MESSAGE_HAS("unlabelled");
+        CHECK(y == (const int32_t *)sentinel_string);
+    } else if (CHECK_OK(dl_dataset_labels(data, &y)) && CHECK(y != NULL)) {
+        bool same = true;
+        for (size_t i = 0; i < count; i++) same = same && y[i] == labels[i];
+        CHECK(same);
+    }
+}
+
+static void test_dataset_loading(void) {
+    section("dl_dataset_load_idx, _mnist, _csv, _hdf5; dl_dataset_info, _sample_shape, _features, _labels");
+    const size_t image_shape[3] = {1, 1, DS_PIXELS}, row_shape[1] = {DS_PIXELS};
+    char path[4200], missing[4200];
+    scratch_path(missing, sizeof missing, "no_such_file");
+
+    /* IDX, with and without labels. */
+    dl_dataset *idx = load_dataset_idx(ds_train_images_path, ds_train_labels_path);
+    check_dataset(idx, DS_TRAIN, image_shape, 3, ds_train_pixels, ds_train_labels);
+    dl_dataset *images_only = load_dataset_idx(ds_train_images_path, NULL);
+    check_dataset(images_only, DS_TRAIN, image_shape, 3, ds_train_pixels, NULL);
+
+    /* MNIST folder: both splits. */
+    dl_dataset *train = NULL, *test = NULL, *out = (dl_dataset *)(void *)&sentinel_object;
+    if (CHECK_OK(dl_dataset_load_mnist(scratch_dir, DL_SPLIT_TRAIN, &train)))
+        check_dataset(train, DS_TRAIN, image_shape, 3, ds_train_pixels, ds_train_labels);
+    if (CHECK_OK(dl_dataset_load_mnist(scratch_dir, DL_SPLIT_TEST, &test)))
+        check_dataset(test, DS_TEST, image_shape, 3, ds_test_pixels, ds_test_labels);
+
+    /* CSV: labelled with a header, feature count given or counted; unlabelled when the rows
+     * have exactly feature_count columns. */
+    dl_dataset *csv = NULL, *csv_counted = NULL, *unlabelled = NULL;
+    if (CHECK_OK(dl_dataset_load_csv(ds_csv_path, DS_PIXELS, &csv)))
+        check_dataset(csv, 4, row_shape, 1, ds_train_pixels, ds_train_labels);
+    if (CHECK_OK(dl_dataset_load_csv(ds_csv_path, 0, &csv_counted)))
+        check_dataset(csv_counted, 4, row_shape, 1, ds_train_pixels, ds_train_labels);
+    if (CHECK_OK(dl_dataset_load_csv(ds_unlabelled_csv_path, 2, &unlabelled))) {
+        const float *x = NULL;
+        size_t count = 0;
+        int has_labels = -1;
+        CHECK_OK(dl_dataset_info(unlabelled, &count, NULL, &has_labels));
+        CHECK(count == 3 && has_labels == 0);
+        CHECK_OK(dl_dataset_features(unlabelled, &x));
+        static const float expected[6] = {0.5f, 1.5f, -2.25f, 4, 8, 16.125f};
+        CHECK(x != NULL && memcmp(x, expected, sizeof expected) == 0);
+    }
+    /* Without feature_count, the first column is the label, and 0.5 is not one. */
+    CHECK_STATUS(dl_dataset_load_csv(ds_unlabelled_csv_path, 0, &out), DL_FORMAT_ERROR);
+    CHECK_MESSAGE_HAS("label \"0.5\" is not a non-negative integer");
+    CHECK_STATUS(dl_dataset_load_csv(ds_csv_path, 5, &out), DL_FORMAT_ERROR); /* 3 columns fit neither 6 nor 5 */
+    CHECK_MESSAGE_HAS("the header has 3 columns, expected 6");
+    scratch_path(path, sizeof path, "bad.csv");
+    CHECK_STATUS(dl_dataset_load_csv(path, 0, &out), DL_FORMAT_ERROR);
+    CHECK_MESSAGE_HAS("bad.csv:2:5: \"x\" is not a number");
+    CHECK_STATUS(dl_dataset_load_csv(missing, 0, &out), DL_IO_ERROR);
+    CHECK_MESSAGE_HAS(missing);
+    CHECK_STATUS(dl_dataset_load_csv(NULL, 0, &out), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_dataset_load_csv(ds_csv_path, 0, NULL), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_dataset_load_csv(ds_csv_path, SIZE_MAX, &out), DL_INVALID_ARGUMENT);
+    CHECK_MESSAGE_HAS("feature_count");
+
+    /* IDX and MNIST failures. */
+    CHECK_STATUS(dl_dataset_load_idx(NULL, ds_train_labels_path, &out), DL_INVALID_ARGUMENT);
+    CHECK_MESSAGE_HAS("images is NULL");
+    CHECK_STATUS(dl_dataset_load_idx(ds_train_images_path, NULL, NULL), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_dataset_load_idx(missing, NULL, &out), DL_IO_ERROR);
+    CHECK_MESSAGE_HAS(missing);
+    CHECK_STATUS(dl_dataset_load_idx(ds_train_images_path, missing, &out), DL_IO_ERROR);
+    CHECK_STATUS(dl_dataset_load_idx(ds_train_labels_path, NULL, &out), DL_FORMAT_ERROR); /* labels as images */
+    CHECK_MESSAGE_HAS("images need 3");
+    CHECK_STATUS(dl_dataset_load_idx(ds_csv_path, NULL, &out), DL_FORMAT_ERROR);
+    CHECK_MESSAGE_HAS("not an IDX file");
+    scratch_path(path, sizeof path, "short-labels-idx1-ubyte");
+    CHECK_STATUS(dl_dataset_load_idx(ds_train_images_path, path, &out), DL_FORMAT_ERROR);
+    CHECK_MESSAGE_HAS("holds 95 labels");
+    CHECK_STATUS(dl_dataset_load_mnist(scratch_dir, 2, &out), DL_INVALID_ARGUMENT);
+    CHECK_MESSAGE_HAS("DL_SPLIT_TRAIN (0) or DL_SPLIT_TEST (1), got 2");
+    CHECK_STATUS(dl_dataset_load_mnist(scratch_dir, -1, &out), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_dataset_load_mnist(NULL, DL_SPLIT_TRAIN, &out), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_dataset_load_mnist(scratch_dir, DL_SPLIT_TEST, NULL), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_dataset_load_mnist(missing, DL_SPLIT_TRAIN, &out), DL_IO_ERROR);
+    CHECK_MESSAGE_HAS("train-images-idx3-ubyte");
+
+    /* HDF5 (written by h5py in the Python tests; here, its failures). A checkpoint is HDF5
+     * but holds no "x". */
+    CHECK_STATUS(dl_dataset_load_hdf5(NULL, &out), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_dataset_load_hdf5(ds_csv_path, NULL), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_dataset_load_hdf5(missing, &out), DL_IO_ERROR);
+    CHECK_STATUS(dl_dataset_load_hdf5(ds_csv_path, &out), DL_FORMAT_ERROR);
+    CHECK_MESSAGE_HAS(ds_csv_path);
+    dl_model *model = load(xor_spec);
+    if (model != NULL && CHECK_OK(dl_model_save(model, ds_checkpoint_path))) {
+        CHECK_STATUS(dl_dataset_load_hdf5(ds_checkpoint_path, &out), DL_FORMAT_ERROR);
+        CHECK_MESSAGE_HAS("missing dataset x");
+    }
+    release(model);
+    CHECK(out == (dl_dataset *)(void *)&sentinel_object); /* no failure touched it */
+
+    /* OUT parameters: NULL where allowed, short buffers refused. */
+    size_t count = 0, dims[4] = {7, 7, 7, 7}, ndim = 7;
+    CHECK_OK(dl_dataset_info(idx, NULL, NULL, NULL));
+    CHECK_OK(dl_dataset_info(idx, &count, NULL, NULL));
+    CHECK(count == DS_TRAIN);
+    CHECK_STATUS(dl_dataset_sample_shape(idx, dims, 2, &ndim), DL_INVALID_ARGUMENT);
+    CHECK_MESSAGE_HAS("room for 2 dimensions");
+    CHECK(dims[0] == 7 && ndim == 7);
+    CHECK_OK(dl_dataset_sample_shape(idx, dims, 3, &ndim));
+    CHECK_STATUS(dl_dataset_sample_shape(idx, NULL, 4, &ndim), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_dataset_sample_shape(idx, dims, 4, NULL), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_dataset_features(idx, NULL), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_dataset_labels(idx, NULL), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_dataset_labels(images_only, NULL), DL_INVALID_ARGUMENT);
+
+    /* Borrowed pointers stay put while the data set lives. */
+    const float *x1 = NULL, *x2 = NULL;
+    const int32_t *y1 = NULL, *y2 = NULL;
+    CHECK_OK(dl_dataset_features(idx, &x1));
+    CHECK_OK(dl_dataset_labels(idx, &y1));
+    CHECK_OK(dl_dataset_standardizer(idx, 1, NULL, NULL));
+    CHECK_OK(dl_dataset_features(idx, &x2));
+    CHECK_OK(dl_dataset_labels(idx, &y2));
+    CHECK(x1 == x2 && y1 == y2);
+
+    release_dataset(idx);
+    release_dataset(images_only);
+    release_dataset(train);
+    release_dataset(test);
+    release_dataset(csv);
+    release_dataset(csv_counted);
+    release_dataset(unlabelled);
+}
+
+static void test_dataset_standardizer(void) {
+    section("dl_dataset_standardizer against the statistics computed here");
+    dl_dataset *data = load_dataset_idx(ds_train_images_path, NULL), *constant = NULL;
+    char path[4200];
+    scratch_path(path, sizeof path, "constant.csv");
+    if (data == NULL || !CHECK_OK(dl_dataset_load_csv(path, 0, &constant))) goto done;
+
+    /* Two passes in double over the scaled values, as NumPy's mean() and std() give them. */
+    const double scale = 1.0 / 255;
+    double sum = 0, squares = 0;
+    for (size_t i = 0; i < DS_TRAIN * DS_PIXELS; i++) sum += ds_train_pixels[i] * scale;
+    double mean = sum / (DS_TRAIN * DS_PIXELS);
+    for (size_t i = 0; i < DS_TRAIN * DS_PIXELS; i++) {
+        double d = ds_train_pixels[i] * scale - mean;
+        squares += d * d;
+    }
+    double std = sqrt(squares / (DS_TRAIN * DS_PIXELS));
+
+    double got_mean = -1, got_std = -1;
+    CHECK_OK(dl_dataset_standardizer(data, scale, &got_mean, &got_std));
+    CHECK(fabs(got_mean - mean) < 1e-12 && fabs(got_std - std) < 1e-12);
+    printf("   standardizer: mean %.9f (here %.9f), std %.9f (here %.9f)\n", got_mean, mean, got_std, std);
+    CHECK_OK(dl_dataset_standardizer(data, scale, NULL, &got_std));
+    CHECK_OK(dl_dataset_standardizer(data, scale, &got_mean, NULL));
+
+    /* Bad scales and constant data: refused, OUTs untouched. */
+    static const double bad_scales[] = {0, -1, NAN, INFINITY};
+    got_mean = got_std = 7;
+    for (size_t i = 0; i < sizeof bad_scales / sizeof bad_scales[0]; i++) {
+        CHECK_STATUS(dl_dataset_standardizer(data, bad_scales[i], &got_mean, &got_std), DL_INVALID_ARGUMENT);
+        CHECK_MESSAGE_HAS("scale");
+    }
+    CHECK_STATUS(dl_dataset_standardizer(constant, 1, &got_mean, &got_std), DL_INVALID_ARGUMENT);
+    CHECK_MESSAGE_HAS("are equal");
+    CHECK(got_mean == 7 && got_std == 7);
+done:
+    release_dataset(data);
+    release_dataset(constant);
+}
+
+/* Every function that takes a data set refuses `bad` with DL_INVALID_ARGUMENT and leaves
+ * its OUT parameters alone; `model` is a live xor-sized model (or NULL). */
+static void check_bad_dataset(dl_dataset *bad, dl_model *model) {
+    size_t count = 7, feature_size = 7, dims[4] = {7, 7, 7, 7}, ndim = 7;
+    int has_labels = 7;
+    const float *x = (const float *)(const void *)sentinel_string;
+    const int32_t *y = (const int32_t *)(const void *)sentinel_string;
+    double mean = 7, std = 7, loss = 7, accuracy = 7;
+    CHECK_STATUS(dl_dataset_info(bad, &count, &feature_size, &has_labels), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_dataset_sample_shape(bad, dims, 4, &ndim), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_dataset_features(bad, &x), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_dataset_labels(bad, &y), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_dataset_standardizer(bad, 1.0 / 255, &mean, &std), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_train_epoch(model, bad, 8, 1, &loss), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_evaluate_dataset(model, bad, &loss, &accuracy), DL_INVALID_ARGUMENT);
+    CHECK(count == 7 && feature_size == 7 && has_labels == 7 && dims[0] == 7 && ndim == 7);
+    CHECK(x == (const float *)(const void *)sentinel_string && y == (const int32_t *)(const void *)sentinel_string);
+    CHECK(mean == 7 && std == 7 && loss == 7 && accuracy == 7);
+}
+
+static void test_dataset_handles(void) {
+    section("data set handles: NULL, foreign, of another kind, freed");
+    dl_model *model = NULL;
+    dl_dataset *data = load_dataset_idx(ds_train_images_path, ds_train_labels_path);
+    dl_layer *layer = make_layer(linear_5_3, DL_FLOAT32, 1);
+    if (!CHECK_OK(dl_model_from_json(ds_spec, &model)) || data == NULL || layer == NULL) goto done;
+
+    check_bad_dataset(NULL, model);
+    CHECK_MESSAGE_HAS("dataset is NULL");
+    check_bad_dataset(FOREIGN_DATASET, model);
+    CHECK_MESSAGE_HAS("not a live dl_dataset");
+    check_bad_dataset((dl_dataset *)(void *)model, model);
+    check_bad_dataset((dl_dataset *)(void *)layer, model);
+    /* A data set is no model and no layer. */
+    check_bad_handle((dl_model *)(void *)data);
+    check_bad_layer((dl_layer *)(void *)data);
+
+    /* The model argument of the training functions is checked as well. */
+    double loss = 7, accuracy = 7;
+    dl_model *bad_models[3] = {NULL, FOREIGN_MODEL, (dl_model *)(void *)data};
+    for (int i = 0; i < 3; i++) {
+        CHECK_STATUS(dl_train_epoch(bad_models[i], data, 8, 1, &loss), DL_INVALID_ARGUMENT);
+        CHECK_MESSAGE_HAS("model");
+        CHECK_STATUS(dl_evaluate_dataset(bad_models[i], data, &loss, &accuracy), DL_INVALID_ARGUMENT);
+    }
+    CHECK(loss == 7 && accuracy == 7);
+
+    /* Frees through the wrong function, of NULL and of foreign pointers: ignored. */
+    dl_model_free((dl_model *)(void *)data);
+    dl_layer_free((dl_layer *)(void *)data);
+    dl_loss_free((dl_loss *)(void *)data);
+    dl_dataset_free((dl_dataset *)(void *)model);
+    dl_dataset_free((dl_dataset *)(void *)layer);
+    dl_dataset_free(NULL);
+    dl_dataset_free(FOREIGN_DATASET);
+    size_t count = 0;
+    CHECK_OK(dl_dataset_info(data, &count, NULL, NULL));
+    CHECK(count == DS_TRAIN);
+    CHECK_OK(dl_model_input_size(model, &count));
+    CHECK_OK(dl_layer_num_params(layer, &count));
+
+    /* Use after free, double free: nothing is created in between. */
+    dl_dataset_free(data);
+    check_bad_dataset(data, model);
+    dl_dataset_free(data);
+    data = NULL;
+    CHECK_OK(dl_model_input_size(model, &count)); /* the library still works */
+done:
+    release_dataset(data);
+    release_layer(layer);
+    release(model);
+}
+
+static dl_model *load_json(const char *json) {
+    dl_model *model = NULL;
+    if (!CHECK_OK(dl_model_from_json(json, &model))) return NULL;
+    return model;
+}
+
+/* A model of ds_spec that standardizes its inputs with the training set's statistics. */
+static dl_model *dataset_model(const dl_dataset *train) {
+    dl_model *model = load_json(ds_spec);
+    double mean = 0, std = 1;
+    if (model != NULL && CHECK_OK(dl_dataset_standardizer(train, 1.0 / 255, &mean, &std)))
+        CHECK_OK(dl_model_set_preprocessing(model, 1.0 / 255, mean, std));
+    return model;
+}
+
+static void test_train_epoch(void) {
+    section("dl_train_epoch, dl_evaluate_dataset: against dl_train_step and dl_evaluate; learning");
+    dl_dataset *train = NULL, *test = NULL;
+    dl_model *a = NULL, *b = NULL, *c = NULL, *d = NULL;
+    if (!CHECK_OK(dl_dataset_load_mnist(scratch_dir, DL_SPLIT_TRAIN, &train))
+        || !CHECK_OK(dl_dataset_load_mnist(scratch_dir, DL_SPLIT_TEST, &test)))
+        goto done;
+    a = dataset_model(train);
+    b = dataset_model(train);
+    c = dataset_model(train);
+    d = dataset_model(train);
+    const float *x = NULL, *test_x = NULL;
+    const int32_t *y = NULL, *test_y = NULL;
+    if (a == NULL || b == NULL || c == NULL || d == NULL || !CHECK_OK(dl_dataset_features(train, &x))
+        || !CHECK_OK(dl_dataset_labels(train, &y)) || !CHECK_OK(dl_dataset_features(test, &test_x))
+        || !CHECK_OK(dl_dataset_labels(test, &test_y)))
+        goto done;
+
+    /* Without shuffling, an epoch is dl_train_step over consecutive batches (the last one
+     * holds the remaining 6 samples), bit for bit, and its loss their weighted mean. */
+    double epoch_loss = -1, sum = 0;
+    CHECK_OK(dl_train_epoch(a, train, DS_BATCH, 0, &epoch_loss));
+    bool steps_ok = true;
+    for (size_t start = 0; steps_ok && start < DS_TRAIN; start += DS_BATCH) {
+        size_t n = DS_TRAIN - start < DS_BATCH ? DS_TRAIN - start : DS_BATCH;
+        double loss = 0;
+        steps_ok = CHECK_OK(dl_train_step(b, x + start * DS_PIXELS, n, y + start, NULL, &loss));
+        sum += loss * (double)n;
+    }
+    CHECK(steps_ok);
+    CHECK(models_equal(a, b));
+    CHECK(epoch_loss == sum / DS_TRAIN);
+    CHECK(step_count(a) == (DS_TRAIN + DS_BATCH - 1) / DS_BATCH && step_count(b) == step_count(a));
+    /* The epoch then applied the spec's lr_decay; single steps do not. */
+    double lr_a = 0, lr_b = 0;
+    CHECK_OK(dl_model_get_learning_rate(a, &lr_a));
+    CHECK_OK(dl_model_get_learning_rate(b, &lr_b));
+    CHECK(lr_a == 0.5 * 0.9 && lr_b == 0.5);
+
+    /* dl_evaluate_dataset is dl_evaluate on the data set's own arrays. */
+    double loss1 = -1, accuracy1 = -1, loss2 = -2, accuracy2 = -2;
+    CHECK_OK(dl_evaluate_dataset(a, test, &loss1, &accuracy1));
+    CHECK_OK(dl_evaluate(a, test_x, DS_TEST, test_y, NULL, &loss2, &accuracy2));
+    CHECK(loss1 == loss2 && accuracy1 == accuracy2);
+    CHECK_OK(dl_evaluate_dataset(a, test, NULL, NULL));
+    CHECK_OK(dl_train_epoch(a, train, DS_BATCH, 0, NULL));
+
+    /* Shuffled epochs follow the model's seeded generator: two copies of one model agree,
+     * and differ from the unshuffled run. */
+    double before = -1, after = -1, loss = -1;
+    CHECK_OK(dl_evaluate_dataset(c, test, NULL, &before));
+    for (int epoch = 0; epoch < 10; epoch++) {
+        CHECK_OK(dl_train_epoch(c, train, DS_BATCH, 1, &loss));
+        CHECK_OK(dl_train_epoch(d, train, DS_BATCH, 1, NULL));
+    }
+    CHECK(models_equal(c, d));
+    CHECK(!models_equal(c, b));
+    CHECK_OK(dl_evaluate_dataset(c, test, NULL, &after));
+    printf("   separable problem: test accuracy %.3f before training, %.3f after 10 epochs (loss %.4f)\n",
+           before, after, loss);
+    CHECK(after > before && after >= 0.9);
+done:
+    release(a);
+    release(b);
+    release(c);
+    release(d);
+    release_dataset(train);
+    release_dataset(test);
+}
+
+static void test_train_epoch_errors(void) {
+    section("dl_train_epoch, dl_evaluate_dataset error paths");
+    dl_dataset *train = load_dataset_idx(ds_train_images_path, ds_train_labels_path);
+    dl_dataset *unlabelled = load_dataset_idx(ds_train_images_path, NULL);
+    char path[4200];
+    scratch_path(path, sizeof path, "five-labels-idx1-ubyte");
+    dl_dataset *five = load_dataset_idx(ds_train_images_path, path);
+    dl_model *model = load_json(ds_spec);
+    dl_model *wide = load_json("{\"input\": {\"size\": 3}, \"layers\": [{\"type\": \"linear\", \"units\": 2}],"
+                               " \"loss\": \"cross_entropy\", \"optimizer\": {\"type\": \"sgd\", \"lr\": 0.1}}");
+    dl_model *regression = load_json("{\"input\": {\"size\": 2}, \"layers\": [{\"type\": \"linear\", \"units\": 1}],"
+                                     " \"loss\": \"mse\", \"optimizer\": {\"type\": \"sgd\", \"lr\": 0.1}}");
+    size_t count = 0;
+    float *params = NULL;
+    if (train == NULL || unlabelled == NULL || five == NULL || model == NULL || wide == NULL || regression == NULL)
+        goto done;
+    params = get_all_params(model, &count);
+
+    double loss = 7, accuracy = 7;
+    CHECK_STATUS(dl_train_epoch(model, unlabelled, DS_BATCH, 1, &loss), DL_INVALID_ARGUMENT);
+    CHECK_MESSAGE_HAS("unlabelled");
+    CHECK_MESSAGE_HAS("training needs class labels");
+    CHECK_STATUS(dl_evaluate_dataset(model, unlabelled, &loss, &accuracy), DL_INVALID_ARGUMENT);
+    CHECK_MESSAGE_HAS("unlabelled");
+    CHECK_STATUS(dl_train_epoch(wide, train, DS_BATCH, 1, &loss), DL_INVALID_ARGUMENT);
+    CHECK_MESSAGE_HAS("samples hold 2 values");
+    CHECK_MESSAGE_HAS("input takes 3");
+    CHECK_STATUS(dl_evaluate_dataset(wide, train, &loss, &accuracy), DL_INVALID_ARGUMENT);
+    CHECK_MESSAGE_HAS("input takes 3");
+    CHECK_STATUS(dl_train_epoch(model, train, 0, 1, &loss), DL_INVALID_ARGUMENT);
+    CHECK_MESSAGE_HAS("batch size must be at least 1");
+    CHECK_STATUS(dl_train_epoch(model, train, SIZE_MAX, 1, &loss), DL_INVALID_ARGUMENT);
+    CHECK_MESSAGE_HAS("batch_size");
+    CHECK_STATUS(dl_train_epoch(model, five, DS_BATCH, 1, &loss), DL_INVALID_ARGUMENT);
+    CHECK_MESSAGE_HAS("label 5 of sample 95 is out of range");
+    CHECK_STATUS(dl_evaluate_dataset(model, five, &loss, &accuracy), DL_INVALID_ARGUMENT);
+    CHECK_MESSAGE_HAS("label 5");
+    CHECK_STATUS(dl_train_epoch(regression, train, DS_BATCH, 1, &loss), DL_UNSUPPORTED);
+    CHECK_STATUS(dl_evaluate_dataset(regression, train, &loss, &accuracy), DL_UNSUPPORTED);
+    CHECK(loss == 7 && accuracy == 7);
+    /* Nothing was trained: the same parameters, no step, no epoch (no learning-rate decay). */
+    double lr = 0;
+    CHECK(params_equal(model, params, count) && step_count(model) == 0 && step_count(regression) == 0);
+    CHECK_OK(dl_model_get_learning_rate(model, &lr));
+    CHECK(lr == 0.5);
+done:
+    free(params);
+    release(model);
+    release(wide);
+    release(regression);
+    release_dataset(train);
+    release_dataset(unlabelled);
+    release_dataset(five);
+}
+
+/* ------------------------------------------------------------------------ */
 /* Threads                                                                   */
 /* ------------------------------------------------------------------------ */
 
@@ -2463,6 +2999,60 @@ done:
     free(reference);
 }
 
+/* (d) Models trained at once on one data set, which every thread reads. */
+typedef struct {
+    const dl_dataset *data;
+    const float *reference;
+    size_t count;
+    int epochs;
+    bool same;
+} epoch_worker;
+
+static void *train_on_shared_dataset(void *arg) {
+    epoch_worker *w = arg;
+    gate_wait();
+    dl_model *m = load_json(ds_spec);
+    bool ok = m != NULL;
+    for (int e = 0; ok && e < w->epochs; e++) {
+        size_t count = 0;
+        ok = CHECK_OK(dl_train_epoch(m, w->data, 2, 1, NULL)) && CHECK_OK(dl_dataset_info(w->data, &count, NULL, NULL))
+             && count == DS_TRAIN && CHECK_OK(dl_dataset_standardizer(w->data, 1, NULL, NULL));
+    }
+    w->same = ok && params_equal(m, w->reference, w->count);
+    dl_model_free(m);
+    return NULL;
+}
+
+static void test_threads_shared_dataset(void) {
+    section("threads: 4 models trained at once on one data set");
+    enum { THREADS = 4, EPOCHS = 40 };
+    dl_dataset *data = load_dataset_idx(ds_train_images_path, ds_train_labels_path);
+    dl_model *serial = load_json(ds_spec);
+    if (data == NULL || serial == NULL) goto done;
+    for (int e = 0; e < EPOCHS; e++) CHECK_OK(dl_train_epoch(serial, data, 2, 1, NULL));
+    size_t count = 0;
+    float *reference = get_all_params(serial, &count);
+
+    pthread_t threads[THREADS];
+    epoch_worker w[THREADS];
+    bool started[THREADS];
+    gate_set(false);
+    for (int t = 0; t < THREADS; t++) {
+        w[t] = (epoch_worker){.data = data, .reference = reference, .count = count, .epochs = EPOCHS};
+        started[t] = CHECK(pthread_create(&threads[t], NULL, train_on_shared_dataset, &w[t]) == 0);
+    }
+    gate_set(true);
+    for (int t = 0; t < THREADS; t++) {
+        if (!started[t]) continue;
+        pthread_join(threads[t], NULL);
+        CHECK(w[t].same); /* never DL_BUSY, and bit for bit the serial run */
+    }
+    free(reference);
+done:
+    release(serial);
+    release_dataset(data);
+}
+
 /* dl_last_error() is per thread. */
 static void *fail_in_thread(void *arg) {
     bool *ok = arg;
@@ -2543,6 +3133,16 @@ int main(int argc, char **argv) {
     release(xor);
     test_threads_separate_models();
     test_last_error_per_thread();
+
+    scratch_path(ds_checkpoint_path, sizeof ds_checkpoint_path, "dataset_checkpoint.h5");
+    if (write_dataset_files()) {
+        test_dataset_loading();
+        test_dataset_standardizer();
+        test_dataset_handles();
+        test_train_epoch();
+        test_train_epoch_errors();
+        test_threads_shared_dataset();
+    }
 
     for (size_t i = 0; i < sizeof scratch_files / sizeof scratch_files[0]; i++) {
         char path[4200];

@@ -6,7 +6,10 @@ extension Dataset {
     ///
     /// - A first row whose first field is not a number is a header and is skipped (its
     ///   column count must still match the data).
-    /// - Every row must have the same number of columns, `featureCount + 1` when given.
+    /// - Every row must have the same number of columns: `featureCount + 1` when given, or
+    ///   else `featureCount` exactly, and then the file has no label column and loads as
+    ///   an unlabelled set (the first row, header or data, decides which). Without
+    ///   `featureCount` the first column is always the label.
     /// - Labels must be non-negative integers; features finite numbers. Blank lines, spaces
     ///   around fields and CRLF line ends are accepted.
     ///
@@ -34,6 +37,12 @@ private struct CSVParser {
     var pos = 0
     var line = 1
     var lineStart = 0
+    /// Whether the first column is the label; decided by the first row (see `loadCSV`).
+    var labelled = true
+    /// Whether the caller gave featureCount, so that the first row may also be unlabelled.
+    var featureCountGiven = false
+    /// Whether the first row was a header (then it, not the first data row, set the layout).
+    var hasHeader = false
 
     init(path: String, text: UnsafePointer<UInt8>, end: Int) {
         self.path = path
@@ -45,7 +54,10 @@ private struct CSVParser {
         if end >= 3, text[0] == 0xEF, text[1] == 0xBB, text[2] == 0xBF { pos = 3; lineStart = 3 }  // UTF-8 BOM
         skipBlankLines()
         guard pos < end else { throw DLError(.format, "\(path): empty file, no header and no data rows") }
-        var columns = featureCount.map { $0 + 1 }
+        // With featureCount given, a first row of exactly featureCount columns means no labels.
+        labelled = featureCount.map { fieldsOnLine() != $0 } ?? true
+        featureCountGiven = featureCount != nil
+        var columns = featureCount.map { labelled ? $0 + 1 : $0 }
         if !startsWithNumber() {
             var p = pos
             while p < end && text[p] != UInt8(ascii: "\n") {
@@ -57,43 +69,47 @@ private struct CSVParser {
             }
             let headerColumns = fieldsOnLine()
             if let c = columns, c != headerColumns {
-                throw failure(at: pos, "the header has \(headerColumns) columns, expected \(c) (a label and \(c - 1) features)")
+                throw failure(at: pos, "the header has \(headerColumns) columns, expected \(layout(c, firstRow: true))")
             }
             columns = headerColumns
+            hasHeader = true
             nextLine()
             skipBlankLines()
             guard pos < end else { throw DLError(.format, "\(path): a header but no data rows") }
         }
         let width = columns ?? fieldsOnLine()
-        guard width >= 2 else {
+        guard width >= 2 || !labelled else {
             throw failure(at: pos, "a row needs a label and at least one feature, this one has \(width) column")
         }
-        let featureSize = width - 1
+        let featureSize = labelled ? width - 1 : width
         let maxRows = linesFromHere()
         let capacity = try checkedProduct(maxRows, featureSize, "\(path): \(maxRows) rows of \(featureSize) features")
 
-        var labels = [Int32](repeating: 0, count: maxRows)
+        var labels = [Int32](repeating: 0, count: labelled ? maxRows : 0)
         var rows = 0
         let features = try [Float](unsafeUninitializedCapacity: capacity) { (out, initialized) throws(DLError) in
             try labels.withUnsafeMutableBufferPointer { (labelOut) throws(DLError) in
                 while pos < end {
                     if skipBlankLine() { continue }
-                    labelOut[rows] = try label()
+                    if labelled { labelOut[rows] = try label() }
                     let row = out.baseAddress! + rows * featureSize
                     for f in 0..<featureSize {
-                        guard text[pos] == UInt8(ascii: ",") else { throw columnCountError(expected: width) }
-                        pos += 1
+                        // Fields after the first are preceded by a comma.
+                        if labelled || f > 0 {
+                            guard text[pos] == UInt8(ascii: ",") else { throw columnCountError(expected: width, row: rows) }
+                            pos += 1
+                        }
                         row[f] = try feature()
                     }
-                    guard endOfLine() else { throw columnCountError(expected: width) }
+                    guard endOfLine() else { throw columnCountError(expected: width, row: rows) }
                     nextLine()
                     rows += 1
                 }
             }
             initialized = rows * featureSize
         }
-        labels.removeLast(maxRows - rows)
-        return try Dataset(features: features, labels: labels, sampleShape: [featureSize])
+        labels.removeLast(labels.count - (labelled ? rows : 0))
+        return try Dataset(features: features, labels: labelled ? labels : nil, sampleShape: [featureSize])
     }
 
     // MARK: Fields
@@ -248,8 +264,20 @@ private struct CSVParser {
         DLError(.format, "\(path):\(line):\(position - lineStart + 1): \(message)")
     }
 
-    /// The wrong-width error for the current line, pointing at where it went wrong.
-    private func columnCountError(expected: Int) -> DLError {
+    /// What `columns` columns hold, for messages: "3 (a label and 2 features)". On the first
+    /// row, when featureCount was given, the unlabelled alternative is named too.
+    private func layout(_ columns: Int, firstRow: Bool) -> String {
+        let features = labelled ? columns - 1 : columns
+        let plural = features == 1 ? "" : "s"
+        let main = labelled ? "\(columns) (a label and \(features) feature\(plural))"
+                            : "\(columns) (\(features) feature\(plural), no label column)"
+        guard firstRow && featureCountGiven && labelled else { return main }
+        return "\(main), or \(features) (the feature\(plural) alone, unlabelled)"
+    }
+
+    /// The wrong-width error for the current line (`row`, 0-based among the data rows),
+    /// pointing at where it went wrong.
+    private func columnCountError(expected: Int, row: Int) -> DLError {
         var lineEnd = lineStart
         while lineEnd < end && text[lineEnd] != UInt8(ascii: "\n") { lineEnd += 1 }
         var found = 1
@@ -259,7 +287,7 @@ private struct CSVParser {
             let p = skipSpaces(pos, orCR: true)
             return failure(at: p, "unexpected \"\(token(p))\" after a number, expected a comma or the end of the line")
         }
-        return failure(at: pos, "\(found) columns, expected \(expected) (a label and \(expected - 1) features)")
+        return failure(at: pos, "\(found) columns, expected \(layout(expected, firstRow: row == 0 && !hasHeader))")
     }
 
     /// The field text starting at `start`, up to the next comma or line end (at most 40

@@ -1,33 +1,25 @@
 import CHDF5
 
 extension Dataset {
-    /// Loads a data set from an HDF5 file holding two datasets: `x`, shape `(N, ...)`, of
-    /// floats (any width) or unsigned bytes, and `y`, shape `(N,)`, of integer labels >= 0.
-    /// `sampleShape` is x's shape without its first dimension; bytes become floats 0...255.
-    /// (h5py writes this layout with `f["x"] = images; f["y"] = labels`.)
+    /// Loads a data set from an HDF5 file holding a dataset `x`, shape `(N, ...)`, of floats
+    /// (any width) or unsigned bytes, and optionally `y`, shape `(N,)`, of integer labels
+    /// >= 0; without `y` the set is unlabelled. `sampleShape` is x's shape without its
+    /// first dimension; bytes become floats 0...255. (h5py writes this layout with
+    /// `f["x"] = images; f["y"] = labels`.)
     public static func loadHDF5(_ path: String) throws(DLError) -> Dataset {
         try HDF5File.locked { () throws(DLError) in
             let file = try HDF5File.open(path)
             let x = try file.describe("x")
-            let y = try file.describe("y")
             guard x.shape.count >= 2 else {
                 throw DLError(.format, "\(path): dataset x has shape \(x.shape); expected (samples, features...), at least 2 dimensions")
             }
-            guard y.shape.count == 1 else {
-                throw DLError(.format, "\(path): dataset y has shape \(y.shape); expected (samples,), one label per sample")
-            }
-            guard x.shape[0] == y.shape[0] else {
-                throw DLError(.format, "\(path): x holds \(x.shape[0]) samples but y holds \(y.shape[0]) labels")
-            }
-            guard x.shape[0] > 0 else { throw DLError(.format, "\(path): x and y hold no samples") }
+            guard x.shape[0] > 0 else { throw DLError(.format, "\(path): x holds no samples") }
             let byte = try file.integerLayout("x")
             guard x.isFloat || (byte?.size == 1 && byte?.isSigned == false) else {
                 let what = byte.map { "\($0.size * 8)-bit \($0.isSigned ? "signed" : "unsigned") integers" } ?? x.typeClass
                 throw DLError(.format, "\(path): dataset x holds \(what); expected floats or unsigned bytes (uint8)")
             }
-            guard try file.integerLayout("y") != nil else {
-                throw DLError(.format, "\(path): dataset y holds \(y.typeClass) values; expected integer class labels")
-            }
+            let labels = file.exists("y") ? try readLabels(file, path, samples: x.shape[0]) : nil
 
             let count = try checkedCount(x.shape, "\(path): dataset x of shape \(x.shape)")
             let features = try [Float](unsafeUninitializedCapacity: count) { (buffer, initialized) throws(DLError) in
@@ -37,16 +29,31 @@ extension Dataset {
             if x.isFloat, let i = features.firstIndex(where: { !$0.isFinite }) {
                 throw DLError(.format, "\(path): dataset x holds \(features[i]) in sample \(i / (count / x.shape[0])); values must be finite")
             }
-            // Labels of any integer width are read as Double, exact for every value that can be a valid label.
-            var values = [Double](repeating: 0, count: y.shape[0])
-            try values.withUnsafeMutableBufferPointer { (b) throws(DLError) in
-                try file.read("y", into: b.baseAddress!, count: b.count)
-            }
-            if let i = values.firstIndex(where: { !($0 >= 0 && $0 <= Double(Int32.max)) }) {
-                throw DLError(.format, "\(path): label \(Int64(values[i])) of sample \(i) in y is outside 0...\(Int32.max)")
-            }
-            return try Dataset(features: features, labels: values.map { Int32($0) }, sampleShape: Array(x.shape.dropFirst()))
+            return try Dataset(features: features, labels: labels, sampleShape: Array(x.shape.dropFirst()))
         }
+    }
+
+    /// Dataset `y` of `file`: one integer label >= 0 for each of x's `samples`.
+    private static func readLabels(_ file: HDF5File, _ path: String, samples: Int) throws(DLError) -> [Int32] {
+        let y = try file.describe("y")
+        guard y.shape.count == 1 else {
+            throw DLError(.format, "\(path): dataset y has shape \(y.shape); expected (samples,), one label per sample")
+        }
+        guard samples == y.shape[0] else {
+            throw DLError(.format, "\(path): x holds \(samples) samples but y holds \(y.shape[0]) labels")
+        }
+        guard try file.integerLayout("y") != nil else {
+            throw DLError(.format, "\(path): dataset y holds \(y.typeClass) values; expected integer class labels")
+        }
+        // Labels of any integer width are read as Double, exact for every value that can be a valid label.
+        var values = [Double](repeating: 0, count: y.shape[0])
+        try values.withUnsafeMutableBufferPointer { (b) throws(DLError) in
+            try file.read("y", into: b.baseAddress!, count: b.count)
+        }
+        if let i = values.firstIndex(where: { !($0 >= 0 && $0 <= Double(Int32.max)) }) {
+            throw DLError(.format, "\(path): label \(Int64(values[i])) of sample \(i) in y is outside 0...\(Int32.max)")
+        }
+        return values.map { Int32($0) }
     }
 }
 

@@ -15,14 +15,19 @@ extension Dataset {
     }
 
     /// Loads an image file `(N, H, W)` and a label file `(N,)`, both IDX of unsigned bytes,
-    /// raw or gzipped. Features are the pixels as floats 0...255, `sampleShape` `[1, H, W]`.
+    /// raw or gzipped; `labels` nil loads the images alone, as an unlabelled set. Features
+    /// are the pixels as floats 0...255, `sampleShape` `[1, H, W]`.
     /// Throws `.io` for a file that cannot be read, `.format` for a wrong magic number,
     /// type or rank, a truncated or overlong file, or image and label counts that differ.
-    public static func loadIDX(images: String, labels: String) throws(DLError) -> Dataset {
+    public static func loadIDX(images: String, labels: String?) throws(DLError) -> Dataset {
         let (imageShape, pixels) = try readIDX(images, rank: 3, role: "images")
-        let (labelShape, labelBytes) = try readIDX(labels, rank: 1, role: "labels")
-        guard imageShape[0] == labelShape[0] else {
-            throw DLError(.format, "\(images) holds \(imageShape[0]) images but \(labels) holds \(labelShape[0]) labels")
+        var labelValues: [Int32]? = nil
+        if let labels {
+            let (labelShape, labelBytes) = try readIDX(labels, rank: 1, role: "labels")
+            guard imageShape[0] == labelShape[0] else {
+                throw DLError(.format, "\(images) holds \(imageShape[0]) images but \(labels) holds \(labelShape[0]) labels")
+            }
+            labelValues = labelBytes.map { Int32($0) }
         }
         let features = pixels.withUnsafeBufferPointer { src in
             [Float](unsafeUninitializedCapacity: src.count) { dst, initialized in
@@ -30,8 +35,7 @@ extension Dataset {
                 initialized = src.count
             }
         }
-        return try Dataset(features: features, labels: labelBytes.map { Int32($0) },
-                           sampleShape: [1] + imageShape.dropFirst())
+        return try Dataset(features: features, labels: labelValues, sampleShape: [1] + imageShape.dropFirst())
     }
 
     /// Loads one split of MNIST from `directory`, which holds the IDX files under their usual

@@ -27,8 +27,10 @@ public struct Standardizer: Sendable, Equatable {
     }
 
     /// Fits mean and std over every feature value of `data` after multiplying by `scale`.
-    /// Throws `.invalidArgument` for an empty data set or one whose features are all equal.
+    /// Labels, if any, play no part. Throws `.invalidArgument` for a `scale` that is not
+    /// finite and positive, an empty data set or one whose features are all equal.
     public static func fit(_ data: Dataset, scale: Double = 1) throws(DLError) -> Standardizer {
+        guard scale.isFinite, scale > 0 else { throw .invalid("standardizer scale must be a finite number > 0, got \(scale)") }
         guard !data.features.isEmpty else { throw .invalid("cannot fit a standardizer to an empty data set") }
         // Two passes in Double: the mean, then the squared deviations from it (no cancellation).
         let (mean, variance) = data.features.withUnsafeBufferPointer { x -> (Double, Double) in

@@ -12,12 +12,18 @@ The tutorial's building blocks, one layer at a time, computed by the same librar
     layer = Linear(784, 128)                    # y = layer.forward(x); layer.backward(dL_dy)
     layer._w -= 0.01 * layer.dL_dW              # parameters are views of the layer's memory
 
+Data files (IDX, MNIST, CSV, HDF5) load into the library and train there:
+
+    train = dl.Dataset.load_mnist("data/mnist", "train")
+    loss = model.train_epoch(train, batch_size=64)
+
 The shared library is found through $DEEPLEARNING_LIBRARY, the source tree's
 build folders, or a copy in this package (see ``deeplearning._lib``).
 """
 
 from ._lib import library_path
 from ._version import __version__
+from .data import Dataset
 from .errors import DLError, Status
 from .gradcheck import gradient_check, gradient_check_loss, gradient_check_weights, numerical_gradient
 from .layers import Layer, LeakyReLU, Linear, ReLU, Sigmoid, Softmax, Tanh
@@ -28,7 +34,7 @@ from .training import History
 
 load = Model.load
 
-__all__ = ["CrossEntropyLoss", "DLError", "Evaluation", "GradCheck", "History", "HuberLoss", "Preprocessing",
+__all__ = ["CrossEntropyLoss", "DLError", "Dataset", "Evaluation", "GradCheck", "History", "HuberLoss", "Preprocessing",
            "Layer", "LeakyReLU", "Linear", "Loss", "MSELoss", "Model", "ReLU", "Sigmoid",
            "Softmax", "Status", "Tanh", "TwoLayerMLP", "__version__", "gradient_check",
            "gradient_check_loss", "gradient_check_weights", "library_path", "load",

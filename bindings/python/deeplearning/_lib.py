@@ -47,9 +47,14 @@ class dl_loss(ctypes.Structure):
     """The opaque ``dl_loss`` (a standalone loss) of the header."""
 
 
+class dl_dataset(ctypes.Structure):
+    """The opaque ``dl_dataset`` (a data set loaded by the library) of the header."""
+
+
 MODEL_P = POINTER(dl_model)
 LAYER_P = POINTER(dl_layer)
 LOSS_P = POINTER(dl_loss)
+DATASET_P = POINTER(dl_dataset)
 
 # The header's element type codes of standalone layers and losses, by NumPy dtype.
 DTYPE_CODES = {np.dtype(np.float32): 0,   # DL_FLOAT32
@@ -151,6 +156,18 @@ _FUNCTIONS = {
     "dl_loss_forward": (c_int, [LOSS_P, _BUF_IN, c_size_t, c_size_t, _I32_IN_OPT, _BUF_IN_OPT,
                                 POINTER(c_double)]),
     "dl_loss_backward": (c_int, [LOSS_P, _BUF_OUT, c_size_t]),
+    "dl_dataset_load_idx": (c_int, [c_char_p, c_char_p, POINTER(DATASET_P)]),
+    "dl_dataset_load_mnist": (c_int, [c_char_p, c_int, POINTER(DATASET_P)]),
+    "dl_dataset_load_csv": (c_int, [c_char_p, c_size_t, POINTER(DATASET_P)]),
+    "dl_dataset_load_hdf5": (c_int, [c_char_p, POINTER(DATASET_P)]),
+    "dl_dataset_free": (None, [DATASET_P]),
+    "dl_dataset_info": (c_int, [DATASET_P, POINTER(c_size_t), POINTER(c_size_t), POINTER(c_int)]),
+    "dl_dataset_sample_shape": (c_int, [DATASET_P, POINTER(c_size_t), c_size_t, POINTER(c_size_t)]),
+    "dl_dataset_features": (c_int, [DATASET_P, POINTER(c_void_p)]),
+    "dl_dataset_labels": (c_int, [DATASET_P, POINTER(c_void_p)]),
+    "dl_dataset_standardizer": (c_int, [DATASET_P, c_double, POINTER(c_double), POINTER(c_double)]),
+    "dl_train_epoch": (c_int, [MODEL_P, DATASET_P, c_size_t, c_int, POINTER(c_double)]),
+    "dl_evaluate_dataset": (c_int, [MODEL_P, DATASET_P, POINTER(c_double), POINTER(c_double)]),
 }
 
 
@@ -237,7 +254,8 @@ class Out:
 
 DOUBLE, SIZE, UINT64, STRING, ADDRESS = (Out(t) for t in (c_double, c_size_t, c_uint64, c_char_p, c_void_p))
 MODEL, LAYER, LOSS = (Out(t) for t in (MODEL_P, LAYER_P, LOSS_P))
-_HANDLES = (MODEL_P, LAYER_P, LOSS_P)
+INT, DATASET = Out(c_int), Out(DATASET_P)
+_HANDLES = (MODEL_P, LAYER_P, LOSS_P, DATASET_P)
 
 
 def call(function, *args):
@@ -301,3 +319,10 @@ def memory_view(address: int, shape: tuple[int, ...], dtype, owner) -> np.ndarra
     memory = (np.ctypeslib.as_ctypes_type(dtype) * math.prod(shape)).from_address(address)
     memory._owner = owner
     return np.ctypeslib.as_array(memory).reshape(shape)
+
+
+def sample_shape(dataset) -> tuple[int, ...]:
+    """The shape of one sample of a ``dl_dataset``."""
+    dims = (c_size_t * 32)()   # HDF5 allows 32 dimensions, the first of them the samples
+    ndim = call(lib.dl_dataset_sample_shape, dataset, dims, len(dims), SIZE)
+    return tuple(dims[:ndim])

@@ -225,6 +225,19 @@ class Model:
         return training.fit(self, x, y, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
                    validation_data=validation_data, seed=seed, verbose=verbose)
 
+    # Data sets held by the library (deeplearning.data, which imports this module).
+
+    def train_epoch(self, dataset, batch_size: int = 64, shuffle: bool = True) -> float:
+        """One epoch over a labelled :class:`~deeplearning.Dataset`, run in the library;
+        returns its mean loss. See :func:`deeplearning.data.train_epoch`."""
+        from .data import train_epoch
+        return train_epoch(self, dataset, batch_size, shuffle)
+
+    def evaluate_dataset(self, dataset) -> Evaluation:
+        """Mean loss and accuracy over a labelled :class:`~deeplearning.Dataset`."""
+        from .data import evaluate_dataset
+        return evaluate_dataset(self, dataset)
+
     # -- properties -----------------------------------------------------------
 
     @property

@@ -36,8 +36,14 @@ def test_status_codes_match_the_header():
     defines = dict(re.findall(r"#define DL_(\w+)\s+(\d+)\s*/\*", HEADER.read_text()))
     statuses = {name: int(value) for name, value in defines.items()
                 if name not in ("VERSION_MAJOR", "VERSION_MINOR", "VERSION_PATCH",
-                                "FLOAT32", "FLOAT64")}
+                                "FLOAT32", "FLOAT64", "SPLIT_TRAIN", "SPLIT_TEST")}
     assert statuses == {s.name: s.value for s in Status}
+
+
+def test_split_codes_match_the_header():
+    from deeplearning import data
+    defines = dict(re.findall(r"#define DL_SPLIT_(\w+)\s+(\d+)\s*/\*", HEADER.read_text()))
+    assert {name.lower(): int(value) for name, value in defines.items()} == data._SPLITS
 
 
 def test_dtype_codes_match_the_header():

@@ -1,0 +1,144 @@
+// The C ABI of data sets (dl_dataset_*): the core's loaders, read-only access to what they
+// loaded, and training and evaluation of a model on a whole data set.
+import DeepLearning
+
+// MARK: - Loading
+
+/// Runs a loader and hands the new data set out through `out`.
+private func load(_ out: UnsafeMutablePointer<OpaquePointer?>?, _ loader: () throws(DLError) -> Dataset) -> Int32 {
+    status { () throws(DLError) in
+        let out = try required(out, "out")
+        out.pointee = HandleRegistry.shared.register(DatasetBox(try loader()))
+    }
+}
+
+@_cdecl("dl_dataset_load_idx")
+public func dl_dataset_load_idx(_ images: UnsafePointer<CChar>?, _ labels: UnsafePointer<CChar>?,
+                                _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+    load(out) { () throws(DLError) in
+        try Dataset.loadIDX(images: String(cString: try required(images, "images")), labels: labels.map { String(cString: $0) })
+    }
+}
+
+@_cdecl("dl_dataset_load_mnist")
+public func dl_dataset_load_mnist(_ directory: UnsafePointer<CChar>?, _ split: Int32,
+                                  _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+    load(out) { () throws(DLError) in
+        let directory = String(cString: try required(directory, "directory"))
+        switch split {
+        case 0: return try Dataset.loadMNIST(directory: directory, split: .train)
+        case 1: return try Dataset.loadMNIST(directory: directory, split: .test)
+        default: throw .invalid("split must be DL_SPLIT_TRAIN (0) or DL_SPLIT_TEST (1), got \(split)")
+        }
+    }
+}
+
+@_cdecl("dl_dataset_load_csv")
+public func dl_dataset_load_csv(_ path: UnsafePointer<CChar>?, _ featureCount: Int,
+                                _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+    load(out) { () throws(DLError) in
+        let path = String(cString: try required(path, "path"))
+        let n = try size(featureCount, "feature_count")
+        return try Dataset.loadCSV(path, featureCount: n == 0 ? nil : n)
+    }
+}
+
+@_cdecl("dl_dataset_load_hdf5")
+public func dl_dataset_load_hdf5(_ path: UnsafePointer<CChar>?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+    load(out) { () throws(DLError) in try Dataset.loadHDF5(String(cString: try required(path, "path"))) }
+}
+
+@_cdecl("dl_dataset_free")
+public func dl_dataset_free(_ dataset: OpaquePointer?) {
+    _ = status { () throws(DLError) in try HandleRegistry.shared.free(dataset, Dataset.self, "dataset") }
+}
+
+// MARK: - Contents
+
+@_cdecl("dl_dataset_info")
+public func dl_dataset_info(_ dataset: OpaquePointer?, _ count: UnsafeMutablePointer<Int>?,
+                            _ featureSize: UnsafeMutablePointer<Int>?, _ hasLabels: UnsafeMutablePointer<Int32>?) -> Int32 {
+    withDataset(dataset) { (box) throws(DLError) in
+        count?.pointee = box.value.count
+        featureSize?.pointee = box.value.featureSize
+        hasLabels?.pointee = box.value.isLabelled ? 1 : 0
+    }
+}
+
+@_cdecl("dl_dataset_sample_shape")
+public func dl_dataset_sample_shape(_ dataset: OpaquePointer?, _ dims: UnsafeMutablePointer<Int>?,
+                                    _ dimsLen: Int, _ ndim: UnsafeMutablePointer<Int>?) -> Int32 {
+    withDataset(dataset) { (box) throws(DLError) in
+        let dims = try required(dims, "dims"), ndim = try required(ndim, "ndim")
+        let shape = box.value.sampleShape
+        guard capacity(dimsLen) >= shape.count else {
+            throw .invalid("dims has room for \(dimsLen) dimensions but the data set's samples have \(shape.count)")
+        }
+        for (i, d) in shape.enumerated() { dims[i] = d }
+        ndim.pointee = shape.count
+    }
+}
+
+// The two accessors below hand out the address of the data set's own arrays. It stays valid
+// until dl_dataset_free: the box holds the arrays and nothing ever mutates them, so Swift's
+// copy-on-write never moves their storage, and it is freed only with the box.
+
+@_cdecl("dl_dataset_features")
+public func dl_dataset_features(_ dataset: OpaquePointer?, _ data: UnsafeMutablePointer<UnsafePointer<Float>?>?) -> Int32 {
+    withDataset(dataset) { (box) throws(DLError) in
+        let out = try required(data, "data")
+        out.pointee = box.value.features.withUnsafeBufferPointer { $0.baseAddress }
+    }
+}
+
+@_cdecl("dl_dataset_labels")
+public func dl_dataset_labels(_ dataset: OpaquePointer?, _ labels: UnsafeMutablePointer<UnsafePointer<Int32>?>?) -> Int32 {
+    withDataset(dataset) { (box) throws(DLError) in
+        let out = try required(labels, "labels")
+        guard box.value.isLabelled else {
+            throw .invalid("the data set is unlabelled (\(box.value.count) samples, no labels); dl_dataset_info() tells whether a set has labels")
+        }
+        out.pointee = box.value.labels.withUnsafeBufferPointer { $0.baseAddress }
+    }
+}
+
+@_cdecl("dl_dataset_standardizer")
+public func dl_dataset_standardizer(_ dataset: OpaquePointer?, _ scale: Double,
+                                    _ mean: UnsafeMutablePointer<Double>?, _ std: UnsafeMutablePointer<Double>?) -> Int32 {
+    withDataset(dataset) { (box) throws(DLError) in
+        let fitted = try Standardizer.fit(box.value, scale: scale)
+        mean?.pointee = fitted.mean
+        std?.pointee = fitted.std
+    }
+}
+
+// MARK: - Training and evaluation
+
+/// Runs `body` with the model (held for this thread alone) and the data set (shared).
+private func withModelAndDataset(_ model: OpaquePointer?, _ dataset: OpaquePointer?,
+                       _ body: (any AnyModel, Dataset) throws(DLError) -> Void) -> Int32 {
+    withModel(model) { (modelBox) throws(DLError) in
+        try holding(dataset, "dataset", shared: true) { (dataBox: DatasetBox) throws(DLError) in
+            try body(modelBox.value, dataBox.value)
+        }
+    }
+}
+
+@_cdecl("dl_train_epoch")
+public func dl_train_epoch(_ model: OpaquePointer?, _ dataset: OpaquePointer?, _ batchSize: Int, _ shuffle: Int32,
+                           _ meanLoss: UnsafeMutablePointer<Double>?) -> Int32 {
+    withModelAndDataset(model, dataset) { (model, data) throws(DLError) in
+        let result = try model.trainEpoch(on: data, batchSize: try size(batchSize, "batch_size"), shuffle: shuffle != 0)
+        meanLoss?.pointee = result.meanLoss
+    }
+}
+
+@_cdecl("dl_evaluate_dataset")
+public func dl_evaluate_dataset(_ model: OpaquePointer?, _ dataset: OpaquePointer?,
+                                _ loss: UnsafeMutablePointer<Double>?, _ accuracy: UnsafeMutablePointer<Double>?) -> Int32 {
+    withModelAndDataset(model, dataset) { (model, data) throws(DLError) in
+        let result = try model.evaluate(on: data)
+        loss?.pointee = result.loss
+        accuracy?.pointee = result.accuracy ?? .nan
+    }
+}

@@ -1,0 +1,200 @@
+"""Dataset: data files loaded by the library (IDX, MNIST, CSV, HDF5), seen from NumPy.
+
+    train = dl.Dataset.load_mnist("data/mnist", "train")
+    test = dl.Dataset.load_mnist("data/mnist", "test")
+    mean, std = train.standardizer(scale=1 / 255)
+    model.preprocessing = (1 / 255, mean, std)          # the model standardizes raw pixels
+    for epoch in range(5):
+        loss = model.train_epoch(train, batch_size=64)  # the whole loop runs in the library
+    print(model.evaluate_dataset(test))
+
+The samples stay in the library's memory: ``x`` and ``y`` are read-only NumPy
+views of it, not copies. A view keeps that memory alive for as long as it
+exists, so it stays valid after ``close()`` or ``del`` of the Dataset.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+
+import numpy as np
+
+from ._lib import ADDRESS, DATASET, DOUBLE, INT, SIZE, call, lib, memory_view, sample_shape
+from ._native import Handle, NativeObject
+from .model import Evaluation, Model, _path
+
+_SPLITS = {"train": 0, "test": 1}   # DL_SPLIT_TRAIN, DL_SPLIT_TEST
+
+
+class Dataset(NativeObject):
+    """Samples loaded by the library: features, and class labels when the file has them.
+
+    Make one with :meth:`load_idx`, :meth:`load_mnist`, :meth:`load_csv` or
+    :meth:`load_hdf5`. Values are kept as stored (MNIST pixels stay 0..255).
+
+    - ``x``: float32, shape ``(len(dataset), *sample_shape)``: ``(N, 1, 28, 28)``
+      for MNIST images, ``(N, features)`` for CSV rows, x's own shape for HDF5.
+      ``x.reshape(len(x), -1)`` gives one row of ``feature_size`` values per sample.
+    - ``y``: int32, shape ``(N,)``, or None for an unlabelled data set.
+
+    Both are read-only views of the library's memory (see the module docs).
+    ``close()`` (also run by ``with`` blocks and garbage collection) releases
+    the Dataset; using it afterwards raises ValueError. Several threads may use
+    one Dataset at once.
+    """
+
+    def __init__(self, *args, **kwargs):
+        raise TypeError("use Dataset.load_idx(), load_mnist(), load_csv() or load_hdf5()")
+
+    @classmethod
+    def _load(cls, function, *args) -> Dataset:
+        data = cls.__new__(cls)
+        NativeObject.__init__(data, np.float32)
+        pointer = call(function, *args, DATASET)
+        data._handle = Handle(pointer, lib.dl_dataset_free)
+        count, data._feature_size, has_labels = call(lib.dl_dataset_info, pointer, SIZE, SIZE, INT)
+        data._sample_shape = sample_shape(pointer)
+        data._x = data._view(lib.dl_dataset_features, (count, *data._sample_shape), np.float32)
+        data._y = data._view(lib.dl_dataset_labels, (count,), np.int32) if has_labels else None
+        return data
+
+    def _view(self, function, shape: tuple[int, ...], dtype) -> np.ndarray:
+        """A read-only view of the array `function` points to, keeping the memory alive."""
+        view = memory_view(call(function, self._handle.pointer, ADDRESS), shape, dtype, self._handle)
+        view.flags.writeable = False
+        return view
+
+    # -- loaders --------------------------------------------------------------
+
+    @classmethod
+    def load_idx(cls, images, labels=None) -> Dataset:
+        """IDX files of unsigned bytes (MNIST's format, gzipped or not): images (N, H, W)
+        and, unless `labels` is None, labels (N,). ``sample_shape`` is (1, H, W)."""
+        return cls._load(lib.dl_dataset_load_idx, _path(images), None if labels is None else _path(labels))
+
+    @classmethod
+    def load_mnist(cls, directory, split: str = "train") -> Dataset:
+        """One split of MNIST, "train" or "test", from a folder holding its four IDX files
+        under their usual names (train-images-idx3-ubyte[.gz], ...)."""
+        if split not in _SPLITS:
+            raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+        return cls._load(lib.dl_dataset_load_mnist, _path(directory), _SPLITS[split])
+
+    @classmethod
+    def load_csv(cls, path, feature_count: int | None = None) -> Dataset:
+        """A CSV file of numbers (gzipped or not), one sample per row, the label first;
+        a first row that does not start with a number is a header.
+
+        Without `feature_count`, the first column is always the label. With it, rows
+        of ``feature_count + 1`` columns are labelled and rows of exactly
+        `feature_count` columns have no label column: the Dataset is then unlabelled.
+        """
+        if feature_count is None:
+            count = 0   # the library counts the columns
+        else:
+            count = operator.index(feature_count)
+            if count < 1:
+                raise ValueError(f"feature_count must be a positive integer or None, got {count}")
+        return cls._load(lib.dl_dataset_load_csv, _path(path), count)
+
+    @classmethod
+    def load_hdf5(cls, path) -> Dataset:
+        """An HDF5 file with dataset ``x`` (N, ...), floats or uint8, and optionally ``y``
+        (N,), integer labels; without ``y`` the Dataset is unlabelled. h5py writes it
+        with ``f["x"] = x; f["y"] = y``."""
+        return cls._load(lib.dl_dataset_load_hdf5, _path(path))
+
+    # -- contents -------------------------------------------------------------
+
+    @property
+    def x(self) -> np.ndarray:
+        """The features, float32 (N, *sample_shape), a read-only view."""
+        self._check_open()
+        return self._x
+
+    @property
+    def y(self) -> np.ndarray | None:
+        """The labels, int32 (N,), a read-only view; None for an unlabelled Dataset."""
+        self._check_open()
+        return self._y
+
+    @property
+    def count(self) -> int:
+        """Number of samples."""
+        return len(self.x)
+
+    def __len__(self) -> int:
+        return self.count
+
+    @property
+    def feature_size(self) -> int:
+        """Values per sample, the product of ``sample_shape`` (784 for MNIST)."""
+        self._check_open()
+        return self._feature_size
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """The shape of one sample: (1, 28, 28) for MNIST, (features,) for CSV."""
+        self._check_open()
+        return self._sample_shape
+
+    @property
+    def has_labels(self) -> bool:
+        """Whether every sample has a class label (``y`` is not None)."""
+        return self.y is not None
+
+    def standardizer(self, scale: float = 1 / 255) -> tuple[float, float]:
+        """(mean, std) of all feature values after multiplying them by `scale`: the
+        tutorial's standardization, one pair for the whole set. ``model.preprocessing =
+        (scale, mean, std)`` then makes the model standardize raw inputs itself."""
+        handle = _held(self)
+        return call(lib.dl_dataset_standardizer, handle.pointer, float(scale), DOUBLE, DOUBLE)
+
+    def close(self) -> None:
+        """Releases the Dataset; its memory goes with the last view of ``x`` or ``y``.
+        Safe to call more than once."""
+        self._x = self._y = None
+        super().close()
+
+    def __repr__(self) -> str:
+        if self.closed:
+            return "<deeplearning.Dataset (closed)>"
+        labels = "labelled" if self.has_labels else "unlabelled"
+        return f"<deeplearning.Dataset: {self.count} samples of shape {self.sample_shape}, {labels}>"
+
+
+# -- Model methods (attached in model.py) -------------------------------------
+
+def _held(dataset) -> Handle:
+    """The open `dataset`'s Handle. The caller keeps it for the length of its library
+    call, so that a close() from another thread meanwhile frees nothing until then."""
+    if not isinstance(dataset, Dataset):
+        raise TypeError(f"expected a deeplearning.Dataset, got {type(dataset).__name__}")
+    dataset._check_open()
+    return dataset._handle
+
+
+def train_epoch(model: Model, dataset: Dataset, batch_size: int = 64, shuffle: bool = True) -> float:
+    """One epoch over every sample of a labelled `dataset`, in the library.
+
+    Batches of `batch_size`, the last one holding the remainder. With `shuffle`
+    the order is drawn from the model's own seeded generator (checkpoints save
+    it); without, batches are taken in order, exactly as ``train_step`` on
+    consecutive slices would. Afterwards the spec's ``lr_decay`` is applied.
+    Returns the epoch's mean loss (each batch's loss before its update,
+    weighted by its size).
+    """
+    handle = _held(dataset)
+    batch_size = operator.index(batch_size)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    return call(lib.dl_train_epoch, model._h, handle.pointer, batch_size, 1 if shuffle else 0, DOUBLE)
+
+
+def evaluate_dataset(model: Model, dataset: Dataset) -> Evaluation:
+    """Mean loss and accuracy over every sample of a labelled `dataset`, in evaluation
+    mode; the model is not changed."""
+    handle = _held(dataset)
+    loss, accuracy = call(lib.dl_evaluate_dataset, model._h, handle.pointer, DOUBLE, DOUBLE)
+    return Evaluation(loss, None if math.isnan(accuracy) else accuracy)

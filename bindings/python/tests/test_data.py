@@ -1,0 +1,306 @@
+"""Dataset: files written with NumPy and h5py, loaded by the library, compared with what
+was written; errors with the library's message; view lifetime; train_epoch and
+evaluate_dataset against train_step and evaluate."""
+
+import gc
+import gzip
+import threading
+
+import h5py
+import numpy as np
+import pytest
+
+import deeplearning as dl
+from deeplearning.errors import Status
+
+
+def write_idx(path, array: np.ndarray, compress: bool = False):
+    """An IDX file of unsigned bytes: magic 0x000008RR, big-endian dimensions, the data."""
+    header = bytes([0, 0, 0x08, array.ndim]) + np.array(array.shape, ">u4").tobytes()
+    data = header + np.ascontiguousarray(array, np.uint8).tobytes()
+    with (gzip.open if compress else open)(path, "wb") as f:
+        f.write(data)
+    return path
+
+
+@pytest.fixture
+def images():
+    """(images (N, H, W) uint8, labels (N,) uint8) of 5 images of 3 x 4 pixels."""
+    rng = np.random.default_rng(1)
+    return rng.integers(0, 256, (5, 3, 4), dtype=np.uint8), rng.integers(0, 10, 5, dtype=np.uint8)
+
+
+def separable(count: int, seed: int):
+    """Two Gaussian blobs in 4 dimensions, class 0 centred at +1.5 and class 1 at -1.5 on
+    every axis (the way round that CLASSIFIER's initial weights get mostly wrong)."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, count).astype(np.int32)
+    x = (rng.standard_normal((count, 4)) + np.where(y[:, None] == 1, -1.5, 1.5)).astype(np.float32)
+    return x, y
+
+
+CLASSIFIER = {"input": {"size": 4}, "layers": [{"type": "linear", "units": 2}], "loss": "cross_entropy",
+              "optimizer": {"type": "sgd", "lr": 0.1}, "seed": 3}
+
+
+# -- loading ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_idx_round_trip(tmp_path, images, compress):
+    x, y = images
+    suffix = ".gz" if compress else ""
+    path_x = write_idx(tmp_path / f"images{suffix}", x, compress)
+    path_y = write_idx(tmp_path / f"labels{suffix}", y, compress)
+    with dl.Dataset.load_idx(path_x, path_y) as data:
+        assert len(data) == data.count == 5
+        assert data.sample_shape == (1, 3, 4) and data.feature_size == 12 and data.has_labels
+        assert data.x.dtype == np.float32 and data.x.shape == (5, 1, 3, 4)
+        np.testing.assert_array_equal(data.x[:, 0], x.astype(np.float32))
+        assert data.y.dtype == np.int32
+        np.testing.assert_array_equal(data.y, y)
+
+    unlabelled = dl.Dataset.load_idx(str(path_x))   # str paths as well as Path
+    assert unlabelled.y is None and not unlabelled.has_labels and len(unlabelled) == 5
+    np.testing.assert_array_equal(unlabelled.x.reshape(5, -1), x.reshape(5, -1))
+    assert repr(unlabelled) == "<deeplearning.Dataset: 5 samples of shape (1, 3, 4), unlabelled>"
+
+
+def test_mnist_folder(tmp_path, images):
+    x, y = images
+    write_idx(tmp_path / "train-images-idx3-ubyte.gz", x, compress=True)
+    write_idx(tmp_path / "train-labels-idx1-ubyte.gz", y, compress=True)
+    write_idx(tmp_path / "t10k-images-idx3-ubyte", x[:2])
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte", y[:2])
+    train = dl.Dataset.load_mnist(tmp_path, "train")
+    test = dl.Dataset.load_mnist(tmp_path, split="test")
+    assert len(train) == 5 and len(test) == 2
+    np.testing.assert_array_equal(test.x[:, 0], x[:2])
+    np.testing.assert_array_equal(test.y, y[:2])
+    assert repr(train) == "<deeplearning.Dataset: 5 samples of shape (1, 3, 4), labelled>"
+    with pytest.raises(ValueError, match="split must be 'train' or 'test'"):
+        dl.Dataset.load_mnist(tmp_path, "validation")
+    with pytest.raises(dl.DLError) as caught:
+        dl.Dataset.load_mnist(tmp_path / "nowhere", "train")
+    assert caught.value.status == Status.IO_ERROR
+    assert "train-images-idx3-ubyte" in caught.value.message
+
+
+def test_csv_round_trip(tmp_path):
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((6, 3)).astype(np.float32)
+    y = rng.integers(0, 4, 6)
+    labelled = tmp_path / "labelled.csv"
+    np.savetxt(labelled, np.column_stack([y, x]), fmt=["%d"] + ["%.9g"] * 3, delimiter=",",
+               header="label,a,b,c", comments="")
+    for feature_count in (None, 3):
+        data = dl.Dataset.load_csv(labelled, feature_count)
+        assert data.sample_shape == (3,) and data.x.shape == (6, 3)
+        np.testing.assert_array_equal(data.x, np.loadtxt(labelled, delimiter=",", skiprows=1)[:, 1:].astype(np.float32))
+        np.testing.assert_array_equal(data.y, y)
+
+    # Rows of exactly feature_count columns have no label.
+    unlabelled = tmp_path / "unlabelled.csv"
+    np.savetxt(unlabelled, x, fmt="%.9g", delimiter=",")
+    data = dl.Dataset.load_csv(unlabelled, feature_count=3)
+    assert data.y is None and data.x.shape == (6, 3)
+    np.testing.assert_array_equal(data.x, x)
+    with pytest.raises(ValueError, match="feature_count"):
+        dl.Dataset.load_csv(unlabelled, feature_count=0)
+
+
+def test_hdf5_round_trip(tmp_path):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((4, 2, 3)).astype(np.float32)
+    y = np.array([3, 0, 2, 1], np.int64)
+    with h5py.File(tmp_path / "floats.h5", "w") as f:
+        f["x"], f["y"] = x, y
+    data = dl.Dataset.load_hdf5(tmp_path / "floats.h5")
+    assert data.sample_shape == (2, 3) and data.feature_size == 6
+    np.testing.assert_array_equal(data.x, x)
+    np.testing.assert_array_equal(data.y, y)
+
+    pixels = rng.integers(0, 256, (3, 5), dtype=np.uint8)
+    with h5py.File(tmp_path / "bytes.h5", "w") as f:
+        f["x"] = pixels                               # no y: unlabelled
+    data = dl.Dataset.load_hdf5(tmp_path / "bytes.h5")
+    assert data.y is None
+    np.testing.assert_array_equal(data.x, pixels.astype(np.float32))
+
+    with h5py.File(tmp_path / "no-x.h5", "w") as f:
+        f["y"] = y
+    with pytest.raises(dl.DLError) as caught:
+        dl.Dataset.load_hdf5(tmp_path / "no-x.h5")
+    assert caught.value.status == Status.FORMAT_ERROR
+    assert "no-x.h5: missing dataset x" in caught.value.message
+
+
+def test_errors_carry_the_librarys_message(tmp_path):
+    missing = tmp_path / "missing"
+    with pytest.raises(dl.DLError) as caught:
+        dl.Dataset.load_idx(missing)
+    assert caught.value.status == Status.IO_ERROR and str(missing) in caught.value.message
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("1,2,3\n0,4,x\n")
+    with pytest.raises(dl.DLError) as caught:
+        dl.Dataset.load_csv(bad)
+    assert caught.value.status == Status.FORMAT_ERROR
+    assert caught.value.message == f'{bad}:2:5: "x" is not a number'
+
+    with pytest.raises(dl.DLError, match="images need 3"):
+        dl.Dataset.load_idx(write_idx(tmp_path / "labels", np.zeros(3, np.uint8)))
+    with pytest.raises(ValueError, match="NUL"):
+        dl.Dataset.load_hdf5("a\0b")
+    with pytest.raises(TypeError, match="load_idx"):
+        dl.Dataset()
+
+
+# -- views and lifetime ----------------------------------------------------------
+
+
+def test_views_are_read_only_and_outlive_the_dataset(tmp_path, images):
+    x, y = images
+    data = dl.Dataset.load_idx(write_idx(tmp_path / "images", x), write_idx(tmp_path / "labels", y))
+    view_x, view_y = data.x, data.y
+    assert data.x is view_x                            # the same view each time, no copies
+    with pytest.raises(ValueError):
+        view_x[0, 0, 0, 0] = 1
+    with pytest.raises(ValueError):
+        view_y[0] = 1
+
+    del data
+    gc.collect()
+    np.testing.assert_array_equal(view_x[:, 0], x)     # the memory lives while a view does
+    np.testing.assert_array_equal(view_y, y)
+
+    again = dl.Dataset.load_idx(tmp_path / "images", tmp_path / "labels")
+    sliced = again.x[1:3]
+    again.close()
+    again.close()                                      # twice is fine
+    assert again.closed and repr(again) == "<deeplearning.Dataset (closed)>"
+    np.testing.assert_array_equal(sliced[:, 0], x[1:3])
+    for use in (lambda: again.x, lambda: again.y, lambda: len(again), lambda: again.sample_shape,
+                lambda: again.standardizer(), lambda: again.__enter__()):
+        with pytest.raises(ValueError, match="closed Dataset"):
+            use()
+
+
+def test_with_block_closes(tmp_path, images):
+    with dl.Dataset.load_idx(write_idx(tmp_path / "images", images[0])) as data:
+        assert len(data) == 5
+    assert data.closed
+
+
+def test_standardizer_matches_numpy(tmp_path, images):
+    x, _ = images
+    data = dl.Dataset.load_idx(write_idx(tmp_path / "images", x))
+    scaled = x.astype(np.float64) / 255
+    mean, std = data.standardizer()
+    assert abs(mean - scaled.mean()) < 1e-12 and abs(std - scaled.std()) < 1e-12
+    mean, std = data.standardizer(scale=1.0)
+    assert abs(mean - x.mean()) < 1e-9 and abs(std - x.std()) < 1e-9
+    with pytest.raises(dl.DLError, match="scale must be a finite number > 0") as caught:
+        data.standardizer(scale=0)
+    assert caught.value.status == Status.INVALID_ARGUMENT
+
+
+# -- training and evaluation -----------------------------------------------------
+
+
+def write_hdf5(path, x, y=None):
+    with h5py.File(path, "w") as f:
+        f["x"] = x
+        if y is not None:
+            f["y"] = y
+    return dl.Dataset.load_hdf5(path)
+
+
+def test_train_epoch_learns_a_separable_problem(tmp_path):
+    train = write_hdf5(tmp_path / "train.h5", *separable(256, seed=4))
+    test = write_hdf5(tmp_path / "test.h5", *separable(128, seed=5))
+    with dl.Model(CLASSIFIER) as model:
+        model.preprocessing = (1.0, *train.standardizer(scale=1.0))
+        before = model.evaluate_dataset(test)
+        losses = [model.train_epoch(train, batch_size=16) for _ in range(5)]
+        after = model.evaluate_dataset(test)
+        assert model.step_count == 5 * 16
+    assert before.accuracy < 0.5 and after.accuracy >= 0.95, (before, after)
+    assert losses[-1] < losses[0]
+
+
+def test_unshuffled_epoch_equals_train_step_on_consecutive_batches(tmp_path):
+    x, y = separable(70, seed=6)
+    data = write_hdf5(tmp_path / "data.h5", x, y)
+    with dl.Model(CLASSIFIER) as a, dl.Model(CLASSIFIER) as b:
+        loss = a.train_epoch(data, batch_size=16, shuffle=False)
+        step_losses = [b.train_step(x[i:i + 16], y[i:i + 16]) * len(x[i:i + 16]) for i in range(0, 70, 16)]
+        for name in a.param_names:
+            np.testing.assert_array_equal(a.get_param(name), b.get_param(name))
+        assert loss == sum(step_losses) / 70
+        # evaluate_dataset is evaluate on the same arrays.
+        assert a.evaluate_dataset(data) == a.evaluate(data.x, data.y)
+
+        # Shuffled epochs follow the model's own generator: a clone repeats them.
+        c = a.clone()
+        a.train_epoch(data, batch_size=16)
+        c.train_epoch(data, batch_size=16)
+        for name in a.param_names:
+            np.testing.assert_array_equal(a.get_param(name), c.get_param(name))
+        c.close()
+
+
+def test_train_epoch_refusals(tmp_path):
+    x, y = separable(20, seed=7)
+    labelled = write_hdf5(tmp_path / "labelled.h5", x, y)
+    unlabelled = write_hdf5(tmp_path / "unlabelled.h5", x)
+    wide = write_hdf5(tmp_path / "wide.h5", np.zeros((20, 5), np.float32), y)
+    with dl.Model(CLASSIFIER) as model:
+        before = model.get_param(0)
+        for call in (lambda: model.train_epoch(unlabelled), lambda: model.evaluate_dataset(unlabelled)):
+            with pytest.raises(dl.DLError, match="unlabelled") as caught:
+                call()
+            assert caught.value.status == Status.INVALID_ARGUMENT
+        with pytest.raises(dl.DLError) as caught:
+            model.train_epoch(wide)
+        assert "samples hold 5 values" in caught.value.message and "input takes 4" in caught.value.message
+        with pytest.raises(TypeError, match="expected a deeplearning.Dataset"):
+            model.train_epoch((x, y))
+        with pytest.raises(TypeError, match="expected a deeplearning.Dataset"):
+            model.evaluate_dataset(x)
+        with pytest.raises(ValueError, match="batch_size must be >= 1"):
+            model.train_epoch(labelled, batch_size=0)
+        labelled.close()
+        with pytest.raises(ValueError, match="closed Dataset"):
+            model.train_epoch(labelled)
+        np.testing.assert_array_equal(model.get_param(0), before)
+        assert model.step_count == 0
+    with pytest.raises(ValueError, match="closed Model"):
+        model.train_epoch(unlabelled)
+
+
+def test_models_train_on_one_dataset_from_several_threads(tmp_path):
+    data = write_hdf5(tmp_path / "data.h5", *separable(200, seed=8))
+    with dl.Model(CLASSIFIER) as serial:
+        for _ in range(3):
+            serial.train_epoch(data, batch_size=4)
+        expected = serial.get_param(0)
+    results, errors = [], []
+
+    def train():
+        try:
+            with dl.Model(CLASSIFIER) as model:
+                for _ in range(3):
+                    model.train_epoch(data, batch_size=4)
+                results.append(model.get_param(0))
+        except Exception as error:  # reported below, in the test's thread
+            errors.append(error)
+
+    threads = [threading.Thread(target=train) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    for result in results:
+        np.testing.assert_array_equal(result, expected)
