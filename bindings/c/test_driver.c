@@ -53,6 +53,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* ------------------------------------------------------------------------ */
 /* Checks                                                                    */
@@ -2854,6 +2855,13 @@ static void *predict_on_clone(void *arg) {
     return NULL;
 }
 
+/* Monotonic seconds, for bounding a test by time. */
+static double seconds_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
 /* (c) Predicts on a model another thread uses too: DL_OK (with the right outputs) or
  * DL_BUSY (with the output untouched and a message), nothing else. Runs at least
  * `iterations` calls and until a DL_BUSY has been seen or the other thread stops. */
@@ -2865,8 +2873,10 @@ static void *predict_on_shared(void *arg) {
     for (size_t i = 0; i < n; i++) memcpy(x + i * XOR_IN, xor_x + (i % XOR_COUNT) * XOR_IN, XOR_IN * sizeof *x);
     w->same = true;
     gate_wait();
+    const double deadline = seconds_now() + 20;
     for (int i = 0; i < 100 * w->iterations; i++) {
         if (i >= w->iterations && (atomic_load(w->saw_busy) || atomic_load(w->stop))) break;
+        if (i % 64 == 0 && seconds_now() > deadline) break;  /* see test_threads_same_model */
         out[0] = out[w->count - 1] = 7;
         int status = dl_predict(w->model, x, n, out, w->count);
         if (status == DL_OK) {
@@ -2985,7 +2995,9 @@ static void test_threads_same_model(dl_model *trained) {
     printf("   shared model: %d DL_OK, %d DL_BUSY, %d other\n", ok, busy, other);
     CHECK(other == 0);
     CHECK(ok > 0);
-    CHECK(busy > 0); /* the overlap was detected */
+    /* The overlap was detected. Under valgrind, which runs one thread at a time in long
+     * slices, the two may never overlap within the time bound: not required there. */
+    if (getenv("DL_TEST_UNDER_VALGRIND") == NULL) CHECK(busy > 0);
 
     /* The model still works and was not changed. */
     CHECK(params_equal(trained, params, count));
