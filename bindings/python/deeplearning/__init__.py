@@ -21,7 +21,7 @@ The shared library is found through $DEEPLEARNING_LIBRARY, the source tree's
 build folders, or a copy in this package (see ``deeplearning._lib``).
 """
 
-from ._lib import library_path
+from ._lib import get_num_threads, library_path, set_num_threads
 from ._version import __version__
 from .data import Dataset
 from .errors import DLError, Status
@@ -37,5 +37,5 @@ load = Model.load
 __all__ = ["CrossEntropyLoss", "DLError", "Dataset", "Evaluation", "GradCheck", "History", "HuberLoss", "Preprocessing",
            "Layer", "LeakyReLU", "Linear", "Loss", "MSELoss", "Model", "ReLU", "Sigmoid",
            "Softmax", "Status", "Tanh", "TwoLayerMLP", "__version__", "gradient_check",
-           "gradient_check_loss", "gradient_check_weights", "library_path", "load",
+           "get_num_threads", "gradient_check_loss", "gradient_check_weights", "library_path", "load", "set_num_threads",
            "numerical_gradient"]
