@@ -43,10 +43,9 @@ public final class Model<T: DLScalar> {
     /// Samples per forward pass in predict and evaluate: at most 4096, and few enough that
     /// the layers' output buffers stay near 2^25 values (128 MiB of float32) in all. A CNN's
     /// feature maps are large: a fixed 4096 made evaluating mnist_cnn peak at 2.6 GB.
-    public var inferenceChunk: Int {
-        let perSample = layers.reduce(inputSize) { $0 + $1.outputShape.reduce(1, *) }
-        return max(1, min(4096, (1 << 25) / max(perSample, 1)))
-    }
+    /// (Worked out once: summing the layers' shapes on every call cost a single-sample
+    /// prediction about a tenth of its time.)
+    public let inferenceChunk: Int
 
     // Reused buffers.
     private let input: Tensor<T>
@@ -92,6 +91,8 @@ public final class Model<T: DLScalar> {
         self.inputSize = inSize
         self.outputShape = context.inputShape
         self.outputSize = try checkedCount(context.inputShape, "output shape")
+        let perSample = layers.reduce(inSize) { $0 + $1.outputShape.reduce(1, *) }
+        self.inferenceChunk = max(1, min(4096, (1 << 25) / max(perSample, 1)))
         self.loss = try LossRegistry.make(spec.loss)
         if loss.isClassification && (outputShape.count != 1 || outputSize < 2) {
             throw DLError(.spec, "loss: cross_entropy needs a flat output of at least 2 classes, but the last layer outputs shape \(outputShape)")
