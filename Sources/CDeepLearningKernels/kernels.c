@@ -30,20 +30,26 @@ int dlk_has_avx2(void) {
 
 // MARK: - Row compression
 
+// Appends the entries of row xr, columns c ..< cols, that differ from v; returns the new count.
+static inline int64_t compress_scalar(const float *xr, int64_t c, int64_t cols, float v,
+                                      int32_t *index, float *value, int64_t nnz) {
+    for (; c < cols; c++) {
+        if (xr[c] != v) {
+            index[nnz] = (int32_t)c;
+            value[nnz] = xr[c] - v;
+            nnz++;
+        }
+    }
+    return nnz;
+}
+
 static int64_t compress_rows_portable(const float *x, int64_t rows, int64_t cols, float v,
                                       int64_t max_nonzeros,
                                       int32_t *start, int32_t *index, float *value) {
     int64_t nnz = 0;
     start[0] = 0;
     for (int64_t r = 0; r < rows; r++) {
-        const float *xr = x + r * cols;
-        for (int64_t c = 0; c < cols; c++) {
-            if (xr[c] != v) {
-                index[nnz] = (int32_t)c;
-                value[nnz] = xr[c] - v;
-                nnz++;
-            }
-        }
+        nnz = compress_scalar(x + r * cols, 0, cols, v, index, value, nnz);
         if (nnz > max_nonzeros) return -1;
         start[r + 1] = (int32_t)nnz;
     }
@@ -91,13 +97,7 @@ static int64_t compress_rows_avx2(const float *x, int64_t rows, int64_t cols, fl
             _mm256_storeu_si256((__m256i *)(index + nnz), _mm256_permutevar8x32_epi32(columns, perm));
             nnz += __builtin_popcount(mask);
         }
-        for (; c < cols; c++) {
-            if (xr[c] != v) {
-                index[nnz] = (int32_t)c;
-                value[nnz] = xr[c] - v;
-                nnz++;
-            }
-        }
+        nnz = compress_scalar(xr, c, cols, v, index, value, nnz);
         if (nnz > max_nonzeros) return -1;
         start[r + 1] = (int32_t)nnz;
     }
