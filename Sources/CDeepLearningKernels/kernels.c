@@ -315,17 +315,20 @@ static void transpose_avx2(const float *a, int64_t rows, int64_t cols, float *t,
 }
 #endif
 
-#if DLK_X86
-__attribute__((target("avx2")))
-static inline void transpose_8x8_avx2(const float *a, int64_t lda, float *t, int64_t ldt);
-#endif
-
 // MARK: - Weight gradient of a sparse input
 
 // c (n x cols) = b^T S + base 1^T, for S (rows x cols) compressed by columns and b
 // (rows x n): column j of S times b gives row j of the transposed product (an n-vector,
 // accumulated in registers); eight of those are collected in a small buffer and written
 // transposed into columns j..j+8 of c, so the product never exists in the other layout.
+// c[o, j0 + j] = scratch[j, o] for outputs o_begin ..< n and j < width: the transposed
+// write of a block, one element at a time (what the 8x8 transposes leave over).
+static void write_transposed(const float *scratch, int64_t n8, int64_t width, int64_t o_begin, int64_t n,
+                             float *c, int64_t ldc, int64_t j0) {
+    for (int64_t o = o_begin; o < n; o++)
+        for (int64_t j = 0; j < width; j++) c[o * ldc + j0 + j] = scratch[j * n8 + o];
+}
+
 #if DLK_X86
 __attribute__((target("avx2,fma")))
 static void sparse_weight_gradient_avx2(int64_t j_begin, int64_t j_end, int64_t n,
@@ -337,15 +340,10 @@ static void sparse_weight_gradient_avx2(int64_t j_begin, int64_t j_end, int64_t 
     for (int64_t j0 = j_begin; j0 < j_end; j0 += 8) {
         const int64_t width = j_end - j0 < 8 ? j_end - j0 : 8;
         sparse_times_dense_avx2(width, n, col_start + j0, row, value, b, ldb, base, scratch, n8);
-        if (width == 8) {
-            int64_t o = 0;
+        int64_t o = 0;
+        if (width == 8)
             for (; o + 8 <= n; o += 8) transpose_8x8_avx2(scratch + o, n8, c + o * ldc + j0, ldc);
-            for (; o < n; o++)
-                for (int64_t j = 0; j < 8; j++) c[o * ldc + j0 + j] = scratch[j * n8 + o];
-        } else {
-            for (int64_t o = 0; o < n; o++)
-                for (int64_t j = 0; j < width; j++) c[o * ldc + j0 + j] = scratch[j * n8 + o];
-        }
+        write_transposed(scratch, n8, width, o, n, c, ldc, j0);
     }
 }
 #endif
@@ -358,8 +356,7 @@ static void sparse_weight_gradient_portable(int64_t j_begin, int64_t j_end, int6
     for (int64_t j0 = j_begin; j0 < j_end; j0 += 8) {
         const int64_t width = j_end - j0 < 8 ? j_end - j0 : 8;
         sparse_times_dense_portable(width, n, col_start + j0, row, value, b, ldb, base, scratch, n8);
-        for (int64_t o = 0; o < n; o++)
-            for (int64_t j = 0; j < width; j++) c[o * ldc + j0 + j] = scratch[j * n8 + o];
+        write_transposed(scratch, n8, width, 0, n, c, ldc, j0);
     }
 }
 

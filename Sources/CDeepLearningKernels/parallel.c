@@ -80,6 +80,12 @@ static void after_fork_child(void) {
     pthread_mutex_unlock(&job_lock);
 }
 
+// The setting, clamped to 1 ..< DLK_MAX_THREADS + 1.
+static void store_threads(int n) {
+    if (n < 1) n = 1;
+    __atomic_store_n(&wanted_threads, n < DLK_MAX_THREADS ? n : DLK_MAX_THREADS, __ATOMIC_RELAXED);
+}
+
 static void setup(void) {
     pthread_atfork(before_fork, after_fork_parent, after_fork_child);
     // One thread unless asked: a second pool of spinning threads beside OpenBLAS's own
@@ -91,7 +97,7 @@ static void setup(void) {
         long cpus = sysconf(_SC_NPROCESSORS_ONLN);
         n = cpus > 0 ? (int)cpus : 1;
     }
-    __atomic_store_n(&wanted_threads, n < DLK_MAX_THREADS ? n : DLK_MAX_THREADS, __ATOMIC_RELAXED);
+    store_threads(n);
 }
 
 int dlk_threads(void) {
@@ -101,8 +107,7 @@ int dlk_threads(void) {
 
 void dlk_set_threads(int n) {
     pthread_once(&setup_once, setup);
-    if (n < 1) n = 1;
-    __atomic_store_n(&wanted_threads, n < DLK_MAX_THREADS ? n : DLK_MAX_THREADS, __ATOMIC_RELAXED);
+    store_threads(n);
 }
 
 void dlk_parallel_for(int64_t items, int64_t min_items_per_thread, dlk_task task, void *context) {

@@ -43,13 +43,6 @@ DLK_HIDDEN void dlk_sparse_times_dense(int64_t rows, int64_t n,
                                        const float *b, int64_t ldb, const float *base,
                                        float *c, int64_t ldc, int portable);
 
-/// The same product, faster when b (k x n) is larger than L1: taken in blocks of rows.
-/// `cursor` is scratch space for `rows` entries.
-DLK_HIDDEN void dlk_sparse_times_dense_blocked(int64_t rows, int64_t n, int64_t k,
-                                               const int32_t *start, const int32_t *index, const float *value,
-                                               const float *b, int64_t ldb, const float *base,
-                                               float *c, int64_t ldc, int32_t *cursor, int portable);
-
 /// The weight gradient of a linear layer fed a sparse batch: c (n x cols, leading
 /// dimension ldc) = b^T S + base 1^T, for S (rows x cols) compressed by columns and b
 /// (rows x n). `base` (n values, NULL for zero) is added to every column. `scratch` holds

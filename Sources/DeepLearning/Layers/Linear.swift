@@ -66,9 +66,9 @@ public final class Linear<T: DLScalar>: Layer {
     public func backward(_ dy: Tensor<T>, needInputGradient: Bool) throws(DLError) -> Tensor<T>? {
         guard let x else { throw .invalid("linear: backward called before forward") }
         let batch = dy.shape[0]
-        if forwardWasSparse, let sparseInput, try sparseWeightGradient(sparseInput, dy) {
-            // weight and bias gradients done
-        } else {
+        var sparseDone = false
+        if forwardWasSparse, let sparseInput { sparseDone = try sparseWeightGradient(sparseInput, dy) }
+        if !sparseDone {
             T.gemm(transA: true, transB: false, m: outFeatures, n: inFeatures, k: batch,
                    alpha: 1, a: dy.data, lda: outFeatures, b: x.data, ldb: inFeatures,
                    beta: 0, c: weight.grad.data, ldc: inFeatures)

@@ -15,8 +15,8 @@ import Glibc
 /// rounding, and the same batch always takes the same path, so runs stay reproducible.
 ///
 /// Used for batches of at least `minimumRows` samples in which at most `maxDensity` of the
-/// entries differ from `v`, tried first as the batch's first entry, then zero. Other batches
-/// (dense data, a single sample, where `gemv` is faster) use BLAS as before.
+/// entries differ from `v`, tried first as the most common of a few sampled entries, then
+/// zero. Other batches (dense data, a single sample, where `gemv` is faster) use BLAS.
 final class SparseInput {
     static let minimumRows = 8
     /// Above a quarter of the entries, OpenBLAS's dense product is as fast (measured on
@@ -27,17 +27,18 @@ final class SparseInput {
     let inFeatures: Int
     let outFeatures: Int
     /// The batch compressed by rows (forward) and, for the weight gradient, by columns.
-    private var rowStart = Buffer<Int32>()
-    private var index = Buffer<Int32>()
-    private var value = Buffer<Float>()
-    private var colStart = Buffer<Int32>()
-    private var colRow = Buffer<Int32>()
-    private var colValue = Buffer<Float>()
+    private let rowStart = Buffer<Int32>()
+    private let index = Buffer<Int32>()
+    private let value = Buffer<Float>()
+    private let colStart = Buffer<Int32>()
+    private let colRow = Buffer<Int32>()
+    private let colValue = Buffer<Float>()
     /// W^T (in, out): rows of it are what a nonzero input adds to the output.
-    private var weightT = Buffer<Float>()
-    private var outputBase = Buffer<Float>()
-    private var scratch = Buffer<Float>()
-    private var ones = Buffer<Float>()
+    private let weightT = Buffer<Float>()
+    private let outputBase = Buffer<Float>()
+    private let scratch = Buffer<Float>()
+    /// `inFeatures` ones: W times it is the sums of W's rows.
+    private let ones = Buffer<Float>()
 
     /// Tests: run the portable C kernels even where the AVX2 ones would.
     var portable = false
@@ -51,12 +52,6 @@ final class SparseInput {
     init(inFeatures: Int, outFeatures: Int) {
         self.inFeatures = inFeatures
         self.outFeatures = outFeatures
-    }
-
-    deinit {
-        rowStart.release(); index.release(); value.release()
-        colStart.release(); colRow.release(); colValue.release()
-        weightT.release(); outputBase.release(); scratch.release(); ones.release()
     }
 
     /// Compresses `x` (rows x inFeatures) when it is sparse enough; false (nothing kept) when
@@ -107,8 +102,10 @@ final class SparseInput {
         // base = bias + v * rowsum(W)
         if let bias { outputBase.base.update(from: bias, count: o) } else { outputBase.base.update(repeating: 0, count: o) }
         if background != 0 {
-            guard ones.reserve(i) else { return false }
-            ones.base.update(repeating: 1, count: i)
+            if ones.capacity < i {
+                guard ones.reserve(i) else { return false }
+                ones.base.update(repeating: 1, count: i)
+            }
             Float.gemv(m: o, n: i, alpha: background, a: weight, lda: i, x: ones.base, beta: 1, y: outputBase.base)
         }
         dlk_sparse_times_dense(Int64(rows), Int64(o), rowStart.base, index.base, value.base,
@@ -133,20 +130,19 @@ final class SparseInput {
                                    dy, Int64(o), base, dW, Int64(i), scratch.base, isa)
         return true
     }
-
-    /// Forgets the compressed batch (its weights may change before the next forward).
-    func reset() { rows = 0 }
 }
 
 /// A growable malloc'd buffer that never shrinks: reserved once, reused every step.
-struct Buffer<Element> {
+final class Buffer<Element> {
     private(set) var base: UnsafeMutablePointer<Element>
     private(set) var capacity = 0
 
     init() { base = UnsafeMutablePointer(bitPattern: MemoryLayout<Element>.alignment)! }
 
+    deinit { if capacity > 0 { free(base) } }
+
     /// Makes room for `count` elements (contents are lost when it grows). False when out of memory.
-    mutating func reserve(_ count: Int) -> Bool {
+    func reserve(_ count: Int) -> Bool {
         if count <= capacity { return true }
         let (bytes, overflow) = count.multipliedReportingOverflow(by: MemoryLayout<Element>.stride)
         guard !overflow, let raw = malloc(bytes) else { return false }
@@ -155,6 +151,4 @@ struct Buffer<Element> {
         capacity = count
         return true
     }
-
-    func release() { if capacity > 0 { free(base) } }
 }
