@@ -115,28 +115,6 @@ int64_t dlk_compress_rows(const float *x, int64_t rows, int64_t cols, float v, i
     return compress_rows_portable(x, rows, cols, v, max_nonzeros, start, index, value);
 }
 
-// MARK: - Column compression (a counting sort by column)
-
-void dlk_compress_columns(int64_t rows, int64_t cols,
-                          const int32_t *start, const int32_t *index, const float *value,
-                          int32_t *col_start, int32_t *row, float *col_value) {
-    memset(col_start, 0, (size_t)(cols + 1) * sizeof *col_start);
-    const int32_t nnz = start[rows];
-    for (int32_t k = 0; k < nnz; k++) col_start[index[k] + 1]++;
-    for (int64_t c = 0; c < cols; c++) col_start[c + 1] += col_start[c];
-    // col_start[c] is now where column c begins; use it as column c's cursor...
-    for (int64_t r = 0; r < rows; r++) {
-        for (int32_t k = start[r]; k < start[r + 1]; k++) {
-            int32_t p = col_start[index[k]]++;
-            row[p] = (int32_t)r;
-            col_value[p] = value[k];
-        }
-    }
-    // ...after which it is where column c + 1 begins: shift back by one.
-    memmove(col_start + 1, col_start, (size_t)cols * sizeof *col_start);
-    col_start[0] = 0;
-}
-
 // MARK: - Sparse times dense
 
 static void sparse_times_dense_portable(int64_t rows, int64_t n,
@@ -316,82 +294,131 @@ static void transpose_avx2(const float *a, int64_t rows, int64_t cols, float *t,
 #endif
 
 // MARK: - Weight gradient of a sparse input
+//
+// Row j of c is base plus, for every batch row r where input j differs from v, that
+// difference times row r of b: input j's row of x^T is scanned 64 batch rows at a time
+// into a bit mask, and the set bits visited in increasing r. Row j of c is accumulated in
+// registers and written once, and the rows of b it reads (the layer's output gradient)
+// stay in L1 for a training batch. The rows are summed in increasing r in both versions.
 
-// c (n x cols) = b^T S + base 1^T, for S (rows x cols) compressed by columns and b
-// (rows x n): column j of S times b gives row j of the transposed product (an n-vector,
-// accumulated in registers); eight of those are collected in a small buffer and written
-// transposed into columns j..j+8 of c, so the product never exists in the other layout.
-// c[o, j0 + j] = scratch[j, o] for outputs o_begin ..< n and j < width: the transposed
-// write of a block, one element at a time (what the 8x8 transposes leave over).
-static void write_transposed(const float *scratch, int64_t n8, int64_t width, int64_t o_begin, int64_t n,
-                             float *c, int64_t ldc, int64_t j0) {
-    for (int64_t o = o_begin; o < n; o++)
-        for (int64_t j = 0; j < width; j++) c[o * ldc + j0 + j] = scratch[j * n8 + o];
+static void gradient_rows_portable(const float *xt, int64_t rows, int64_t j_begin, int64_t j_end, float v,
+                                   int64_t n, const float *b, int64_t ldb, const float *base, float *c, int64_t ldc) {
+    for (int64_t j = j_begin; j < j_end; j++) {
+        const float *xr = xt + j * rows;
+        float *cr = c + j * ldc;
+        if (base) memcpy(cr, base, (size_t)n * sizeof *cr);
+        else memset(cr, 0, (size_t)n * sizeof *cr);
+        for (int64_t r = 0; r < rows; r++) {
+            if (xr[r] == v) continue;
+            const float s = xr[r] - v;
+            const float *br = b + r * ldb;
+            for (int64_t o = 0; o < n; o++) cr[o] = __builtin_fmaf(s, br[o], cr[o]);
+        }
+    }
 }
 
 #if DLK_X86
+// Bit k of the result: xr[k] != v, for the count (<= 64) entries of xr.
+__attribute__((target("avx2")))
+static inline uint64_t differ_mask(const float *xr, int64_t count, __m256 vv, float v) {
+    uint64_t m = 0;
+    int64_t k = 0;
+    for (; k + 8 <= count; k += 8)
+        m |= (uint64_t)(unsigned)_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(xr + k), vv, _CMP_NEQ_UQ)) << k;
+    for (; k < count; k++) m |= (uint64_t)(xr[k] != v) << k;
+    return m;
+}
+
 __attribute__((target("avx2,fma")))
-static void sparse_weight_gradient_avx2(int64_t j_begin, int64_t j_end, int64_t n,
-                                        const int32_t *col_start, const int32_t *row, const float *value,
-                                        const float *b, int64_t ldb, const float *base,
-                                        float *c, int64_t ldc, float *scratch) {
-    // scratch: 8 rows of n (padded to a multiple of 8) floats
-    const int64_t n8 = (n + 7) & ~(int64_t)7;
-    for (int64_t j0 = j_begin; j0 < j_end; j0 += 8) {
-        const int64_t width = j_end - j0 < 8 ? j_end - j0 : 8;
-        sparse_times_dense_avx2(width, n, col_start + j0, row, value, b, ldb, base, scratch, n8);
+static void gradient_rows_avx2(const float *xt, int64_t rows, int64_t j_begin, int64_t j_end, float v,
+                               int64_t n, const float *b, int64_t ldb, const float *base, float *c, int64_t ldc) {
+    const __m256 vv = _mm256_set1_ps(v);
+    for (int64_t j = j_begin; j < j_end; j++) {
+        const float *xr = xt + j * rows;
+        float *cr = c + j * ldc;
         int64_t o = 0;
-        if (width == 8)
-            for (; o + 8 <= n; o += 8) transpose_8x8_avx2(scratch + o, n8, c + o * ldc + j0, ldc);
-        write_transposed(scratch, n8, width, o, n, c, ldc, j0);
+        for (; o + 64 <= n; o += 64) {
+            __m256 a0, a1, a2, a3, a4, a5, a6, a7;
+            if (base) {
+                a0 = _mm256_loadu_ps(base + o);      a1 = _mm256_loadu_ps(base + o + 8);
+                a2 = _mm256_loadu_ps(base + o + 16); a3 = _mm256_loadu_ps(base + o + 24);
+                a4 = _mm256_loadu_ps(base + o + 32); a5 = _mm256_loadu_ps(base + o + 40);
+                a6 = _mm256_loadu_ps(base + o + 48); a7 = _mm256_loadu_ps(base + o + 56);
+            } else {
+                a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = _mm256_setzero_ps();
+            }
+            for (int64_t r0 = 0; r0 < rows; r0 += 64) {
+                uint64_t m = differ_mask(xr + r0, rows - r0 < 64 ? rows - r0 : 64, vv, v);
+                while (m) {
+                    const int64_t r = r0 + __builtin_ctzll(m);
+                    m &= m - 1;
+                    const __m256 s = _mm256_set1_ps(xr[r] - v);
+                    const float *br = b + r * ldb + o;
+                    a0 = _mm256_fmadd_ps(s, _mm256_loadu_ps(br), a0);
+                    a1 = _mm256_fmadd_ps(s, _mm256_loadu_ps(br + 8), a1);
+                    a2 = _mm256_fmadd_ps(s, _mm256_loadu_ps(br + 16), a2);
+                    a3 = _mm256_fmadd_ps(s, _mm256_loadu_ps(br + 24), a3);
+                    a4 = _mm256_fmadd_ps(s, _mm256_loadu_ps(br + 32), a4);
+                    a5 = _mm256_fmadd_ps(s, _mm256_loadu_ps(br + 40), a5);
+                    a6 = _mm256_fmadd_ps(s, _mm256_loadu_ps(br + 48), a6);
+                    a7 = _mm256_fmadd_ps(s, _mm256_loadu_ps(br + 56), a7);
+                }
+            }
+            _mm256_storeu_ps(cr + o, a0);      _mm256_storeu_ps(cr + o + 8, a1);
+            _mm256_storeu_ps(cr + o + 16, a2); _mm256_storeu_ps(cr + o + 24, a3);
+            _mm256_storeu_ps(cr + o + 32, a4); _mm256_storeu_ps(cr + o + 40, a5);
+            _mm256_storeu_ps(cr + o + 48, a6); _mm256_storeu_ps(cr + o + 56, a7);
+        }
+        for (; o + 8 <= n; o += 8) {
+            __m256 a = base ? _mm256_loadu_ps(base + o) : _mm256_setzero_ps();
+            for (int64_t r0 = 0; r0 < rows; r0 += 64) {
+                uint64_t m = differ_mask(xr + r0, rows - r0 < 64 ? rows - r0 : 64, vv, v);
+                while (m) {
+                    const int64_t r = r0 + __builtin_ctzll(m);
+                    m &= m - 1;
+                    a = _mm256_fmadd_ps(_mm256_set1_ps(xr[r] - v), _mm256_loadu_ps(b + r * ldb + o), a);
+                }
+            }
+            _mm256_storeu_ps(cr + o, a);
+        }
+        for (; o < n; o++) {
+            float a = base ? base[o] : 0.0f;
+            for (int64_t r = 0; r < rows; r++)
+                if (xr[r] != v) a = __builtin_fmaf(xr[r] - v, b[r * ldb + o], a);
+            cr[o] = a;
+        }
     }
 }
 #endif
 
-static void sparse_weight_gradient_portable(int64_t j_begin, int64_t j_end, int64_t n,
-                                            const int32_t *col_start, const int32_t *row, const float *value,
-                                            const float *b, int64_t ldb, const float *base,
-                                            float *c, int64_t ldc, float *scratch) {
-    const int64_t n8 = (n + 7) & ~(int64_t)7;
-    for (int64_t j0 = j_begin; j0 < j_end; j0 += 8) {
-        const int64_t width = j_end - j0 < 8 ? j_end - j0 : 8;
-        sparse_times_dense_portable(width, n, col_start + j0, row, value, b, ldb, base, scratch, n8);
-        write_transposed(scratch, n8, width, 0, n, c, ldc, j0);
-    }
-}
-
 struct gradient_job {
-    int64_t cols, n;
-    const int32_t *col_start, *row;
-    const float *value, *b, *base;
+    const float *xt;
+    int64_t rows;
+    float v;
+    int64_t n;
+    const float *b, *base;
     int64_t ldb, ldc;
-    float *c, *scratch;
+    float *c;
     int portable;
 };
 
-// Items are blocks of 8 columns; each thread has its own part of the scratch space.
-static void gradient_blocks(void *context, int64_t begin, int64_t end, int thread) {
+static void gradient_rows(void *context, int64_t begin, int64_t end, int thread) {
+    (void)thread;
     const struct gradient_job *g = context;
-    const int64_t j_begin = begin * 8, j_end = end * 8 < g->cols ? end * 8 : g->cols;
-    float *scratch = g->scratch + (int64_t)thread * 8 * ((g->n + 7) & ~(int64_t)7);
 #if DLK_X86
     if (!g->portable && dlk_has_avx2()) {
-        sparse_weight_gradient_avx2(j_begin, j_end, g->n, g->col_start, g->row, g->value, g->b, g->ldb,
-                                    g->base, g->c, g->ldc, scratch);
+        gradient_rows_avx2(g->xt, g->rows, begin, end, g->v, g->n, g->b, g->ldb, g->base, g->c, g->ldc);
         return;
     }
 #endif
-    sparse_weight_gradient_portable(j_begin, j_end, g->n, g->col_start, g->row, g->value, g->b, g->ldb,
-                                    g->base, g->c, g->ldc, scratch);
+    gradient_rows_portable(g->xt, g->rows, begin, end, g->v, g->n, g->b, g->ldb, g->base, g->c, g->ldc);
 }
 
-void dlk_sparse_weight_gradient(int64_t cols, int64_t n,
-                                const int32_t *col_start, const int32_t *row, const float *value,
-                                const float *b, int64_t ldb, const float *base,
-                                float *c, int64_t ldc, float *scratch, int portable) {
-    struct gradient_job job = {cols, n, col_start, row, value, b, base, ldb, ldc, c, scratch, portable};
-    const int64_t blocks = (cols + 7) / 8;
-    dlk_parallel_for(blocks, rows_per_thread(blocks, col_start[cols], 8 * n), gradient_blocks, &job);
+void dlk_sparse_weight_gradient(const float *xt, int64_t rows, int64_t cols, float v, int64_t nonzeros,
+                                int64_t n, const float *b, int64_t ldb, const float *base,
+                                float *c, int64_t ldc, int portable) {
+    struct gradient_job job = {xt, rows, v, n, b, base, ldb, ldc, c, portable};
+    dlk_parallel_for(cols, rows_per_thread(cols, nonzeros, n), gradient_rows, &job);
 }
 
 struct transpose_job {

@@ -15,9 +15,10 @@ public protocol DLScalar: BinaryFloatingPoint & Real & Sendable where Self.RawSi
                      b: UnsafePointer<Self>, ldb: Int,
                      beta: Self, c: UnsafeMutablePointer<Self>, ldc: Int)
 
-    /// y = alpha * A x + beta * y for row-major A (m, n): one sample through a linear
-    /// layer, where gemm would repack the whole weight matrix for a single row.
-    static func gemv(m: Int, n: Int, alpha: Self, a: UnsafePointer<Self>, lda: Int,
+    /// y = alpha * op(A) x + beta * y for row-major A (m, n), op(A) = A^T when `transA`
+    /// (x then has m entries and y n): one sample through a linear layer, where gemm
+    /// would repack the whole weight matrix for a single row.
+    static func gemv(transA: Bool, m: Int, n: Int, alpha: Self, a: UnsafePointer<Self>, lda: Int,
                      x: UnsafePointer<Self>, beta: Self, y: UnsafeMutablePointer<Self>)
 }
 
@@ -35,16 +36,16 @@ extension Float: DLScalar {
 }
 
 extension Float {
-    public static func gemv(m: Int, n: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int,
+    public static func gemv(transA: Bool, m: Int, n: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int,
                             x: UnsafePointer<Float>, beta: Float, y: UnsafeMutablePointer<Float>) {
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, blasint(m), blasint(n), alpha, a, blasint(lda), x, 1, beta, y, 1)
+        cblas_sgemv(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, blasint(m), blasint(n), alpha, a, blasint(lda), x, 1, beta, y, 1)
     }
 }
 
 extension Double {
-    public static func gemv(m: Int, n: Int, alpha: Double, a: UnsafePointer<Double>, lda: Int,
+    public static func gemv(transA: Bool, m: Int, n: Int, alpha: Double, a: UnsafePointer<Double>, lda: Int,
                             x: UnsafePointer<Double>, beta: Double, y: UnsafeMutablePointer<Double>) {
-        cblas_dgemv(CblasRowMajor, CblasNoTrans, blasint(m), blasint(n), alpha, a, blasint(lda), x, 1, beta, y, 1)
+        cblas_dgemv(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, blasint(m), blasint(n), alpha, a, blasint(lda), x, 1, beta, y, 1)
     }
 }
 

@@ -18,6 +18,7 @@ import Testing
         Case(rows: 17, inputs: 64, outputs: 64, background: 0, density: 0.05, bias: true),
         Case(rows: 50, inputs: 100, outputs: 137, background: 1, density: 0.2, bias: true),
         Case(rows: 12, inputs: 40, outputs: 9, background: 0, density: 0, bias: true),  // all background
+        Case(rows: 130, inputs: 37, outputs: 70, background: -0.4242, density: 0.2, bias: true),  // 64-row blocks and a tail
     ]
 
     /// A batch in which each entry is `background` except with probability `density`.
@@ -35,55 +36,98 @@ import Testing
         let layer = try Linear<Float>(inFeatures: c.inputs, outFeatures: c.outputs, bias: c.bias)
         Initializer.heNormal.fill(layer.weight.value, fanIn: c.inputs, fanOut: c.outputs, rng: &rng)
         for p in layer.parameters where p.name == "bias" { for i in 0..<p.value.count { p.value.data[i] = Float(rng.normal()) } }
-        layer.sparseInput = SparseInput(inFeatures: c.inputs, outFeatures: c.outputs)
+        layer.enableSparseInput()
         layer.sparseInput?.portable = portable
         return layer
+    }
+
+    /// Runs `x` forward and back through `layer` and compares y, dW, db (and dx when asked
+    /// for) with the formulas in float64. The weight is stored transposed (in, out).
+    static func checkAgainstFormulas(_ layer: Linear<Float>, _ x: Tensor<Float>, inputGradient: Bool = false,
+                                     sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let (rows, inputs, outputs) = (x.shape[0], layer.inFeatures, layer.outFeatures)
+        #expect(layer.weight.isTransposed, sourceLocation: sourceLocation)
+        let y = try layer.forward(x, training: true)
+        var rng = RandomGenerator(seed: 6)
+        let dy = try Tensor<Float>(shape: [rows, outputs])
+        for i in 0..<dy.count { dy.data[i] = Float(rng.normal()) }
+        let dx = try layer.backward(dy, needInputGradient: inputGradient)
+        #expect((dx == nil) == !inputGradient, sourceLocation: sourceLocation)
+
+        let w = layer.weight.values, b = layer.bias?.value
+        var worstY = 0.0, worstW = 0.0, worstB = 0.0, worstX = 0.0
+        for n in 0..<rows {
+            for o in 0..<outputs {
+                var expected = b.map { Double($0.data[o]) } ?? 0
+                var scale = abs(expected)
+                for i in 0..<inputs {
+                    let term = Double(x.data[n * inputs + i]) * Double(w[o * inputs + i])
+                    expected += term
+                    scale += abs(term)
+                }
+                worstY = max(worstY, abs(Double(y.data[n * outputs + o]) - expected) / max(scale, 1e-3))
+            }
+        }
+        for o in 0..<outputs {
+            for i in 0..<inputs {
+                var expected = 0.0, scale = 0.0
+                for n in 0..<rows {
+                    let term = Double(dy.data[n * outputs + o]) * Double(x.data[n * inputs + i])
+                    expected += term
+                    scale += abs(term)
+                }
+                // stored transposed: dW[o, i] is at i * outputs + o
+                worstW = max(worstW, abs(Double(layer.weight.grad.data[i * outputs + o]) - expected) / max(scale, 1e-3))
+            }
+            if let bias = layer.bias {
+                let expected = (0..<rows).reduce(0.0) { $0 + Double(dy.data[$1 * outputs + o]) }
+                worstB = max(worstB, abs(Double(bias.grad.data[o]) - expected))
+            }
+        }
+        if let dx {
+            for n in 0..<rows {
+                for i in 0..<inputs {
+                    var expected = 0.0, scale = 0.0
+                    for o in 0..<outputs {
+                        let term = Double(dy.data[n * outputs + o]) * Double(w[o * inputs + i])
+                        expected += term
+                        scale += abs(term)
+                    }
+                    worstX = max(worstX, abs(Double(dx.data[n * inputs + i]) - expected) / max(scale, 1e-3))
+                }
+            }
+        }
+        // float32 rounding of sums of at most a few hundred terms, relative to their magnitude
+        #expect(worstY < 1e-5, "forward: worst relative error \(worstY)", sourceLocation: sourceLocation)
+        #expect(worstW < 1e-5, "weight gradient: worst relative error \(worstW)", sourceLocation: sourceLocation)
+        #expect(worstB < 1e-4, "bias gradient: worst error \(worstB)", sourceLocation: sourceLocation)
+        #expect(worstX < 1e-5, "input gradient: worst relative error \(worstX)", sourceLocation: sourceLocation)
     }
 
     @Test(arguments: cases, [false, true])
     func matchesTheFormulas(_ c: Case, portable: Bool) throws {
         let layer = try Self.layer(c, portable: portable)
         let x = try Self.batch(c, seed: 5)
-        let y = try layer.forward(x, training: true)
+        _ = try layer.forward(x, training: true)
         #expect(layer.forwardWasSparse, "the batch is sparse enough for the sparse path")
-        var rng = RandomGenerator(seed: 6)
-        let dy = try Tensor<Float>(shape: [c.rows, c.outputs])
-        for i in 0..<dy.count { dy.data[i] = Float(rng.normal()) }
-        #expect(try layer.backward(dy, needInputGradient: false) == nil)
+        try Self.checkAgainstFormulas(layer, x)
+        #expect(layer.forwardWasSparse)
+    }
 
-        let w = layer.weight.value, b = layer.bias?.value
-        var worstY = 0.0, worstW = 0.0, worstB = 0.0
-        for n in 0..<c.rows {
-            for o in 0..<c.outputs {
-                var expected = b.map { Double($0.data[o]) } ?? 0
-                var scale = abs(expected)
-                for i in 0..<c.inputs {
-                    let term = Double(x.data[n * c.inputs + i]) * Double(w.data[o * c.inputs + i])
-                    expected += term
-                    scale += abs(term)
-                }
-                worstY = max(worstY, abs(Double(y.data[n * c.outputs + o]) - expected) / max(scale, 1e-3))
-            }
-        }
-        for o in 0..<c.outputs {
-            for i in 0..<c.inputs {
-                var expected = 0.0, scale = 0.0
-                for n in 0..<c.rows {
-                    let term = Double(dy.data[n * c.outputs + o]) * Double(x.data[n * c.inputs + i])
-                    expected += term
-                    scale += abs(term)
-                }
-                worstW = max(worstW, abs(Double(layer.weight.grad.data[o * c.inputs + i]) - expected) / max(scale, 1e-3))
-            }
-            if let bias = layer.bias {
-                let expected = (0..<c.rows).reduce(0.0) { $0 + Double(dy.data[$1 * c.outputs + o]) }
-                worstB = max(worstB, abs(Double(bias.grad.data[o]) - expected))
-            }
-        }
-        // float32 rounding of sums of at most a few hundred terms, relative to their magnitude
-        #expect(worstY < 1e-5, "forward: worst relative error \(worstY)")
-        #expect(worstW < 1e-5, "weight gradient: worst relative error \(worstW)")
-        #expect(worstB < 1e-4, "bias gradient: worst error \(worstB)")
+    /// The BLAS paths (a dense batch, a single sample) read the transposed weight too.
+    @Test(arguments: [1, 3, 64]) func denseBatchesOfTheTransposedLayerMatchTheFormulas(rows: Int) throws {
+        var c = Self.cases[5]
+        c.rows = rows
+        c.density = 0.7
+        let layer = try Self.layer(c, portable: false)
+        let x = try Self.batch(c, seed: 4)
+        try Self.checkAgainstFormulas(layer, x, inputGradient: true)
+        #expect(!layer.forwardWasSparse)
+        // and a sparse batch, with the input gradient asked for
+        c.rows = 64
+        c.density = 0.1
+        try Self.checkAgainstFormulas(layer, try Self.batch(c, seed: 5), inputGradient: true)
+        #expect(layer.forwardWasSparse)
     }
 
     /// The AVX2 and portable kernels compute the same sums (up to rounding).
@@ -122,8 +166,9 @@ import Testing
         let layers: [(String, [String: SpecValue])] = [("linear", ["units": .int(16)]), ("relu", [:]), ("linear", ["units": .int(4)])]
         let single = try Model<Float>(spec: makeSpec(input: [50], layers: layers, seed: 3))
         let double = try Model<Double>(spec: makeSpec(input: [50], layers: layers, seed: 3, dtype: .float64))
-        let sparse = try #require((single.layers[0] as? Linear<Float>)?.sparseInput)
-        _ = sparse
+        let first = try #require(single.layers[0] as? Linear<Float>)
+        #expect(first.sparseInput != nil && first.weight.isTransposed)
+        #expect(single.parameters[0].values == double.parameters[0].values.map { Float($0) }, "the same initial weights")
         var rng = RandomGenerator(seed: 8)
         for step in 0..<20 {
             let x = try Self.batch(c, seed: UInt64(100 + step))
@@ -136,6 +181,9 @@ import Testing
                 try double.trainStep(x: UnsafePointer(x.data), batch: c.rows, targets: .labels(l.baseAddress!))
             }
             #expect(abs(l32 - l64) < 1e-4 * max(1, abs(l64)), "step \(step): float32 \(l32) vs float64 \(l64)")
+        }
+        for (p32, p64) in zip(single.parameters, double.parameters) {
+            #expect(maxAbsDiff(p32.values.map(Double.init), p64.values) < 1e-4, "\(p32.name) after 20 steps")
         }
     }
 }

@@ -28,13 +28,6 @@ DLK_HIDDEN int64_t dlk_compress_rows(const float *x, int64_t rows, int64_t cols,
                                      int64_t max_nonzeros,
                                      int32_t *start, int32_t *index, float *value, int portable);
 
-/// The same matrix compressed by columns: from a row compression of a rows x cols matrix
-/// to `col_start` (cols + 1 entries), `row` and `col_value` (nonzeros each), rows in
-/// increasing order within each column.
-DLK_HIDDEN void dlk_compress_columns(int64_t rows, int64_t cols,
-                                     const int32_t *start, const int32_t *index, const float *value,
-                                     int32_t *col_start, int32_t *row, float *col_value);
-
 /// c = base + S b, for S compressed by rows (rows x k), b (k x n, leading dimension ldb)
 /// and c (rows x n, leading dimension ldc); `base` (n values, added to every row) may be
 /// NULL for zero.
@@ -43,14 +36,15 @@ DLK_HIDDEN void dlk_sparse_times_dense(int64_t rows, int64_t n,
                                        const float *b, int64_t ldb, const float *base,
                                        float *c, int64_t ldc, int portable);
 
-/// The weight gradient of a linear layer fed a sparse batch: c (n x cols, leading
-/// dimension ldc) = b^T S + base 1^T, for S (rows x cols) compressed by columns and b
-/// (rows x n). `base` (n values, NULL for zero) is added to every column. `scratch` holds
-/// DLK_MAX_THREADS * 8 * round_up(n, 8) floats.
-DLK_HIDDEN void dlk_sparse_weight_gradient(int64_t cols, int64_t n,
-                                           const int32_t *col_start, const int32_t *row, const float *value,
-                                           const float *b, int64_t ldb, const float *base,
-                                           float *c, int64_t ldc, float *scratch, int portable);
+/// The weight gradient of a linear layer fed a batch that is mostly `v`, in the layout
+/// of W^T: c (cols x n, leading dimension ldc) = base + (x - v)^T b, from `xt` = x^T
+/// (cols x rows, row-major: row j is input j over the batch), skipping the entries equal
+/// to `v`, and b (rows x n, leading dimension ldb: the layer's output gradient). `base`
+/// (n values, NULL for zero) is added to every row of c. `nonzeros` (the entries of x that
+/// differ from v) only sizes the work for threads.
+DLK_HIDDEN void dlk_sparse_weight_gradient(const float *xt, int64_t rows, int64_t cols, float v, int64_t nonzeros,
+                                           int64_t n, const float *b, int64_t ldb, const float *base,
+                                           float *c, int64_t ldc, int portable);
 
 /// t = a^T for a (rows x cols) row-major; t is (cols x rows).
 DLK_HIDDEN void dlk_transpose(const float *a, int64_t rows, int64_t cols, float *t, int portable);

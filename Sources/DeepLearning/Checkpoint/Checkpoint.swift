@@ -43,7 +43,7 @@ extension Model {
         try f.setAttribute("/", "dtype", string: T.dtypeName)
         try f.write("model_spec", string: spec.json)
         try f.createGroup("parameters")
-        for p in parameters { try f.write("parameters/\(p.name)", shape: p.value.shape, p.value.data) }
+        for p in parameters { try writeInShapeOrder(f, "parameters/\(p.name)", p, p.value) }
         try f.createGroup("buffers")
         for b in buffers { try f.write("buffers/\(b.name)", shape: b.value.shape, b.value.data) }
         try f.createGroup("optimizer")
@@ -53,7 +53,7 @@ extension Model {
         for (s, slot) in optimizer.slotNames.enumerated() {
             try f.createGroup("optimizer/\(slot)")
             for (p, state) in zip(parameters, optimizer.slots) {
-                try f.write("optimizer/\(slot)/\(p.name)", shape: p.value.shape, state[s].data)
+                try writeInShapeOrder(f, "optimizer/\(slot)/\(p.name)", p, state[s])
             }
         }
         try f.createGroup("training")
@@ -80,6 +80,11 @@ extension Model {
         for (s, slot) in optimizer.slotNames.enumerated() {
             try readTensors(f, group: "optimizer/\(slot)", zip(parameters, optimizer.slots).map { ($0.name, $1[s]) })
         }
+        // Files hold every matrix in shape order; some parameters keep theirs transposed.
+        for (p, state) in zip(parameters, optimizer.slots) {
+            p.adoptShapeOrder(p.value)
+            for t in state { p.adoptShapeOrder(t) }
+        }
         let seen = try f.attributeInt("training", "samples_seen")
         let epochs = try f.attributeInt("training", "epoch")
         guard seen >= 0, epochs >= 0 else { throw DLError(.format, "\(f.path): negative training counters") }
@@ -94,6 +99,14 @@ extension Model {
         samplesSeen = Int(seen)
         epoch = Int(epochs)
         rng = RandomGenerator(state: (r[0], r[1], r[2], r[3]))
+    }
+
+    /// Writes `t` (parameter `p`'s value or optimizer state) in shape order.
+    private func writeInShapeOrder(_ f: HDF5File, _ name: String, _ p: Parameter<T>, _ t: Tensor<T>) throws(DLError) {
+        guard p.isTransposed else { return try f.write(name, shape: t.shape, t.data) }
+        var ordered = [T](repeating: 0, count: t.count)
+        ordered.withUnsafeMutableBufferPointer { p.copyOut(t, to: $0.baseAddress!) }
+        try ordered.withUnsafeBufferPointer { (b) throws(DLError) in try f.write(name, shape: t.shape, b.baseAddress!) }
     }
 
     /// Reads `group`'s datasets into `tensors`, requiring exactly those names, each with the

@@ -7,10 +7,70 @@ public final class Parameter<T: DLScalar> {
     public let value: Tensor<T>
     public let grad: Tensor<T>
 
+    /// Whether `value`, `grad` and the optimizer's state for this parameter hold their
+    /// matrix transposed in memory: `value.shape` stays (rows, cols), the layout every
+    /// outside view shows (checkpoints, get/set by index, conversion, `values`), while the
+    /// data lie column after column. A layer chooses it when the transpose is what its
+    /// kernels read (the sparse first layer's W^T); elementwise code (optimizers, gradient
+    /// checks) works on either layout as long as value and gradient share it.
+    public private(set) var isTransposed = false
+
     public init(_ name: String, shape: [Int]) throws(DLError) {
         self.name = name
         self.value = try Tensor(shape: shape)
         self.grad = try Tensor(shape: shape)
+    }
+
+    /// The values in the (rows, cols) order of `value.shape`, whatever the layout.
+    public var values: [T] { isTransposed ? transposedArray(value) : value.array }
+
+    /// Switches a rank-2 parameter to the transposed layout, moving its current value
+    /// (the gradient is left to the next backward pass). Done once, before training.
+    func storeTransposed() {
+        guard !isTransposed, value.shape.count == 2 else { return }
+        value.data.update(from: transposedArray(value, fromStorage: false), count: value.count)
+        isTransposed = true
+    }
+
+    /// Copies `t` (this parameter's value or one of its optimizer slots, in this
+    /// parameter's layout) into `out` in shape order, converting the element type.
+    func copyOut<S: DLScalar>(_ t: Tensor<T>, to out: UnsafeMutablePointer<S>) {
+        guard isTransposed else { return Kernels.convert(t.data, out, t.count) }
+        let (rows, cols) = (t.shape[0], t.shape[1])
+        for c in 0..<cols { for r in 0..<rows { out[r * cols + c] = S(t.data[c * rows + r]) } }
+    }
+
+    /// Fills `t` (value or slot, in this parameter's layout) from `values` in shape order.
+    func copyIn<S: DLScalar>(_ t: Tensor<T>, from values: UnsafePointer<S>) {
+        guard isTransposed else { return Kernels.convert(values, t.data, t.count) }
+        let (rows, cols) = (t.shape[0], t.shape[1])
+        for r in 0..<rows { for c in 0..<cols { t.data[c * rows + r] = T(values[r * cols + c]) } }
+    }
+
+    /// Copies `t` of parameter `a` into `u` of parameter `b` (the same parameter of another
+    /// model, maybe of another element type or layout).
+    static func copy<U: DLScalar>(_ a: Parameter<T>, _ t: Tensor<T>, to b: Parameter<U>, _ u: Tensor<U>) {
+        if a.isTransposed == b.isTransposed { return Kernels.convert(t.data, u.data, t.count) }
+        if a.isTransposed { return a.copyOut(t, to: u.data) }
+        b.copyIn(u, from: t.data)
+    }
+
+    /// Rearranges `t`, just filled in shape order (a checkpoint read), into this layout.
+    func adoptShapeOrder(_ t: Tensor<T>) {
+        guard isTransposed else { return }
+        t.data.update(from: transposedArray(t, fromStorage: false), count: t.count)
+    }
+
+    /// `t`'s (rows, cols) matrix transposed: from the stored layout to shape order
+    /// (`fromStorage`), or from shape order to the stored layout.
+    private func transposedArray(_ t: Tensor<T>, fromStorage: Bool = true) -> [T] {
+        let (rows, cols) = (t.shape[0], t.shape[1])
+        // Stored: (cols, rows) row-major. Shape order: (rows, cols) row-major.
+        let (r0, c0) = fromStorage ? (cols, rows) : (rows, cols)
+        return [T](unsafeUninitializedCapacity: t.count) { out, n in
+            for r in 0..<r0 { for c in 0..<c0 { out[c * r0 + r] = t.data[r * c0 + c] } }
+            n = t.count
+        }
     }
 }
 

@@ -19,7 +19,7 @@ public final class Linear<T: DLScalar>: Layer {
     private let dx: Tensor<T>
     /// The sparse-input path (float32 only), which the model turns on for its first layer
     /// with parameters, the one that sees the input batch: see `SparseInput`.
-    var sparseInput: SparseInput?
+    private(set) var sparseInput: SparseInput?
     /// Whether the last forward pass took the sparse path (backward then does too).
     private(set) var forwardWasSparse = false
     /// dy summed over the batch, when there is no bias to hold it (sparse path only).
@@ -36,27 +36,37 @@ public final class Linear<T: DLScalar>: Layer {
         self.dx = try Tensor(shape: [0, inFeatures])
     }
 
+    /// Turns on the sparse-input path (the model does, for the layer that sees the input),
+    /// which reads the weight as W^T: the weight is stored transposed from then on.
+    func enableSparseInput() {
+        guard T.self == Float.self else { return }
+        sparseInput = SparseInput(inFeatures: inFeatures, outFeatures: outFeatures)
+        weight.storeTransposed()
+    }
+
     public func forward(_ x: Tensor<T>, training: Bool) throws(DLError) -> Tensor<T> {
         let batch = x.shape[0]
         try y.resize(batch: batch, sample: outputShape)
         self.x = x
         forwardWasSparse = false
-        if let sparseInput, T.self == Float.self {
+        if let sparseInput, T.self == Float.self, weight.isTransposed {
             let xf = UnsafeRawPointer(x.data).assumingMemoryBound(to: Float.self)
             let yf = UnsafeMutableRawPointer(y.data).assumingMemoryBound(to: Float.self)
-            let w = UnsafeRawPointer(weight.value.data).assumingMemoryBound(to: Float.self)
+            let wt = UnsafeRawPointer(weight.value.data).assumingMemoryBound(to: Float.self)
             let b = bias.map { UnsafeRawPointer($0.value.data).assumingMemoryBound(to: Float.self) }
-            if sparseInput.compress(xf, rows: batch), sparseInput.forward(weight: w, bias: b, y: yf) {
+            if sparseInput.compress(xf, rows: batch), sparseInput.forward(weightT: wt, bias: b, y: yf) {
                 forwardWasSparse = true
                 return y
             }
         }
+        // W is (out, in), or (in, out) when stored transposed.
+        let (w, wt) = (weight.value.data, weight.isTransposed)
         if batch == 1 {
-            T.gemv(m: outFeatures, n: inFeatures, alpha: 1, a: weight.value.data, lda: inFeatures,
-                   x: x.data, beta: 0, y: y.data)
+            T.gemv(transA: wt, m: wt ? inFeatures : outFeatures, n: wt ? outFeatures : inFeatures, alpha: 1,
+                   a: w, lda: wt ? outFeatures : inFeatures, x: x.data, beta: 0, y: y.data)
         } else {
-            T.gemm(transA: false, transB: true, m: batch, n: outFeatures, k: inFeatures,
-                   alpha: 1, a: x.data, lda: inFeatures, b: weight.value.data, ldb: inFeatures,
+            T.gemm(transA: false, transB: !wt, m: batch, n: outFeatures, k: inFeatures,
+                   alpha: 1, a: x.data, lda: inFeatures, b: w, ldb: wt ? outFeatures : inFeatures,
                    beta: 0, c: y.data, ldc: outFeatures)
         }
         if let bias { Kernels.addRowVector(y.data, bias.value.data, rows: batch, cols: outFeatures) }
@@ -66,25 +76,32 @@ public final class Linear<T: DLScalar>: Layer {
     public func backward(_ dy: Tensor<T>, needInputGradient: Bool) throws(DLError) -> Tensor<T>? {
         guard let x else { throw .invalid("linear: backward called before forward") }
         let batch = dy.shape[0]
+        let (w, wt) = (weight.value.data, weight.isTransposed)
         var sparseDone = false
-        if forwardWasSparse, let sparseInput { sparseDone = try sparseWeightGradient(sparseInput, dy) }
+        if forwardWasSparse, let sparseInput { sparseDone = try sparseWeightGradient(sparseInput, x, dy) }
         if !sparseDone {
-            T.gemm(transA: true, transB: false, m: outFeatures, n: inFeatures, k: batch,
-                   alpha: 1, a: dy.data, lda: outFeatures, b: x.data, ldb: inFeatures,
-                   beta: 0, c: weight.grad.data, ldc: inFeatures)
+            if wt {  // dW^T = x^T dy   (in, out)
+                T.gemm(transA: true, transB: false, m: inFeatures, n: outFeatures, k: batch,
+                       alpha: 1, a: x.data, lda: inFeatures, b: dy.data, ldb: outFeatures,
+                       beta: 0, c: weight.grad.data, ldc: outFeatures)
+            } else {  // dW = dy^T x   (out, in)
+                T.gemm(transA: true, transB: false, m: outFeatures, n: inFeatures, k: batch,
+                       alpha: 1, a: dy.data, lda: outFeatures, b: x.data, ldb: inFeatures,
+                       beta: 0, c: weight.grad.data, ldc: inFeatures)
+            }
             if let bias { Kernels.sumRows(dy.data, bias.grad.data, rows: batch, cols: outFeatures) }
         }
         guard needInputGradient else { return nil }
         try dx.resize(batch: batch, sample: inputShape)
-        T.gemm(transA: false, transB: false, m: batch, n: inFeatures, k: outFeatures,
-               alpha: 1, a: dy.data, lda: outFeatures, b: weight.value.data, ldb: inFeatures,
+        T.gemm(transA: false, transB: wt, m: batch, n: inFeatures, k: outFeatures,
+               alpha: 1, a: dy.data, lda: outFeatures, b: w, ldb: wt ? outFeatures : inFeatures,
                beta: 0, c: dx.data, ldc: inFeatures)
         return dx
     }
 
     /// The weight (and bias) gradient from the batch `forward` compressed; false when the
     /// sparse path could not get its buffers (the dense one then runs).
-    private func sparseWeightGradient(_ sparse: SparseInput, _ dy: Tensor<T>) throws(DLError) -> Bool {
+    private func sparseWeightGradient(_ sparse: SparseInput, _ x: Tensor<T>, _ dy: Tensor<T>) throws(DLError) -> Bool {
         let sums: Tensor<T>
         if let bias {
             sums = bias.grad
@@ -95,10 +112,11 @@ public final class Linear<T: DLScalar>: Layer {
             columnSum = sums
         }
         Kernels.sumRows(dy.data, sums.data, rows: dy.shape[0], cols: outFeatures)
+        let xf = UnsafeRawPointer(x.data).assumingMemoryBound(to: Float.self)
         let dyf = UnsafeRawPointer(dy.data).assumingMemoryBound(to: Float.self)
         let sf = UnsafeRawPointer(sums.data).assumingMemoryBound(to: Float.self)
-        let dw = UnsafeMutableRawPointer(weight.grad.data).assumingMemoryBound(to: Float.self)
-        return sparse.weightGradient(dy: dyf, columnSum: sf, into: dw)
+        let dwt = UnsafeMutableRawPointer(weight.grad.data).assumingMemoryBound(to: Float.self)
+        return sparse.weightGradient(x: xf, dy: dyf, columnSum: sf, intoTransposed: dwt)
     }
 }
 

@@ -10,7 +10,9 @@ import Glibc
 ///     dW = dy^T x      = dy^T S + v colsum(dy) 1^T
 ///
 /// so both products cost time in proportion to the nonzeros of `S` instead of the whole
-/// batch (C kernels in `CDeepLearningKernels`, with AVX2/FMA versions). The results are the
+/// batch (C kernels in `CDeepLearningKernels`, with AVX2/FMA versions). The layer keeps its
+/// weight transposed (`Parameter.isTransposed`): a nonzero input j adds row j of W^T to its
+/// output row, and row j of dW^T is a sum of rows of dy, so neither product transposes. The results are the
 /// same sums as the dense path's, accumulated in another order: they agree to float32
 /// rounding, and the same batch always takes the same path, so runs stay reproducible.
 ///
@@ -26,17 +28,12 @@ final class SparseInput {
 
     let inFeatures: Int
     let outFeatures: Int
-    /// The batch compressed by rows (forward) and, for the weight gradient, by columns.
+    /// The batch compressed by rows (forward), and transposed (weight gradient).
     private let rowStart = Buffer<Int32>()
     private let index = Buffer<Int32>()
     private let value = Buffer<Float>()
-    private let colStart = Buffer<Int32>()
-    private let colRow = Buffer<Int32>()
-    private let colValue = Buffer<Float>()
-    /// W^T (in, out): rows of it are what a nonzero input adds to the output.
-    private let weightT = Buffer<Float>()
+    private let transposedBatch = Buffer<Float>()
     private let outputBase = Buffer<Float>()
-    private let scratch = Buffer<Float>()
     /// `inFeatures` ones: W times it is the sums of W's rows.
     private let ones = Buffer<Float>()
 
@@ -93,41 +90,43 @@ final class SparseInput {
         return best
     }
 
-    /// y (rows x out) = x W^T + bias for the batch last compressed. False when a buffer cannot
-    /// be allocated (nothing written; the caller takes the dense path).
-    func forward(weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>) -> Bool {
+    /// y (rows x out) = x W^T + bias for the batch last compressed, from the weight stored
+    /// transposed (in x out: the row a nonzero input adds to the output). False when a
+    /// buffer cannot be allocated (nothing written; the caller takes the dense path).
+    func forward(weightT: UnsafePointer<Float>, bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>) -> Bool {
         let (i, o) = (inFeatures, outFeatures)
-        guard rows > 0, weightT.reserve(i * o), outputBase.reserve(o) else { return false }
-        dlk_transpose(weight, Int64(o), Int64(i), weightT.base, isa)
-        // base = bias + v * rowsum(W)
+        guard rows > 0, outputBase.reserve(o) else { return false }
+        // base = bias + v * (the sums of W's rows = of W^T's columns)
         if let bias { outputBase.base.update(from: bias, count: o) } else { outputBase.base.update(repeating: 0, count: o) }
         if background != 0 {
             if ones.capacity < i {
                 guard ones.reserve(i) else { return false }
                 ones.base.update(repeating: 1, count: i)
             }
-            Float.gemv(m: o, n: i, alpha: background, a: weight, lda: i, x: ones.base, beta: 1, y: outputBase.base)
+            Float.gemv(transA: true, m: i, n: o, alpha: background, a: weightT, lda: o, x: ones.base, beta: 1, y: outputBase.base)
         }
         dlk_sparse_times_dense(Int64(rows), Int64(o), rowStart.base, index.base, value.base,
-                               weightT.base, Int64(o), outputBase.base, y, Int64(o), isa)
+                               weightT, Int64(o), outputBase.base, y, Int64(o), isa)
         return true
     }
 
-    /// dW (out x in) = dy^T x for the batch last compressed; `columnSum` is dy summed over
-    /// the batch (the bias gradient). False when a buffer cannot be allocated.
-    func weightGradient(dy: UnsafePointer<Float>, columnSum: UnsafePointer<Float>, into dW: UnsafeMutablePointer<Float>) -> Bool {
+    /// dW^T (in x out) = x^T dy for `x`, the batch last compressed, in the transposed layout
+    /// the weight is stored in. Row j is v times `columnSum` (dy summed over the batch, the
+    /// bias gradient) plus, over the batch rows where input j differs from v, that
+    /// difference times the row of dy: x is transposed so that input j's entries over the
+    /// batch lie together. False when a buffer cannot be allocated.
+    func weightGradient(x: UnsafePointer<Float>, dy: UnsafePointer<Float>, columnSum: UnsafePointer<Float>,
+                        intoTransposed dWT: UnsafeMutablePointer<Float>) -> Bool {
         let (i, o) = (inFeatures, outFeatures)
-        guard rows > 0, colStart.reserve(i + 1), colRow.reserve(max(nonzeros, 1)), colValue.reserve(max(nonzeros, 1)),
-              scratch.reserve(Int(DLK_MAX_THREADS) * 8 * ((o + 7) & ~7)), outputBase.reserve(o) else { return false }
-        dlk_compress_columns(Int64(rows), Int64(i), rowStart.base, index.base, value.base,
-                             colStart.base, colRow.base, colValue.base)
+        guard rows > 0, transposedBatch.reserve(rows * i), outputBase.reserve(o) else { return false }
+        dlk_transpose(x, Int64(rows), Int64(i), transposedBatch.base, isa)
         var base: UnsafePointer<Float>? = nil
         if background != 0 {
             for c in 0..<o { outputBase.base[c] = background * columnSum[c] }
             base = UnsafePointer(outputBase.base)
         }
-        dlk_sparse_weight_gradient(Int64(i), Int64(o), colStart.base, colRow.base, colValue.base,
-                                   dy, Int64(o), base, dW, Int64(i), scratch.base, isa)
+        dlk_sparse_weight_gradient(transposedBatch.base, Int64(rows), Int64(i), background, Int64(nonzeros),
+                                   Int64(o), dy, Int64(o), base, dWT, Int64(o), isa)
         return true
     }
 }

@@ -82,7 +82,7 @@ public final class Model<T: DLScalar> {
         // one value (raw or standardized image backgrounds, one-hot codes); float32 only.
         if T.self == Float.self, firstTrainableLayer < layers.count,
            let linear = layers[firstTrainableLayer] as? Linear<T> {
-            linear.sparseInput = SparseInput(inFeatures: linear.inFeatures, outFeatures: linear.outFeatures)
+            linear.enableSparseInput()
         }
         self.parameters = parameters
         self.buffers = buffers
@@ -312,10 +312,10 @@ public final class Model<T: DLScalar> {
         s.dtype = U.self == Float.self ? .float32 : .float64
         let other = try Model<U>(spec: s)
         for (a, b) in zip(parameters + buffers, other.parameters + other.buffers) {
-            Kernels.convert(a.value.data, b.value.data, a.value.count)
+            Parameter.copy(a, a.value, to: b, b.value)
         }
-        for (mine, theirs) in zip(optimizer.slots, other.optimizer.slots) {
-            for (a, b) in zip(mine, theirs) { Kernels.convert(a.data, b.data, a.count) }
+        for (i, (mine, theirs)) in zip(optimizer.slots, other.optimizer.slots).enumerated() {
+            for (a, b) in zip(mine, theirs) { Parameter.copy(parameters[i], a, to: other.parameters[i], b) }
         }
         other.optimizer.restore(step: optimizer.step)
         other.optimizer.learningRate = optimizer.learningRate
@@ -330,7 +330,7 @@ public final class Model<T: DLScalar> {
     /// Copies parameter `index` into `out` (exactly its element count) as `S`.
     public func readParameter<S: DLScalar>(_ index: Int, into out: UnsafeMutablePointer<S>, count: Int) throws(DLError) {
         let p = try parameter(index, count: count)
-        Kernels.convert(p.value.data, out, p.value.count)
+        p.copyOut(p.value, to: out)
     }
 
     /// Replaces parameter `index` with `count` values, refusing NaN/Inf (nothing changes then).
@@ -339,7 +339,7 @@ public final class Model<T: DLScalar> {
         guard Kernels.allFinite(values, count) else {
             throw DLError(.numeric, "values for \(p.name) contain NaN or infinity; the parameter was not changed")
         }
-        Kernels.convert(values, p.value.data, count)
+        p.copyIn(p.value, from: values)
     }
 
     private func parameter(_ index: Int, count: Int) throws(DLError) -> Parameter<T> {

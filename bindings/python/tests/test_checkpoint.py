@@ -72,6 +72,26 @@ def test_h5py_reads_a_checkpoint_and_numpy_reproduces_predictions(trained_mlp, r
     np.testing.assert_array_equal(params["layers.2.bias"], model.get_param("layers.2.bias"))
 
 
+def test_optimizer_state_is_stored_in_the_parameters_shape_order(spec_path, rng, tmp_path):
+    """Momentum's velocity is what the step added to each weight (p += v), in (out, in) order:
+    the library keeps the first layer's weight transposed in memory, the file must not show it."""
+    spec = json.loads(open(spec_path("mnist_mlp")).read())
+    spec["optimizer"] = {"type": "sgd", "lr": 0.05, "momentum": 0.9}
+    with dl.Model(spec) as model:
+        before = {name: model.get_param(name).copy() for name in model.param_names}
+        x = np.where(rng.random((64, 784)) < 0.2, rng.standard_normal((64, 784)), 0).astype(np.float32)
+        model.train_step(x, rng.integers(0, 10, 64))
+        path = tmp_path / "momentum.h5"
+        model.save(path)
+        with h5py.File(path, "r") as f:
+            for name in model.param_names:
+                velocity = f[f"optimizer/velocity/{name}"][()]
+                assert velocity.shape == before[name].shape
+                np.testing.assert_allclose(velocity, model.get_param(name) - before[name], rtol=1e-5, atol=1e-7,
+                                           err_msg=name)
+                np.testing.assert_array_equal(f[f"parameters/{name}"][()], model.get_param(name))
+
+
 def test_checkpoint_layout_is_as_documented(trained_mlp):
     model, path = trained_mlp
     with h5py.File(path, "r") as f:
