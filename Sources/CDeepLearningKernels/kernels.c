@@ -531,6 +531,12 @@ static void gather_rows(void *context, int64_t begin, int64_t end, int thread) {
     }
 }
 
+void dlk_gather_rows_serial_f32(const float *x, int64_t cols, const int32_t *rows, int64_t count,
+                                float a, float b, int affine, float *dst) {
+    struct gather_job job = {x, cols, rows, a, b, affine, dst};
+    gather_rows(&job, 0, count, 0);
+}
+
 // Each row is a miss to memory (the rows of a shuffled batch lie anywhere in the data
 // set): a second thread overlaps twice as many.
 void dlk_gather_rows_f32(const float *x, int64_t cols, const int32_t *rows, int64_t count,

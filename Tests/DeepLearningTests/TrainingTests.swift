@@ -1,3 +1,4 @@
+import CDeepLearningKernels
 import Testing
 @testable import DeepLearning
 
@@ -78,6 +79,53 @@ import Testing
         #expect(orders[0] != orders[1] && orders[1] != orders[2])
         for order in orders { #expect(order.sorted() == Array(0..<50)) }
         #expect(model.samplesSeen == 150 && model.epoch == 3 && model.stepCount == 12)
+    }
+
+    /// With two CPUs or more, a shuffled epoch gathers its batches on a background thread
+    /// (`BatchLoader`), applying the preprocessing there: the same bits as the training
+    /// thread gathering them itself, a partial last batch included; a NaN stops both at the
+    /// same batch with the same error, having trained the same batches before it.
+    @Test func backgroundLoadingTrainsTheSameBits() throws {
+        let json = """
+        {"input": {"size": 40}, "layers": [{"type": "linear", "units": 8}, {"type": "relu"},
+         {"type": "linear", "units": 3}], "loss": "cross_entropy", "optimizer": {"type": "sgd", "lr": 0.05},
+         "preprocessing": {"scale": 0.5, "mean": 0.25, "std": 2}, "seed": 4}
+        """
+        var rng = RandomGenerator(seed: 12)
+        // MNIST-like: mostly one value, so the first layer takes its sparse path too
+        var x = (0..<70 * 40).map { _ in rng.uniform() < 0.2 ? Float(rng.normal() * 3) : 0 }
+        let y = (0..<70).map { _ in Int32(rng.below(3)) }
+        func train(background: Bool, _ x: [Float]) throws -> (Model<Float>, [EpochResult], DLError?) {
+            let model = try Model<Float>(spec: try SpecParser.parse(json: json))
+            model.backgroundLoading = background
+            var results: [EpochResult] = []
+            do {
+                for _ in 0..<3 {
+                    results.append(try x.withUnsafeBufferPointer { xp in
+                        try y.withUnsafeBufferPointer { yp in
+                            try model.trainEpoch(x: xp.baseAddress!, labels: yp.baseAddress!, count: 70, batchSize: 16)
+                        }
+                    })
+                    #expect(model.loadedInBackground == (background && dlk_available_cpus() > 1))
+                }
+            } catch let error as DLError {
+                return (model, results, error)
+            }
+            return (model, results, nil)
+        }
+        let (a, resultsA, _) = try train(background: true, x)
+        let (b, resultsB, _) = try train(background: false, x)
+        #expect(resultsA == resultsB && resultsA.count == 3)
+        #expect(Self.values(a) == Self.values(b))
+        #expect(a.samplesSeen == 210 && a.stepCount == 15)
+
+        x[37 * 40 + 5] = .nan
+        let (c, _, errorC) = try train(background: true, x)
+        let (d, _, errorD) = try train(background: false, x)
+        #expect(errorC?.kind == .numeric && errorC?.message.contains("NaN") == true)
+        #expect(errorC?.message == errorD?.message)
+        #expect(c.stepCount == d.stepCount && c.stepCount < 5, "stopped at the batch holding sample 37")
+        #expect(Self.values(c) == Self.values(d))
     }
 
     @Test func withoutShuffleBatchesGoInOrderAndTheGeneratorIsUntouched() throws {

@@ -64,6 +64,26 @@ DLK_HIDDEN void dlk_gather_rows_f32(const float *x, int64_t cols, const int32_t 
 /// outer caches: the next shuffled batch, fetched while the current one trains.
 DLK_HIDDEN void dlk_prefetch_rows(const float *x, int64_t cols, const int32_t *rows, int64_t count);
 
+/// dlk_gather_rows_f32 on the calling thread alone.
+DLK_HIDDEN void dlk_gather_rows_serial_f32(const float *x, int64_t cols, const int32_t *rows, int64_t count,
+                                           float a, float b, int affine, float *dst);
+
+/// A background batch loader (loader.c): a thread that gathers one batch at a time, as
+/// dlk_gather_rows_serial_f32 does, while the caller works. Start returns NULL when the
+/// thread cannot be made (the caller then gathers itself). One request at a time: after
+/// `request`, call `wait` (which returns 1 when the gathered rows are all finite) before
+/// the next request or before reading `dst`; `stop` waits for a running request, then ends
+/// the thread and frees the loader (NULL is ignored). The arrays of a request must stay
+/// valid until its wait returns.
+typedef struct dlk_loader dlk_loader;
+/// The CPUs this process may run on now (its affinity mask; 1 when unknown).
+DLK_HIDDEN int dlk_available_cpus(void);
+DLK_HIDDEN dlk_loader *dlk_loader_start(void);
+DLK_HIDDEN void dlk_loader_request(dlk_loader *loader, const float *x, int64_t cols, const int32_t *rows,
+                                   int64_t count, float a, float b, int affine, float *dst);
+DLK_HIDDEN int dlk_loader_wait(dlk_loader *loader);
+DLK_HIDDEN void dlk_loader_stop(dlk_loader *loader);
+
 /// The most threads the kernels use.
 #define DLK_MAX_THREADS 8
 

@@ -103,6 +103,12 @@ public final class Model<T: DLScalar> {
         self.lossGrad = try Tensor(shape: [0])
     }
 
+    /// Whether `trainEpoch` may gather shuffled batches on a background thread (see
+    /// `BatchLoader`); tests turn it off to compare with the training thread's own gathering.
+    var backgroundLoading = true
+    /// Whether the last `trainEpoch` did (tests).
+    var loadedInBackground = false
+
     /// Total number of trainable scalars.
     public var parameterCount: Int { parameters.reduce(0) { $0 + $1.value.count } }
 
@@ -200,7 +206,12 @@ public final class Model<T: DLScalar> {
     /// it is converted), or on the first `batch` rows when `rows` is nil.
     func trainStep<S: DLScalar>(x: UnsafePointer<S>, rows: UnsafePointer<Int32>?, batch: Int,
                                 targets: BatchTargets<S>) throws(DLError) -> Double {
-        let xt = try loadInput(x, rows: rows, batch: batch)
+        try trainStep(input: try loadInput(x, rows: rows, batch: batch), batch: batch, targets: targets)
+    }
+
+    /// `trainStep` on a batch already in an input tensor of this model's type (converted,
+    /// preprocessed and checked).
+    func trainStep<S: DLScalar>(input xt: Tensor<T>, batch: Int, targets: BatchTargets<S>) throws(DLError) -> Double {
         let t = try loadTargets(targets, batch: batch)
         let out = try forward(xt, training: true)
         let value = try loss.compute(out, t, grad: lossGrad)

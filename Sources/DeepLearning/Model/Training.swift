@@ -73,6 +73,32 @@ extension Model {
         var batchY = [Int32](repeating: 0, count: rows)
         var lossSum = 0.0
         var done = 0
+        if shuffle, batches > 1, backgroundLoading, let loader = BatchLoader(model: self, rows: rows) {
+            defer { loader.stop() }
+            loadedInBackground = true
+            try order.withUnsafeBufferPointer { (order) throws(DLError) in
+                try batchY.withUnsafeMutableBufferPointer { (by) throws(DLError) in
+                    loader.request(x, rows: order.baseAddress!, count: min(batchSize, count))
+                    for b in 0..<batches {
+                        let n = min(batchSize, count - done)
+                        let picked = order.baseAddress! + done
+                        for i in 0..<n { by[i] = labels[Int(picked[i])] }
+                        let input = try loader.wait(batch: n)
+                        let next = min(batchSize, count - done - n)
+                        if next > 0 { loader.request(x, rows: picked + n, count: next) }
+                        let targets = BatchTargets<Float>.labels(UnsafePointer(by.baseAddress!))
+                        lossSum += try trainStep(input: input, batch: n, targets: targets) * Double(n)
+                        done += n
+                        progress?(EpochProgress(batchesDone: b + 1, batchCount: batches, samplesDone: done,
+                                                meanLoss: lossSum / Double(done)))
+                    }
+                }
+            }
+            epoch += 1
+            optimizer.learningRate *= optimizer.epochDecay
+            return EpochResult(epoch: epoch, meanLoss: lossSum / Double(count), batches: batches, samples: count)
+        }
+        loadedInBackground = false
         try order.withUnsafeBufferPointer { (order) throws(DLError) in
             try batchY.withUnsafeMutableBufferPointer { (by) throws(DLError) in
                 for b in 0..<batches {
@@ -149,4 +175,49 @@ extension ModelSpec {
         }
         return try SpecParser.parse(json: String(cString: text) + "\n", source: source)
     }
+}
+
+/// The next shuffled batch, gathered (and preprocessed, and checked) on a background thread
+/// into one of two input tensors while the model trains on the other: `dlk_loader` in C.
+/// Used by `trainEpoch` for float32 models on machines with more than one CPU; the numbers
+/// are the same as when the training thread gathers each batch itself.
+final class BatchLoader<T: DLScalar> {
+    private let loader: OpaquePointer
+    private let buffers: [Tensor<T>]
+    private let sample: [Int]
+    private let multiplier: Float, offset: Float, affine: Int32
+    private let cols: Int
+    private var next = 0
+
+    /// Nil when a second thread would not help (one CPU) or cannot be had.
+    init?(model: Model<T>, rows: Int) {
+        guard T.self == Float.self, dlk_available_cpus() > 1,
+              let a = try? Tensor<T>(shape: [rows] + model.inputShape),
+              let b = try? Tensor<T>(shape: [rows] + model.inputShape),
+              let loader = dlk_loader_start() else { return nil }
+        self.loader = loader
+        buffers = [a, b]
+        sample = model.inputShape
+        cols = model.inputSize
+        let p = model.spec.preprocessing
+        (multiplier, offset, affine) = (Float(p.multiplier), Float(p.offset), p.isIdentity ? 0 : 1)
+    }
+
+    /// Starts gathering rows `rows[0..<count]` of `x` into the next buffer.
+    func request(_ x: UnsafePointer<Float>, rows: UnsafePointer<Int32>, count: Int) {
+        let dst = UnsafeMutableRawPointer(buffers[next].data).assumingMemoryBound(to: Float.self)
+        dlk_loader_request(loader, x, Int64(cols), rows, Int64(count), multiplier, offset, affine, dst)
+    }
+
+    /// The batch last requested, `batch` samples, once it is there.
+    func wait(batch: Int) throws(DLError) -> Tensor<T> {
+        let finite = dlk_loader_wait(loader) != 0
+        let input = buffers[next]
+        next = 1 - next
+        guard finite else { throw DLError(.numeric, "the input contains NaN or infinite values") }
+        try input.resize(batch: batch, sample: sample)
+        return input
+    }
+
+    func stop() { dlk_loader_stop(loader) }
 }
