@@ -36,18 +36,18 @@ DLK_HIDDEN void dlk_sparse_times_dense(int64_t rows, int64_t n,
                                        const float *b, int64_t ldb, const float *base,
                                        float *c, int64_t ldc, int portable);
 
-/// The weight gradient of a linear layer fed a batch that is mostly `v`, in the layout
-/// of W^T: c (cols x n, leading dimension ldc) = base + (x - v)^T b, from `xt` = x^T
-/// (cols x rows, row-major: row j is input j over the batch), skipping the entries equal
-/// to `v`, and b (rows x n, leading dimension ldb: the layer's output gradient). `base`
-/// (n values, NULL for zero) is added to every row of c. `nonzeros` (the entries of x that
-/// differ from v) only sizes the work for threads.
-DLK_HIDDEN void dlk_sparse_weight_gradient(const float *xt, int64_t rows, int64_t cols, float v, int64_t nonzeros,
+/// The weight gradient of a linear layer fed a batch x that is mostly some value v, in
+/// the layout of W^T: c (cols x n, leading dimension ldc) = base + d b, from d = (x - v)^T
+/// (cols x rows, row-major: row j is input j over the batch, as dlk_transpose_minus makes
+/// it), skipping its zeros, and b (rows x n, leading dimension ldb: the layer's output
+/// gradient). `base` (n values, NULL for zero) is added to every row of c. `nonzeros` (of
+/// d) only sizes the work for threads.
+DLK_HIDDEN void dlk_sparse_weight_gradient(const float *d, int64_t rows, int64_t cols, int64_t nonzeros,
                                            int64_t n, const float *b, int64_t ldb, const float *base,
                                            float *c, int64_t ldc, int portable);
 
-/// t = a^T for a (rows x cols) row-major; t is (cols x rows).
-DLK_HIDDEN void dlk_transpose(const float *a, int64_t rows, int64_t cols, float *t, int portable);
+/// t = (a - v)^T for a (rows x cols) row-major; t is (cols x rows).
+DLK_HIDDEN void dlk_transpose_minus(const float *a, int64_t rows, int64_t cols, float v, float *t, int portable);
 
 /// 1 when no element is NaN or infinite, else 0.
 DLK_HIDDEN int dlk_all_finite_f32(const float *x, int64_t n);

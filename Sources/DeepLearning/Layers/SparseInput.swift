@@ -28,7 +28,7 @@ final class SparseInput {
 
     let inFeatures: Int
     let outFeatures: Int
-    /// The batch compressed by rows (forward), and transposed (weight gradient).
+    /// The batch compressed by rows (forward), and (x - v)^T (weight gradient).
     private let rowStart = Buffer<Int32>()
     private let index = Buffer<Int32>()
     private let value = Buffer<Float>()
@@ -113,19 +113,19 @@ final class SparseInput {
     /// dW^T (in x out) = x^T dy for `x`, the batch last compressed, in the transposed layout
     /// the weight is stored in. Row j is v times `columnSum` (dy summed over the batch, the
     /// bias gradient) plus, over the batch rows where input j differs from v, that
-    /// difference times the row of dy: x is transposed so that input j's entries over the
-    /// batch lie together. False when a buffer cannot be allocated.
+    /// difference times the row of dy: x - v is transposed so that input j's entries over
+    /// the batch lie together. False when a buffer cannot be allocated.
     func weightGradient(x: UnsafePointer<Float>, dy: UnsafePointer<Float>, columnSum: UnsafePointer<Float>,
                         intoTransposed dWT: UnsafeMutablePointer<Float>) -> Bool {
         let (i, o) = (inFeatures, outFeatures)
         guard rows > 0, transposedBatch.reserve(rows * i), outputBase.reserve(o) else { return false }
-        dlk_transpose(x, Int64(rows), Int64(i), transposedBatch.base, isa)
+        dlk_transpose_minus(x, Int64(rows), Int64(i), background, transposedBatch.base, isa)
         var base: UnsafePointer<Float>? = nil
         if background != 0 {
             for c in 0..<o { outputBase.base[c] = background * columnSum[c] }
             base = UnsafePointer(outputBase.base)
         }
-        dlk_sparse_weight_gradient(transposedBatch.base, Int64(rows), Int64(i), background, Int64(nonzeros),
+        dlk_sparse_weight_gradient(transposedBatch.base, Int64(rows), Int64(i), Int64(nonzeros),
                                    Int64(o), dy, Int64(o), base, dWT, Int64(o), isa)
         return true
     }
