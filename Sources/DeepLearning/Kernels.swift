@@ -253,16 +253,27 @@ public enum Kernels {
 
     // MARK: Optimizer updates (g already includes weight decay when asked)
 
+    // Float arrays go to the C versions (optimizers.c: the same formulas and rounding, eight
+    // lanes at a time, which these loops never are: Swift cannot rule out that the arrays
+    // overlap) unless `portable`; these loops are the reference the tests hold them to.
+
     /// p -= lr * (g + wd * p)
     @_specialize(where T == Float) @_specialize(where T == Double)
-    public static func sgdStep<T: DLScalar>(_ p: UnsafeMutablePointer<T>, _ g: UnsafePointer<T>, _ n: Int, lr: T, weightDecay: T) {
+    public static func sgdStep<T: DLScalar>(_ p: UnsafeMutablePointer<T>, _ g: UnsafePointer<T>, _ n: Int, lr: T, weightDecay: T,
+                                            portable: Bool = false) {
+        if T.self == Float.self, !portable {
+            return dlk_sgd_f32(f(p), f(g), Int64(n), Float(lr), Float(weightDecay), 0)
+        }
         for i in 0..<n { p[i] -= lr * (g[i] + weightDecay * p[i]) }
     }
 
     /// The tutorial's momentum: v = m v - lr (g + wd p); p += v
     @_specialize(where T == Float) @_specialize(where T == Double)
     public static func momentumStep<T: DLScalar>(_ p: UnsafeMutablePointer<T>, _ g: UnsafePointer<T>, _ v: UnsafeMutablePointer<T>, _ n: Int,
-                                                 lr: T, momentum: T, weightDecay: T) {
+                                                 lr: T, momentum: T, weightDecay: T, portable: Bool = false) {
+        if T.self == Float.self, !portable {
+            return dlk_momentum_f32(f(p), f(g), f(v), Int64(n), Float(lr), Float(momentum), Float(weightDecay), 0)
+        }
         for i in 0..<n {
             v[i] = momentum * v[i] - lr * (g[i] + weightDecay * p[i])
             p[i] += v[i]
@@ -273,10 +284,17 @@ public enum Kernels {
     @_specialize(where T == Float) @_specialize(where T == Double)
     public static func adamStep<T: DLScalar>(_ p: UnsafeMutablePointer<T>, _ g: UnsafePointer<T>,
                                              _ m: UnsafeMutablePointer<T>, _ v: UnsafeMutablePointer<T>, _ n: Int,
-                                             lr: T, beta1: T, beta2: T, eps: T, weightDecay: T, t: Int) {
+                                             lr: T, beta1: T, beta2: T, eps: T, weightDecay: T, t: Int,
+                                             portable: Bool = false) {
         let c1 = 1 - T.pow(beta1, t), c2 = 1 - T.pow(beta2, t)
         let stepSize = lr / c1
         let invSqrtC2 = 1 / T.sqrt(c2)
+        if T.self == Float.self, !portable {
+            var a = dlk_adam(step_size: Float(stepSize), beta1: Float(beta1), beta2: Float(beta2),
+                             one_minus_beta1: Float(1 - beta1), one_minus_beta2: Float(1 - beta2),
+                             inv_sqrt_c2: Float(invSqrtC2), eps: Float(eps), weight_decay: Float(weightDecay))
+            return dlk_adam_f32(f(p), f(g), f(m), f(v), Int64(n), &a, 0)
+        }
         for i in 0..<n {
             let gi = g[i] + weightDecay * p[i]
             m[i] = beta1 * m[i] + (1 - beta1) * gi
@@ -288,11 +306,23 @@ public enum Kernels {
     /// RMSprop: s = rho s + (1 - rho) g^2; p -= lr g / (sqrt(s) + eps)
     @_specialize(where T == Float) @_specialize(where T == Double)
     public static func rmspropStep<T: DLScalar>(_ p: UnsafeMutablePointer<T>, _ g: UnsafePointer<T>, _ s: UnsafeMutablePointer<T>, _ n: Int,
-                                                lr: T, rho: T, eps: T, weightDecay: T) {
+                                                lr: T, rho: T, eps: T, weightDecay: T, portable: Bool = false) {
+        if T.self == Float.self, !portable {
+            return dlk_rmsprop_f32(f(p), f(g), f(s), Int64(n), Float(lr), Float(rho), Float(1 - rho), Float(eps),
+                                   Float(weightDecay), 0)
+        }
         for i in 0..<n {
             let gi = g[i] + weightDecay * p[i]
             s[i] = rho * s[i] + (1 - rho) * gi * gi
             p[i] -= lr * gi / (T.sqrt(s[i]) + eps)
         }
+    }
+
+    /// A pointer to T as a pointer to Float (only where T is Float).
+    private static func f<T>(_ p: UnsafeMutablePointer<T>) -> UnsafeMutablePointer<Float> {
+        UnsafeMutableRawPointer(p).assumingMemoryBound(to: Float.self)
+    }
+    private static func f<T>(_ p: UnsafePointer<T>) -> UnsafePointer<Float> {
+        UnsafeRawPointer(p).assumingMemoryBound(to: Float.self)
     }
 }

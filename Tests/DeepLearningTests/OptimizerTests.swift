@@ -53,3 +53,71 @@ import Testing
         #expect(maxAbsDiff(try run(.rmsprop(rho: 0.99, eps: 1e-8), lr: 0.01), p) < 1e-12)
     }
 }
+
+/// The float32 updates run in C, eight lanes at a time; they must give exactly the bits of
+/// the scalar Swift loops (the same formulas, rounded in the same order), on lengths that
+/// leave every tail, with weight decay and with state carried over several steps.
+@Suite struct OptimizerKernelTests {
+    static let lengths = [1, 7, 8, 9, 64, 1003]
+
+    /// Parameters, gradients and two state arrays of length n, all random.
+    func arrays(_ n: Int, seed: UInt64) -> [[Float]] {
+        var rng = RandomGenerator(seed: seed)
+        // the state arrays (Adam's m and v, RMSprop's s) nonnegative, as v and s always are
+        return (0..<4).map { k in (0..<n).map { _ in k >= 2 ? Float(abs(rng.normal())) * 0.1 : Float(rng.normal()) } }
+    }
+
+    /// Runs `update` three times on copies of the same arrays, once through C and once
+    /// through the Swift loops, and compares every array bit for bit.
+    func same(_ n: Int, _ update: (_ a: [UnsafeMutablePointer<Float>], _ portable: Bool, _ step: Int) -> Void) {
+        let start = arrays(n, seed: UInt64(n))
+        let c = start.map { values in
+            let p = UnsafeMutablePointer<Float>.allocate(capacity: n)
+            p.initialize(from: values, count: n)
+            return p
+        }
+        let swift = start.map { values in
+            let p = UnsafeMutablePointer<Float>.allocate(capacity: n)
+            p.initialize(from: values, count: n)
+            return p
+        }
+        defer { for p in c + swift { p.deallocate() } }
+        for step in 1...3 {
+            update(c, false, step)
+            update(swift, true, step)
+        }
+        var differing = 0, nonFinite = 0
+        for (a, b) in zip(c, swift) {
+            for i in 0..<n {
+                if a[i].bitPattern != b[i].bitPattern { differing += 1 }
+                if !a[i].isFinite { nonFinite += 1 }
+            }
+        }
+        #expect(differing == 0, "length \(n): \(differing) values differ")
+        #expect(nonFinite == 0, "length \(n)")
+        #expect(Array(UnsafeBufferPointer(start: c[0], count: n)) != start[0], "the parameters moved")
+    }
+
+    @Test(arguments: lengths) func sgd(n: Int) {
+        same(n) { a, portable, _ in Kernels.sgdStep(a[0], a[1], n, lr: 0.05, weightDecay: 0.01, portable: portable) }
+    }
+
+    @Test(arguments: lengths) func momentum(n: Int) {
+        same(n) { a, portable, _ in
+            Kernels.momentumStep(a[0], a[1], a[2], n, lr: 0.05, momentum: 0.9, weightDecay: 0.01, portable: portable)
+        }
+    }
+
+    @Test(arguments: lengths) func adam(n: Int) {
+        same(n) { a, portable, t in
+            Kernels.adamStep(a[0], a[1], a[2], a[3], n, lr: 0.001, beta1: 0.9, beta2: 0.999, eps: 1e-8,
+                             weightDecay: 0.01, t: t, portable: portable)
+        }
+    }
+
+    @Test(arguments: lengths) func rmsprop(n: Int) {
+        same(n) { a, portable, _ in
+            Kernels.rmspropStep(a[0], a[1], a[2], n, lr: 0.01, rho: 0.99, eps: 1e-8, weightDecay: 0.01, portable: portable)
+        }
+    }
+}

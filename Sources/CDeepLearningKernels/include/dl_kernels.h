@@ -49,6 +49,22 @@ DLK_HIDDEN void dlk_sparse_weight_gradient(const float *d, int64_t rows, int64_t
 /// t = (a - v)^T for a (rows x cols) row-major; t is (cols x rows).
 DLK_HIDDEN void dlk_transpose_minus(const float *a, int64_t rows, int64_t cols, float v, float *t, int portable);
 
+/// Optimizer updates of n float32 parameters p from their gradients g (optimizers.c): the
+/// formulas of Kernels.swift's generic versions (sgdStep, momentumStep, adamStep,
+/// rmspropStep), with the same rounding. `portable` runs the scalar version.
+DLK_HIDDEN void dlk_sgd_f32(float *p, const float *g, int64_t n, float lr, float weight_decay, int portable);
+DLK_HIDDEN void dlk_momentum_f32(float *p, const float *g, float *v, int64_t n, float lr, float momentum,
+                                 float weight_decay, int portable);
+/// Adam's constants for one step t: step_size = lr / (1 - beta1^t), inv_sqrt_c2 =
+/// 1 / sqrt(1 - beta2^t), and one_minus_beta = 1 - beta, each rounded to float.
+typedef struct dlk_adam {
+    float step_size, beta1, beta2, one_minus_beta1, one_minus_beta2, inv_sqrt_c2, eps, weight_decay;
+} dlk_adam;
+DLK_HIDDEN void dlk_adam_f32(float *p, const float *g, float *m, float *v, int64_t n, const dlk_adam *adam,
+                             int portable);
+DLK_HIDDEN void dlk_rmsprop_f32(float *p, const float *g, float *s, int64_t n, float lr, float rho,
+                                float one_minus_rho, float eps, float weight_decay, int portable);
+
 /// 1 when no element is NaN or infinite, else 0.
 DLK_HIDDEN int dlk_all_finite_f32(const float *x, int64_t n);
 DLK_HIDDEN int dlk_all_finite_f64(const double *x, int64_t n);
