@@ -235,6 +235,66 @@ void dlk_sparse_times_dense(int64_t rows, int64_t n,
     dlk_parallel_for(rows, rows_per_thread(rows, start[rows], n), product_rows, &job);
 }
 
+// MARK: - Column sums
+//
+// c += alpha * (the sums of a's columns), for a (rows x cols): the sparse layer's base term
+// v * rowsum(W) from W^T. OpenBLAS's gemv would do it, but spreads a product this size over
+// all its threads, and waking them on every training step cost more than the product
+// (a step of MNIST's MLP took 450 us instead of 250 with OpenBLAS on 2 threads).
+
+static void column_sums_portable(const float *a, int64_t rows, int64_t cols, int64_t lda, float alpha, float *c,
+                                 float *scratch) {
+    memset(scratch, 0, (size_t)cols * sizeof *scratch);
+    for (int64_t i = 0; i < rows; i++)
+        for (int64_t j = 0; j < cols; j++) scratch[j] += a[i * lda + j];
+    for (int64_t j = 0; j < cols; j++) c[j] += alpha * scratch[j];
+}
+
+#if DLK_X86
+// Eight columns at a time, the rows summed in order into one accumulator per column, as the
+// portable version does (the same bits).
+__attribute__((target("avx2")))
+static void column_sums_avx2(const float *a, int64_t rows, int64_t cols, int64_t lda, float alpha, float *c,
+                             float *scratch) {
+    int64_t j = 0;
+    for (; j + 32 <= cols; j += 32) {
+        __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
+        for (int64_t i = 0; i < rows; i++) {
+            const float *r = a + i * lda + j;
+            s0 = _mm256_add_ps(s0, _mm256_loadu_ps(r));
+            s1 = _mm256_add_ps(s1, _mm256_loadu_ps(r + 8));
+            s2 = _mm256_add_ps(s2, _mm256_loadu_ps(r + 16));
+            s3 = _mm256_add_ps(s3, _mm256_loadu_ps(r + 24));
+        }
+        _mm256_storeu_ps(scratch + j, s0);      _mm256_storeu_ps(scratch + j + 8, s1);
+        _mm256_storeu_ps(scratch + j + 16, s2); _mm256_storeu_ps(scratch + j + 24, s3);
+    }
+    for (; j + 8 <= cols; j += 8) {
+        __m256 s0 = _mm256_setzero_ps();
+        for (int64_t i = 0; i < rows; i++) s0 = _mm256_add_ps(s0, _mm256_loadu_ps(a + i * lda + j));
+        _mm256_storeu_ps(scratch + j, s0);
+    }
+    for (; j < cols; j++) {
+        float s0 = 0;
+        for (int64_t i = 0; i < rows; i++) s0 += a[i * lda + j];
+        scratch[j] = s0;
+    }
+    for (j = 0; j < cols; j++) c[j] += alpha * scratch[j];
+}
+#endif
+
+void dlk_add_column_sums(const float *a, int64_t rows, int64_t cols, int64_t lda, float alpha, float *c,
+                         float *scratch, int portable) {
+#if DLK_X86
+    if (!portable && dlk_has_avx2()) {
+        column_sums_avx2(a, rows, cols, lda, alpha, c, scratch);
+        return;
+    }
+#endif
+    (void)portable;
+    column_sums_portable(a, rows, cols, lda, alpha, c, scratch);
+}
+
 // MARK: - Transpose
 //
 // Columns j_begin ..< j_end of a (rows j_begin ..< j_end of t); j_begin is a multiple of 8.

@@ -36,6 +36,11 @@ DLK_HIDDEN void dlk_sparse_times_dense(int64_t rows, int64_t n,
                                        const float *b, int64_t ldb, const float *base,
                                        float *c, int64_t ldc, int portable);
 
+/// c += alpha * (the sums of a's columns) for a (rows x cols, leading dimension lda): each
+/// column summed in row order, then scaled once. `scratch` holds cols floats.
+DLK_HIDDEN void dlk_add_column_sums(const float *a, int64_t rows, int64_t cols, int64_t lda, float alpha, float *c,
+                                    float *scratch, int portable);
+
 /// The weight gradient of a linear layer fed a batch x that is mostly some value v, in
 /// the layout of W^T: c (cols x n, leading dimension ldc) = base + d b, from d = (x - v)^T
 /// (cols x rows, row-major: row j is input j over the batch, as dlk_transpose_minus makes

@@ -34,8 +34,8 @@ final class SparseInput {
     private let value = Buffer<Float>()
     private let transposedBatch = Buffer<Float>()
     private let outputBase = Buffer<Float>()
-    /// `inFeatures` ones: W times it is the sums of W's rows.
-    private let ones = Buffer<Float>()
+    /// The sums of W^T's columns (scratch of the forward's base term).
+    private let columnSums = Buffer<Float>()
 
     /// Tests: run the portable C kernels even where the AVX2 ones would.
     var portable = false
@@ -99,11 +99,8 @@ final class SparseInput {
         // base = bias + v * (the sums of W's rows = of W^T's columns)
         if let bias { outputBase.base.update(from: bias, count: o) } else { outputBase.base.update(repeating: 0, count: o) }
         if background != 0 {
-            if ones.capacity < i {
-                guard ones.reserve(i) else { return false }
-                ones.base.update(repeating: 1, count: i)
-            }
-            Float.gemv(transA: true, m: i, n: o, alpha: background, a: weightT, lda: o, x: ones.base, beta: 1, y: outputBase.base)
+            guard columnSums.reserve(o) else { return false }
+            dlk_add_column_sums(weightT, Int64(i), Int64(o), Int64(o), background, outputBase.base, columnSums.base, isa)
         }
         dlk_sparse_times_dense(Int64(rows), Int64(o), rowStart.base, index.base, value.base,
                                weightT, Int64(o), outputBase.base, y, Int64(o), isa)
