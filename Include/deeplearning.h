@@ -129,9 +129,10 @@ DL_API const char *dl_last_error(void);
  * the environment variable DL_NUM_THREADS when set (0 means one per CPU),
  * else 1. Results do not depend on it: every output is computed by one thread,
  * in the same order as with one. OpenBLAS has its own threads
- * (OPENBLAS_NUM_THREADS, every CPU by default): give the cores to one pool or
- * the other. On 2 cores, MNIST's MLP trains fastest with
- * OPENBLAS_NUM_THREADS=1 and DL_NUM_THREADS=2; both at 2 is 1.5-3x slower.
+ * (OPENBLAS_NUM_THREADS, every CPU by default). On a 2-core VM, a second
+ * kernel thread made MNIST's MLP train between 5% slower and 20% faster
+ * from one run to the next (with OpenBLAS on one thread or on two), which is
+ * why the default stays at one: measure on your machine before raising it.
  * Calls on several threads at once share one pool: a call that finds it busy
  * runs on its own thread alone. Thread-safe.
  */
@@ -531,7 +532,10 @@ DL_API int dl_dataset_standardizer(const dl_dataset *dataset, double scale, doub
  * uninterrupted one does); without it, in order, so the epoch equals
  * dl_train_step() on consecutive batches. Afterwards the model's epoch
  * counter goes up by one and the optimizer's per-epoch learning-rate decay
- * ("lr_decay" in the spec) is applied.
+ * ("lr_decay" in the spec) is applied. On a machine with more than one CPU, a
+ * shuffled epoch of a float32 model gathers (and preprocesses) the next batch
+ * on a background thread while the current one trains, ended before the call
+ * returns; the results are the same bits as without it.
  *   model       a classifier (cross-entropy loss).
  *   dataset     labelled; feature_size must equal dl_model_input_size().
  *   batch_size  >= 1.
