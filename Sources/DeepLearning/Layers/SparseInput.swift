@@ -12,9 +12,10 @@ import Glibc
 /// so both products cost time in proportion to the nonzeros of `S` instead of the whole
 /// batch (C kernels in `CDeepLearningKernels`, with AVX2/FMA versions). The layer keeps its
 /// weight transposed (`Parameter.isTransposed`): a nonzero input j adds row j of W^T to its
-/// output row, and row j of dW^T is a sum of rows of dy, so neither product transposes. The results are the
-/// same sums as the dense path's, accumulated in another order: they agree to float32
-/// rounding, and the same batch always takes the same path, so runs stay reproducible.
+/// output row, and row j of dW^T is a sum of rows of dy, so neither product transposes.
+/// The results are the same sums as the dense path's, accumulated in another order: they
+/// agree to float32 rounding, and the same batch always takes the same path, so runs stay
+/// reproducible.
 ///
 /// Used for batches of at least `minimumRows` samples in which at most `maxDensity` of the
 /// entries differ from `v`, tried first as the most common of a few sampled entries, then
