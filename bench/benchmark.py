@@ -30,12 +30,12 @@ Python, and through the C ABI). The last columns give NumPy/library and the
 targets of the issue with a verdict.
 
 Threads: both sides get OPENBLAS_NUM_THREADS=--threads (default 1: on a 2-core
-machine two-thread runs sometimes stall; "auto" leaves it unset), and the
-library's own kernels (the sparse first layer) DL_NUM_THREADS=--kernel-threads
-(default 1). On 2 cores the library's best is --threads 1 --kernel-threads 2;
-compare it with NumPy's best of --threads 1 and 2. NumPy's wheel bundles its
-own OpenBLAS; the library links the system's. The thread counts each one
-really used are read back and printed.
+machine two-thread runs sometimes stall; "auto" leaves it unset, and OpenBLAS
+then takes every CPU), and the library's own kernels (the sparse first layer)
+DL_NUM_THREADS=--kernel-threads ("auto", the default, leaves it unset: one
+thread per CPU, the library's default). Compare with NumPy's best of --threads
+1 and auto. NumPy's wheel bundles its own OpenBLAS; the library links the
+system's. The thread counts each one really used are read back and printed.
 
 The library is build/libdeeplearning.so (CMake, Release) when it exists, else
 .build/release/libdeeplearning.so (swift build -c release); --library chooses.
@@ -365,8 +365,8 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=3, help="rounds of every measurement (medians are reported)")
     parser.add_argument("--data", default=os.path.join(ROOT, "data", "mnist"), help="MNIST IDX folder")
     parser.add_argument("--threads", default="1", help='OPENBLAS_NUM_THREADS for both sides, or "auto" (default 1)')
-    parser.add_argument("--kernel-threads", type=int, default=1,
-                        help="DL_NUM_THREADS: threads of the library's own kernels (default 1)")
+    parser.add_argument("--kernel-threads", default="auto",
+                        help='DL_NUM_THREADS: threads of the library\'s own kernels ("auto", the default, leaves it unset)')
     parser.add_argument("--library", help="libdeeplearning.so to measure")
     parser.add_argument("--dl", help="the dl command to measure (default .build/release/dl)")
     parser.add_argument("--epochs", type=int, default=5)
@@ -393,7 +393,10 @@ def main(argv=None):
         env.pop("OPENBLAS_NUM_THREADS", None)
     else:
         env["OPENBLAS_NUM_THREADS"] = args.threads
-    env["DL_NUM_THREADS"] = str(args.kernel_threads)
+    if args.kernel_threads == "auto":
+        env.pop("DL_NUM_THREADS", None)
+    else:
+        env["DL_NUM_THREADS"] = str(int(args.kernel_threads))
     data_bytes = (60000 + 10000) * 784 * 4
     print(f"benchmark: {args.rounds} rounds of NumPy, the library through Python, dl train and the C ABI; "
           f"library {library}; OPENBLAS_NUM_THREADS={args.threads}; DL_NUM_THREADS={args.kernel_threads}; load average {os.getloadavg()[0]:.2f}",

@@ -139,3 +139,46 @@ void dlk_rmsprop_f32(float *p, const float *g, float *s, int64_t n, float lr, fl
     (void)portable;
     for (; i < n; i++) rmsprop_one(p, g, s, i, lr, rho, one_minus_rho, eps, weight_decay);
 }
+
+// MARK: - In two parts
+
+struct update_job {
+    const dlk_update *u;
+    float *p;
+    const float *g;
+    float *s1, *s2;
+    int64_t n, split;
+    int portable;
+};
+
+static void update_range(const struct update_job *j, int64_t begin, int64_t end) {
+    const dlk_update *u = j->u;
+    float *p = j->p + begin, *s1 = j->s1 ? j->s1 + begin : NULL, *s2 = j->s2 ? j->s2 + begin : NULL;
+    const float *g = j->g + begin;
+    const int64_t n = end - begin;
+    switch (u->kind) {
+    case DLK_SGD: dlk_sgd_f32(p, g, n, u->lr, u->weight_decay, j->portable); break;
+    case DLK_MOMENTUM: dlk_momentum_f32(p, g, s1, n, u->lr, u->momentum, u->weight_decay, j->portable); break;
+    case DLK_ADAM: dlk_adam_f32(p, g, s1, s2, n, &u->adam, j->portable); break;
+    case DLK_RMSPROP:
+        dlk_rmsprop_f32(p, g, s1, n, u->lr, u->rho, u->one_minus_rho, u->eps, u->weight_decay, j->portable);
+        break;
+    }
+}
+
+static void update_part(void *context, int64_t begin, int64_t end, int thread) {
+    (void)thread;
+    const struct update_job *j = context;
+    for (int64_t part = begin; part < end; part++)
+        update_range(j, part ? j->split : 0, part ? j->n : j->split);
+}
+
+void dlk_update_f32(const dlk_update *u, float *p, const float *g, float *s1, float *s2, int64_t n, int64_t split,
+                    int portable) {
+    struct update_job job = {u, p, g, s1, s2, n, split, portable};
+    if (split <= 0 || split >= n) {
+        update_range(&job, 0, n);
+        return;
+    }
+    dlk_parallel_for(2, 1, update_part, &job);
+}

@@ -13,7 +13,6 @@
 
 #include <pthread.h>
 #include <stdlib.h>
-#include <unistd.h>
 
 enum { SPIN_ROUNDS = 4096 };
 
@@ -22,7 +21,7 @@ static pthread_mutex_t wake_lock = PTHREAD_MUTEX_INITIALIZER;   // guards sleepi
 static pthread_cond_t wake = PTHREAD_COND_INITIALIZER;
 static pthread_once_t setup_once = PTHREAD_ONCE_INIT;
 
-static int wanted_threads = 1;    // DL_NUM_THREADS (0: the CPU count), else 1
+static int wanted_threads = 1;    // DL_NUM_THREADS, else (or when 0) the CPUs available
 static int started_workers = 0;   // workers alive (under job_lock)
 
 // The current job (written under job_lock before `generation` moves).
@@ -88,15 +87,13 @@ static void store_threads(int n) {
 
 static void setup(void) {
     pthread_atfork(before_fork, after_fork_parent, after_fork_child);
-    // One thread unless asked: a second pool of spinning threads beside OpenBLAS's own
-    // (which takes every CPU by default) makes both slower, measured 2-3x on 2 cores.
-    int n = 1;
+    // By default one thread per CPU this process may use (at most DLK_MAX_THREADS). The
+    // sparse layer's work runs in two halves, one per core (see kernels.c); OpenBLAS's own
+    // threads are not woken by the small products the rest of such a model makes.
+    int n = 0;
     const char *text = getenv("DL_NUM_THREADS");
     if (text && *text) n = atoi(text);
-    if (n <= 0) {
-        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-        n = cpus > 0 ? (int)cpus : 1;
-    }
+    if (n <= 0) n = dlk_available_cpus();
     store_threads(n);
 }
 

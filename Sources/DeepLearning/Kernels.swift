@@ -256,13 +256,17 @@ public enum Kernels {
     // Float arrays go to the C versions (optimizers.c: the same formulas and rounding, eight
     // lanes at a time, which these loops never are: Swift cannot rule out that the arrays
     // overlap) unless `portable`; these loops are the reference the tests hold them to.
+    // `split` (Float only): update elements [0, split) and [split, n) as two parts, on two
+    // threads when the kernels have them (the sparse layer's W^T, see dlk_update_f32).
 
     /// p -= lr * (g + wd * p)
     @_specialize(where T == Float) @_specialize(where T == Double)
     public static func sgdStep<T: DLScalar>(_ p: UnsafeMutablePointer<T>, _ g: UnsafePointer<T>, _ n: Int, lr: T, weightDecay: T,
-                                            portable: Bool = false) {
+                                            split: Int = 0, portable: Bool = false) {
         if T.self == Float.self, !portable {
-            return dlk_sgd_f32(f(p), f(g), Int64(n), Float(lr), Float(weightDecay), 0)
+            var u = dlk_update()
+            (u.kind, u.lr, u.weight_decay) = (Int32(DLK_SGD), Float(lr), Float(weightDecay))
+            return dlk_update_f32(&u, f(p), f(g), nil, nil, Int64(n), Int64(split), 0)
         }
         for i in 0..<n { p[i] -= lr * (g[i] + weightDecay * p[i]) }
     }
@@ -270,9 +274,11 @@ public enum Kernels {
     /// The tutorial's momentum: v = m v - lr (g + wd p); p += v
     @_specialize(where T == Float) @_specialize(where T == Double)
     public static func momentumStep<T: DLScalar>(_ p: UnsafeMutablePointer<T>, _ g: UnsafePointer<T>, _ v: UnsafeMutablePointer<T>, _ n: Int,
-                                                 lr: T, momentum: T, weightDecay: T, portable: Bool = false) {
+                                                 lr: T, momentum: T, weightDecay: T, split: Int = 0, portable: Bool = false) {
         if T.self == Float.self, !portable {
-            return dlk_momentum_f32(f(p), f(g), f(v), Int64(n), Float(lr), Float(momentum), Float(weightDecay), 0)
+            var u = dlk_update()
+            (u.kind, u.lr, u.momentum, u.weight_decay) = (Int32(DLK_MOMENTUM), Float(lr), Float(momentum), Float(weightDecay))
+            return dlk_update_f32(&u, f(p), f(g), f(v), nil, Int64(n), Int64(split), 0)
         }
         for i in 0..<n {
             v[i] = momentum * v[i] - lr * (g[i] + weightDecay * p[i])
@@ -285,15 +291,17 @@ public enum Kernels {
     public static func adamStep<T: DLScalar>(_ p: UnsafeMutablePointer<T>, _ g: UnsafePointer<T>,
                                              _ m: UnsafeMutablePointer<T>, _ v: UnsafeMutablePointer<T>, _ n: Int,
                                              lr: T, beta1: T, beta2: T, eps: T, weightDecay: T, t: Int,
-                                             portable: Bool = false) {
+                                             split: Int = 0, portable: Bool = false) {
         let c1 = 1 - T.pow(beta1, t), c2 = 1 - T.pow(beta2, t)
         let stepSize = lr / c1
         let invSqrtC2 = 1 / T.sqrt(c2)
         if T.self == Float.self, !portable {
-            var a = dlk_adam(step_size: Float(stepSize), beta1: Float(beta1), beta2: Float(beta2),
-                             one_minus_beta1: Float(1 - beta1), one_minus_beta2: Float(1 - beta2),
-                             inv_sqrt_c2: Float(invSqrtC2), eps: Float(eps), weight_decay: Float(weightDecay))
-            return dlk_adam_f32(f(p), f(g), f(m), f(v), Int64(n), &a, 0)
+            var u = dlk_update()
+            u.kind = Int32(DLK_ADAM)
+            u.adam = dlk_adam(step_size: Float(stepSize), beta1: Float(beta1), beta2: Float(beta2),
+                              one_minus_beta1: Float(1 - beta1), one_minus_beta2: Float(1 - beta2),
+                              inv_sqrt_c2: Float(invSqrtC2), eps: Float(eps), weight_decay: Float(weightDecay))
+            return dlk_update_f32(&u, f(p), f(g), f(m), f(v), Int64(n), Int64(split), 0)
         }
         for i in 0..<n {
             let gi = g[i] + weightDecay * p[i]
@@ -306,10 +314,12 @@ public enum Kernels {
     /// RMSprop: s = rho s + (1 - rho) g^2; p -= lr g / (sqrt(s) + eps)
     @_specialize(where T == Float) @_specialize(where T == Double)
     public static func rmspropStep<T: DLScalar>(_ p: UnsafeMutablePointer<T>, _ g: UnsafePointer<T>, _ s: UnsafeMutablePointer<T>, _ n: Int,
-                                                lr: T, rho: T, eps: T, weightDecay: T, portable: Bool = false) {
+                                                lr: T, rho: T, eps: T, weightDecay: T, split: Int = 0, portable: Bool = false) {
         if T.self == Float.self, !portable {
-            return dlk_rmsprop_f32(f(p), f(g), f(s), Int64(n), Float(lr), Float(rho), Float(1 - rho), Float(eps),
-                                   Float(weightDecay), 0)
+            var u = dlk_update()
+            (u.kind, u.lr, u.rho, u.one_minus_rho, u.eps, u.weight_decay) =
+                (Int32(DLK_RMSPROP), Float(lr), Float(rho), Float(1 - rho), Float(eps), Float(weightDecay))
+            return dlk_update_f32(&u, f(p), f(g), f(s), nil, Int64(n), Int64(split), 0)
         }
         for i in 0..<n {
             let gi = g[i] + weightDecay * p[i]

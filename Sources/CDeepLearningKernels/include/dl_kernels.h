@@ -1,13 +1,13 @@
 // Internal kernels in C, so that they can use AVX2/FMA where the CPU has them (chosen at
 // run time) while the library stays built for baseline x86-64: float32 products for sparse
-// input batches (called from `SparseInput`), and the input checks and conversion (from
-// `Kernels`). Nothing here is part of the public API.
+// input batches (called from `SparseInput`), optimizer updates, and the input checks and
+// conversion (from `Kernels`). Nothing here is part of the public API.
 //
 // The idea: a batch `x` whose entries are mostly one value `v` (MNIST pixels are 81%
 // background) is stored as `x = v + S`, with `S` sparse. Then, for a linear layer,
 //
 //     x W^T       = S W^T + v * rowsum(W)            (forward)
-//     dy^T x      = dy^T S + v * colsum(dy)          (weight gradient, one row per output)
+//     x^T dy      = S^T dy + v * colsum(dy)          (weight gradient, as W^T: one row per input)
 //
 // and both products with `S` cost work in proportion to its nonzeros, not to the batch.
 #ifndef DL_KERNELS_H
@@ -17,42 +17,38 @@
 
 #define DLK_HIDDEN __attribute__((visibility("hidden")))
 
-/// Compresses the rows of `x` (rows x cols, row-major) around `v`: for row r, the entries
-/// `start[r] ..< start[r + 1]` of `index` (column) and `value` (x - v) list the elements
-/// that differ from `v`, in increasing column order. `start` holds rows + 1 entries;
-/// `index` and `value` must hold `max_nonzeros + cols + 8` entries (a row is finished
-/// before the limit is checked, and the vector version stores eight lanes at a time). Returns the number of nonzeros, or -1 as soon as it exceeds
-/// `max_nonzeros` (the batch is too dense to be worth it; the arrays are then garbage).
-/// `x` must be finite.
-DLK_HIDDEN int64_t dlk_compress_rows(const float *x, int64_t rows, int64_t cols, float v,
-                                     int64_t max_nonzeros,
-                                     int32_t *start, int32_t *index, float *value, int portable);
+/// The sparse layer's workspace for one half of its inputs (see dlk_sparse_forward).
+typedef struct dlk_sparse_half {
+    int32_t *start;     // rows + 1: the half's batch compressed by rows...
+    int32_t *index;     // max_nonzeros + cols + 8: ...its columns (from the half's first)...
+    float *value;       // max_nonzeros + cols + 8: ...and x - v there
+    float *base;        // n: what the half adds to every output row besides its product
+    float *scratch;     // n
+    float *partial;     // rows * n: the second half's product (unused in the first)
+    int64_t nonzeros;   // OUT: the half's entries that differ from v, or -1
+} dlk_sparse_half;
 
-/// c = base + S b, for S compressed by rows (rows x k), b (k x n, leading dimension ldb)
-/// and c (rows x n, leading dimension ldc); `base` (n values, added to every row) may be
-/// NULL for zero.
-DLK_HIDDEN void dlk_sparse_times_dense(int64_t rows, int64_t n,
-                                       const int32_t *start, const int32_t *index, const float *value,
-                                       const float *b, int64_t ldb, const float *base,
-                                       float *c, int64_t ldc, int portable);
+/// Where the sparse layer splits its `cols` inputs into two halves: columns [0, split) and
+/// [split, cols) (a multiple of 8, at most cols).
+DLK_HIDDEN int64_t dlk_sparse_split(int64_t cols);
 
-/// c += alpha * (the sums of a's columns) for a (rows x cols, leading dimension lda): each
-/// column summed in row order, then scaled once. `scratch` holds cols floats.
-DLK_HIDDEN void dlk_add_column_sums(const float *a, int64_t rows, int64_t cols, int64_t lda, float alpha, float *c,
-                                    float *scratch, int portable);
+/// y (rows x n) = x W^T + bias for a float32 batch x (rows x cols, finite) mostly equal to
+/// v, from W^T (cols x n) and bias (n, or NULL): in each half of the inputs, x - v is
+/// compressed by rows, and the product of its nonzeros with that half's rows of W^T is
+/// added to v times the sums of those rows (and, in the first half, to the bias); y is the
+/// first half's result plus the second's. The halves run on two threads when the kernels
+/// have them. Returns the number of entries that differ from v, or -1 when more than
+/// `max_nonzeros` do (y is then garbage).
+DLK_HIDDEN int64_t dlk_sparse_forward(const float *x, int64_t rows, int64_t cols, float v, int64_t max_nonzeros,
+                                      const float *wt, int64_t n, const float *bias, dlk_sparse_half halves[2],
+                                      float *y, int portable);
 
-/// The weight gradient of a linear layer fed a batch x that is mostly some value v, in
-/// the layout of W^T: c (cols x n, leading dimension ldc) = base + d b, from d = (x - v)^T
-/// (cols x rows, row-major: row j is input j over the batch, as dlk_transpose_minus makes
-/// it), skipping its zeros, and b (rows x n, leading dimension ldb: the layer's output
-/// gradient). `base` (n values, NULL for zero) is added to every row of c. `nonzeros` (of
-/// d) only sizes the work for threads.
-DLK_HIDDEN void dlk_sparse_weight_gradient(const float *d, int64_t rows, int64_t cols, int64_t nonzeros,
-                                           int64_t n, const float *b, int64_t ldb, const float *base,
-                                           float *c, int64_t ldc, int portable);
-
-/// t = (a - v)^T for a (rows x cols) row-major; t is (cols x rows).
-DLK_HIDDEN void dlk_transpose_minus(const float *a, int64_t rows, int64_t cols, float v, float *t, int portable);
+/// dW^T (cols x n) = base + (x - v)^T dy for the batch dlk_sparse_forward took, dy (rows x
+/// n), `base` (n values added to every row, or NULL) and workspace d (cols x rows, for
+/// (x - v)^T); row j sums, in batch order, the rows of dy where input j differs from v,
+/// each times that difference. Split in the same two halves as the forward.
+DLK_HIDDEN void dlk_sparse_backward(const float *x, int64_t rows, int64_t cols, float v, const float *dy, int64_t n,
+                                    const float *base, float *d, float *dwt, int portable);
 
 /// Optimizer updates of n float32 parameters p from their gradients g (optimizers.c): the
 /// formulas of Kernels.swift's generic versions (sgdStep, momentumStep, adamStep,
@@ -69,6 +65,20 @@ DLK_HIDDEN void dlk_adam_f32(float *p, const float *g, float *m, float *v, int64
                              int portable);
 DLK_HIDDEN void dlk_rmsprop_f32(float *p, const float *g, float *s, int64_t n, float lr, float rho,
                                 float one_minus_rho, float eps, float weight_decay, int portable);
+
+/// One optimizer update of n float32 parameters, by kind (the fields a kind does not use are
+/// ignored; s1 and s2 are its state arrays: momentum's velocity, Adam's m and v, RMSprop's
+/// square average). With 0 < split < n, elements [0, split) and [split, n) are two parts,
+/// run on two threads when the kernels have them: the sparse layer passes the split of its
+/// W^T's rows (dlk_sparse_split times its outputs), so each core updates the half it reads.
+enum { DLK_SGD, DLK_MOMENTUM, DLK_ADAM, DLK_RMSPROP };
+typedef struct dlk_update {
+    int kind;
+    float lr, weight_decay, momentum, rho, one_minus_rho, eps;
+    dlk_adam adam;
+} dlk_update;
+DLK_HIDDEN void dlk_update_f32(const dlk_update *update, float *p, const float *g, float *s1, float *s2,
+                               int64_t n, int64_t split, int portable);
 
 /// 1 when no element is NaN or infinite, else 0.
 DLK_HIDDEN int dlk_all_finite_f32(const float *x, int64_t n);

@@ -54,7 +54,7 @@ public final class Linear<T: DLScalar>: Layer {
             let yf = UnsafeMutableRawPointer(y.data).assumingMemoryBound(to: Float.self)
             let wt = UnsafeRawPointer(weight.value.data).assumingMemoryBound(to: Float.self)
             let b = bias.map { UnsafeRawPointer($0.value.data).assumingMemoryBound(to: Float.self) }
-            if sparseInput.compress(xf, rows: batch), sparseInput.forward(weightT: wt, bias: b, y: yf) {
+            if sparseInput.forward(xf, rows: batch, weightT: wt, bias: b, y: yf) {
                 forwardWasSparse = true
                 return y
             }

@@ -29,20 +29,33 @@ final class SparseInput {
 
     let inFeatures: Int
     let outFeatures: Int
-    /// The batch compressed by rows (forward), and (x - v)^T (weight gradient).
-    private let rowStart = Buffer<Int32>()
-    private let index = Buffer<Int32>()
-    private let value = Buffer<Float>()
+    /// Each half of the inputs' workspace (see `dlk_sparse_forward`), and (x - v)^T for the
+    /// weight gradient.
+    private let halves = (0..<2).map { _ in Half() }
     private let transposedBatch = Buffer<Float>()
-    private let outputBase = Buffer<Float>()
-    /// The sums of W^T's columns (scratch of the forward's base term).
-    private let columnSums = Buffer<Float>()
+    private let gradientBase = Buffer<Float>()
+
+    private final class Half {
+        let start = Buffer<Int32>(), index = Buffer<Int32>(), value = Buffer<Float>()
+        let base = Buffer<Float>(), scratch = Buffer<Float>(), partial = Buffer<Float>()
+
+        func reserve(rows: Int, capacity: Int, outputs: Int) -> Bool {
+            start.reserve(rows + 1) && index.reserve(capacity) && value.reserve(capacity)
+                && base.reserve(outputs) && scratch.reserve(outputs) && partial.reserve(rows * outputs)
+        }
+
+        var workspace: dlk_sparse_half {
+            dlk_sparse_half(start: start.base, index: index.base, value: value.base, base: base.base,
+                            scratch: scratch.base, partial: partial.base, nonzeros: 0)
+        }
+    }
 
     /// Tests: run the portable C kernels even where the AVX2 ones would.
     var portable = false
     private var isa: Int32 { portable ? 1 : 0 }
 
-    /// The batch currently compressed: its rows and the value `v` it was compressed around.
+    /// The batch of the last forward pass that took this path: its rows, the value `v` it was
+    /// compressed around, and how many entries differ from it.
     private(set) var rows = 0
     private(set) var background: Float = 0
     private(set) var nonzeros = 0
@@ -52,20 +65,25 @@ final class SparseInput {
         self.outFeatures = outFeatures
     }
 
-    /// Compresses `x` (rows x inFeatures) when it is sparse enough; false (nothing kept) when
-    /// not, or when a buffer cannot be allocated (the caller then takes the dense path).
-    func compress(_ x: UnsafePointer<Float>, rows: Int) -> Bool {
+    /// y (rows x out) = x W^T + bias for x (rows x inFeatures), from the weight stored
+    /// transposed (in x out: the row a nonzero input adds to the output), when x is sparse
+    /// enough. False (y then garbage, nothing kept) when it is not, or when a buffer cannot
+    /// be allocated: the caller then takes the dense path.
+    func forward(_ x: UnsafePointer<Float>, rows: Int, weightT: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+                 y: UnsafeMutablePointer<Float>) -> Bool {
         self.rows = 0
         guard rows >= SparseInput.minimumRows, inFeatures < Int(Int32.max) else { return false }
         let total = rows.multipliedReportingOverflow(by: inFeatures)
         guard !total.overflow, total.partialValue < Int(Int32.max) else { return false }
         let limit = Int(Double(total.partialValue) * SparseInput.maxDensity)
-        let capacity = limit + inFeatures + 8
-        guard rowStart.reserve(rows + 1), index.reserve(capacity), value.reserve(capacity) else { return false }
+        guard halves.allSatisfy({ $0.reserve(rows: rows, capacity: limit + inFeatures + 8, outputs: outFeatures) }) else {
+            return false
+        }
+        var workspace = halves.map(\.workspace)
         var v = SparseInput.likelyBackground(x, count: total.partialValue)
         while true {
-            let n = dlk_compress_rows(x, Int64(rows), Int64(inFeatures), v, Int64(limit),
-                                      rowStart.base, index.base, value.base, isa)
+            let n = dlk_sparse_forward(x, Int64(rows), Int64(inFeatures), v, Int64(limit), weightT, Int64(outFeatures),
+                                       bias, &workspace, y, isa)
             if n >= 0 {
                 self.rows = rows
                 background = v
@@ -91,40 +109,21 @@ final class SparseInput {
         return best
     }
 
-    /// y (rows x out) = x W^T + bias for the batch last compressed, from the weight stored
-    /// transposed (in x out: the row a nonzero input adds to the output). False when a
-    /// buffer cannot be allocated (nothing written; the caller takes the dense path).
-    func forward(weightT: UnsafePointer<Float>, bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>) -> Bool {
-        let (i, o) = (inFeatures, outFeatures)
-        guard rows > 0, outputBase.reserve(o) else { return false }
-        // base = bias + v * (the sums of W's rows = of W^T's columns)
-        if let bias { outputBase.base.update(from: bias, count: o) } else { outputBase.base.update(repeating: 0, count: o) }
-        if background != 0 {
-            guard columnSums.reserve(o) else { return false }
-            dlk_add_column_sums(weightT, Int64(i), Int64(o), Int64(o), background, outputBase.base, columnSums.base, isa)
-        }
-        dlk_sparse_times_dense(Int64(rows), Int64(o), rowStart.base, index.base, value.base,
-                               weightT, Int64(o), outputBase.base, y, Int64(o), isa)
-        return true
-    }
-
-    /// dW^T (in x out) = x^T dy for `x`, the batch last compressed, in the transposed layout
-    /// the weight is stored in. Row j is v times `columnSum` (dy summed over the batch, the
-    /// bias gradient) plus, over the batch rows where input j differs from v, that
-    /// difference times the row of dy: x - v is transposed so that input j's entries over
-    /// the batch lie together. False when a buffer cannot be allocated.
+    /// dW^T (in x out) = x^T dy for `x`, the batch of the last sparse forward pass, in the
+    /// transposed layout the weight is stored in. Row j is v times `columnSum` (dy summed
+    /// over the batch, the bias gradient) plus, over the batch rows where input j differs
+    /// from v, that difference times the row of dy: x - v is transposed so that input j's
+    /// entries over the batch lie together. False when a buffer cannot be allocated.
     func weightGradient(x: UnsafePointer<Float>, dy: UnsafePointer<Float>, columnSum: UnsafePointer<Float>,
                         intoTransposed dWT: UnsafeMutablePointer<Float>) -> Bool {
         let (i, o) = (inFeatures, outFeatures)
-        guard rows > 0, transposedBatch.reserve(rows * i), outputBase.reserve(o) else { return false }
-        dlk_transpose_minus(x, Int64(rows), Int64(i), background, transposedBatch.base, isa)
+        guard rows > 0, transposedBatch.reserve(rows * i), gradientBase.reserve(o) else { return false }
         var base: UnsafePointer<Float>? = nil
         if background != 0 {
-            for c in 0..<o { outputBase.base[c] = background * columnSum[c] }
-            base = UnsafePointer(outputBase.base)
+            for c in 0..<o { gradientBase.base[c] = background * columnSum[c] }
+            base = UnsafePointer(gradientBase.base)
         }
-        dlk_sparse_weight_gradient(transposedBatch.base, Int64(rows), Int64(i), Int64(nonzeros),
-                                   Int64(o), dy, Int64(o), base, dWT, Int64(o), isa)
+        dlk_sparse_backward(x, Int64(rows), Int64(i), background, dy, Int64(o), base, transposedBatch.base, dWT, isa)
         return true
     }
 }

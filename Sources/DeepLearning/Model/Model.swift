@@ -103,9 +103,9 @@ public final class Model<T: DLScalar> {
         self.lossGrad = try Tensor(shape: [0])
     }
 
-    /// Whether `trainEpoch` may gather shuffled batches on a background thread (see
-    /// `BatchLoader`); tests turn it off to compare with the training thread's own gathering.
-    var backgroundLoading = true
+    /// Whether `trainEpoch` gathers shuffled batches on a background thread (see
+    /// `BatchLoader`): nil decides by the CPUs left; tests force it on and off to compare.
+    var backgroundLoading: Bool? = nil
     /// Whether the last `trainEpoch` did (tests).
     var loadedInBackground = false
 

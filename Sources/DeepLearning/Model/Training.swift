@@ -73,7 +73,8 @@ extension Model {
         var batchY = [Int32](repeating: 0, count: rows)
         var lossSum = 0.0
         var done = 0
-        if shuffle, batches > 1, backgroundLoading, let loader = BatchLoader(model: self, rows: rows) {
+        if shuffle, batches > 1, backgroundLoading != false,
+           let loader = BatchLoader(model: self, rows: rows, always: backgroundLoading == true) {
             defer { loader.stop() }
             loadedInBackground = true
             try order.withUnsafeBufferPointer { (order) throws(DLError) in
@@ -179,8 +180,8 @@ extension ModelSpec {
 
 /// The next shuffled batch, gathered (and preprocessed, and checked) on a background thread
 /// into one of two input tensors while the model trains on the other: `dlk_loader` in C.
-/// Used by `trainEpoch` for float32 models on machines with more than one CPU; the numbers
-/// are the same as when the training thread gathers each batch itself.
+/// Used by `trainEpoch` for float32 models when a CPU is left over by the kernels' threads;
+/// the numbers are the same as when the training thread gathers each batch itself.
 final class BatchLoader<T: DLScalar> {
     private let loader: OpaquePointer
     private let buffers: [Tensor<T>]
@@ -189,9 +190,11 @@ final class BatchLoader<T: DLScalar> {
     private let cols: Int
     private var next = 0
 
-    /// Nil when a second thread would not help (one CPU) or cannot be had.
-    init?(model: Model<T>, rows: Int) {
-        guard T.self == Float.self, dlk_available_cpus() > 1,
+    /// Nil when the thread cannot be had, or (unless `always`) when it would have no CPU of
+    /// its own: the kernels' threads take one each (with one CPU, or DL_NUM_THREADS as
+    /// high as the CPUs, the training thread gathers, through those kernels).
+    init?(model: Model<T>, rows: Int, always: Bool = false) {
+        guard T.self == Float.self, always || dlk_available_cpus() > Int32(Kernels.threads),
               let a = try? Tensor<T>(shape: [rows] + model.inputShape),
               let b = try? Tensor<T>(shape: [rows] + model.inputShape),
               let loader = dlk_loader_start() else { return nil }
