@@ -123,18 +123,19 @@ DL_API const char *dl_last_error(void);
 /* ------------------------------------------------------------------------ */
 
 /*
- * dl_set_num_threads - threads the library's own kernels use (the sparse-input
- * products of a first linear layer, batch gathering): the calling thread plus
+ * dl_set_num_threads - threads the library's own kernels use (the first
+ * linear layer's sparse-input path, which works in two halves of its inputs,
+ * and that layer's optimizer update; batch gathering): the calling thread plus
  * n - 1 workers, n from 1 to 8 (values outside are clamped). The default is
- * the environment variable DL_NUM_THREADS when set (0 means one per CPU),
- * else 1. Results do not depend on it: every output is computed by one thread,
- * in the same order as with one. OpenBLAS has its own threads
- * (OPENBLAS_NUM_THREADS, every CPU by default). On a 2-core VM, a second
- * kernel thread made MNIST's MLP train between 5% slower and 20% faster
- * from one run to the next (with OpenBLAS on one thread or on two), which is
- * why the default stays at one: measure on your machine before raising it.
- * Calls on several threads at once share one pool: a call that finds it busy
- * runs on its own thread alone. Thread-safe.
+ * the environment variable DL_NUM_THREADS when set and positive, else one per
+ * CPU this process may run on. Results do not depend on it: every output is
+ * computed in the same order whatever the count. OpenBLAS has its own threads
+ * (OPENBLAS_NUM_THREADS, every CPU by default); the small products of a model
+ * with a sparse first layer do not wake them. On a 2-core VM, two threads
+ * made a Python-driven MNIST step about a fifth faster than one (the VM's
+ * second core is not always free: single runs vary). Calls on several threads
+ * at once share one pool: a call that finds it busy runs on its own thread
+ * alone. Thread-safe.
  */
 DL_API void dl_set_num_threads(int n);
 
@@ -532,10 +533,11 @@ DL_API int dl_dataset_standardizer(const dl_dataset *dataset, double scale, doub
  * uninterrupted one does); without it, in order, so the epoch equals
  * dl_train_step() on consecutive batches. Afterwards the model's epoch
  * counter goes up by one and the optimizer's per-epoch learning-rate decay
- * ("lr_decay" in the spec) is applied. On a machine with more than one CPU, a
- * shuffled epoch of a float32 model gathers (and preprocesses) the next batch
- * on a background thread while the current one trains, ended before the call
- * returns; the results are the same bits as without it.
+ * ("lr_decay" in the spec) is applied. When a CPU is left over by the
+ * kernels' threads (dl_set_num_threads), a shuffled epoch of a float32 model
+ * gathers (and preprocesses) the next batch on a background thread while the
+ * current one trains, ended before the call returns; the results are the same
+ * bits as without it.
  *   model       a classifier (cross-entropy loss).
  *   dataset     labelled; feature_size must equal dl_model_input_size().
  *   batch_size  >= 1.
