@@ -210,6 +210,81 @@ static void sparse_times_dense(int64_t rows, int64_t n, const int32_t *start, co
     sparse_times_dense_portable(rows, n, start, index, value, b, ldb, base, c, ldc);
 }
 
+// MARK: - One dense row times a matrix
+//
+// c = base + x b for one row x (k values) and b (k x n), 32 columns at a time: rows i,
+// i + 1 and i + 2 go to three sets of accumulators, so that three chains of multiply-adds
+// run side by side (each add waits 4 cycles for the previous one), summed at the end.
+
+static void row_times_dense_portable(const float *x, int64_t k, int64_t n, const float *b, int64_t ldb,
+                                     const float *base, float *c) {
+    for (int64_t j = 0; j < n; j++) {
+        float s[3] = {base ? base[j] : 0.0f, 0.0f, 0.0f};
+        int64_t i = 0;
+        for (; i + 3 <= k; i += 3)
+            for (int q = 0; q < 3; q++) s[q] = __builtin_fmaf(x[i + q], b[(i + q) * ldb + j], s[q]);
+        for (; i < k; i++) s[0] = __builtin_fmaf(x[i], b[i * ldb + j], s[0]);
+        c[j] = (s[0] + s[1]) + s[2];
+    }
+}
+
+#if DLK_X86
+__attribute__((target("avx2,fma")))
+static inline __m256 sum3(__m256 a, __m256 b, __m256 c) { return _mm256_add_ps(_mm256_add_ps(a, b), c); }
+
+__attribute__((target("avx2,fma")))
+static void row_times_dense_avx2(const float *x, int64_t k, int64_t n, const float *b, int64_t ldb,
+                                 const float *base, float *c) {
+    int64_t j = 0;
+    for (; j + 32 <= n; j += 32) {
+        __m256 a0, a1, a2, a3;
+        if (base) {
+            a0 = _mm256_loadu_ps(base + j);      a1 = _mm256_loadu_ps(base + j + 8);
+            a2 = _mm256_loadu_ps(base + j + 16); a3 = _mm256_loadu_ps(base + j + 24);
+        } else {
+            a0 = a1 = a2 = a3 = _mm256_setzero_ps();
+        }
+        __m256 b0 = _mm256_setzero_ps(), b1 = b0, b2 = b0, b3 = b0, c0 = b0, c1 = b0, c2 = b0, c3 = b0;
+        int64_t i = 0;
+        for (; i + 3 <= k; i += 3) {
+            const float *r = b + i * ldb + j;
+            __m256 s = _mm256_broadcast_ss(x + i);
+            a0 = _mm256_fmadd_ps(s, _mm256_loadu_ps(r), a0);      a1 = _mm256_fmadd_ps(s, _mm256_loadu_ps(r + 8), a1);
+            a2 = _mm256_fmadd_ps(s, _mm256_loadu_ps(r + 16), a2); a3 = _mm256_fmadd_ps(s, _mm256_loadu_ps(r + 24), a3);
+            r += ldb;
+            s = _mm256_broadcast_ss(x + i + 1);
+            b0 = _mm256_fmadd_ps(s, _mm256_loadu_ps(r), b0);      b1 = _mm256_fmadd_ps(s, _mm256_loadu_ps(r + 8), b1);
+            b2 = _mm256_fmadd_ps(s, _mm256_loadu_ps(r + 16), b2); b3 = _mm256_fmadd_ps(s, _mm256_loadu_ps(r + 24), b3);
+            r += ldb;
+            s = _mm256_broadcast_ss(x + i + 2);
+            c0 = _mm256_fmadd_ps(s, _mm256_loadu_ps(r), c0);      c1 = _mm256_fmadd_ps(s, _mm256_loadu_ps(r + 8), c1);
+            c2 = _mm256_fmadd_ps(s, _mm256_loadu_ps(r + 16), c2); c3 = _mm256_fmadd_ps(s, _mm256_loadu_ps(r + 24), c3);
+        }
+        for (; i < k; i++) {
+            const float *r = b + i * ldb + j;
+            const __m256 s = _mm256_broadcast_ss(x + i);
+            a0 = _mm256_fmadd_ps(s, _mm256_loadu_ps(r), a0);      a1 = _mm256_fmadd_ps(s, _mm256_loadu_ps(r + 8), a1);
+            a2 = _mm256_fmadd_ps(s, _mm256_loadu_ps(r + 16), a2); a3 = _mm256_fmadd_ps(s, _mm256_loadu_ps(r + 24), a3);
+        }
+        _mm256_storeu_ps(c + j, sum3(a0, b0, c0));      _mm256_storeu_ps(c + j + 8, sum3(a1, b1, c1));
+        _mm256_storeu_ps(c + j + 16, sum3(a2, b2, c2)); _mm256_storeu_ps(c + j + 24, sum3(a3, b3, c3));
+    }
+    if (j < n) row_times_dense_portable(x, k, n - j, b + j, ldb, base ? base + j : NULL, c + j);
+}
+#endif
+
+static void row_times_dense(const float *x, int64_t k, int64_t n, const float *b, int64_t ldb,
+                            const float *base, float *c, int portable) {
+#if DLK_X86
+    if (!portable && dlk_has_avx2()) {
+        row_times_dense_avx2(x, k, n, b, ldb, base, c);
+        return;
+    }
+#endif
+    (void)portable;
+    row_times_dense_portable(x, k, n, b, ldb, base, c);
+}
+
 // MARK: - Column sums
 //
 // c += alpha * (the sums of a's columns), for a (rows x cols): the sparse layer's base term
@@ -517,6 +592,37 @@ int64_t dlk_sparse_forward(const float *x, int64_t rows, int64_t cols, float v, 
     const float *partial = halves[1].partial;
     for (int64_t i = 0; i < rows * n; i++) y[i] += partial[i];
     return total;
+}
+
+// One sample (any density): the same two halves, each a dense row times its rows of W^T
+// (the first also adding the bias), then y = first + second. On one thread this matches
+// OpenBLAS's gemv (6.4 against 6.0 us for 784 x 128); it never wakes OpenBLAS's threads,
+// which its gemv does for a product this size, and two threads each read half of W^T.
+struct row_job {
+    const float *x;
+    int64_t cols, mid;
+    const float *wt;
+    int64_t n;
+    const float *bias;
+    float *y, *partial;
+    int portable;
+};
+
+static void row_half(void *context, int64_t begin, int64_t end, int thread) {
+    (void)thread;
+    const struct row_job *r = context;
+    for (int64_t h = begin; h < end; h++) {
+        const int64_t c0 = h ? r->mid : 0, c1 = h ? r->cols : r->mid;
+        row_times_dense(r->x + c0, c1 - c0, r->n, r->wt + c0 * r->n, r->n, h ? NULL : r->bias,
+                        h ? r->partial : r->y, r->portable);
+    }
+}
+
+void dlk_sparse_forward_one(const float *x, int64_t cols, const float *wt, int64_t n, const float *bias,
+                            float *partial, float *y, int portable) {
+    struct row_job job = {x, cols, dlk_sparse_split(cols), wt, n, bias, y, partial, portable};
+    dlk_parallel_for(2, 1, row_half, &job);
+    for (int64_t j = 0; j < n; j++) y[j] += partial[j];
 }
 
 struct backward_job {

@@ -114,12 +114,14 @@ import Testing
         #expect(layer.forwardWasSparse)
     }
 
-    /// The BLAS paths (a dense batch, a single sample) read the transposed weight too.
-    @Test(arguments: [1, 3, 64]) func denseBatchesOfTheTransposedLayerMatchTheFormulas(rows: Int) throws {
+    /// The other paths read the transposed weight too: a single sample (the C kernel's two
+    /// halves, AVX2 and portable) and dense batches (BLAS).
+    @Test(arguments: [1, 3, 64], [false, true])
+    func denseBatchesOfTheTransposedLayerMatchTheFormulas(rows: Int, portable: Bool) throws {
         var c = Self.cases[5]
         c.rows = rows
         c.density = 0.7
-        let layer = try Self.layer(c, portable: false)
+        let layer = try Self.layer(c, portable: portable)
         let x = try Self.batch(c, seed: 4)
         try Self.checkAgainstFormulas(layer, x, inputGradient: true)
         #expect(!layer.forwardWasSparse)

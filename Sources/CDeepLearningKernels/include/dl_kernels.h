@@ -43,6 +43,12 @@ DLK_HIDDEN int64_t dlk_sparse_forward(const float *x, int64_t rows, int64_t cols
                                       const float *wt, int64_t n, const float *bias, dlk_sparse_half halves[2],
                                       float *y, int portable);
 
+/// y (n) = x W^T + bias for one sample x (cols values, any density), in the same two halves
+/// of the inputs: the first half's product plus the bias, plus the second's (written to
+/// `partial`, n floats, first).
+DLK_HIDDEN void dlk_sparse_forward_one(const float *x, int64_t cols, const float *wt, int64_t n, const float *bias,
+                                       float *partial, float *y, int portable);
+
 /// dW^T (cols x n) = base + (x - v)^T dy for the batch dlk_sparse_forward took, dy (rows x
 /// n), `base` (n values added to every row, or NULL) and workspace d (cols x rows, for
 /// (x - v)^T); row j sums, in batch order, the rows of dy where input j differs from v,

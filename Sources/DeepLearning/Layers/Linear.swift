@@ -58,6 +58,8 @@ public final class Linear<T: DLScalar>: Layer {
                 forwardWasSparse = true
                 return y
             }
+            // One sample: W^T read row by row in the same two halves (no BLAS threads).
+            if batch == 1, sparseInput.forwardOne(xf, weightT: wt, bias: b, y: yf) { return y }
         }
         // W is (out, in), or (in, out) when stored transposed.
         let (w, wt) = (weight.value.data, weight.isTransposed)

@@ -95,6 +95,16 @@ final class SparseInput {
         }
     }
 
+    /// y (out) = x W^T + bias for one sample x, dense or not. False when a buffer cannot be
+    /// allocated (the caller then takes the BLAS path).
+    func forwardOne(_ x: UnsafePointer<Float>, weightT: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+                    y: UnsafeMutablePointer<Float>) -> Bool {
+        self.rows = 0
+        guard halves[1].partial.reserve(outFeatures) else { return false }
+        dlk_sparse_forward_one(x, Int64(inFeatures), weightT, Int64(outFeatures), bias, halves[1].partial.base, y, isa)
+        return true
+    }
+
     /// The most frequent of 16 entries spread evenly over the batch (the first on ties): the
     /// value to compress around, when there is one.
     static func likelyBackground(_ x: UnsafePointer<Float>, count: Int) -> Float {
