@@ -742,16 +742,39 @@ void dlk_gather_rows_serial_f32(const float *x, int64_t cols, const int32_t *row
 }
 
 // Each row is a miss to memory (the rows of a shuffled batch lie anywhere in the data
-// set): a second thread overlaps twice as many.
-void dlk_gather_rows_f32(const float *x, int64_t cols, const int32_t *rows, int64_t count,
-                         float a, float b, int affine, float *dst) {
-    struct gather_job job = {x, cols, rows, a, b, affine, dst};
-    dlk_parallel_for(count, 1 + 16384 / (cols > 0 ? cols : 1), gather_rows, &job);
+// set). The work is split by columns in the sparse layer's two halves (dlk_sparse_split),
+// so that with two threads each core gathers the half of the batch its half of that layer
+// reads next; each part then asks for its columns of the next batch's rows, which arrive
+// while the step trains.
+struct gather_parts_job {
+    struct gather_job g;
+    int64_t mid;
+    const int32_t *next;
+    int64_t count, next_count;
+};
+
+static void gather_part(void *context, int64_t begin, int64_t end, int thread) {
+    (void)thread;
+    const struct gather_parts_job *j = context;
+    const struct gather_job *g = &j->g;
+    for (int64_t part = begin; part < end; part++) {
+        const int64_t c0 = part ? j->mid : 0, c1 = part ? g->cols : j->mid;
+        for (int64_t i = 0; i < j->count; i++) {
+            const float *src = g->x + (int64_t)g->rows[i] * g->cols + c0;
+            float *dst = g->dst + i * g->cols + c0;
+            if (g->affine) dlk_affine_f32(src, dst, c1 - c0, g->a, g->b);
+            else memcpy(dst, src, (size_t)(c1 - c0) * sizeof *dst);
+        }
+        for (int64_t i = 0; i < j->next_count; i++) {
+            const float *p = g->x + (int64_t)j->next[i] * g->cols;
+            for (int64_t c = c0; c < c1; c += 16) __builtin_prefetch(p + c, 0, 1);
+        }
+    }
 }
 
-void dlk_prefetch_rows(const float *x, int64_t cols, const int32_t *rows, int64_t count) {
-    for (int64_t i = 0; i < count; i++) {
-        const float *p = x + (int64_t)rows[i] * cols;
-        for (int64_t j = 0; j < cols; j += 16) __builtin_prefetch(p + j, 0, 1);
-    }
+void dlk_gather_rows_f32(const float *x, int64_t cols, const int32_t *rows, int64_t count,
+                         float a, float b, int affine, float *dst, const int32_t *next, int64_t next_count) {
+    struct gather_parts_job job = {{x, cols, rows, a, b, affine, dst}, dlk_sparse_split(cols), next, count,
+                                   next ? next_count : 0};
+    dlk_parallel_for(2, 1, gather_part, &job);
 }

@@ -93,13 +93,12 @@ DLK_HIDDEN int dlk_all_finite_f64(const double *x, int64_t n);
 /// dst = src * a + b (input preprocessing), without fused multiply-add.
 DLK_HIDDEN void dlk_affine_f32(const float *src, float *dst, int64_t n, float a, float b);
 
-/// dst[i] = x[rows[i]] for count rows of cols floats (x * a + b when `affine`).
+/// dst[i] = x[rows[i]] for count rows of cols floats (x * a + b when `affine`), then a
+/// request to the CPU to start loading rows next[0..<next_count] (the next batch; `next`
+/// may be NULL). Split by columns in dlk_sparse_split's two halves.
 DLK_HIDDEN void dlk_gather_rows_f32(const float *x, int64_t cols, const int32_t *rows, int64_t count,
-                                    float a, float b, int affine, float *dst);
-
-/// Asks the CPU to start loading rows `rows[0..<count]` of x (cols floats each) into the
-/// outer caches: the next shuffled batch, fetched while the current one trains.
-DLK_HIDDEN void dlk_prefetch_rows(const float *x, int64_t cols, const int32_t *rows, int64_t count);
+                                    float a, float b, int affine, float *dst, const int32_t *next,
+                                    int64_t next_count);
 
 /// dlk_gather_rows_f32 on the calling thread alone.
 DLK_HIDDEN void dlk_gather_rows_serial_f32(const float *x, int64_t cols, const int32_t *rows, int64_t count,

@@ -147,6 +147,7 @@ public final class Model<T: DLScalar> {
     /// pass); otherwise samples are consecutive. `checked`: the caller has already refused
     /// non-finite values in all of `x`.
     func loadInput<S: DLScalar>(_ x: UnsafePointer<S>, rows: UnsafePointer<Int32>? = nil, batch: Int,
+                                next: (rows: UnsafePointer<Int32>, count: Int)? = nil,
                                 checked: Bool = false) throws(DLError) -> Tensor<T> {
         guard batch > 0 else { throw .invalid("batch size must be at least 1, got \(batch)") }
         let n = try checkedProduct(batch, inputSize, "input of \(batch) samples")
@@ -162,7 +163,8 @@ public final class Model<T: DLScalar> {
         if let rows, S.self == Float.self, T.self == Float.self {
             dlk_gather_rows_f32(UnsafeRawPointer(x).assumingMemoryBound(to: Float.self), Int64(inputSize), rows,
                                 Int64(batch), Float(p.multiplier), Float(p.offset), p.isIdentity ? 0 : 1,
-                                UnsafeMutableRawPointer(input.data).assumingMemoryBound(to: Float.self))
+                                UnsafeMutableRawPointer(input.data).assumingMemoryBound(to: Float.self),
+                                next?.rows, Int64(next?.count ?? 0))
         } else if let rows {
             for i in 0..<batch { load(x + Int(rows[i]) * inputSize, input.data + i * inputSize, inputSize) }
         } else {
@@ -205,8 +207,9 @@ public final class Model<T: DLScalar> {
     /// `trainStep` on rows `rows[0..<batch]` of `x` (a shuffled mini-batch, gathered while
     /// it is converted), or on the first `batch` rows when `rows` is nil.
     func trainStep<S: DLScalar>(x: UnsafePointer<S>, rows: UnsafePointer<Int32>?, batch: Int,
+                                next: (rows: UnsafePointer<Int32>, count: Int)? = nil,
                                 targets: BatchTargets<S>) throws(DLError) -> Double {
-        try trainStep(input: try loadInput(x, rows: rows, batch: batch), batch: batch, targets: targets)
+        try trainStep(input: try loadInput(x, rows: rows, batch: batch, next: next), batch: batch, targets: targets)
     }
 
     /// `trainStep` on a batch already in an input tensor of this model's type (converted,

@@ -109,10 +109,9 @@ extension Model {
                         let picked = order.baseAddress! + done
                         for i in 0..<n { by[i] = labels[Int(picked[i])] }
                         // The rows of a shuffled batch are scattered over the whole set, each a
-                        // miss to memory: start fetching the next batch's while this one trains.
+                        // miss to memory: the gather asks for the next batch's while this one trains.
                         let next = min(batchSize, count - done - n)
-                        if next > 0 { dlk_prefetch_rows(x, Int64(inputSize), picked + n, Int64(next)) }
-                        value = try trainStep(x: x, rows: picked, batch: n,
+                        value = try trainStep(x: x, rows: picked, batch: n, next: (picked + n, next),
                                               targets: .labels(UnsafePointer(by.baseAddress!)))
                     } else {
                         value = try trainStep(x: x + done * inputSize, batch: n, targets: .labels(labels + done))
