@@ -102,7 +102,7 @@ static int64_t rmsprop_avx2(float *p, const float *g, float *s, int64_t n, float
 
 // MARK: - Entry points
 
-void dlk_sgd_f32(float *p, const float *g, int64_t n, float lr, float weight_decay, int portable) {
+static void sgd_update(float *p, const float *g, int64_t n, float lr, float weight_decay, int portable) {
     int64_t i = 0;
 #if DLK_X86
     if (!portable && dlk_has_avx2()) i = sgd_avx2(p, g, n, lr, weight_decay);
@@ -111,7 +111,7 @@ void dlk_sgd_f32(float *p, const float *g, int64_t n, float lr, float weight_dec
     for (; i < n; i++) sgd_one(p, g, i, lr, weight_decay);
 }
 
-void dlk_momentum_f32(float *p, const float *g, float *v, int64_t n, float lr, float momentum,
+static void momentum_update(float *p, const float *g, float *v, int64_t n, float lr, float momentum,
                       float weight_decay, int portable) {
     int64_t i = 0;
 #if DLK_X86
@@ -121,7 +121,7 @@ void dlk_momentum_f32(float *p, const float *g, float *v, int64_t n, float lr, f
     for (; i < n; i++) momentum_one(p, g, v, i, lr, momentum, weight_decay);
 }
 
-void dlk_adam_f32(float *p, const float *g, float *m, float *v, int64_t n, const dlk_adam *a, int portable) {
+static void adam_update(float *p, const float *g, float *m, float *v, int64_t n, const dlk_adam *a, int portable) {
     int64_t i = 0;
 #if DLK_X86
     if (!portable && dlk_has_avx2()) i = adam_avx2(p, g, m, v, n, a);
@@ -130,7 +130,7 @@ void dlk_adam_f32(float *p, const float *g, float *m, float *v, int64_t n, const
     for (; i < n; i++) adam_one(p, g, m, v, i, a);
 }
 
-void dlk_rmsprop_f32(float *p, const float *g, float *s, int64_t n, float lr, float rho, float one_minus_rho,
+static void rmsprop_update(float *p, const float *g, float *s, int64_t n, float lr, float rho, float one_minus_rho,
                      float eps, float weight_decay, int portable) {
     int64_t i = 0;
 #if DLK_X86
@@ -157,11 +157,11 @@ static void update_range(const struct update_job *j, int64_t begin, int64_t end)
     const float *g = j->g + begin;
     const int64_t n = end - begin;
     switch (u->kind) {
-    case DLK_SGD: dlk_sgd_f32(p, g, n, u->lr, u->weight_decay, j->portable); break;
-    case DLK_MOMENTUM: dlk_momentum_f32(p, g, s1, n, u->lr, u->momentum, u->weight_decay, j->portable); break;
-    case DLK_ADAM: dlk_adam_f32(p, g, s1, s2, n, &u->adam, j->portable); break;
+    case DLK_SGD: sgd_update(p, g, n, u->lr, u->weight_decay, j->portable); break;
+    case DLK_MOMENTUM: momentum_update(p, g, s1, n, u->lr, u->momentum, u->weight_decay, j->portable); break;
+    case DLK_ADAM: adam_update(p, g, s1, s2, n, &u->adam, j->portable); break;
     case DLK_RMSPROP:
-        dlk_rmsprop_f32(p, g, s1, n, u->lr, u->rho, u->one_minus_rho, u->eps, u->weight_decay, j->portable);
+        rmsprop_update(p, g, s1, n, u->lr, u->rho, u->one_minus_rho, u->eps, u->weight_decay, j->portable);
         break;
     }
 }

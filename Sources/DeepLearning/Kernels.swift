@@ -9,8 +9,9 @@ import RealModule
 /// 5-7x slower (measured on sigmoid); the attribute makes the generic entry point jump to
 /// the specialised body. Shapes are row-major, `rows` samples by `cols` features.
 public enum Kernels {
-    /// Threads the C kernels use (the sparse-input products, batch gathering): 1 to 8, by
-    /// default `DL_NUM_THREADS` (0: the CPU count) or 1. Results do not depend on it.
+    /// Threads the C kernels use (the sparse layer's two halves, its optimizer update, batch
+    /// gathering): 1 to 8, by default `DL_NUM_THREADS`, else one per available CPU. Results
+    /// do not depend on it.
     public static var threads: Int {
         get { Int(dlk_threads()) }
         set { dlk_set_threads(Int32(clamping: newValue)) }

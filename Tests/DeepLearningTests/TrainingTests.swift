@@ -24,6 +24,7 @@ import Testing
         return (x, y)
     }
 
+    @discardableResult
     static func epoch(_ model: any AnyModel, _ x: [Float], _ y: [Int32], batch: Int, shuffle: Bool = true,
                       progress: ((EpochProgress) -> Void)? = nil) throws -> EpochResult {
         try x.withUnsafeBufferPointer { xp in

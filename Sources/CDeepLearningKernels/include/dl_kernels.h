@@ -56,25 +56,17 @@ DLK_HIDDEN void dlk_sparse_forward_one(const float *x, int64_t cols, const float
 DLK_HIDDEN void dlk_sparse_backward(const float *x, int64_t rows, int64_t cols, float v, const float *dy, int64_t n,
                                     const float *base, float *d, float *dwt, int portable);
 
-/// Optimizer updates of n float32 parameters p from their gradients g (optimizers.c): the
-/// formulas of Kernels.swift's generic versions (sgdStep, momentumStep, adamStep,
-/// rmspropStep), with the same rounding. `portable` runs the scalar version.
-DLK_HIDDEN void dlk_sgd_f32(float *p, const float *g, int64_t n, float lr, float weight_decay, int portable);
-DLK_HIDDEN void dlk_momentum_f32(float *p, const float *g, float *v, int64_t n, float lr, float momentum,
-                                 float weight_decay, int portable);
 /// Adam's constants for one step t: step_size = lr / (1 - beta1^t), inv_sqrt_c2 =
 /// 1 / sqrt(1 - beta2^t), and one_minus_beta = 1 - beta, each rounded to float.
 typedef struct dlk_adam {
     float step_size, beta1, beta2, one_minus_beta1, one_minus_beta2, inv_sqrt_c2, eps, weight_decay;
 } dlk_adam;
-DLK_HIDDEN void dlk_adam_f32(float *p, const float *g, float *m, float *v, int64_t n, const dlk_adam *adam,
-                             int portable);
-DLK_HIDDEN void dlk_rmsprop_f32(float *p, const float *g, float *s, int64_t n, float lr, float rho,
-                                float one_minus_rho, float eps, float weight_decay, int portable);
 
-/// One optimizer update of n float32 parameters, by kind (the fields a kind does not use are
-/// ignored; s1 and s2 are its state arrays: momentum's velocity, Adam's m and v, RMSprop's
-/// square average). With 0 < split < n, elements [0, split) and [split, n) are two parts,
+/// One optimizer update of n float32 parameters (optimizers.c): the formulas of
+/// Kernels.swift's generic versions (sgdStep, momentumStep, adamStep, rmspropStep), with
+/// the same rounding; `portable` runs the scalar version. By kind (the fields a kind does
+/// not use are ignored; s1 and s2 are its state arrays: momentum's velocity, Adam's m and
+/// v, RMSprop's square average). With 0 < split < n, elements [0, split) and [split, n) are two parts,
 /// run on two threads when the kernels have them: the sparse layer passes the split of its
 /// W^T's rows (dlk_sparse_split times its outputs), so each core updates the half it reads.
 enum { DLK_SGD, DLK_MOMENTUM, DLK_ADAM, DLK_RMSPROP };

@@ -22,14 +22,19 @@ public final class Parameter<T: DLScalar> {
     }
 
     /// The values in the (rows, cols) order of `value.shape`, whatever the layout.
-    public var values: [T] { isTransposed ? transposedArray(value) : value.array }
+    public var values: [T] {
+        [T](unsafeUninitializedCapacity: value.count) { out, n in
+            copyOut(value, to: out.baseAddress!)
+            n = value.count
+        }
+    }
 
     /// Switches a rank-2 parameter to the transposed layout, moving its current value
     /// (the gradient is left to the next backward pass). Done once, before training.
     func storeTransposed() {
         guard !isTransposed, value.shape.count == 2 else { return }
-        value.data.update(from: transposedArray(value, fromStorage: false), count: value.count)
         isTransposed = true
+        adoptShapeOrder(value)
     }
 
     /// Copies `t` (this parameter's value or one of its optimizer slots, in this
@@ -55,22 +60,12 @@ public final class Parameter<T: DLScalar> {
         b.copyIn(u, from: t.data)
     }
 
-    /// Rearranges `t`, just filled in shape order (a checkpoint read), into this layout.
+    /// Rearranges `t`, filled in shape order (a checkpoint read, or the value before the
+    /// switch), into this layout.
     func adoptShapeOrder(_ t: Tensor<T>) {
         guard isTransposed else { return }
-        t.data.update(from: transposedArray(t, fromStorage: false), count: t.count)
-    }
-
-    /// `t`'s (rows, cols) matrix transposed: from the stored layout to shape order
-    /// (`fromStorage`), or from shape order to the stored layout.
-    private func transposedArray(_ t: Tensor<T>, fromStorage: Bool = true) -> [T] {
-        let (rows, cols) = (t.shape[0], t.shape[1])
-        // Stored: (cols, rows) row-major. Shape order: (rows, cols) row-major.
-        let (r0, c0) = fromStorage ? (cols, rows) : (rows, cols)
-        return [T](unsafeUninitializedCapacity: t.count) { out, n in
-            for r in 0..<r0 { for c in 0..<c0 { out[c * r0 + r] = t.data[r * c0 + c] } }
-            n = t.count
-        }
+        let shapeOrder = t.array
+        copyIn(t, from: shapeOrder)
     }
 }
 

@@ -54,11 +54,10 @@ final class SparseInput {
     var portable = false
     private var isa: Int32 { portable ? 1 : 0 }
 
-    /// The batch of the last forward pass that took this path: its rows, the value `v` it was
-    /// compressed around, and how many entries differ from it.
+    /// The batch of the last forward pass that took this path: its rows and the value `v` it
+    /// was compressed around.
     private(set) var rows = 0
     private(set) var background: Float = 0
-    private(set) var nonzeros = 0
 
     init(inFeatures: Int, outFeatures: Int) {
         self.inFeatures = inFeatures
@@ -79,19 +78,20 @@ final class SparseInput {
         guard halves.allSatisfy({ $0.reserve(rows: rows, capacity: limit + inFeatures + 8, outputs: outFeatures) }) else {
             return false
         }
-        var workspace = halves.map(\.workspace)
-        var v = SparseInput.likelyBackground(x, count: total.partialValue)
-        while true {
-            let n = dlk_sparse_forward(x, Int64(rows), Int64(inFeatures), v, Int64(limit), weightT, Int64(outFeatures),
-                                       bias, &workspace, y, isa)
-            if n >= 0 {
-                self.rows = rows
-                background = v
-                nonzeros = Int(n)
-                return true
+        return withUnsafeTemporaryAllocation(of: dlk_sparse_half.self, capacity: 2) { workspace in
+            for h in 0..<2 { workspace.initializeElement(at: h, to: halves[h].workspace) }
+            var v = SparseInput.likelyBackground(x, count: total.partialValue)
+            while true {
+                let n = dlk_sparse_forward(x, Int64(rows), Int64(inFeatures), v, Int64(limit), weightT, Int64(outFeatures),
+                                           bias, workspace.baseAddress!, y, isa)
+                if n >= 0 {
+                    self.rows = rows
+                    background = v
+                    return true
+                }
+                if v == 0 { return false }
+                v = 0
             }
-            if v == 0 { return false }
-            v = 0
         }
     }
 

@@ -73,46 +73,31 @@ extension Model {
         var batchY = [Int32](repeating: 0, count: rows)
         var lossSum = 0.0
         var done = 0
-        if shuffle, batches > 1, backgroundLoading != false,
-           let loader = BatchLoader(model: self, rows: rows, always: backgroundLoading == true) {
-            defer { loader.stop() }
-            loadedInBackground = true
-            try order.withUnsafeBufferPointer { (order) throws(DLError) in
-                try batchY.withUnsafeMutableBufferPointer { (by) throws(DLError) in
-                    loader.request(x, rows: order.baseAddress!, count: min(batchSize, count))
-                    for b in 0..<batches {
-                        let n = min(batchSize, count - done)
-                        let picked = order.baseAddress! + done
-                        for i in 0..<n { by[i] = labels[Int(picked[i])] }
-                        let input = try loader.wait(batch: n)
-                        let next = min(batchSize, count - done - n)
-                        if next > 0 { loader.request(x, rows: picked + n, count: next) }
-                        let targets = BatchTargets<Float>.labels(UnsafePointer(by.baseAddress!))
-                        lossSum += try trainStep(input: input, batch: n, targets: targets) * Double(n)
-                        done += n
-                        progress?(EpochProgress(batchesDone: b + 1, batchCount: batches, samplesDone: done,
-                                                meanLoss: lossSum / Double(done)))
-                    }
-                }
-            }
-            epoch += 1
-            optimizer.learningRate *= optimizer.epochDecay
-            return EpochResult(epoch: epoch, meanLoss: lossSum / Double(count), batches: batches, samples: count)
-        }
-        loadedInBackground = false
+        let loader = shuffle && batches > 1 && backgroundLoading != false
+            ? BatchLoader(model: self, rows: rows, always: backgroundLoading == true) : nil
+        defer { loader?.stop() }
+        loadedInBackground = loader != nil
         try order.withUnsafeBufferPointer { (order) throws(DLError) in
             try batchY.withUnsafeMutableBufferPointer { (by) throws(DLError) in
+                loader?.request(x, rows: order.baseAddress!, count: rows)
                 for b in 0..<batches {
                     let n = min(batchSize, count - done)
                     let value: Double
                     if shuffle {
                         let picked = order.baseAddress! + done
                         for i in 0..<n { by[i] = labels[Int(picked[i])] }
+                        let targets = BatchTargets<Float>.labels(UnsafePointer(by.baseAddress!))
                         // The rows of a shuffled batch are scattered over the whole set, each a
-                        // miss to memory: the gather asks for the next batch's while this one trains.
+                        // miss to memory: the next batch's are fetched while this one trains,
+                        // by the loader's thread or by the gather's request to the CPU.
                         let next = min(batchSize, count - done - n)
-                        value = try trainStep(x: x, rows: picked, batch: n, next: (picked + n, next),
-                                              targets: .labels(UnsafePointer(by.baseAddress!)))
+                        if let loader {
+                            let input = try loader.wait(batch: n)
+                            if next > 0 { loader.request(x, rows: picked + n, count: next) }
+                            value = try trainStep(input: input, batch: n, targets: targets)
+                        } else {
+                            value = try trainStep(x: x, rows: picked, batch: n, next: (picked + n, next), targets: targets)
+                        }
                     } else {
                         value = try trainStep(x: x + done * inputSize, batch: n, targets: .labels(labels + done))
                     }

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,18 @@ import deeplearning as dl  # noqa: E402
 def pytest_report_header(config):
     package = Path(dl.__file__).resolve().parent
     return [f"deeplearning {dl.__version__}: package {package}, library {dl.library_path}"]
+
+
+@pytest.fixture(scope="session")
+def run_threads():
+    """run_threads(work, 4) -> runs work(0), ..., work(3) on four threads at once and joins them."""
+    def run(work, count: int) -> None:
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(count)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    return run
 
 
 @pytest.fixture(scope="session")

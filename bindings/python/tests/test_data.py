@@ -4,7 +4,6 @@ evaluate_dataset against train_step and evaluate."""
 
 import gc
 import gzip
-import threading
 
 import h5py
 import numpy as np
@@ -279,7 +278,7 @@ def test_train_epoch_refusals(tmp_path):
         model.train_epoch(unlabelled)
 
 
-def test_models_train_on_one_dataset_from_several_threads(tmp_path):
+def test_models_train_on_one_dataset_from_several_threads(tmp_path, run_threads):
     data = write_hdf5(tmp_path / "data.h5", *separable(200, seed=8))
     with dl.Model(CLASSIFIER) as serial:
         for _ in range(3):
@@ -287,7 +286,7 @@ def test_models_train_on_one_dataset_from_several_threads(tmp_path):
         expected = serial.get_param(0)
     results, errors = [], []
 
-    def train():
+    def train(_):
         try:
             with dl.Model(CLASSIFIER) as model:
                 for _ in range(3):
@@ -296,11 +295,7 @@ def test_models_train_on_one_dataset_from_several_threads(tmp_path):
         except Exception as error:  # reported below, in the test's thread
             errors.append(error)
 
-    threads = [threading.Thread(target=train) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_threads(train, 4)
     assert not errors
     for result in results:
         np.testing.assert_array_equal(result, expected)

@@ -5,7 +5,6 @@ import gc
 import os
 import subprocess
 import sys
-import threading
 
 import numpy as np
 import pytest
@@ -134,14 +133,14 @@ def test_reinitialising_a_model_frees_the_old_handle(spec_path):
     model.close()
 
 
-def test_same_model_from_two_threads_is_busy_or_correct(mnist_model):
+def test_same_model_from_two_threads_is_busy_or_correct(mnist_model, run_threads):
     """ctypes releases the GIL, so threads do overlap in the library: a model in
     use gives DLError(BUSY), never a crash or a wrong answer."""
     x = np.random.default_rng(0).standard_normal((256, 784), dtype=np.float32)
     expected = mnist_model.predict(x)
     errors, wrong = [], []
 
-    def work():
+    def work(_):
         for _ in range(15):
             try:
                 if not np.array_equal(mnist_model.predict(x), expected):
@@ -149,16 +148,12 @@ def test_same_model_from_two_threads_is_busy_or_correct(mnist_model):
             except dl.DLError as error:
                 errors.append(error)
 
-    threads = [threading.Thread(target=work) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_threads(work, 4)
     assert not wrong
     assert all(e.status == dl.Status.BUSY for e in errors)
 
 
-def test_clones_predict_from_threads_at_once(mnist_model):
+def test_clones_predict_from_threads_at_once(mnist_model, run_threads):
     x = np.random.default_rng(0).standard_normal((256, 784), dtype=np.float32)
     expected = mnist_model.predict(x)
     clones = [mnist_model.clone() for _ in range(4)]
@@ -167,11 +162,7 @@ def test_clones_predict_from_threads_at_once(mnist_model):
     def work(i):
         results[i] = all(np.array_equal(clones[i].predict(x), expected) for _ in range(8))
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_threads(work, 4)
     assert results == [True] * 4
     for clone in clones:
         clone.close()
