@@ -49,13 +49,13 @@ struct DataOptions: ParsableArguments {
 
     /// The data set at `path` for `model`: read in its format (a folder's `split`), its
     /// samples of the model's input size and its targets, if any, of the model's kind.
-    /// `labelsPath` replaces `--labels` (a second data path has its own).
-    func load(_ path: String, split: Split, labelsPath: String? = nil, for model: any AnyModel) throws(DLError) -> Dataset {
+    /// `labels` is the IDX labels file (`--labels` for the main data; a second data path
+    /// has its own).
+    func load(_ path: String, split: Split, labels labelsPath: String?, for model: any AnyModel) throws(DLError) -> Dataset {
         guard let format = format ?? DataFormat.guess(path) else {
             throw .invalid("\(path): cannot tell the data format from the name; give --format "
                            + DataFormat.allCases.map(\.rawValue).joined(separator: "|"))
         }
-        let labelsPath = labelsPath ?? labels
         if labelsPath != nil, format != .idx {
             throw .invalid("--labels is for IDX images; \(path) is \(format.rawValue) data, which carries its own targets")
         }

@@ -15,7 +15,7 @@ struct Eval: ParsableCommand {
     func run() throws {
         try runReporting { () throws(DLError) in
             let model = try loadModel(from: checkpoint)
-            let dataset = try format.load(data, split: split, for: model)
+            let dataset = try format.load(data, split: split, labels: format.labels, for: model)
             let r = try model.evaluate(on: dataset)
             let part = isDirectory(data) ? "the \(split.rawValue) split of \(data)" : data
             print("\(checkpoint) on \(part) (\(dataset.count) samples)")

@@ -24,7 +24,7 @@ struct Predict: ParsableCommand {
     func run() throws {
         try runReporting { () throws(DLError) in
             let model = try loadModel(from: checkpoint)
-            let data = try format.load(input, split: split, for: model)
+            let data = try format.load(input, split: split, labels: format.labels, for: model)
             let k = model.outputSize
             var outputs = [Float](repeating: 0, count: data.count * k)
             var classes = [Int32](repeating: 0, count: model.isClassifier ? data.count : 0)

@@ -19,7 +19,7 @@ struct Train: ParsableCommand {
         the features; an optional header row
           HDF5 (*.h5)         datasets x (samples first) and y: integer labels (N,) or float \
         targets (N,) or (N, outputs)
-        --format mnist|idx|csv|hdf5 overrides what the path suggests. Values go in raw. When \
+        --format mnist|idx|csv|hdf5 overrides what the paths suggest (for --data and --test alike). Values go in raw. When \
         the spec has no "preprocessing", the tutorial's standardization is fitted on the \
         training set (the global mean and std, after a scale of 1/255 for MNIST and IDX bytes) \
         and stored in the model, so the checkpoint standardizes raw inputs itself.
@@ -67,11 +67,11 @@ struct Train: ParsableCommand {
             let historyPath = base + ".history.csv", curvePath = base + ".curve.svg"
             try checkWritable(out)
 
-            let train = try format.load(data, split: .train, for: model)
+            let train = try format.load(data, split: .train, labels: format.labels, for: model)
             try model.checkTargets(train, for: "training")
             let testPath = test ?? (isDirectory(data) && (format.format ?? .mnist) == .mnist ? data : nil)
             let testSet = try testPath.map { (path) throws(DLError) in
-                try format.load(path, split: .test, labelsPath: testLabels, for: model)
+                try format.load(path, split: .test, labels: testLabels, for: model)
             }
             if let testSet { try model.checkTargets(testSet, for: "testing") }
             let optimizer = model.spec.optimizer.type
