@@ -228,7 +228,7 @@ import Testing
         #expect(model.stepCount == 2 && model.samplesSeen == 8 && model.epoch == 0)
     }
 
-    @Test func regressionModelsAreRefused() throws {
+    @Test func regressionModelsRefuseClassLabels() throws {
         let model = try Model<Float>(spec: regressionSpec("sgd", ["lr": .double(0.1)]))
         let error = try #require(throws: DLError.self) { try Self.epoch(model, [0.5], [0], batch: 1) }
         #expect(error.kind == .unsupported)

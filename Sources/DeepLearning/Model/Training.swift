@@ -43,8 +43,9 @@ extension Model {
     ///   in the pass that applies the preprocessing (no separate copy).
     /// - `progress` is called after every step.
     ///
-    /// Targets are checked before anything changes: a label outside the model's classes or
-    /// a non-finite target value throws and leaves the model as it was. Inputs are checked batch by batch, by `trainStep`
+    /// Targets are checked before anything changes: a label outside the model's classes, a
+    /// label for a model that is not a classifier or a non-finite target value throws and
+    /// leaves the model as it was. Inputs are checked batch by batch, by `trainStep`
     /// (a whole-set check up front would cost a serial pass over all of `x` every epoch):
     /// a NaN or infinite input, like a loss that becomes non-finite (divergence), throws
     /// `.numeric` from the step that meets it; the steps before it stay applied and `epoch`
