@@ -105,6 +105,8 @@ enum LearningCurve {
         let loss = series("train (during the epoch)", { $0.trainLoss }, { $0.testLoss })
         let accuracy = series("train", { $0.trainAccuracy.map { 100 * $0 } }, { $0.testAccuracy.map { 100 * $0 } })
         let panels = history.contains { $0.trainAccuracy != nil } ? 2.0 : 1.0
+        // A resumed run without its earlier history starts after epoch 1.
+        let epochs = (history.first?.epoch ?? 1)...(history.last?.epoch ?? 1)
         let width = panels * panelWidth
         var s = """
         <svg xmlns="http://www.w3.org/2000/svg" width="\(Int(width))" height="\(Int(height))" \
@@ -113,19 +115,20 @@ enum LearningCurve {
         <text x="\(Int(width / 2))" y="22" text-anchor="middle" font-size="15" font-weight="bold">\(escape(title))</text>
 
         """
-        s += panel(x: 0, title: "Loss (mean \(lossName))", yLabel: "loss", series: loss, epochs: history.count)
+        s += panel(x: 0, title: "Loss (mean \(lossName))", yLabel: "loss", series: loss, epochs: epochs)
         if panels == 2 {
-            s += panel(x: panelWidth, title: "Accuracy", yLabel: "accuracy (%)", series: accuracy, epochs: history.count)
+            s += panel(x: panelWidth, title: "Accuracy", yLabel: "accuracy (%)", series: accuracy, epochs: epochs)
         }
         return s + "</svg>\n"
     }
 
-    private static func panel(x ox: Double, title: String, yLabel: String, series: [Series], epochs: Int) -> String {
+    private static func panel(x ox: Double, title: String, yLabel: String, series: [Series],
+                              epochs: ClosedRange<Int>) -> String {
         let left = ox + margin.left, right = ox + panelWidth - margin.right
         let top = margin.top, bottom = height - margin.bottom
-        // x: epochs 1...n, with a little room on both sides so no point sits on an axis.
-        let room = max(0.25, Double(epochs) / 40)
-        let (x0, x1) = (1 - room, Double(max(epochs, 1)) + room)
+        // x: the epochs, with a little room on both sides so no point sits on an axis.
+        let room = max(0.25, Double(epochs.count) / 40)
+        let (x0, x1) = (Double(epochs.lowerBound) - room, Double(epochs.upperBound) + room)
         let px = { (e: Double) in left + (e - x0) / (x1 - x0) * (right - left) }
         // y: nice ticks around every value.
         let values = series.flatMap(\.values).filter(\.isFinite)
@@ -144,8 +147,8 @@ enum LearningCurve {
             t += step
         }
         // x ticks: every epoch, or about eight of them.
-        let every = max(1, Int(niceStep(Double(epochs) / 8).rounded(.up)))
-        for e in stride(from: 1, through: max(epochs, 1), by: every) {
+        let every = max(1, Int(niceStep(Double(epochs.count) / 8).rounded(.up)))
+        for e in stride(from: epochs.lowerBound, through: epochs.upperBound, by: every) {
             let x = px(Double(e))
             s += "<line x1=\"\(n(x))\" y1=\"\(n(bottom))\" x2=\"\(n(x))\" y2=\"\(n(bottom + 5))\" stroke=\"black\"/>\n"
             s += "<text x=\"\(n(x))\" y=\"\(n(bottom + 18))\" text-anchor=\"middle\">\(e)</text>\n"
@@ -166,7 +169,7 @@ enum LearningCurve {
         // The series.
         for line in series {
             let points = line.values.enumerated().filter { $0.element.isFinite }
-                .map { "\(n(px(Double($0.offset + 1)))),\(n(py($0.element)))" }
+                .map { "\(n(px(Double(epochs.lowerBound + $0.offset)))),\(n(py($0.element)))" }
             s += "<polyline points=\"\(points.joined(separator: " "))\" fill=\"none\" stroke=\"\(line.color)\" stroke-width=\"2\"\(dash(line))/>\n"
             for p in points {
                 let xy = p.split(separator: ",")
