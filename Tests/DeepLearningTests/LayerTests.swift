@@ -117,7 +117,7 @@ import Testing
     func gradientCheckIsExcellent(type: String) throws {
         var rng = RandomGenerator(seed: 5)
         var context = LayerContext(inputShape: [6], index: 0, defaultInitializer: .heNormal, rng: rng)
-        let layer: any Layer<Double> = try LayerRegistry.factory(type)!.make(ComponentSpec(type: type), &context)
+        let layer: any Layer<Double> = try LayerRegistry.factory(type)!.make(LayerRegistry.factory(type)!.kind.spec(), &context)
         // Keep inputs away from ReLU's kink so centred differences stay on one side.
         let x = try randomTensor([3, 6], &rng)
         for i in 0..<x.count where abs(x.data[i]) < 1e-3 { x.data[i] = 0.5 }

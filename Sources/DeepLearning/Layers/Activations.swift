@@ -72,7 +72,7 @@ public enum LeakyReLUFactory: LayerFactory {
         OptionSpec("alpha", .number(0...1), default: .double(0.01), doc: "slope for x <= 0"),
     ], doc: "y = x for x > 0, alpha * x otherwise")
     public static func make<T: DLScalar>(_ spec: ComponentSpec, _ context: inout LayerContext) throws(DLError) -> any Layer<T> {
-        try Activation<T>(.leakyReLU(alpha: spec.double("alpha") ?? 0.01), shape: context.inputShape)
+        try Activation<T>(.leakyReLU(alpha: try spec.double("alpha")), shape: context.inputShape)
     }
 }
 
