@@ -143,7 +143,7 @@ public enum OptimizerRegistry {
         OptionSpec("lr", .number(0...1e6), doc: "learning rate (where a schedule starts)"),
         OptionSpec("clip_norm", .number(0...1e12), default: .double(0),
                    doc: "scales all gradients together down to this L2 norm when above it (0: no clipping)"),
-        OptionSpec("schedule", .component(noun: "schedule", kinds: ScheduleRegistry.kinds),
+        OptionSpec("schedule", .component(noun: "schedule"),
                    default: .component(ComponentSpec(type: ConstantRate.kind.type)),
                    doc: "how the learning rate changes over training (an object or a schedule name)"),
         OptionSpec("lr_decay", .number(1e-6...1), default: .double(1),

@@ -162,8 +162,10 @@ public enum OptionKind: Sendable {
     case positiveInts(count: Int)
     /// A non-negative integer, or a list of `count` of them (padding).
     case nonNegativeInts(count: Int)
-    /// A component of one of `kinds`: an object with a "type", or just the type's name.
-    case component(noun: String, kinds: [ComponentKind])
+    /// A component of the registry of `noun` ("schedule"): an object with a "type", or
+    /// just the type's name. (The registry is looked up by name, not held here: a global
+    /// holding an array inside an enum payload hides the pointer from leak checkers.)
+    case component(noun: String)
 
     /// How the expectation reads in a message ("a positive integer").
     public var expectation: String {
@@ -176,8 +178,8 @@ public enum OptionKind: Sendable {
         case .choice(let names): return "one of " + names.map { "\"\($0)\"" }.joined(separator: ", ")
         case .positiveInts(let n): return "a positive integer or a list of \(n) positive integers"
         case .nonNegativeInts(let n): return "a non-negative integer or a list of \(n) non-negative integers"
-        case .component(let noun, let kinds):
-            return "a \(noun) object like {\"type\": \"\(kinds.last?.type ?? "")\"}, or a \(noun) name"
+        case .component(let noun):
+            return "a \(noun) object like {\"type\": \"\(Registries.kinds(noun).last?.type ?? "")\"}, or a \(noun) name"
         }
     }
 }

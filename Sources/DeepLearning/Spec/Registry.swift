@@ -4,10 +4,22 @@
 /// once in its registry. The parser, `specs/schema.json`, the option tables of
 /// `specs/README.md` (`SpecDocs`) and `dl_registry_json` are all read from these lists.
 public enum Registries {
+    /// The registries' names, in the order the docs list them.
+    public static let nouns = ["layer", "loss", "optimizer", "schedule", "initializer"]
+
     /// Each registry's kinds, under the name its entries take in a spec ("layer").
-    public static var all: [(noun: String, kinds: [ComponentKind])] {
-        [("layer", LayerRegistry.kinds), ("loss", LossRegistry.kinds), ("optimizer", OptimizerRegistry.kinds),
-         ("schedule", ScheduleRegistry.kinds), ("initializer", InitializerRegistry.kinds)]
+    public static var all: [(noun: String, kinds: [ComponentKind])] { nouns.map { ($0, kinds($0)) } }
+
+    /// The kinds of the registry of `noun`.
+    public static func kinds(_ noun: String) -> [ComponentKind] {
+        switch noun {
+        case "layer": return LayerRegistry.kinds
+        case "loss": return LossRegistry.kinds
+        case "optimizer": return OptimizerRegistry.kinds
+        case "schedule": return ScheduleRegistry.kinds
+        case "initializer": return InitializerRegistry.kinds
+        default: return []
+        }
     }
 }
 

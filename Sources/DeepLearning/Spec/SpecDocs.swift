@@ -72,7 +72,7 @@ public enum SpecDocs {
         case .choice(let names): fields += [("enum", .array(names.map { .string($0) }))]
         case .positiveInts(let count): fields += oneOrList(int(1, Limits.maxTensorElements), count)
         case .nonNegativeInts(let count): fields += oneOrList(int(0, Limits.maxTensorElements), count)
-        case .component(let noun, _): fields += ref(noun).members
+        case .component(let noun): fields += ref(noun).members
         }
         if let value = shownDefault(option) { fields.append(("default", value)) }
         return .object(fields)
@@ -102,7 +102,7 @@ public enum SpecDocs {
             lines.append("| `\(kind.type)` | | | | \(cell(kind.doc)) |")
             for option in kind.options {
                 let value: String
-                if case .component(let noun, _) = option.kind { value = "a \(noun) object, or a \(noun) name" } else {
+                if case .component(let noun) = option.kind { value = "a \(noun) object, or a \(noun) name" } else {
                     value = option.kind.expectation
                 }
                 let shown = option.isRequired ? "required" : shownDefault(option).map { "`\($0.text())`" } ?? "optional"

@@ -311,8 +311,8 @@ struct SpecReader {
             if json_object_get_type(value) == json_type_boolean { return .bool(json_object_get_boolean(value) != 0) }
         case .choice(let names):
             if let name = Self.string(value), names.contains(name) { return .string(name) }
-        case .component(let noun, let kinds):
-            return .component(try componentOrName(value, path: path, noun: noun, kinds: kinds))
+        case .component(let noun):
+            return .component(try componentOrName(value, path: path, noun: noun, kinds: Registries.kinds(noun)))
         case .positiveInts(let count), .nonNegativeInts(let count):
             // Kernel sizes, strides and padding are sizes too, so they share the tensor limit.
             let least = if case .positiveInts = kind { 1 } else { 0 }
