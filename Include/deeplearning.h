@@ -231,8 +231,10 @@ DL_API int dl_model_load(const char *path, dl_model **out);
  *            probability rows for cross-entropy), or NULL.
  *            Exactly one of labels and targets must be non-NULL.
  *   loss     OUT (may be NULL): the batch's mean loss before the update.
+ * The update uses the current learning rate; a per-step schedule then moves
+ * on to its next rate (a per-epoch one waits for dl_model_end_epoch()).
  * Returns: DL_OK; DL_INVALID_ARGUMENT; DL_UNSUPPORTED (labels with a
- * regression loss); DL_NUMERIC (NaN/Inf in x or targets, or a non-finite
+ * loss that takes none); DL_NUMERIC (NaN/Inf in x or targets, or a non-finite
  * loss: the step is skipped and the parameters are left unchanged); DL_BUSY.
  */
 DL_API int dl_train_step(dl_model *model, const float *x, size_t batch,

@@ -3,13 +3,14 @@ import RealModule
 
 /// Every numeric loop of the library, on raw pointers.
 ///
-/// Layers, losses and optimizers call these instead of writing loops of their own. Each
+/// Layers and losses call these instead of writing loops of their own (optimizer updates
+/// are in C, optimizers.c). Each
 /// kernel is generic and carries `@_specialize` for `Float` and `Double`: a model is used
 /// through an existential (`any Layer<T>`), where unspecialised generic arithmetic would be
 /// 5-7x slower (measured on sigmoid); the attribute makes the generic entry point jump to
 /// the specialised body. Shapes are row-major, `rows` samples by `cols` features.
 public enum Kernels {
-    /// Threads the C kernels use (the sparse layer's two halves, its optimizer update, batch
+    /// Threads the C kernels use (the sparse layer's two halves, optimizer updates, batch
     /// gathering): 1 to 8, by default `DL_NUM_THREADS`, else one per available CPU. Results
     /// do not depend on it.
     public static var threads: Int {
