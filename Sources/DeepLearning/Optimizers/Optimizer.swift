@@ -32,7 +32,7 @@ public final class Optimizer<T: DLScalar> {
     public let type: String
     /// The rate the schedule starts from: the spec's `lr`, or what was set by hand.
     public var baseLearningRate: Double {
-        didSet { learningRate = schedule.rate(base: baseLearningRate, step: step, epoch: epoch) }
+        didSet { reschedule() }
     }
     /// The rate of the next update.
     public private(set) var learningRate: Double
@@ -43,7 +43,7 @@ public final class Optimizer<T: DLScalar> {
     public private(set) var step: Int = 0
     /// Epochs completed (the model's `epoch`): per-epoch schedules move on when it does.
     public var epoch: Int = 0 {
-        didSet { learningRate = schedule.rate(base: baseLearningRate, step: step, epoch: epoch) }
+        didSet { reschedule() }
     }
     /// Per-parameter state: momentum's v, Adam's m and v, RMSprop's s.
     public let slots: [[Tensor<T>]]
@@ -55,8 +55,8 @@ public final class Optimizer<T: DLScalar> {
         self.rule = rule
         self.type = Swift.type(of: rule).kind.type
         self.baseLearningRate = learningRate
-        self.learningRate = schedule.rate(base: learningRate, step: 0, epoch: 0)
         self.schedule = schedule
+        self.learningRate = schedule.rate(base: learningRate, step: 0, epoch: 0)
         self.clipNorm = clipNorm
         var slots: [[Tensor<T>]] = []
         for p in parameters {
@@ -94,6 +94,11 @@ public final class Optimizer<T: DLScalar> {
                 dlk_update_f64(&u, f64(p.value.data), f64(p.grad.data), s1.map(f64), s2.map(f64), n)
             }
         }
+        reschedule()
+    }
+
+    /// Sets the rate of the next update from the schedule and the counters.
+    private func reschedule() {
         learningRate = schedule.rate(base: baseLearningRate, step: step, epoch: epoch)
     }
 
