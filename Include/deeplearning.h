@@ -231,8 +231,10 @@ DL_API int dl_model_load(const char *path, dl_model **out);
  *            probability rows for cross-entropy), or NULL.
  *            Exactly one of labels and targets must be non-NULL.
  *   loss     OUT (may be NULL): the batch's mean loss before the update.
+ * The update uses the current learning rate; a per-step schedule then moves
+ * on to its next rate (a per-epoch one waits for dl_model_end_epoch()).
  * Returns: DL_OK; DL_INVALID_ARGUMENT; DL_UNSUPPORTED (labels with a
- * regression loss); DL_NUMERIC (NaN/Inf in x or targets, or a non-finite
+ * loss that takes none); DL_NUMERIC (NaN/Inf in x or targets, or a non-finite
  * loss: the step is skipped and the parameters are left unchanged); DL_BUSY.
  */
 DL_API int dl_train_step(dl_model *model, const float *x, size_t batch,
@@ -296,9 +298,14 @@ DL_API int dl_gradcheck(dl_model *model, const float *x, size_t batch,
                         double *per_param, size_t per_param_len);
 
 /*
- * dl_model_get_learning_rate / dl_model_set_learning_rate - the optimizer's
- * learning rate, which may change between steps (schedules).
+ * dl_model_get_learning_rate / dl_model_set_learning_rate - the learning rate
+ * of the next update. A spec's "schedule" (specs/README.md) changes it per
+ * epoch or per update, from a base rate (the optimizer's "lr"); set changes
+ * that base rate, so the schedule continues from it (with the default
+ * constant schedule, the rate itself).
  *   lr  OUT for get; for set a finite number >= 0.
+ * Returns: DL_OK; DL_INVALID_ARGUMENT (NULL or dead handle, or a bad lr for
+ * set: nothing changes); DL_BUSY. Thread-safety: as every model function.
  */
 DL_API int dl_model_get_learning_rate(const dl_model *model, double *lr);
 DL_API int dl_model_set_learning_rate(dl_model *model, double lr);
@@ -379,6 +386,31 @@ DL_API int dl_model_spec_json(const dl_model *model, const char **json);
  *   steps  OUT.
  */
 DL_API int dl_model_step_count(const dl_model *model, uint64_t *steps);
+
+/*
+ * dl_model_end_epoch - counts an epoch of training as done, for callers that
+ * run their own epochs of dl_train_step() (dl_train_epoch() does it itself):
+ * the model's epoch counter goes up by one and a per-epoch learning-rate
+ * schedule moves on to its next rate. Checkpoints keep the counter.
+ * Returns: DL_OK; DL_INVALID_ARGUMENT (NULL or dead handle); DL_BUSY (the
+ * model is in use by another thread).
+ */
+DL_API int dl_model_end_epoch(dl_model *model);
+
+/*
+ * dl_registry_json - every layer, loss, optimizer, learning-rate schedule and
+ * initializer the library knows, with their options, as JSON:
+ *   {"layer": [{"type": "linear", "doc": "...", "options": [{"name": "units",
+ *     "value": "a positive integer", "required": true, "doc": "...",
+ *     "schema": {...JSON Schema...}}, ...]}, ...], "loss": [...],
+ *    "optimizer": [...], "schedule": [...], "initializer": [...]}
+ * An option's "default" is present when it has one that is a valid value.
+ * It is what specs/schema.json and specs/README.md are generated from, so
+ * bindings can build their tables from it rather than copy them.
+ * Returns: a string owned by the library, valid for the life of the
+ * process; never NULL; do not free it. Thread-safe.
+ */
+DL_API const char *dl_registry_json(void);
 
 /* ------------------------------------------------------------------------ */
 /* Data sets                                                                 */
@@ -574,8 +606,9 @@ DL_API int dl_dataset_standardizer(const dl_dataset *dataset, double scale, doub
  * seeded generator (saved in checkpoints, so a resumed run repeats what the
  * uninterrupted one does); without it, in order, so the epoch equals
  * dl_train_step() on consecutive batches. Afterwards the model's epoch
- * counter goes up by one and the optimizer's per-epoch learning-rate decay
- * ("lr_decay" in the spec) is applied. When a CPU is left over by the
+ * counter goes up by one and a per-epoch learning-rate schedule (the spec's
+ * optimizer "schedule", or its older "lr_decay") moves on, as after
+ * dl_model_end_epoch(). When a CPU is left over by the
  * kernels' threads (dl_set_num_threads), a shuffled epoch of a float32 model
  * gathers (and preprocesses) the next batch on a background thread while the
  * current one trains, ended before the call returns; the results are the same
@@ -699,8 +732,14 @@ DL_API int dl_layer_grad_data(dl_layer *layer, size_t index, void **data);
 
 /*
  * dl_loss_from_json - build a loss as written in a spec's "loss":
- * "\"mse\"", "{\"type\": \"huber\", \"delta\": 1.0}".
- *   out  OUT: free it with dl_loss_free().
+ * "\"mse\"", "{\"type\": \"huber\", \"delta\": 1.0}",
+ * "{\"type\": \"cross_entropy\", \"label_smoothing\": 0.1}",
+ * "\"binary_cross_entropy\"" (dl_registry_json() lists them all).
+ *   json   the loss, as in a spec.
+ *   dtype  DL_FLOAT32 or DL_FLOAT64: the element type of pred, targets, grad.
+ *   out    OUT: free it with dl_loss_free().
+ * Returns: DL_OK; DL_INVALID_ARGUMENT (NULL pointers, a bad dtype);
+ * DL_SPEC_ERROR (an unknown loss or option, named in dl_last_error()).
  */
 DL_API int dl_loss_from_json(const char *json, int dtype, dl_loss **out);
 

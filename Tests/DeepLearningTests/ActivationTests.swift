@@ -17,7 +17,7 @@ let activationCases: [(String, [String: SpecValue])] =
 func activation<T: DLScalar>(_ type: String, _ options: [String: SpecValue] = [:], shape: [Int] = [6]) throws -> any Layer<T> {
     var context = LayerContext(inputShape: shape, index: 0, defaultInitializer: .heNormal, rng: RandomGenerator(seed: 1))
     guard let factory = LayerRegistry.factory(type) else { throw DLError(.spec, "no layer type \(type)") }
-    return try factory.make(ComponentSpec(type: type, options: options), &context)
+    return try factory.make(factory.kind.spec(options), &context)
 }
 
 /// y and dy/dx of `layer` at each of `xs` (one row; dL/dy = 1).
@@ -228,9 +228,10 @@ let grid = (-64...64).filter { $0 != 0 }.map { Double($0) / 8 }
         let loaded = try loadModel(from: path)
         #expect(loaded.layerTypes == model.layerTypes)
         let layers = loaded.spec.layers
-        #expect(layers[1].string("approximate") == "tanh")
-        #expect(layers[5].double("alpha") == 0.5)
-        #expect(layers[7].double("beta") == 2 && layers[7].double("threshold") == 1.5)
+        #expect(try layers[1].string("approximate") == "tanh")
+        #expect(try layers[5].double("alpha") == 0.5)
+        #expect(try layers[7].double("beta") == 2)
+        #expect(try layers[7].double("threshold") == 1.5)
         let x = regressionBatch(32, seed: 1).0
         func predict(_ m: any AnyModel) throws -> [Float] {
             var out = [Float](repeating: 0, count: 32)

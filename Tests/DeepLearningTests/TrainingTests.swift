@@ -236,9 +236,10 @@ import Testing
 
     @Test func seedAndLearningRateOverridesRewriteTheSpec() throws {
         let spec = try Self.spec().with(seed: 99, learningRate: 0.25)
-        #expect(spec.seed == 99 && spec.optimizer.double("lr") == 0.25 && spec.optimizer.double("momentum") == 0.9)
+        let (lr, momentum) = (try spec.optimizer.double("lr"), try spec.optimizer.double("momentum"))
+        #expect(spec.seed == 99 && lr == 0.25 && momentum == 0.9)
         let reparsed = try SpecParser.parse(json: spec.json)
-        #expect(reparsed.seed == 99 && reparsed.optimizer.double("lr") == 0.25)
+        #expect(try reparsed.seed == 99 && reparsed.optimizer.double("lr") == 0.25)
         #expect(try Model<Float>(spec: spec).learningRate == 0.25)
         let error = try #require(throws: DLError.self) { try Self.spec().with(learningRate: -1) }
         #expect(error.kind == .spec && error.message.contains("optimizer.lr"), "\(error.message)")

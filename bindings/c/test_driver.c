@@ -2132,6 +2132,61 @@ static void test_losses(void) {
     }
 }
 
+/* Mean binary cross-entropy of logits against targets in [0, 1] over all n elements, from
+ * its definition -(t log s + (1 - t) log(1 - s)), s = sigmoid(x), and its gradient (s - t) / n. */
+static double binary_cross_entropy_reference(const double *x, const double *t, size_t n, double *grad) {
+    double sum = 0;
+    for (size_t i = 0; i < n; i++) {
+        double s = 1 / (1 + exp(-x[i]));
+        sum -= t[i] * log(s) + (1 - t[i]) * log(1 - s);
+        grad[i] = (s - t[i]) / (double)n;
+    }
+    return sum / (double)n;
+}
+
+static void test_losses_from_the_registry(void) {
+    section("binary_cross_entropy, label smoothing, dl_registry_json, dl_model_end_epoch");
+    for (int d = 0; d < 2; d++) {
+        int dtype = all_dtypes[d];
+        static const double x[6] = {0.3, -1.2, 2.0, -0.4, 0.0, 5.0}, t[6] = {1, 0, 0.25, 0, 1, 1};
+        double grad[6];
+        double want = binary_cross_entropy_reference(x, t, 6, grad);
+        dl_loss *bce = make_loss("\"binary_cross_entropy\"", dtype);
+        run_loss(bce, dtype, x, 2, 3, NULL, t, want, grad, "binary_cross_entropy, multi-label rows");
+        run_loss(bce, dtype, x, 6, 1, NULL, t, want, grad, "binary_cross_entropy, one output");
+        release_loss(bce);
+
+        /* Label smoothing 0.3 over 3 classes: the target row becomes 0.7 onehot + 0.1. */
+        static const double z[6] = {2, 1, 0.1, 0.5, 2.5, 0.3}, smoothed[6] = {0.8, 0.1, 0.1, 0.1, 0.1, 0.8};
+        static const int32_t labels[2] = {0, 2};
+        double ce_grad[6];
+        double ce = cross_entropy_reference(z, smoothed, 2, 3, ce_grad);
+        dl_loss *xent = make_loss("{\"type\": \"cross_entropy\", \"label_smoothing\": 0.3}", dtype);
+        run_loss(xent, dtype, z, 2, 3, labels, NULL, ce, ce_grad, "cross_entropy, label_smoothing 0.3");
+        release_loss(xent);
+    }
+
+    const char *registry = dl_registry_json();
+    CHECK(registry != NULL && registry == dl_registry_json());
+    CHECK(strstr(registry, "\"binary_cross_entropy\"") != NULL && strstr(registry, "\"adamw\"") != NULL &&
+          strstr(registry, "\"cosine\"") != NULL && strstr(registry, "\"label_smoothing\"") != NULL);
+
+    CHECK_STATUS(dl_model_end_epoch(NULL), DL_INVALID_ARGUMENT);
+    dl_model *m = NULL;
+    const char *spec = "{\"input_size\": 2, \"layers\": [{\"type\": \"linear\", \"units\": 2}], \"loss\": \"mse\","
+                       " \"optimizer\": {\"type\": \"sgd\", \"lr\": 0.4, \"schedule\": {\"type\": \"step\","
+                       " \"step_size\": 2, \"gamma\": 0.5}}}";
+    if (CHECK_OK(dl_model_from_json(spec, &m))) {
+        double rates[5];
+        for (int e = 0; e < 5; e++) {
+            CHECK_OK(dl_model_get_learning_rate(m, &rates[e]));
+            CHECK_OK(dl_model_end_epoch(m));
+        }
+        CHECK(rates[0] == 0.4 && rates[1] == 0.4 && rates[2] == 0.2 && rates[3] == 0.2 && rates[4] == 0.1);
+        dl_model_free(m);
+    }
+}
+
 static void test_loss_errors(void) {
     section("dl_loss_* error paths");
     for (int d = 0; d < 2; d++) {
@@ -3297,6 +3352,7 @@ int main(int argc, char **argv) {
     test_linear(DL_FLOAT32);
     test_activations();
     test_losses();
+    test_losses_from_the_registry();
     test_loss_errors();
     test_layer_finite_differences();
 

@@ -48,7 +48,11 @@ public final class Model<T: DLScalar> {
     let firstTrainableLayer: Int
     /// Training counters, saved in checkpoints.
     public var samplesSeen: Int = 0
-    public var epoch: Int = 0
+    /// Epochs completed; kept by the optimizer, whose per-epoch schedule follows it.
+    public var epoch: Int {
+        get { optimizer.epoch }
+        set { optimizer.epoch = newValue }
+    }
 
     /// Samples per forward pass in predict and evaluate: at most 4096, and few enough that
     /// the layers' output buffers stay near 2^25 values (128 MiB of float32) in all. A CNN's
@@ -107,7 +111,7 @@ public final class Model<T: DLScalar> {
         if loss.isClassification && (outputShape.count != 1 || outputSize < 2) {
             throw DLError(.spec, "loss: cross_entropy needs a flat output of at least 2 classes, but the last layer outputs shape \(outputShape)")
         }
-        self.optimizer = try OptimizerRegistry.make(spec.optimizer, parameters: parameters)
+        self.optimizer = try Optimizer(spec: spec.optimizer, parameters: parameters)
         self.input = try Tensor(shape: [0])
         self.targetValues = try Tensor(shape: [0])
         self.lossGrad = try Tensor(shape: [0])
@@ -336,11 +340,9 @@ public final class Model<T: DLScalar> {
         for (i, (mine, theirs)) in zip(optimizer.slots, other.optimizer.slots).enumerated() {
             for (a, b) in zip(mine, theirs) { Parameter.copy(parameters[i], a, to: other.parameters[i], b) }
         }
-        other.optimizer.restore(step: optimizer.step)
-        other.optimizer.learningRate = optimizer.learningRate
+        other.optimizer.restore(step: optimizer.step, epoch: optimizer.epoch, baseLearningRate: optimizer.baseLearningRate)
         other.rng = rng
         other.samplesSeen = samplesSeen
-        other.epoch = epoch
         return other
     }
 

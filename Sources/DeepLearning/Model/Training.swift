@@ -105,8 +105,7 @@ extension Model {
                                         meanLoss: lossSum / Double(done)))
             }
         }
-        epoch += 1
-        optimizer.learningRate *= optimizer.epochDecay
+        epoch += 1      // the optimizer's per-epoch schedule moves on with it
         return EpochResult(epoch: epoch, meanLoss: lossSum / Double(count), batches: batches, samples: count)
     }
 }

@@ -210,7 +210,7 @@ def train_epoch(model: Model, dataset: Dataset, batch_size: int = 64, shuffle: b
     Batches of `batch_size`, the last one holding the remainder. With `shuffle`
     the order is drawn from the model's own seeded generator (checkpoints save
     it); without, batches are taken in order, exactly as ``train_step`` on
-    consecutive slices would. Afterwards the spec's ``lr_decay`` is applied.
+    consecutive slices would. Afterwards a per-epoch learning-rate schedule moves on.
     Returns the epoch's mean loss (each batch's loss before its update,
     weighted by its size).
     """

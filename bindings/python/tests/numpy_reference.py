@@ -143,9 +143,102 @@ def loss_gradient(kind: str, pred: np.ndarray, target: np.ndarray, delta: float 
         grad = softmax(pred)
         grad[np.arange(len(target)), target] -= 1.0
         return grad / len(target)
+    if kind == "binary_cross_entropy":
+        return (1 / (1 + np.exp(-pred)) - target) / pred.size
     diff = pred - target
     if kind == "mse":
         return 2 * diff / diff.size
     if kind == "huber":
         return np.where(np.abs(diff) <= delta, diff, delta * np.sign(diff)) / diff.size
     raise NotImplementedError(kind)
+
+
+# --- Losses of the registry's later additions, written from PyTorch's definitions -------
+
+def smoothed_targets(target: np.ndarray, classes: int, smoothing: float) -> np.ndarray:
+    """PyTorch's label smoothing: class indices become one-hot rows, then every row
+    (1 - e) row + e / classes."""
+    target = np.asarray(target)
+    rows = np.eye(classes)[target] if target.ndim == 1 else np.asarray(target, np.float64)
+    return (1 - smoothing) * rows + smoothing / classes
+
+
+def cross_entropy_smoothed(logits: np.ndarray, target: np.ndarray, smoothing: float):
+    """torch.nn.functional.cross_entropy(logits, target, label_smoothing=e) and its
+    gradient, for class indices or probability rows."""
+    logits = np.asarray(logits, np.float64)
+    q = smoothed_targets(target, logits.shape[1], smoothing)
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    n = len(logits)
+    return float(-(q * log_p).sum() / n), (softmax(logits) * q.sum(axis=1, keepdims=True) - q) / n
+
+
+def binary_cross_entropy(logits: np.ndarray, target: np.ndarray) -> float:
+    """torch.nn.BCEWithLogitsLoss: the mean of -(t log s + (1 - t) log(1 - s)),
+    s = sigmoid(x), in its overflow-free form."""
+    x = np.asarray(logits, np.float64)
+    return float(np.mean(np.maximum(x, 0) - x * target + np.log1p(np.exp(-np.abs(x)))))
+
+
+# --- Optimizers as torch.optim writes them (state dicts of NumPy arrays) ---------------
+
+def clip_grad_norm(grads: list, max_norm: float) -> list:
+    """torch.nn.utils.clip_grad_norm_ over all gradients together."""
+    total = np.sqrt(sum(float((g ** 2).sum()) for g in grads))
+    factor = min(1.0, max_norm / (total + 1e-6))
+    return [g * factor for g in grads]
+
+
+def sgd_step(p, g, state, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
+    """torch.optim.SGD (dampening 0): b = m b + g; p -= lr (g + m b) with Nesterov, lr b without."""
+    g = g + weight_decay * p
+    if momentum == 0:
+        return p - lr * g
+    state["b"] = g if "b" not in state else momentum * state["b"] + g
+    return p - lr * (g + momentum * state["b"] if nesterov else state["b"])
+
+
+def adam_step(p, g, state, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, decoupled=False):
+    """torch.optim.Adam (L2 weight decay) or, with `decoupled`, torch.optim.AdamW."""
+    if decoupled:
+        p = p * (1 - lr * weight_decay)
+    else:
+        g = g + weight_decay * p
+    t = state["t"] = state.get("t", 0) + 1
+    state["m"] = betas[0] * state.get("m", 0) + (1 - betas[0]) * g
+    state["v"] = betas[1] * state.get("v", 0) + (1 - betas[1]) * g * g
+    m_hat = state["m"] / (1 - betas[0] ** t)
+    v_hat = state["v"] / (1 - betas[1] ** t)
+    return p - lr * m_hat / (np.sqrt(v_hat) + eps)
+
+
+def rmsprop_step(p, g, state, lr, alpha=0.99, eps=1e-8, weight_decay=0.0):
+    """torch.optim.RMSprop (not centred, no momentum)."""
+    g = g + weight_decay * p
+    state["s"] = alpha * state.get("s", 0) + (1 - alpha) * g * g
+    return p - lr * g / (np.sqrt(state["s"]) + eps)
+
+
+# --- Learning-rate schedules: PyTorch's schedulers in their closed forms ---------------
+
+def step_lr(base: float, t: int, step_size: int, gamma: float = 0.1) -> float:
+    """StepLR after t periods."""
+    return base * gamma ** (t // step_size)
+
+
+def exponential_lr(base: float, t: int, gamma: float) -> float:
+    """ExponentialLR after t periods."""
+    return base * gamma ** t
+
+
+def cosine_lr(base: float, t: int, t_max: int, eta_min: float = 0.0, warmup: int = 0,
+              start_factor: float = 1 / 3) -> float:
+    """SequentialLR([LinearLR(start_factor, total_iters=warmup), CosineAnnealingLR(t_max,
+    eta_min)], milestones=[warmup]) after t periods, held at eta_min after the cosine."""
+    if t < warmup:
+        return base * (start_factor + (1 - start_factor) * t / warmup)
+    u = t - warmup
+    if u >= t_max:
+        return eta_min
+    return eta_min + (base - eta_min) * (1 + np.cos(np.pi * u / t_max)) / 2

@@ -367,7 +367,7 @@ def test_reprs():
     assert repr(dl.HuberLoss()) == "HuberLoss(delta=1.0, dtype=np.float64)"
     closed = dl.CrossEntropyLoss()
     closed.close()
-    assert repr(closed) == "CrossEntropyLoss(dtype=np.float64) (closed)"
+    assert repr(closed) == "CrossEntropyLoss(label_smoothing=0.0, dtype=np.float64) (closed)"
 
 
 # -- TwoLayerMLP ----------------------------------------------------------------------

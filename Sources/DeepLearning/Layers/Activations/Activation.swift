@@ -37,30 +37,7 @@ extension ActivationFunction {
     /// The activation with these options and the declared defaults for the others
     /// (`GELU(["approximate": .string("tanh")])`, `ReLU()`).
     public init(_ options: [String: SpecValue] = [:]) throws(DLError) {
-        try self.init(ComponentSpec(type: Self.kind.type, options: options))
-    }
-
-    /// Number option `name` of `spec`, or the default `kind` declares for it: the parser
-    /// fills defaults in, but a spec built in code may leave an option out.
-    static func number(_ name: String, _ spec: ComponentSpec) throws(DLError) -> Double {
-        switch try option(name, spec) {
-        case .double(let value): return value
-        case .int(let value): return Double(value)
-        case let other: throw DLError(.internal, "\(kind.type).\(name): expected a number, got \(other)")
-        }
-    }
-
-    /// String option `name` of `spec`, or its declared default (see `number`).
-    static func string(_ name: String, _ spec: ComponentSpec) throws(DLError) -> String {
-        guard case .string(let value) = try option(name, spec) else {
-            throw DLError(.internal, "\(kind.type).\(name): expected a string")
-        }
-        return value
-    }
-
-    private static func option(_ name: String, _ spec: ComponentSpec) throws(DLError) -> SpecValue {
-        if let value = spec.options[name] ?? kind.options.first(where: { $0.name == name })?.defaultValue { return value }
-        throw DLError(.internal, "\(kind.type) declares no option \"\(name)\"")
+        try self.init(Self.kind.spec(options))
     }
 }
 

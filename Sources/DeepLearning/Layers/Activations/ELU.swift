@@ -9,7 +9,7 @@ public struct ELU: ActivationFunction {
     public let alpha: Double
 
     public init(_ spec: ComponentSpec) throws(DLError) {
-        alpha = try Self.number("alpha", spec)
+        alpha = try spec.double("alpha")
     }
 
     @_specialize(where T == Float) @_specialize(where T == Double)

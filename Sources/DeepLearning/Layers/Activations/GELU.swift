@@ -15,7 +15,7 @@ public struct GELU: ActivationFunction {
     public let usesTanh: Bool
 
     public init(_ spec: ComponentSpec) throws(DLError) {
-        usesTanh = try Self.string("approximate", spec) == "tanh"
+        usesTanh = try spec.string("approximate") == "tanh"
     }
 
     // 1/√2, 1/√(2π), √(2/π) and the cubic coefficient of the tanh form.

@@ -14,8 +14,8 @@ public struct Softplus: ActivationFunction {
     public let threshold: Double
 
     public init(_ spec: ComponentSpec) throws(DLError) {
-        beta = try Self.number("beta", spec)
-        threshold = try Self.number("threshold", spec)
+        beta = try spec.double("beta")
+        threshold = try spec.double("threshold")
     }
 
     @_specialize(where T == Float) @_specialize(where T == Double)
