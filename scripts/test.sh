@@ -5,6 +5,9 @@
 #   cmake build  build/libdeeplearning.so (Release, Swift runtime inside)
 #   ctest        checks of the library and the C drivers under bindings/c
 #   pytest       bindings/python/tests against build/libdeeplearning.so
+#   wheel        scripts/wheel.sh builds the self-contained wheel into dist/, and
+#                scripts/test_wheel.sh installs and runs it in a minimal Debian
+#                (made on the first run, a few minutes, then kept in ~/.cache)
 #   specs        specs/check_schema.py
 # pytest and specs run once their files exist. A failing stage does not stop
 # the stages that do not need it (ctest and pytest need the CMake build); the
@@ -61,6 +64,10 @@ pytest_bindings() {
         "$python" -m pytest -q --import-mode=append bindings/python/tests
 }
 
+wheel_build_and_test() {
+    bash scripts/wheel.sh && bash scripts/test_wheel.sh
+}
+
 stage setup bash scripts/setup.sh || exit 1
 stage "swift test" swift test || true
 if stage "cmake build" cmake_build; then
@@ -68,6 +75,7 @@ if stage "cmake build" cmake_build; then
     if [ -d bindings/python/tests ]; then
         stage pytest pytest_bindings || true
     fi
+    stage wheel wheel_build_and_test || true
 fi
 if [ -f specs/check_schema.py ]; then
     stage specs "$python" specs/check_schema.py || true
