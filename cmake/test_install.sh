@@ -120,12 +120,12 @@ consumers)
     # build_and_run PREFIX: both consumers from scratch against PREFIX alone.
     build_and_run() {
         local prefix=$1 spec=$1/share/deeplearning/specs/mnist_mlp.json flags
-        rm -rf "$work/app/app-pc" "$work/app/build"
+        rm -rf "$work/app/app" "$work/app/build"
         echo "== pkg-config, $prefix"
         flags=$(PKG_CONFIG_PATH=$prefix/$libdir/pkgconfig pkg-config --cflags --libs deeplearning)
         case $flags in *"$source"*) fail "pkg-config points into the source tree: $flags" ;; esac
-        (cd "$work/app" && set -x && "$cc" app.c $flags -o app-pc)
-        LD_LIBRARY_PATH=$prefix/$libdir "$work/app/app-pc" "$spec"
+        (cd "$work/app" && set -x && "$cc" app.c $flags -o app)
+        LD_LIBRARY_PATH=$prefix/$libdir "$work/app/app" "$spec"
 
         echo "== find_package, $prefix"
         CC=$cc cmake -S "$work/app" -B "$work/app/build" -G "$generator" \
