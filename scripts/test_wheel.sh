@@ -11,7 +11,7 @@
 # environment in it, with an empty environment (no DEEPLEARNING_LIBRARY), installs the
 # wheel and NumPy from PyPI (pip's download cache stays in the root), runs
 # scripts/wheel_check.py there, and removes the environment. It needs root (or sudo)
-# for debootstrap, chroot and a private /proc mount.
+# for debootstrap and chroot.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -59,9 +59,14 @@ work=$($sudo mktemp -d "$root/tmp/wheel-test.XXXXXX")
 trap '$sudo rm -rf "$work"' EXIT
 inside=/tmp/$(basename "$work")
 $sudo cp "$wheel" scripts/wheel_check.py "$work/"
+if $sudo unshare --mount true 2> /dev/null; then
+    # A private mount namespace: /proc inside the root, unmounted when the run ends.
+    enter=(unshare --mount --fork sh -c 'mount -t proc proc "$1/proc" && exec chroot "$@"' sh)
+else
+    enter=(chroot)   # where mounts are not allowed (containers): Python and the library run without /proc
+fi
 echo "test_wheel: $(basename "$wheel") in a fresh venv of $root"
-$sudo env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 \
-    unshare --mount --fork sh -c 'mount -t proc proc "$1/proc" && exec chroot "$@"' sh \
+$sudo env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 "${enter[@]}" \
     "$root" /bin/sh -euc '
         cd "$1"
         python3 -m venv venv
