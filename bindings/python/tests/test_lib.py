@@ -88,10 +88,10 @@ def test_search_order(monkeypatch):
     monkeypatch.delenv(_lib.ENV_VAR)
     places = _lib.candidates()
     package = Path(_lib.__file__).resolve().parent
-    assert places[-1] == package / _lib.LIBRARY_NAME
+    assert places[0] == package / _lib.LIBRARY_NAME   # a wheel's own copy comes first
     root = _lib._repo_root(package)
     if root is not None:                      # running from the source tree
-        assert places[:3] == [root / "build" / _lib.LIBRARY_NAME,
+        assert places[1:] == [root / "build" / _lib.LIBRARY_NAME,
                               root / ".build" / "release" / _lib.LIBRARY_NAME,
                               root / ".build" / "debug" / _lib.LIBRARY_NAME]
 
