@@ -1,5 +1,3 @@
-import CDeepLearningKernels
-
 /// Updates a model's parameters from their gradients.
 ///
 ///     sgd:      p -= lr (g + wd p)                                  (momentum 0)
@@ -72,21 +70,17 @@ public final class Optimizer<T: DLScalar> {
         let lr = T(learningRate), wd = T(weightDecay)
         for (i, p) in parameters.enumerated() {
             let n = p.value.count
-            // A weight stored transposed (the sparse layer's W^T, rows = its inputs) is updated
-            // in the two parts of rows its kernels split it into, each by the thread that reads it.
-            let split = p.isTransposed ? Int(dlk_sparse_split(Int64(p.value.shape[1]))) * p.value.shape[0] : 0
             switch function {
             case .sgd(let m) where m == 0:
-                Kernels.sgdStep(p.value.data, p.grad.data, n, lr: lr, weightDecay: wd, split: split)
+                Kernels.sgdStep(p.value.data, p.grad.data, n, lr: lr, weightDecay: wd)
             case .sgd(let m):
-                Kernels.momentumStep(p.value.data, p.grad.data, slots[i][0].data, n, lr: lr, momentum: T(m), weightDecay: wd,
-                                     split: split)
+                Kernels.momentumStep(p.value.data, p.grad.data, slots[i][0].data, n, lr: lr, momentum: T(m), weightDecay: wd)
             case .adam(let b1, let b2, let eps):
                 Kernels.adamStep(p.value.data, p.grad.data, slots[i][0].data, slots[i][1].data, n,
-                                 lr: lr, beta1: T(b1), beta2: T(b2), eps: T(eps), weightDecay: wd, t: step, split: split)
+                                 lr: lr, beta1: T(b1), beta2: T(b2), eps: T(eps), weightDecay: wd, t: step)
             case .rmsprop(let rho, let eps):
                 Kernels.rmspropStep(p.value.data, p.grad.data, slots[i][0].data, n, lr: lr, rho: T(rho), eps: T(eps),
-                                    weightDecay: wd, split: split)
+                                    weightDecay: wd)
             }
         }
     }
