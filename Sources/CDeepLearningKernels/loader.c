@@ -2,8 +2,7 @@
 // caller trains on the current one (what a data-loader worker does in PyTorch).
 //
 // The rows of a shuffled batch lie anywhere in the data set, so gathering one is a run of
-// misses to memory (tens of microseconds for an MNIST batch), time in which the core that
-// trains could compute. The loader does them on another core. The two threads meet once per
+// misses to memory, time in which the core that trains could compute. The loader does them on another core. The two threads meet once per
 // batch: the caller posts a request and later waits for it; both sides sleep on a condition
 // variable, and a batch is normally ready before it is waited for.
 #include "dl_kernels.h"

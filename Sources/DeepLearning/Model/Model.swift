@@ -41,10 +41,9 @@ public final class Model<T: DLScalar> {
     public var epoch: Int = 0
 
     /// Samples per forward pass in predict and evaluate: at most 4096, and few enough that
-    /// the layers' output buffers stay near 2^25 values (128 MiB of float32) in all. A CNN's
-    /// feature maps are large: a fixed 4096 made evaluating mnist_cnn peak at 2.6 GB.
-    /// (Worked out once: summing the layers' shapes on every call cost a single-sample
-    /// prediction about a tenth of its time.)
+    /// the layers' output buffers stay near 2^25 values (128 MiB of float32) in all, as a
+    /// CNN's feature maps are large. Worked out once, as summing the layers' shapes on every
+    /// call would weigh on single-sample predictions.
     public let inferenceChunk: Int
 
     // Reused buffers.
