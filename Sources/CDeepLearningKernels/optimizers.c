@@ -1,8 +1,12 @@
-// Optimizer updates for float32 parameters (see dl_kernels.h). The same formulas as the
-// generic Swift versions in Kernels.swift, in the same order of operations and without
-// fused multiply-adds, so both give the same bits; these run 8 lanes at a time (Swift
-// cannot vectorise its loops: it cannot rule out that the arrays overlap).
+// Optimizer updates (see dlk_update in dl_kernels.h): the library's one implementation of
+// each rule, per element type. The scalar loops are written once, as a macro instantiated
+// for float and double; float32 also has AVX2 versions that round each operation as the
+// scalar loop does (no fused multiply-add, sqrt and division correctly rounded), so an
+// element gets the same bits whichever path or thread updates it. The tests hold both to
+// a float64 reference written out in Swift.
 #include "dl_kernels.h"
+
+#include <math.h>
 
 #pragma STDC FP_CONTRACT OFF
 
@@ -13,172 +17,162 @@
 #define DLK_X86 0
 #endif
 
-// MARK: - One element (the portable versions, and the tails of the vector ones)
+// MARK: - The rules, one element at a time
 
-static inline void sgd_one(float *p, const float *g, int64_t i, float lr, float wd) {
-    p[i] = p[i] - lr * (g[i] + wd * p[i]);
-}
+// The update's constants rounded once to the element type; keep = 1 - lr * decay.
+#define DEFINE_CONSTANTS(T)                                                                      \
+    typedef struct {                                                                             \
+        T lr, scale, l2, keep, momentum, beta1, beta2, one_minus_beta1, one_minus_beta2;         \
+        T step_size, inv_sqrt_c2, rho, one_minus_rho, eps;                                       \
+    } constants_##T;                                                                             \
+    static constants_##T constants_of_##T(const dlk_update *u) {                                 \
+        const double t = (double)(u->step > 0 ? u->step : 1);                                    \
+        constants_##T k = {                                                                      \
+            (T)u->lr, (T)u->grad_scale, (T)u->l2, (T)(1 - u->lr * u->decay), (T)u->momentum,     \
+            (T)u->beta1, (T)u->beta2, (T)(1 - u->beta1), (T)(1 - u->beta2),                      \
+            (T)(u->lr / (1 - pow(u->beta1, t))), (T)(1 / sqrt(1 - pow(u->beta2, t))),            \
+            (T)u->rho, (T)(1 - u->rho), (T)u->eps};                                              \
+        return k;                                                                                \
+    }
 
-static inline void momentum_one(float *p, const float *g, float *v, int64_t i, float lr, float m, float wd) {
-    v[i] = m * v[i] - lr * (g[i] + wd * p[i]);
-    p[i] = p[i] + v[i];
-}
+// Elements [i, n) of each rule; p_i is the parameter after decoupled decay, g_i the
+// gradient as the rule sees it (scaled, plus the L2 term).
+#define DEFINE_SCALAR_RULES(T, SQRT)                                                             \
+    static void scalar_rules_##T(int kind, const constants_##T *k, T *p, const T *g, T *s1, T *s2, \
+                                 int64_t i, int64_t n) {                                         \
+        for (; i < n; i++) {                                                                     \
+            const T p_i = k->keep * p[i];                                                        \
+            const T g_i = k->scale * g[i] + k->l2 * p_i;                                         \
+            switch (kind) {                                                                      \
+            case DLK_SGD: p[i] = p_i - k->lr * g_i; break;                                       \
+            case DLK_MOMENTUM:                                                                   \
+                s1[i] = k->momentum * s1[i] - k->lr * g_i;                                       \
+                p[i] = p_i + s1[i];                                                              \
+                break;                                                                           \
+            case DLK_NESTEROV:                                                                   \
+                s1[i] = k->momentum * s1[i] - k->lr * g_i;                                       \
+                p[i] = p_i + (k->momentum * s1[i] - k->lr * g_i);                                \
+                break;                                                                           \
+            case DLK_ADAM:                                                                       \
+                s1[i] = k->beta1 * s1[i] + k->one_minus_beta1 * g_i;                             \
+                s2[i] = k->beta2 * s2[i] + k->one_minus_beta2 * g_i * g_i;                       \
+                p[i] = p_i - k->step_size * s1[i] / (SQRT(s2[i]) * k->inv_sqrt_c2 + k->eps);     \
+                break;                                                                           \
+            case DLK_RMSPROP:                                                                    \
+                s1[i] = k->rho * s1[i] + k->one_minus_rho * g_i * g_i;                           \
+                p[i] = p_i - k->lr * g_i / (SQRT(s1[i]) + k->eps);                               \
+                break;                                                                           \
+            }                                                                                    \
+        }                                                                                        \
+    }
 
-static inline void adam_one(float *p, const float *g, float *m, float *v, int64_t i, const dlk_adam *a) {
-    const float gi = g[i] + a->weight_decay * p[i];
-    m[i] = a->beta1 * m[i] + a->one_minus_beta1 * gi;
-    v[i] = a->beta2 * v[i] + a->one_minus_beta2 * gi * gi;
-    p[i] = p[i] - a->step_size * m[i] / (__builtin_sqrtf(v[i]) * a->inv_sqrt_c2 + a->eps);
-}
+DEFINE_CONSTANTS(float)
+DEFINE_CONSTANTS(double)
+DEFINE_SCALAR_RULES(float, sqrtf)
+DEFINE_SCALAR_RULES(double, sqrt)
 
-static inline void rmsprop_one(float *p, const float *g, float *s, int64_t i, float lr, float rho,
-                               float one_minus_rho, float eps, float wd) {
-    const float gi = g[i] + wd * p[i];
-    s[i] = rho * s[i] + one_minus_rho * gi * gi;
-    p[i] = p[i] - lr * gi / (__builtin_sqrtf(s[i]) + eps);
-}
-
-// MARK: - Eight at a time
+// MARK: - float32, eight at a time
 
 #if DLK_X86
 #define L(x) _mm256_loadu_ps(x)
 #define S(x, y) _mm256_storeu_ps(x, y)
 #define B(x) _mm256_set1_ps(x)
+#define ADD _mm256_add_ps
+#define SUB _mm256_sub_ps
+#define MUL _mm256_mul_ps
 
+// The scalar rules' operations, in their order, on [0, n - n % 8); returns where they stopped.
 __attribute__((target("avx2")))
-static int64_t sgd_avx2(float *p, const float *g, int64_t n, float lr, float wd) {
+static int64_t vector_rules_float(int kind, const constants_float *k, float *p, const float *g, float *s1, float *s2,
+                                  int64_t n) {
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
-        const __m256 pi = L(p + i);
-        S(p + i, _mm256_sub_ps(pi, _mm256_mul_ps(B(lr), _mm256_add_ps(L(g + i), _mm256_mul_ps(B(wd), pi)))));
-    }
-    return i;
-}
-
-__attribute__((target("avx2")))
-static int64_t momentum_avx2(float *p, const float *g, float *v, int64_t n, float lr, float m, float wd) {
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        const __m256 pi = L(p + i);
-        const __m256 vi = _mm256_sub_ps(_mm256_mul_ps(B(m), L(v + i)),
-                                        _mm256_mul_ps(B(lr), _mm256_add_ps(L(g + i), _mm256_mul_ps(B(wd), pi))));
-        S(v + i, vi);
-        S(p + i, _mm256_add_ps(pi, vi));
-    }
-    return i;
-}
-
-__attribute__((target("avx2")))
-static int64_t adam_avx2(float *p, const float *g, float *m, float *v, int64_t n, const dlk_adam *a) {
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        const __m256 pi = L(p + i);
-        const __m256 gi = _mm256_add_ps(L(g + i), _mm256_mul_ps(B(a->weight_decay), pi));
-        const __m256 mi = _mm256_add_ps(_mm256_mul_ps(B(a->beta1), L(m + i)), _mm256_mul_ps(B(a->one_minus_beta1), gi));
-        const __m256 vi = _mm256_add_ps(_mm256_mul_ps(B(a->beta2), L(v + i)),
-                                        _mm256_mul_ps(_mm256_mul_ps(B(a->one_minus_beta2), gi), gi));
-        S(m + i, mi);
-        S(v + i, vi);
-        const __m256 denominator = _mm256_add_ps(_mm256_mul_ps(_mm256_sqrt_ps(vi), B(a->inv_sqrt_c2)), B(a->eps));
-        S(p + i, _mm256_sub_ps(pi, _mm256_div_ps(_mm256_mul_ps(B(a->step_size), mi), denominator)));
-    }
-    return i;
-}
-
-__attribute__((target("avx2")))
-static int64_t rmsprop_avx2(float *p, const float *g, float *s, int64_t n, float lr, float rho,
-                            float one_minus_rho, float eps, float wd) {
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        const __m256 pi = L(p + i);
-        const __m256 gi = _mm256_add_ps(L(g + i), _mm256_mul_ps(B(wd), pi));
-        const __m256 si = _mm256_add_ps(_mm256_mul_ps(B(rho), L(s + i)), _mm256_mul_ps(_mm256_mul_ps(B(one_minus_rho), gi), gi));
-        S(s + i, si);
-        S(p + i, _mm256_sub_ps(pi, _mm256_div_ps(_mm256_mul_ps(B(lr), gi), _mm256_add_ps(_mm256_sqrt_ps(si), B(eps)))));
+        const __m256 p_i = MUL(B(k->keep), L(p + i));
+        const __m256 g_i = ADD(MUL(B(k->scale), L(g + i)), MUL(B(k->l2), p_i));
+        switch (kind) {
+        case DLK_SGD: S(p + i, SUB(p_i, MUL(B(k->lr), g_i))); break;
+        case DLK_MOMENTUM:
+        case DLK_NESTEROV: {
+            const __m256 v = SUB(MUL(B(k->momentum), L(s1 + i)), MUL(B(k->lr), g_i));
+            S(s1 + i, v);
+            S(p + i, ADD(p_i, kind == DLK_MOMENTUM ? v : SUB(MUL(B(k->momentum), v), MUL(B(k->lr), g_i))));
+            break;
+        }
+        case DLK_ADAM: {
+            const __m256 m = ADD(MUL(B(k->beta1), L(s1 + i)), MUL(B(k->one_minus_beta1), g_i));
+            const __m256 v = ADD(MUL(B(k->beta2), L(s2 + i)), MUL(MUL(B(k->one_minus_beta2), g_i), g_i));
+            S(s1 + i, m);
+            S(s2 + i, v);
+            const __m256 denominator = ADD(MUL(_mm256_sqrt_ps(v), B(k->inv_sqrt_c2)), B(k->eps));
+            S(p + i, SUB(p_i, _mm256_div_ps(MUL(B(k->step_size), m), denominator)));
+            break;
+        }
+        case DLK_RMSPROP: {
+            const __m256 s = ADD(MUL(B(k->rho), L(s1 + i)), MUL(MUL(B(k->one_minus_rho), g_i), g_i));
+            S(s1 + i, s);
+            S(p + i, SUB(p_i, _mm256_div_ps(MUL(B(k->lr), g_i), ADD(_mm256_sqrt_ps(s), B(k->eps)))));
+            break;
+        }
+        }
     }
     return i;
 }
 #endif
 
-// MARK: - Entry points
+// MARK: - Entry points, shared among the kernel threads
 
-static void sgd_update(float *p, const float *g, int64_t n, float lr, float weight_decay, int portable) {
-    int64_t i = 0;
-#if DLK_X86
-    if (!portable && dlk_has_avx2()) i = sgd_avx2(p, g, n, lr, weight_decay);
-#endif
-    (void)portable;
-    for (; i < n; i++) sgd_one(p, g, i, lr, weight_decay);
-}
-
-static void momentum_update(float *p, const float *g, float *v, int64_t n, float lr, float momentum,
-                      float weight_decay, int portable) {
-    int64_t i = 0;
-#if DLK_X86
-    if (!portable && dlk_has_avx2()) i = momentum_avx2(p, g, v, n, lr, momentum, weight_decay);
-#endif
-    (void)portable;
-    for (; i < n; i++) momentum_one(p, g, v, i, lr, momentum, weight_decay);
-}
-
-static void adam_update(float *p, const float *g, float *m, float *v, int64_t n, const dlk_adam *a, int portable) {
-    int64_t i = 0;
-#if DLK_X86
-    if (!portable && dlk_has_avx2()) i = adam_avx2(p, g, m, v, n, a);
-#endif
-    (void)portable;
-    for (; i < n; i++) adam_one(p, g, m, v, i, a);
-}
-
-static void rmsprop_update(float *p, const float *g, float *s, int64_t n, float lr, float rho, float one_minus_rho,
-                     float eps, float weight_decay, int portable) {
-    int64_t i = 0;
-#if DLK_X86
-    if (!portable && dlk_has_avx2()) i = rmsprop_avx2(p, g, s, n, lr, rho, one_minus_rho, eps, weight_decay);
-#endif
-    (void)portable;
-    for (; i < n; i++) rmsprop_one(p, g, s, i, lr, rho, one_minus_rho, eps, weight_decay);
-}
-
-// MARK: - In two parts
+// Below this many elements per thread, waking threads costs more than the update.
+#define MIN_ELEMENTS_PER_THREAD (1 << 15)
 
 struct update_job {
-    const dlk_update *u;
-    float *p;
-    const float *g;
-    float *s1, *s2;
-    int64_t n, split;
-    int portable;
+    int kind, portable;
+    const void *k;
+    void *p, *s1, *s2;
+    const void *g;
 };
 
-static void update_range(const struct update_job *j, int64_t begin, int64_t end) {
-    const dlk_update *u = j->u;
-    float *p = j->p + begin, *s1 = j->s1 ? j->s1 + begin : NULL, *s2 = j->s2 ? j->s2 + begin : NULL;
-    const float *g = j->g + begin;
-    const int64_t n = end - begin;
-    switch (u->kind) {
-    case DLK_SGD: sgd_update(p, g, n, u->lr, u->weight_decay, j->portable); break;
-    case DLK_MOMENTUM: momentum_update(p, g, s1, n, u->lr, u->momentum, u->weight_decay, j->portable); break;
-    case DLK_ADAM: adam_update(p, g, s1, s2, n, &u->adam, j->portable); break;
-    case DLK_RMSPROP:
-        rmsprop_update(p, g, s1, n, u->lr, u->rho, u->one_minus_rho, u->eps, u->weight_decay, j->portable);
-        break;
-    }
-}
-
-static void update_part(void *context, int64_t begin, int64_t end, int thread) {
+static void update_range_float(void *context, int64_t begin, int64_t end, int thread) {
     (void)thread;
     const struct update_job *j = context;
-    for (int64_t part = begin; part < end; part++)
-        update_range(j, part ? j->split : 0, part ? j->n : j->split);
+    const constants_float *k = j->k;
+    float *p = (float *)j->p + begin, *s1 = j->s1 ? (float *)j->s1 + begin : NULL;
+    float *s2 = j->s2 ? (float *)j->s2 + begin : NULL;
+    const float *g = (const float *)j->g + begin;
+    int64_t i = 0;
+#if DLK_X86
+    if (!j->portable && dlk_has_avx2()) i = vector_rules_float(j->kind, k, p, g, s1, s2, end - begin);
+#endif
+    scalar_rules_float(j->kind, k, p, g, s1, s2, i, end - begin);
 }
 
-void dlk_update_f32(const dlk_update *u, float *p, const float *g, float *s1, float *s2, int64_t n, int64_t split,
-                    int portable) {
-    struct update_job job = {u, p, g, s1, s2, n, split, portable};
-    if (split <= 0 || split >= n) {
-        update_range(&job, 0, n);
-        return;
-    }
-    dlk_parallel_for(2, 1, update_part, &job);
+static void update_range_double(void *context, int64_t begin, int64_t end, int thread) {
+    (void)thread;
+    const struct update_job *j = context;
+    double *p = (double *)j->p + begin, *s1 = j->s1 ? (double *)j->s1 + begin : NULL;
+    double *s2 = j->s2 ? (double *)j->s2 + begin : NULL;
+    scalar_rules_double(j->kind, j->k, p, (const double *)j->g + begin, s1, s2, 0, end - begin);
+}
+
+void dlk_update_f32(const dlk_update *u, float *p, const float *g, float *s1, float *s2, int64_t n, int portable) {
+    const constants_float k = constants_of_float(u);
+    struct update_job job = {u->kind, portable, &k, p, s1, s2, g};
+    dlk_parallel_for(n, MIN_ELEMENTS_PER_THREAD, update_range_float, &job);
+}
+
+void dlk_update_f64(const dlk_update *u, double *p, const double *g, double *s1, double *s2, int64_t n) {
+    const constants_double k = constants_of_double(u);
+    struct update_job job = {u->kind, 1, &k, p, s1, s2, g};
+    dlk_parallel_for(n, MIN_ELEMENTS_PER_THREAD, update_range_double, &job);
+}
+
+double dlk_sum_squares_f32(const float *x, int64_t n) {
+    double sum = 0;
+    for (int64_t i = 0; i < n; i++) sum += (double)x[i] * (double)x[i];
+    return sum;
+}
+
+double dlk_sum_squares_f64(const double *x, int64_t n) {
+    double sum = 0;
+    for (int64_t i = 0; i < n; i++) sum += x[i] * x[i];
+    return sum;
 }

@@ -3,7 +3,8 @@ import RealModule
 
 /// Every numeric loop of the library, on raw pointers.
 ///
-/// Layers, losses and optimizers call these instead of writing loops of their own. Each
+/// Layers and losses call these instead of writing loops of their own (optimizer updates
+/// are in C, optimizers.c). Each
 /// kernel is generic and carries `@_specialize` for `Float` and `Double`: a model is used
 /// through an existential (`any Layer<T>`), where unspecialised generic arithmetic would be
 /// 5-7x slower (measured on sigmoid); the attribute makes the generic entry point jump to
@@ -98,63 +99,26 @@ public enum Kernels {
         }
     }
 
-    // MARK: Activations (any shape: n elements)
+    // MARK: Elementwise maps (activations: any shape, n elements)
 
-    /// y = max(0, x)
-    @_specialize(where T == Float) @_specialize(where T == Double)
-    public static func reluForward<T: DLScalar>(_ x: UnsafePointer<T>, _ y: UnsafeMutablePointer<T>, _ n: Int) {
-        for i in 0..<n { let v = x[i]; y[i] = v > 0 ? v : 0 }
+    /// y[i] = f(x[i]).
+    ///
+    /// Always inlined, with `f`, into the caller: an activation's `@_specialize`d method
+    /// then holds the whole loop with its formula as the body, which the compiler
+    /// vectorises where the formula allows (selects, products).
+    @inline(__always)
+    public static func map<T: DLScalar>(_ x: UnsafePointer<T>, _ y: UnsafeMutablePointer<T>, _ n: Int, _ f: (T) -> T) {
+        for i in 0..<n { y[i] = f(x[i]) }
     }
 
-    /// dx = dy where x > 0, else 0 (the gradient at exactly 0 is 0)
-    @_specialize(where T == Float) @_specialize(where T == Double)
-    public static func reluBackward<T: DLScalar>(_ x: UnsafePointer<T>, _ dy: UnsafePointer<T>, _ dx: UnsafeMutablePointer<T>, _ n: Int) {
-        // Both loads happen unconditionally, so the loop is a select, not a branch, and
-        // vectorises (reading dy only where x > 0 measured 10x slower).
-        for i in 0..<n { let g = dy[i]; dx[i] = x[i] > 0 ? g : 0 }
-    }
-
-    /// y = x where x > 0, else alpha * x
-    @_specialize(where T == Float) @_specialize(where T == Double)
-    public static func leakyReluForward<T: DLScalar>(_ x: UnsafePointer<T>, _ y: UnsafeMutablePointer<T>, _ n: Int, alpha: T) {
-        for i in 0..<n { let v = x[i]; y[i] = v > 0 ? v : alpha * v }
-    }
-
-    /// dx = dy where x > 0, else alpha * dy
-    @_specialize(where T == Float) @_specialize(where T == Double)
-    public static func leakyReluBackward<T: DLScalar>(_ x: UnsafePointer<T>, _ dy: UnsafePointer<T>, _ dx: UnsafeMutablePointer<T>, _ n: Int, alpha: T) {
-        for i in 0..<n { let g = dy[i]; dx[i] = x[i] > 0 ? g : alpha * g }
-    }
-
-    /// y = 1 / (1 + exp(-x)), computed without overflow for large |x|
-    @_specialize(where T == Float) @_specialize(where T == Double)
-    public static func sigmoidForward<T: DLScalar>(_ x: UnsafePointer<T>, _ y: UnsafeMutablePointer<T>, _ n: Int) {
-        for i in 0..<n {
-            let v = x[i]
-            if v >= 0 {
-                y[i] = 1 / (1 + T.exp(-v))
-            } else {
-                let e = T.exp(v)
-                y[i] = e / (1 + e)
-            }
-        }
-    }
-
-    /// dx = dy * y * (1 - y), from the cached output y
-    @_specialize(where T == Float) @_specialize(where T == Double)
-    public static func sigmoidBackward<T: DLScalar>(_ y: UnsafePointer<T>, _ dy: UnsafePointer<T>, _ dx: UnsafeMutablePointer<T>, _ n: Int) {
-        for i in 0..<n { dx[i] = dy[i] * y[i] * (1 - y[i]) }
-    }
-
-    @_specialize(where T == Float) @_specialize(where T == Double)
-    public static func tanhForward<T: DLScalar>(_ x: UnsafePointer<T>, _ y: UnsafeMutablePointer<T>, _ n: Int) {
-        for i in 0..<n { y[i] = T.tanh(x[i]) }
-    }
-
-    /// dx = dy * (1 - y^2), from the cached output y
-    @_specialize(where T == Float) @_specialize(where T == Double)
-    public static func tanhBackward<T: DLScalar>(_ y: UnsafePointer<T>, _ dy: UnsafePointer<T>, _ dx: UnsafeMutablePointer<T>, _ n: Int) {
-        for i in 0..<n { dx[i] = dy[i] * (1 - y[i] * y[i]) }
+    /// dx[i] = f(c[i], dy[i]): a backward pass from the cached c (x or y) and dL/dy.
+    ///
+    /// Both loads happen whatever `f` does with them, so a formula that picks dy or 0
+    /// (ReLU) is a select, not a branch, and vectorises.
+    @inline(__always)
+    public static func map<T: DLScalar>(_ c: UnsafePointer<T>, _ dy: UnsafePointer<T>, _ dx: UnsafeMutablePointer<T>, _ n: Int,
+                                        _ f: (T, T) -> T) {
+        for i in 0..<n { let g = dy[i]; dx[i] = f(c[i], g) }
     }
 
     /// Row-wise softmax: y[r, :] = exp(x[r, :] - max) / sum. Stable for any finite x.
@@ -221,125 +185,76 @@ public enum Kernels {
         return sum / Double(n)
     }
 
-    /// Cross-entropy of softmax(logits) against class indices, mean over rows.
-    /// dlogits = (softmax - onehot) / rows. Labels must already be validated in [0, cols).
+    /// Cross-entropy of softmax(logits) against class indices, mean over rows, with label
+    /// smoothing e (PyTorch's): the target row is q = (1 - e) onehot + e / cols, so
+    /// loss = logZ - (1 - e) x[k] - e / cols sum(x) and dlogits = (softmax - q) / rows.
+    /// Labels must already be validated in [0, cols).
     @_specialize(where T == Float) @_specialize(where T == Double)
     public static func crossEntropyLabels<T: DLScalar>(_ logits: UnsafePointer<T>, _ labels: UnsafePointer<Int32>,
-                                                      _ dlogits: UnsafeMutablePointer<T>, rows: Int, cols: Int) -> Double {
+                                                      _ dlogits: UnsafeMutablePointer<T>, rows: Int, cols: Int,
+                                                      smoothing: Double = 0) -> Double {
         var sum = 0.0
         let inv = 1 / T(rows)
+        let off = T(smoothing / Double(cols)), on = T(1 - smoothing)
         for r in 0..<rows {
             let lr = logits + r * cols, row = dlogits + r * cols
             let k = Int(labels[r])
-            sum += softmaxRow(lr, row, cols) - Double(lr[k])      // -log softmax[k]
-            for c in 0..<cols { row[c] *= inv }
-            row[k] -= inv
+            sum += softmaxRow(lr, row, cols) - (1 - smoothing) * Double(lr[k])      // -log softmax[k] when e = 0
+            if smoothing > 0 {
+                var rowSum = 0.0
+                for c in 0..<cols { rowSum += Double(lr[c]) }
+                sum -= smoothing / Double(cols) * rowSum
+            }
+            for c in 0..<cols { row[c] = (row[c] - off) * inv }
+            row[k] -= on * inv
         }
         return sum / Double(rows)
     }
 
-    /// Cross-entropy of softmax(logits) against target distributions (one-hot or soft), mean over rows.
-    /// dlogits = (softmax * sum(t) - t) / rows, which is (softmax - t) / rows for a distribution.
+    /// Cross-entropy of softmax(logits) against target rows t (one-hot or soft), mean over
+    /// rows, with label smoothing e: q = (1 - e) t + e / cols; loss = -sum(q (x - logZ));
+    /// dlogits = (softmax * sum(q) - q) / rows, which is (softmax - q) / rows for a distribution.
     @_specialize(where T == Float) @_specialize(where T == Double)
     public static func crossEntropyDense<T: DLScalar>(_ logits: UnsafePointer<T>, _ t: UnsafePointer<T>,
-                                                     _ dlogits: UnsafeMutablePointer<T>, rows: Int, cols: Int) -> Double {
+                                                     _ dlogits: UnsafeMutablePointer<T>, rows: Int, cols: Int,
+                                                     smoothing: Double = 0) -> Double {
         var sum = 0.0
         let inv = 1 / T(rows)
+        let off = T(smoothing / Double(cols)), keep = T(1 - smoothing)
         for r in 0..<rows {
             let lr = logits + r * cols, row = dlogits + r * cols, tr = t + r * cols
             let logZ = softmaxRow(lr, row, cols)
-            var tsum: T = 0
+            var qsum: T = 0
             for c in 0..<cols {
-                sum -= Double(tr[c]) * (Double(lr[c]) - logZ)
-                tsum += tr[c]
+                let q = keep * tr[c] + off
+                sum -= Double(q) * (Double(lr[c]) - logZ)
+                qsum += q
             }
-            for c in 0..<cols { row[c] = (row[c] * tsum - tr[c]) * inv }
+            for c in 0..<cols { row[c] = (row[c] * qsum - (keep * tr[c] + off)) * inv }
         }
         return sum / Double(rows)
     }
 
-    // MARK: Optimizer updates (g already includes weight decay when asked)
-
-    // Float arrays go to the C versions (optimizers.c: the same formulas and rounding, eight
-    // lanes at a time, which these loops never are: Swift cannot rule out that the arrays
-    // overlap) unless `portable`; these loops are the reference the tests hold them to.
-    // `split` (Float only): update elements [0, split) and [split, n) as two parts, on two
-    // threads when the kernels have them (the sparse layer's W^T, see dlk_update_f32).
-
-    /// p -= lr * (g + wd * p)
+    /// Binary cross-entropy on logits x against targets t in [0, 1], mean over n values,
+    /// in the stable form of PyTorch's BCEWithLogitsLoss:
+    /// loss = max(x, 0) - x t + log(1 + exp(-|x|)); dx = (sigmoid(x) - t) / n.
+    /// Returns nil (with `bad` the index) when a target is outside [0, 1].
     @_specialize(where T == Float) @_specialize(where T == Double)
-    public static func sgdStep<T: DLScalar>(_ p: UnsafeMutablePointer<T>, _ g: UnsafePointer<T>, _ n: Int, lr: T, weightDecay: T,
-                                            split: Int = 0, portable: Bool = false) {
-        if T.self == Float.self, !portable {
-            var u = dlk_update()
-            (u.kind, u.lr, u.weight_decay) = (Int32(DLK_SGD), Float(lr), Float(weightDecay))
-            return dlk_update_f32(&u, f(p), f(g), nil, nil, Int64(n), Int64(split), 0)
-        }
-        for i in 0..<n { p[i] -= lr * (g[i] + weightDecay * p[i]) }
-    }
-
-    /// The tutorial's momentum: v = m v - lr (g + wd p); p += v
-    @_specialize(where T == Float) @_specialize(where T == Double)
-    public static func momentumStep<T: DLScalar>(_ p: UnsafeMutablePointer<T>, _ g: UnsafePointer<T>, _ v: UnsafeMutablePointer<T>, _ n: Int,
-                                                 lr: T, momentum: T, weightDecay: T, split: Int = 0, portable: Bool = false) {
-        if T.self == Float.self, !portable {
-            var u = dlk_update()
-            (u.kind, u.lr, u.momentum, u.weight_decay) = (Int32(DLK_MOMENTUM), Float(lr), Float(momentum), Float(weightDecay))
-            return dlk_update_f32(&u, f(p), f(g), f(v), nil, Int64(n), Int64(split), 0)
-        }
+    public static func binaryCrossEntropy<T: DLScalar>(_ x: UnsafePointer<T>, _ t: UnsafePointer<T>,
+                                                      _ dx: UnsafeMutablePointer<T>, _ n: Int, bad: inout Int) -> Double? {
+        var sum = 0.0
+        let inv = 1 / Double(n)
         for i in 0..<n {
-            v[i] = momentum * v[i] - lr * (g[i] + weightDecay * p[i])
-            p[i] += v[i]
+            let xi = Double(x[i]), ti = Double(t[i])
+            guard ti >= 0, ti <= 1 else {
+                bad = i
+                return nil
+            }
+            let e = Double.exp(-abs(xi))
+            sum += max(xi, 0) - xi * ti + Double.log(onePlus: e)
+            let sigmoid = xi >= 0 ? 1 / (1 + e) : e / (1 + e)
+            dx[i] = T((sigmoid - ti) * inv)
         }
-    }
-
-    /// Adam (Kingma & Ba) with bias correction; `t` is the 1-based step number.
-    @_specialize(where T == Float) @_specialize(where T == Double)
-    public static func adamStep<T: DLScalar>(_ p: UnsafeMutablePointer<T>, _ g: UnsafePointer<T>,
-                                             _ m: UnsafeMutablePointer<T>, _ v: UnsafeMutablePointer<T>, _ n: Int,
-                                             lr: T, beta1: T, beta2: T, eps: T, weightDecay: T, t: Int,
-                                             split: Int = 0, portable: Bool = false) {
-        let c1 = 1 - T.pow(beta1, t), c2 = 1 - T.pow(beta2, t)
-        let stepSize = lr / c1
-        let invSqrtC2 = 1 / T.sqrt(c2)
-        if T.self == Float.self, !portable {
-            var u = dlk_update()
-            u.kind = Int32(DLK_ADAM)
-            u.adam = dlk_adam(step_size: Float(stepSize), beta1: Float(beta1), beta2: Float(beta2),
-                              one_minus_beta1: Float(1 - beta1), one_minus_beta2: Float(1 - beta2),
-                              inv_sqrt_c2: Float(invSqrtC2), eps: Float(eps), weight_decay: Float(weightDecay))
-            return dlk_update_f32(&u, f(p), f(g), f(m), f(v), Int64(n), Int64(split), 0)
-        }
-        for i in 0..<n {
-            let gi = g[i] + weightDecay * p[i]
-            m[i] = beta1 * m[i] + (1 - beta1) * gi
-            v[i] = beta2 * v[i] + (1 - beta2) * gi * gi
-            p[i] -= stepSize * m[i] / (T.sqrt(v[i]) * invSqrtC2 + eps)
-        }
-    }
-
-    /// RMSprop: s = rho s + (1 - rho) g^2; p -= lr g / (sqrt(s) + eps)
-    @_specialize(where T == Float) @_specialize(where T == Double)
-    public static func rmspropStep<T: DLScalar>(_ p: UnsafeMutablePointer<T>, _ g: UnsafePointer<T>, _ s: UnsafeMutablePointer<T>, _ n: Int,
-                                                lr: T, rho: T, eps: T, weightDecay: T, split: Int = 0, portable: Bool = false) {
-        if T.self == Float.self, !portable {
-            var u = dlk_update()
-            (u.kind, u.lr, u.rho, u.one_minus_rho, u.eps, u.weight_decay) =
-                (Int32(DLK_RMSPROP), Float(lr), Float(rho), Float(1 - rho), Float(eps), Float(weightDecay))
-            return dlk_update_f32(&u, f(p), f(g), f(s), nil, Int64(n), Int64(split), 0)
-        }
-        for i in 0..<n {
-            let gi = g[i] + weightDecay * p[i]
-            s[i] = rho * s[i] + (1 - rho) * gi * gi
-            p[i] -= lr * gi / (T.sqrt(s[i]) + eps)
-        }
-    }
-
-    /// A pointer to T as a pointer to Float (only where T is Float).
-    private static func f<T>(_ p: UnsafeMutablePointer<T>) -> UnsafeMutablePointer<Float> {
-        UnsafeMutableRawPointer(p).assumingMemoryBound(to: Float.self)
-    }
-    private static func f<T>(_ p: UnsafePointer<T>) -> UnsafePointer<Float> {
-        UnsafeRawPointer(p).assumingMemoryBound(to: Float.self)
+        return sum * inv
     }
 }

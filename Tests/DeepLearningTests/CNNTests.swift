@@ -10,10 +10,8 @@ import Testing
 private func build(_ type: String, _ options: [String: SpecValue] = [:], input: [Int], seed: UInt64 = 1) throws
     -> (layer: any Layer<Double>, random: RandomSource) {
     let factory = try #require(LayerRegistry.factory(type))
-    var filled = options
-    for option in factory.kind.options where filled[option.name] == nil { filled[option.name] = option.defaultValue }
     var context = LayerContext(inputShape: input, index: 0, defaultInitializer: .heNormal, rng: RandomGenerator(seed: seed))
-    let layer: any Layer<Double> = try factory.make(ComponentSpec(type: type, options: filled, path: "layers[0]"), &context)
+    let layer: any Layer<Double> = try factory.make(factory.kind.spec(options, path: "layers[0]"), &context)
     return (layer, context.random)
 }
 

@@ -22,16 +22,21 @@ func randomTensor(_ shape: [Int], _ rng: inout RandomGenerator, scale: Double = 
     return t
 }
 
-/// Builds a spec in code (as the parser would, defaults filled in by the factories).
+/// The registered kind `type` of the registry of `noun` ("layer", "loss", "optimizer", "schedule").
+func kind(_ noun: String, _ type: String) -> ComponentKind {
+    Registries.all.first { $0.noun == noun }!.kinds.first { $0.type == type }!
+}
+
+/// Builds a spec in code (as the parser would, with the kinds' defaults filled in).
 func makeSpec(input: [Int], layers: [(String, [String: SpecValue])], loss: String = "cross_entropy",
               lossOptions: [String: SpecValue] = [:], optimizer: String = "sgd",
               optimizerOptions: [String: SpecValue] = ["lr": .double(0.1)], seed: UInt64 = 7,
               dtype: DType = .float32) -> ModelSpec {
     var spec = ModelSpec(
         inputShape: input,
-        layers: layers.enumerated().map { ComponentSpec(type: $1.0, options: $1.1, path: "layers[\($0)]") },
-        loss: ComponentSpec(type: loss, options: lossOptions, path: "loss"),
-        optimizer: ComponentSpec(type: optimizer, options: optimizerOptions, path: "optimizer"))
+        layers: layers.enumerated().map { kind("layer", $1.0).spec($1.1, path: "layers[\($0)]") },
+        loss: kind("loss", loss).spec(lossOptions, path: "loss"),
+        optimizer: kind("optimizer", optimizer).spec(optimizerOptions, path: "optimizer"))
     spec.seed = seed
     spec.dtype = dtype
     return spec

@@ -14,9 +14,9 @@ import Testing
     }
 
     @Test func mseMatchesTheTutorial() throws {
-        let (l1, _) = try compute(Loss(.mse), [[1, 2], [3, 4]], values: [[1.5, 2.5], [2.5, 3.5]])
+        let (l1, _) = try compute(Loss(MeanSquaredError()), [[1, 2], [3, 4]], values: [[1.5, 2.5], [2.5, 3.5]])
         #expect(abs(l1 - 0.25) < 1e-12)
-        let (l2, g) = try compute(Loss(.mse), [[2.5, 3.0]], values: [[2.0, 3.5]])
+        let (l2, g) = try compute(Loss(MeanSquaredError()), [[2.5, 3.0]], values: [[2.0, 3.5]])
         #expect(abs(l2 - 0.25) < 1e-12)
         // 2 (p - t) / N with N = 2 elements
         #expect(maxAbsDiff(g[0], [0.5, -0.5]) < 1e-12)
@@ -27,8 +27,8 @@ import Testing
     /// the reference notes quote is not what the formula gives, so we test the formula.
     @Test func crossEntropyMatchesTheTutorial() throws {
         let logits: [[Double]] = [[2.0, 1.0, 0.1], [0.5, 2.5, 0.3]]
-        let (byIndex, g1) = try compute(Loss(.crossEntropy), logits, labels: [0, 1])
-        let (byOneHot, g2) = try compute(Loss(.crossEntropy), logits, values: [[1, 0, 0], [0, 1, 0]])
+        let (byIndex, g1) = try compute(Loss(CrossEntropy(labelSmoothing: 0)), logits, labels: [0, 1])
+        let (byOneHot, g2) = try compute(Loss(CrossEntropy(labelSmoothing: 0)), logits, values: [[1, 0, 0], [0, 1, 0]])
         // Reference from the formula: -mean(log softmax[target]).
         func logSoftmax(_ r: [Double], _ k: Int) -> Double { r[k] - Double.log(r.map { Double.exp($0) }.reduce(0, +)) }
         let expected = -(logSoftmax(logits[0], 0) + logSoftmax(logits[1], 1)) / 2
@@ -44,40 +44,86 @@ import Testing
     }
 
     @Test func crossEntropyIsStableForHugeLogits() throws {
-        let (l, g) = try compute(Loss(.crossEntropy), [[1000, 0, -1000]], labels: [1])
+        let (l, g) = try compute(Loss(CrossEntropy(labelSmoothing: 0)), [[1000, 0, -1000]], labels: [1])
         #expect(abs(l - 1000) < 1e-9)
         #expect(g[0].allSatisfy { $0.isFinite })
     }
 
     @Test func huberQuadraticInsideLinearOutside() throws {
         // diffs: 0.5 (inside delta 1), -3 (outside)
-        let (l, g) = try compute(Loss(.huber(delta: 1)), [[1.5, -1]], values: [[1, 2]])
+        let (l, g) = try compute(Loss(Huber(delta: 1)), [[1.5, -1]], values: [[1, 2]])
         #expect(abs(l - (0.5 * 0.25 + 1 * (3 - 0.5)) / 2) < 1e-12)
         #expect(maxAbsDiff(g[0], [0.5 / 2, -1.0 / 2]) < 1e-12)
     }
 
     @Test func mseRefusesClassLabels() throws {
-        #expect(throws: DLError.self) { try compute(Loss(.mse), [[1, 2]], labels: [0]) }
+        #expect(throws: DLError.self) { try compute(Loss(MeanSquaredError()), [[1, 2]], labels: [0]) }
+    }
+
+    /// PyTorch's label smoothing: q = (1 - e) onehot + e / C, loss = -mean sum q log softmax,
+    /// by class index and by one-hot rows alike.
+    @Test func labelSmoothingAsPyTorchDefinesIt() throws {
+        let logits: [[Double]] = [[2.0, 1.0, 0.1], [0.5, 2.5, 0.3]]
+        let loss = Loss<Double>(CrossEntropy(labelSmoothing: 0.2))
+        let (byIndex, g1) = try compute(loss, logits, labels: [0, 2])
+        let (byOneHot, g2) = try compute(loss, logits, values: [[1, 0, 0], [0, 0, 1]])
+        var expected = 0.0
+        for (r, k) in [0, 2].enumerated() {
+            let z = logits[r].map { Double.exp($0) }.reduce(0, +)
+            let q = (0..<3).map { 0.8 * ($0 == k ? 1 : 0) + 0.2 / 3 }
+            expected -= (0..<3).reduce(0.0) { $0 + q[$1] * (logits[r][$1] - Double.log(z)) } / 2
+            let reference = (0..<3).map { (Double.exp(logits[r][$0]) / z - q[$0]) / 2 }
+            #expect(maxAbsDiff(g1[r], reference) < 1e-15)
+            #expect(maxAbsDiff(g2[r], reference) < 1e-15)
+        }
+        #expect(abs(byIndex - expected) < 1e-14)
+        #expect(abs(byOneHot - expected) < 1e-14)
+    }
+
+    /// BCEWithLogitsLoss: mean over all outputs of -(t log s(x) + (1 - t) log(1 - s(x))).
+    @Test func binaryCrossEntropyOnLogits() throws {
+        let x: [[Double]] = [[0.3, -1.2, 2.0], [-0.4, 0.0, 5.0]], t: [[Double]] = [[1, 0, 0.25], [0, 1, 1]]
+        let (value, g) = try compute(Loss(BinaryCrossEntropy()), x, values: t)
+        var expected = 0.0
+        for r in 0..<2 {
+            for c in 0..<3 {
+                let s = 1 / (1 + Double.exp(-x[r][c]))
+                expected -= (t[r][c] * Double.log(s) + (1 - t[r][c]) * Double.log(1 - s)) / 6
+                #expect(abs(g[r][c] - (s - t[r][c]) / 6) < 1e-15)
+            }
+        }
+        #expect(abs(value - expected) < 1e-14)
+    }
+
+    @Test func binaryCrossEntropyIsStableAndChecksTargets() throws {
+        let (l, g) = try compute(Loss(BinaryCrossEntropy()), [[1000, -1000]], values: [[0, 1]])
+        #expect(abs(l - 1000) < 1e-9)
+        #expect(maxAbsDiff(g[0], [0.5, -0.5]) < 1e-15)
+        let error = try #require(throws: DLError.self) { try compute(Loss(BinaryCrossEntropy()), [[1, 2]], values: [[0, 1.5]]) }
+        #expect(error.message.contains("[0, 1]") && error.message.contains("output 1"))
+        #expect(throws: DLError.self) { try compute(Loss(BinaryCrossEntropy()), [[1, 2]], labels: [0]) }
     }
 
     /// dL/dpred against centred differences, for every loss and target kind.
-    @Test(arguments: [Loss<Double>.Function.crossEntropy, .mse, .huber(delta: 0.7)])
-    func gradientCheckIsExcellent(function: Loss<Double>.Function) throws {
+    @Test(arguments: [("cross_entropy", 0.0), ("cross_entropy", 0.1), ("binary_cross_entropy", 0), ("mse", 0), ("huber", 0.7)])
+    func gradientCheckIsExcellent(type: String, option: Double) throws {
         var rng = RandomGenerator(seed: 9)
-        let loss = Loss<Double>(function)
+        let options: [String: SpecValue] = type == "huber" ? ["delta": .double(option)]
+            : type == "cross_entropy" ? ["label_smoothing": .double(option)] : [:]
+        let loss: Loss<Double> = try LossRegistry.make(kind("loss", type).spec(options, path: "loss"))
         let pred = try randomTensor([4, 3], &rng), grad = try Tensor<Double>(shape: [0])
         let labels = UnsafeMutablePointer<Int32>.allocate(capacity: 4)
         defer { labels.deallocate() }
         labels.initialize(from: [2, 0, 1, 1], count: 4)
         let targets = try randomTensor([4, 3], &rng)
-        if function == .crossEntropy {   // soft targets: each row a distribution
+        if type.hasSuffix("cross_entropy") {   // soft targets: each row a distribution (so each value in [0, 1])
             for r in 0..<4 {
                 let s = (0..<3).reduce(0.0) { $0 + abs(targets.data[r * 3 + $1]) }
                 for c in 0..<3 { targets.data[r * 3 + c] = abs(targets.data[r * 3 + c]) / s }
             }
         }
         var kinds: [Targets<Double>] = [.values(targets.data)]
-        if function == .crossEntropy { kinds.append(.labels(labels)) }
+        if loss.isClassification { kinds.append(.labels(labels)) }
         for t in kinds {
             _ = try loss.compute(pred, t, grad: grad)
             let analytical = grad.array
@@ -86,7 +132,7 @@ import Testing
                 try GradientCheck.check(name: "pred", values: pred.data, grad: g.baseAddress!, count: pred.count,
                                         limit: 0, epsilon: 1e-5) { () throws(DLError) in try loss.compute(pred, t, grad: scratch) }
             }
-            #expect(entry.relativeError < 1e-7, "\(function): \(entry.relativeError)")
+            #expect(entry.relativeError < 1e-7, "\(type): \(entry.relativeError)")
         }
     }
 }

@@ -17,8 +17,9 @@
  *     function on success and on every error path (NULL, foreign, freed handles and handles
  *     of another kind; bad dtype codes; malformed JSON; wrong shapes; short buffers;
  *     backward before forward; labels and targets); linear against y = x W^T + b and its
- *     gradients computed here, through the live parameter memory; relu, leaky_relu,
- *     sigmoid, tanh and softmax against their formulas; mse, cross_entropy and huber
+ *     gradients computed here, through the live parameter memory; every activation
+ *     (relu, leaky_relu, sigmoid, tanh, gelu in both forms, silu, elu, softplus on both
+ *     sides of its threshold, softmax) against its formula; mse, cross_entropy and huber
  *     against theirs (the tutorial's examples); a float64 finite-difference check of a
  *     linear layer's gradients;
  *   - data sets (dl_dataset_*, dl_train_epoch, dl_evaluate_dataset): IDX and CSV files
@@ -27,7 +28,9 @@
  *     computed here; NULL, foreign, freed and wrong-kind handles; an unshuffled epoch
  *     against dl_train_step on consecutive batches (bit for bit), dl_evaluate_dataset
  *     against dl_evaluate, shuffled epochs reproducible, a separable problem learnt;
- *     unlabelled data, a wrong input size, bad labels and regression models refused;
+ *     unlabelled data, a wrong input size, bad labels and labels for regression refused;
+ *     CSV target values (dl_dataset_load_csv_targets, dl_dataset_targets) trained on by
+ *     regression.json, an unshuffled epoch against dl_train_step (bit for bit);
  *   - threads: separate models train (and save and load) at once with the serial
  *     results, clones predict at once with the serial results, two threads on one
  *     model get DL_OK or DL_BUSY, models train at once on one shared data set.
@@ -148,7 +151,7 @@ static const char *const scratch_files[] = {"impossible.json", "xor.h5", "trunca
                                             "train-images-idx3-ubyte", "train-labels-idx1-ubyte",
                                             "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", "five-labels-idx1-ubyte",
                                             "short-labels-idx1-ubyte", "labelled.csv", "unlabelled.csv", "constant.csv",
-                                            "bad.csv", "dataset_checkpoint.h5"};
+                                            "bad.csv", "dataset_checkpoint.h5", "targets.csv"};
 
 static void scratch_path(char *path, size_t size, const char *name) {
     snprintf(path, size, "%s/%s", scratch_dir, name);
@@ -1375,6 +1378,10 @@ static void test_layer_creation(void) {
         {"{\"type\": \"leaky_relu\"}", "leaky_relu", 0},
         {"{\"type\": \"sigmoid\"}", "sigmoid", 0},
         {"{\"type\": \"tanh\"}", "tanh", 0},
+        {"{\"type\": \"gelu\", \"approximate\": \"tanh\"}", "gelu", 0},
+        {"{\"type\": \"silu\"}", "silu", 0},
+        {"{\"type\": \"elu\", \"alpha\": 0.5}", "elu", 0},
+        {"{\"type\": \"softplus\", \"beta\": 2}", "softplus", 0},
         {"{\"type\": \"softmax\"}", "softmax", 0},
     };
     for (int d = 0; d < 2; d++) {
@@ -1483,6 +1490,9 @@ static void test_layer_creation(void) {
         "{\"type\": \"linear\", \"in_features\": 5, \"units\": 0}",
         "{\"type\": \"linear\", \"in_features\": 5, \"units\": 3, \"init\": \"ones\"}",
         "{\"type\": \"leaky_relu\", \"alpha\": 2}",
+        "{\"type\": \"gelu\", \"approximate\": \"erf\"}", "{\"type\": \"gelu\", \"approximate\": true}",
+        "{\"type\": \"silu\", \"beta\": 1}", "{\"type\": \"elu\", \"alpha\": -1}",
+        "{\"type\": \"softplus\", \"beta\": 0}", "{\"type\": \"softplus\", \"treshold\": 20}",
     };
     for (int d = 0; d < 2; d++)
         for (size_t i = 0; i < sizeof malformed / sizeof malformed[0]; i++)
@@ -1886,18 +1896,38 @@ static void test_linear(int dtype) {
 /* Standalone layers: activations against their formulas                     */
 /* ------------------------------------------------------------------------ */
 
-enum activation { RELU, LEAKY_RELU, SIGMOID, TANH, SOFTMAX };
+enum activation { RELU, LEAKY_RELU, SIGMOID, TANH, GELU, GELU_TANH, SILU, ELU, SOFTPLUS, SOFTMAX };
 
-static void activation_reference(enum activation kind, double alpha, const double *x, const double *dy, size_t rows,
-                                 size_t cols, double *y, double *dx) {
+/* The activations' formulas with PyTorch's definitions; `a` and `b` are the options
+ * (alpha of leaky_relu and elu; beta and threshold of softplus). */
+static void activation_reference(enum activation kind, double a, double b, const double *x, const double *dy,
+                                 size_t rows, size_t cols, double *y, double *dx) {
     size_t n = rows * cols;
-    for (size_t i = 0; i < n; i++) switch (kind) {
-        case RELU: y[i] = x[i] > 0 ? x[i] : 0; dx[i] = x[i] > 0 ? dy[i] : 0; break;
-        case LEAKY_RELU: y[i] = x[i] > 0 ? x[i] : alpha * x[i]; dx[i] = x[i] > 0 ? dy[i] : alpha * dy[i]; break;
-        case SIGMOID: y[i] = 1 / (1 + exp(-x[i])); dx[i] = dy[i] * y[i] * (1 - y[i]); break;
-        case TANH: y[i] = tanh(x[i]); dx[i] = dy[i] * (1 - y[i] * y[i]); break;
+    for (size_t i = 0; i < n; i++) {
+        const double pi = acos(-1.0);
+        double v = x[i], s = 1 / (1 + exp(-v)), k = sqrt(2 / pi), t = tanh(k * (v + 0.044715 * v * v * v));
+        switch (kind) {
+        case RELU: y[i] = v > 0 ? v : 0; dx[i] = v > 0 ? dy[i] : 0; break;
+        case LEAKY_RELU: y[i] = v > 0 ? v : a * v; dx[i] = v > 0 ? dy[i] : a * dy[i]; break;
+        case SIGMOID: y[i] = s; dx[i] = dy[i] * s * (1 - s); break;
+        case TANH: y[i] = tanh(v); dx[i] = dy[i] * (1 - y[i] * y[i]); break;
+        case GELU:
+            y[i] = v * (1 + erf(v / sqrt(2))) / 2;
+            dx[i] = dy[i] * ((1 + erf(v / sqrt(2))) / 2 + v * exp(-v * v / 2) / sqrt(2 * pi));
+            break;
+        case GELU_TANH:
+            y[i] = v * (1 + t) / 2;
+            dx[i] = dy[i] * ((1 + t) / 2 + v * (1 - t * t) * k * (1 + 3 * 0.044715 * v * v) / 2);
+            break;
+        case SILU: y[i] = v * s; dx[i] = dy[i] * s * (1 + v * (1 - s)); break;
+        case ELU: y[i] = v > 0 ? v : a * expm1(v); dx[i] = v > 0 ? dy[i] : dy[i] * a * exp(v); break;
+        case SOFTPLUS:
+            y[i] = a * v > b ? v : log1p(exp(a * v)) / a;
+            dx[i] = a * v > b ? dy[i] : dy[i] / (1 + exp(-a * v));
+            break;
         case SOFTMAX: break;
         }
+    }
     if (kind != SOFTMAX) return;
     for (size_t r = 0; r < rows; r++) {
         const double *xr = x + r * cols, *dyr = dy + r * cols;
@@ -1910,18 +1940,25 @@ static void activation_reference(enum activation kind, double alpha, const doubl
 }
 
 static void test_activations(void) {
-    section("relu, leaky_relu, sigmoid, tanh, softmax against their formulas (float32, float64)");
+    section("every activation against its formula (float32, float64)");
     static const struct {
         const char *json;
         enum activation kind;
-        double alpha;
+        double a, b;
     } acts[] = {
-        {"{\"type\": \"relu\"}", RELU, 0},
-        {"{\"type\": \"leaky_relu\", \"alpha\": 0.2}", LEAKY_RELU, 0.2},
-        {"{\"type\": \"leaky_relu\"}", LEAKY_RELU, 0.01}, /* the default alpha */
-        {"{\"type\": \"sigmoid\"}", SIGMOID, 0},
-        {"{\"type\": \"tanh\"}", TANH, 0},
-        {"{\"type\": \"softmax\"}", SOFTMAX, 0},
+        {"{\"type\": \"relu\"}", RELU, 0, 0},
+        {"{\"type\": \"leaky_relu\", \"alpha\": 0.2}", LEAKY_RELU, 0.2, 0},
+        {"{\"type\": \"leaky_relu\"}", LEAKY_RELU, 0.01, 0}, /* the default alpha */
+        {"{\"type\": \"sigmoid\"}", SIGMOID, 0, 0},
+        {"{\"type\": \"tanh\"}", TANH, 0, 0},
+        {"{\"type\": \"gelu\"}", GELU, 0, 0},
+        {"{\"type\": \"gelu\", \"approximate\": \"tanh\"}", GELU_TANH, 0, 0},
+        {"{\"type\": \"silu\"}", SILU, 0, 0},
+        {"{\"type\": \"elu\"}", ELU, 1, 0}, /* PyTorch's default alpha */
+        {"{\"type\": \"elu\", \"alpha\": 0.5}", ELU, 0.5, 0},
+        {"{\"type\": \"softplus\"}", SOFTPLUS, 1, 20}, /* PyTorch's defaults: linear only for x > 20 */
+        {"{\"type\": \"softplus\", \"beta\": 2, \"threshold\": 1.5}", SOFTPLUS, 2, 1.5},
+        {"{\"type\": \"softmax\"}", SOFTMAX, 0, 0},
     };
     /* Three rows of four: both signs, no exact zero (where the derivative is a convention),
      * and a row of large values (softmax must subtract the maximum, sigmoid saturate). */
@@ -1945,7 +1982,7 @@ static void test_activations(void) {
             static const size_t shapes[3][2] = {{ROWS, COLS}, {2, 6}, {N, 1}};
             for (size_t s = 0; s < 3; s++) {
                 size_t rows = shapes[s][0], cols = shapes[s][1];
-                activation_reference(acts[a].kind, acts[a].alpha, xr, dyr, rows, cols, yr, dxr);
+                activation_reference(acts[a].kind, acts[a].a, acts[a].b, xr, dyr, rows, cols, yr, dxr);
                 set_elem(y, N, dtype, 7);
                 set_elem(dx, N, dtype, 7);
                 if (!CHECK_OK(dl_layer_forward(l, x, rows, cols, (int)s % 2, y, N)) ||
@@ -1966,7 +2003,7 @@ static void test_activations(void) {
                     CHECK(sums);
                 }
             }
-            printf("   %-42s %s: max error %.2g\n", acts[a].json, dtype_name(dtype), worst);
+            printf("   %-50s %s: max error %.2g\n", acts[a].json, dtype_name(dtype), worst);
             release_layer(l);
         }
         free(x);
@@ -2094,6 +2131,61 @@ static void test_losses(void) {
         release_loss(xent);
         release_loss(mse_string);
         release_loss(mse);
+    }
+}
+
+/* Mean binary cross-entropy of logits against targets in [0, 1] over all n elements, from
+ * its definition -(t log s + (1 - t) log(1 - s)), s = sigmoid(x), and its gradient (s - t) / n. */
+static double binary_cross_entropy_reference(const double *x, const double *t, size_t n, double *grad) {
+    double sum = 0;
+    for (size_t i = 0; i < n; i++) {
+        double s = 1 / (1 + exp(-x[i]));
+        sum -= t[i] * log(s) + (1 - t[i]) * log(1 - s);
+        grad[i] = (s - t[i]) / (double)n;
+    }
+    return sum / (double)n;
+}
+
+static void test_losses_from_the_registry(void) {
+    section("binary_cross_entropy, label smoothing, dl_registry_json, dl_model_end_epoch");
+    for (int d = 0; d < 2; d++) {
+        int dtype = all_dtypes[d];
+        static const double x[6] = {0.3, -1.2, 2.0, -0.4, 0.0, 5.0}, t[6] = {1, 0, 0.25, 0, 1, 1};
+        double grad[6];
+        double want = binary_cross_entropy_reference(x, t, 6, grad);
+        dl_loss *bce = make_loss("\"binary_cross_entropy\"", dtype);
+        run_loss(bce, dtype, x, 2, 3, NULL, t, want, grad, "binary_cross_entropy, multi-label rows");
+        run_loss(bce, dtype, x, 6, 1, NULL, t, want, grad, "binary_cross_entropy, one output");
+        release_loss(bce);
+
+        /* Label smoothing 0.3 over 3 classes: the target row becomes 0.7 onehot + 0.1. */
+        static const double z[6] = {2, 1, 0.1, 0.5, 2.5, 0.3}, smoothed[6] = {0.8, 0.1, 0.1, 0.1, 0.1, 0.8};
+        static const int32_t labels[2] = {0, 2};
+        double ce_grad[6];
+        double ce = cross_entropy_reference(z, smoothed, 2, 3, ce_grad);
+        dl_loss *xent = make_loss("{\"type\": \"cross_entropy\", \"label_smoothing\": 0.3}", dtype);
+        run_loss(xent, dtype, z, 2, 3, labels, NULL, ce, ce_grad, "cross_entropy, label_smoothing 0.3");
+        release_loss(xent);
+    }
+
+    const char *registry = dl_registry_json();
+    CHECK(registry != NULL && registry == dl_registry_json());
+    CHECK(strstr(registry, "\"binary_cross_entropy\"") != NULL && strstr(registry, "\"adamw\"") != NULL &&
+          strstr(registry, "\"cosine\"") != NULL && strstr(registry, "\"label_smoothing\"") != NULL);
+
+    CHECK_STATUS(dl_model_end_epoch(NULL), DL_INVALID_ARGUMENT);
+    dl_model *m = NULL;
+    const char *spec = "{\"input_size\": 2, \"layers\": [{\"type\": \"linear\", \"units\": 2}], \"loss\": \"mse\","
+                       " \"optimizer\": {\"type\": \"sgd\", \"lr\": 0.4, \"schedule\": {\"type\": \"step\","
+                       " \"step_size\": 2, \"gamma\": 0.5}}}";
+    if (CHECK_OK(dl_model_from_json(spec, &m))) {
+        double rates[5];
+        for (int e = 0; e < 5; e++) {
+            CHECK_OK(dl_model_get_learning_rate(m, &rates[e]));
+            CHECK_OK(dl_model_end_epoch(m));
+        }
+        CHECK(rates[0] == 0.4 && rates[1] == 0.4 && rates[2] == 0.2 && rates[3] == 0.2 && rates[4] == 0.1);
+        dl_model_free(m);
     }
 }
 
@@ -2792,6 +2884,72 @@ done:
     release_dataset(test);
 }
 
+/* A regression data set: CSV rows of one target value (sin x) and one feature (x). */
+static void test_dataset_targets(void) {
+    section("dl_dataset_load_csv_targets, dl_dataset_targets; dl_train_epoch and dl_evaluate_dataset on target values");
+    enum { N = 50, BATCH = 16 };
+    char path[4200], text[N * 40 + 16] = "target,x\n";
+    scratch_path(path, sizeof path, "targets.csv");
+    float x[N], t[N];
+    for (int i = 0; i < N; i++) {
+        x[i] = -2.0f + 5.0f * (float)i / (N - 1);
+        t[i] = (float)(int)(100 * sinf(x[i])) / 100;  /* two decimals: the CSV holds them exactly enough */
+        snprintf(text + strlen(text), sizeof text - strlen(text), "%.9g,%.9g\n", t[i], x[i]);
+    }
+    dl_dataset *data = NULL, *labelled = NULL, *out = (dl_dataset *)(void *)&sentinel_object;
+    dl_model *m = load(regression_spec), *reference = NULL;
+    if (!write_text(path, text) || m == NULL || !CHECK_OK(dl_model_clone(m, &reference))) goto done;
+
+    CHECK_STATUS(dl_dataset_load_csv_targets(path, 0, 0, &out), DL_INVALID_ARGUMENT);
+    CHECK_MESSAGE_HAS("target_count must be at least 1");
+    CHECK_STATUS(dl_dataset_load_csv_targets(NULL, 0, 1, &out), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_dataset_load_csv_targets(path, 0, 1, NULL), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_dataset_load_csv_targets(path, 3, 1, &out), DL_FORMAT_ERROR);
+    CHECK_MESSAGE_HAS("the header has 2 columns, expected 4 (a target and 3 features)");
+    CHECK(out == (dl_dataset *)(void *)&sentinel_object);
+    if (!CHECK_OK(dl_dataset_load_csv_targets(path, 1, 1, &data))) goto done;
+    size_t count = 0, size = 7;
+    int has_labels = -1;
+    const float *values = NULL, *features = NULL;
+    CHECK_OK(dl_dataset_info(data, &count, NULL, &has_labels));
+    CHECK(count == N && has_labels == 0);
+    CHECK_OK(dl_dataset_targets(data, &values, &size));
+    CHECK_OK(dl_dataset_features(data, &features));
+    CHECK(size == 1 && values != NULL && memcmp(values, t, sizeof t) == 0);
+    CHECK(features != NULL && memcmp(features, x, sizeof x) == 0);
+    CHECK_STATUS(dl_dataset_targets(NULL, &values, &size), DL_INVALID_ARGUMENT);
+    labelled = load_dataset_idx(ds_train_images_path, ds_train_labels_path);
+    if (labelled != NULL && CHECK_OK(dl_dataset_targets(labelled, &values, &size))) CHECK(values == NULL && size == 0);
+
+    /* An epoch in order is dl_train_step on consecutive batches, bit for bit. */
+    double loss = 0, step_loss = 0, sum = 0, accuracy = 7;
+    CHECK_OK(dl_train_epoch(m, data, BATCH, 0, &loss));
+    for (int start = 0; start < N; start += BATCH) {
+        int n = N - start < BATCH ? N - start : BATCH;
+        CHECK_OK(dl_train_step(reference, x + start, (size_t)n, NULL, t + start, &step_loss));
+        sum += step_loss * n;
+    }
+    CHECK(fabs(loss - sum / N) <= 1e-12 * sum);
+    size_t n_params = 0;
+    float *expected = get_all_params(reference, &n_params);
+    CHECK(params_equal(m, expected, n_params));
+    free(expected);
+    double reference_loss = 0;
+    CHECK_OK(dl_evaluate_dataset(m, data, &loss, &accuracy));
+    CHECK_OK(dl_evaluate(reference, x, N, NULL, t, &reference_loss, NULL));
+    CHECK(loss == reference_loss && isnan(accuracy));
+    CHECK_OK(dl_train_epoch(m, data, BATCH, 1, &loss)); /* shuffled */
+    if (labelled != NULL) {
+        CHECK_STATUS(dl_train_epoch(m, labelled, BATCH, 1, &loss), DL_UNSUPPORTED);
+        CHECK_MESSAGE_HAS("holds class labels");
+    }
+done:
+    dl_dataset_free(data);
+    dl_dataset_free(labelled);
+    release(m);
+    release(reference);
+}
+
 static void test_train_epoch_errors(void) {
     section("dl_train_epoch, dl_evaluate_dataset error paths");
     dl_dataset *train = load_dataset_idx(ds_train_images_path, ds_train_labels_path);
@@ -3196,6 +3354,7 @@ int main(int argc, char **argv) {
     test_linear(DL_FLOAT32);
     test_activations();
     test_losses();
+    test_losses_from_the_registry();
     test_loss_errors();
     test_layer_finite_differences();
 
@@ -3221,6 +3380,7 @@ int main(int argc, char **argv) {
         test_dataset_handles();
         test_train_epoch();
         test_train_epoch_errors();
+        test_dataset_targets();
         test_threads_shared_dataset();
     }
 

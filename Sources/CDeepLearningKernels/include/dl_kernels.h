@@ -54,27 +54,37 @@ DLK_HIDDEN void dlk_row_times_matrix(const float *x, int64_t k, const float *b, 
 
 // MARK: - Optimizer updates (optimizers.c)
 
-/// Adam's constants for one step t: step_size = lr / (1 - beta1^t), inv_sqrt_c2 =
-/// 1 / sqrt(1 - beta2^t), and one_minus_beta = 1 - beta, each rounded to float.
-typedef struct dlk_adam {
-    float step_size, beta1, beta2, one_minus_beta1, one_minus_beta2, inv_sqrt_c2, eps, weight_decay;
-} dlk_adam;
-
-/// One optimizer update of n float32 parameters (optimizers.c): the formulas of
-/// Kernels.swift's generic versions (sgdStep, momentumStep, adamStep, rmspropStep), with
-/// the same rounding; `portable` runs the scalar version. By kind (the fields a kind does
-/// not use are ignored; s1 and s2 are its state arrays: momentum's velocity, Adam's m and
-/// v, RMSprop's square average). With 0 < split < n, elements [0, split) and [split, n) are two parts,
-/// run on two threads when the kernels have them: the sparse layer passes the split of its
-/// W^T's rows (dlk_sparse_split times its outputs), so each core updates the half it reads.
-enum { DLK_SGD, DLK_MOMENTUM, DLK_ADAM, DLK_RMSPROP };
+/// One optimizer update (optimizers.c), the only implementation of each rule: with
+/// g' = grad_scale * g + l2 * p (and, first, p *= 1 - lr * decay for decoupled weight decay),
+///
+///     DLK_SGD       p -= lr g'
+///     DLK_MOMENTUM  v = momentum v - lr g';  p += v                     (s1 = v)
+///     DLK_NESTEROV  v = momentum v - lr g';  p += momentum v - lr g'    (s1 = v)
+///     DLK_ADAM      m = beta1 m + (1 - beta1) g';  v = beta2 v + (1 - beta2) g'^2
+///                   p -= lr / (1 - beta1^step) m / (sqrt(v) / sqrt(1 - beta2^step) + eps)
+///                                                                       (s1 = m, s2 = v)
+///     DLK_RMSPROP   s = rho s + (1 - rho) g'^2;  p -= lr g' / (sqrt(s) + eps)   (s1 = s)
+///
+/// The float32 version runs eight lanes at a time where the CPU has AVX2 (the scalar loop
+/// finishes the tail, and is all of it elsewhere), rounding every operation to float with
+/// no fused multiply-add, so each element gets the same bits on either path. Elements are
+/// independent, so long arrays are shared among the kernel threads without changing a bit.
+/// The fields a kind does not use are ignored; state arrays it does not use may be NULL.
+enum { DLK_SGD, DLK_MOMENTUM, DLK_NESTEROV, DLK_ADAM, DLK_RMSPROP };
 typedef struct dlk_update {
     int kind;
-    float lr, weight_decay, momentum, rho, one_minus_rho, eps;
-    dlk_adam adam;
+    int64_t step;       // 1-based number of this update (Adam's bias correction)
+    double lr, grad_scale, l2, decay;
+    double momentum, beta1, beta2, rho, eps;
 } dlk_update;
-DLK_HIDDEN void dlk_update_f32(const dlk_update *update, float *p, const float *g, float *s1, float *s2,
-                               int64_t n, int64_t split, int portable);
+DLK_HIDDEN void dlk_update_f32(const dlk_update *update, float *p, const float *g, float *s1, float *s2, int64_t n,
+                               int portable);
+DLK_HIDDEN void dlk_update_f64(const dlk_update *update, double *p, const double *g, double *s1, double *s2,
+                               int64_t n);
+
+/// The sum of x[i]^2, accumulated in double in index order (gradient clipping's norm).
+DLK_HIDDEN double dlk_sum_squares_f32(const float *x, int64_t n);
+DLK_HIDDEN double dlk_sum_squares_f64(const double *x, int64_t n);
 
 // MARK: - Input checks, preprocessing and batch gathering (input.c)
 

@@ -49,6 +49,7 @@ extension Model {
         try f.createGroup("optimizer")
         try f.setAttribute("optimizer", "type", string: optimizer.type)
         try f.setAttribute("optimizer", "learning_rate", double: optimizer.learningRate)
+        try f.setAttribute("optimizer", "base_learning_rate", double: optimizer.baseLearningRate)
         try f.setAttribute("optimizer", "step", int: Int64(optimizer.step))
         for (s, slot) in optimizer.slotNames.enumerated() {
             try f.createGroup("optimizer/\(slot)")
@@ -73,9 +74,13 @@ extension Model {
             throw DLError(.format, "\(f.path): optimizer/type is \"\(type)\" but the stored spec names \"\(optimizer.type)\"")
         }
         let lr = try f.attributeDouble("optimizer", "learning_rate")
+        // Files written before schedules have no base rate: there the stored rate is it,
+        // unless lr_decay was decaying it, from the spec's lr.
+        let base = try f.hasAttribute("optimizer", "base_learning_rate") ? f.attributeDouble("optimizer", "base_learning_rate")
+            : optimizer.schedule.rule is ConstantRate ? lr : optimizer.baseLearningRate
         let step = try f.attributeInt("optimizer", "step")
-        guard lr.isFinite, lr >= 0, step >= 0 else {
-            throw DLError(.format, "\(f.path): optimizer learning_rate \(lr) or step \(step) is invalid")
+        guard lr.isFinite, lr >= 0, base.isFinite, base >= 0, step >= 0 else {
+            throw DLError(.format, "\(f.path): optimizer learning_rate \(lr), base_learning_rate \(base) or step \(step) is invalid")
         }
         for (s, slot) in optimizer.slotNames.enumerated() {
             try readTensors(f, group: "optimizer/\(slot)", zip(parameters, optimizer.slots).map { ($0, $1[s]) })
@@ -89,10 +94,8 @@ extension Model {
         }
         let r = try f.readUInt64("training/rng_state", count: 4)
         guard r != [0, 0, 0, 0] else { throw DLError(.format, "\(f.path): training/rng_state is all zeros (not a valid generator state)") }
-        optimizer.learningRate = lr
-        optimizer.restore(step: Int(step))
+        optimizer.restore(step: Int(step), epoch: Int(epochs), baseLearningRate: base)
         samplesSeen = Int(seen)
-        epoch = Int(epochs)
         rng = RandomGenerator(state: (r[0], r[1], r[2], r[3]))
     }
 

@@ -249,9 +249,14 @@ final class HDF5File {
         guard write(a) >= 0 else { throw fail("cannot write attribute \(object)@\(name)", kind: .io) }
     }
 
+    /// Whether `object` has attribute `name` (attributes added in later versions of a layout).
+    func hasAttribute(_ object: String, _ name: String) -> Bool {
+        (object == "/" || exists(object)) && H5Aexists_by_name(id, object, name, dlh5_p_default()) > 0
+    }
+
     /// Opens attribute `name` of `object`, or throws naming what is missing.
     private func withAttribute<R>(_ object: String, _ name: String, _ body: (hid_t) throws(DLError) -> R) throws(DLError) -> R {
-        guard object == "/" || exists(object), H5Aexists_by_name(id, object, name, dlh5_p_default()) > 0 else {
+        guard hasAttribute(object, name) else {
             throw DLError(.format, "\(path): missing attribute \"\(name)\" on \(object)")
         }
         let a = H5Aopen_by_name(id, object, name, dlh5_p_default(), dlh5_p_default())

@@ -96,10 +96,10 @@ public enum BatchNormFactory: LayerFactory {
     ], doc: "batch normalisation per feature of flat input, per channel of [C, H, W] images")
 
     public static func make<T: DLScalar>(_ spec: ComponentSpec, _ context: inout LayerContext) throws(DLError) -> any Layer<T> {
-        let affine = spec.bool("affine") ?? true
+        let affine = try spec.bool("affine")
         let channels = context.inputShape[0]
         try context.reserve(affine ? 2 * channels : 0, context.describe("batch_norm"))
-        return try BatchNorm<T>(shape: context.inputShape, momentum: spec.double("momentum") ?? 0.1,
-                                eps: spec.double("eps") ?? 1e-5, affine: affine)
+        return try BatchNorm<T>(shape: context.inputShape, momentum: try spec.double("momentum"),
+                                eps: try spec.double("eps"), affine: affine)
     }
 }

@@ -126,13 +126,13 @@ public enum Conv2DFactory: LayerFactory {
     public static func make<T: DLScalar>(_ spec: ComponentSpec, _ context: inout LayerContext) throws(DLError) -> any Layer<T> {
         let me = context.describe("conv2d")
         let (channels, window) = try Window2D.read(spec, context, type: "conv2d")
-        let filters = spec.int("filters") ?? 0
+        let filters = try spec.int("filters")
         _ = try checkedCount([filters, window.outHeight, window.outWidth], "\(me) output")
         let fanIn = try checkedProduct(channels, window.kernelArea, "\(me) kernel")
         let weights = try checkedProduct(filters, fanIn, "\(me) weight (\(filters), \(channels), \(window.kernelHeight), \(window.kernelWidth))")
         try context.reserve(weights + filters, me)
-        let layer = try Conv2D<T>(inChannels: channels, filters: filters, window: window, bias: spec.bool("bias") ?? true)
-        let initializer = Initializer(rawValue: spec.string("init") ?? "") ?? context.defaultInitializer
+        let layer = try Conv2D<T>(inChannels: channels, filters: filters, window: window, bias: try spec.bool("bias"))
+        let initializer = Initializer(rawValue: try spec.string("init")) ?? context.defaultInitializer
         initializer.fill(layer.weight.value, fanIn: fanIn, fanOut: filters * window.kernelArea, rng: &context.rng)
         return layer
     }

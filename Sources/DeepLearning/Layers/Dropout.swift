@@ -53,6 +53,6 @@ public enum DropoutFactory: LayerFactory {
     ], doc: "inverted dropout while training, the identity in evaluation")
 
     public static func make<T: DLScalar>(_ spec: ComponentSpec, _ context: inout LayerContext) throws(DLError) -> any Layer<T> {
-        try Dropout<T>(rate: spec.double("rate") ?? 0.5, shape: context.inputShape, random: context.random)
+        try Dropout<T>(rate: try spec.double("rate"), shape: context.inputShape, random: context.random)
     }
 }

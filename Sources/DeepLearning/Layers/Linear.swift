@@ -109,16 +109,15 @@ public enum LinearFactory: LayerFactory {
             throw DLError(.spec, "\(me) needs flat input, but its input has shape \(context.inputShape); give the input as \"input\": {\"size\": \(context.inputShape.reduce(1, *))}")
         }
         let inFeatures = context.inputShape[0]
-        let units = spec.int("units") ?? 0
-        if let declared = spec.int("in_features"), declared != 0, declared != inFeatures {
+        let units = try spec.int("units"), declared = try spec.int("in_features")
+        if declared != 0, declared != inFeatures {
             let previous = context.index == 0 ? "the input has size" : "layers[\(context.index - 1)] outputs"
             throw DLError(.spec, "\(spec.path).in_features is \(declared) but \(previous) \(inFeatures)")
         }
         let weights = try checkedProduct(units, inFeatures, "\(me) weight (\(units), \(inFeatures))")
         try context.reserve(weights + units, me)
-        let layer = try Linear<T>(inFeatures: inFeatures, outFeatures: units, bias: spec.bool("bias") ?? true)
-        let initName = spec.string("init") ?? ""
-        let initializer = Initializer(rawValue: initName) ?? context.defaultInitializer
+        let layer = try Linear<T>(inFeatures: inFeatures, outFeatures: units, bias: try spec.bool("bias"))
+        let initializer = Initializer(rawValue: try spec.string("init")) ?? context.defaultInitializer
         initializer.fill(layer.weight.value, fanIn: inFeatures, fanOut: units, rng: &context.rng)
         // The model's input is often mostly one value (image backgrounds, one-hot codes).
         if context.seesModelInput { layer.enableSparseInput() }

@@ -47,7 +47,7 @@ public enum ReshapeFactory: LayerFactory {
     ], doc: "each sample given a new shape with the same number of values")
 
     public static func make<T: DLScalar>(_ spec: ComponentSpec, _ context: inout LayerContext) throws(DLError) -> any Layer<T> {
-        let shape = spec.ints("shape") ?? []
+        let shape = try spec.ints("shape")
         let from = context.inputShape.reduce(1, *), to = try checkedCount(shape, "reshape target \(shape)")
         guard from == to else {
             throw DLError(.spec, "\(context.describe("reshape")): cannot reshape the input of shape \(context.inputShape) (\(from) values) to \(shape) (\(to) values)")

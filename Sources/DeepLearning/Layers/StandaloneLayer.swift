@@ -87,7 +87,9 @@ public final class StandaloneLayer<T: DLScalar>: AnyStandaloneLayer {
 /// Builds a layer on its own from a spec layer object (linear layers need "in_features").
 public func makeStandaloneLayer(json: String, dtype: DType, seed: UInt64) throws(DLError) -> any AnyStandaloneLayer {
     let spec = try SpecParser.parseLayer(json: json)
-    let declared = spec.int("in_features").flatMap { $0 > 0 ? $0 : nil }
+    // Only some layer types take in_features, and 0 is its "not given".
+    let given = spec.options["in_features"] == nil ? 0 : try spec.int("in_features")
+    let declared = given > 0 ? given : nil
     if spec.type == "linear" && declared == nil {
         throw DLError(.spec, "<string>: layer.in_features: a linear layer on its own needs its input size")
     }

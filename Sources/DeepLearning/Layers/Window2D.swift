@@ -64,15 +64,15 @@ extension Window2D {
             throw DLError(.spec, "\(me) needs images of shape [channels, height, width], but \(source); give the input as \"input\": {\"shape\": [C, H, W]} or put a reshape layer before it")
         }
         // One integer means the same along both axes; 0 (stride's default) means the fallback.
-        func pair(_ name: String, _ fallback: (Int, Int)) -> (Int, Int) {
-            let v = spec.ints(name) ?? []
+        func pair(_ name: String, _ fallback: (Int, Int)) throws(DLError) -> (Int, Int) {
+            let v = try spec.ints(name)
             if v.count == 2 { return (v[0], v[1]) }
             if v.count == 1 && v[0] > 0 { return (v[0], v[0]) }
             return fallback
         }
-        let kernel = pair("kernel_size", (1, 1))
-        let stride = pair("stride", strideIsKernel ? kernel : (1, 1))
-        let padding = pair("padding", (0, 0))
+        let kernel = try pair("kernel_size", (1, 1))
+        let stride = try pair("stride", strideIsKernel ? kernel : (1, 1))
+        let padding = try pair("padding", (0, 0))
         let window = Window2D(height: shape[1], width: shape[2], kernel: kernel, stride: stride, padding: padding)
         guard window.outHeight > 0, window.outWidth > 0 else {
             throw DLError(.spec, "\(me): kernel_size [\(kernel.0), \(kernel.1)] does not fit the \(shape[1]) x \(shape[2]) input with padding [\(padding.0), \(padding.1)]; the padded input must be at least as large as the kernel")

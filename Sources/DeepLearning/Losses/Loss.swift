@@ -13,72 +13,70 @@ func checkLabels(_ labels: UnsafePointer<Int32>, count: Int, classes: Int) throw
     }
 }
 
-/// A loss: the mean over the batch (or over elements) and its gradient.
+/// One loss type a spec can name ("mse", "cross_entropy", ...): its options and its maths.
 ///
-///     cross_entropy: softmax + negative log likelihood, mean over samples;
-///                    dpred = (softmax(pred) - onehot) / B
-///     mse:           mean((pred - t)^2) over all N elements;  dpred = 2 (pred - t) / N
-///     huber:         mean of 0.5 d^2 (|d| <= delta) or delta (|d| - delta / 2), d = pred - t;
-///                    dpred = d or delta * sign(d), divided by N
+/// Adding a loss is a new type conforming to this protocol, with its loop in `Kernels`,
+/// plus one line in `LossRegistry.functions`.
+public protocol LossFunction: Sendable {
+    /// The spec's type name, options and one-line doc.
+    static var kind: ComponentKind { get }
+    /// Whether targets may be class indices (a classifier's loss); others take only values.
+    static var takesLabels: Bool { get }
+    /// The loss of a validated spec (the parser has filled in every option's default).
+    init(_ spec: ComponentSpec) throws(DLError)
+    /// The mean loss of `pred` (rows, cols) against `targets`, writing dL/dpred into `grad`.
+    /// Labels come only to a loss that `takesLabels`.
+    func compute<T: DLScalar>(_ pred: UnsafePointer<T>, _ targets: Targets<T>, _ grad: UnsafeMutablePointer<T>,
+                              rows: Int, cols: Int) throws(DLError) -> Double
+}
+
+extension LossFunction {
+    public static var takesLabels: Bool { false }
+}
+
+/// A model's (or a standalone) loss: a `LossFunction` with the checks every loss shares.
 public final class Loss<T: DLScalar> {
-    public enum Function: Sendable, Equatable {
-        case crossEntropy
-        case mse
-        case huber(delta: Double)
-    }
+    public let function: any LossFunction
 
-    public let function: Function
+    public init(_ function: any LossFunction) { self.function = function }
 
-    public init(_ function: Function) { self.function = function }
+    /// The spec's type name ("cross_entropy").
+    public var type: String { Swift.type(of: function).kind.type }
 
-    public var type: String {
-        switch function {
-        case .crossEntropy: return "cross_entropy"
-        case .mse: return "mse"
-        case .huber: return "huber"
-        }
-    }
-
-    /// Whether targets may be class indices (only cross-entropy, a classification loss).
-    public var isClassification: Bool { function == .crossEntropy }
+    /// Whether targets may be class indices (and accuracy is the argmax's).
+    public var isClassification: Bool { Swift.type(of: function).takesLabels }
 
     /// The mean loss of `pred` (B, C...) against `targets`, writing dL/dpred into `grad`.
     public func compute(_ pred: Tensor<T>, _ targets: Targets<T>, grad: Tensor<T>) throws(DLError) -> Double {
-        try grad.resize(pred.shape)
-        let rows = pred.shape[0]
-        let n = pred.count
-        let cols = rows == 0 ? 0 : n / rows
-        switch (function, targets) {
-        case (.crossEntropy, .labels(let labels)):
-            return Kernels.crossEntropyLabels(pred.data, labels, grad.data, rows: rows, cols: cols)
-        case (.crossEntropy, .values(let t)):
-            return Kernels.crossEntropyDense(pred.data, t, grad.data, rows: rows, cols: cols)
-        case (.mse, .values(let t)):
-            return Kernels.mse(pred.data, t, grad.data, n)
-        case (.huber(let delta), .values(let t)):
-            return Kernels.huber(pred.data, t, grad.data, n, delta: T(delta))
-        case (_, .labels):
+        if case .labels = targets, !isClassification {
             throw DLError(.unsupported, "the \(type) loss needs target values with the output's shape, not class labels")
         }
+        try grad.resize(pred.shape)
+        let rows = pred.shape[0]
+        return try function.compute(pred.data, targets, grad.data, rows: rows, cols: rows == 0 ? 0 : pred.count / rows)
     }
 }
 
 /// The loss types a spec can name.
 public enum LossRegistry {
-    public static let kinds: [ComponentKind] = [
-        ComponentKind("cross_entropy", doc: "softmax + negative log likelihood; targets are class indices or one-hot rows"),
-        ComponentKind("mse", doc: "mean squared error over all elements"),
-        ComponentKind("huber", options: [
-            OptionSpec("delta", .number(1e-12...1e12), default: .double(1.0), doc: "where the loss turns from quadratic to linear"),
-        ], doc: "Huber loss: quadratic within delta, linear outside"),
+    public static let functions: [any LossFunction.Type] = [
+        CrossEntropy.self,
+        BinaryCrossEntropy.self,
+        MeanSquaredError.self,
+        Huber.self,
     ]
 
+    public static var kinds: [ComponentKind] { functions.map { $0.kind } }
+
     public static func make<T: DLScalar>(_ spec: ComponentSpec) throws(DLError) -> Loss<T> {
-        switch spec.type {
-        case "cross_entropy": return Loss(.crossEntropy)
-        case "mse": return Loss(.mse)
-        case "huber": return Loss(.huber(delta: spec.double("delta") ?? 1))
-        default: throw DLError(.spec, "\(spec.path).type: unknown loss \"\(spec.type)\"")
-        }
+        Loss(try lookup(spec.type, in: functions, kind: { $0.kind }, noun: "loss", path: spec.path).init(spec))
+    }
+}
+
+extension Targets {
+    /// The target values; labels reach only losses that take them (`Loss.compute` checks).
+    func values(_ loss: String) throws(DLError) -> UnsafePointer<T> {
+        guard case .values(let t) = self else { throw DLError(.internal, "the \(loss) loss was given class labels") }
+        return t
     }
 }

@@ -38,7 +38,7 @@ extension Model: AnyModel {
     public var layerTypes: [String] { layers.map(\.type) }
     public var learningRate: Double {
         get { optimizer.learningRate }
-        set { optimizer.learningRate = newValue }
+        set { optimizer.baseLearningRate = newValue }
     }
     public var stepCount: Int { optimizer.step }
     public var isClassifier: Bool { loss.isClassification }

@@ -8,6 +8,16 @@ public enum BatchTargets<S: DLScalar> {
     case values(UnsafePointer<S>)
 }
 
+extension BatchTargets {
+    /// The targets from sample `samples` on, for `width` values per sample (labels: one each).
+    func advanced(by samples: Int, width: Int) -> BatchTargets {
+        switch self {
+        case .labels(let labels): return .labels(labels + samples)
+        case .values(let values): return .values(values + samples * width)
+        }
+    }
+}
+
 /// A sequential model: layers in order, a loss, an optimizer, and its own random generator.
 ///
 /// Inputs and targets may be `Float` or `Double` whatever the model's own type `T`; they
@@ -38,7 +48,11 @@ public final class Model<T: DLScalar> {
     let firstTrainableLayer: Int
     /// Training counters, saved in checkpoints.
     public var samplesSeen: Int = 0
-    public var epoch: Int = 0
+    /// Epochs completed; kept by the optimizer, whose per-epoch schedule follows it.
+    public var epoch: Int {
+        get { optimizer.epoch }
+        set { optimizer.epoch = newValue }
+    }
 
     /// Samples per forward pass in predict and evaluate: at most 4096, and few enough that
     /// the layers' output buffers stay near 2^25 values (128 MiB of float32) in all, as a
@@ -91,7 +105,7 @@ public final class Model<T: DLScalar> {
         if loss.isClassification && (outputShape.count != 1 || outputSize < 2) {
             throw DLError(.spec, "loss: cross_entropy needs a flat output of at least 2 classes, but the last layer outputs shape \(outputShape)")
         }
-        self.optimizer = try OptimizerRegistry.make(spec.optimizer, parameters: parameters)
+        self.optimizer = try Optimizer(spec: spec.optimizer, parameters: parameters)
         self.input = try Tensor(shape: [0])
         self.targetValues = try Tensor(shape: [0])
         self.lossGrad = try Tensor(shape: [0])
@@ -266,13 +280,8 @@ public final class Model<T: DLScalar> {
         var predicted = [Int32](repeating: 0, count: min(max(count, 1), chunk))
         var expected = [Int32](repeating: 0, count: predicted.count)
         try forEachChunk(count) { (start, rows) throws(DLError) in
-            let shifted: BatchTargets<S>
-            switch targets {
-            case .labels(let l): shifted = .labels(l + start)
-            case .values(let v): shifted = .values(v + start * outputSize)
-            }
             let y = try forward(try loadInput(x + start * inputSize, batch: rows), training: false)
-            let t = try loadTargets(shifted, batch: rows)
+            let t = try loadTargets(targets.advanced(by: start, width: outputSize), batch: rows)
             lossSum += try loss.compute(y, t, grad: lossGrad) * Double(rows)
             guard loss.isClassification else { return }
             predicted.withUnsafeMutableBufferPointer { p in
@@ -323,11 +332,9 @@ public final class Model<T: DLScalar> {
         for (i, (mine, theirs)) in zip(optimizer.slots, other.optimizer.slots).enumerated() {
             for (a, b) in zip(mine, theirs) { parameters[i].copy(a, to: other.parameters[i], b) }
         }
-        other.optimizer.restore(step: optimizer.step)
-        other.optimizer.learningRate = optimizer.learningRate
+        other.optimizer.restore(step: optimizer.step, epoch: optimizer.epoch, baseLearningRate: optimizer.baseLearningRate)
         other.rng = rng
         other.samplesSeen = samplesSeen
-        other.epoch = epoch
         return other
     }
 

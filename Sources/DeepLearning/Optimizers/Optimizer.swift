@@ -1,128 +1,160 @@
-/// Updates a model's parameters from their gradients.
-///
-///     sgd:      p -= lr (g + wd p)                                  (momentum 0)
-///               v = m v - lr (g + wd p); p += v                     (momentum m, the tutorial's form)
-///     adam:     m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
-///               p -= lr m_hat / (sqrt(v_hat) + eps), bias-corrected by step t
-///     rmsprop:  s = rho s + (1 - rho) g^2;  p -= lr g / (sqrt(s) + eps)
-///
-/// Weight decay is L2 added to the gradient. State tensors ("slots") are kept per
-/// parameter in the model's parameter order; checkpoints store them with `step`.
-public final class Optimizer<T: DLScalar> {
-    public enum Function: Sendable, Equatable {
-        case sgd(momentum: Double)
-        case adam(beta1: Double, beta2: Double, eps: Double)
-        case rmsprop(rho: Double, eps: Double)
-    }
+import CDeepLearningKernels
 
-    public let function: Function
-    /// Learning rate; may change between steps.
-    public var learningRate: Double
-    public let weightDecay: Double
-    /// Factor applied to the learning rate after each epoch (`Model.trainEpoch`).
-    public let epochDecay: Double
+/// One optimizer type a spec can name ("sgd", "adam", ...): its options and its update rule.
+///
+/// The rule's arithmetic is in C (`dlk_update`, optimizers.c: one implementation per element
+/// type); a rule says which formula it uses, with which constants, and which state tensors
+/// it keeps per parameter. Adding an optimizer is a new type conforming to this protocol
+/// plus one line in `OptimizerRegistry.rules` (and, for a new formula, a case in
+/// optimizers.c).
+public protocol OptimizerRule: Sendable {
+    /// The spec's type name, options and one-line doc.
+    static var kind: ComponentKind { get }
+    /// The rule of a validated spec (the parser has filled in every option's default).
+    init(_ spec: ComponentSpec) throws(DLError)
+    /// Names of the state tensors kept per parameter, as checkpoints store them.
+    var slotNames: [String] { get }
+    /// Sets the kernel's kind and the rule's constants; the optimizer sets `lr`, `step`
+    /// and `grad_scale`.
+    func configure(_ update: inout dlk_update)
+}
+
+/// Updates a model's parameters from their gradients: the settings every optimizer shares
+/// (learning rate and its schedule, gradient clipping) around one `OptimizerRule`.
+///
+/// Clipping follows `torch.nn.utils.clip_grad_norm_`: with N the L2 norm of all gradients
+/// together, every gradient is scaled by min(1, clip_norm / (N + 1e-6)) before the rule
+/// sees it (the stored gradients are left as they are). State tensors ("slots") are kept
+/// per parameter in the model's parameter order; checkpoints store them with `step`.
+public final class Optimizer<T: DLScalar> {
+    public let rule: any OptimizerRule
+    /// The spec's type name ("adam").
+    public let type: String
+    /// The rate the schedule starts from: the spec's `lr`, or what was set by hand.
+    public var baseLearningRate: Double {
+        didSet { reschedule() }
+    }
+    /// The rate of the next update.
+    public private(set) var learningRate: Double
+    public let schedule: LearningRateSchedule
+    /// Largest L2 norm of all gradients together; 0 leaves gradients unclipped.
+    public let clipNorm: Double
     /// Number of updates applied so far (Adam's t).
-    public internal(set) var step: Int = 0
+    public private(set) var step: Int = 0
+    /// Epochs completed (the model's `epoch`): per-epoch schedules move on when it does.
+    public var epoch: Int = 0 {
+        didSet { reschedule() }
+    }
     /// Per-parameter state: momentum's v, Adam's m and v, RMSprop's s.
     public let slots: [[Tensor<T>]]
+    /// Runs the float32 update without its AVX2 loop (tests compare the two paths).
+    var portable = false
 
-    public init(_ function: Function, learningRate: Double, weightDecay: Double, epochDecay: Double = 1,
-                parameters: [Parameter<T>]) throws(DLError) {
-        self.function = function
-        self.learningRate = learningRate
-        self.weightDecay = weightDecay
-        self.epochDecay = epochDecay
-        let slotCount: Int
-        switch function {
-        case .sgd(let m): slotCount = m == 0 ? 0 : 1
-        case .adam: slotCount = 2
-        case .rmsprop: slotCount = 1
-        }
+    public init(_ rule: any OptimizerRule, learningRate: Double, schedule: LearningRateSchedule = .constant,
+                clipNorm: Double = 0, parameters: [Parameter<T>]) throws(DLError) {
+        self.rule = rule
+        self.type = Swift.type(of: rule).kind.type
+        self.baseLearningRate = learningRate
+        self.schedule = schedule
+        self.learningRate = schedule.rate(base: learningRate, step: 0, epoch: 0)
+        self.clipNorm = clipNorm
         var slots: [[Tensor<T>]] = []
         for p in parameters {
             var s: [Tensor<T>] = []
-            for _ in 0..<slotCount { s.append(try Tensor(shape: p.value.shape)) }
+            for _ in rule.slotNames { s.append(try Tensor(shape: p.value.shape)) }
             slots.append(s)
         }
         self.slots = slots
     }
 
-    public var type: String {
-        switch function {
-        case .sgd: return "sgd"
-        case .adam: return "adam"
-        case .rmsprop: return "rmsprop"
-        }
+    /// The optimizer a validated spec's "optimizer" object describes.
+    public convenience init(spec: ComponentSpec, parameters: [Parameter<T>]) throws(DLError) {
+        let rule = try OptimizerRegistry.rule(spec.type, path: spec.path).init(spec)
+        try self.init(rule, learningRate: try spec.double("lr"), schedule: try LearningRateSchedule(optimizer: spec),
+                      clipNorm: try spec.double("clip_norm"), parameters: parameters)
     }
 
     /// Names of the state tensors of one parameter, as stored in checkpoints.
-    public var slotNames: [String] {
-        switch function {
-        case .sgd(let m): return m == 0 ? [] : ["velocity"]
-        case .adam: return ["m", "v"]
-        case .rmsprop: return ["square_avg"]
-        }
-    }
+    public var slotNames: [String] { rule.slotNames }
 
     /// Applies one update to every parameter from its `grad`.
     public func update(_ parameters: [Parameter<T>]) {
         step += 1
-        let lr = T(learningRate), wd = T(weightDecay)
-        for (i, p) in parameters.enumerated() {
-            let n = p.value.count
-            switch function {
-            case .sgd(let m) where m == 0:
-                Kernels.sgdStep(p.value.data, p.grad.data, n, lr: lr, weightDecay: wd)
-            case .sgd(let m):
-                Kernels.momentumStep(p.value.data, p.grad.data, slots[i][0].data, n, lr: lr, momentum: T(m), weightDecay: wd)
-            case .adam(let b1, let b2, let eps):
-                Kernels.adamStep(p.value.data, p.grad.data, slots[i][0].data, slots[i][1].data, n,
-                                 lr: lr, beta1: T(b1), beta2: T(b2), eps: T(eps), weightDecay: wd, t: step)
-            case .rmsprop(let rho, let eps):
-                Kernels.rmspropStep(p.value.data, p.grad.data, slots[i][0].data, n, lr: lr, rho: T(rho), eps: T(eps),
-                                    weightDecay: wd)
+        var u = dlk_update()
+        rule.configure(&u)
+        u.step = Int64(step)
+        u.lr = learningRate
+        u.grad_scale = clipNorm > 0 ? min(1, clipNorm / (gradientNorm(parameters) + 1e-6)) : 1
+        for (p, s) in zip(parameters, slots) {
+            let n = Int64(p.value.count)
+            let s1 = s.first?.data, s2 = s.count > 1 ? s[1].data : nil
+            if T.self == Float.self {
+                dlk_update_f32(&u, f32(p.value.data), f32(p.grad.data), s1.map(f32), s2.map(f32), n, portable ? 1 : 0)
+            } else {
+                dlk_update_f64(&u, f64(p.value.data), f64(p.grad.data), s1.map(f64), s2.map(f64), n)
             }
         }
+        reschedule()
     }
 
-    /// Restores the step counter (checkpoints).
-    public func restore(step: Int) { self.step = step }
+    /// Sets the rate of the next update from the schedule and the counters.
+    private func reschedule() {
+        learningRate = schedule.rate(base: baseLearningRate, step: step, epoch: epoch)
+    }
+
+    /// Restores the counters (checkpoints); the rate follows from them and the base rate.
+    public func restore(step: Int, epoch: Int, baseLearningRate: Double) {
+        self.step = step
+        self.epoch = epoch
+        self.baseLearningRate = baseLearningRate
+    }
+
+    /// The L2 norm of all gradients together, as one vector.
+    func gradientNorm(_ parameters: [Parameter<T>]) -> Double {
+        var sum = 0.0
+        for p in parameters {
+            let n = Int64(p.grad.count)
+            sum += T.self == Float.self ? dlk_sum_squares_f32(f32(p.grad.data), n) : dlk_sum_squares_f64(f64(p.grad.data), n)
+        }
+        return sum.squareRoot()
+    }
+
+    // Where T is Float (or Double), its pointers as the C kernels' types.
+    private func f32(_ p: UnsafeMutablePointer<T>) -> UnsafeMutablePointer<Float> {
+        UnsafeMutableRawPointer(p).assumingMemoryBound(to: Float.self)
+    }
+    private func f64(_ p: UnsafeMutablePointer<T>) -> UnsafeMutablePointer<Double> {
+        UnsafeMutableRawPointer(p).assumingMemoryBound(to: Double.self)
+    }
 }
 
 /// The optimizer types a spec can name.
 public enum OptimizerRegistry {
-    static let lr = OptionSpec("lr", .number(0...1e6), doc: "learning rate")
-    static let wd = OptionSpec("weight_decay", .number(0...1e6), default: .double(0), doc: "L2 penalty added to the gradient")
-    static let lrDecay = OptionSpec("lr_decay", .number(1e-6...1), default: .double(1),
-                                    doc: "multiplies the learning rate at the end of every epoch (1 keeps it constant)")
-
-    public static let kinds: [ComponentKind] = [
-        ComponentKind("sgd", options: [
-            lr, wd, lrDecay,
-            OptionSpec("momentum", .numberHalfOpen(0..<1), default: .double(0), doc: "momentum factor; 0 is plain SGD"),
-        ], doc: "stochastic gradient descent, optionally with momentum"),
-        ComponentKind("adam", options: [
-            lr, wd, lrDecay,
-            OptionSpec("beta1", .numberHalfOpen(0..<1), default: .double(0.9)),
-            OptionSpec("beta2", .numberHalfOpen(0..<1), default: .double(0.999)),
-            OptionSpec("eps", .number(0...1), default: .double(1e-8)),
-        ], doc: "Adam with bias correction"),
-        ComponentKind("rmsprop", options: [
-            lr, wd, lrDecay,
-            OptionSpec("rho", .numberHalfOpen(0..<1), default: .double(0.99), doc: "decay of the squared-gradient average"),
-            OptionSpec("eps", .number(0...1), default: .double(1e-8)),
-        ], doc: "RMSprop"),
+    public static let rules: [any OptimizerRule.Type] = [
+        SGD.self,
+        Adam.self,
+        AdamW.self,
+        RMSprop.self,
     ]
 
-    public static func make<T: DLScalar>(_ spec: ComponentSpec, parameters: [Parameter<T>]) throws(DLError) -> Optimizer<T> {
-        let function: Optimizer<T>.Function
-        switch spec.type {
-        case "sgd": function = .sgd(momentum: spec.double("momentum") ?? 0)
-        case "adam": function = .adam(beta1: spec.double("beta1") ?? 0.9, beta2: spec.double("beta2") ?? 0.999, eps: spec.double("eps") ?? 1e-8)
-        case "rmsprop": function = .rmsprop(rho: spec.double("rho") ?? 0.99, eps: spec.double("eps") ?? 1e-8)
-        default: throw DLError(.spec, "\(spec.path).type: unknown optimizer \"\(spec.type)\"")
-        }
-        return try Optimizer(function, learningRate: spec.double("lr") ?? 0.01, weightDecay: spec.double("weight_decay") ?? 0,
-                             epochDecay: spec.double("lr_decay") ?? 1, parameters: parameters)
+    public static var kinds: [ComponentKind] { rules.map { $0.kind } }
+
+    public static func rule(_ type: String, path: String) throws(DLError) -> any OptimizerRule.Type {
+        try lookup(type, in: rules, kind: { $0.kind }, noun: "optimizer", path: path)
     }
+
+    /// The options every optimizer takes, before its own.
+    static let shared: [OptionSpec] = [
+        OptionSpec("lr", .number(0...1e6), doc: "learning rate (where a schedule starts)"),
+        OptionSpec("clip_norm", .number(0...1e12), default: .double(0),
+                   doc: "scales all gradients together down to this L2 norm when above it (0: no clipping)"),
+        OptionSpec("schedule", .component(noun: "schedule"),
+                   default: .component(ComponentSpec(type: ConstantRate.kind.type)),
+                   doc: "how the learning rate changes over training (an object or a schedule name)"),
+        OptionSpec("lr_decay", .number(1e-6...1), default: .double(1),
+                   doc: "older form of {\"type\": \"exponential\", \"gamma\": lr_decay}; 1 keeps the rate"),
+    ]
+    /// Weight decay as an L2 penalty added to the gradient.
+    static let l2 = OptionSpec("weight_decay", .number(0...1e6), default: .double(0), doc: "L2 penalty: adds weight_decay * p to the gradient")
+    static let eps = OptionSpec("eps", .number(0...1), default: .double(1e-8), doc: "added to the denominator")
 }

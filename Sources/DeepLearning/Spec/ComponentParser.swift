@@ -12,11 +12,7 @@ extension SpecParser {
     /// A loss as it appears in a spec: `{"type": "huber", "delta": 1.0}` or `"mse"`.
     public static func parseLoss(json: String) throws(DLError) -> ComponentSpec {
         try parseComponent(json) { (reader, root) throws(DLError) in
-            if let name = SpecReader.string(root) {
-                let kind = try reader.kind(named: name, path: "loss", noun: "loss", kinds: LossRegistry.kinds)
-                return ComponentSpec(type: name, options: try reader.options([], of: kind, path: "loss"), path: "loss")
-            }
-            return try reader.component(root, path: "loss", noun: "loss", kinds: LossRegistry.kinds)
+            try reader.componentOrName(root, path: "loss", noun: "loss", kinds: LossRegistry.kinds)
         }
     }
 

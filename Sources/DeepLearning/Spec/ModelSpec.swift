@@ -60,8 +60,8 @@ public struct Preprocessing: Sendable, Equatable {
     ], doc: "x' = (x * scale - mean) / std")
 }
 
-/// One layer, loss or optimizer of a spec: its type and its validated options.
-public struct ComponentSpec: Sendable {
+/// One layer, loss, optimizer or schedule of a spec: its type and its validated options.
+public struct ComponentSpec: Sendable, Equatable {
     public var type: String
     public var options: [String: SpecValue]
     /// JSON path of the object, for messages: "layers[2]", "loss", "optimizer".
@@ -73,37 +73,64 @@ public struct ComponentSpec: Sendable {
         self.path = path
     }
 
+    /// The value of a declared option. The parser fills in the default of every option a
+    /// kind declares, so a spec it returned has them all; a hand-built spec lacking one is
+    /// refused here rather than read with a second, different default.
+    public func value(_ key: String) throws(DLError) -> SpecValue {
+        guard let value = options[key] else {
+            throw DLError(.spec, "\(path.isEmpty ? type : path).\(key): missing (build component specs with SpecParser, which fills in defaults)")
+        }
+        return value
+    }
+
     /// An integer option (validated by the parser against its `OptionSpec`).
-    public func int(_ key: String) -> Int? {
-        if case .int(let v)? = options[key] { return v }
-        return nil
+    public func int(_ key: String) throws(DLError) -> Int {
+        if case .int(let v) = try value(key) { return v }
+        throw mistyped(key, "an integer")
     }
 
     /// A number option; integers are accepted as numbers.
-    public func double(_ key: String) -> Double? {
-        switch options[key] {
-        case .double(let v)?: return v
-        case .int(let v)?: return Double(v)
-        default: return nil
+    public func double(_ key: String) throws(DLError) -> Double {
+        switch try value(key) {
+        case .double(let v): return v
+        case .int(let v): return Double(v)
+        default: throw mistyped(key, "a number")
         }
     }
 
-    public func bool(_ key: String) -> Bool? {
-        if case .bool(let v)? = options[key] { return v }
-        return nil
+    public func bool(_ key: String) throws(DLError) -> Bool {
+        if case .bool(let v) = try value(key) { return v }
+        throw mistyped(key, "true or false")
     }
 
-    public func string(_ key: String) -> String? {
-        if case .string(let v)? = options[key] { return v }
-        return nil
+    public func string(_ key: String) throws(DLError) -> String {
+        if case .string(let v) = try value(key) { return v }
+        throw mistyped(key, "a string")
     }
 
-    public func ints(_ key: String) -> [Int]? {
-        switch options[key] {
-        case .ints(let v)?: return v
-        case .int(let v)?: return [v]
-        default: return nil
+    /// A list of integers; one integer is a list of one.
+    public func ints(_ key: String) throws(DLError) -> [Int] {
+        switch try value(key) {
+        case .ints(let v): return v
+        case .int(let v): return [v]
+        default: throw mistyped(key, "an integer or a list of integers")
         }
+    }
+
+    /// A choice option as the enum whose raw values it lists.
+    public func choice<E: RawRepresentable>(_ key: String, _: E.Type) throws(DLError) -> E where E.RawValue == String {
+        if let v = E(rawValue: try string(key)) { return v }
+        throw mistyped(key, "one of \(E.self)'s names")
+    }
+
+    /// A nested component (an optimizer's schedule).
+    public func component(_ key: String) throws(DLError) -> ComponentSpec {
+        if case .component(let v) = try value(key) { return v }
+        throw mistyped(key, "an object with a \"type\"")
+    }
+
+    private func mistyped(_ key: String, _ expected: String) -> DLError {
+        DLError(.spec, "\(path.isEmpty ? type : path).\(key): expected \(expected)")
     }
 }
 
@@ -114,6 +141,7 @@ public enum SpecValue: Sendable, Equatable {
     case bool(Bool)
     case string(String)
     case ints([Int])
+    case component(ComponentSpec)
 }
 
 /// What values an option accepts. The parser checks these and writes messages like
@@ -134,6 +162,10 @@ public enum OptionKind: Sendable {
     case positiveInts(count: Int)
     /// A non-negative integer, or a list of `count` of them (padding).
     case nonNegativeInts(count: Int)
+    /// A component of the registry of `noun` ("schedule"): an object with a "type", or
+    /// just the type's name. (The registry is looked up by name, not held here: a global
+    /// holding an array inside an enum payload hides the pointer from leak checkers.)
+    case component(noun: String)
 
     /// How the expectation reads in a message ("a positive integer").
     public var expectation: String {
@@ -146,6 +178,8 @@ public enum OptionKind: Sendable {
         case .choice(let names): return "one of " + names.map { "\"\($0)\"" }.joined(separator: ", ")
         case .positiveInts(let n): return "a positive integer or a list of \(n) positive integers"
         case .nonNegativeInts(let n): return "a non-negative integer or a list of \(n) non-negative integers"
+        case .component(let noun):
+            return "a \(noun) object like {\"type\": \"\(Registries.kinds(noun).last?.type ?? "")\"}, or a \(noun) name"
         }
     }
 }
@@ -185,6 +219,16 @@ public struct ComponentKind: Sendable {
         self.type = type
         self.options = options
         self.doc = doc
+    }
+}
+
+extension ComponentKind {
+    /// A spec of this kind with `options` and the defaults of every other option, as the
+    /// parser would give it (for Swift callers and tests that build components directly).
+    public func spec(_ options: [String: SpecValue] = [:], path: String = "") -> ComponentSpec {
+        var filled = options
+        for option in self.options where filled[option.name] == nil { filled[option.name] = option.defaultValue }
+        return ComponentSpec(type: type, options: filled, path: path)
     }
 }
 

@@ -155,13 +155,7 @@ struct SpecReader {
             layers.append(try component(layer, path: "layers[\(i)]", noun: "layer", kinds: LayerRegistry.kinds))
         }
         let lossValue = try required("loss", #"a loss object like {"type": "cross_entropy"}, or a loss name"#)
-        let loss: ComponentSpec
-        if let name = Self.string(lossValue) {      // shorthand: "loss": "cross_entropy"
-            let kind = try self.kind(named: name, path: "loss", noun: "loss", kinds: LossRegistry.kinds)
-            loss = ComponentSpec(type: name, options: try options([], of: kind, path: "loss"), path: "loss")
-        } else {
-            loss = try component(lossValue, path: "loss", noun: "loss", kinds: LossRegistry.kinds)
-        }
+        let loss = try componentOrName(lossValue, path: "loss", noun: "loss", kinds: LossRegistry.kinds)
         let optimizerValue = try required("optimizer", #"an optimizer object like {"type": "sgd", "lr": 0.01}"#)
         let optimizer = try component(optimizerValue, path: "optimizer", noun: "optimizer", kinds: OptimizerRegistry.kinds)
 
@@ -175,13 +169,12 @@ struct SpecReader {
                 throw error("preprocessing", "expected an object like {\"scale\": 0.00392156862745098, \"mean\": 0.1307, \"std\": 0.3081}, got \(Self.describe(value))")
             }
             let p = ComponentSpec(type: "preprocessing", options: try options(Self.members(value), of: Preprocessing.kind, path: "preprocessing"))
-            spec.preprocessing = Preprocessing(scale: p.double("scale") ?? 1, mean: p.double("mean") ?? 0, std: p.double("std") ?? 1)
+            spec.preprocessing = Preprocessing(scale: try p.double("scale"), mean: try p.double("mean"), std: try p.double("std"))
         }
-        // The values were validated above, so the fallbacks are never taken.
-        spec.formatVersion = settings.int("format_version") ?? ModelSpec.formatVersion
-        spec.seed = settings.int("seed").flatMap { UInt64(exactly: $0) } ?? 0
-        spec.initializer = settings.string("init").flatMap(Initializer.init(rawValue:)) ?? .heNormal
-        spec.dtype = settings.string("dtype").flatMap(DType.init(rawValue:)) ?? .float32
+        spec.formatVersion = try settings.int("format_version")
+        spec.seed = UInt64(try settings.int("seed"))        // validated as non-negative
+        spec.initializer = try settings.choice("init", Initializer.self)
+        spec.dtype = try settings.choice("dtype", DType.self)
         return spec
     }
 
@@ -257,6 +250,13 @@ struct SpecReader {
         return ComponentSpec(type: type, options: options, path: path)
     }
 
+    /// A component object, or just its type's name for its defaults (`"loss": "mse"`).
+    func componentOrName(_ value: JSONValue, path: String, noun: String, kinds: [ComponentKind]) throws(DLError) -> ComponentSpec {
+        guard let name = Self.string(value) else { return try component(value, path: path, noun: noun, kinds: kinds) }
+        let kind = try self.kind(named: name, path: path, noun: noun, kinds: kinds)
+        return ComponentSpec(type: name, options: try options([], of: kind, path: path), path: path)
+    }
+
     func kind(named type: String, path: String, noun: String, kinds: [ComponentKind]) throws(DLError) -> ComponentKind {
         if let kind = kinds.first(where: { $0.type == type }) { return kind }
         let names = kinds.map(\.type)
@@ -311,6 +311,8 @@ struct SpecReader {
             if json_object_get_type(value) == json_type_boolean { return .bool(json_object_get_boolean(value) != 0) }
         case .choice(let names):
             if let name = Self.string(value), names.contains(name) { return .string(name) }
+        case .component(let noun):
+            return .component(try componentOrName(value, path: path, noun: noun, kinds: Registries.kinds(noun)))
         case .positiveInts(let count), .nonNegativeInts(let count):
             // Kernel sizes, strides and padding are sizes too, so they share the tensor limit.
             let least = if case .positiveInts = kind { 1 } else { 0 }

@@ -21,21 +21,21 @@ The shared library is found through $DEEPLEARNING_LIBRARY, the source tree's
 build folders, or a copy in this package (see ``deeplearning._lib``).
 """
 
-from ._lib import get_num_threads, library_path, set_num_threads
+from ._lib import get_num_threads, library_path, registry, set_num_threads
 from ._version import __version__
 from .data import Dataset
 from .errors import DLError, Status
 from .gradcheck import gradient_check, gradient_check_loss, gradient_check_weights, numerical_gradient
-from .layers import Layer, LeakyReLU, Linear, ReLU, Sigmoid, Softmax, Tanh
-from .losses import CrossEntropyLoss, HuberLoss, Loss, MSELoss
+from . import layers
+from .layers import *  # noqa: F403 (the layer classes, listed in layers.__all__)
+from .losses import BCEWithLogitsLoss, BinaryCrossEntropyLoss, CrossEntropyLoss, HuberLoss, Loss, MSELoss
 from .mlp import TwoLayerMLP
 from .model import Evaluation, GradCheck, Model, Preprocessing
 from .training import History
 
 load = Model.load
 
-__all__ = ["CrossEntropyLoss", "DLError", "Dataset", "Evaluation", "GradCheck", "History", "HuberLoss", "Preprocessing",
-           "Layer", "LeakyReLU", "Linear", "Loss", "MSELoss", "Model", "ReLU", "Sigmoid",
-           "Softmax", "Status", "Tanh", "TwoLayerMLP", "__version__", "gradient_check",
-           "get_num_threads", "gradient_check_loss", "gradient_check_weights", "library_path", "load", "set_num_threads",
-           "numerical_gradient"]
+__all__ = ["BCEWithLogitsLoss", "BinaryCrossEntropyLoss", "CrossEntropyLoss", "DLError", "Dataset", "Evaluation",
+           "GradCheck", "History", "HuberLoss", "Preprocessing", "Loss", "MSELoss", "Model", "Status", "TwoLayerMLP",
+           "__version__", "gradient_check", "get_num_threads", "gradient_check_loss", "gradient_check_weights",
+           "library_path", "load", "set_num_threads", "numerical_gradient", "registry", *layers.__all__]

@@ -19,6 +19,7 @@ Where the library is looked for, in order:
 from __future__ import annotations
 
 import ctypes
+import json
 import math
 import os
 import sys
@@ -141,6 +142,8 @@ _FUNCTIONS = {
     "dl_model_layer_type": (c_int, [MODEL_P, c_size_t, POINTER(c_char_p)]),
     "dl_model_spec_json": (c_int, [MODEL_P, POINTER(c_char_p)]),
     "dl_model_step_count": (c_int, [MODEL_P, POINTER(c_uint64)]),
+    "dl_model_end_epoch": (c_int, [MODEL_P]),
+    "dl_registry_json": (c_char_p, []),
     "dl_layer_from_json": (c_int, [c_char_p, c_int, c_uint64, POINTER(LAYER_P)]),
     "dl_layer_free": (None, [LAYER_P]),
     "dl_layer_type": (c_int, [LAYER_P, POINTER(c_char_p)]),
@@ -161,12 +164,14 @@ _FUNCTIONS = {
     "dl_dataset_load_idx": (c_int, [c_char_p, c_char_p, POINTER(DATASET_P)]),
     "dl_dataset_load_mnist": (c_int, [c_char_p, c_int, POINTER(DATASET_P)]),
     "dl_dataset_load_csv": (c_int, [c_char_p, c_size_t, POINTER(DATASET_P)]),
+    "dl_dataset_load_csv_targets": (c_int, [c_char_p, c_size_t, c_size_t, POINTER(DATASET_P)]),
     "dl_dataset_load_hdf5": (c_int, [c_char_p, POINTER(DATASET_P)]),
     "dl_dataset_free": (None, [DATASET_P]),
     "dl_dataset_info": (c_int, [DATASET_P, POINTER(c_size_t), POINTER(c_size_t), POINTER(c_int)]),
     "dl_dataset_sample_shape": (c_int, [DATASET_P, POINTER(c_size_t), c_size_t, POINTER(c_size_t)]),
     "dl_dataset_features": (c_int, [DATASET_P, POINTER(c_void_p)]),
     "dl_dataset_labels": (c_int, [DATASET_P, POINTER(c_void_p)]),
+    "dl_dataset_targets": (c_int, [DATASET_P, POINTER(c_void_p), POINTER(c_size_t)]),
     "dl_dataset_standardizer": (c_int, [DATASET_P, c_double, POINTER(c_double), POINTER(c_double)]),
     "dl_train_epoch": (c_int, [MODEL_P, DATASET_P, c_size_t, c_int, POINTER(c_double)]),
     "dl_evaluate_dataset": (c_int, [MODEL_P, DATASET_P, POINTER(c_double), POINTER(c_double)]),
@@ -338,6 +343,13 @@ def set_num_threads(n: int) -> None:
     (OPENBLAS_NUM_THREADS). Results do not depend on it.
     """
     lib.dl_set_num_threads(int(n))
+
+
+def registry() -> dict:
+    """Every layer, loss, optimizer, schedule and initializer the library knows, with
+    their options (name, value, required, default, doc, JSON schema), as
+    ``dl_registry_json`` gives them: ``registry()["loss"][0]["type"]``."""
+    return json.loads(lib.dl_registry_json().decode())
 
 
 def get_num_threads() -> int:

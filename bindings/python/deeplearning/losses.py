@@ -7,7 +7,9 @@
 Each loss is a library ``dl_loss`` computing in float64 (or float32 when made
 with ``dtype=np.float32``). Predictions may have any shape: the last axis holds
 one sample's values and the axes before it count samples, so a 1-D prediction
-is a single sample.
+is a single sample. Options left out (None) take the library's defaults, which
+``deeplearning.registry()["loss"]`` lists with every loss the library has; any
+of them can be built from its spec with ``Loss({"type": ..., ...})``.
 """
 
 from __future__ import annotations
@@ -15,19 +17,32 @@ from __future__ import annotations
 import numpy as np
 
 from . import _arrays
-from ._lib import DOUBLE, DTYPE_CODES, LOSS, call, lib
+from ._lib import DOUBLE, DTYPE_CODES, LOSS, call, lib, registry
 from ._native import Handle, NativeObject, rows_cols, spec_text
+
+
+def _typed(value, option: dict):
+    """A number option's value as a float (JSON writes 1.0 as 1)."""
+    return float(value) if value is not None and option["schema"].get("type") == "number" else value
 
 
 class Loss(NativeObject):
     """A library loss: ``forward(pred, target)`` returns the mean loss and keeps
-    dL/dpred for ``backward()``."""
+    dL/dpred for ``backward()``. ``options`` holds every option's value, the
+    library's defaults included."""
 
     def __init__(self, spec: dict, dtype=np.float64):
         super().__init__(dtype)
         pointer = call(lib.dl_loss_from_json, spec_text(spec), DTYPE_CODES[self.dtype], LOSS)
         self._handle = Handle(pointer, lib.dl_loss_free)
         self._pred_shape = None
+        kind = next(k for k in registry()["loss"] if k["type"] == spec["type"])
+        self.options = {o["name"]: _typed(spec.get(o["name"], o.get("default")), o) for o in kind["options"]}
+
+    @staticmethod
+    def _spec(type_: str, **options) -> dict:
+        """The spec of loss `type_` with the options given (not None)."""
+        return {"type": type_, **{k: v for k, v in options.items() if v is not None}}
 
     def _targets(self, target, pred: np.ndarray):
         """(labels, targets) for the library, exactly one of them None.
@@ -59,27 +74,38 @@ class Loss(NativeObject):
         return grad
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(dtype=np.{self.dtype})" + (" (closed)" if self.closed else "")
+        shown = "".join(f"{k}={v!r}, " for k, v in self.options.items())
+        return f"{type(self).__name__}({shown}dtype=np.{self.dtype})" + (" (closed)" if self.closed else "")
 
 
 class MSELoss(Loss):
     """mean((pred - target)^2) over all elements; dL/dpred = 2 (pred - target) / size."""
 
     def __init__(self, *, dtype=np.float64):
-        super().__init__({"type": "mse"}, dtype)
+        super().__init__(self._spec("mse"), dtype)
 
 
 class HuberLoss(Loss):
     """Mean over all elements of d^2 / 2 where |d| <= delta, delta (|d| - delta / 2)
     elsewhere, d = pred - target; dL/dpred = d or delta * sign(d), over size."""
 
-    def __init__(self, delta: float = 1.0, *, dtype=np.float64):
-        self.delta = float(delta)
-        super().__init__({"type": "huber", "delta": self.delta}, dtype)
+    def __init__(self, delta: float | None = None, *, dtype=np.float64):
+        super().__init__(self._spec("huber", delta=None if delta is None else float(delta)), dtype)
+        self.delta = self.options["delta"]
 
-    def __repr__(self) -> str:
-        return f"HuberLoss(delta={self.delta!r}, dtype=np.{self.dtype})" + (
-            " (closed)" if self.closed else "")
+
+class BinaryCrossEntropyLoss(Loss):
+    """PyTorch's BCEWithLogitsLoss: each value of `pred` is the logit of an
+    independent yes/no (one per sample, or several per row for multi-label
+    data), `target` holds probabilities in [0, 1] of the same shape. Mean over
+    all elements of max(x, 0) - x t + log(1 + exp(-|x|)), computed stably;
+    dL/dpred = (sigmoid(pred) - target) / size."""
+
+    def __init__(self, *, dtype=np.float64):
+        super().__init__(self._spec("binary_cross_entropy"), dtype)
+
+
+BCEWithLogitsLoss = BinaryCrossEntropyLoss
 
 
 class CrossEntropyLoss(Loss):
@@ -87,11 +113,14 @@ class CrossEntropyLoss(Loss):
 
     Logits (N, C) (or (C,) for one sample); the target is either integer class
     indices of shape (N,) (a plain int for one sample) or rows of shape (N, C),
-    one-hot or probabilities. dL/dlogits = (softmax - one_hot) / N.
+    one-hot or probabilities. With ``label_smoothing`` e (PyTorch's), the target
+    becomes (1 - e) target + e / C. dL/dlogits = (softmax - target) / N.
     """
 
-    def __init__(self, *, dtype=np.float64):
-        super().__init__({"type": "cross_entropy"}, dtype)
+    def __init__(self, label_smoothing: float | None = None, *, dtype=np.float64):
+        smoothing = None if label_smoothing is None else float(label_smoothing)
+        super().__init__(self._spec("cross_entropy", label_smoothing=smoothing), dtype)
+        self.label_smoothing = self.options["label_smoothing"]
 
     def _targets(self, target, pred: np.ndarray):
         array = np.asarray(target)

@@ -281,9 +281,15 @@ class Model:
         """Number of optimisation steps applied so far."""
         return call(lib.dl_model_step_count, self._h, UINT64)
 
+    def _end_epoch(self) -> None:
+        """Counts an epoch as done: a per-epoch learning-rate schedule moves on."""
+        call(lib.dl_model_end_epoch, self._h)
+
     @property
     def learning_rate(self) -> float:
-        """The optimizer's learning rate; settable between steps (a finite number >= 0)."""
+        """The learning rate of the next update. Settable between steps (a finite
+        number >= 0): that sets the rate a spec's schedule starts from, so the
+        schedule continues from it (with no schedule, the rate itself)."""
         return call(lib.dl_model_get_learning_rate, self._h, DOUBLE)
 
     @learning_rate.setter

@@ -93,7 +93,5 @@ def fit(model, x, y, epochs: int = 1, batch_size: int = 64, shuffle: bool = True
             bar.finish(**summary)
         finally:
             bar.close()
-        decay = model.spec.get("optimizer", {}).get("lr_decay", 1.0)
-        if decay != 1.0:                # the spec's per-epoch schedule, as dl train applies it
-            model.learning_rate = model.learning_rate * decay
+        model._end_epoch()          # the spec's per-epoch schedule moves on, as in dl train
     return history
