@@ -125,19 +125,17 @@ DL_API const char *dl_last_error(void);
 /* ------------------------------------------------------------------------ */
 
 /*
- * dl_set_num_threads - threads the library's own kernels use (the first
- * linear layer's sparse-input path, which works in two halves of its inputs,
- * and that layer's optimizer update; batch gathering): the calling thread plus
- * n - 1 workers, n from 1 to 8 (values outside are clamped). The default is
- * the environment variable DL_NUM_THREADS when set and positive, else one per
- * CPU this process may run on. Results do not depend on it: every output is
- * computed in the same order whatever the count. OpenBLAS has its own threads
- * (OPENBLAS_NUM_THREADS, every CPU by default); the small products of a model
- * with a sparse first layer do not wake them. On a 2-core VM, two threads
- * made a Python-driven MNIST step about a fifth faster than one (the VM's
- * second core is not always free: single runs vary). Calls on several threads
- * at once share one pool: a call that finds it busy runs on its own thread
- * alone. Thread-safe.
+ * dl_set_num_threads - threads the library's own kernels use (the first linear
+ * layer's products when its input is mostly one value or a single sample, and
+ * the gathering of shuffled batches): the calling thread plus n - 1 workers, n
+ * from 1 to 8 (values outside are clamped). The default is the environment
+ * variable DL_NUM_THREADS when set and positive, else one per CPU this process
+ * may run on, less one when there are three or more: that CPU is left to the
+ * thread that gathers the next shuffled batch during dl_train_epoch(). Results
+ * do not depend on it: every output is computed by one thread, in the same
+ * order whatever the count. OpenBLAS has its own threads (OPENBLAS_NUM_THREADS,
+ * every CPU by default). Calls on several threads at once share one pool: a
+ * call that finds it busy runs on its own thread alone. Thread-safe.
  */
 DL_API void dl_set_num_threads(int n);
 

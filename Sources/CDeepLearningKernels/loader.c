@@ -2,17 +2,13 @@
 // caller trains on the current one (what a data-loader worker does in PyTorch).
 //
 // The rows of a shuffled batch lie anywhere in the data set, so gathering one is a run of
-// misses to memory (tens of microseconds for an MNIST batch), time in which the core that
-// trains could compute. The loader does them on another core. The two threads meet once per
+// misses to memory, time in which the core that trains could compute. The loader does them on another core. The two threads meet once per
 // batch: the caller posts a request and later waits for it; both sides sleep on a condition
 // variable, and a batch is normally ready before it is waited for.
-#define _GNU_SOURCE  // sched_getaffinity
 #include "dl_kernels.h"
 
 #include <pthread.h>
-#include <sched.h>
 #include <stdlib.h>
-#include <string.h>
 
 struct dlk_loader {
     pthread_t thread;
@@ -107,11 +103,4 @@ void dlk_loader_stop(dlk_loader *l) {
     pthread_cond_destroy(&l->changed);
     pthread_mutex_destroy(&l->lock);
     free(l);
-}
-
-int dlk_available_cpus(void) {
-    cpu_set_t set;
-    if (sched_getaffinity(0, sizeof set, &set) != 0) return 1;
-    const int n = CPU_COUNT(&set);
-    return n > 1 ? n : 1;
 }

@@ -1,14 +1,15 @@
 // A fork-join pool for the kernels: the calling thread and up to DLK_MAX_THREADS - 1 workers
-// split a range of independent items (rows of a product, blocks of columns).
+// split a range of independent items (blocks of outputs, groups of rows, ranges of inputs).
 //
 // Workers start on first use and stay: after a job they spin for a short while (the next
 // job of a training step follows within microseconds), then sleep on a condition variable.
-// The spin is short (4096 pauses, tens of microseconds): spinning for milliseconds made
-// training 2-6x slower whenever OpenBLAS's own threads, or another process, wanted the core.
-// Only one job runs at a time; a caller that finds the pool busy (another model training
-// on another thread) does its job alone, so callers never wait for each other. Every item
-// is computed by exactly one thread with the same arithmetic as in a serial run, so results
-// do not depend on the number of threads. After fork() the child starts with no workers.
+// The spin is kept short because a worker that spins for long steals the core from
+// OpenBLAS's threads or another process that wants it. Only one job runs at a time; a
+// caller that finds the pool busy (another model training on another thread) does its job
+// alone, so callers never wait for each other. Shares are contiguous and fixed by the item
+// count and the thread count (dlk_parallel_for), so a kernel that splits the same array the
+// same way at every call finds its part of it in the same core's cache. After fork() the
+// child starts with no workers.
 #include "dl_kernels.h"
 
 #include <pthread.h>
@@ -87,13 +88,16 @@ static void store_threads(int n) {
 
 static void setup(void) {
     pthread_atfork(before_fork, after_fork_parent, after_fork_child);
-    // By default one thread per CPU this process may use (at most DLK_MAX_THREADS). The
-    // sparse layer's work runs in two halves, one per core (see kernels.c); OpenBLAS's own
-    // threads are not woken by the small products the rest of such a model makes.
+    // By default one thread per CPU this process may use, but with three CPUs or more one is
+    // left to the batch loader (which trainEpoch runs when a CPU is left over): a loader
+    // sharing a core with a kernel thread would stall that thread's share of every job.
     int n = 0;
     const char *text = getenv("DL_NUM_THREADS");
     if (text && *text) n = atoi(text);
-    if (n <= 0) n = dlk_available_cpus();
+    if (n <= 0) {
+        const int cpus = dlk_available_cpus();
+        n = cpus >= 3 ? cpus - 1 : cpus;
+    }
     store_threads(n);
 }
 

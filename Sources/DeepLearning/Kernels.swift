@@ -10,9 +10,9 @@ import RealModule
 /// 5-7x slower (measured on sigmoid); the attribute makes the generic entry point jump to
 /// the specialised body. Shapes are row-major, `rows` samples by `cols` features.
 public enum Kernels {
-    /// Threads the C kernels use (the sparse layer's two halves, optimizer updates, batch
-    /// gathering): 1 to 8, by default `DL_NUM_THREADS`, else one per available CPU. Results
-    /// do not depend on it.
+    /// Threads the C kernels use (the caller included): 1 to 8, by default `DL_NUM_THREADS`,
+    /// else one per available CPU, less one left to the batch loader when there are three or
+    /// more (see `dlk_threads`). Results do not depend on it.
     public static var threads: Int {
         get { Int(dlk_threads()) }
         set { dlk_set_threads(Int32(clamping: newValue)) }
@@ -26,14 +26,20 @@ public enum Kernels {
         for i in 0..<n { dst[i] = D(src[i]) }
     }
 
-    /// dst = src * a + b, converting type (input preprocessing).
+    /// dst = D(src) * a + b, converting type (input preprocessing): two roundings, no fused
+    /// multiply-add. Float32 results come from C (`dlk_affine_f32`, which the batch gather
+    /// uses too), float64 ones from the loop here.
     @_specialize(where S == Float, D == Float) @_specialize(where S == Float, D == Double)
     @_specialize(where S == Double, D == Float) @_specialize(where S == Double, D == Double)
     public static func convertAffine<S: DLScalar, D: DLScalar>(_ src: UnsafePointer<S>, _ dst: UnsafeMutablePointer<D>, _ n: Int, _ a: D, _ b: D) {
-        if S.self == Float.self, D.self == Float.self {  // the common case, at AVX width (C)
-            dlk_affine_f32(UnsafeRawPointer(src).assumingMemoryBound(to: Float.self),
-                           UnsafeMutableRawPointer(dst).assumingMemoryBound(to: Float.self),
-                           Int64(n), Float(a), Float(b))
+        if D.self == Float.self {
+            let out = UnsafeMutableRawPointer(dst).assumingMemoryBound(to: Float.self)
+            if S.self == Float.self {
+                dlk_affine_f32(UnsafeRawPointer(src).assumingMemoryBound(to: Float.self), out, Int64(n), Float(a), Float(b))
+            } else {
+                convert(src, out, n)
+                dlk_affine_f32(out, out, Int64(n), Float(a), Float(b))
+            }
             return
         }
         for i in 0..<n { dst[i] = D(src[i]) * a + b }

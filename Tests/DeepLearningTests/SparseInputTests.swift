@@ -37,16 +37,17 @@ import Testing
         Initializer.heNormal.fill(layer.weight.value, fanIn: c.inputs, fanOut: c.outputs, rng: &rng)
         for p in layer.parameters where p.name == "bias" { for i in 0..<p.value.count { p.value.data[i] = Float(rng.normal()) } }
         layer.enableSparseInput()
-        layer.sparseInput?.portable = portable
+        layer.sparseInput?.forcePlainC = portable
         return layer
     }
 
     /// Runs `x` forward and back through `layer` and compares y, dW, db (and dx when asked
-    /// for) with the formulas in float64. The weight is stored transposed (in, out).
+    /// for) with the formulas in float64, reading the weight and its gradient in their
+    /// documented (out, in) order whatever the layer keeps in memory.
     static func checkAgainstFormulas(_ layer: Linear<Float>, _ x: Tensor<Float>, inputGradient: Bool = false,
                                      sourceLocation: SourceLocation = #_sourceLocation) throws {
         let (rows, inputs, outputs) = (x.shape[0], layer.inFeatures, layer.outFeatures)
-        #expect(layer.weight.isTransposed, sourceLocation: sourceLocation)
+        #expect(layer.weight.storage is TransposedMatrix, sourceLocation: sourceLocation)
         let y = try layer.forward(x, training: true)
         var rng = RandomGenerator(seed: 6)
         let dy = try Tensor<Float>(shape: [rows, outputs])
@@ -54,7 +55,7 @@ import Testing
         let dx = try layer.backward(dy, needInputGradient: inputGradient)
         #expect((dx == nil) == !inputGradient, sourceLocation: sourceLocation)
 
-        let w = layer.weight.values, b = layer.bias?.value
+        let w = layer.weight.values, dw = layer.weight.values(of: layer.weight.grad), b = layer.bias?.value
         var worstY = 0.0, worstW = 0.0, worstB = 0.0, worstX = 0.0
         for n in 0..<rows {
             for o in 0..<outputs {
@@ -76,8 +77,7 @@ import Testing
                     expected += term
                     scale += abs(term)
                 }
-                // stored transposed: dW[o, i] is at i * outputs + o
-                worstW = max(worstW, abs(Double(layer.weight.grad.data[i * outputs + o]) - expected) / max(scale, 1e-3))
+                worstW = max(worstW, abs(Double(dw[o * inputs + i]) - expected) / max(scale, 1e-3))
             }
             if let bias = layer.bias {
                 let expected = (0..<rows).reduce(0.0) { $0 + Double(dy.data[$1 * outputs + o]) }
@@ -114,8 +114,8 @@ import Testing
         #expect(layer.forwardWasSparse)
     }
 
-    /// The other paths read the transposed weight too: a single sample (the C kernel's two
-    /// halves, AVX2 and portable) and dense batches (BLAS).
+    /// The other paths read the weight kept as W^T too: a single sample (a C kernel, AVX2
+    /// and plain C) and dense batches (BLAS).
     @Test(arguments: [1, 3, 64], [false, true])
     func denseBatchesOfTheTransposedLayerMatchTheFormulas(rows: Int, portable: Bool) throws {
         var c = Self.cases[5]
@@ -132,7 +132,54 @@ import Testing
         #expect(layer.forwardWasSparse)
     }
 
-    /// The AVX2 and portable kernels compute the same sums (up to rounding).
+    /// The layer keeps its weight as W^T, but outside it the weight reads and writes in its
+    /// documented (out, in) order, as a model built without the sparse path has it.
+    @Test func theWeightReadsInItsDocumentedOrder() throws {
+        let c = Self.cases[3]
+        var rng = RandomGenerator(seed: 11)
+        let dense = try Linear<Float>(inFeatures: c.inputs, outFeatures: c.outputs, bias: c.bias)
+        Initializer.heNormal.fill(dense.weight.value, fanIn: c.inputs, fanOut: c.outputs, rng: &rng)
+        let sparse = try Self.layer(c, portable: false)
+        #expect(dense.weight.storage == nil && sparse.weight.storage is TransposedMatrix)
+        #expect(sparse.weight.values == dense.weight.value.array)
+        // kept transposed: W[o, i] at i * outputs + o
+        #expect(sparse.weight.value.data[5 * c.outputs + 2] == dense.weight.value.data[2 * c.inputs + 5])
+        let written = (0..<dense.weight.value.count).map { Double($0) * 0.5 }
+        written.withUnsafeBufferPointer { sparse.weight.write(sparse.weight.value, from: $0.baseAddress!) }
+        #expect(sparse.weight.values == written.map { Float($0) })
+        var back = [Double](repeating: 0, count: written.count)
+        back.withUnsafeMutableBufferPointer { sparse.weight.read(sparse.weight.value, into: $0.baseAddress!) }
+        #expect(back == written)
+    }
+
+    /// The kernels give the same bits with any number of threads (each output is computed by
+    /// one thread, in the serial order): forward and weight gradient of sparse batches and
+    /// single samples, for both kernel versions, on shapes with every kind of tail.
+    @Test(arguments: [false, true])
+    func kernelsGiveTheSameBitsWithAnyNumberOfThreads(portable: Bool) throws {
+        let saved = Kernels.threads
+        defer { Kernels.threads = saved }
+        for c in Self.cases + [Case(rows: 64, inputs: 784, outputs: 200, background: 0, density: 0.1, bias: false)] {
+            func run(threads: Int) throws -> [[Float]] {
+                Kernels.threads = threads
+                let layer = try Self.layer(c, portable: portable)
+                let x = try Self.batch(c, seed: 5)
+                let y = try layer.forward(x, training: true).array
+                #expect(layer.forwardWasSparse)
+                let dy = try Tensor<Float>(shape: [c.rows, c.outputs], values: (0..<c.rows * c.outputs).map { Float($0 % 7) - 3 })
+                _ = try layer.backward(dy, needInputGradient: false)
+                let one = try Tensor<Float>(shape: [1, c.inputs], values: Array(x.array.prefix(c.inputs)))
+                let single = try layer.forward(one, training: false).array
+                return [y, layer.weight.grad.array, layer.bias?.grad.array ?? [], single]
+            }
+            let serial = try run(threads: 1)
+            for threads in [2, 3, 5, 8] {
+                #expect(try run(threads: threads) == serial, "\(c), \(threads) threads")
+            }
+        }
+    }
+
+    /// The AVX2 and plain C kernels compute the same sums (up to rounding).
     @Test func bothKernelsAgree() throws {
         let c = Self.cases[2]
         let x = try Self.batch(c, seed: 9)
@@ -169,7 +216,7 @@ import Testing
         let single = try Model<Float>(spec: makeSpec(input: [50], layers: layers, seed: 3))
         let double = try Model<Double>(spec: makeSpec(input: [50], layers: layers, seed: 3, dtype: .float64))
         let first = try #require(single.layers[0] as? Linear<Float>)
-        #expect(first.sparseInput != nil && first.weight.isTransposed)
+        #expect(first.sparseInput != nil && first.weight.storage is TransposedMatrix)
         #expect(single.parameters[0].values == double.parameters[0].values.map { Float($0) }, "the same initial weights")
         var rng = RandomGenerator(seed: 8)
         for step in 0..<20 {
@@ -191,23 +238,35 @@ import Testing
 }
 
 /// The kernels' thread pool splits work so that each output is computed by one thread in the
-/// serial order: training gives the same bits with any number of threads.
-@Suite struct KernelThreadTests {
+/// serial order: training gives the same bits with any number of threads, whether the steps
+/// are called one by one or `trainEpoch` gathers shuffled batches (on the kernels' threads).
+@Suite(.serialized) struct KernelThreadTests {
     func train(threads: Int) throws -> [[Float]] {
         Kernels.threads = threads
         let layers: [(String, [String: SpecValue])] = [("linear", ["units": .int(128)]), ("relu", [:]), ("linear", ["units": .int(10)])]
         let model = try Model<Float>(spec: makeSpec(input: [784], layers: layers, seed: 5))
         let c = SparseInputTests.Case(rows: 64, inputs: 784, outputs: 128, background: -0.4242, density: 0.19, bias: true)
         var rng = RandomGenerator(seed: 9)
+        var x: [Float] = []
         for step in 0..<4 {
-            let x = try SparseInputTests.batch(c, seed: UInt64(step))
+            let batch = try SparseInputTests.batch(c, seed: UInt64(step))
+            x += batch.array
             let labels = (0..<c.rows).map { _ in Int32(rng.below(10)) }
             _ = try labels.withUnsafeBufferPointer { (l) throws(DLError) in
-                try model.trainStep(x: UnsafePointer(x.data), batch: c.rows, targets: .labels(l.baseAddress!))
+                try model.trainStep(x: UnsafePointer(batch.data), batch: c.rows, targets: .labels(l.baseAddress!))
             }
             #expect((model.layers[0] as? Linear<Float>)?.forwardWasSparse == true)
         }
-        return model.parameters.map { $0.value.array }
+        let labels = (0..<x.count / 784).map { _ in Int32(rng.below(10)) }
+        model.backgroundLoading = false
+        _ = try x.withUnsafeBufferPointer { xp in
+            try labels.withUnsafeBufferPointer { lp in
+                try model.trainEpoch(x: xp.baseAddress!, targets: .labels(lp.baseAddress!), count: labels.count, batchSize: 50)
+            }
+        }
+        var single = [Float](repeating: 0, count: 10)
+        try x.withUnsafeBufferPointer { (xp) throws(DLError) in try model.predict(x: xp.baseAddress!, count: 1, into: &single) }
+        return model.parameters.map { $0.value.array } + [single]
     }
 
     @Test func trainingIsTheSameWithAnyNumberOfThreads() throws {

@@ -1,15 +1,7 @@
 // Internal kernels in C, so that they can use AVX2/FMA where the CPU has them (chosen at
-// run time) while the library stays built for baseline x86-64: float32 products for sparse
-// input batches (called from `SparseInput`), optimizer updates (from `Optimizer`), and the input checks and
-// conversion (from `Kernels`). Nothing here is part of the public API.
-//
-// The idea: a batch `x` whose entries are mostly one value `v` (MNIST pixels are 81%
-// background) is stored as `x = v + S`, with `S` sparse. Then, for a linear layer,
-//
-//     x W^T       = S W^T + v * rowsum(W)            (forward)
-//     x^T dy      = S^T dy + v * colsum(dy)          (weight gradient, as W^T: one row per input)
-//
-// and both products with `S` cost work in proportion to its nonzeros, not to the batch.
+// run time) while the library stays built for baseline x86-64. Nothing here is part of the
+// public API. Every kernel with two versions takes `plain_c`: nonzero runs the plain C one
+// even where the AVX2 one would run (tests compare the two).
 #ifndef DL_KERNELS_H
 #define DL_KERNELS_H
 
@@ -17,44 +9,50 @@
 
 #define DLK_HIDDEN __attribute__((visibility("hidden")))
 
-/// The sparse layer's workspace for one half of its inputs (see dlk_sparse_forward).
-typedef struct dlk_sparse_half {
-    int32_t *start;     // rows + 1: the half's batch compressed by rows...
-    int32_t *index;     // max_nonzeros + cols + 8: ...its columns (from the half's first)...
-    float *value;       // max_nonzeros + cols + 8: ...and x - v there
-    float *base;        // n: what the half adds to every output row besides its product
-    float *scratch;     // n
-    float *partial;     // rows * n: the second half's product (unused in the first)
-    int64_t nonzeros;   // OUT: the half's entries that differ from v, or -1
-} dlk_sparse_half;
+// MARK: - The sparse-input path of a linear layer (sparse_input.c)
+//
+// A batch `x` whose entries are mostly one value `v` (image backgrounds, one-hot codes) is
+// `x = v + S` with `S` sparse. For a linear layer that keeps its weight as W^T (in x out),
+//
+//     x W^T       = S W^T + v * (column sums of W^T)      (forward)
+//     x^T dy      = S^T dy + v * (column sums of dy)      (weight gradient, as W^T)
+//
+// and both products with `S` cost work in proportion to its nonzeros, not to the batch.
+// Each output is computed by one thread, in the same order whatever the number of threads.
 
-/// Where the sparse layer splits its `cols` inputs into two halves: columns [0, split) and
-/// [split, cols) (a multiple of 8, at most cols).
-DLK_HIDDEN int64_t dlk_sparse_split(int64_t cols);
+/// The forward's workspace, owned and reused by the caller.
+typedef struct dlk_sparse_batch {
+    int64_t *row_begin, *row_end;   // rows: row r's entries are [row_begin[r], row_end[r]) of...
+    int32_t *index;                 // segments * segment_capacity: ...their columns...
+    float *value;                   // segments * segment_capacity: ...and x - v there
+    int64_t segments;               // parts the batch may be compressed in, at least 1 (one per thread)
+    int64_t segment_capacity;       // max_nonzeros + cols + 8
+    float *base;                    // n: what is added to every output row besides its product
+} dlk_sparse_batch;
 
 /// y (rows x n) = x W^T + bias for a float32 batch x (rows x cols, finite) mostly equal to
-/// v, from W^T (cols x n) and bias (n, or NULL): in each half of the inputs, x - v is
-/// compressed by rows, and the product of its nonzeros with that half's rows of W^T is
-/// added to v times the sums of those rows (and, in the first half, to the bias); y is the
-/// first half's result plus the second's. The halves run on two threads when the kernels
-/// have them. Returns the number of entries that differ from v, or -1 when more than
+/// v, from W^T (cols x n) and bias (n, or NULL). The rows are compressed around v in up to
+/// `segments` parts (one per thread), then each block of 64 outputs of a group of rows is
+/// one share of the product: y[r, o] = base[o] + the nonzeros of row r, in column order,
+/// times W^T[., o]. Returns the number of entries that differ from v, or -1 when more than
 /// `max_nonzeros` do (y is then garbage).
 DLK_HIDDEN int64_t dlk_sparse_forward(const float *x, int64_t rows, int64_t cols, float v, int64_t max_nonzeros,
-                                      const float *wt, int64_t n, const float *bias, dlk_sparse_half halves[2],
-                                      float *y, int portable);
-
-/// y (n) = x W^T + bias for one sample x (cols values, any density), in the same two halves
-/// of the inputs: the first half's product plus the bias, plus the second's (written to
-/// `partial`, n floats, first).
-DLK_HIDDEN void dlk_sparse_forward_one(const float *x, int64_t cols, const float *wt, int64_t n, const float *bias,
-                                       float *partial, float *y, int portable);
+                                      const float *wt, int64_t n, const float *bias, dlk_sparse_batch *work,
+                                      float *y, int plain_c);
 
 /// dW^T (cols x n) = base + (x - v)^T dy for the batch dlk_sparse_forward took, dy (rows x
 /// n), `base` (n values added to every row, or NULL) and workspace d (cols x rows, for
 /// (x - v)^T); row j sums, in batch order, the rows of dy where input j differs from v,
-/// each times that difference. Split in the same two halves as the forward.
-DLK_HIDDEN void dlk_sparse_backward(const float *x, int64_t rows, int64_t cols, float v, const float *dy, int64_t n,
-                                    const float *base, float *d, float *dwt, int portable);
+/// each times that difference. Each share is a range of inputs (rows of dW^T).
+DLK_HIDDEN void dlk_sparse_weight_gradient(const float *x, int64_t rows, int64_t cols, float v, const float *dy,
+                                           int64_t n, const float *base, float *d, float *dwt, int plain_c);
+
+/// y (n) = x B + bias for one dense row x (k values), B (k x n) and bias (n, or NULL): a
+/// layer that keeps W^T multiplies one sample with it. Each share is a block of outputs.
+DLK_HIDDEN void dlk_row_times_matrix(const float *x, int64_t k, const float *b, int64_t n, const float *bias,
+                                     float *y, int plain_c);
+
+// MARK: - Optimizer updates (optimizers.c)
 
 /// One optimizer update (optimizers.c), the only implementation of each rule: with
 /// g' = grad_scale * g + l2 * p (and, first, p *= 1 - lr * decay for decoupled weight decay),
@@ -88,60 +86,70 @@ DLK_HIDDEN void dlk_update_f64(const dlk_update *update, double *p, const double
 DLK_HIDDEN double dlk_sum_squares_f32(const float *x, int64_t n);
 DLK_HIDDEN double dlk_sum_squares_f64(const double *x, int64_t n);
 
+// MARK: - Input checks, preprocessing and batch gathering (input.c)
+
 /// 1 when no element is NaN or infinite, else 0.
 DLK_HIDDEN int dlk_all_finite_f32(const float *x, int64_t n);
 DLK_HIDDEN int dlk_all_finite_f64(const double *x, int64_t n);
 
-/// dst = src * a + b (input preprocessing), without fused multiply-add.
+/// dst = src * a + b (the input preprocessing of float32), without fused multiply-add: two
+/// roundings, as NumPy's x * a + b. The one float32 implementation (src may equal dst).
 DLK_HIDDEN void dlk_affine_f32(const float *src, float *dst, int64_t n, float a, float b);
 
 /// dst[i] = x[rows[i]] for count rows of cols floats (x * a + b when `affine`), then a
 /// request to the CPU to start loading rows next[0..<next_count] (the next batch; `next`
-/// may be NULL). Split by columns in dlk_sparse_split's two halves.
+/// may be NULL). Each share is a range of the batch's rows, and asks for the same fraction
+/// of the next batch's, which the same thread gathers at the next call.
 DLK_HIDDEN void dlk_gather_rows_f32(const float *x, int64_t cols, const int32_t *rows, int64_t count,
                                     float a, float b, int affine, float *dst, const int32_t *next,
                                     int64_t next_count);
 
-/// dlk_gather_rows_f32 on the calling thread alone.
+/// dlk_gather_rows_f32 on the calling thread alone, with no request for a next batch.
 DLK_HIDDEN void dlk_gather_rows_serial_f32(const float *x, int64_t cols, const int32_t *rows, int64_t count,
                                            float a, float b, int affine, float *dst);
 
-/// A background batch loader (loader.c): a thread that gathers one batch at a time, as
-/// dlk_gather_rows_serial_f32 does, while the caller works. Start returns NULL when the
-/// thread cannot be made (the caller then gathers itself). One request at a time: after
-/// `request`, call `wait` (which returns 1 when the gathered rows are all finite) before
-/// the next request or before reading `dst`; `stop` waits for a running request, then ends
-/// the thread and frees the loader (NULL is ignored). The arrays of a request must stay
-/// valid until its wait returns.
+// MARK: - Background batch loader (loader.c)
+
+/// A thread that gathers one batch at a time, as dlk_gather_rows_serial_f32 does, while the
+/// caller works. Start returns NULL when the thread cannot be made (the caller then gathers
+/// itself). One request at a time: after `request`, call `wait` (which returns 1 when the
+/// gathered rows are all finite) before the next request or before reading `dst`; `stop`
+/// waits for a running request, then ends the thread and frees the loader (NULL is
+/// ignored). The arrays of a request must stay valid until its wait returns.
 typedef struct dlk_loader dlk_loader;
-/// The CPUs this process may run on now (its affinity mask; 1 when unknown).
-DLK_HIDDEN int dlk_available_cpus(void);
 DLK_HIDDEN dlk_loader *dlk_loader_start(void);
 DLK_HIDDEN void dlk_loader_request(dlk_loader *loader, const float *x, int64_t cols, const int32_t *rows,
                                    int64_t count, float a, float b, int affine, float *dst);
 DLK_HIDDEN int dlk_loader_wait(dlk_loader *loader);
 DLK_HIDDEN void dlk_loader_stop(dlk_loader *loader);
 
+// MARK: - Threads (parallel.c) and the CPU (cpu.c)
+
 /// The most threads the kernels use.
 #define DLK_MAX_THREADS 8
 
-/// A share of a parallel job: items [begin, end), run by thread `thread` (0 = the caller,
-/// up to DLK_MAX_THREADS - 1), for tasks that need scratch space of their own.
+/// One thread's share of a parallel job: items [begin, end), run by thread `thread` (0 =
+/// the caller, up to DLK_MAX_THREADS - 1), for tasks that need scratch space of their own.
 typedef void (*dlk_task)(void *context, int64_t begin, int64_t end, int thread);
 
-/// Runs task over items 0..<items, split into contiguous ranges over the pool's threads
-/// (the caller included), each range at least `min_items_per_thread` long; returns when all
-/// are done. Serial when the pool has one thread, or is busy with another caller's job.
+/// Runs task over items 0..<items and returns when all are done. With T threads (the
+/// setting, fewer when there are fewer than T * min_items_per_thread items), thread t gets
+/// items [items * t / T, items * (t + 1) / T): a kernel that splits an array in storage
+/// order by this rule finds the same part of it on the same core at the next call. Serial
+/// when T is 1, or when the pool is busy with another caller's job. A task must give the
+/// same results whatever range it is handed, so that results never depend on T.
 DLK_HIDDEN void dlk_parallel_for(int64_t items, int64_t min_items_per_thread, dlk_task task, void *context);
 
-/// Threads the kernels use: DL_NUM_THREADS when set (0: the number of online CPUs), else
-/// 1; at most 8. `dlk_set_threads` changes it (at least 1).
+/// Threads the kernels use (the caller included), 1 to DLK_MAX_THREADS: DL_NUM_THREADS
+/// when set and positive, else the CPUs available less one for the batch loader when there
+/// are three or more. `dlk_set_threads` changes it (clamped to the same range).
 DLK_HIDDEN int dlk_threads(void);
 DLK_HIDDEN void dlk_set_threads(int n);
 
-/// 1 when the CPU runs the AVX2/FMA versions, 0 when it gets the portable C ones.
-/// Every kernel with two versions takes `portable`: nonzero forces the portable one
-/// (tests compare the two).
+/// The CPUs this process may run on now (its affinity mask; 1 when unknown).
+DLK_HIDDEN int dlk_available_cpus(void);
+
+/// 1 when the CPU runs the AVX2/FMA versions of the kernels, 0 when it gets the plain C ones.
 DLK_HIDDEN int dlk_has_avx2(void);
 
 #endif

@@ -43,9 +43,9 @@ extension Model {
         try f.setAttribute("/", "dtype", string: T.dtypeName)
         try f.write("model_spec", string: spec.json)
         try f.createGroup("parameters")
-        for p in parameters { try writeInShapeOrder(f, "parameters/\(p.name)", p, p.value) }
+        for p in parameters { try write(f, "parameters/\(p.name)", p, p.value) }
         try f.createGroup("buffers")
-        for b in buffers { try f.write("buffers/\(b.name)", shape: b.value.shape, b.value.data) }
+        for b in buffers { try write(f, "buffers/\(b.name)", b, b.value) }
         try f.createGroup("optimizer")
         try f.setAttribute("optimizer", "type", string: optimizer.type)
         try f.setAttribute("optimizer", "learning_rate", double: optimizer.learningRate)
@@ -54,7 +54,7 @@ extension Model {
         for (s, slot) in optimizer.slotNames.enumerated() {
             try f.createGroup("optimizer/\(slot)")
             for (p, state) in zip(parameters, optimizer.slots) {
-                try writeInShapeOrder(f, "optimizer/\(slot)/\(p.name)", p, state[s])
+                try write(f, "optimizer/\(slot)/\(p.name)", p, state[s])
             }
         }
         try f.createGroup("training")
@@ -67,8 +67,8 @@ extension Model {
     /// Fills this freshly built model from a checkpoint whose spec it was built from,
     /// checking every dataset's presence, shape, type and values.
     func restore(from f: HDF5File) throws(DLError) {
-        try readTensors(f, group: "parameters", parameters.map { ($0.name, $0.value) })
-        try readTensors(f, group: "buffers", buffers.map { ($0.name, $0.value) })
+        try readTensors(f, group: "parameters", parameters.map { ($0, $0.value) })
+        try readTensors(f, group: "buffers", buffers.map { ($0, $0.value) })
         let type = try f.attributeString("optimizer", "type")
         guard type == optimizer.type else {
             throw DLError(.format, "\(f.path): optimizer/type is \"\(type)\" but the stored spec names \"\(optimizer.type)\"")
@@ -83,12 +83,7 @@ extension Model {
             throw DLError(.format, "\(f.path): optimizer learning_rate \(lr), base_learning_rate \(base) or step \(step) is invalid")
         }
         for (s, slot) in optimizer.slotNames.enumerated() {
-            try readTensors(f, group: "optimizer/\(slot)", zip(parameters, optimizer.slots).map { ($0.name, $1[s]) })
-        }
-        // Files hold every matrix in shape order; some parameters keep theirs transposed.
-        for (p, state) in zip(parameters, optimizer.slots) {
-            p.adoptShapeOrder(p.value)
-            for t in state { p.adoptShapeOrder(t) }
+            try readTensors(f, group: "optimizer/\(slot)", zip(parameters, optimizer.slots).map { ($0, $1[s]) })
         }
         let seen = try f.attributeInt("training", "samples_seen")
         let epochs = try f.attributeInt("training", "epoch")
@@ -104,25 +99,23 @@ extension Model {
         rng = RandomGenerator(state: (r[0], r[1], r[2], r[3]))
     }
 
-    /// Writes `t` (parameter `p`'s value or optimizer state) in shape order.
-    private func writeInShapeOrder(_ f: HDF5File, _ name: String, _ p: Parameter<T>, _ t: Tensor<T>) throws(DLError) {
-        guard p.isTransposed else { return try f.write(name, shape: t.shape, t.data) }
-        var ordered = [T](repeating: 0, count: t.count)
-        ordered.withUnsafeMutableBufferPointer { p.copyOut(t, to: $0.baseAddress!) }
-        try ordered.withUnsafeBufferPointer { (b) throws(DLError) in try f.write(name, shape: t.shape, b.baseAddress!) }
+    /// Writes `t` (the value of `p`, or optimizer state kept beside it) in shape order.
+    private func write(_ f: HDF5File, _ name: String, _ p: Parameter<T>, _ t: Tensor<T>) throws(DLError) {
+        try p.values(of: t).withUnsafeBufferPointer { (b) throws(DLError) in try f.write(name, shape: t.shape, b.baseAddress!) }
     }
 
-    /// Reads `group`'s datasets into `tensors`, requiring exactly those names, each with the
-    /// tensor's shape, a floating-point type and finite values.
-    private func readTensors(_ f: HDF5File, group: String, _ tensors: [(String, Tensor<T>)]) throws(DLError) {
+    /// Reads `group`'s datasets, named after the parameters, into their tensors (values or
+    /// optimizer state), requiring exactly those names, each with the tensor's shape, a
+    /// floating-point type and finite values.
+    private func readTensors(_ f: HDF5File, group: String, _ tensors: [(Parameter<T>, Tensor<T>)]) throws(DLError) {
         if tensors.isEmpty && !f.exists(group) { return }
         guard f.exists(group) else { throw DLError(.format, "\(f.path): missing group \(group)") }
-        let expected = Set(tensors.map(\.0))
+        let names = tensors.map(\.0.name), expected = Set(names)
         for name in try f.members(group) where !expected.contains(name) {
-            throw DLError(.format, "\(f.path): \(group)/\(name) does not belong to the stored spec's model (it has \(tensors.map(\.0).joined(separator: ", ")))")
+            throw DLError(.format, "\(f.path): \(group)/\(name) does not belong to the stored spec's model (it has \(names.joined(separator: ", ")))")
         }
-        for (name, t) in tensors {
-            let dataset = "\(group)/\(name)"
+        for (p, t) in tensors {
+            let dataset = "\(group)/\(p.name)"
             let d = try f.describe(dataset)
             guard d.isFloat else {
                 throw DLError(.format, "\(f.path): \(dataset) holds \(d.typeClass) values, expected floating point")
@@ -130,9 +123,16 @@ extension Model {
             guard d.shape == t.shape else {
                 throw DLError(.format, "\(f.path): \(dataset) has shape \(d.shape), but the stored spec gives \(t.shape)")
             }
-            try f.read(dataset, into: t.data, count: t.count)
-            guard Kernels.allFinite(t.data, t.count) else {
-                throw DLError(.format, "\(f.path): \(dataset) contains NaN or infinite values")
+            // Files hold values in shape order; the parameter may keep them in another.
+            var values = [T](repeating: 0, count: t.count)
+            try values.withUnsafeMutableBufferPointer { (b) throws(DLError) in
+                try f.read(dataset, into: b.baseAddress!, count: t.count)
+            }
+            try values.withUnsafeBufferPointer { (b) throws(DLError) in
+                guard Kernels.allFinite(b.baseAddress!, t.count) else {
+                    throw DLError(.format, "\(f.path): \(dataset) contains NaN or infinite values")
+                }
+                p.write(t, from: b.baseAddress!)
             }
         }
     }

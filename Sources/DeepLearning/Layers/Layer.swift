@@ -1,74 +1,3 @@
-/// A trainable tensor with its gradient, named as the model names it ("layers.0.weight").
-///
-/// The model's one list of parameters feeds the optimizer, checkpoints, gradient checks
-/// and error messages; nothing keeps a parallel table.
-public final class Parameter<T: DLScalar> {
-    public internal(set) var name: String
-    public let value: Tensor<T>
-    public let grad: Tensor<T>
-
-    /// Whether `value`, `grad` and the optimizer's state for this parameter hold their
-    /// matrix transposed in memory: `value.shape` stays (rows, cols), the layout every
-    /// outside view shows (checkpoints, get/set by index, conversion, `values`), while the
-    /// data lie column after column. A layer chooses it when the transpose is what its
-    /// kernels read (the sparse first layer's W^T); elementwise code (optimizers, gradient
-    /// checks) works on either layout as long as value and gradient share it.
-    public private(set) var isTransposed = false
-
-    public init(_ name: String, shape: [Int]) throws(DLError) {
-        self.name = name
-        self.value = try Tensor(shape: shape)
-        self.grad = try Tensor(shape: shape)
-    }
-
-    /// The values in the (rows, cols) order of `value.shape`, whatever the layout.
-    public var values: [T] {
-        [T](unsafeUninitializedCapacity: value.count) { out, n in
-            copyOut(value, to: out.baseAddress!)
-            n = value.count
-        }
-    }
-
-    /// Switches a rank-2 parameter to the transposed layout, moving its current value
-    /// (the gradient is left to the next backward pass). Done once, before training.
-    func storeTransposed() {
-        guard !isTransposed, value.shape.count == 2 else { return }
-        isTransposed = true
-        adoptShapeOrder(value)
-    }
-
-    /// Copies `t` (this parameter's value or one of its optimizer slots, in this
-    /// parameter's layout) into `out` in shape order, converting the element type.
-    func copyOut<S: DLScalar>(_ t: Tensor<T>, to out: UnsafeMutablePointer<S>) {
-        guard isTransposed else { return Kernels.convert(t.data, out, t.count) }
-        let (rows, cols) = (t.shape[0], t.shape[1])
-        for c in 0..<cols { for r in 0..<rows { out[r * cols + c] = S(t.data[c * rows + r]) } }
-    }
-
-    /// Fills `t` (value or slot, in this parameter's layout) from `values` in shape order.
-    func copyIn<S: DLScalar>(_ t: Tensor<T>, from values: UnsafePointer<S>) {
-        guard isTransposed else { return Kernels.convert(values, t.data, t.count) }
-        let (rows, cols) = (t.shape[0], t.shape[1])
-        for r in 0..<rows { for c in 0..<cols { t.data[c * rows + r] = T(values[r * cols + c]) } }
-    }
-
-    /// Copies `t` of parameter `a` into `u` of parameter `b` (the same parameter of another
-    /// model, maybe of another element type or layout).
-    static func copy<U: DLScalar>(_ a: Parameter<T>, _ t: Tensor<T>, to b: Parameter<U>, _ u: Tensor<U>) {
-        if a.isTransposed == b.isTransposed { return Kernels.convert(t.data, u.data, t.count) }
-        if a.isTransposed { return a.copyOut(t, to: u.data) }
-        b.copyIn(u, from: t.data)
-    }
-
-    /// Rearranges `t`, filled in shape order (a checkpoint read, or the value before the
-    /// switch), into this layout.
-    func adoptShapeOrder(_ t: Tensor<T>) {
-        guard isTransposed else { return }
-        let shapeOrder = t.array
-        copyIn(t, from: shapeOrder)
-    }
-}
-
 /// A layer of a sequential model.
 ///
 /// `forward` caches what `backward` needs; `backward` takes dL/dy, stores parameter
@@ -106,14 +35,19 @@ public struct LayerContext {
     public let random: RandomSource
     /// Trainable scalars the remaining layers may still allocate (see `reserve`).
     public var parameterBudget: Int = Limits.maxModelParameters
+    /// No layer before this one in a model has parameters: it receives the model's input
+    /// batch (at most passed through layers without parameters), and its input gradient is
+    /// never asked for. A layer may specialise for that input (see `Linear`).
+    public var seesModelInput = false
 
     public init(inputShape: [Int], index: Int, defaultInitializer: Initializer, random: RandomSource,
-                parameterBudget: Int = Limits.maxModelParameters) {
+                parameterBudget: Int = Limits.maxModelParameters, seesModelInput: Bool = false) {
         self.inputShape = inputShape
         self.index = index
         self.defaultInitializer = defaultInitializer
         self.random = random
         self.parameterBudget = parameterBudget
+        self.seesModelInput = seesModelInput
     }
 
     /// A context with a generator of its own (a layer built outside a model).

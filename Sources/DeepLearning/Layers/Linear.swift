@@ -4,6 +4,10 @@
 ///     dW = dy^T x   (out, in)      db = sum over B of dy   (out)      dx = dy W   (B, in)
 ///
 /// Caches a reference to x for backward (the model keeps x alive until then).
+///
+/// Products go through BLAS, except in the float32 layer that sees the model's input: it
+/// keeps its weight as W^T and tries `SparseInput` first, which handles single samples and
+/// batches that are mostly one value, and falls back to BLAS on W^T for the rest.
 public final class Linear<T: DLScalar>: Layer {
     public let type = "linear"
     public let inFeatures: Int
@@ -17,13 +21,8 @@ public final class Linear<T: DLScalar>: Layer {
     private var x: Tensor<T>?
     private let y: Tensor<T>
     private let dx: Tensor<T>
-    /// The sparse-input path (float32 only), which the model turns on for its first layer
-    /// with parameters, the one that sees the input batch: see `SparseInput`.
+    /// The sparse-input path, when the layer has it (`enableSparseInput`).
     private(set) var sparseInput: SparseInput?
-    /// Whether the last forward pass took the sparse path (backward then does too).
-    private(set) var forwardWasSparse = false
-    /// dy summed over the batch, when there is no bias to hold it (sparse path only).
-    private var columnSum: Tensor<T>?
 
     public init(inFeatures: Int, outFeatures: Int, bias: Bool = true) throws(DLError) {
         self.inFeatures = inFeatures
@@ -36,39 +35,29 @@ public final class Linear<T: DLScalar>: Layer {
         self.dx = try Tensor(shape: [0, inFeatures])
     }
 
-    /// Turns on the sparse-input path (the model does, for the layer that sees the input),
-    /// which reads the weight as W^T: the weight is stored transposed from then on.
+    /// Turns on the sparse-input path (float32 only), for the layer that sees the model's
+    /// input; the weight is stored as W^T from then on.
     func enableSparseInput() {
-        guard T.self == Float.self else { return }
+        guard T.self == Float.self, sparseInput == nil else { return }
         sparseInput = SparseInput(inFeatures: inFeatures, outFeatures: outFeatures)
-        weight.storeTransposed()
+        weight.store(in: TransposedMatrix())
     }
+
+    /// Whether the last forward pass took the sparse path (backward then does too).
+    var forwardWasSparse: Bool { sparseInput?.lastForwardWasSparse ?? false }
 
     public func forward(_ x: Tensor<T>, training: Bool) throws(DLError) -> Tensor<T> {
         let batch = x.shape[0]
         try y.resize(batch: batch, sample: outputShape)
         self.x = x
-        forwardWasSparse = false
-        if let sparseInput, T.self == Float.self, weight.isTransposed {
-            let xf = UnsafeRawPointer(x.data).assumingMemoryBound(to: Float.self)
-            let yf = UnsafeMutableRawPointer(y.data).assumingMemoryBound(to: Float.self)
-            let wt = UnsafeRawPointer(weight.value.data).assumingMemoryBound(to: Float.self)
-            let b = bias.map { UnsafeRawPointer($0.value.data).assumingMemoryBound(to: Float.self) }
-            if sparseInput.forward(xf, rows: batch, weightT: wt, bias: b, y: yf) {
-                forwardWasSparse = true
-                return y
-            }
-            // One sample: W^T read row by row in the same two halves (no BLAS threads).
-            if batch == 1, sparseInput.forwardOne(xf, weightT: wt, bias: b, y: yf) { return y }
-        }
-        // W is (out, in), or (in, out) when stored transposed.
-        let (w, wt) = (weight.value.data, weight.isTransposed)
+        if sparseInput?.forward(x, weightT: weight.value, bias: bias?.value, y: y) == true { return y }
+        let w = weight.value.data
         if batch == 1 {
-            T.gemv(transA: wt, m: wt ? inFeatures : outFeatures, n: wt ? outFeatures : inFeatures, alpha: 1,
-                   a: w, lda: wt ? outFeatures : inFeatures, x: x.data, beta: 0, y: y.data)
+            let (m, n) = weightIsTransposed ? (inFeatures, outFeatures) : (outFeatures, inFeatures)
+            T.gemv(transA: weightIsTransposed, m: m, n: n, alpha: 1, a: w, lda: n, x: x.data, beta: 0, y: y.data)
         } else {
-            T.gemm(transA: false, transB: !wt, m: batch, n: outFeatures, k: inFeatures,
-                   alpha: 1, a: x.data, lda: inFeatures, b: w, ldb: wt ? outFeatures : inFeatures,
+            T.gemm(transA: false, transB: !weightIsTransposed, m: batch, n: outFeatures, k: inFeatures,
+                   alpha: 1, a: x.data, lda: inFeatures, b: w, ldb: weightLeadingDimension,
                    beta: 0, c: y.data, ldc: outFeatures)
         }
         if let bias { Kernels.addRowVector(y.data, bias.value.data, rows: batch, cols: outFeatures) }
@@ -78,11 +67,9 @@ public final class Linear<T: DLScalar>: Layer {
     public func backward(_ dy: Tensor<T>, needInputGradient: Bool) throws(DLError) -> Tensor<T>? {
         guard let x else { throw .invalid("linear: backward called before forward") }
         let batch = dy.shape[0]
-        let (w, wt) = (weight.value.data, weight.isTransposed)
-        var sparseDone = false
-        if forwardWasSparse, let sparseInput { sparseDone = try sparseWeightGradient(sparseInput, x, dy) }
+        let sparseDone = sparseInput?.weightGradient(x: x, dy: dy, weightTGrad: weight.grad, biasGrad: bias?.grad) == true
         if !sparseDone {
-            if wt {  // dW^T = x^T dy   (in, out)
+            if weightIsTransposed {  // dW^T = x^T dy   (in, out)
                 T.gemm(transA: true, transB: false, m: inFeatures, n: outFeatures, k: batch,
                        alpha: 1, a: x.data, lda: inFeatures, b: dy.data, ldb: outFeatures,
                        beta: 0, c: weight.grad.data, ldc: outFeatures)
@@ -95,31 +82,15 @@ public final class Linear<T: DLScalar>: Layer {
         }
         guard needInputGradient else { return nil }
         try dx.resize(batch: batch, sample: inputShape)
-        T.gemm(transA: false, transB: wt, m: batch, n: inFeatures, k: outFeatures,
-               alpha: 1, a: dy.data, lda: outFeatures, b: w, ldb: wt ? outFeatures : inFeatures,
+        T.gemm(transA: false, transB: weightIsTransposed, m: batch, n: inFeatures, k: outFeatures,
+               alpha: 1, a: dy.data, lda: outFeatures, b: weight.value.data, ldb: weightLeadingDimension,
                beta: 0, c: dx.data, ldc: inFeatures)
         return dx
     }
 
-    /// The weight (and bias) gradient from the batch `forward` compressed; false when the
-    /// sparse path could not get its buffers (the dense one then runs).
-    private func sparseWeightGradient(_ sparse: SparseInput, _ x: Tensor<T>, _ dy: Tensor<T>) throws(DLError) -> Bool {
-        let sums: Tensor<T>
-        if let bias {
-            sums = bias.grad
-        } else if let columnSum {
-            sums = columnSum
-        } else {
-            sums = try Tensor(shape: [outFeatures])
-            columnSum = sums
-        }
-        Kernels.sumRows(dy.data, sums.data, rows: dy.shape[0], cols: outFeatures)
-        let xf = UnsafeRawPointer(x.data).assumingMemoryBound(to: Float.self)
-        let dyf = UnsafeRawPointer(dy.data).assumingMemoryBound(to: Float.self)
-        let sf = UnsafeRawPointer(sums.data).assumingMemoryBound(to: Float.self)
-        let dwt = UnsafeMutableRawPointer(weight.grad.data).assumingMemoryBound(to: Float.self)
-        return sparse.weightGradient(x: xf, dy: dyf, columnSum: sf, intoTransposed: dwt)
-    }
+    /// The weight is in memory as W (out, in), or as W^T (in, out) with the sparse path.
+    private var weightIsTransposed: Bool { sparseInput != nil }
+    private var weightLeadingDimension: Int { weightIsTransposed ? outFeatures : inFeatures }
 }
 
 public enum LinearFactory: LayerFactory {
@@ -148,6 +119,8 @@ public enum LinearFactory: LayerFactory {
         let layer = try Linear<T>(inFeatures: inFeatures, outFeatures: units, bias: try spec.bool("bias"))
         let initializer = Initializer(rawValue: try spec.string("init")) ?? context.defaultInitializer
         initializer.fill(layer.weight.value, fanIn: inFeatures, fanOut: units, rng: &context.rng)
+        // The model's input is often mostly one value (image backgrounds, one-hot codes).
+        if context.seesModelInput { layer.enableSparseInput() }
         return layer
     }
 }

@@ -55,10 +55,9 @@ public final class Model<T: DLScalar> {
     }
 
     /// Samples per forward pass in predict and evaluate: at most 4096, and few enough that
-    /// the layers' output buffers stay near 2^25 values (128 MiB of float32) in all. A CNN's
-    /// feature maps are large: a fixed 4096 made evaluating mnist_cnn peak at 2.6 GB.
-    /// (Worked out once: summing the layers' shapes on every call cost a single-sample
-    /// prediction about a tenth of its time.)
+    /// the layers' output buffers stay near 2^25 values (128 MiB of float32) in all, as a
+    /// CNN's feature maps are large. Worked out once, as summing the layers' shapes on every
+    /// call would weigh on single-sample predictions.
     public let inferenceChunk: Int
 
     // Reused buffers.
@@ -82,7 +81,8 @@ public final class Model<T: DLScalar> {
                 throw DLError(.spec, "layers[\(i)].type: unknown layer type \"\(layerSpec.type)\"")
             }
             context = LayerContext(inputShape: context.inputShape, index: i, defaultInitializer: spec.initializer,
-                                   random: random, parameterBudget: context.parameterBudget)
+                                   random: random, parameterBudget: context.parameterBudget,
+                                   seesModelInput: parameters.isEmpty)
             let layer: any Layer<T> = try factory.make(layerSpec, &context)
             for p in layer.parameters { p.name = "layers.\(i).\(p.name)"; parameters.append(p) }
             for b in layer.buffers { b.name = "layers.\(i).\(b.name)"; buffers.append(b) }
@@ -92,12 +92,6 @@ public final class Model<T: DLScalar> {
         }
         self.layers = layers
         self.firstTrainableLayer = layers.firstIndex { !$0.parameters.isEmpty } ?? layers.count
-        // The layer that sees the input batch takes the sparse path when the batch is mostly
-        // one value (raw or standardized image backgrounds, one-hot codes); float32 only.
-        if T.self == Float.self, firstTrainableLayer < layers.count,
-           let linear = layers[firstTrainableLayer] as? Linear<T> {
-            linear.enableSparseInput()
-        }
         self.parameters = parameters
         self.buffers = buffers
         self.random = random
@@ -334,11 +328,9 @@ public final class Model<T: DLScalar> {
         var s = spec
         s.dtype = U.self == Float.self ? .float32 : .float64
         let other = try Model<U>(spec: s)
-        for (a, b) in zip(parameters + buffers, other.parameters + other.buffers) {
-            Parameter.copy(a, a.value, to: b, b.value)
-        }
+        for (a, b) in zip(parameters + buffers, other.parameters + other.buffers) { a.copy(a.value, to: b, b.value) }
         for (i, (mine, theirs)) in zip(optimizer.slots, other.optimizer.slots).enumerated() {
-            for (a, b) in zip(mine, theirs) { Parameter.copy(parameters[i], a, to: other.parameters[i], b) }
+            for (a, b) in zip(mine, theirs) { parameters[i].copy(a, to: other.parameters[i], b) }
         }
         other.optimizer.restore(step: optimizer.step, epoch: optimizer.epoch, baseLearningRate: optimizer.baseLearningRate)
         other.rng = rng
@@ -351,7 +343,7 @@ public final class Model<T: DLScalar> {
     /// Copies parameter `index` into `out` (exactly its element count) as `S`.
     public func readParameter<S: DLScalar>(_ index: Int, into out: UnsafeMutablePointer<S>, count: Int) throws(DLError) {
         let p = try parameter(index, count: count)
-        p.copyOut(p.value, to: out)
+        p.read(p.value, into: out)
     }
 
     /// Replaces parameter `index` with `count` values, refusing NaN/Inf (nothing changes then).
@@ -360,7 +352,7 @@ public final class Model<T: DLScalar> {
         guard Kernels.allFinite(values, count) else {
             throw DLError(.numeric, "values for \(p.name) contain NaN or infinity; the parameter was not changed")
         }
-        p.copyIn(p.value, from: values)
+        p.write(p.value, from: values)
     }
 
     private func parameter(_ index: Int, count: Int) throws(DLError) -> Parameter<T> {

@@ -338,9 +338,9 @@ def sample_shape(dataset) -> tuple[int, ...]:
 def set_num_threads(n: int) -> None:
     """Threads of the library's own kernels (dl_set_num_threads): 1 to 8, clamped.
 
-    They split the work of a first linear layer fed sparse input (MNIST's MLP) and its
-    optimizer update. The default is DL_NUM_THREADS, else one per available CPU.
-    OpenBLAS has threads of its own (OPENBLAS_NUM_THREADS). Results do not depend on it.
+    The default is DL_NUM_THREADS, else one per available CPU (less one, left to the batch
+    loader, when there are three or more). OpenBLAS has threads of its own
+    (OPENBLAS_NUM_THREADS). Results do not depend on it.
     """
     lib.dl_set_num_threads(int(n))
 
@@ -353,5 +353,5 @@ def registry() -> dict:
 
 
 def get_num_threads() -> int:
-    """The current setting of :func:`set_num_threads` (DL_NUM_THREADS, else the CPUs available)."""
+    """The current setting of :func:`set_num_threads`."""
     return lib.dl_get_num_threads()

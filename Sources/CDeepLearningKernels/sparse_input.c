@@ -1,6 +1,12 @@
-// Sparse-input kernels (see dl_kernels.h). Each kernel has a portable C version and, on
-// x86-64, an AVX2/FMA version compiled with a target attribute and chosen at run time, so
-// the library itself stays built for baseline x86-64.
+// The sparse-input path of a linear layer (see dl_kernels.h). Each kernel has a plain C
+// version and, on x86-64, an AVX2/FMA version compiled with a target attribute and chosen
+// at run time, so the library itself stays built for baseline x86-64.
+//
+// Threads: every output is computed by one thread with the same arithmetic as in a serial
+// run, whatever part of the work that thread is handed, so results do not depend on the
+// number of threads. The forward's product goes by blocks of 64 outputs (columns of W^T)
+// first: with as many blocks as threads, each core reads its own columns of W^T on every
+// step, which then stay in its L2.
 #include "dl_kernels.h"
 
 #include <pthread.h>
@@ -12,21 +18,6 @@
 #else
 #define DLK_X86 0
 #endif
-
-int dlk_has_avx2(void) {
-#if DLK_X86
-    static int cached = -1;  // every thread that races here stores the same value
-    int known = __atomic_load_n(&cached, __ATOMIC_RELAXED);
-    if (known < 0) {
-        __builtin_cpu_init();
-        known = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-        __atomic_store_n(&cached, known, __ATOMIC_RELAXED);
-    }
-    return known;
-#else
-    return 0;
-#endif
-}
 
 // MARK: - Row compression
 
@@ -43,15 +34,18 @@ static inline int64_t compress_scalar(const float *xr, int64_t c, int64_t cols, 
     return nnz;
 }
 
-static int64_t compress_rows_portable(const float *x, int64_t rows, int64_t cols, int64_t ld, float v,
-                                      int64_t max_nonzeros,
-                                      int32_t *start, int32_t *index, float *value) {
+// Rows r0 ..< r1 of x (cols values each, ld apart) into index/value (a segment that starts
+// at entry `offset` of the whole workspace): row r's entries at [row_begin[r], row_end[r]).
+// Returns the segment's count, or -1 as soon as it exceeds max_nonzeros.
+static int64_t compress_rows_plain(const float *x, int64_t r0, int64_t r1, int64_t cols, float v,
+                                   int64_t max_nonzeros, int64_t offset, int32_t *index, float *value,
+                                   int64_t *row_begin, int64_t *row_end) {
     int64_t nnz = 0;
-    start[0] = 0;
-    for (int64_t r = 0; r < rows; r++) {
-        nnz = compress_scalar(x + r * ld, 0, cols, v, index, value, nnz);
+    for (int64_t r = r0; r < r1; r++) {
+        row_begin[r] = offset + nnz;
+        nnz = compress_scalar(x + r * cols, 0, cols, v, index, value, nnz);
         if (nnz > max_nonzeros) return -1;
-        start[r + 1] = (int32_t)nnz;
+        row_end[r] = offset + nnz;
     }
     return nnz;
 }
@@ -76,16 +70,16 @@ static void fill_compress_table(void) {
 // column numbers) to the front with one permutation and store all eight lanes; only the
 // first popcount(mask) of them count. No branch depends on the data but "all eight equal v".
 __attribute__((target("avx2")))
-static int64_t compress_rows_avx2(const float *x, int64_t rows, int64_t cols, int64_t ld, float v,
-                                  int64_t max_nonzeros,
-                                  int32_t *start, int32_t *index, float *value) {
+static int64_t compress_rows_avx2(const float *x, int64_t r0, int64_t r1, int64_t cols, float v,
+                                  int64_t max_nonzeros, int64_t offset, int32_t *index, float *value,
+                                  int64_t *row_begin, int64_t *row_end) {
     pthread_once(&compress_table_once, fill_compress_table);
     const __m256 vv = _mm256_set1_ps(v);
     const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     int64_t nnz = 0;
-    start[0] = 0;
-    for (int64_t r = 0; r < rows; r++) {
-        const float *xr = x + r * ld;
+    for (int64_t r = r0; r < r1; r++) {
+        const float *xr = x + r * cols;
+        row_begin[r] = offset + nnz;
         int64_t c = 0;
         for (; c + 8 <= cols; c += 8) {
             const __m256 d = _mm256_loadu_ps(xr + c);
@@ -99,33 +93,36 @@ static int64_t compress_rows_avx2(const float *x, int64_t rows, int64_t cols, in
         }
         nnz = compress_scalar(xr, c, cols, v, index, value, nnz);
         if (nnz > max_nonzeros) return -1;
-        start[r + 1] = (int32_t)nnz;
+        row_end[r] = offset + nnz;
     }
     return nnz;
 }
 #endif
 
-static int64_t compress_rows(const float *x, int64_t rows, int64_t cols, int64_t ld, float v, int64_t max_nonzeros,
-                             int32_t *start, int32_t *index, float *value, int portable) {
+static int64_t compress_rows(const float *x, int64_t r0, int64_t r1, int64_t cols, float v, int64_t max_nonzeros,
+                             int64_t offset, int32_t *index, float *value, int64_t *row_begin, int64_t *row_end,
+                             int plain_c) {
 #if DLK_X86
-    if (!portable && dlk_has_avx2())
-        return compress_rows_avx2(x, rows, cols, ld, v, max_nonzeros, start, index, value);
+    if (!plain_c && dlk_has_avx2())
+        return compress_rows_avx2(x, r0, r1, cols, v, max_nonzeros, offset, index, value, row_begin, row_end);
 #endif
-    (void)portable;
-    return compress_rows_portable(x, rows, cols, ld, v, max_nonzeros, start, index, value);
+    (void)plain_c;
+    return compress_rows_plain(x, r0, r1, cols, v, max_nonzeros, offset, index, value, row_begin, row_end);
 }
 
 // MARK: - Sparse times dense
 
-static void sparse_times_dense_portable(int64_t rows, int64_t n,
-                                        const int32_t *start, const int32_t *index, const float *value,
-                                        const float *b, int64_t ldb, const float *base,
-                                        float *c, int64_t ldc) {
-    for (int64_t r = 0; r < rows; r++) {
+// Rows r0 ..< r1 of c (n columns, ldc apart) = base + (the compressed rows) times b (ldb
+// apart), each row's entries in the order they were compressed (column order).
+static void sparse_times_dense_plain(int64_t r0, int64_t r1, int64_t n,
+                                     const int64_t *row_begin, const int64_t *row_end, const int32_t *index,
+                                     const float *value, const float *b, int64_t ldb, const float *base,
+                                     float *c, int64_t ldc) {
+    for (int64_t r = r0; r < r1; r++) {
         float *cr = c + r * ldc;
         if (base) memcpy(cr, base, (size_t)n * sizeof *cr);
         else memset(cr, 0, (size_t)n * sizeof *cr);
-        for (int32_t k = start[r]; k < start[r + 1]; k++) {
+        for (int64_t k = row_begin[r]; k < row_end[r]; k++) {
             const float s = value[k];
             const float *br = b + (int64_t)index[k] * ldb;
             for (int64_t j = 0; j < n; j++) cr[j] += s * br[j];
@@ -136,7 +133,7 @@ static void sparse_times_dense_portable(int64_t rows, int64_t n,
 #if DLK_X86
 // Eight 8-wide accumulators a0..a7 for 64 consecutive outputs: declared (from base + o, or
 // zero when base is NULL), multiply-added (s times the 64 floats at p) and stored. Named
-// variables rather than an array, which gcc at -O2 keeps in memory (measured 2x slower).
+// variables rather than an array, which gcc at -O2 keeps in memory.
 #define ACC8_DECLARE(base, o)                                                             \
     __m256 a0, a1, a2, a3, a4, a5, a6, a7;                                                \
     if (base) {                                                                           \
@@ -173,19 +170,19 @@ static void sparse_times_dense_portable(int64_t rows, int64_t n,
 // across the row's nonzeros: each nonzero costs one broadcast, eight loads of b and eight
 // FMAs), then 8 at a time, then one at a time.
 __attribute__((target("avx2,fma")))
-static void sparse_times_dense_avx2(int64_t rows, int64_t n,
-                                    const int32_t *start, const int32_t *index, const float *value,
-                                    const float *b, int64_t ldb, const float *base,
+static void sparse_times_dense_avx2(int64_t r0, int64_t r1, int64_t n,
+                                    const int64_t *row_begin, const int64_t *row_end, const int32_t *index,
+                                    const float *value, const float *b, int64_t ldb, const float *base,
                                     float *c, int64_t ldc) {
-    for (int64_t r = 0; r < rows; r++) {
+    for (int64_t r = r0; r < r1; r++) {
         float *cr = c + r * ldc;
-        const int32_t k0 = start[r], k1 = start[r + 1];
+        const int64_t k0 = row_begin[r], k1 = row_end[r];
         int64_t j = 0;
         for (; j + 64 <= n; j += 64) {
             ACC8_DECLARE(base, j);
-            for (int32_t k = k0; k < k1; k++) {
+            for (int64_t k = k0; k < k1; k++) {
                 // The row of b eight nonzeros ahead, to L1: these rows come from L2 in an
-                // order no hardware prefetcher predicts (measured 7% faster on MNIST).
+                // order no hardware prefetcher predicts.
                 const float *ahead = b + (int64_t)index[k + 8 < k1 ? k + 8 : k1 - 1] * ldb + j;
                 _mm_prefetch((const char *)ahead, _MM_HINT_T0);
                 _mm_prefetch((const char *)(ahead + 16), _MM_HINT_T0);
@@ -197,7 +194,7 @@ static void sparse_times_dense_avx2(int64_t rows, int64_t n,
         }
         for (; j + 8 <= n; j += 8) {
             __m256 a = base ? _mm256_loadu_ps(base + j) : _mm256_setzero_ps();
-            for (int32_t k = k0; k < k1; k++) {
+            for (int64_t k = k0; k < k1; k++) {
                 a = _mm256_fmadd_ps(_mm256_broadcast_ss(value + k),
                                     _mm256_loadu_ps(b + (int64_t)index[k] * ldb + j), a);
             }
@@ -205,24 +202,24 @@ static void sparse_times_dense_avx2(int64_t rows, int64_t n,
         }
         for (; j < n; j++) {
             float a = base ? base[j] : 0.0f;
-            for (int32_t k = k0; k < k1; k++) a = __builtin_fmaf(value[k], b[(int64_t)index[k] * ldb + j], a);
+            for (int64_t k = k0; k < k1; k++) a = __builtin_fmaf(value[k], b[(int64_t)index[k] * ldb + j], a);
             cr[j] = a;
         }
     }
 }
 #endif
 
-static void sparse_times_dense(int64_t rows, int64_t n, const int32_t *start, const int32_t *index,
-                               const float *value, const float *b, int64_t ldb, const float *base,
-                               float *c, int64_t ldc, int portable) {
+static void sparse_times_dense(int64_t r0, int64_t r1, int64_t n, const int64_t *row_begin, const int64_t *row_end,
+                               const int32_t *index, const float *value, const float *b, int64_t ldb,
+                               const float *base, float *c, int64_t ldc, int plain_c) {
 #if DLK_X86
-    if (!portable && dlk_has_avx2()) {
-        sparse_times_dense_avx2(rows, n, start, index, value, b, ldb, base, c, ldc);
+    if (!plain_c && dlk_has_avx2()) {
+        sparse_times_dense_avx2(r0, r1, n, row_begin, row_end, index, value, b, ldb, base, c, ldc);
         return;
     }
 #endif
-    (void)portable;
-    sparse_times_dense_portable(rows, n, start, index, value, b, ldb, base, c, ldc);
+    (void)plain_c;
+    sparse_times_dense_plain(r0, r1, n, row_begin, row_end, index, value, b, ldb, base, c, ldc);
 }
 
 // MARK: - One dense row times a matrix
@@ -231,7 +228,7 @@ static void sparse_times_dense(int64_t rows, int64_t n, const int32_t *start, co
 // i + 1 and i + 2 go to three sets of accumulators, so that three chains of multiply-adds
 // run side by side (each add waits 4 cycles for the previous one), summed at the end.
 
-static void row_times_dense_portable(const float *x, int64_t k, int64_t n, const float *b, int64_t ldb,
+static void row_times_dense_plain(const float *x, int64_t k, int64_t n, const float *b, int64_t ldb,
                                      const float *base, float *c) {
     for (int64_t j = 0; j < n; j++) {
         float s[3] = {base ? base[j] : 0.0f, 0.0f, 0.0f};
@@ -284,43 +281,40 @@ static void row_times_dense_avx2(const float *x, int64_t k, int64_t n, const flo
         _mm256_storeu_ps(c + j, sum3(a0, b0, c0));      _mm256_storeu_ps(c + j + 8, sum3(a1, b1, c1));
         _mm256_storeu_ps(c + j + 16, sum3(a2, b2, c2)); _mm256_storeu_ps(c + j + 24, sum3(a3, b3, c3));
     }
-    if (j < n) row_times_dense_portable(x, k, n - j, b + j, ldb, base ? base + j : NULL, c + j);
+    if (j < n) row_times_dense_plain(x, k, n - j, b + j, ldb, base ? base + j : NULL, c + j);
 }
 #endif
 
 static void row_times_dense(const float *x, int64_t k, int64_t n, const float *b, int64_t ldb,
-                            const float *base, float *c, int portable) {
+                            const float *base, float *c, int plain_c) {
 #if DLK_X86
-    if (!portable && dlk_has_avx2()) {
+    if (!plain_c && dlk_has_avx2()) {
         row_times_dense_avx2(x, k, n, b, ldb, base, c);
         return;
     }
 #endif
-    (void)portable;
-    row_times_dense_portable(x, k, n, b, ldb, base, c);
+    (void)plain_c;
+    row_times_dense_plain(x, k, n, b, ldb, base, c);
 }
 
 // MARK: - Column sums
 //
-// c += alpha * (the sums of a's columns), for a (rows x cols): the sparse layer's base term
-// v * rowsum(W) from W^T. OpenBLAS's gemv would do it, but spreads a product this size over
-// all its threads, and waking them on every training step cost more than the product
-// (a step of MNIST's MLP took 450 us instead of 250 with OpenBLAS on 2 threads).
+// sums[j] = the sum of a's column j, rows in order, for a (rows x cols, lda apart): the
+// forward's base term v * (column sums of W^T). OpenBLAS's gemv would do it, but spreads
+// a product this size over all its threads, and waking them on every training step cost
+// more than the product.
 
-static void column_sums_portable(const float *a, int64_t rows, int64_t cols, int64_t lda, float alpha, float *c,
-                                 float *scratch) {
-    memset(scratch, 0, (size_t)cols * sizeof *scratch);
+static void column_sums_plain(const float *a, int64_t rows, int64_t cols, int64_t lda, float *sums) {
+    memset(sums, 0, (size_t)cols * sizeof *sums);
     for (int64_t i = 0; i < rows; i++)
-        for (int64_t j = 0; j < cols; j++) scratch[j] += a[i * lda + j];
-    for (int64_t j = 0; j < cols; j++) c[j] += alpha * scratch[j];
+        for (int64_t j = 0; j < cols; j++) sums[j] += a[i * lda + j];
 }
 
 #if DLK_X86
 // Eight columns at a time, the rows summed in order into one accumulator per column, as the
-// portable version does (the same bits).
+// plain version does (the same bits).
 __attribute__((target("avx2")))
-static void column_sums_avx2(const float *a, int64_t rows, int64_t cols, int64_t lda, float alpha, float *c,
-                             float *scratch) {
+static void column_sums_avx2(const float *a, int64_t rows, int64_t cols, int64_t lda, float *sums) {
     int64_t j = 0;
     for (; j + 32 <= cols; j += 32) {
         __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
@@ -331,33 +325,31 @@ static void column_sums_avx2(const float *a, int64_t rows, int64_t cols, int64_t
             s2 = _mm256_add_ps(s2, _mm256_loadu_ps(r + 16));
             s3 = _mm256_add_ps(s3, _mm256_loadu_ps(r + 24));
         }
-        _mm256_storeu_ps(scratch + j, s0);      _mm256_storeu_ps(scratch + j + 8, s1);
-        _mm256_storeu_ps(scratch + j + 16, s2); _mm256_storeu_ps(scratch + j + 24, s3);
+        _mm256_storeu_ps(sums + j, s0);      _mm256_storeu_ps(sums + j + 8, s1);
+        _mm256_storeu_ps(sums + j + 16, s2); _mm256_storeu_ps(sums + j + 24, s3);
     }
     for (; j + 8 <= cols; j += 8) {
         __m256 s0 = _mm256_setzero_ps();
         for (int64_t i = 0; i < rows; i++) s0 = _mm256_add_ps(s0, _mm256_loadu_ps(a + i * lda + j));
-        _mm256_storeu_ps(scratch + j, s0);
+        _mm256_storeu_ps(sums + j, s0);
     }
     for (; j < cols; j++) {
         float s0 = 0;
         for (int64_t i = 0; i < rows; i++) s0 += a[i * lda + j];
-        scratch[j] = s0;
+        sums[j] = s0;
     }
-    for (j = 0; j < cols; j++) c[j] += alpha * scratch[j];
 }
 #endif
 
-static void add_column_sums(const float *a, int64_t rows, int64_t cols, int64_t lda, float alpha, float *c,
-                            float *scratch, int portable) {
+static void column_sums(const float *a, int64_t rows, int64_t cols, int64_t lda, float *sums, int plain_c) {
 #if DLK_X86
-    if (!portable && dlk_has_avx2()) {
-        column_sums_avx2(a, rows, cols, lda, alpha, c, scratch);
+    if (!plain_c && dlk_has_avx2()) {
+        column_sums_avx2(a, rows, cols, lda, sums);
         return;
     }
 #endif
-    (void)portable;
-    column_sums_portable(a, rows, cols, lda, alpha, c, scratch);
+    (void)plain_c;
+    column_sums_plain(a, rows, cols, lda, sums);
 }
 
 // MARK: - Transpose
@@ -365,7 +357,7 @@ static void add_column_sums(const float *a, int64_t rows, int64_t cols, int64_t 
 // Columns j_begin ..< j_end of a (rows j_begin ..< j_end of t); j_begin is a multiple of 8.
 
 // Blocks of 8 x 8 keep both the rows read and the rows written within a few cache lines.
-static void transpose_portable(const float *a, int64_t rows, int64_t cols, float v, float *t,
+static void transpose_plain(const float *a, int64_t rows, int64_t cols, float v, float *t,
                                int64_t j_begin, int64_t j_end) {
     for (int64_t i0 = 0; i0 < rows; i0 += 8) {
         const int64_t i1 = i0 + 8 < rows ? i0 + 8 : rows;
@@ -435,7 +427,7 @@ static void transpose_avx2(const float *a, int64_t rows, int64_t cols, float v, 
 // layer's output gradient) stay in L1 for a training batch. Both versions sum the rows in
 // increasing r with fused multiply-adds, so they give the same bits.
 
-static void gradient_rows_portable(const float *d, int64_t rows, int64_t j_begin, int64_t j_end,
+static void gradient_rows_plain(const float *d, int64_t rows, int64_t j_begin, int64_t j_end,
                                    int64_t n, const float *b, int64_t ldb, const float *base, float *c, int64_t ldc) {
     for (int64_t j = j_begin; j < j_end; j++) {
         const float *dr = d + j * rows;
@@ -506,255 +498,154 @@ static void gradient_rows_avx2(const float *d, int64_t rows, int64_t j_begin, in
 #endif
 
 static void gradient_range(const float *d, int64_t rows, int64_t j_begin, int64_t j_end, int64_t n,
-                           const float *b, const float *base, float *c, int portable) {
+                           const float *b, const float *base, float *c, int plain_c) {
 #if DLK_X86
-    if (!portable && dlk_has_avx2()) {
+    if (!plain_c && dlk_has_avx2()) {
         gradient_rows_avx2(d, rows, j_begin, j_end, n, b, n, base, c, n);
         return;
     }
 #endif
-    (void)portable;
-    gradient_rows_portable(d, rows, j_begin, j_end, n, b, n, base, c, n);
+    (void)plain_c;
+    gradient_rows_plain(d, rows, j_begin, j_end, n, b, n, base, c, n);
 }
 
 static void transpose_range(const float *a, int64_t rows, int64_t cols, float v, float *t,
-                            int64_t j_begin, int64_t j_end, int portable) {
+                            int64_t j_begin, int64_t j_end, int plain_c) {
 #if DLK_X86
-    if (!portable && dlk_has_avx2()) {
+    if (!plain_c && dlk_has_avx2()) {
         transpose_avx2(a, rows, cols, v, t, j_begin, j_end);
         return;
     }
 #endif
-    (void)portable;
-    transpose_portable(a, rows, cols, v, t, j_begin, j_end);
+    (void)plain_c;
+    transpose_plain(a, rows, cols, v, t, j_begin, j_end);
 }
 
-// MARK: - The sparse layer, in two halves of its inputs
+// MARK: - The parallel jobs
 //
-// Everything that touches W^T is split at the same input, `dlk_sparse_split`: the forward
-// (compression, base term, product) and the weight gradient, half each, and the optimizer
-// updates W^T's rows in the same two parts (dlk_update_f32). With two threads, each half
-// always runs on the same one (the caller takes half 0, the pool's worker half 1), so each
-// core keeps its half of W^T in its own L2: splitting by batch rows instead made both cores
-// read all of W^T, fresh from the other core's cache after every update, and gained 9%;
-// this split measured 256 -> 147 us for the first layer's work of an MNIST step. The
-// forward's two partial products are added in a fixed order, so the results do not depend
-// on the number of threads.
+// Shares follow the pool's rule (dlk_parallel_for): the forward's product takes blocks of
+// outputs first and groups of rows second, so that with as many blocks as threads each
+// thread reads only its columns of W^T; the weight gradient takes ranges of inputs (rows of
+// dW^T), each thread transposing the columns of x it needs itself.
 
-int64_t dlk_sparse_split(int64_t cols) {
-    const int64_t mid = ((cols + 1) / 2 + 7) & ~(int64_t)7;   // a multiple of 8, for the vectors
-    return mid < cols ? mid : cols;
-}
+enum { OUTPUT_BLOCK = 64, ROW_OUTPUT_BLOCK = 32 };
+
+static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
 struct forward_job {
     const float *x;
-    int64_t rows, cols, mid;
+    int64_t rows, cols;
     float v;
     int64_t max_nonzeros;
     const float *wt;
     int64_t n;
     const float *bias;
-    dlk_sparse_half *halves;
+    dlk_sparse_batch *work;
     float *y;
-    int portable;
+    int plain_c;
+    int64_t parts;                         // of the compression
+    int64_t groups;                        // of rows, in the product
+    int64_t nonzeros[DLK_MAX_THREADS];     // per part of the compression, or -1
 };
 
-static void forward_half(void *context, int64_t begin, int64_t end, int thread) {
+// Part p of `parts`: its rows compressed into segment p, and its outputs' base (bias plus v
+// times the column sums of W^T, whole blocks of 8 outputs).
+static void compress_part(void *context, int64_t begin, int64_t end, int thread) {
+    (void)thread;
+    struct forward_job *f = context;
+    dlk_sparse_batch *w = f->work;
+    for (int64_t p = begin; p < end; p++) {
+        const int64_t offset = p * w->segment_capacity;
+        f->nonzeros[p] = compress_rows(f->x, f->rows * p / f->parts, f->rows * (p + 1) / f->parts, f->cols, f->v,
+                                       f->max_nonzeros, offset, w->index + offset, w->value + offset,
+                                       w->row_begin, w->row_end, f->plain_c);
+        const int64_t vectors = (f->n + 7) / 8;
+        const int64_t o0 = min64(f->n, 8 * (vectors * p / f->parts)), o1 = min64(f->n, 8 * (vectors * (p + 1) / f->parts));
+        if (f->v != 0) column_sums(f->wt + o0, f->cols, o1 - o0, f->n, w->base + o0, f->plain_c);
+        for (int64_t o = o0; o < o1; o++)
+            w->base[o] = (f->bias ? f->bias[o] : 0.0f) + (f->v != 0 ? f->v * w->base[o] : 0.0f);
+    }
+}
+
+// Share u: block u / groups of outputs for group u % groups of rows.
+static void product_part(void *context, int64_t begin, int64_t end, int thread) {
     (void)thread;
     const struct forward_job *f = context;
-    for (int64_t h = begin; h < end; h++) {
-        dlk_sparse_half *half = f->halves + h;
-        const int64_t c0 = h ? f->mid : 0, c1 = h ? f->cols : f->mid;
-        half->nonzeros = compress_rows(f->x + c0, f->rows, c1 - c0, f->cols, f->v, f->max_nonzeros,
-                                       half->start, half->index, half->value, f->portable);
-        if (half->nonzeros < 0) continue;
-        if (h == 0 && f->bias) memcpy(half->base, f->bias, (size_t)f->n * sizeof *half->base);
-        else memset(half->base, 0, (size_t)f->n * sizeof *half->base);
-        if (f->v != 0) add_column_sums(f->wt + c0 * f->n, c1 - c0, f->n, f->n, f->v, half->base, half->scratch, f->portable);
-        sparse_times_dense(f->rows, f->n, half->start, half->index, half->value, f->wt + c0 * f->n, f->n,
-                           half->base, h ? half->partial : f->y, f->n, f->portable);
+    const dlk_sparse_batch *w = f->work;
+    for (int64_t u = begin; u < end; u++) {
+        const int64_t block = u / f->groups, group = u % f->groups;
+        const int64_t o0 = block * OUTPUT_BLOCK, o1 = min64(f->n, o0 + OUTPUT_BLOCK);
+        sparse_times_dense(f->rows * group / f->groups, f->rows * (group + 1) / f->groups, o1 - o0, w->row_begin,
+                           w->row_end, w->index, w->value, f->wt + o0, f->n, w->base + o0, f->y + o0, f->n,
+                           f->plain_c);
     }
 }
 
 int64_t dlk_sparse_forward(const float *x, int64_t rows, int64_t cols, float v, int64_t max_nonzeros,
-                           const float *wt, int64_t n, const float *bias, dlk_sparse_half halves[2],
-                           float *y, int portable) {
-    struct forward_job job = {x, rows, cols, dlk_sparse_split(cols), v, max_nonzeros, wt, n, bias, halves, y, portable};
-    dlk_parallel_for(2, 1, forward_half, &job);
-    if (halves[0].nonzeros < 0 || halves[1].nonzeros < 0) return -1;
-    const int64_t total = halves[0].nonzeros + halves[1].nonzeros;
+                           const float *wt, int64_t n, const float *bias, dlk_sparse_batch *work,
+                           float *y, int plain_c) {
+    const int64_t threads = dlk_threads();
+    struct forward_job job = {x, rows, cols, v, max_nonzeros, wt, n, bias, work, y, plain_c,
+                              .parts = min64(min64(threads, work->segments), min64(rows, DLK_MAX_THREADS)),
+                              .groups = min64(threads, rows)};
+    if (job.parts < 1) job.parts = 1;
+    dlk_parallel_for(job.parts, 1, compress_part, &job);
+    int64_t total = 0;
+    for (int64_t p = 0; p < job.parts; p++) {
+        if (job.nonzeros[p] < 0) return -1;
+        total += job.nonzeros[p];
+    }
     if (total > max_nonzeros) return -1;
-    const float *partial = halves[1].partial;
-    for (int64_t i = 0; i < rows * n; i++) y[i] += partial[i];
+    const int64_t blocks = (n + OUTPUT_BLOCK - 1) / OUTPUT_BLOCK;
+    dlk_parallel_for(blocks * job.groups, 1, product_part, &job);
     return total;
 }
 
-// One sample (any density): the same two halves, each a dense row times its rows of W^T
-// (the first also adding the bias), then y = first + second. On one thread this matches
-// OpenBLAS's gemv (6.4 against 6.0 us for 784 x 128); it never wakes OpenBLAS's threads,
-// which its gemv does for a product this size, and two threads each read half of W^T.
 struct row_job {
     const float *x;
-    int64_t cols, mid;
-    const float *wt;
+    int64_t k;
+    const float *b;
     int64_t n;
     const float *bias;
-    float *y, *partial;
-    int portable;
+    float *y;
+    int plain_c;
 };
 
-static void row_half(void *context, int64_t begin, int64_t end, int thread) {
+static void row_part(void *context, int64_t begin, int64_t end, int thread) {
     (void)thread;
     const struct row_job *r = context;
-    for (int64_t h = begin; h < end; h++) {
-        const int64_t c0 = h ? r->mid : 0, c1 = h ? r->cols : r->mid;
-        row_times_dense(r->x + c0, c1 - c0, r->n, r->wt + c0 * r->n, r->n, h ? NULL : r->bias,
-                        h ? r->partial : r->y, r->portable);
-    }
+    const int64_t o0 = begin * ROW_OUTPUT_BLOCK, o1 = min64(r->n, end * ROW_OUTPUT_BLOCK);
+    row_times_dense(r->x, r->k, o1 - o0, r->b + o0, r->n, r->bias ? r->bias + o0 : NULL, r->y + o0, r->plain_c);
 }
 
-void dlk_sparse_forward_one(const float *x, int64_t cols, const float *wt, int64_t n, const float *bias,
-                            float *partial, float *y, int portable) {
-    struct row_job job = {x, cols, dlk_sparse_split(cols), wt, n, bias, y, partial, portable};
-    dlk_parallel_for(2, 1, row_half, &job);
-    for (int64_t j = 0; j < n; j++) y[j] += partial[j];
+void dlk_row_times_matrix(const float *x, int64_t k, const float *b, int64_t n, const float *bias, float *y,
+                          int plain_c) {
+    struct row_job job = {x, k, b, n, bias, y, plain_c};
+    dlk_parallel_for((n + ROW_OUTPUT_BLOCK - 1) / ROW_OUTPUT_BLOCK, 1, row_part, &job);
 }
 
-struct backward_job {
+struct gradient_job {
     const float *x;
-    int64_t rows, cols, mid;
+    int64_t rows, cols;
     float v;
     const float *dy;
     int64_t n;
     const float *base;
     float *d, *dwt;
-    int portable;
+    int plain_c;
 };
 
-static void backward_half(void *context, int64_t begin, int64_t end, int thread) {
+// Inputs [8 begin, 8 end): their columns of x transposed, then their rows of dW^T.
+static void gradient_part(void *context, int64_t begin, int64_t end, int thread) {
     (void)thread;
-    const struct backward_job *b = context;
-    for (int64_t h = begin; h < end; h++) {
-        const int64_t c0 = h ? b->mid : 0, c1 = h ? b->cols : b->mid;
-        transpose_range(b->x, b->rows, b->cols, b->v, b->d, c0, c1, b->portable);
-        gradient_range(b->d, b->rows, c0, c1, b->n, b->dy, b->base, b->dwt, b->portable);
-    }
+    const struct gradient_job *g = context;
+    const int64_t j0 = 8 * begin, j1 = min64(g->cols, 8 * end);
+    transpose_range(g->x, g->rows, g->cols, g->v, g->d, j0, j1, g->plain_c);
+    gradient_range(g->d, g->rows, j0, j1, g->n, g->dy, g->base, g->dwt, g->plain_c);
 }
 
-void dlk_sparse_backward(const float *x, int64_t rows, int64_t cols, float v, const float *dy, int64_t n,
-                         const float *base, float *d, float *dwt, int portable) {
-    struct backward_job job = {x, rows, cols, dlk_sparse_split(cols), v, dy, n, base, d, dwt, portable};
-    dlk_parallel_for(2, 1, backward_half, &job);
-}
-
-// MARK: - Input checks and conversion
-//
-// A value is finite when its exponent bits are not all ones. Testing the bits, OR-ed over
-// the array with no early exit, vectorises in plain C (a floating-point comparison chain
-// did not, in Swift: one scalar compare per element).
-
-static int all_finite_f32_portable(const float *x, int64_t n) {
-    const uint32_t *bits = (const uint32_t *)(const void *)x;
-    uint32_t bad = 0;
-    for (int64_t i = 0; i < n; i++) bad |= (uint32_t)((bits[i] & 0x7f800000u) == 0x7f800000u);
-    return bad == 0;
-}
-
-static int all_finite_f64_portable(const double *x, int64_t n) {
-    const uint64_t *bits = (const uint64_t *)(const void *)x;
-    uint64_t bad = 0;
-    for (int64_t i = 0; i < n; i++)
-        bad |= (uint64_t)((bits[i] & 0x7ff0000000000000ull) == 0x7ff0000000000000ull);
-    return bad == 0;
-}
-
-static void affine_f32_portable(const float *src, float *dst, int64_t n, float a, float b) {
-    for (int64_t i = 0; i < n; i++) dst[i] = src[i] * a + b;
-}
-
-#if DLK_X86
-// The same loops, compiled for AVX2 (8 floats per instruction instead of SSE's 4).
-__attribute__((target("avx2")))
-static int all_finite_f32_avx2(const float *x, int64_t n) { return all_finite_f32_portable(x, n); }
-__attribute__((target("avx2")))
-static int all_finite_f64_avx2(const double *x, int64_t n) { return all_finite_f64_portable(x, n); }
-// No FMA here: x * a + b rounds twice, as the dense path and NumPy do.
-__attribute__((target("avx2")))
-static void affine_f32_avx2(const float *src, float *dst, int64_t n, float a, float b) {
-    affine_f32_portable(src, dst, n, a, b);
-}
-#endif
-
-int dlk_all_finite_f32(const float *x, int64_t n) {
-#if DLK_X86
-    if (dlk_has_avx2()) return all_finite_f32_avx2(x, n);
-#endif
-    return all_finite_f32_portable(x, n);
-}
-
-int dlk_all_finite_f64(const double *x, int64_t n) {
-#if DLK_X86
-    if (dlk_has_avx2()) return all_finite_f64_avx2(x, n);
-#endif
-    return all_finite_f64_portable(x, n);
-}
-
-void dlk_affine_f32(const float *src, float *dst, int64_t n, float a, float b) {
-#if DLK_X86
-    if (dlk_has_avx2()) {
-        affine_f32_avx2(src, dst, n, a, b);
-        return;
-    }
-#endif
-    affine_f32_portable(src, dst, n, a, b);
-}
-
-// MARK: - Gathering a shuffled batch
-
-// Each row is a miss to memory (the rows of a shuffled batch lie anywhere in the data
-// set). The work is split by columns in the sparse layer's two halves (dlk_sparse_split),
-// so that with two threads each core gathers the half of the batch its half of that layer
-// reads next; each part then asks for its columns of the next batch's rows, which arrive
-// while the step trains.
-struct gather_job {
-    const float *x;
-    int64_t cols, mid;
-    const int32_t *rows;
-    int64_t count;
-    float a, b;
-    int affine;
-    float *dst;
-    const int32_t *next;
-    int64_t next_count;
-};
-
-static void gather_part(void *context, int64_t begin, int64_t end, int thread) {
-    (void)thread;
-    const struct gather_job *g = context;
-    for (int64_t part = begin; part < end; part++) {
-        const int64_t c0 = part ? g->mid : 0, c1 = part ? g->cols : g->mid;
-        for (int64_t i = 0; i < g->count; i++) {
-            const float *src = g->x + (int64_t)g->rows[i] * g->cols + c0;
-            float *dst = g->dst + i * g->cols + c0;
-            if (g->affine) dlk_affine_f32(src, dst, c1 - c0, g->a, g->b);
-            else memcpy(dst, src, (size_t)(c1 - c0) * sizeof *dst);
-        }
-        for (int64_t i = 0; i < g->next_count; i++) {
-            const float *p = g->x + (int64_t)g->next[i] * g->cols;
-            for (int64_t c = c0; c < c1; c += 16) __builtin_prefetch(p + c, 0, 1);
-        }
-    }
-}
-
-void dlk_gather_rows_f32(const float *x, int64_t cols, const int32_t *rows, int64_t count,
-                         float a, float b, int affine, float *dst, const int32_t *next, int64_t next_count) {
-    struct gather_job job = {x, cols, dlk_sparse_split(cols), rows, count, a, b, affine, dst, next,
-                             next ? next_count : 0};
-    dlk_parallel_for(2, 1, gather_part, &job);
-}
-
-void dlk_gather_rows_serial_f32(const float *x, int64_t cols, const int32_t *rows, int64_t count,
-                                float a, float b, int affine, float *dst) {
-    struct gather_job job = {x, cols, dlk_sparse_split(cols), rows, count, a, b, affine, dst, NULL, 0};
-    gather_part(&job, 0, 2, 0);
+void dlk_sparse_weight_gradient(const float *x, int64_t rows, int64_t cols, float v, const float *dy, int64_t n,
+                                const float *base, float *d, float *dwt, int plain_c) {
+    struct gradient_job job = {x, rows, cols, v, dy, n, base, d, dwt, plain_c};
+    dlk_parallel_for((cols + 7) / 8, 1, gradient_part, &job);
 }

@@ -1,0 +1,28 @@
+// What the machine offers the kernels: the CPUs this process may use, and whether they run
+// AVX2/FMA.
+#define _GNU_SOURCE  // sched_getaffinity
+#include "dl_kernels.h"
+
+#include <sched.h>
+
+int dlk_available_cpus(void) {
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) != 0) return 1;
+    const int n = CPU_COUNT(&set);
+    return n > 1 ? n : 1;
+}
+
+int dlk_has_avx2(void) {
+#if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
+    static int cached = -1;  // every thread that races here stores the same value
+    int known = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+    if (known < 0) {
+        __builtin_cpu_init();
+        known = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        __atomic_store_n(&cached, known, __ATOMIC_RELAXED);
+    }
+    return known;
+#else
+    return 0;
+#endif
+}

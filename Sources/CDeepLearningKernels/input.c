@@ -1,0 +1,119 @@
+// Input checks, the float32 preprocessing and the batch gather (see dl_kernels.h).
+#include "dl_kernels.h"
+
+#include <string.h>
+
+#if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
+#define DLK_X86 1
+#else
+#define DLK_X86 0
+#endif
+
+// MARK: - Finite checks and the affine map
+//
+// A value is finite when its exponent bits are not all ones. Testing the bits, OR-ed over
+// the array with no early exit, vectorises in plain C (a floating-point comparison chain
+// did not, in Swift: one scalar compare per element).
+
+static int all_finite_f32_plain(const float *x, int64_t n) {
+    const uint32_t *bits = (const uint32_t *)(const void *)x;
+    uint32_t bad = 0;
+    for (int64_t i = 0; i < n; i++) bad |= (uint32_t)((bits[i] & 0x7f800000u) == 0x7f800000u);
+    return bad == 0;
+}
+
+static int all_finite_f64_plain(const double *x, int64_t n) {
+    const uint64_t *bits = (const uint64_t *)(const void *)x;
+    uint64_t bad = 0;
+    for (int64_t i = 0; i < n; i++)
+        bad |= (uint64_t)((bits[i] & 0x7ff0000000000000ull) == 0x7ff0000000000000ull);
+    return bad == 0;
+}
+
+static void affine_f32_plain(const float *src, float *dst, int64_t n, float a, float b) {
+    for (int64_t i = 0; i < n; i++) dst[i] = src[i] * a + b;
+}
+
+#if DLK_X86
+// The same loops, compiled for AVX2 (8 floats per instruction instead of SSE's 4).
+__attribute__((target("avx2")))
+static int all_finite_f32_avx2(const float *x, int64_t n) { return all_finite_f32_plain(x, n); }
+__attribute__((target("avx2")))
+static int all_finite_f64_avx2(const double *x, int64_t n) { return all_finite_f64_plain(x, n); }
+// No FMA here: x * a + b rounds twice, as the dense path and NumPy do.
+__attribute__((target("avx2")))
+static void affine_f32_avx2(const float *src, float *dst, int64_t n, float a, float b) {
+    affine_f32_plain(src, dst, n, a, b);
+}
+#endif
+
+int dlk_all_finite_f32(const float *x, int64_t n) {
+#if DLK_X86
+    if (dlk_has_avx2()) return all_finite_f32_avx2(x, n);
+#endif
+    return all_finite_f32_plain(x, n);
+}
+
+int dlk_all_finite_f64(const double *x, int64_t n) {
+#if DLK_X86
+    if (dlk_has_avx2()) return all_finite_f64_avx2(x, n);
+#endif
+    return all_finite_f64_plain(x, n);
+}
+
+void dlk_affine_f32(const float *src, float *dst, int64_t n, float a, float b) {
+#if DLK_X86
+    if (dlk_has_avx2()) {
+        affine_f32_avx2(src, dst, n, a, b);
+        return;
+    }
+#endif
+    affine_f32_plain(src, dst, n, a, b);
+}
+
+// MARK: - Gathering a shuffled batch
+//
+// Each row is a miss to memory (the rows of a shuffled batch lie anywhere in the data set).
+// A share is a range of the batch's rows; it then asks the CPU for the same fraction of the
+// next batch's rows, which arrive while the step trains and which the same thread gathers
+// at the next call (the pool hands out shares by a fixed rule, see dlk_parallel_for).
+
+struct gather_job {
+    const float *x;
+    int64_t cols;
+    const int32_t *rows;
+    int64_t count;
+    float a, b;
+    int affine;
+    float *dst;
+    const int32_t *next;
+    int64_t next_count;
+};
+
+static void gather_part(void *context, int64_t begin, int64_t end, int thread) {
+    (void)thread;
+    const struct gather_job *g = context;
+    for (int64_t i = begin; i < end; i++) {
+        const float *src = g->x + (int64_t)g->rows[i] * g->cols;
+        float *dst = g->dst + i * g->cols;
+        if (g->affine) dlk_affine_f32(src, dst, g->cols, g->a, g->b);
+        else memcpy(dst, src, (size_t)g->cols * sizeof *dst);
+    }
+    const int64_t n0 = g->next_count * begin / g->count, n1 = g->next_count * end / g->count;
+    for (int64_t i = n0; i < n1; i++) {
+        const float *p = g->x + (int64_t)g->next[i] * g->cols;
+        for (int64_t c = 0; c < g->cols; c += 16) __builtin_prefetch(p + c, 0, 1);
+    }
+}
+
+void dlk_gather_rows_f32(const float *x, int64_t cols, const int32_t *rows, int64_t count,
+                         float a, float b, int affine, float *dst, const int32_t *next, int64_t next_count) {
+    struct gather_job job = {x, cols, rows, count, a, b, affine, dst, next, next ? next_count : 0};
+    dlk_parallel_for(count, 4, gather_part, &job);
+}
+
+void dlk_gather_rows_serial_f32(const float *x, int64_t cols, const int32_t *rows, int64_t count,
+                                float a, float b, int affine, float *dst) {
+    struct gather_job job = {x, cols, rows, count, a, b, affine, dst, NULL, 0};
+    gather_part(&job, 0, count, 0);
+}
