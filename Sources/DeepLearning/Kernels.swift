@@ -4,11 +4,10 @@ import RealModule
 /// Every numeric loop of the library, on raw pointers.
 ///
 /// Layers and losses call these instead of writing loops of their own (optimizer updates
-/// are in C, optimizers.c). Each
-/// kernel is generic and carries `@_specialize` for `Float` and `Double`: a model is used
-/// through an existential (`any Layer<T>`), where unspecialised generic arithmetic would be
-/// 5-7x slower (measured on sigmoid); the attribute makes the generic entry point jump to
-/// the specialised body. Shapes are row-major, `rows` samples by `cols` features.
+/// are in C, optimizers.c). Each kernel is generic and carries `@_specialize` for `Float`
+/// and `Double`: a model is used through an existential (`any Layer<T>`), where
+/// unspecialised generic arithmetic is several times slower (bench/README.md has the
+/// figure); the attribute makes the generic entry point jump to the specialised body. Shapes are row-major, `rows` samples by `cols` features.
 public enum Kernels {
     /// Threads the C kernels use (the caller included): 1 to 8, by default `DL_NUM_THREADS`,
     /// else one per available CPU, less one left to the batch loader when there are three or
