@@ -1,5 +1,3 @@
-import CJSONC
-
 /// What one call of `trainEpoch` did.
 public struct EpochResult: Sendable, Equatable {
     /// The model's `epoch` counter after this epoch (1 after a fresh model's first).
@@ -173,37 +171,5 @@ extension AnyModel {
         default:
             throw DLError(.internal, "trainEpoch: unexpected model type \(type(of: self))")
         }
-    }
-}
-
-// MARK: Overrides of a spec for a training run
-
-extension ModelSpec {
-    /// This spec with another seed and/or learning rate (`optimizer.lr`), for a training
-    /// run's command-line overrides. The JSON text is rewritten (json-c re-serialises it)
-    /// and parsed again, so the new values are validated as a spec file's would be and a
-    /// checkpoint stores the spec the model was really built from.
-    public func with(seed: UInt64? = nil, learningRate: Double? = nil) throws(DLError) -> ModelSpec {
-        if seed == nil && learningRate == nil { return self }
-        let root = try SpecParser.tokenize(Array(json.utf8), source)
-        defer { json_object_put(root) }
-        if let seed {
-            guard let value = Int64(exactly: seed) else {
-                throw DLError(.spec, "\(source): seed: expected an integer from 0 to \(Int64.max), got \(seed)")
-            }
-            json_object_object_add(root, "seed", json_object_new_int64(value))
-        }
-        if let learningRate {
-            var optimizer: OpaquePointer? = nil
-            guard json_object_object_get_ex(root, "optimizer", &optimizer) != 0, let optimizer,
-                  json_object_get_type(optimizer) == json_type_object else {
-                throw DLError(.spec, "\(source): optimizer: expected an object to set the learning rate in")
-            }
-            json_object_object_add(optimizer, "lr", json_object_new_double(learningRate))
-        }
-        guard let text = json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED) else {
-            throw DLError(.noMemory, "out of memory writing the spec")
-        }
-        return try SpecParser.parse(json: String(cString: text) + "\n", source: source)
     }
 }
