@@ -384,9 +384,11 @@ DL_API int dl_model_step_count(const dl_model *model, uint64_t *steps);
 /*
  * A data set loaded from files into the library's memory: count samples of
  * feature_size floats each, sample after sample, and, when the files have
- * them, one int32 class label per sample. Values are kept as stored (MNIST
- * pixels stay 0..255): a model standardizes its own inputs (see
- * dl_model_set_preprocessing and dl_dataset_standardizer).
+ * them, targets: one int32 class label per sample (a classifier's), or
+ * target_size float values per sample (a regression model's, laid out like
+ * the features). Values are kept as stored (MNIST pixels stay 0..255): a
+ * model standardizes its own inputs (see dl_model_set_preprocessing and
+ * dl_dataset_standardizer).
  *
  *     dl_dataset *train = NULL;
  *     if (dl_dataset_load_mnist("data/mnist", DL_SPLIT_TRAIN, &train) != DL_OK) { ... }
@@ -450,14 +452,37 @@ DL_API int dl_dataset_load_mnist(const char *directory, int split, dl_dataset **
 DL_API int dl_dataset_load_csv(const char *path, size_t feature_count, dl_dataset **out);
 
 /*
+ * dl_dataset_load_csv_targets - a CSV file of numbers (gzipped or not), one
+ * sample per row: target_count target values first (a regression model's
+ * targets, or one-hot rows), then the features. The layout rules are those
+ * of dl_dataset_load_csv() with target_count columns in place of the label
+ * column: a first row that does not start with a number is a header; rows of
+ * exactly feature_count columns (when given) have no target columns, and the
+ * data set then has no targets.
+ *   feature_count  features per sample, or 0 to count them from the first
+ *                  row (every column after the targets).
+ *   target_count   target values per sample, >= 1 (dl_model_output_size()
+ *                  of the model that learns them).
+ *   out            OUT: the data set; free it with dl_dataset_free().
+ *                  Untouched on failure.
+ * Returns: DL_OK, DL_INVALID_ARGUMENT (NULL path or out, target_count 0),
+ * DL_IO_ERROR, DL_FORMAT_ERROR (the message points at the spot as
+ * path:line:column; values must be finite), DL_NOMEM.
+ * Thread-safety: any thread; the new data set is the caller's.
+ */
+DL_API int dl_dataset_load_csv_targets(const char *path, size_t feature_count, size_t target_count,
+                                       dl_dataset **out);
+
+/*
  * dl_dataset_load_hdf5 - an HDF5 file holding a dataset "x" of shape
- * (N, ...), floats or unsigned bytes, and optionally "y" of shape (N),
- * integer labels >= 0; without "y" the data set is unlabelled. The samples'
- * shape is x's without its first dimension. (h5py writes this layout with
- * f["x"] = images; f["y"] = labels.)
+ * (N, ...), floats or unsigned bytes, and optionally "y": integers of shape
+ * (N) are class labels >= 0; floats of shape (N) or (N, k) are target
+ * values, k per sample (1 for shape (N)). Without "y" the data set has no
+ * targets. The samples' shape is x's without its first dimension. (h5py
+ * writes this layout with f["x"] = images; f["y"] = labels.)
  *   out  OUT: the data set; free it with dl_dataset_free().
  * Returns: DL_OK, DL_INVALID_ARGUMENT, DL_IO_ERROR, DL_FORMAT_ERROR (not
- * HDF5, missing x, wrong shapes or types, NaN/Inf values, negative labels;
+ * HDF5, missing x, wrong shapes or types, NaN/Inf values in x or y, negative labels;
  * the message names the file and the dataset), DL_NOMEM.
  * Thread-safety: HDF5 calls are serialised on one process-wide lock.
  */
@@ -476,7 +501,8 @@ DL_API void dl_dataset_free(dl_dataset *dataset);
  * dl_dataset_info - the size of a data set.
  *   count         OUT (may be NULL): number of samples.
  *   feature_size  OUT (may be NULL): floats per sample (784 for MNIST).
- *   has_labels    OUT (may be NULL): 1 when every sample has a label, else 0.
+ *   has_labels    OUT (may be NULL): 1 when every sample has a class label,
+ *                 else 0 (no targets, or target values: see dl_dataset_targets).
  */
 DL_API int dl_dataset_info(const dl_dataset *dataset, size_t *count, size_t *feature_size, int *has_labels);
 
@@ -508,6 +534,22 @@ DL_API int dl_dataset_features(const dl_dataset *dataset, const float **data);
 DL_API int dl_dataset_labels(const dl_dataset *dataset, const int32_t **labels);
 
 /*
+ * dl_dataset_targets - the target values of a data set loaded with them
+ * (dl_dataset_load_csv_targets, HDF5 with a float "y"): count * target_size
+ * floats, row-major, sample after sample.
+ *   values       OUT (may be NULL): a pointer into the data set's memory,
+ *                borrowed: valid until dl_dataset_free(), read-only; do not
+ *                free it. NULL when the data set holds class labels or no
+ *                targets.
+ *   target_size  OUT (may be NULL): values per sample; 0 when the data set
+ *                holds class labels or no targets.
+ * Returns: DL_OK for any live data set; DL_INVALID_ARGUMENT for a NULL or
+ * dead handle.
+ * Thread-safety: any thread, as every reading function of a data set.
+ */
+DL_API int dl_dataset_targets(const dl_dataset *dataset, const float **values, size_t *target_size);
+
+/*
  * dl_dataset_standardizer - the statistics of the tutorial's standardization:
  * every feature is multiplied by scale, then mean and std are the mean and
  * the population standard deviation of all the scaled values (one pair for
@@ -524,7 +566,7 @@ DL_API int dl_dataset_standardizer(const dl_dataset *dataset, double scale, doub
 
 /*
  * dl_train_epoch - one epoch of mini-batch training over every sample of a
- * labelled data set, as dl train does: batches of batch_size samples, the
+ * data set with targets (class labels or target values), as dl train does: batches of batch_size samples, the
  * last one holding the remainder, each one step of dl_train_step(). With
  * shuffle, samples are visited in a new order drawn from the model's own
  * seeded generator (saved in checkpoints, so a resumed run repeats what the
@@ -536,16 +578,20 @@ DL_API int dl_dataset_standardizer(const dl_dataset *dataset, double scale, doub
  * gathers (and preprocesses) the next batch on a background thread while the
  * current one trains, ended before the call returns; the results are the same
  * bits as without it.
- *   model       a classifier (cross-entropy loss).
- *   dataset     labelled; feature_size must equal dl_model_input_size().
+ *   model       a classifier (cross-entropy loss) for class labels; any model
+ *               for target values.
+ *   dataset     with targets; feature_size must equal dl_model_input_size(),
+ *               and target values must number dl_model_output_size() per
+ *               sample (for cross-entropy: one-hot or probability rows).
  *   batch_size  >= 1.
  *   shuffle     non-zero to shuffle.
  *   mean_loss   OUT (may be NULL): mean of the batches' losses (each taken
  *               before its update), weighted by batch size.
- * Returns: DL_OK; DL_INVALID_ARGUMENT (NULL or dead handles, an unlabelled
- * data set, a feature size that is not the model's input size, batch_size 0,
- * a label outside the model's classes: nothing changes); DL_UNSUPPORTED (a
- * regression model); DL_NUMERIC (NaN/Inf in the data or a diverging loss:
+ * Returns: DL_OK; DL_INVALID_ARGUMENT (NULL or dead handles, a data set
+ * without targets, a feature size that is not the model's input size, a
+ * target size that is not its output size, batch_size 0, a label outside the
+ * model's classes: nothing changes); DL_UNSUPPORTED (class labels for a model
+ * whose loss is not cross-entropy); DL_NUMERIC (NaN/Inf in the data or a diverging loss:
  * the steps before it stay applied); DL_BUSY (the model is in use by another
  * thread).
  */
@@ -553,11 +599,12 @@ DL_API int dl_train_epoch(dl_model *model, const dl_dataset *dataset, size_t bat
                           double *mean_loss);
 
 /*
- * dl_evaluate_dataset - dl_evaluate() over every sample of a labelled data
- * set: mean loss and accuracy, in evaluation mode.
+ * dl_evaluate_dataset - dl_evaluate() over every sample of a data set with
+ * targets: mean loss and accuracy, in evaluation mode.
  *   loss      OUT (may be NULL).
- *   accuracy  OUT (may be NULL): fraction in [0, 1] of samples whose argmax
- *             output equals the label.
+ *   accuracy  OUT (may be NULL): for a classifier, the fraction in [0, 1] of
+ *             samples whose argmax output equals the label (or the argmax of
+ *             the target row); NaN for a regression model.
  * Returns: as dl_train_epoch(). The model is not changed.
  */
 DL_API int dl_evaluate_dataset(dl_model *model, const dl_dataset *dataset, double *loss, double *accuracy);

@@ -5,6 +5,9 @@
 #   cmake build  build/libdeeplearning.so (Release, Swift runtime inside)
 #   ctest        checks of the library and the C drivers under bindings/c
 #   pytest       bindings/python/tests against build/libdeeplearning.so
+#   cli          Tests/cli: the dl command on every data format (SwiftPM debug build),
+#                and the tutorial's C and Swift programs under examples/ (the Swift one
+#                built as a package that depends on a tagged copy of this repository)
 #   specs        specs/check_schema.py
 # pytest and specs run once their files exist. A failing stage does not stop
 # the stages that do not need it (ctest and pytest need the CMake build); the
@@ -61,6 +64,13 @@ pytest_bindings() {
         "$python" -m pytest -q --import-mode=append bindings/python/tests
 }
 
+cli_tests() {
+    swift build --product dl || return 1
+    DL_COMMAND=$(swift build --show-bin-path)/dl \
+    OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1} \
+        "$python" -m pytest -q -s Tests/cli
+}
+
 stage setup bash scripts/setup.sh || exit 1
 stage "swift test" swift test || true
 if stage "cmake build" cmake_build; then
@@ -68,6 +78,7 @@ if stage "cmake build" cmake_build; then
     if [ -d bindings/python/tests ]; then
         stage pytest pytest_bindings || true
     fi
+    stage cli cli_tests || true
 fi
 if [ -f specs/check_schema.py ]; then
     stage specs "$python" specs/check_schema.py || true

@@ -43,6 +43,17 @@ public func dl_dataset_load_csv(_ path: UnsafePointer<CChar>?, _ featureCount: I
     }
 }
 
+@_cdecl("dl_dataset_load_csv_targets")
+public func dl_dataset_load_csv_targets(_ path: UnsafePointer<CChar>?, _ featureCount: Int, _ targetCount: Int,
+                                        _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+    load(out) { () throws(DLError) in
+        let path = String(cString: try required(path, "path"))
+        let n = try size(featureCount, "feature_count"), k = try size(targetCount, "target_count")
+        guard k >= 1 else { throw .invalid("target_count must be at least 1, got 0") }
+        return try Dataset.loadCSV(path, featureCount: n == 0 ? nil : n, targetCount: k)
+    }
+}
+
 @_cdecl("dl_dataset_load_hdf5")
 public func dl_dataset_load_hdf5(_ path: UnsafePointer<CChar>?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
     load(out) { () throws(DLError) in try Dataset.loadHDF5(String(cString: try required(path, "path"))) }
@@ -79,7 +90,7 @@ public func dl_dataset_sample_shape(_ dataset: OpaquePointer?, _ dims: UnsafeMut
     }
 }
 
-// The two accessors below hand out the address of the data set's own arrays. It stays valid
+// The three accessors below hand out the address of the data set's own arrays. It stays valid
 // until dl_dataset_free: the box holds the arrays and nothing ever mutates them, so Swift's
 // copy-on-write never moves their storage, and it is freed only with the box.
 
@@ -99,6 +110,16 @@ public func dl_dataset_labels(_ dataset: OpaquePointer?, _ labels: UnsafeMutable
             throw .invalid("the data set is unlabelled (\(box.value.count) samples, no labels); dl_dataset_info() tells whether a set has labels")
         }
         out.pointee = box.value.labels.withUnsafeBufferPointer { $0.baseAddress }
+    }
+}
+
+@_cdecl("dl_dataset_targets")
+public func dl_dataset_targets(_ dataset: OpaquePointer?, _ values: UnsafeMutablePointer<UnsafePointer<Float>?>?,
+                               _ targetSize: UnsafeMutablePointer<Int>?) -> Int32 {
+    withDataset(dataset) { (box) throws(DLError) in
+        let data = box.value
+        values?.pointee = data.targetSize > 0 ? data.targetValues.withUnsafeBufferPointer { $0.baseAddress } : nil
+        targetSize?.pointee = data.targetSize
     }
 }
 

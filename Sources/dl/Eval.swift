@@ -1,27 +1,26 @@
 import ArgumentParser
 import DeepLearning
 
-/// `dl eval CKPT --data DIR`: loss and accuracy of a checkpoint on MNIST-layout data.
+/// `dl eval CKPT --data PATH`: loss (and accuracy, for a classifier) of a checkpoint on data.
 struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Loss and accuracy of a checkpoint on the test (or training) split of MNIST-layout IDX data.")
+        abstract: "Loss and accuracy of a checkpoint on a data set with targets (MNIST folder, IDX, CSV or HDF5).",
+        discussion: "The data is read as in dl train (see its --help); a classifier reports its accuracy too.")
 
-    enum Split: String, ExpressibleByArgument, CaseIterable {
-        case test, train
-    }
-
-    @Argument(help: "An HDF5 checkpoint of a classifier.") var checkpoint: String
-    @Option(help: "Folder with the MNIST IDX files (see dl train --help).") var data: String
-    @Option(help: "Which split to evaluate on.") var split: Split = .test
+    @Argument(help: "An HDF5 checkpoint.") var checkpoint: String
+    @Option(help: "The data: an MNIST folder or an IDX, CSV or HDF5 file.") var data: String
+    @OptionGroup var format: DataOptions
+    @Option(help: "MNIST folder only: which split to evaluate on.") var split: Split = .test
 
     func run() throws {
         try runReporting { () throws(DLError) in
             let model = try loadModel(from: checkpoint)
-            let dataset = try loadMNIST(data, split == .test ? .test : .train, for: model)
-            let r = try evaluate(model, dataset)
-            print("\(checkpoint) on the \(split.rawValue) split of \(data) (\(dataset.count) samples)")
+            let dataset = try format.load(data, split: split, labels: format.labels, for: model)
+            let r = try model.evaluate(on: dataset)
+            let part = isDirectory(data) ? "the \(split.rawValue) split of \(data)" : data
+            print("\(checkpoint) on \(part) (\(dataset.count) samples)")
             print("loss \(fixed(r.loss))")
-            print("accuracy \(fixed(100 * r.accuracy, 2))%")
+            if let accuracy = r.accuracy { print("accuracy \(fixed(100 * accuracy, 2))%") }
         }
     }
 }

@@ -6,22 +6,65 @@ struct EpochRecord {
     var epoch: Int
     /// Mean mini-batch loss during the epoch (each batch's loss before its update).
     var trainLoss: Double
-    /// On the whole training set after the epoch, in [0, 1].
-    var trainAccuracy: Double
-    var testLoss: Double
-    var testAccuracy: Double
+    /// On the whole training set after the epoch, in [0, 1]; nil for regression.
+    var trainAccuracy: Double?
+    /// Nil without a test set.
+    var testLoss: Double?
+    var testAccuracy: Double?
     /// Training time of the epoch, evaluations excluded.
     var seconds: Double
 }
 
-/// The history as CSV: a header, then one row per epoch (accuracies as fractions).
+private let historyHeader = "epoch,train_loss,train_accuracy,test_loss,test_accuracy,seconds"
+
+/// The history as CSV: a header, then one row per epoch (accuracies as fractions; a value
+/// that does not exist, as a regression model's accuracy, is an empty field).
 func historyCSV(_ history: [EpochRecord]) -> String {
-    var text = "epoch,train_loss,train_accuracy,test_loss,test_accuracy,seconds\n"
+    var text = historyHeader + "\n"
     for r in history {
-        text += "\(r.epoch),\(fixed(r.trainLoss, 6)),\(fixed(r.trainAccuracy, 6)),\(fixed(r.testLoss, 6)),"
-            + "\(fixed(r.testAccuracy, 6)),\(fixed(r.seconds, 3))\n"
+        let fields = [r.trainLoss, r.trainAccuracy, r.testLoss, r.testAccuracy].map { $0.map { fixed($0, 6) } ?? "" }
+        text += "\(r.epoch)," + fields.joined(separator: ",") + ",\(fixed(r.seconds, 3))\n"
     }
     return text
+}
+
+/// The first `epochs` rows of the history `historyCSV` wrote beside `checkpoint`, to carry
+/// on a resumed run's; empty when there is no such file. Throws when it is not a history.
+func readHistory(_ checkpoint: String, upTo epochs: Int) throws(DLError) -> [EpochRecord] {
+    let path = (replacingSuffix(checkpoint, ".h5", "") ?? checkpoint) + ".history.csv"
+    guard access(path, F_OK) == 0 else { return [] }
+    guard let file = fopen(path, "r") else {
+        throw DLError(.io, "\(path): cannot open the history (\(String(cString: strerror(errno))))")
+    }
+    defer { fclose(file) }
+    var lines: [String] = []
+    var line: UnsafeMutablePointer<CChar>? = nil, capacity = 0
+    defer { free(line) }
+    while getline(&line, &capacity, file) > 0, let line { lines.append(String(cString: line)) }
+    guard lines.first?.hasPrefix(historyHeader) == true else { throw DLError(.format, "\(path): not a dl train history") }
+    var history: [EpochRecord] = []
+    for (n, text) in lines.dropFirst().enumerated() {
+        let fields = text.split(separator: ",", omittingEmptySubsequences: false).map {
+            $0.trimmingSuffix { $0 == "\n" || $0 == "\r" }
+        }
+        let numbers = fields.map { $0.isEmpty ? nil : Double($0) }
+        guard fields.count == 6, let epoch = Int(fields[0]), let loss = numbers[1], let seconds = numbers[5] else {
+            throw DLError(.format, "\(path):\(n + 2): not a row of a dl train history")
+        }
+        if epoch > epochs { break }
+        history.append(EpochRecord(epoch: epoch, trainLoss: loss, trainAccuracy: numbers[2], testLoss: numbers[3],
+                                   testAccuracy: numbers[4], seconds: seconds))
+    }
+    return history
+}
+
+extension Substring {
+    /// This text without the trailing characters that match.
+    func trimmingSuffix(_ drop: (Character) -> Bool) -> Substring {
+        var end = endIndex
+        while end > startIndex, drop(self[index(before: end)]) { end = index(before: end) }
+        return self[..<end]
+    }
 }
 
 /// Writes `text` to `path`, replacing the file.
@@ -50,13 +93,21 @@ enum LearningCurve {
     /// The plot area inside a panel: left, top, right and bottom margins.
     static let margin = (left: 64.0, top: 70.0, right: 18.0, bottom: 52.0)
 
-    static func svg(_ history: [EpochRecord], title: String) -> String {
+    /// The drawing of `history`; the accuracy panel only when it has accuracies (a
+    /// classifier's), the test series only when it has a test set. `loss` names the loss.
+    static func svg(_ history: [EpochRecord], title: String, loss lossName: String) -> String {
         let blue = "#1f77b4", red = "#d62728"
-        let loss = [Series(name: "train (during the epoch)", color: blue, dashed: false, values: history.map(\.trainLoss)),
-                    Series(name: "test", color: red, dashed: true, values: history.map(\.testLoss))]
-        let accuracy = [Series(name: "train", color: blue, dashed: false, values: history.map { 100 * $0.trainAccuracy }),
-                        Series(name: "test", color: red, dashed: true, values: history.map { 100 * $0.testAccuracy })]
-        let width = 2 * panelWidth
+        let hasTest = history.contains { $0.testLoss != nil }
+        func series(_ train: String, _ values: (EpochRecord) -> Double?, _ test: (EpochRecord) -> Double?) -> [Series] {
+            [Series(name: train, color: blue, dashed: false, values: history.map { values($0) ?? .nan })]
+                + (hasTest ? [Series(name: "test", color: red, dashed: true, values: history.map { test($0) ?? .nan })] : [])
+        }
+        let loss = series("train (during the epoch)", { $0.trainLoss }, { $0.testLoss })
+        let accuracy = series("train", { $0.trainAccuracy.map { 100 * $0 } }, { $0.testAccuracy.map { 100 * $0 } })
+        let panels = history.contains { $0.trainAccuracy != nil } ? 2.0 : 1.0
+        // A resumed run without its earlier history starts after epoch 1.
+        let epochs = (history.first?.epoch ?? 1)...(history.last?.epoch ?? 1)
+        let width = panels * panelWidth
         var s = """
         <svg xmlns="http://www.w3.org/2000/svg" width="\(Int(width))" height="\(Int(height))" \
         viewBox="0 0 \(Int(width)) \(Int(height))" font-family="DejaVu Sans, Helvetica, Arial, sans-serif" font-size="12">
@@ -64,17 +115,20 @@ enum LearningCurve {
         <text x="\(Int(width / 2))" y="22" text-anchor="middle" font-size="15" font-weight="bold">\(escape(title))</text>
 
         """
-        s += panel(x: 0, title: "Loss (mean cross-entropy)", yLabel: "loss", series: loss, epochs: history.count)
-        s += panel(x: panelWidth, title: "Accuracy", yLabel: "accuracy (%)", series: accuracy, epochs: history.count)
+        s += panel(x: 0, title: "Loss (mean \(lossName))", yLabel: "loss", series: loss, epochs: epochs)
+        if panels == 2 {
+            s += panel(x: panelWidth, title: "Accuracy", yLabel: "accuracy (%)", series: accuracy, epochs: epochs)
+        }
         return s + "</svg>\n"
     }
 
-    private static func panel(x ox: Double, title: String, yLabel: String, series: [Series], epochs: Int) -> String {
+    private static func panel(x ox: Double, title: String, yLabel: String, series: [Series],
+                              epochs: ClosedRange<Int>) -> String {
         let left = ox + margin.left, right = ox + panelWidth - margin.right
         let top = margin.top, bottom = height - margin.bottom
-        // x: epochs 1...n, with a little room on both sides so no point sits on an axis.
-        let room = max(0.25, Double(epochs) / 40)
-        let (x0, x1) = (1 - room, Double(max(epochs, 1)) + room)
+        // x: the epochs, with a little room on both sides so no point sits on an axis.
+        let room = max(0.25, Double(epochs.count) / 40)
+        let (x0, x1) = (Double(epochs.lowerBound) - room, Double(epochs.upperBound) + room)
         let px = { (e: Double) in left + (e - x0) / (x1 - x0) * (right - left) }
         // y: nice ticks around every value.
         let values = series.flatMap(\.values).filter(\.isFinite)
@@ -93,8 +147,8 @@ enum LearningCurve {
             t += step
         }
         // x ticks: every epoch, or about eight of them.
-        let every = max(1, Int(niceStep(Double(epochs) / 8).rounded(.up)))
-        for e in stride(from: 1, through: max(epochs, 1), by: every) {
+        let every = max(1, Int(niceStep(Double(epochs.count) / 8).rounded(.up)))
+        for e in stride(from: epochs.lowerBound, through: epochs.upperBound, by: every) {
             let x = px(Double(e))
             s += "<line x1=\"\(n(x))\" y1=\"\(n(bottom))\" x2=\"\(n(x))\" y2=\"\(n(bottom + 5))\" stroke=\"black\"/>\n"
             s += "<text x=\"\(n(x))\" y=\"\(n(bottom + 18))\" text-anchor=\"middle\">\(e)</text>\n"
@@ -115,7 +169,7 @@ enum LearningCurve {
         // The series.
         for line in series {
             let points = line.values.enumerated().filter { $0.element.isFinite }
-                .map { "\(n(px(Double($0.offset + 1)))),\(n(py($0.element)))" }
+                .map { "\(n(px(Double(epochs.lowerBound + $0.offset)))),\(n(py($0.element)))" }
             s += "<polyline points=\"\(points.joined(separator: " "))\" fill=\"none\" stroke=\"\(line.color)\" stroke-width=\"2\"\(dash(line))/>\n"
             for p in points {
                 let xy = p.split(separator: ",")

@@ -2,98 +2,157 @@ import ArgumentParser
 import DeepLearning
 import Glibc
 
-/// `dl train SPEC --data DIR --out CKPT.h5`: mini-batch training on MNIST-layout data.
+/// `dl train SPEC --data PATH --out CKPT`: mini-batch training, classifiers and regression alike.
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Train a classifier spec on MNIST-layout IDX data, saving a checkpoint after every epoch.",
+        abstract: "Train a spec (or resume a checkpoint) on a data set, saving a checkpoint after every epoch.",
         discussion: """
-        DIR holds train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and \
-        t10k-labels-idx1-ubyte, gzipped (.gz) or not (scripts/fetch_mnist.py DIR downloads them). \
-        Pixels go in raw (0-255). When the spec has no "preprocessing", the tutorial's is fitted \
-        on the training set (scale 1/255, then the global mean and std) and stored in the model, \
-        so the checkpoint standardizes raw pixels itself.
+        The data (--data, and --test for the set evaluated after each epoch) is one of:
+          an MNIST folder     train-images-idx3-ubyte, train-labels-idx1-ubyte, \
+        t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte, gzipped (.gz) or not \
+        (scripts/fetch_mnist.py DIR downloads them); --data trains on the train split and \
+        tests on the t10k split
+          IDX images          MNIST's format, with their labels from --labels or the file beside \
+        them whose name has labels-idx1 for images-idx3
+          CSV (*.csv[.gz])    one sample per row: the target first (a class label, or --targets \
+        N values; by default one value per output for a model that is not a classifier), then \
+        the features; an optional header row
+          HDF5 (*.h5)         datasets x (samples first) and y: integer labels (N,) or float \
+        targets (N,) or (N, outputs)
+        --format mnist|idx|csv|hdf5 overrides what the paths suggest (for --data and --test alike). Values go in raw. When \
+        the spec has no "preprocessing", the tutorial's standardization is fitted on the \
+        training set (the global mean and std, after a scale of 1/255 for MNIST and IDX bytes) \
+        and stored in the model, so the checkpoint standardizes raw inputs itself.
 
         Each epoch visits the training set in a new order drawn from the model's seeded \
         generator; the last batch keeps the remainder. After each epoch it prints the mean \
-        training loss, the accuracy on the whole training set and the loss and accuracy on the \
-        test set, then writes CKPT, its history (CKPT without .h5, plus .history.csv: epoch, \
+        training loss, the loss (and a classifier's accuracy) on the whole training set and on \
+        the test set, then writes CKPT, its history (CKPT without .h5, plus .history.csv: epoch, \
         train_loss, train_accuracy, test_loss, test_accuracy, seconds; accuracies as fractions, \
-        seconds of training without evaluation) and a learning-curve drawing (.curve.svg).
+        empty for regression or without a test set; seconds of training without evaluation) and \
+        a learning-curve drawing (.curve.svg).
+
+        --resume CKPT continues a run from a checkpoint instead of a spec: its parameters, \
+        optimizer state, learning rate, epoch counter and random generator (so the shuffles) \
+        carry on, so stopping after k epochs and resuming gives the same bits as one \
+        uninterrupted run. --epochs is then the total the run ends at, and the history beside \
+        CKPT is continued.
         """)
 
-    @Argument(help: "The JSON model spec (a cross_entropy classifier).") var spec: String
-    @Option(help: "Folder with the MNIST IDX files.") var data: String
-    @Option(help: "Epochs to train.") var epochs = 5
+    @Argument(help: "The JSON model spec (omit it with --resume).") var spec: String?
+    @Option(help: "Continue training this checkpoint, from the epoch it reached.") var resume: String?
+    @Option(help: "The training data: an MNIST folder or an IDX, CSV or HDF5 file.") var data: String
+    @Option(help: "The data evaluated after each epoch (default: an MNIST folder's test split; none for files).")
+    var test: String?
+    @Option(help: ArgumentHelp("IDX only: the labels file of the --test images.", valueName: "path"))
+    var testLabels: String?
+    @OptionGroup var format: DataOptions
+    @Option(help: "Epochs to train (with --resume: the epoch to end at).") var epochs = 5
     @Option(help: "Samples per mini-batch.") var batchSize = 64
     @Option(help: "Learning rate, in place of the spec's optimizer.lr.") var lr: Double?
     @Option(help: "Seed of the initial weights and the shuffles, in place of the spec's.") var seed: UInt64?
-    @Option(help: "The checkpoint to write (.h5).") var out: String
+    @Option(help: "The checkpoint to write (.h5; with --resume, by default the resumed one).") var out: String?
 
     func run() throws {
         try runReporting { () throws(DLError) in
-            guard epochs >= 1 else { throw .invalid("--epochs must be at least 1, got \(epochs)") }
             guard batchSize >= 1 else { throw .invalid("--batch-size must be at least 1, got \(batchSize)") }
             if let lr { guard lr.isFinite, lr > 0 else { throw .invalid("--lr must be a positive number, got \(lr)") } }
+            let (model, name) = try start()
+            guard epochs > model.epoch else {
+                throw .invalid(resume == nil ? "--epochs must be at least 1, got \(epochs)"
+                               : "\(resume!) has already trained \(model.epoch) epochs; --epochs \(epochs) leaves none to do")
+            }
+            guard let out = out ?? resume else { throw .invalid("--out names the checkpoint to write") }
             let base = replacingSuffix(out, ".h5", "") ?? out
             let historyPath = base + ".history.csv", curvePath = base + ".curve.svg"
             try checkWritable(out)
 
-            let parsed = try SpecParser.parse(file: spec).with(seed: seed, learningRate: lr)
-            let model = try makeModel(spec: parsed)
-            let train = try loadMNIST(data, .train, for: model)
-            let test = try loadMNIST(data, .test, for: model)
-            let name = parsed.name.isEmpty ? spec : parsed.name
+            let train = try format.load(data, split: .train, labels: format.labels, for: model)
+            try model.checkTargets(train, for: "training")
+            let testPath = test ?? (isDirectory(data) && (format.format ?? .mnist) == .mnist ? data : nil)
+            let testSet = try testPath.map { (path) throws(DLError) in
+                try format.load(path, split: .test, labels: testLabels, for: model)
+            }
+            if let testSet { try model.checkTargets(testSet, for: "testing") }
+            let optimizer = model.spec.optimizer.type
             print("model          \(name): \(model.inputSize) -> \(model.outputSize), \(model.parameterCount) parameters, "
-                  + "\(parsed.optimizer.type) lr \(model.learningRate), seed \(parsed.seed)")
-            print("data           \(data): \(train.count) training and \(test.count) test samples of shape \(train.sampleShape)")
-            if parsed.preprocessing.isIdentity {
-                let fitted = try Standardizer.fit(train, scale: 1.0 / 255)
+                  + "\(optimizer) lr \(model.learningRate), seed \(model.spec.seed)")
+            print("data           \(data): \(train.count) training samples of shape \(train.sampleShape)"
+                  + (testSet.map { ", \($0.count) test samples" } ?? ", no test set"))
+            if resume == nil, model.spec.preprocessing.isIdentity {
+                let bytes = [.mnist, .idx].contains(format.format ?? DataFormat.guess(data))
+                let fitted = try Standardizer.fit(train, scale: bytes ? 1.0 / 255 : 1)
                 try model.setPreprocessing(Preprocessing(scale: fitted.scale, mean: fitted.mean, std: fitted.std))
                 print("preprocessing  fitted on the training set: \(describe(model.spec.preprocessing))")
             } else {
-                print("preprocessing  from the spec: \(describe(parsed.preprocessing))")
+                print("preprocessing  from the \(resume == nil ? "spec" : "checkpoint"): \(describe(model.spec.preprocessing))")
             }
-            print("training       \(epochs) epoch\(epochs == 1 ? "" : "s"), batch \(batchSize)")
+            let first = model.epoch + 1
+            print("training       epochs \(first) to \(epochs), batch \(batchSize)")
             fflush(nil)
 
-            var history: [EpochRecord] = []
-            var cpu = 0.0
-            for e in 1...epochs {
+            var history = try resume.map { (path) throws(DLError) in try readHistory(path, upTo: model.epoch) } ?? []
+            var seconds = 0.0, cpu = 0.0
+            for e in first...epochs {
                 let bar = ProgressBar(label: "epoch \(e)/\(epochs)", total: (train.count + batchSize - 1) / batchSize)
                 let start = monotonicSeconds(), cpuStart = processCPUSeconds()
                 let result = try model.trainEpoch(on: train, batchSize: batchSize, progress: { bar.update($0) })
-                let seconds = monotonicSeconds() - start
+                let epochSeconds = monotonicSeconds() - start
+                seconds += epochSeconds
                 cpu += processCPUSeconds() - cpuStart
                 bar.finish()
-                let onTrain = try evaluate(model, train), onTest = try evaluate(model, test)
+                let onTrain = try model.evaluate(on: train)
+                let onTest = try testSet.map { (set) throws(DLError) in try model.evaluate(on: set) }
                 history.append(EpochRecord(epoch: result.epoch, trainLoss: result.meanLoss, trainAccuracy: onTrain.accuracy,
-                                           testLoss: onTest.loss, testAccuracy: onTest.accuracy, seconds: seconds))
-                print("epoch \(e)/\(epochs)  loss \(fixed(result.meanLoss))  train \(fixed(100 * onTrain.accuracy, 2))%  "
-                      + "test \(fixed(100 * onTest.accuracy, 2))% (loss \(fixed(onTest.loss)))  \(fixed(seconds, 2)) s")
+                                           testLoss: onTest?.loss, testAccuracy: onTest?.accuracy, seconds: epochSeconds))
+                print("epoch \(e)/\(epochs)  loss \(fixed(result.meanLoss))  " + Self.summary(onTrain, onTest)
+                      + "  \(fixed(epochSeconds, 2)) s")
                 try model.save(to: out)
                 try writeTextFile(historyPath, historyCSV(history))
-                try writeTextFile(curvePath, LearningCurve.svg(history, title: "\(name): \(parsed.optimizer.type), lr \(model.learningRate), batch \(batchSize), seed \(parsed.seed)"))
+                try writeTextFile(curvePath, LearningCurve.svg(history, title: "\(name): \(optimizer), lr \(model.learningRate), batch \(batchSize), seed \(model.spec.seed)",
+                                                               loss: model.spec.loss.type))
                 fflush(nil)
             }
-            let seconds = history.reduce(0) { $0 + $1.seconds }
             print("saved          \(out) (history \(historyPath), learning curve \(curvePath))")
             print("time           training \(fixed(seconds, 2)) s wall, \(fixed(cpu, 2)) s CPU (evaluations excluded)")
         }
+    }
+
+    /// The model to train and its name: built from the spec, or loaded from --resume.
+    private func start() throws(DLError) -> (any AnyModel, String) {
+        switch (spec, resume) {
+        case (let spec?, nil):
+            let parsed = try SpecParser.parse(file: spec).with(seed: seed, learningRate: lr)
+            return (try makeModel(spec: parsed), parsed.name.isEmpty ? spec : parsed.name)
+        case (nil, let checkpoint?):
+            guard seed == nil, lr == nil else {
+                throw .invalid("--resume continues \(checkpoint) with its own seed and learning rate; --seed and --lr are for a new run")
+            }
+            let model = try loadModel(from: checkpoint)
+            return (model, model.spec.name.isEmpty ? checkpoint : model.spec.name)
+        case (nil, nil):
+            throw .invalid("give a spec to train, or --resume CKPT to continue a checkpoint")
+        case (_?, _?):
+            throw .invalid("give a spec or --resume, not both (a checkpoint carries its spec)")
+        }
+    }
+
+    /// "train 98.10% test 97.50% (loss 0.0812)" for a classifier; losses alone otherwise.
+    static func summary(_ train: (loss: Double, accuracy: Double?), _ test: (loss: Double, accuracy: Double?)?) -> String {
+        if let a = train.accuracy {
+            let t = test.map { "  test \(fixed(100 * ($0.accuracy ?? 0), 2))% (loss \(fixed($0.loss)))" } ?? ""
+            return "train \(fixed(100 * a, 2))%" + t
+        }
+        return "train loss \(fixed(train.loss))" + (test.map { "  test loss \(fixed($0.loss))" } ?? "")
     }
 
     /// Fails before any training when the checkpoint could not be written.
     private func checkWritable(_ path: String) throws(DLError) {
         guard !path.isEmpty else { throw .invalid("--out is empty") }
         guard !isDirectory(path) else { throw DLError(.io, "\(path): is a folder; --out names the checkpoint file to write") }
-        let folder = path.contains("/") ? String(path[..<path.lastIndex(of: "/")!]) : "."
+        let folder = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? "."
         guard access(folder.isEmpty ? "/" : folder, W_OK) == 0 else {
             throw DLError(.io, "\(path): cannot write into folder \(folder) (\(String(cString: strerror(errno))))")
         }
     }
-}
-
-/// Loss and accuracy of a classifier over a whole labelled data set.
-func evaluate(_ model: any AnyModel, _ data: Dataset) throws(DLError) -> (loss: Double, accuracy: Double) {
-    let r = try model.evaluate(on: data)
-    return (r.loss, r.accuracy ?? 0)
 }

@@ -325,6 +325,41 @@ private func writeHDF5(_ path: String, _ datasets: [(name: String, shape: [Int],
         }
     }
 
+    @Test func csvLoadsTargetColumns() throws {
+        try withScratchDirectory { dir in
+            put(dir + "/two.csv", "t1,t2,a,b,c\n0.5,-2,1,2,3\n1e-3, 4 ,4,5,6\n")
+            for featureCount in [nil, 3] {
+                let data = try Dataset.loadCSV(dir + "/two.csv", featureCount: featureCount, targetCount: 2)
+                #expect(data.targets == .values([0.5, -2, 1e-3, 4], size: 2) && data.targetSize == 2 && !data.isLabelled)
+                #expect(data.features == [1, 2, 3, 4, 5, 6] && data.sampleShape == [3])
+            }
+            // Rows of exactly featureCount columns have no targets.
+            let bare = try Dataset.loadCSV(dir + "/two.csv", featureCount: 5, targetCount: 2)
+            #expect(bare.targets == .none && bare.featureSize == 5)
+            expectFailure(.format, dir + "/two.csv:1:1: the header has 5 columns, expected 6 (2 targets and 4 features)") {
+                try Dataset.loadCSV(dir + "/two.csv", featureCount: 4, targetCount: 2)
+            }
+            put(dir + "/short.csv", "1,2\n")
+            expectFailure(.format, "a row needs 2 targets and at least one feature, this one has 2 columns") {
+                try Dataset.loadCSV(dir + "/short.csv", targetCount: 2)
+            }
+            put(dir + "/nan.csv", "1,nan,3\n")
+            expectFailure(.format, "nan.csv:1:3: \"nan\" is not a finite number") { try Dataset.loadCSV(dir + "/nan.csv", targetCount: 2) }
+            expectFailure(.invalidArgument, "targetCount must be at least 1") { try Dataset.loadCSV(dir + "/two.csv", targetCount: 0) }
+        }
+    }
+
+    @Test func hdf5FloatTargetsLoadAsValues() throws {
+        try withScratchDirectory { dir in
+            let path = dir + "/regression.h5"
+            try writeHDF5(path, [("x", [3, 2], .f32, [1, 2, 3, 4, 5, 6]), ("y", [3, 2], .f64, [0.5, 1, 1.5, 2, 2.5, -3])])
+            let wide = try Dataset.loadHDF5(path)
+            #expect(wide.targets == .values([0.5, 1, 1.5, 2, 2.5, -3], size: 2) && wide.count == 3)
+            try writeHDF5(path, [("x", [3, 2], .f32, [1, 2, 3, 4, 5, 6]), ("y", [3], .f32, [0.25, 1, 2])])
+            #expect(try Dataset.loadHDF5(path).targets == .values([0.25, 1, 2], size: 1))
+        }
+    }
+
     @Test func csvErrorsPointAtLineAndColumn() throws {
         try withScratchDirectory { dir in
             let path = dir + "/bad.csv"
@@ -415,9 +450,10 @@ private func writeHDF5(_ path: String, _ datasets: [(name: String, shape: [Int],
             try check([y3], "missing dataset x")
             try check([("x", [6], .f32, six), y3], "dataset x has shape [6]")
             try check([("x", [3, 2], .i16, six), y3], "16-bit signed integers", "expected floats or unsigned bytes")
-            try check([("x", [3, 2], .f32, six), ("y", [3], .f32, [0, 1, 2])], "expected integer class labels")
+            try check([("x", [3, 2], .f32, six), ("y", [3, 1, 1], .f32, [0, 1, 2])], "target values need (samples,) or (samples, outputs)")
+            try check([("x", [3, 2], .f32, six), ("y", [3], .f32, [0, .nan, 2])], "y holds nan in sample 1")
             try check([("x", [3, 2], .f32, six), ("y", [3, 1], .i64, [0, 1, 2])], "dataset y has shape [3, 1]")
-            try check([("x", [2, 3], .f32, six), y3], "x holds 2 samples but y holds 3 labels")
+            try check([("x", [2, 3], .f32, six), y3], "x holds 2 samples but y has shape [3]")
             try check([("x", [3, 2], .f32, six), ("y", [3], .i64, [0, -4, 2])], "label -4 of sample 1")
             try check([("x", [3, 2], .f64, [1, 2, .nan, 4, 5, 6]), y3], "nan in sample 1")
             try check([("x", [3, 2], .f64, [1, 2, 3, 1e300, 5, 6]), y3], "inf in sample 1")
@@ -454,6 +490,96 @@ private func writeHDF5(_ path: String, _ datasets: [(name: String, shape: [Int],
         expectFailure(.invalidArgument, "std") { try Standardizer(mean: 0, std: 0) }
         expectFailure(.invalidArgument, "scale must be a finite number > 0, got -1.0") { try Standardizer.fit(data, scale: -1) }
         expectFailure(.invalidArgument, "scale must be a finite number > 0, got nan") { try Standardizer.fit(data, scale: .nan) }
+    }
+
+    @Test func datasetValidatesValueTargets() throws {
+        let data = try Dataset(features: [1, 2, 3, 4], targets: .values([1, 2, 3, 4, 5, 6], size: 3), sampleShape: [2])
+        #expect(data.count == 2 && data.targetSize == 3 && data.targetValues.count == 6 && data.labels.isEmpty)
+        expectFailure(.invalidArgument, "2 samples of shape [2] needs 4 feature values, got 6") {
+            try Dataset(features: [1, 2, 3, 4, 5, 6], targets: .values([1, 2, 3, 4], size: 2), sampleShape: [2])
+        }
+        expectFailure(.invalidArgument, "target inf of sample 1 is not finite") {
+            try Dataset(features: [1, 2], targets: .values([0, .infinity], size: 1), sampleShape: [1])
+        }
+        expectFailure(.invalidArgument, "rows of 0") { try Dataset(features: [1], targets: .values([], size: 0), sampleShape: [1]) }
+        expectFailure(.invalidArgument, "unlabelled", "training needs class labels or target values") {
+            try Dataset(features: [1], labels: nil, sampleShape: [1]).checkTargets(for: "training")
+        }
+    }
+
+    /// Value targets train as labels do: a cross-entropy model learns the same bits from
+    /// one-hot rows as from their labels, shuffled or not (the rows follow their samples),
+    /// and a regression epoch in order equals trainStep on consecutive batches.
+    @Test func valueTargetsTrainLikeLabels() throws {
+        let classifier = try SpecParser.parse(json: """
+        {"input": {"size": 3}, "layers": [{"type": "linear", "units": 4}, {"type": "tanh"}, {"type": "linear", "units": 3}],
+         "loss": "cross_entropy", "optimizer": {"type": "sgd", "lr": 0.3, "momentum": 0.5}, "seed": 5}
+        """)
+        var rng = RandomGenerator(seed: 9)
+        let count = 37
+        let x = (0..<count * 3).map { _ in Float(rng.normal()) }
+        let y = (0..<count).map { _ in Int32(rng.below(3)) }
+        let oneHot = y.flatMap { c in (0..<3).map { Float($0 == Int(c) ? 1 : 0) } }
+        let labelled = try Dataset(features: x, labels: y, sampleShape: [3])
+        let valued = try Dataset(features: x, targets: .values(oneHot, size: 3), sampleShape: [3])
+        for shuffle in [true, false] {
+            let a = try makeModel(spec: classifier), b = try makeModel(spec: classifier)
+            for _ in 0..<2 {
+                let ra = try a.trainEpoch(on: labelled, batchSize: 8, shuffle: shuffle)
+                let rb = try b.trainEpoch(on: valued, batchSize: 8, shuffle: shuffle)
+                #expect(abs(ra.meanLoss - rb.meanLoss) <= 1e-6 * ra.meanLoss)
+            }
+            for i in 0..<a.parameterNames.count {
+                var pa = [Float](repeating: 0, count: a.parameterShapes[i].reduce(1, *)), pb = pa
+                try pa.withUnsafeMutableBufferPointer { try a.readParameter(i, into: $0.baseAddress!, count: $0.count) }
+                try pb.withUnsafeMutableBufferPointer { try b.readParameter(i, into: $0.baseAddress!, count: $0.count) }
+                #expect(zip(pa, pb).allSatisfy { abs($0 - $1) <= 1e-5 }, "shuffle \(shuffle): \(a.parameterNames[i])")
+            }
+            #expect(try a.evaluate(on: labelled).accuracy == b.evaluate(on: valued).accuracy)
+        }
+
+        let regression = try SpecParser.parse(json: """
+        {"input": {"size": 3}, "layers": [{"type": "linear", "units": 2}], "loss": "mse",
+         "optimizer": {"type": "adam", "lr": 0.05}, "seed": 2}
+        """)
+        let t = (0..<count * 2).map { _ in Float(rng.normal()) }
+        let data = try Dataset(features: x, targets: .values(t, size: 2), sampleShape: [3])
+        let model = try makeModel(spec: regression), reference = try makeModel(spec: regression)
+        let result = try model.trainEpoch(on: data, batchSize: 10, shuffle: false)
+        var lossSum = 0.0
+        try x.withUnsafeBufferPointer { xp in
+            try t.withUnsafeBufferPointer { tp in
+                for start in stride(from: 0, to: count, by: 10) {
+                    let n = min(10, count - start)
+                    lossSum += Double(n) * (try reference.trainStep(x: xp.baseAddress! + 3 * start, batch: n,
+                                                                   targets: .values(tp.baseAddress! + 2 * start)))
+                }
+            }
+        }
+        #expect(result.meanLoss == lossSum / Double(count) && result.batches == 4)
+        #expect(try model.evaluate(on: data).loss == reference.evaluate(on: data).loss)
+        #expect(try model.evaluate(on: data).accuracy == nil)
+        // A shuffled regression epoch trains too, on every sample once.
+        #expect(try model.trainEpoch(on: data, batchSize: 10).samples == count)
+
+        let wrongWidth = try Dataset(features: x, targets: .values(oneHot, size: 3), sampleShape: [3])
+        expectFailure(.invalidArgument, "holds 3 target values per sample, but the model outputs 2") {
+            try model.trainEpoch(on: wrongWidth, batchSize: 4)
+        }
+        expectFailure(.unsupported, "holds class labels, but the model's mse loss needs target values") {
+            try model.evaluate(on: labelled)
+        }
+        var bad = t
+        bad[5] = .nan
+        let before = model.epoch
+        try x.withUnsafeBufferPointer { xp in
+            try bad.withUnsafeBufferPointer { tp in
+                expectFailure(.numeric, "targets contain NaN") {
+                    try model.trainEpoch(x: xp.baseAddress!, targets: .values(tp.baseAddress!), count: count, batchSize: 4)
+                }
+            }
+        }
+        #expect(model.epoch == before)
     }
 
     @Test func datasetValidatesItsParts() throws {
@@ -493,7 +619,7 @@ private func writeHDF5(_ path: String, _ datasets: [(name: String, shape: [Int],
         let result = try model.trainEpoch(on: data, batchSize: 4, shuffle: false)
         let expected = try x.withUnsafeBufferPointer { xp in
             try y.withUnsafeBufferPointer { yp in
-                try reference.trainEpoch(x: xp.baseAddress!, labels: yp.baseAddress!, count: 6, batchSize: 4, shuffle: false)
+                try reference.trainEpoch(x: xp.baseAddress!, targets: .labels(yp.baseAddress!), count: 6, batchSize: 4, shuffle: false)
             }
         }
         #expect(result == expected && result.batches == 2 && result.samples == 6)

@@ -29,7 +29,7 @@ import Testing
                       progress: ((EpochProgress) -> Void)? = nil) throws -> EpochResult {
         try x.withUnsafeBufferPointer { xp in
             try y.withUnsafeBufferPointer { yp in
-                try model.trainEpoch(x: xp.baseAddress!, labels: yp.baseAddress!, count: y.count, batchSize: batch,
+                try model.trainEpoch(x: xp.baseAddress!, targets: .labels(yp.baseAddress!), count: y.count, batchSize: batch,
                                      shuffle: shuffle, progress: progress)
             }
         }
@@ -104,7 +104,7 @@ import Testing
                 for _ in 0..<3 {
                     results.append(try x.withUnsafeBufferPointer { xp in
                         try y.withUnsafeBufferPointer { yp in
-                            try model.trainEpoch(x: xp.baseAddress!, labels: yp.baseAddress!, count: 70, batchSize: 16)
+                            try model.trainEpoch(x: xp.baseAddress!, targets: .labels(yp.baseAddress!), count: 70, batchSize: 16)
                         }
                     })
                     #expect(model.loadedInBackground == background)
@@ -228,7 +228,7 @@ import Testing
         #expect(model.stepCount == 2 && model.samplesSeen == 8 && model.epoch == 0)
     }
 
-    @Test func regressionModelsAreRefused() throws {
+    @Test func regressionModelsRefuseClassLabels() throws {
         let model = try Model<Float>(spec: regressionSpec("sgd", ["lr": .double(0.1)]))
         let error = try #require(throws: DLError.self) { try Self.epoch(model, [0.5], [0], batch: 1) }
         #expect(error.kind == .unsupported)

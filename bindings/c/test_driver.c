@@ -27,7 +27,9 @@
  *     computed here; NULL, foreign, freed and wrong-kind handles; an unshuffled epoch
  *     against dl_train_step on consecutive batches (bit for bit), dl_evaluate_dataset
  *     against dl_evaluate, shuffled epochs reproducible, a separable problem learnt;
- *     unlabelled data, a wrong input size, bad labels and regression models refused;
+ *     unlabelled data, a wrong input size, bad labels and labels for regression refused;
+ *     CSV target values (dl_dataset_load_csv_targets, dl_dataset_targets) trained on by
+ *     regression.json, an unshuffled epoch against dl_train_step (bit for bit);
  *   - threads: separate models train (and save and load) at once with the serial
  *     results, clones predict at once with the serial results, two threads on one
  *     model get DL_OK or DL_BUSY, models train at once on one shared data set.
@@ -148,7 +150,7 @@ static const char *const scratch_files[] = {"impossible.json", "xor.h5", "trunca
                                             "train-images-idx3-ubyte", "train-labels-idx1-ubyte",
                                             "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", "five-labels-idx1-ubyte",
                                             "short-labels-idx1-ubyte", "labelled.csv", "unlabelled.csv", "constant.csv",
-                                            "bad.csv", "dataset_checkpoint.h5"};
+                                            "bad.csv", "dataset_checkpoint.h5", "targets.csv"};
 
 static void scratch_path(char *path, size_t size, const char *name) {
     snprintf(path, size, "%s/%s", scratch_dir, name);
@@ -2792,6 +2794,72 @@ done:
     release_dataset(test);
 }
 
+/* A regression data set: CSV rows of one target value (sin x) and one feature (x). */
+static void test_dataset_targets(void) {
+    section("dl_dataset_load_csv_targets, dl_dataset_targets; dl_train_epoch and dl_evaluate_dataset on target values");
+    enum { N = 50, BATCH = 16 };
+    char path[4200], text[N * 40 + 16] = "target,x\n";
+    scratch_path(path, sizeof path, "targets.csv");
+    float x[N], t[N];
+    for (int i = 0; i < N; i++) {
+        x[i] = -2.0f + 5.0f * (float)i / (N - 1);
+        t[i] = (float)(int)(100 * sinf(x[i])) / 100;  /* two decimals: the CSV holds them exactly enough */
+        snprintf(text + strlen(text), sizeof text - strlen(text), "%.9g,%.9g\n", t[i], x[i]);
+    }
+    dl_dataset *data = NULL, *labelled = NULL, *out = (dl_dataset *)(void *)&sentinel_object;
+    dl_model *m = load(regression_spec), *reference = NULL;
+    if (!write_text(path, text) || m == NULL || !CHECK_OK(dl_model_clone(m, &reference))) goto done;
+
+    CHECK_STATUS(dl_dataset_load_csv_targets(path, 0, 0, &out), DL_INVALID_ARGUMENT);
+    CHECK_MESSAGE_HAS("target_count must be at least 1");
+    CHECK_STATUS(dl_dataset_load_csv_targets(NULL, 0, 1, &out), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_dataset_load_csv_targets(path, 0, 1, NULL), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_dataset_load_csv_targets(path, 3, 1, &out), DL_FORMAT_ERROR);
+    CHECK_MESSAGE_HAS("the header has 2 columns, expected 4 (a target and 3 features)");
+    CHECK(out == (dl_dataset *)(void *)&sentinel_object);
+    if (!CHECK_OK(dl_dataset_load_csv_targets(path, 1, 1, &data))) goto done;
+    size_t count = 0, size = 7;
+    int has_labels = -1;
+    const float *values = NULL, *features = NULL;
+    CHECK_OK(dl_dataset_info(data, &count, NULL, &has_labels));
+    CHECK(count == N && has_labels == 0);
+    CHECK_OK(dl_dataset_targets(data, &values, &size));
+    CHECK_OK(dl_dataset_features(data, &features));
+    CHECK(size == 1 && values != NULL && memcmp(values, t, sizeof t) == 0);
+    CHECK(features != NULL && memcmp(features, x, sizeof x) == 0);
+    CHECK_STATUS(dl_dataset_targets(NULL, &values, &size), DL_INVALID_ARGUMENT);
+    labelled = load_dataset_idx(ds_train_images_path, ds_train_labels_path);
+    if (labelled != NULL && CHECK_OK(dl_dataset_targets(labelled, &values, &size))) CHECK(values == NULL && size == 0);
+
+    /* An epoch in order is dl_train_step on consecutive batches, bit for bit. */
+    double loss = 0, step_loss = 0, sum = 0, accuracy = 7;
+    CHECK_OK(dl_train_epoch(m, data, BATCH, 0, &loss));
+    for (int start = 0; start < N; start += BATCH) {
+        int n = N - start < BATCH ? N - start : BATCH;
+        CHECK_OK(dl_train_step(reference, x + start, (size_t)n, NULL, t + start, &step_loss));
+        sum += step_loss * n;
+    }
+    CHECK(fabs(loss - sum / N) <= 1e-12 * sum);
+    size_t n_params = 0;
+    float *expected = get_all_params(reference, &n_params);
+    CHECK(params_equal(m, expected, n_params));
+    free(expected);
+    double reference_loss = 0;
+    CHECK_OK(dl_evaluate_dataset(m, data, &loss, &accuracy));
+    CHECK_OK(dl_evaluate(reference, x, N, NULL, t, &reference_loss, NULL));
+    CHECK(loss == reference_loss && isnan(accuracy));
+    CHECK_OK(dl_train_epoch(m, data, BATCH, 1, &loss)); /* shuffled */
+    if (labelled != NULL) {
+        CHECK_STATUS(dl_train_epoch(m, labelled, BATCH, 1, &loss), DL_UNSUPPORTED);
+        CHECK_MESSAGE_HAS("holds class labels");
+    }
+done:
+    dl_dataset_free(data);
+    dl_dataset_free(labelled);
+    release(m);
+    release(reference);
+}
+
 static void test_train_epoch_errors(void) {
     section("dl_train_epoch, dl_evaluate_dataset error paths");
     dl_dataset *train = load_dataset_idx(ds_train_images_path, ds_train_labels_path);
@@ -3221,6 +3289,7 @@ int main(int argc, char **argv) {
         test_dataset_handles();
         test_train_epoch();
         test_train_epoch_errors();
+        test_dataset_targets();
         test_threads_shared_dataset();
     }
 

@@ -2,25 +2,28 @@ import Glibc
 
 extension Dataset {
     /// Loads a CSV file of numbers, one sample per row: the class label first, then the
-    /// features (MNIST as CSV: a label and 784 pixels). The file may be gzipped.
+    /// features (MNIST as CSV: a label and 784 pixels); or, with `targetCount`, that many
+    /// target values first (regression), then the features. The file may be gzipped.
     ///
     /// - A first row whose first field is not a number is a header and is skipped (its
     ///   column count must still match the data).
-    /// - Every row must have the same number of columns: `featureCount + 1` when given, or
-    ///   else `featureCount` exactly, and then the file has no label column and loads as
-    ///   an unlabelled set (the first row, header or data, decides which). Without
-    ///   `featureCount` the first column is always the label.
-    /// - Labels must be non-negative integers; features finite numbers. Blank lines, spaces
-    ///   around fields and CRLF line ends are accepted.
+    /// - Every row must have the same number of columns: `featureCount + 1` (or
+    ///   `featureCount + targetCount`) when given, or else `featureCount` exactly, and then
+    ///   the file has no target columns and loads as a set without targets (the first row,
+    ///   header or data, decides which). Without `featureCount` the first column (or the
+    ///   first `targetCount`) always holds the targets.
+    /// - Labels must be non-negative integers; target values and features finite numbers.
+    ///   Blank lines, spaces around fields and CRLF line ends are accepted.
     ///
     /// Errors are `.format` and point at the spot as `path:line:column:` (1-based, column
     /// in bytes). `sampleShape` is `[featureCount]`.
-    public static func loadCSV(_ path: String, featureCount: Int? = nil) throws(DLError) -> Dataset {
+    public static func loadCSV(_ path: String, featureCount: Int? = nil, targetCount: Int? = nil) throws(DLError) -> Dataset {
         if let n = featureCount, n < 1 { throw .invalid("\(path): featureCount must be at least 1, got \(n)") }
+        if let n = targetCount, n < 1 { throw .invalid("\(path): targetCount must be at least 1, got \(n)") }
         // strtof and strtod stop at the terminating NUL, never past the buffer.
         let text = try DataFile(path).readBytes(terminated: true)
         return try text.withUnsafeBufferPointer { (b) throws(DLError) in
-            var parser = CSVParser(path: path, text: b.baseAddress!, end: b.count - 1)
+            var parser = CSVParser(path: path, text: b.baseAddress!, end: b.count - 1, targetCount: targetCount)
             return try parser.parse(featureCount: featureCount)
         }
     }
@@ -37,15 +40,18 @@ private struct CSVParser {
     var pos = 0
     var line = 1
     var lineStart = 0
-    /// Whether the first column is the label; decided by the first row (see `loadCSV`).
+    /// Target values per row, or nil for a class label.
+    let targetCount: Int?
+    /// Whether the rows start with their targets; decided by the first row (see `loadCSV`).
     var labelled = true
     /// Whether the caller gave featureCount, so that the first row may also be unlabelled.
     var featureCountGiven = false
     /// Whether the first row was a header (then it, not the first data row, set the layout).
     var hasHeader = false
 
-    init(path: String, text: UnsafePointer<UInt8>, end: Int) {
+    init(path: String, text: UnsafePointer<UInt8>, end: Int, targetCount: Int?) {
         self.path = path
+        self.targetCount = targetCount
         self.text = text
         self.end = end
     }
@@ -57,7 +63,7 @@ private struct CSVParser {
         // With featureCount given, a first row of exactly featureCount columns means no labels.
         labelled = featureCount.map { fieldsOnLine() != $0 } ?? true
         featureCountGiven = featureCount != nil
-        var columns = featureCount.map { labelled ? $0 + 1 : $0 }
+        var columns = featureCount.map { $0 + leading }
         if !startsWithNumber() {
             var p = pos
             while p < end && text[p] != UInt8(ascii: "\n") {
@@ -78,38 +84,68 @@ private struct CSVParser {
             guard pos < end else { throw DLError(.format, "\(path): a header but no data rows") }
         }
         let width = columns ?? fieldsOnLine()
-        guard width >= 2 || !labelled else {
-            throw failure(at: pos, "a row needs a label and at least one feature, this one has \(width) column")
+        guard width > leading else {
+            throw failure(at: pos, "a row needs \(targetWords) and at least one feature, this one has \(width) column\(width == 1 ? "" : "s")")
         }
-        let featureSize = labelled ? width - 1 : width
+        let featureSize = width - leading
         let maxRows = linesFromHere()
         let capacity = try checkedProduct(maxRows, featureSize, "\(path): \(maxRows) rows of \(featureSize) features")
+        let values = targetCount ?? 0
+        let valueCapacity = try checkedProduct(labelled ? maxRows : 0, values, "\(path): \(maxRows) rows of \(values) targets")
 
-        var labels = [Int32](repeating: 0, count: labelled ? maxRows : 0)
+        var labels = [Int32](repeating: 0, count: labelled && targetCount == nil ? maxRows : 0)
+        var targets = [Float](repeating: 0, count: valueCapacity)
         var rows = 0
         let features = try [Float](unsafeUninitializedCapacity: capacity) { (out, initialized) throws(DLError) in
             try labels.withUnsafeMutableBufferPointer { (labelOut) throws(DLError) in
-                while pos < end {
-                    if skipBlankLine() { continue }
-                    if labelled { labelOut[rows] = try label() }
-                    let row = out.baseAddress! + rows * featureSize
-                    for f in 0..<featureSize {
-                        // Fields after the first are preceded by a comma.
-                        if labelled || f > 0 {
-                            guard text[pos] == UInt8(ascii: ",") else { throw columnCountError(expected: width, row: rows) }
-                            pos += 1
+                try targets.withUnsafeMutableBufferPointer { (targetOut) throws(DLError) in
+                    while pos < end {
+                        if skipBlankLine() { continue }
+                        // Fields after the first of a row are preceded by a comma.
+                        if labelled && values == 0 { labelOut[rows] = try label() }
+                        for t in 0..<(labelled ? values : 0) {
+                            if t > 0 { try comma(width, rows) }
+                            targetOut[rows * values + t] = try feature()
                         }
-                        row[f] = try feature()
+                        let row = out.baseAddress! + rows * featureSize
+                        for f in 0..<featureSize {
+                            if labelled || f > 0 { try comma(width, rows) }
+                            row[f] = try feature()
+                        }
+                        guard endOfLine() else { throw columnCountError(expected: width, row: rows) }
+                        nextLine()
+                        rows += 1
                     }
-                    guard endOfLine() else { throw columnCountError(expected: width, row: rows) }
-                    nextLine()
-                    rows += 1
                 }
             }
             initialized = rows * featureSize
         }
-        labels.removeLast(labels.count - (labelled ? rows : 0))
-        return try Dataset(features: features, labels: labelled ? labels : nil, sampleShape: [featureSize])
+        let found: Dataset.Targets
+        if !labelled {
+            found = .none
+        } else if values > 0 {
+            targets.removeLast(targets.count - rows * values)
+            found = .values(targets, size: values)
+        } else {
+            labels.removeLast(labels.count - rows)
+            found = .labels(labels)
+        }
+        return try Dataset(features: features, targets: found, sampleShape: [featureSize])
+    }
+
+    /// The columns before the features: the targets' when the rows have them, else none.
+    private var leading: Int { labelled ? targetCount ?? 1 : 0 }
+
+    /// What a row starts with, for messages.
+    private var targetWords: String {
+        guard let n = targetCount else { return "a label" }
+        return n == 1 ? "a target" : "\(n) targets"
+    }
+
+    /// Steps over the comma before a field; throws the wrong-width error without one.
+    private mutating func comma(_ width: Int, _ row: Int) throws(DLError) {
+        guard text[pos] == UInt8(ascii: ",") else { throw columnCountError(expected: width, row: row) }
+        pos += 1
     }
 
     // MARK: Fields
@@ -267,10 +303,10 @@ private struct CSVParser {
     /// What `columns` columns hold, for messages: "3 (a label and 2 features)". On the first
     /// row, when featureCount was given, the unlabelled alternative is named too.
     private func layout(_ columns: Int, firstRow: Bool) -> String {
-        let features = labelled ? columns - 1 : columns
+        let features = columns - leading
         let plural = features == 1 ? "" : "s"
-        let main = labelled ? "\(columns) (a label and \(features) feature\(plural))"
-                            : "\(columns) (\(features) feature\(plural), no label column)"
+        let main = labelled ? "\(columns) (\(targetWords) and \(features) feature\(plural))"
+                            : "\(columns) (\(features) feature\(plural), no \(targetCount == nil ? "label column" : "target columns"))"
         guard firstRow && featureCountGiven && labelled else { return main }
         return "\(main), or \(features) (the feature\(plural) alone, unlabelled)"
     }

@@ -1,63 +1,127 @@
-/// A data set held in memory: `count` samples of `featureSize` floats each and, when it is
-/// labelled, one class label per sample.
+/// A data set held in memory: `count` samples of `featureSize` floats each and, when the
+/// file had them, a target per sample: a class label (classification) or `targetSize`
+/// values (regression, or one-hot/soft rows for cross-entropy).
 ///
 /// The features are one contiguous, sample-major `[Float]` (sample `i` occupies
 /// `features[i * featureSize ..< (i + 1) * featureSize]`), ready to pass to a model in
-/// batches. Loaders keep values as stored (MNIST pixels stay 0...255); scaling and
-/// standardization are a separate step, see `Standardizer`.
+/// batches; value targets are laid out the same way. Loaders keep values as stored (MNIST
+/// pixels stay 0...255); scaling and standardization are a separate step, see `Standardizer`.
 ///
-/// An unlabelled set (`isLabelled` false, `labels` empty) serves for prediction and for
-/// fitting a `Standardizer`; training and evaluation refuse it (`labels(for:)`).
+/// A set without targets serves for prediction and for fitting a `Standardizer`; training
+/// and evaluation refuse it (`checkTargets(for:)`).
 ///
-/// Loaders: `loadIDX(images:labels:)`, `loadMNIST(directory:split:)`, `loadCSV(_:featureCount:)`,
-/// `loadHDF5(_:)`. Each refuses a missing, damaged or inconsistent file with a `DLError`
-/// that names it.
+/// Loaders: `loadIDX(images:labels:)`, `loadMNIST(directory:split:)`,
+/// `loadCSV(_:featureCount:targetCount:)`, `loadHDF5(_:)`. Each refuses a missing, damaged
+/// or inconsistent file with a `DLError` that names it.
 public struct Dataset: Sendable {
+    /// What a data set holds besides its features.
+    public enum Targets: Sendable, Equatable {
+        /// No targets: for prediction only.
+        case none
+        /// One class index (>= 0) per sample.
+        case labels([Int32])
+        /// `size` values per sample, sample after sample.
+        case values([Float], size: Int)
+    }
+
     /// `count * featureSize` values, sample after sample.
     public internal(set) var features: [Float]
-    /// One class index (>= 0) per sample; empty when the set is unlabelled.
-    public let labels: [Int32]
-    /// Whether every sample has a label (`labels.count == count`).
-    public let isLabelled: Bool
+    /// The samples' targets.
+    public let targets: Targets
     /// The shape of one sample: `[1, 28, 28]` for IDX images (channels, height, width),
     /// `[784]` for CSV rows.
     public let sampleShape: [Int]
 
-    /// Number of samples, counted from the features (so an unlabelled set knows it too).
+    /// Number of samples, counted from the features (so a set without targets knows it too).
     public let count: Int
     /// Number of values per sample, the product of `sampleShape`.
     public let featureSize: Int
 
-    /// A data set from its parts; `labels` nil makes it unlabelled. Throws
+    /// The class labels; empty unless the set holds labels.
+    public var labels: [Int32] {
+        if case .labels(let labels) = targets { return labels }
+        return []
+    }
+
+    /// Whether every sample has a class label.
+    public var isLabelled: Bool {
+        if case .labels = targets { return true }
+        return false
+    }
+
+    /// The value targets, `count * targetSize` floats; empty unless the set holds values.
+    public var targetValues: [Float] {
+        if case .values(let values, _) = targets { return values }
+        return []
+    }
+
+    /// Values per sample of value targets; 0 for labels or none.
+    public var targetSize: Int {
+        if case .values(_, let size) = targets { return size }
+        return 0
+    }
+
+    /// A data set from its parts; `labels` nil makes it a set without targets. Throws
     /// `.invalidArgument` unless `sampleShape` has no zero dimension, `features` holds a
     /// whole number of samples of that shape (exactly `labels.count` of them when labelled),
     /// and every label is non-negative.
     public init(features: [Float], labels: [Int32]?, sampleShape: [Int]) throws(DLError) {
+        try self.init(features: features, targets: labels.map { .labels($0) } ?? .none, sampleShape: sampleShape)
+    }
+
+    /// A data set from its parts. Throws `.invalidArgument` unless `sampleShape` has no
+    /// zero dimension, `features` holds a whole number of samples of that shape, the
+    /// targets hold one entry per sample (labels non-negative; values finite, `size` >= 1).
+    public init(features: [Float], targets: Targets, sampleShape: [Int]) throws(DLError) {
         guard !sampleShape.isEmpty, sampleShape.allSatisfy({ $0 > 0 }) else {
             throw .invalid("dataset sample shape \(sampleShape) must have at least one dimension, all positive")
         }
         let size = try checkedCount(sampleShape, "dataset sample shape \(sampleShape)")
-        if let labels {
-            let total = try checkedProduct(labels.count, size, "dataset of \(labels.count) samples of shape \(sampleShape)")
-            guard features.count == total else {
-                throw .invalid("dataset of \(labels.count) samples of shape \(sampleShape) needs \(total) feature values, got \(features.count)")
+        switch targets {
+        case .none:
+            guard features.count % size == 0 else {
+                throw .invalid("dataset of \(features.count) feature values is not a whole number of samples of shape \(sampleShape) (\(size) values each)")
             }
+        case .labels(let labels):
+            try Self.check(features: features.count, samples: labels.count, size, sampleShape)
             if let i = labels.firstIndex(where: { $0 < 0 }) {
                 throw .invalid("dataset label \(labels[i]) of sample \(i) is negative")
             }
-        } else if features.count % size != 0 {
-            throw .invalid("unlabelled dataset of \(features.count) feature values is not a whole number of samples of shape \(sampleShape) (\(size) values each)")
+        case .values(let values, let width):
+            guard width >= 1, values.count % width == 0 else {
+                throw .invalid("dataset target values (\(values.count)) must be a whole number of rows of at least 1 value, got rows of \(width)")
+            }
+            try Self.check(features: features.count, samples: values.count / width, size, sampleShape)
+            if let i = values.firstIndex(where: { !$0.isFinite }) {
+                throw .invalid("dataset target \(values[i]) of sample \(i / width) is not finite")
+            }
         }
         self.features = features
-        self.labels = labels ?? []
-        self.isLabelled = labels != nil
+        self.targets = targets
         self.sampleShape = sampleShape
         self.featureSize = size
         self.count = features.count / size
     }
 
+    /// Throws unless `features` values are exactly `samples` samples of `size` values.
+    private static func check(features: Int, samples: Int, _ size: Int, _ shape: [Int]) throws(DLError) {
+        let total = try checkedProduct(samples, size, "dataset of \(samples) samples of shape \(shape)")
+        guard features == total else {
+            throw .invalid("dataset of \(samples) samples of shape \(shape) needs \(total) feature values, got \(features)")
+        }
+    }
+
+    /// Throws `.invalidArgument` for a set without targets: `purpose` ("training",
+    /// "evaluation") needs labels or target values.
+    public func checkTargets(for purpose: String) throws(DLError) {
+        guard targets != .none else {
+            throw .invalid("the data set is unlabelled (\(count) samples, no labels or target values); "
+                           + "\(purpose) needs class labels or target values")
+        }
+    }
+
     /// The labels, for training or evaluation (`purpose`, as in "training needs class
-    /// labels"); throws `.invalidArgument` for an unlabelled set.
+    /// labels"); throws `.invalidArgument` for a set without labels.
     public func labels(for purpose: String) throws(DLError) -> [Int32] {
         guard isLabelled else {
             throw .invalid("the data set is unlabelled (\(count) samples, no labels); \(purpose) needs class labels")

@@ -1,6 +1,6 @@
-/// Training and evaluation on a whole `Dataset`: the checks a data set needs (labels,
-/// samples of the model's input size) before the pointer-based `trainEpoch` and
-/// `evaluate` see it. The command-line tool and the C ABI (`dl_train_epoch`,
+/// Training and evaluation on a whole `Dataset`: the checks a data set needs (targets that
+/// fit the model, samples of the model's input size) before the pointer-based `trainEpoch`
+/// and `evaluate` see it. The command-line tool and the C ABI (`dl_train_epoch`,
 /// `dl_evaluate_dataset`) go through these.
 extension AnyModel {
     /// Throws `.invalidArgument` unless `data` holds at least one sample of exactly
@@ -13,29 +13,52 @@ extension AnyModel {
         }
     }
 
-    /// One epoch of `trainEpoch(x:labels:count:batchSize:shuffle:progress:)` over every
-    /// sample of `data`, which must be labelled and fit the model's input.
-    @discardableResult
-    public func trainEpoch(on data: Dataset, batchSize: Int, shuffle: Bool = true,
-                           progress: ((EpochProgress) -> Void)? = nil) throws(DLError) -> EpochResult {
-        let labels = try data.labels(for: "training")
-        try checkInput(data)
-        return try data.features.withUnsafeBufferPointer { (x) throws(DLError) in
-            try labels.withUnsafeBufferPointer { (y) throws(DLError) in
-                try trainEpoch(x: x.baseAddress!, labels: y.baseAddress!, count: data.count, batchSize: batchSize,
-                               shuffle: shuffle, progress: progress)
-            }
+    /// Throws unless `data` has targets this model learns from: class labels for a
+    /// classifier (`.unsupported` for another loss), or exactly `outputSize` values per
+    /// sample (`.invalidArgument` otherwise). `purpose` names the use in messages.
+    public func checkTargets(_ data: Dataset, for purpose: String) throws(DLError) {
+        try data.checkTargets(for: purpose)
+        if data.isLabelled, !isClassifier {
+            throw DLError(.unsupported, "the data set holds class labels, but the model's \(spec.loss.type) loss needs "
+                          + "target values (\(outputSize) per sample)")
+        }
+        if data.targetSize > 0, data.targetSize != outputSize {
+            throw .invalid("the data set holds \(data.targetSize) target value\(data.targetSize == 1 ? "" : "s") per sample, "
+                           + "but the model outputs \(outputSize) (shape \(outputShape))")
         }
     }
 
-    /// Mean loss and accuracy over every sample of `data`, which must be labelled and fit
-    /// the model's input; the model is not changed.
+    /// One epoch of `trainEpoch(x:targets:count:batchSize:shuffle:progress:)` over every
+    /// sample of `data`, whose targets and samples must fit the model.
+    @discardableResult
+    public func trainEpoch(on data: Dataset, batchSize: Int, shuffle: Bool = true,
+                           progress: ((EpochProgress) -> Void)? = nil) throws(DLError) -> EpochResult {
+        try withTargets(data, for: "training") { (x, targets) throws(DLError) in
+            try trainEpoch(x: x, targets: targets, count: data.count, batchSize: batchSize, shuffle: shuffle, progress: progress)
+        }
+    }
+
+    /// Mean loss and, for a classifier, accuracy over every sample of `data`, whose targets
+    /// and samples must fit the model; the model is not changed.
     public func evaluate(on data: Dataset) throws(DLError) -> (loss: Double, accuracy: Double?) {
-        let labels = try data.labels(for: "evaluation")
+        try withTargets(data, for: "evaluation") { (x, targets) throws(DLError) in
+            try evaluate(x: x, count: data.count, targets: targets)
+        }
+    }
+
+    /// Runs `body` on the features and targets of `data`, checked for `purpose`.
+    private func withTargets<R>(_ data: Dataset, for purpose: String,
+                                _ body: (UnsafePointer<Float>, BatchTargets<Float>) throws(DLError) -> R) throws(DLError) -> R {
+        try checkTargets(data, for: purpose)
         try checkInput(data)
         return try data.features.withUnsafeBufferPointer { (x) throws(DLError) in
-            try labels.withUnsafeBufferPointer { (y) throws(DLError) in
-                try evaluate(x: x.baseAddress!, count: data.count, targets: .labels(y.baseAddress!))
+            switch data.targets {
+            case .labels(let labels):
+                return try labels.withUnsafeBufferPointer { (y) throws(DLError) in try body(x.baseAddress!, .labels(y.baseAddress!)) }
+            case .values(let values, _):
+                return try values.withUnsafeBufferPointer { (y) throws(DLError) in try body(x.baseAddress!, .values(y.baseAddress!)) }
+            case .none:
+                throw DLError(.internal, "checkTargets let a data set without targets through")
             }
         }
     }

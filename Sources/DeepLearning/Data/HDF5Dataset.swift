@@ -2,9 +2,10 @@ import CHDF5
 
 extension Dataset {
     /// Loads a data set from an HDF5 file holding a dataset `x`, shape `(N, ...)`, of floats
-    /// (any width) or unsigned bytes, and optionally `y`, shape `(N,)`, of integer labels
-    /// >= 0; without `y` the set is unlabelled. `sampleShape` is x's shape without its
-    /// first dimension; bytes become floats 0...255. (h5py writes this layout with
+    /// (any width) or unsigned bytes, and optionally `y`: integers of shape `(N,)` are class
+    /// labels >= 0, floats of shape `(N,)` or `(N, k)` are target values (k per sample);
+    /// without `y` the set has no targets. `sampleShape` is x's shape without its first
+    /// dimension; bytes become floats 0...255. (h5py writes this layout with
     /// `f["x"] = images; f["y"] = labels`.)
     public static func loadHDF5(_ path: String) throws(DLError) -> Dataset {
         try HDF5File.locked { () throws(DLError) in
@@ -19,7 +20,7 @@ extension Dataset {
                 let what = byte.map { "\($0.size * 8)-bit \($0.isSigned ? "signed" : "unsigned") integers" } ?? x.typeClass
                 throw DLError(.format, "\(path): dataset x holds \(what); expected floats or unsigned bytes (uint8)")
             }
-            let labels = file.exists("y") ? try readLabels(file, path, samples: x.shape[0]) : nil
+            let targets = file.exists("y") ? try readTargets(file, path, samples: x.shape[0]) : .none
 
             let count = try checkedCount(x.shape, "\(path): dataset x of shape \(x.shape)")
             let features = try [Float](unsafeUninitializedCapacity: count) { (buffer, initialized) throws(DLError) in
@@ -29,21 +30,37 @@ extension Dataset {
             if x.isFloat, let i = features.firstIndex(where: { !$0.isFinite }) {
                 throw DLError(.format, "\(path): dataset x holds \(features[i]) in sample \(i / (count / x.shape[0])); values must be finite")
             }
-            return try Dataset(features: features, labels: labels, sampleShape: Array(x.shape.dropFirst()))
+            return try Dataset(features: features, targets: targets, sampleShape: Array(x.shape.dropFirst()))
         }
     }
 
-    /// Dataset `y` of `file`: one integer label >= 0 for each of x's `samples`.
-    private static func readLabels(_ file: HDF5File, _ path: String, samples: Int) throws(DLError) -> [Int32] {
+    /// Dataset `y` of `file`: integer class labels or float target values for x's `samples`.
+    private static func readTargets(_ file: HDF5File, _ path: String, samples: Int) throws(DLError) -> Targets {
         let y = try file.describe("y")
-        guard y.shape.count == 1 else {
-            throw DLError(.format, "\(path): dataset y has shape \(y.shape); expected (samples,), one label per sample")
+        guard !y.shape.isEmpty, samples == y.shape[0] else {
+            throw DLError(.format, "\(path): x holds \(samples) samples but y has shape \(y.shape); "
+                          + "expected (\(samples),) labels or (\(samples), outputs) target values")
         }
-        guard samples == y.shape[0] else {
-            throw DLError(.format, "\(path): x holds \(samples) samples but y holds \(y.shape[0]) labels")
+        if y.isFloat {
+            guard y.shape.count <= 2 else {
+                throw DLError(.format, "\(path): dataset y has shape \(y.shape); target values need (samples,) or (samples, outputs)")
+            }
+            let width = y.shape.count == 2 ? y.shape[1] : 1
+            let count = try checkedCount(y.shape, "\(path): dataset y of shape \(y.shape)")
+            let values = try [Float](unsafeUninitializedCapacity: count) { (buffer, initialized) throws(DLError) in
+                try file.read("y", into: buffer.baseAddress!, count: count)
+                initialized = count
+            }
+            if let i = values.firstIndex(where: { !$0.isFinite }) {
+                throw DLError(.format, "\(path): dataset y holds \(values[i]) in sample \(i / width); values must be finite")
+            }
+            return .values(values, size: width)
+        }
+        guard y.shape.count == 1 else {
+            throw DLError(.format, "\(path): dataset y has shape \(y.shape); class labels need (samples,), one label per sample")
         }
         guard try file.integerLayout("y") != nil else {
-            throw DLError(.format, "\(path): dataset y holds \(y.typeClass) values; expected integer class labels")
+            throw DLError(.format, "\(path): dataset y holds \(y.typeClass) values; expected integer class labels or float target values")
         }
         // Labels of any integer width are read as Double, exact for every value that can be a valid label.
         var values = [Double](repeating: 0, count: y.shape[0])
@@ -53,7 +70,7 @@ extension Dataset {
         if let i = values.firstIndex(where: { !($0 >= 0 && $0 <= Double(Int32.max)) }) {
             throw DLError(.format, "\(path): label \(Int64(values[i])) of sample \(i) in y is outside 0...\(Int32.max)")
         }
-        return values.map { Int32($0) }
+        return .labels(values.map { Int32($0) })
     }
 }
 

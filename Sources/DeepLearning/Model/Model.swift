@@ -8,6 +8,16 @@ public enum BatchTargets<S: DLScalar> {
     case values(UnsafePointer<S>)
 }
 
+extension BatchTargets {
+    /// The targets from sample `samples` on, for `width` values per sample (labels: one each).
+    func advanced(by samples: Int, width: Int) -> BatchTargets {
+        switch self {
+        case .labels(let labels): return .labels(labels + samples)
+        case .values(let values): return .values(values + samples * width)
+        }
+    }
+}
+
 /// A sequential model: layers in order, a loss, an optimizer, and its own random generator.
 ///
 /// Inputs and targets may be `Float` or `Double` whatever the model's own type `T`; they
@@ -266,13 +276,8 @@ public final class Model<T: DLScalar> {
         var predicted = [Int32](repeating: 0, count: min(max(count, 1), chunk))
         var expected = [Int32](repeating: 0, count: predicted.count)
         try forEachChunk(count) { (start, rows) throws(DLError) in
-            let shifted: BatchTargets<S>
-            switch targets {
-            case .labels(let l): shifted = .labels(l + start)
-            case .values(let v): shifted = .values(v + start * outputSize)
-            }
             let y = try forward(try loadInput(x + start * inputSize, batch: rows), training: false)
-            let t = try loadTargets(shifted, batch: rows)
+            let t = try loadTargets(targets.advanced(by: start, width: outputSize), batch: rows)
             lossSum += try loss.compute(y, t, grad: lossGrad) * Double(rows)
             guard loss.isClassification else { return }
             predicted.withUnsafeMutableBufferPointer { p in

@@ -23,10 +23,12 @@ public struct EpochProgress: Sendable {
 }
 
 extension Model {
-    /// One epoch of mini-batch training over a whole in-memory, labelled data set.
+    /// One epoch of mini-batch training over a whole in-memory data set with targets.
     ///
     /// - `x`: `count * inputSize` raw values, sample after sample (the spec's preprocessing
-    ///   is applied by `trainStep`, so pass pixels as they are); `labels`: `count` classes.
+    ///   is applied by `trainStep`, so pass pixels as they are); `targets`: `count` class
+    ///   labels (a classifier), or `count * outputSize` values (regression, or one-hot/soft
+    ///   rows for cross-entropy), shuffled with their samples.
     /// - With `shuffle`, the order is a Fisher-Yates permutation of 0..<count drawn from the
     ///   model's own generator (`rng`), starting each epoch from the identity. The order
     ///   therefore depends only on the generator's state, which checkpoints save: training
@@ -40,23 +42,21 @@ extension Model {
     ///   in the pass that applies the preprocessing (no separate copy).
     /// - `progress` is called after every step.
     ///
-    /// Labels are checked before anything changes: one outside the model's classes throws
-    /// and leaves the model as it was. Inputs are checked batch by batch, by `trainStep`
+    /// Targets are checked before anything changes: a label outside the model's classes, a
+    /// label for a model that is not a classifier or a non-finite target value throws and
+    /// leaves the model as it was. Inputs are checked batch by batch, by `trainStep`
     /// (a whole-set check up front would cost a serial pass over all of `x` every epoch):
     /// a NaN or infinite input, like a loss that becomes non-finite (divergence), throws
     /// `.numeric` from the step that meets it; the steps before it stay applied and `epoch`
     /// is not advanced. On success `epoch` goes up by one.
     @discardableResult
-    public func trainEpoch(x: UnsafePointer<Float>, labels: UnsafePointer<Int32>, count: Int, batchSize: Int,
+    public func trainEpoch(x: UnsafePointer<Float>, targets: BatchTargets<Float>, count: Int, batchSize: Int,
                            shuffle: Bool = true, progress: ((EpochProgress) -> Void)? = nil) throws(DLError) -> EpochResult {
-        guard loss.isClassification else {
-            throw DLError(.unsupported, "trainEpoch takes class labels; the \(loss.type) loss needs target values")
-        }
         guard count > 0 else { throw .invalid("the number of samples must be at least 1, got \(count)") }
         guard count <= Int(Int32.max) else { throw .invalid("an epoch holds at most \(Int32.max) samples, got \(count)") }
         guard batchSize > 0 else { throw .invalid("batch size must be at least 1, got \(batchSize)") }
         _ = try checkedProduct(count, inputSize, "input of \(count) samples")
-        try checkLabels(labels, count: count, classes: outputSize)
+        let width = try checkEpochTargets(targets, count: count)
 
         let rows = min(batchSize, count)
         let batches = (count + batchSize - 1) / batchSize
@@ -69,7 +69,7 @@ extension Model {
             order.withUnsafeMutableBufferPointer { generator.shuffle($0) }
             rng = generator
         }
-        var batchY = [Int32](repeating: 0, count: rows)
+        let gathered = shuffle ? GatheredTargets(rows: rows, width: width) : nil
         var lossSum = 0.0
         var done = 0
         let loader = shuffle && batches > 1 && backgroundLoading != false
@@ -77,34 +77,31 @@ extension Model {
         defer { loader?.stop() }
         loadedInBackground = loader != nil
         try order.withUnsafeBufferPointer { (order) throws(DLError) in
-            try batchY.withUnsafeMutableBufferPointer { (by) throws(DLError) in
-                loader?.request(x, rows: order.baseAddress!, count: rows)
-                for b in 0..<batches {
-                    let n = min(batchSize, count - done)
-                    let value: Double
-                    if shuffle {
-                        let picked = order.baseAddress! + done
-                        for i in 0..<n { by[i] = labels[Int(picked[i])] }
-                        let targets = BatchTargets<Float>.labels(UnsafePointer(by.baseAddress!))
-                        // The rows of a shuffled batch are scattered over the whole set, each a
-                        // miss to memory: the next batch's are fetched while this one trains,
-                        // by the loader's thread or by the gather's request to the CPU.
-                        let next = min(batchSize, count - done - n)
-                        if let loader {
-                            let input = try loader.wait(batch: n)
-                            if next > 0 { loader.request(x, rows: picked + n, count: next) }
-                            value = try trainStep(input: input, batch: n, targets: targets)
-                        } else {
-                            value = try trainStep(x: x, rows: picked, batch: n, next: (picked + n, next), targets: targets)
-                        }
+            loader?.request(x, rows: order.baseAddress!, count: rows)
+            for b in 0..<batches {
+                let n = min(batchSize, count - done)
+                let value: Double
+                if let gathered {
+                    let picked = order.baseAddress! + done
+                    let batchTargets = gathered.gather(targets, rows: picked, count: n)
+                    // The rows of a shuffled batch are scattered over the whole set, each a
+                    // miss to memory: the next batch's are fetched while this one trains,
+                    // by the loader's thread or by the gather's request to the CPU.
+                    let next = min(batchSize, count - done - n)
+                    if let loader {
+                        let input = try loader.wait(batch: n)
+                        if next > 0 { loader.request(x, rows: picked + n, count: next) }
+                        value = try trainStep(input: input, batch: n, targets: batchTargets)
                     } else {
-                        value = try trainStep(x: x + done * inputSize, batch: n, targets: .labels(labels + done))
+                        value = try trainStep(x: x, rows: picked, batch: n, next: (picked + n, next), targets: batchTargets)
                     }
-                    lossSum += value * Double(n)
-                    done += n
-                    progress?(EpochProgress(batchesDone: b + 1, batchCount: batches, samplesDone: done,
-                                            meanLoss: lossSum / Double(done)))
+                } else {
+                    value = try trainStep(x: x + done * inputSize, batch: n, targets: targets.advanced(by: done, width: width))
                 }
+                lossSum += value * Double(n)
+                done += n
+                progress?(EpochProgress(batchesDone: b + 1, batchCount: batches, samplesDone: done,
+                                        meanLoss: lossSum / Double(done)))
             }
         }
         epoch += 1
@@ -113,16 +110,67 @@ extension Model {
     }
 }
 
+extension Model {
+    /// The targets of a whole epoch checked before anything changes: class labels for a
+    /// classifier, or finite values. Returns the values per sample (0 for labels).
+    private func checkEpochTargets(_ targets: BatchTargets<Float>, count: Int) throws(DLError) -> Int {
+        switch targets {
+        case .labels(let labels):
+            guard loss.isClassification else {
+                throw DLError(.unsupported, "the \(loss.type) loss needs target values (\(outputSize) per sample), not class labels")
+            }
+            try checkLabels(labels, count: count, classes: outputSize)
+            return 0
+        case .values(let values):
+            guard Kernels.allFinite(values, try checkedProduct(count, outputSize, "targets of \(count) samples")) else {
+                throw DLError(.numeric, "the targets contain NaN or infinite values")
+            }
+            return outputSize
+        }
+    }
+}
+
+/// Room for one shuffled batch's targets, gathered from the epoch's in the batch's order.
+private final class GatheredTargets {
+    private let labels: UnsafeMutablePointer<Int32>
+    private let values: UnsafeMutablePointer<Float>
+    /// Values per sample; 0 for labels.
+    private let width: Int
+
+    init(rows: Int, width: Int) {
+        labels = .allocate(capacity: width == 0 ? rows : 0)
+        values = .allocate(capacity: rows * width)
+        self.width = width
+    }
+
+    deinit {
+        labels.deallocate()
+        values.deallocate()
+    }
+
+    /// The targets of samples `rows[0..<count]`, copied here in that order.
+    func gather(_ targets: BatchTargets<Float>, rows: UnsafePointer<Int32>, count: Int) -> BatchTargets<Float> {
+        switch targets {
+        case .labels(let all):
+            for i in 0..<count { labels[i] = all[Int(rows[i])] }
+            return .labels(labels)
+        case .values(let all):
+            for i in 0..<count { (values + i * width).update(from: all + Int(rows[i]) * width, count: width) }
+            return .values(values)
+        }
+    }
+}
+
 extension AnyModel {
     /// `Model.trainEpoch` for a model of either element type (`AnyModel` does not declare it).
     @discardableResult
-    public func trainEpoch(x: UnsafePointer<Float>, labels: UnsafePointer<Int32>, count: Int, batchSize: Int,
+    public func trainEpoch(x: UnsafePointer<Float>, targets: BatchTargets<Float>, count: Int, batchSize: Int,
                            shuffle: Bool = true, progress: ((EpochProgress) -> Void)? = nil) throws(DLError) -> EpochResult {
         switch self {
         case let m as Model<Float>:
-            return try m.trainEpoch(x: x, labels: labels, count: count, batchSize: batchSize, shuffle: shuffle, progress: progress)
+            return try m.trainEpoch(x: x, targets: targets, count: count, batchSize: batchSize, shuffle: shuffle, progress: progress)
         case let m as Model<Double>:
-            return try m.trainEpoch(x: x, labels: labels, count: count, batchSize: batchSize, shuffle: shuffle, progress: progress)
+            return try m.trainEpoch(x: x, targets: targets, count: count, batchSize: batchSize, shuffle: shuffle, progress: progress)
         default:
             throw DLError(.internal, "trainEpoch: unexpected model type \(type(of: self))")
         }

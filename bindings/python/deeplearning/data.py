@@ -28,7 +28,8 @@ _SPLITS = {"train": 0, "test": 1}   # DL_SPLIT_TRAIN, DL_SPLIT_TEST
 
 
 class Dataset(NativeObject):
-    """Samples loaded by the library: features, and class labels when the file has them.
+    """Samples loaded by the library: features, and targets when the file has them:
+    class labels (a classifier's) or target values (a regression model's).
 
     Make one with :meth:`load_idx`, :meth:`load_mnist`, :meth:`load_csv` or
     :meth:`load_hdf5`. Values are kept as stored (MNIST pixels stay 0..255).
@@ -36,7 +37,8 @@ class Dataset(NativeObject):
     - ``x``: float32, shape ``(len(dataset), *sample_shape)``: ``(N, 1, 28, 28)``
       for MNIST images, ``(N, features)`` for CSV rows, x's own shape for HDF5.
       ``x.reshape(len(x), -1)`` gives one row of ``feature_size`` values per sample.
-    - ``y``: int32, shape ``(N,)``, or None for an unlabelled data set.
+    - ``y``: the targets: class labels, int32 of shape ``(N,)``; target values,
+      float32 of shape ``(N, target_size)``; or None for a data set without them.
 
     Both are read-only views of the library's memory (see the module docs).
     ``close()`` (also run by ``with`` blocks and garbage collection) releases
@@ -56,7 +58,13 @@ class Dataset(NativeObject):
         count, data._feature_size, has_labels = call(lib.dl_dataset_info, pointer, SIZE, SIZE, INT)
         data._sample_shape = sample_shape(pointer)
         data._x = data._view(lib.dl_dataset_features, (count, *data._sample_shape), np.float32)
-        data._y = data._view(lib.dl_dataset_labels, (count,), np.int32) if has_labels else None
+        data._target_size = call(lib.dl_dataset_targets, pointer, None, SIZE)
+        if has_labels:
+            data._y = data._view(lib.dl_dataset_labels, (count,), np.int32)
+        elif data._target_size:
+            data._y = data._view(_target_values, (count, data._target_size), np.float32)
+        else:
+            data._y = None
         return data
 
     def _view(self, function, shape: tuple[int, ...], dtype) -> np.ndarray:
@@ -82,27 +90,27 @@ class Dataset(NativeObject):
         return cls._load(lib.dl_dataset_load_mnist, _path(directory), _SPLITS[split])
 
     @classmethod
-    def load_csv(cls, path, feature_count: int | None = None) -> Dataset:
-        """A CSV file of numbers (gzipped or not), one sample per row, the label first;
-        a first row that does not start with a number is a header.
+    def load_csv(cls, path, feature_count: int | None = None, target_count: int | None = None) -> Dataset:
+        """A CSV file of numbers (gzipped or not), one sample per row, the label first
+        (or, with `target_count`, that many target values first: regression); a first
+        row that does not start with a number is a header.
 
-        Without `feature_count`, the first column is always the label. With it, rows
-        of ``feature_count + 1`` columns are labelled and rows of exactly
-        `feature_count` columns have no label column: the Dataset is then unlabelled.
+        Without `feature_count`, the first column (or `target_count` columns) always
+        holds the targets. With it, rows of ``feature_count + 1`` (or ``feature_count
+        + target_count``) columns have targets and rows of exactly `feature_count`
+        columns have none: the Dataset is then unlabelled.
         """
-        if feature_count is None:
-            count = 0   # the library counts the columns
-        else:
-            count = operator.index(feature_count)
-            if count < 1:
-                raise ValueError(f"feature_count must be a positive integer or None, got {count}")
-        return cls._load(lib.dl_dataset_load_csv, _path(path), count)
+        features = 0 if feature_count is None else _positive(feature_count, "feature_count")
+        if target_count is None:
+            return cls._load(lib.dl_dataset_load_csv, _path(path), features)
+        targets = _positive(target_count, "target_count")
+        return cls._load(lib.dl_dataset_load_csv_targets, _path(path), features, targets)
 
     @classmethod
     def load_hdf5(cls, path) -> Dataset:
-        """An HDF5 file with dataset ``x`` (N, ...), floats or uint8, and optionally ``y``
-        (N,), integer labels; without ``y`` the Dataset is unlabelled. h5py writes it
-        with ``f["x"] = x; f["y"] = y``."""
+        """An HDF5 file with dataset ``x`` (N, ...), floats or uint8, and optionally ``y``:
+        integer labels (N,), or float target values (N,) or (N, k); without ``y`` the
+        Dataset is unlabelled. h5py writes it with ``f["x"] = x; f["y"] = y``."""
         return cls._load(lib.dl_dataset_load_hdf5, _path(path))
 
     # -- contents -------------------------------------------------------------
@@ -115,9 +123,16 @@ class Dataset(NativeObject):
 
     @property
     def y(self) -> np.ndarray | None:
-        """The labels, int32 (N,), a read-only view; None for an unlabelled Dataset."""
+        """The targets, a read-only view: labels, int32 (N,), or target values, float32
+        (N, target_size); None for an unlabelled Dataset."""
         self._check_open()
         return self._y
+
+    @property
+    def target_size(self) -> int:
+        """Target values per sample; 0 for class labels or no targets."""
+        self._check_open()
+        return self._target_size
 
     @property
     def count(self) -> int:
@@ -141,8 +156,8 @@ class Dataset(NativeObject):
 
     @property
     def has_labels(self) -> bool:
-        """Whether every sample has a class label (``y`` is not None)."""
-        return self.y is not None
+        """Whether every sample has a class label (``y`` holds int32 labels)."""
+        return self.y is not None and self.target_size == 0
 
     def standardizer(self, scale: float = 1 / 255) -> tuple[float, float]:
         """(mean, std) of all feature values after multiplying them by `scale`: the
@@ -160,8 +175,21 @@ class Dataset(NativeObject):
     def __repr__(self) -> str:
         if self.closed:
             return "<deeplearning.Dataset (closed)>"
-        labels = "labelled" if self.has_labels else "unlabelled"
+        labels = ("labelled" if self.has_labels else f"{self.target_size} target values each" if self.target_size
+                  else "unlabelled")
         return f"<deeplearning.Dataset: {self.count} samples of shape {self.sample_shape}, {labels}>"
+
+
+def _positive(value, name: str) -> int:
+    count = operator.index(value)
+    if count < 1:
+        raise ValueError(f"{name} must be a positive integer or None, got {count}")
+    return count
+
+
+def _target_values(dataset, out) -> int:
+    """dl_dataset_targets as a one-pointer accessor, for Dataset._view."""
+    return lib.dl_dataset_targets(dataset, out, None)
 
 
 # -- Model methods (attached in model.py) -------------------------------------
@@ -176,7 +204,8 @@ def _held(dataset) -> Handle:
 
 
 def train_epoch(model: Model, dataset: Dataset, batch_size: int = 64, shuffle: bool = True) -> float:
-    """One epoch over every sample of a labelled `dataset`, in the library.
+    """One epoch over every sample of a `dataset` with targets (class labels for a
+    classifier, target values of the model's output size for any model), in the library.
 
     Batches of `batch_size`, the last one holding the remainder. With `shuffle`
     the order is drawn from the model's own seeded generator (checkpoints save
@@ -193,8 +222,8 @@ def train_epoch(model: Model, dataset: Dataset, batch_size: int = 64, shuffle: b
 
 
 def evaluate_dataset(model: Model, dataset: Dataset) -> Evaluation:
-    """Mean loss and accuracy over every sample of a labelled `dataset`, in evaluation
-    mode; the model is not changed."""
+    """Mean loss and accuracy (None for regression) over every sample of a `dataset`
+    with targets, in evaluation mode; the model is not changed."""
     handle = _held(dataset)
     loss, accuracy = call(lib.dl_evaluate_dataset, model._h, handle.pointer, DOUBLE, DOUBLE)
     return Evaluation(loss, None if math.isnan(accuracy) else accuracy)

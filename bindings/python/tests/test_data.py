@@ -249,6 +249,66 @@ def test_unshuffled_epoch_equals_train_step_on_consecutive_batches(tmp_path):
         c.close()
 
 
+REGRESSION = {"input": {"size": 3}, "layers": [{"type": "linear", "units": 2}], "loss": "mse",
+              "optimizer": {"type": "sgd", "lr": 0.05}, "seed": 4}
+
+
+def regression_data(count: int = 23):
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((count, 3)).astype(np.float32)
+    t = np.column_stack([x @ [1.0, -2.0, 0.5] + 0.3, np.sin(x[:, 0])]).astype(np.float32)
+    return x, t
+
+
+def test_target_values_load_from_csv_and_hdf5(tmp_path):
+    x, t = regression_data()
+    path = tmp_path / "regression.csv"
+    np.savetxt(path, np.column_stack([t, x]), fmt="%.9g", delimiter=",", header="t0,t1,a,b,c", comments="")
+    from_csv = dl.Dataset.load_csv(path, target_count=2)
+    from_hdf5 = write_hdf5(tmp_path / "regression.h5", x, t.astype(np.float64))
+    for data in (from_csv, from_hdf5):
+        assert data.target_size == 2 and not data.has_labels and data.y.dtype == np.float32
+        np.testing.assert_array_equal(data.x, x)
+        np.testing.assert_array_equal(data.y, t)
+        assert "2 target values each" in repr(data)
+    assert dl.Dataset.load_csv(path, feature_count=3, target_count=2).target_size == 2
+    one = write_hdf5(tmp_path / "one.h5", x, t[:, 0])
+    assert one.y.shape == (23, 1)
+    with pytest.raises(ValueError, match="target_count"):
+        dl.Dataset.load_csv(path, target_count=0)
+    with pytest.raises(dl.DLError, match="the header has 5 columns, expected 4 \\(2 targets and 2 features\\)"):
+        dl.Dataset.load_csv(path, feature_count=2, target_count=2)
+
+
+def test_train_epoch_on_target_values_matches_numpy(tmp_path):
+    """An epoch in order of a linear model under MSE and plain SGD, against the same
+    steps in float64 NumPy: dL/dpred = 2 (pred - t) / (B * outputs)."""
+    x, t = regression_data()
+    data = write_hdf5(tmp_path / "regression.h5", x, t)
+    with dl.Model(REGRESSION) as model:
+        w, b = model.get_param(0).astype(np.float64), model.get_param(1).astype(np.float64)
+        losses = []
+        for start in range(0, len(x), 8):
+            xb, tb = x[start:start + 8].astype(np.float64), t[start:start + 8].astype(np.float64)
+            d = xb @ w.T + b - tb
+            losses.append(np.mean(d * d) * len(xb))
+            grad = 2 * d / d.size
+            w -= 0.05 * grad.T @ xb
+            b -= 0.05 * grad.sum(axis=0)
+        loss = model.train_epoch(data, batch_size=8, shuffle=False)
+        assert loss == pytest.approx(sum(losses) / len(x), rel=1e-5)
+        np.testing.assert_allclose(model.get_param(0), w, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(model.get_param(1), b, rtol=1e-5, atol=1e-6)
+        evaluation = model.evaluate_dataset(data)
+        d = x.astype(np.float64) @ w.T + b - t
+        assert evaluation.loss == pytest.approx(np.mean(d * d), rel=1e-5) and evaluation.accuracy is None
+        model.train_epoch(data, batch_size=8)   # shuffled, too
+        with pytest.raises(dl.DLError, match="holds class labels, but the model's mse loss"):
+            model.train_epoch(write_hdf5(tmp_path / "labels.h5", x, np.zeros(23, np.int32)))
+        with pytest.raises(dl.DLError, match="holds 1 target value per sample, but the model outputs 2"):
+            model.evaluate_dataset(write_hdf5(tmp_path / "one.h5", x, t[:, 0]))
+
+
 def test_train_epoch_refusals(tmp_path):
     x, y = separable(20, seed=7)
     labelled = write_hdf5(tmp_path / "labelled.h5", x, y)
