@@ -12,7 +12,8 @@ set -euo pipefail
 apt_packages=(cmake ninja-build pkg-config
               libjson-c-dev libhdf5-dev libopenblas-dev zlib1g-dev
               valgrind)   # ctest c_driver_valgrind (bindings/c)
-python_modules=(numpy h5py pytest jsonschema setuptools wheel)   # PyPI names are the same
+python_modules=(numpy scipy h5py pytest jsonschema setuptools wheel)   # PyPI names are the same
+# (scipy: scipy.special.erf, the NumPy reference of the gelu activation)
 # (setuptools and wheel build bindings/python for the tests without a PyPI round trip)
 python=${PYTHON:-python3}
 

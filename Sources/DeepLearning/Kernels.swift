@@ -98,63 +98,26 @@ public enum Kernels {
         }
     }
 
-    // MARK: Activations (any shape: n elements)
+    // MARK: Elementwise maps (activations: any shape, n elements)
 
-    /// y = max(0, x)
-    @_specialize(where T == Float) @_specialize(where T == Double)
-    public static func reluForward<T: DLScalar>(_ x: UnsafePointer<T>, _ y: UnsafeMutablePointer<T>, _ n: Int) {
-        for i in 0..<n { let v = x[i]; y[i] = v > 0 ? v : 0 }
+    /// y[i] = f(x[i]).
+    ///
+    /// Always inlined, with `f`, into the caller: an activation's `@_specialize`d method
+    /// then holds the whole loop with its formula as the body, which the compiler
+    /// vectorises where the formula allows (selects, products).
+    @inline(__always)
+    public static func map<T: DLScalar>(_ x: UnsafePointer<T>, _ y: UnsafeMutablePointer<T>, _ n: Int, _ f: (T) -> T) {
+        for i in 0..<n { y[i] = f(x[i]) }
     }
 
-    /// dx = dy where x > 0, else 0 (the gradient at exactly 0 is 0)
-    @_specialize(where T == Float) @_specialize(where T == Double)
-    public static func reluBackward<T: DLScalar>(_ x: UnsafePointer<T>, _ dy: UnsafePointer<T>, _ dx: UnsafeMutablePointer<T>, _ n: Int) {
-        // Both loads happen unconditionally, so the loop is a select, not a branch, and
-        // vectorises (reading dy only where x > 0 measured 10x slower).
-        for i in 0..<n { let g = dy[i]; dx[i] = x[i] > 0 ? g : 0 }
-    }
-
-    /// y = x where x > 0, else alpha * x
-    @_specialize(where T == Float) @_specialize(where T == Double)
-    public static func leakyReluForward<T: DLScalar>(_ x: UnsafePointer<T>, _ y: UnsafeMutablePointer<T>, _ n: Int, alpha: T) {
-        for i in 0..<n { let v = x[i]; y[i] = v > 0 ? v : alpha * v }
-    }
-
-    /// dx = dy where x > 0, else alpha * dy
-    @_specialize(where T == Float) @_specialize(where T == Double)
-    public static func leakyReluBackward<T: DLScalar>(_ x: UnsafePointer<T>, _ dy: UnsafePointer<T>, _ dx: UnsafeMutablePointer<T>, _ n: Int, alpha: T) {
-        for i in 0..<n { let g = dy[i]; dx[i] = x[i] > 0 ? g : alpha * g }
-    }
-
-    /// y = 1 / (1 + exp(-x)), computed without overflow for large |x|
-    @_specialize(where T == Float) @_specialize(where T == Double)
-    public static func sigmoidForward<T: DLScalar>(_ x: UnsafePointer<T>, _ y: UnsafeMutablePointer<T>, _ n: Int) {
-        for i in 0..<n {
-            let v = x[i]
-            if v >= 0 {
-                y[i] = 1 / (1 + T.exp(-v))
-            } else {
-                let e = T.exp(v)
-                y[i] = e / (1 + e)
-            }
-        }
-    }
-
-    /// dx = dy * y * (1 - y), from the cached output y
-    @_specialize(where T == Float) @_specialize(where T == Double)
-    public static func sigmoidBackward<T: DLScalar>(_ y: UnsafePointer<T>, _ dy: UnsafePointer<T>, _ dx: UnsafeMutablePointer<T>, _ n: Int) {
-        for i in 0..<n { dx[i] = dy[i] * y[i] * (1 - y[i]) }
-    }
-
-    @_specialize(where T == Float) @_specialize(where T == Double)
-    public static func tanhForward<T: DLScalar>(_ x: UnsafePointer<T>, _ y: UnsafeMutablePointer<T>, _ n: Int) {
-        for i in 0..<n { y[i] = T.tanh(x[i]) }
-    }
-
-    /// dx = dy * (1 - y^2), from the cached output y
-    @_specialize(where T == Float) @_specialize(where T == Double)
-    public static func tanhBackward<T: DLScalar>(_ y: UnsafePointer<T>, _ dy: UnsafePointer<T>, _ dx: UnsafeMutablePointer<T>, _ n: Int) {
-        for i in 0..<n { dx[i] = dy[i] * (1 - y[i] * y[i]) }
+    /// dx[i] = f(c[i], dy[i]): a backward pass from the cached c (x or y) and dL/dy.
+    ///
+    /// Both loads happen whatever `f` does with them, so a formula that picks dy or 0
+    /// (ReLU) is a select, not a branch, and vectorises.
+    @inline(__always)
+    public static func map<T: DLScalar>(_ c: UnsafePointer<T>, _ dy: UnsafePointer<T>, _ dx: UnsafeMutablePointer<T>, _ n: Int,
+                                        _ f: (T, T) -> T) {
+        for i in 0..<n { let g = dy[i]; dx[i] = f(c[i], g) }
     }
 
     /// Row-wise softmax: y[r, :] = exp(x[r, :] - max) / sum. Stable for any finite x.

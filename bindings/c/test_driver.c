@@ -17,8 +17,9 @@
  *     function on success and on every error path (NULL, foreign, freed handles and handles
  *     of another kind; bad dtype codes; malformed JSON; wrong shapes; short buffers;
  *     backward before forward; labels and targets); linear against y = x W^T + b and its
- *     gradients computed here, through the live parameter memory; relu, leaky_relu,
- *     sigmoid, tanh and softmax against their formulas; mse, cross_entropy and huber
+ *     gradients computed here, through the live parameter memory; every activation
+ *     (relu, leaky_relu, sigmoid, tanh, gelu in both forms, silu, elu, softplus on both
+ *     sides of its threshold, softmax) against its formula; mse, cross_entropy and huber
  *     against theirs (the tutorial's examples); a float64 finite-difference check of a
  *     linear layer's gradients;
  *   - data sets (dl_dataset_*, dl_train_epoch, dl_evaluate_dataset): IDX and CSV files
@@ -1377,6 +1378,10 @@ static void test_layer_creation(void) {
         {"{\"type\": \"leaky_relu\"}", "leaky_relu", 0},
         {"{\"type\": \"sigmoid\"}", "sigmoid", 0},
         {"{\"type\": \"tanh\"}", "tanh", 0},
+        {"{\"type\": \"gelu\", \"approximate\": \"tanh\"}", "gelu", 0},
+        {"{\"type\": \"silu\"}", "silu", 0},
+        {"{\"type\": \"elu\", \"alpha\": 0.5}", "elu", 0},
+        {"{\"type\": \"softplus\", \"beta\": 2}", "softplus", 0},
         {"{\"type\": \"softmax\"}", "softmax", 0},
     };
     for (int d = 0; d < 2; d++) {
@@ -1485,6 +1490,9 @@ static void test_layer_creation(void) {
         "{\"type\": \"linear\", \"in_features\": 5, \"units\": 0}",
         "{\"type\": \"linear\", \"in_features\": 5, \"units\": 3, \"init\": \"ones\"}",
         "{\"type\": \"leaky_relu\", \"alpha\": 2}",
+        "{\"type\": \"gelu\", \"approximate\": \"erf\"}", "{\"type\": \"gelu\", \"approximate\": true}",
+        "{\"type\": \"silu\", \"beta\": 1}", "{\"type\": \"elu\", \"alpha\": -1}",
+        "{\"type\": \"softplus\", \"beta\": 0}", "{\"type\": \"softplus\", \"treshold\": 20}",
     };
     for (int d = 0; d < 2; d++)
         for (size_t i = 0; i < sizeof malformed / sizeof malformed[0]; i++)
@@ -1888,18 +1896,38 @@ static void test_linear(int dtype) {
 /* Standalone layers: activations against their formulas                     */
 /* ------------------------------------------------------------------------ */
 
-enum activation { RELU, LEAKY_RELU, SIGMOID, TANH, SOFTMAX };
+enum activation { RELU, LEAKY_RELU, SIGMOID, TANH, GELU, GELU_TANH, SILU, ELU, SOFTPLUS, SOFTMAX };
 
-static void activation_reference(enum activation kind, double alpha, const double *x, const double *dy, size_t rows,
-                                 size_t cols, double *y, double *dx) {
+/* The activations' formulas with PyTorch's definitions; `a` and `b` are the options
+ * (alpha of leaky_relu and elu; beta and threshold of softplus). */
+static void activation_reference(enum activation kind, double a, double b, const double *x, const double *dy,
+                                 size_t rows, size_t cols, double *y, double *dx) {
     size_t n = rows * cols;
-    for (size_t i = 0; i < n; i++) switch (kind) {
-        case RELU: y[i] = x[i] > 0 ? x[i] : 0; dx[i] = x[i] > 0 ? dy[i] : 0; break;
-        case LEAKY_RELU: y[i] = x[i] > 0 ? x[i] : alpha * x[i]; dx[i] = x[i] > 0 ? dy[i] : alpha * dy[i]; break;
-        case SIGMOID: y[i] = 1 / (1 + exp(-x[i])); dx[i] = dy[i] * y[i] * (1 - y[i]); break;
-        case TANH: y[i] = tanh(x[i]); dx[i] = dy[i] * (1 - y[i] * y[i]); break;
+    for (size_t i = 0; i < n; i++) {
+        const double pi = acos(-1.0);
+        double v = x[i], s = 1 / (1 + exp(-v)), k = sqrt(2 / pi), t = tanh(k * (v + 0.044715 * v * v * v));
+        switch (kind) {
+        case RELU: y[i] = v > 0 ? v : 0; dx[i] = v > 0 ? dy[i] : 0; break;
+        case LEAKY_RELU: y[i] = v > 0 ? v : a * v; dx[i] = v > 0 ? dy[i] : a * dy[i]; break;
+        case SIGMOID: y[i] = s; dx[i] = dy[i] * s * (1 - s); break;
+        case TANH: y[i] = tanh(v); dx[i] = dy[i] * (1 - y[i] * y[i]); break;
+        case GELU:
+            y[i] = v * (1 + erf(v / sqrt(2))) / 2;
+            dx[i] = dy[i] * ((1 + erf(v / sqrt(2))) / 2 + v * exp(-v * v / 2) / sqrt(2 * pi));
+            break;
+        case GELU_TANH:
+            y[i] = v * (1 + t) / 2;
+            dx[i] = dy[i] * ((1 + t) / 2 + v * (1 - t * t) * k * (1 + 3 * 0.044715 * v * v) / 2);
+            break;
+        case SILU: y[i] = v * s; dx[i] = dy[i] * s * (1 + v * (1 - s)); break;
+        case ELU: y[i] = v > 0 ? v : a * expm1(v); dx[i] = v > 0 ? dy[i] : dy[i] * a * exp(v); break;
+        case SOFTPLUS:
+            y[i] = a * v > b ? v : log1p(exp(a * v)) / a;
+            dx[i] = a * v > b ? dy[i] : dy[i] / (1 + exp(-a * v));
+            break;
         case SOFTMAX: break;
         }
+    }
     if (kind != SOFTMAX) return;
     for (size_t r = 0; r < rows; r++) {
         const double *xr = x + r * cols, *dyr = dy + r * cols;
@@ -1912,18 +1940,25 @@ static void activation_reference(enum activation kind, double alpha, const doubl
 }
 
 static void test_activations(void) {
-    section("relu, leaky_relu, sigmoid, tanh, softmax against their formulas (float32, float64)");
+    section("every activation against its formula (float32, float64)");
     static const struct {
         const char *json;
         enum activation kind;
-        double alpha;
+        double a, b;
     } acts[] = {
-        {"{\"type\": \"relu\"}", RELU, 0},
-        {"{\"type\": \"leaky_relu\", \"alpha\": 0.2}", LEAKY_RELU, 0.2},
-        {"{\"type\": \"leaky_relu\"}", LEAKY_RELU, 0.01}, /* the default alpha */
-        {"{\"type\": \"sigmoid\"}", SIGMOID, 0},
-        {"{\"type\": \"tanh\"}", TANH, 0},
-        {"{\"type\": \"softmax\"}", SOFTMAX, 0},
+        {"{\"type\": \"relu\"}", RELU, 0, 0},
+        {"{\"type\": \"leaky_relu\", \"alpha\": 0.2}", LEAKY_RELU, 0.2, 0},
+        {"{\"type\": \"leaky_relu\"}", LEAKY_RELU, 0.01, 0}, /* the default alpha */
+        {"{\"type\": \"sigmoid\"}", SIGMOID, 0, 0},
+        {"{\"type\": \"tanh\"}", TANH, 0, 0},
+        {"{\"type\": \"gelu\"}", GELU, 0, 0},
+        {"{\"type\": \"gelu\", \"approximate\": \"tanh\"}", GELU_TANH, 0, 0},
+        {"{\"type\": \"silu\"}", SILU, 0, 0},
+        {"{\"type\": \"elu\"}", ELU, 1, 0}, /* PyTorch's default alpha */
+        {"{\"type\": \"elu\", \"alpha\": 0.5}", ELU, 0.5, 0},
+        {"{\"type\": \"softplus\"}", SOFTPLUS, 1, 20}, /* PyTorch's defaults: linear only for x > 20 */
+        {"{\"type\": \"softplus\", \"beta\": 2, \"threshold\": 1.5}", SOFTPLUS, 2, 1.5},
+        {"{\"type\": \"softmax\"}", SOFTMAX, 0, 0},
     };
     /* Three rows of four: both signs, no exact zero (where the derivative is a convention),
      * and a row of large values (softmax must subtract the maximum, sigmoid saturate). */
@@ -1947,7 +1982,7 @@ static void test_activations(void) {
             static const size_t shapes[3][2] = {{ROWS, COLS}, {2, 6}, {N, 1}};
             for (size_t s = 0; s < 3; s++) {
                 size_t rows = shapes[s][0], cols = shapes[s][1];
-                activation_reference(acts[a].kind, acts[a].alpha, xr, dyr, rows, cols, yr, dxr);
+                activation_reference(acts[a].kind, acts[a].a, acts[a].b, xr, dyr, rows, cols, yr, dxr);
                 set_elem(y, N, dtype, 7);
                 set_elem(dx, N, dtype, 7);
                 if (!CHECK_OK(dl_layer_forward(l, x, rows, cols, (int)s % 2, y, N)) ||
@@ -1968,7 +2003,7 @@ static void test_activations(void) {
                     CHECK(sums);
                 }
             }
-            printf("   %-42s %s: max error %.2g\n", acts[a].json, dtype_name(dtype), worst);
+            printf("   %-50s %s: max error %.2g\n", acts[a].json, dtype_name(dtype), worst);
             release_layer(l);
         }
         free(x);

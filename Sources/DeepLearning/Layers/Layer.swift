@@ -77,7 +77,8 @@ public struct LayerContext {
 }
 
 /// Builds one type of layer from its spec. Adding a layer type is a new file with a
-/// `Layer` class and a `LayerFactory`, plus one line in `LayerRegistry.factories`.
+/// `Layer` class and a `LayerFactory`, plus one line in `LayerRegistry.factories`; an
+/// elementwise activation is a new file with an `ActivationFunction` only.
 public protocol LayerFactory: Sendable {
     static var kind: ComponentKind { get }
     static func make<T: DLScalar>(_ spec: ComponentSpec, _ context: inout LayerContext) throws(DLError) -> any Layer<T>
@@ -87,10 +88,14 @@ public protocol LayerFactory: Sendable {
 public enum LayerRegistry {
     public static let factories: [any LayerFactory.Type] = [
         LinearFactory.self,
-        ReLUFactory.self,
-        LeakyReLUFactory.self,
-        SigmoidFactory.self,
-        TanhFactory.self,
+        ReLU.self,
+        LeakyReLU.self,
+        Sigmoid.self,
+        Tanh.self,
+        GELU.self,
+        SiLU.self,
+        ELU.self,
+        Softplus.self,
         SoftmaxFactory.self,
         FlattenFactory.self,
         ReshapeFactory.self,

@@ -26,7 +26,8 @@ from ._version import __version__
 from .data import Dataset
 from .errors import DLError, Status
 from .gradcheck import gradient_check, gradient_check_loss, gradient_check_weights, numerical_gradient
-from .layers import Layer, LeakyReLU, Linear, ReLU, Sigmoid, Softmax, Tanh
+from . import layers
+from .layers import *  # noqa: F403 (the layer classes, listed in layers.__all__)
 from .losses import CrossEntropyLoss, HuberLoss, Loss, MSELoss
 from .mlp import TwoLayerMLP
 from .model import Evaluation, GradCheck, Model, Preprocessing
@@ -35,7 +36,6 @@ from .training import History
 load = Model.load
 
 __all__ = ["CrossEntropyLoss", "DLError", "Dataset", "Evaluation", "GradCheck", "History", "HuberLoss", "Preprocessing",
-           "Layer", "LeakyReLU", "Linear", "Loss", "MSELoss", "Model", "ReLU", "Sigmoid",
-           "Softmax", "Status", "Tanh", "TwoLayerMLP", "__version__", "gradient_check",
+           "Loss", "MSELoss", "Model", "Status", "TwoLayerMLP", "__version__", "gradient_check",
            "get_num_threads", "gradient_check_loss", "gradient_check_weights", "library_path", "load", "set_num_threads",
-           "numerical_gradient"]
+           "numerical_gradient", *layers.__all__]

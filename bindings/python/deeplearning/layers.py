@@ -16,6 +16,7 @@ gradients. Keeping a view keeps that memory alive, even after ``close()``.
 
 from __future__ import annotations
 
+import numbers
 import operator
 
 import numpy as np
@@ -186,51 +187,101 @@ class Linear(Layer):
                 + (" (closed)" if self.closed else ""))
 
 
-class _Activation(Layer):
-    """An activation: y has x's shape."""
+def _json_value(value):
+    """An option as the spec's JSON carries it: NumPy scalars become Python numbers."""
+    if isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    return value
 
-    type = ""
 
-    def __init__(self, *, dtype=np.float64, **options):
-        self._options = options
-        super().__init__({"type": self.type, **options}, dtype)
+class Activation(Layer):
+    """An activation, or any layer without parameters whose y has x's shape, by its
+    spec type: ``Activation("gelu", approximate="tanh")``.
+
+    Options take the spec's names, which are PyTorch's; the library checks them
+    and fills in the defaults (PyTorch's) of those not given. Every activation a
+    spec can name works here; the classes below name the common ones and also
+    take PyTorch's positional options by position.
+    """
+
+    type = ""                               # the spec type, fixed by each subclass
+    positional: tuple[str, ...] = ()        # options that may come by position, in order
+
+    def __init__(self, *args, dtype=np.float64, **options):
+        name = type(self).__name__
+        if not self.type:                   # this class itself: the type comes first
+            if not args or not isinstance(args[0], str):
+                raise TypeError('Activation() needs the spec type first, e.g. Activation("gelu")')
+            self.type, args = args[0], args[1:]
+        if len(args) > len(self.positional):
+            raise TypeError(f"{name}() takes {len(self.positional)} option(s) by position "
+                            f"{self.positional}, got {len(args)}")
+        given = dict(zip(self.positional, args))
+        twice = sorted(given.keys() & options.keys())
+        if twice:
+            raise TypeError(f"{name}() got option {twice[0]!r} both by position and by name")
+        given.update(options)
+        self.options = {key: _json_value(value) for key, value in given.items()}
+        super().__init__({"type": self.type, **self.options}, dtype)
 
     def __repr__(self) -> str:
-        options = "".join(f"{k}={v!r}, " for k, v in self._options.items())
-        return (f"{type(self).__name__}({options}dtype=np.{self.dtype})"
+        generic = [repr(self.type)] if type(self) is Activation else []
+        options = [f"{k}={v!r}" for k, v in self.options.items()]
+        return (f"{type(self).__name__}({', '.join(generic + options + [f'dtype=np.{self.dtype}'])})"
                 + (" (closed)" if self.closed else ""))
 
 
-class ReLU(_Activation):
+class ReLU(Activation):
     """y = max(0, x); the gradient passes where x > 0 (not at 0)."""
-
     type = "relu"
 
 
-class LeakyReLU(_Activation):
+class LeakyReLU(Activation):
     """y = x where x > 0, alpha * x elsewhere; alpha in [0, 1]."""
-
-    type = "leaky_relu"
-
-    def __init__(self, alpha: float = 0.01, *, dtype=np.float64):
-        self.alpha = float(alpha)
-        super().__init__(dtype=dtype, alpha=self.alpha)
+    type, positional = "leaky_relu", ("alpha",)
 
 
-class Sigmoid(_Activation):
+class Sigmoid(Activation):
     """y = 1 / (1 + exp(-x)); dL/dx = dL/dy * y * (1 - y)."""
-
     type = "sigmoid"
 
 
-class Tanh(_Activation):
+class Tanh(Activation):
     """y = tanh(x); dL/dx = dL/dy * (1 - y^2)."""
-
     type = "tanh"
 
 
-class Softmax(_Activation):
+class GELU(Activation):
+    """y = x * Phi(x), Phi the standard normal CDF (erf); approximate="tanh" for the
+    tanh form, as PyTorch's ``nn.GELU``."""
+    type, positional = "gelu", ("approximate",)
+
+
+class SiLU(Activation):
+    """y = x * sigmoid(x) (swish)."""
+    type = "silu"
+
+
+class ELU(Activation):
+    """y = x where x > 0, alpha * (exp(x) - 1) elsewhere."""
+    type, positional = "elu", ("alpha",)
+
+
+class Softplus(Activation):
+    """y = log(1 + exp(beta * x)) / beta, and y = x where beta * x > threshold, as
+    PyTorch's ``nn.Softplus``."""
+    type, positional = "softplus", ("beta", "threshold")
+
+
+class Softmax(Activation):
     """Softmax over the last axis (each sample's features). Not before
     CrossEntropyLoss, which applies its own."""
-
     type = "softmax"
+
+
+__all__ = ["Activation", "ELU", "GELU", "Layer", "LeakyReLU", "Linear", "ReLU", "SiLU", "Sigmoid",
+           "Softmax", "Softplus", "Tanh"]

@@ -7,21 +7,62 @@ check the library's forward pass, losses and SGD updates against the maths.
 from __future__ import annotations
 
 import numpy as np
+import scipy.special
 
 
-def _activation(layer: dict, h: np.ndarray) -> np.ndarray:
-    kind = layer["type"]
-    if kind == "relu":
-        return np.maximum(h, 0.0)
-    if kind == "leaky_relu":
-        return np.where(h > 0, h, layer.get("alpha", 0.01) * h)
-    if kind == "sigmoid":
-        return 1.0 / (1.0 + np.exp(-h))
-    if kind == "tanh":
-        return np.tanh(h)
-    if kind == "softmax":
-        return softmax(h)
-    raise NotImplementedError(kind)
+def _sigmoid(x):
+    with np.errstate(over="ignore"):        # exp(-x) -> inf gives 0, as it should
+        return 1.0 / (1.0 + np.exp(-x))
+
+
+def softmax(x: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis (each row of logits)."""
+    z = np.exp(x - x.max(axis=-1, keepdims=True))
+    return z / z.sum(axis=-1, keepdims=True)
+
+
+def _gelu_tanh_u(x):
+    return np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3)
+
+
+def _gelu(x, approximate="none"):
+    if approximate == "tanh":
+        return 0.5 * x * (1 + np.tanh(_gelu_tanh_u(x)))
+    return 0.5 * x * (1 + scipy.special.erf(x / np.sqrt(2)))
+
+
+def _gelu_backward(x, dy, approximate="none"):
+    if approximate == "tanh":
+        t = np.tanh(_gelu_tanh_u(x))
+        return dy * (0.5 * (1 + t) + 0.5 * x * (1 - t ** 2) * np.sqrt(2 / np.pi) * (1 + 3 * 0.044715 * x ** 2))
+    return dy * (0.5 * (1 + scipy.special.erf(x / np.sqrt(2))) + x * np.exp(-x ** 2 / 2) / np.sqrt(2 * np.pi))
+
+
+def _softplus(x, beta=1.0, threshold=20.0):
+    with np.errstate(over="ignore"):        # the branch np.where discards may overflow
+        return np.where(beta * x > threshold, x, np.log1p(np.exp(beta * x)) / beta)
+
+
+def _softmax_backward(x, dy):
+    y = softmax(x)
+    return y * (dy - np.sum(dy * y, axis=-1, keepdims=True))
+
+
+# kind: (y = f(x, **options), dL/dx = g(x, dL/dy, **options)), with PyTorch's defaults.
+ACTIVATIONS = {
+    "relu": (lambda x: np.maximum(x, 0.0), lambda x, dy: dy * (x > 0)),
+    "leaky_relu": (lambda x, alpha=0.01: np.where(x > 0, x, alpha * x),
+                   lambda x, dy, alpha=0.01: np.where(x > 0, dy, alpha * dy)),
+    "sigmoid": (_sigmoid, lambda x, dy: dy * _sigmoid(x) * (1 - _sigmoid(x))),
+    "tanh": (np.tanh, lambda x, dy: dy * (1 - np.tanh(x) ** 2)),
+    "gelu": (_gelu, _gelu_backward),
+    "silu": (lambda x: x * _sigmoid(x), lambda x, dy: dy * _sigmoid(x) * (1 + x * (1 - _sigmoid(x)))),
+    "elu": (lambda x, alpha=1.0: np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0))),
+            lambda x, dy, alpha=1.0: np.where(x > 0, dy, dy * alpha * np.exp(np.minimum(x, 0)))),
+    "softplus": (_softplus, lambda x, dy, beta=1.0, threshold=20.0: np.where(beta * x > threshold, dy,
+                                                                              dy * _sigmoid(beta * x))),
+    "softmax": (softmax, _softmax_backward),
+}
 
 
 def forward(model, x: np.ndarray) -> np.ndarray:
@@ -33,13 +74,8 @@ def forward(model, x: np.ndarray) -> np.ndarray:
             if layer.get("bias", True):
                 h = h + model.get_param(f"layers.{i}.bias")
         else:
-            h = _activation(layer, h)
+            h = activation(layer["type"], h, **{k: v for k, v in layer.items() if k != "type"})
     return h
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return z / z.sum(axis=1, keepdims=True)
 
 
 def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
@@ -85,29 +121,14 @@ def mlp_sgd_step(w1, b1, w2, b2, x, labels, lr):
 
 # -- standalone layers and losses: forward and backward, as the tutorial writes them --
 
-def activation(kind: str, x: np.ndarray, alpha: float = 0.01) -> np.ndarray:
+def activation(kind: str, x: np.ndarray, **options) -> np.ndarray:
     """An activation of x of any shape (softmax over the last axis)."""
-    x = np.asarray(x, np.float64)
-    if kind == "softmax":
-        z = np.exp(x - x.max(axis=-1, keepdims=True))
-        return z / z.sum(axis=-1, keepdims=True)
-    return _activation({"type": kind, "alpha": alpha}, x)
+    return ACTIVATIONS[kind][0](np.asarray(x, np.float64), **options)
 
 
-def activation_backward(kind: str, x: np.ndarray, dy: np.ndarray, alpha: float = 0.01) -> np.ndarray:
+def activation_backward(kind: str, x: np.ndarray, dy: np.ndarray, **options) -> np.ndarray:
     """dL/dx of an activation at x, from dL/dy."""
-    y = activation(kind, x, alpha)
-    if kind == "relu":
-        return dy * (x > 0)
-    if kind == "leaky_relu":
-        return np.where(x > 0, dy, alpha * dy)
-    if kind == "sigmoid":
-        return dy * y * (1 - y)
-    if kind == "tanh":
-        return dy * (1 - y ** 2)
-    if kind == "softmax":
-        return y * (dy - np.sum(dy * y, axis=-1, keepdims=True))
-    raise NotImplementedError(kind)
+    return ACTIVATIONS[kind][1](np.asarray(x, np.float64), np.asarray(dy, np.float64), **options)
 
 
 def linear_backward(x: np.ndarray, w: np.ndarray, dy: np.ndarray):

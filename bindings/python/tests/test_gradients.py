@@ -8,8 +8,8 @@ gradient_check, gradient_check_weights``, run from bindings/python); they live i
 import numpy as np
 import pytest
 
-from deeplearning import (CrossEntropyLoss, HuberLoss, LeakyReLU, Linear, MSELoss, ReLU, Sigmoid,
-                          Softmax, Tanh)
+from deeplearning import (ELU, GELU, CrossEntropyLoss, HuberLoss, LeakyReLU, Linear, MSELoss, ReLU,
+                          Sigmoid, SiLU, Softmax, Softplus, Tanh)
 from deeplearning.gradcheck import (gradient_check, gradient_check_loss, gradient_check_weights,
                                     numerical_gradient, relative_error)
 
@@ -50,6 +50,11 @@ LAYERS = [
     pytest.param(lambda: LeakyReLU(0.2), id="leaky_relu"),
     pytest.param(Sigmoid, id="sigmoid"),
     pytest.param(Tanh, id="tanh"),
+    pytest.param(GELU, id="gelu"),
+    pytest.param(lambda: GELU("tanh"), id="gelu-tanh"),
+    pytest.param(SiLU, id="silu"),
+    pytest.param(lambda: ELU(0.5), id="elu"),
+    pytest.param(lambda: Softplus(2), id="softplus"),
     pytest.param(Softmax, id="softmax"),
 ]
 

@@ -26,6 +26,16 @@ ACTIVATIONS = [
     pytest.param(lambda: dl.LeakyReLU(0.2), "leaky_relu", {"alpha": 0.2}, id="leaky_relu"),
     pytest.param(dl.Sigmoid, "sigmoid", {}, id="sigmoid"),
     pytest.param(dl.Tanh, "tanh", {}, id="tanh"),
+    pytest.param(dl.GELU, "gelu", {}, id="gelu"),
+    pytest.param(lambda: dl.GELU("tanh"), "gelu", {"approximate": "tanh"}, id="gelu-tanh"),
+    pytest.param(dl.SiLU, "silu", {}, id="silu"),
+    pytest.param(dl.ELU, "elu", {}, id="elu"),
+    pytest.param(lambda: dl.ELU(alpha=0.5), "elu", {"alpha": 0.5}, id="elu-0.5"),
+    pytest.param(dl.Softplus, "softplus", {}, id="softplus"),
+    # beta x passes the threshold for x > 0.75: both of PyTorch's branches
+    pytest.param(lambda: dl.Softplus(2, 1.5), "softplus", {"beta": 2, "threshold": 1.5}, id="softplus-2-1.5"),
+    pytest.param(lambda: dl.Activation("gelu", approximate="tanh"), "gelu", {"approximate": "tanh"},
+                 id="generic-gelu-tanh"),
     pytest.param(dl.Softmax, "softmax", {}, id="softmax"),
 ]
 SHAPES = [(5, 7), (7,), (2, 3, 4), (1, 1), ()]
@@ -59,6 +69,26 @@ def test_linear_matches_numpy(x_shape):
     np.testing.assert_allclose(dx, expected[0].reshape(x_shape), **EXACT)
     np.testing.assert_allclose(layer.dL_dW, expected[1], **EXACT)
     np.testing.assert_allclose(layer.dL_db, expected[2], **EXACT)
+
+
+def test_new_activations_at_known_points():
+    """Values from mpmath at 30 digits, and PyTorch's option names and defaults."""
+    x = np.array([1.0, -0.5])
+    np.testing.assert_allclose(dl.GELU().forward(x), [0.84134474606854295, -0.15426876936299345], rtol=1e-15)
+    assert dl.GELU(approximate="tanh").forward([1.0])[0] == pytest.approx(0.8411919906082767, rel=1e-15)
+    assert dl.SiLU().forward([1.0])[0] == pytest.approx(0.73105857863000488, rel=1e-15)
+    assert dl.ELU().forward([-1.0])[0] == pytest.approx(-0.63212055882855768, rel=1e-15)
+    assert dl.Softplus().forward([1.0])[0] == pytest.approx(1.3132616875182228, rel=1e-15)
+    assert dl.Softplus(beta=2).forward([-3.0])[0] == pytest.approx(0.0012378425688652248, rel=1e-14)
+    assert dl.Softplus(threshold=1).forward([1.5])[0] == 1.5                 # linear above it
+    with pytest.raises(dl.DLError, match="approximate"):
+        dl.GELU(approximate="erf")
+    with pytest.raises(dl.DLError, match="beta"):
+        dl.Softplus(beta=0)
+    with pytest.raises(TypeError, match="by position"):
+        dl.ELU(1.0, 2.0)
+    with pytest.raises(TypeError, match="'alpha' both"):
+        dl.ELU(1.0, alpha=2.0)
 
 
 def test_integer_and_bool_inputs_are_computed_in_float64():
@@ -332,6 +362,8 @@ def test_reprs():
     assert repr(dl.Linear(784, 128, seed=0)) == "Linear(784, 128, dtype=np.float64)"
     assert repr(dl.LeakyReLU(0.1)) == "LeakyReLU(alpha=0.1, dtype=np.float64)"
     assert repr(dl.ReLU(dtype=np.float32)) == "ReLU(dtype=np.float32)"
+    assert repr(dl.Softplus(2, threshold=np.float32(5))) == "Softplus(beta=2, threshold=5.0, dtype=np.float64)"
+    assert repr(dl.Activation("gelu", approximate="tanh")) == "Activation('gelu', approximate='tanh', dtype=np.float64)"
     assert repr(dl.HuberLoss()) == "HuberLoss(delta=1.0, dtype=np.float64)"
     closed = dl.CrossEntropyLoss()
     closed.close()

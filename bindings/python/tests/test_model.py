@@ -21,6 +21,16 @@ ALL_LAYERS_SPEC = {
         {"type": "leaky_relu", "alpha": 0.2},
         {"type": "linear", "units": 4},
         {"type": "tanh"},
+        {"type": "linear", "units": 6},
+        {"type": "gelu"},
+        {"type": "linear", "units": 6},
+        {"type": "gelu", "approximate": "tanh"},
+        {"type": "linear", "units": 6},
+        {"type": "silu"},
+        {"type": "linear", "units": 6},
+        {"type": "elu", "alpha": 0.5},
+        {"type": "linear", "units": 6},
+        {"type": "softplus", "beta": 2, "threshold": 1},
         {"type": "linear", "units": 3},
         {"type": "softmax"},
     ],
@@ -86,6 +96,21 @@ def test_regression_evaluate_is_huber_and_has_no_accuracy(regression_model):
     assert regression_model.evaluate(x, y.ravel()) == result
 
 
+def test_activation_options_survive_a_checkpoint(tmp_path):
+    """alpha, approximate, beta and threshold come back with the spec a checkpoint stores,
+    and the loaded model computes with them (the NumPy reference reads its spec)."""
+    rng = np.random.default_rng(5)
+    x, y = rng.standard_normal((8, 5)), rng.random((8, 3))
+    with dl.Model.from_spec(ALL_LAYERS_SPEC) as model:
+        for _ in range(3):
+            model.train_step(x, y)
+        model.save(str(tmp_path / "all.h5"))
+        with dl.load(str(tmp_path / "all.h5")) as loaded:
+            assert loaded.spec["layers"] == ALL_LAYERS_SPEC["layers"]
+            np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+            np.testing.assert_allclose(loaded.predict(x), ref.forward(loaded, x), rtol=1e-5, atol=1e-6)
+
+
 def test_mse_loss_matches_numpy():
     with dl.Model.from_spec(ALL_LAYERS_SPEC) as model:
         rng = np.random.default_rng(4)
@@ -130,6 +155,16 @@ def test_gradcheck_on_xor(xor_model, xor_data):
     assert result.max_rel_error == max(result.per_param.values())
     assert result.max_rel_error < 1e-6
     assert xor_model.step_count == 0
+
+
+def test_gradcheck_through_every_activation():
+    """The library's float64 finite differences (what `dl gradcheck` runs) through every
+    activation of ALL_LAYERS_SPEC, options included."""
+    with dl.Model.from_spec(ALL_LAYERS_SPEC) as model:
+        rng = np.random.default_rng(7)
+        result = model.gradcheck(rng.standard_normal((6, 5)), rng.random((6, 3)))
+        assert len(result.per_param) == len(model.param_names)
+        assert result.max_rel_error < 1e-6
 
 
 def test_gradcheck_with_targets_and_max_entries(regression_model):

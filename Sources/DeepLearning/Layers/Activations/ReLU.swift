@@ -1,0 +1,17 @@
+/// y = max(0, x);  dx = dy where x > 0, else 0 (the gradient at exactly 0 is 0). Caches x.
+public struct ReLU: ActivationFunction {
+    public static let kind = ComponentKind("relu", doc: "y = max(0, x)")
+    public static let cache = ActivationCache.input
+
+    public init(_ spec: ComponentSpec) {}
+
+    @_specialize(where T == Float) @_specialize(where T == Double)
+    public func forward<T: DLScalar>(_ x: UnsafePointer<T>, _ y: UnsafeMutablePointer<T>, _ n: Int) {
+        Kernels.map(x, y, n) { x in x > 0 ? x : 0 }
+    }
+
+    @_specialize(where T == Float) @_specialize(where T == Double)
+    public func backward<T: DLScalar>(_ x: UnsafePointer<T>, _ dy: UnsafePointer<T>, _ dx: UnsafeMutablePointer<T>, _ n: Int) {
+        Kernels.map(x, dy, dx, n) { x, dy in x > 0 ? dy : 0 }
+    }
+}
