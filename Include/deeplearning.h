@@ -67,6 +67,8 @@ extern "C" {
 /* Version                                                                   */
 /* ------------------------------------------------------------------------ */
 
+/* The project's one record of its version: the build, the installed packages,
+   dl_version() and the Python package all take it from these three numbers. */
 #define DL_VERSION_MAJOR 0
 #define DL_VERSION_MINOR 1
 #define DL_VERSION_PATCH 0

@@ -1,4 +1,8 @@
-/// The library's version; Include/deeplearning.h repeats it in DL_VERSION_* macros.
+/// The library's version, as `dl_version()` and `dl --version` report it.
+///
+/// Its one source is the DL_VERSION_* macros of Include/deeplearning.h; SwiftPM has no
+/// configure step to read them, so this copies them, and the ctest install_versions
+/// (cmake/test_install.sh) fails when the two differ.
 public enum Version {
     public static let major = 0
     public static let minor = 1
