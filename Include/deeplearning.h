@@ -103,6 +103,7 @@ DL_API const char *dl_version(void);
 #define DL_NUMERIC           7 /* NaN or infinity in the input, targets or loss */
 #define DL_UNSUPPORTED       8 /* not possible for this model (e.g. class labels with an MSE loss) */
 #define DL_BUSY              9 /* the model is being used by another thread right now */
+#define DL_CANCELLED        10 /* a progress callback stopped the call (dl_model_set_progress) */
 
 /*
  * dl_status_string - fixed English text for a status code ("invalid argument").
@@ -567,6 +568,59 @@ DL_API int dl_dataset_targets(const dl_dataset *dataset, const float **values, s
 DL_API int dl_dataset_standardizer(const dl_dataset *dataset, double scale, double *mean, double *std);
 
 /*
+ * dl_progress_fn - a progress callback of the long calls on a model,
+ * dl_train_epoch() and dl_evaluate_dataset(), set with dl_model_set_progress().
+ * It is called on the calling thread after every finished training step, or
+ * every finished chunk of samples of an evaluation (as many as the model
+ * predicts at once), so a program can draw progress and stop a long call.
+ *   user_data     the pointer given to dl_model_set_progress(), as given.
+ *   done          steps (or chunks) finished by this call so far, 1..total.
+ *   total         steps (or chunks) the whole call makes.
+ *   samples_done  samples trained on (or evaluated) by this call so far.
+ *   mean_loss     mean loss of those samples (for training, each batch's loss
+ *                 taken before its update, weighted by batch size).
+ * Returns: 0 to go on; any other value stops the call at once, and it returns
+ * DL_CANCELLED. A stopped dl_train_epoch() leaves the model as after its last
+ * finished step: every step before is applied in full and nothing of a next
+ * one, but the epoch counter is not advanced, the per-epoch learning-rate
+ * decay is not applied, and the OUT mean loss is not written; the model's
+ * generator has drawn the epoch's order (a checkpoint saved then resumes from
+ * there, not from the epoch's start). A stopped dl_evaluate_dataset() changes
+ * nothing. Returning non-zero after the last step still cancels.
+ * The callback must not use the same model (the model is held by the running
+ * call: such calls get DL_BUSY); other models and data sets are fine. It
+ * should return quickly: it runs between steps.
+ *
+ * Stopping a training run on Ctrl-C, for example:
+ *
+ *     static volatile sig_atomic_t interrupted;
+ *     static void on_sigint(int sig) { (void)sig; interrupted = 1; }
+ *     static int keep_going(void *user_data, size_t done, size_t total,
+ *                           size_t samples_done, double mean_loss) {
+ *         fprintf(stderr, "\r%zu/%zu loss %.4g", done, total, mean_loss);
+ *         return interrupted;              // non-zero stops the epoch
+ *     }
+ *     ...
+ *     signal(SIGINT, on_sigint);
+ *     dl_model_set_progress(m, keep_going, NULL);
+ *     if (dl_train_epoch(m, train, 64, 1, &loss) == DL_CANCELLED) dl_model_save(m, "stopped.h5");
+ */
+typedef int (*dl_progress_fn)(void *user_data, size_t done, size_t total, size_t samples_done, double mean_loss);
+
+/*
+ * dl_model_set_progress - sets (or, with fn NULL, removes) the model's
+ * progress callback, called by its dl_train_epoch() and dl_evaluate_dataset()
+ * calls (see dl_progress_fn). One callback per model; a new one replaces the
+ * old. It is not saved in checkpoints and not copied by dl_model_clone().
+ *   fn         the callback, or NULL for none (the default).
+ *   user_data  passed to fn as is; the library never reads or frees it (it
+ *              must stay valid while the model may call fn).
+ * Returns: DL_OK; DL_INVALID_ARGUMENT (NULL or dead model); DL_BUSY (the model
+ * is in use by another thread, or by the call that is running the callback).
+ */
+DL_API int dl_model_set_progress(dl_model *model, dl_progress_fn fn, void *user_data);
+
+/*
  * dl_train_epoch - one epoch of mini-batch training over every sample of a
  * data set with targets (class labels or target values), as dl train does: batches of batch_size samples, the
  * last one holding the remainder, each one step of dl_train_step(). With
@@ -595,7 +649,8 @@ DL_API int dl_dataset_standardizer(const dl_dataset *dataset, double scale, doub
  * model's classes: nothing changes); DL_UNSUPPORTED (class labels for a model
  * whose loss is not cross-entropy); DL_NUMERIC (NaN/Inf in the data or a diverging loss:
  * the steps before it stay applied); DL_BUSY (the model is in use by another
- * thread).
+ * thread); DL_CANCELLED (the model's progress callback stopped the epoch: see
+ * dl_progress_fn for the state it leaves).
  */
 DL_API int dl_train_epoch(dl_model *model, const dl_dataset *dataset, size_t batch_size, int shuffle,
                           double *mean_loss);
@@ -607,7 +662,8 @@ DL_API int dl_train_epoch(dl_model *model, const dl_dataset *dataset, size_t bat
  *   accuracy  OUT (may be NULL): for a classifier, the fraction in [0, 1] of
  *             samples whose argmax output equals the label (or the argmax of
  *             the target row); NaN for a regression model.
- * Returns: as dl_train_epoch(). The model is not changed.
+ * Returns: as dl_train_epoch(). The model is not changed. The progress callback
+ * (dl_model_set_progress) is called after every chunk of samples.
  */
 DL_API int dl_evaluate_dataset(dl_model *model, const dl_dataset *dataset, double *loss, double *accuracy);
 

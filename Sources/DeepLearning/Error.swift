@@ -16,6 +16,8 @@ public enum DLErrorKind: Int32, Sendable {
     case unsupported = 8
     /// The model is in use by another thread.
     case busy = 9
+    /// A progress callback asked a long call to stop (the work done before it stays done).
+    case cancelled = 10
     /// A bug in the library itself.
     case `internal` = 1
 }

@@ -135,21 +135,31 @@ public func dl_dataset_standardizer(_ dataset: OpaquePointer?, _ scale: Double,
 
 // MARK: - Training and evaluation
 
-/// Runs `body` with the model (held for this thread alone) and the data set (shared).
+/// Runs `body` with the model's box (held for this thread alone) and the data set (shared).
 private func withModelAndDataset(_ model: OpaquePointer?, _ dataset: OpaquePointer?,
-                       _ body: (any AnyModel, Dataset) throws(DLError) -> Void) -> Int32 {
+                       _ body: (ModelBox, Dataset) throws(DLError) -> Void) -> Int32 {
     withModel(model) { (modelBox) throws(DLError) in
         try holding(dataset, "dataset", shared: true) { (dataBox: DatasetBox) throws(DLError) in
-            try body(modelBox.value, dataBox.value)
+            try body(modelBox, dataBox.value)
         }
+    }
+}
+
+@_cdecl("dl_model_set_progress")
+public func dl_model_set_progress(_ model: OpaquePointer?,
+                                  _ function: (@convention(c) (UnsafeMutableRawPointer?, Int, Int, Int, Double) -> Int32)?,
+                                  _ userData: UnsafeMutableRawPointer?) -> Int32 {
+    withModel(model) { (box) throws(DLError) in
+        box.progress = function.map { CProgress(function: $0, userData: userData) }
     }
 }
 
 @_cdecl("dl_train_epoch")
 public func dl_train_epoch(_ model: OpaquePointer?, _ dataset: OpaquePointer?, _ batchSize: Int, _ shuffle: Int32,
                            _ meanLoss: UnsafeMutablePointer<Double>?) -> Int32 {
-    withModelAndDataset(model, dataset) { (model, data) throws(DLError) in
-        let result = try model.trainEpoch(on: data, batchSize: try size(batchSize, "batch_size"), shuffle: shuffle != 0)
+    withModelAndDataset(model, dataset) { (box, data) throws(DLError) in
+        let result = try box.value.trainEpoch(on: data, batchSize: try size(batchSize, "batch_size"), shuffle: shuffle != 0,
+                                              progress: box.progress?.handler("dl_train_epoch", "batches"))
         meanLoss?.pointee = result.meanLoss
     }
 }
@@ -157,8 +167,8 @@ public func dl_train_epoch(_ model: OpaquePointer?, _ dataset: OpaquePointer?, _
 @_cdecl("dl_evaluate_dataset")
 public func dl_evaluate_dataset(_ model: OpaquePointer?, _ dataset: OpaquePointer?,
                                 _ loss: UnsafeMutablePointer<Double>?, _ accuracy: UnsafeMutablePointer<Double>?) -> Int32 {
-    withModelAndDataset(model, dataset) { (model, data) throws(DLError) in
-        let result = try model.evaluate(on: data)
+    withModelAndDataset(model, dataset) { (box, data) throws(DLError) in
+        let result = try box.value.evaluate(on: data, progress: box.progress?.handler("dl_evaluate_dataset", "chunks"))
         loss?.pointee = result.loss
         accuracy?.pointee = result.accuracy ?? .nan
     }

@@ -35,6 +35,7 @@ public func dl_status_string(_ status: Int32) -> UnsafePointer<CChar> {
     case 7: text = "NaN or infinity"
     case 8: text = "unsupported for this model"
     case 9: text = "model busy in another thread"
+    case 10: text = "cancelled by a progress callback"
     default: text = "unknown status"
     }
     return staticCString(text)

@@ -31,6 +31,10 @@
  *     unlabelled data, a wrong input size, bad labels and labels for regression refused;
  *     CSV target values (dl_dataset_load_csv_targets, dl_dataset_targets) trained on by
  *     regression.json, an unshuffled epoch against dl_train_step (bit for bit);
+ *   - progress callbacks (dl_model_set_progress): every step and evaluation chunk
+ *     reported in order with the running mean loss; an epoch stopped after three steps
+ *     equals three dl_train_step calls (no decay, no OUT value, DL_CANCELLED), a
+ *     cancelled evaluation writes nothing, the running model refuses re-entry (DL_BUSY);
  *   - threads: separate models train (and save and load) at once with the serial
  *     results, clones predict at once with the serial results, two threads on one
  *     model get DL_OK or DL_BUSY, models train at once on one shared data set.
@@ -278,15 +282,15 @@ static void test_version_and_status(void) {
 
     /* The codes are published values. */
     static const int codes[] = {DL_OK, DL_ERROR, DL_INVALID_ARGUMENT, DL_SPEC_ERROR, DL_IO_ERROR,
-                                DL_FORMAT_ERROR, DL_NOMEM, DL_NUMERIC, DL_UNSUPPORTED, DL_BUSY};
-    for (int i = 0; i < 10; i++) CHECK(codes[i] == i);
-    for (int code = 0; code <= 9; code++) {
+                                DL_FORMAT_ERROR, DL_NOMEM, DL_NUMERIC, DL_UNSUPPORTED, DL_BUSY, DL_CANCELLED};
+    for (int i = 0; i < 11; i++) CHECK(codes[i] == i);
+    for (int code = 0; code <= 10; code++) {
         const char *text = dl_status_string(code);
         CHECK(text != NULL && text[0] != '\0' && strcmp(text, "unknown status") != 0);
         for (int other = 0; other < code; other++) CHECK(text != NULL && strcmp(text, dl_status_string(other)) != 0);
     }
     CHECK(strcmp(dl_status_string(DL_INVALID_ARGUMENT), "invalid argument") == 0);
-    static const int unknown[] = {10, -1, 100, INT_MAX, INT_MIN};
+    static const int unknown[] = {11, -1, 100, INT_MAX, INT_MIN};
     for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++)
         CHECK(strcmp(dl_status_string(unknown[i]), "unknown status") == 0);
 }
@@ -2829,6 +2833,107 @@ done:
     release_dataset(test);
 }
 
+/* What a progress callback saw, and when it stops the call. */
+typedef struct {
+    dl_model *model;        /* the model the callback belongs to (for the DL_BUSY check) */
+    size_t calls, stop_at;  /* stop_at: the `done` at which to return non-zero; 0 never */
+    size_t done, total, samples;
+    double mean_loss;
+    bool in_order;          /* every call's `done` was the previous one's plus one */
+    int reentrant_status;   /* what dl_model_set_progress on the running model gave */
+} progress_log;
+
+static int record_progress(void *user_data, size_t done, size_t total, size_t samples_done, double mean_loss) {
+    progress_log *log = user_data;
+    log->in_order = log->in_order && done == log->done + 1 && done <= total;
+    log->calls++;
+    log->done = done;
+    log->total = total;
+    log->samples = samples_done;
+    log->mean_loss = mean_loss;
+    log->reentrant_status = dl_model_set_progress(log->model, NULL, NULL);
+    return log->stop_at != 0 && done >= log->stop_at;
+}
+
+static void reset_log(progress_log *log, dl_model *model, size_t stop_at) {
+    *log = (progress_log){.model = model, .stop_at = stop_at, .in_order = true, .reentrant_status = -1};
+}
+
+static void test_progress(void) {
+    section("dl_model_set_progress: progress reports and cancellation of dl_train_epoch, dl_evaluate_dataset");
+    dl_dataset *train = NULL, *test = NULL;
+    dl_model *a = NULL, *b = NULL, *copy = NULL;
+    const float *x = NULL;
+    const int32_t *y = NULL;
+    if (!CHECK_OK(dl_dataset_load_mnist(scratch_dir, DL_SPLIT_TRAIN, &train))
+        || !CHECK_OK(dl_dataset_load_mnist(scratch_dir, DL_SPLIT_TEST, &test))
+        || !CHECK_OK(dl_dataset_features(train, &x)) || !CHECK_OK(dl_dataset_labels(train, &y)))
+        goto done;
+    a = dataset_model(train);
+    b = dataset_model(train);
+    if (a == NULL || b == NULL) goto done;
+    const size_t batches = (DS_TRAIN + DS_BATCH - 1) / DS_BATCH, stop = 3;
+    progress_log log;
+
+    /* Stopped after its third step, the epoch leaves the model exactly as three
+     * dl_train_step calls on the same batches do: no half step, no decay, no OUT loss. */
+    reset_log(&log, a, stop);
+    CHECK_OK(dl_model_set_progress(a, record_progress, &log));
+    double loss = -1, sum = 0;
+    CHECK_STATUS(dl_train_epoch(a, train, DS_BATCH, 0, &loss), DL_CANCELLED);
+    CHECK(strstr(dl_last_error(), "progress callback") != NULL && strstr(dl_last_error(), "3 of 10") != NULL);
+    CHECK(loss == -1);
+    CHECK(log.calls == stop && log.in_order && log.total == batches && log.samples == stop * DS_BATCH);
+    CHECK(log.reentrant_status == DL_BUSY); /* the running call holds the model */
+    for (size_t i = 0; i < stop; i++) {
+        double step_loss = 0;
+        CHECK_OK(dl_train_step(b, x + i * DS_BATCH * DS_PIXELS, DS_BATCH, y + i * DS_BATCH, NULL, &step_loss));
+        sum += step_loss * DS_BATCH;
+    }
+    CHECK(models_equal(a, b) && step_count(a) == stop);
+    CHECK(log.mean_loss == sum / (double)(stop * DS_BATCH));
+    double lr = 0;
+    CHECK_OK(dl_model_get_learning_rate(a, &lr));
+    CHECK(lr == 0.5);                       /* the epoch's lr_decay was not applied */
+
+    /* Going on: a whole epoch reports every step, its last mean loss the epoch's. */
+    reset_log(&log, a, 0);
+    CHECK_OK(dl_train_epoch(a, train, DS_BATCH, 1, &loss));
+    CHECK(log.calls == batches && log.in_order && log.samples == DS_TRAIN && log.mean_loss == loss);
+    CHECK_OK(dl_model_get_learning_rate(a, &lr));
+    CHECK(lr == 0.5 * 0.9);
+    /* A non-zero answer after the last step still cancels. */
+    reset_log(&log, a, batches);
+    CHECK_STATUS(dl_train_epoch(a, train, DS_BATCH, 1, &loss), DL_CANCELLED);
+    CHECK(log.calls == batches && step_count(a) == stop + 2 * batches);
+
+    /* Evaluation: reported per chunk (one here), its mean loss the result's; cancelled,
+     * nothing is written. */
+    double accuracy = -1, eval_loss = -1;
+    reset_log(&log, a, 0);
+    CHECK_OK(dl_evaluate_dataset(a, test, &eval_loss, &accuracy));
+    CHECK(log.calls == 1 && log.done == 1 && log.total == 1 && log.samples == DS_TEST && log.mean_loss == eval_loss);
+    reset_log(&log, a, 1);
+    accuracy = eval_loss = -1;
+    CHECK_STATUS(dl_evaluate_dataset(a, test, &eval_loss, &accuracy), DL_CANCELLED);
+    CHECK(accuracy == -1 && eval_loss == -1 && log.calls == 1);
+
+    /* Clones start without a callback; NULL removes it; bad handles are refused. */
+    reset_log(&log, a, 1);
+    if (CHECK_OK(dl_model_clone(a, &copy))) CHECK_OK(dl_train_epoch(copy, train, DS_BATCH, 1, NULL));
+    CHECK_OK(dl_model_set_progress(a, NULL, &log));
+    CHECK_OK(dl_train_epoch(a, train, DS_BATCH, 1, NULL));
+    CHECK(log.calls == 0);
+    CHECK_STATUS(dl_model_set_progress(NULL, record_progress, &log), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_model_set_progress((dl_model *)train, record_progress, &log), DL_INVALID_ARGUMENT);
+done:
+    release(a);
+    release(b);
+    release(copy);
+    release_dataset(train);
+    release_dataset(test);
+}
+
 /* A regression data set: CSV rows of one target value (sin x) and one feature (x). */
 static void test_dataset_targets(void) {
     section("dl_dataset_load_csv_targets, dl_dataset_targets; dl_train_epoch and dl_evaluate_dataset on target values");
@@ -3323,6 +3428,7 @@ int main(int argc, char **argv) {
         test_dataset_standardizer();
         test_dataset_handles();
         test_train_epoch();
+        test_progress();
         test_train_epoch_errors();
         test_dataset_targets();
         test_threads_shared_dataset();

@@ -19,7 +19,8 @@ public protocol AnyModel: AnyObject {
     func trainStep<S: DLScalar>(x: UnsafePointer<S>, batch: Int, targets: BatchTargets<S>) throws(DLError) -> Double
     func predict<S: DLScalar>(x: UnsafePointer<S>, count: Int, into out: UnsafeMutablePointer<S>) throws(DLError)
     func predictClasses<S: DLScalar>(x: UnsafePointer<S>, count: Int, into out: UnsafeMutablePointer<Int32>) throws(DLError)
-    func evaluate<S: DLScalar>(x: UnsafePointer<S>, count: Int, targets: BatchTargets<S>) throws(DLError) -> (loss: Double, accuracy: Double?)
+    func evaluate<S: DLScalar>(x: UnsafePointer<S>, count: Int, targets: BatchTargets<S>,
+                               progress: ProgressHandler?) throws(DLError) -> (loss: Double, accuracy: Double?)
     func readParameter<S: DLScalar>(_ index: Int, into out: UnsafeMutablePointer<S>, count: Int) throws(DLError)
     func writeParameter<S: DLScalar>(_ index: Int, from values: UnsafePointer<S>, count: Int) throws(DLError)
     /// Sets the input transform (stored in the spec, so checkpoints keep it).
@@ -30,6 +31,13 @@ public protocol AnyModel: AnyObject {
     func clone() throws(DLError) -> any AnyModel
     /// Gradient check in float64 on a copy; this model is not changed.
     func gradientCheck<S: DLScalar>(x: UnsafePointer<S>, batch: Int, targets: BatchTargets<S>, limit: Int) throws(DLError) -> [GradientCheck.Entry]
+}
+
+extension AnyModel {
+    /// `evaluate(x:count:targets:progress:)` without progress reports.
+    public func evaluate<S: DLScalar>(x: UnsafePointer<S>, count: Int, targets: BatchTargets<S>) throws(DLError) -> (loss: Double, accuracy: Double?) {
+        try evaluate(x: x, count: count, targets: targets, progress: nil)
+    }
 }
 
 extension Model: AnyModel {

@@ -268,17 +268,22 @@ public final class Model<T: DLScalar> {
     }
 
     /// Mean loss over `count` samples and, for a classifier, the fraction classified right
-    /// (nil for regression). Evaluation mode; nothing changes.
-    public func evaluate<S: DLScalar>(x: UnsafePointer<S>, count: Int, targets: BatchTargets<S>) throws(DLError) -> (loss: Double, accuracy: Double?) {
+    /// (nil for regression). Evaluation mode; nothing changes. `progress` is called after every
+    /// chunk of `inferenceChunk` samples (its "batches"); when it throws, so does this.
+    public func evaluate<S: DLScalar>(x: UnsafePointer<S>, count: Int, targets: BatchTargets<S>,
+                                      progress: ProgressHandler?) throws(DLError) -> (loss: Double, accuracy: Double?) {
         var lossSum = 0.0
         var correct = 0
         let chunk = inferenceChunk
+        let chunks = (count + chunk - 1) / chunk
         var predicted = [Int32](repeating: 0, count: min(max(count, 1), chunk))
         var expected = [Int32](repeating: 0, count: predicted.count)
         try forEachChunk(count) { (start, rows) throws(DLError) in
             let y = try forward(try loadInput(x + start * inputSize, batch: rows), training: false)
             let t = try loadTargets(targets.advanced(by: start, width: outputSize), batch: rows)
             lossSum += try loss.compute(y, t, grad: lossGrad) * Double(rows)
+            try progress?(EpochProgress(batchesDone: start / chunk + 1, batchCount: chunks, samplesDone: start + rows,
+                                        meanLoss: lossSum / Double(start + rows)))
             guard loss.isClassification else { return }
             predicted.withUnsafeMutableBufferPointer { p in
                 expected.withUnsafeMutableBufferPointer { e in

@@ -21,6 +21,7 @@ The shared library is found through $DEEPLEARNING_LIBRARY, the source tree's
 build folders, or a copy in this package (see ``deeplearning._lib``).
 """
 
+from ._interrupt import Progress
 from ._lib import get_num_threads, library_path, set_num_threads
 from ._version import __version__
 from .data import Dataset
@@ -36,6 +37,7 @@ from .training import History
 load = Model.load
 
 __all__ = ["CrossEntropyLoss", "DLError", "Dataset", "Evaluation", "GradCheck", "History", "HuberLoss", "Preprocessing",
+           "Progress",
            "Loss", "MSELoss", "Model", "Status", "TwoLayerMLP", "__version__", "gradient_check",
            "get_num_threads", "gradient_check_loss", "gradient_check_weights", "library_path", "load", "set_num_threads",
            "numerical_gradient", *layers.__all__]

@@ -22,7 +22,7 @@ import ctypes
 import math
 import os
 import sys
-from ctypes import POINTER, c_char_p, c_double, c_int, c_size_t, c_uint64, c_void_p
+from ctypes import CFUNCTYPE, POINTER, c_char_p, c_double, c_int, c_size_t, c_uint64, c_void_p
 from pathlib import Path
 
 import numpy as np
@@ -101,6 +101,9 @@ _BUF_IN = _array(DTYPE_CODES)
 _BUF_IN_OPT = _array(DTYPE_CODES, nullable=True)
 _BUF_OUT = _array(DTYPE_CODES, "WRITEABLE")
 
+# The header's dl_progress_fn: (user_data, done, total, samples_done, mean_loss) -> int.
+PROGRESS_FN = CFUNCTYPE(c_int, c_void_p, c_size_t, c_size_t, c_size_t, c_double)
+
 # name: (result type, argument types), in the header's order.
 _FUNCTIONS = {
     "dl_version_number": (c_int, []),
@@ -170,6 +173,7 @@ _FUNCTIONS = {
     "dl_dataset_labels": (c_int, [DATASET_P, POINTER(c_void_p)]),
     "dl_dataset_targets": (c_int, [DATASET_P, POINTER(c_void_p), POINTER(c_size_t)]),
     "dl_dataset_standardizer": (c_int, [DATASET_P, c_double, POINTER(c_double), POINTER(c_double)]),
+    "dl_model_set_progress": (c_int, [MODEL_P, PROGRESS_FN, c_void_p]),
     "dl_train_epoch": (c_int, [MODEL_P, DATASET_P, c_size_t, c_int, POINTER(c_double)]),
     "dl_evaluate_dataset": (c_int, [MODEL_P, DATASET_P, POINTER(c_double), POINTER(c_double)]),
 }

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import math
 import operator
+from collections.abc import Callable
 
 import numpy as np
 
+from ._interrupt import Progress, long_call
 from ._lib import ADDRESS, DATASET, DOUBLE, INT, SIZE, call, lib, memory_view, sample_shape
 from ._native import Handle, NativeObject
 from .model import Evaluation, Model, _path
@@ -203,7 +205,8 @@ def _held(dataset) -> Handle:
     return dataset._handle
 
 
-def train_epoch(model: Model, dataset: Dataset, batch_size: int = 64, shuffle: bool = True) -> float:
+def train_epoch(model: Model, dataset: Dataset, batch_size: int = 64, shuffle: bool = True,
+                progress: Callable[[Progress], object] | None = None) -> float:
     """One epoch over every sample of a `dataset` with targets (class labels for a
     classifier, target values of the model's output size for any model), in the library.
 
@@ -213,17 +216,28 @@ def train_epoch(model: Model, dataset: Dataset, batch_size: int = 64, shuffle: b
     consecutive slices would. Afterwards the spec's ``lr_decay`` is applied.
     Returns the epoch's mean loss (each batch's loss before its update,
     weighted by its size).
+
+    `progress`, if given, is called with a :class:`~deeplearning.Progress` after
+    every step. Ctrl-C (or an exception from `progress`) stops the epoch after
+    the step under way: the steps done stay applied, the epoch does not count
+    and ``lr_decay`` is not applied; KeyboardInterrupt (or that exception) is
+    raised.
     """
     handle = _held(dataset)
     batch_size = operator.index(batch_size)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    return call(lib.dl_train_epoch, model._h, handle.pointer, batch_size, 1 if shuffle else 0, DOUBLE)
+    loss: float = long_call(model._h, lib.dl_train_epoch, handle.pointer, batch_size, 1 if shuffle else 0,
+                            DOUBLE, on_progress=progress)
+    return loss
 
 
-def evaluate_dataset(model: Model, dataset: Dataset) -> Evaluation:
+def evaluate_dataset(model: Model, dataset: Dataset,
+                     progress: Callable[[Progress], object] | None = None) -> Evaluation:
     """Mean loss and accuracy (None for regression) over every sample of a `dataset`
-    with targets, in evaluation mode; the model is not changed."""
+    with targets, in evaluation mode; the model is not changed. `progress` and Ctrl-C
+    work as in :func:`train_epoch`, per chunk of samples the model predicts at once."""
     handle = _held(dataset)
-    loss, accuracy = call(lib.dl_evaluate_dataset, model._h, handle.pointer, DOUBLE, DOUBLE)
+    loss, accuracy = long_call(model._h, lib.dl_evaluate_dataset, handle.pointer, DOUBLE, DOUBLE,
+                               on_progress=progress)
     return Evaluation(loss, None if math.isnan(accuracy) else accuracy)

@@ -18,6 +18,7 @@ class Status(enum.IntEnum):
     NUMERIC = 7
     UNSUPPORTED = 8
     BUSY = 9
+    CANCELLED = 10
 
 
 class DLError(RuntimeError):

@@ -227,16 +227,18 @@ class Model:
 
     # Data sets held by the library (deeplearning.data, which imports this module).
 
-    def train_epoch(self, dataset, batch_size: int = 64, shuffle: bool = True) -> float:
+    def train_epoch(self, dataset, batch_size: int = 64, shuffle: bool = True, progress=None) -> float:
         """One epoch over a labelled :class:`~deeplearning.Dataset`, run in the library;
-        returns its mean loss. See :func:`deeplearning.data.train_epoch`."""
+        returns its mean loss; Ctrl-C stops it after the step under way. See
+        :func:`deeplearning.data.train_epoch`."""
         from .data import train_epoch
-        return train_epoch(self, dataset, batch_size, shuffle)
+        return train_epoch(self, dataset, batch_size, shuffle, progress)
 
-    def evaluate_dataset(self, dataset) -> Evaluation:
-        """Mean loss and accuracy over a labelled :class:`~deeplearning.Dataset`."""
+    def evaluate_dataset(self, dataset, progress=None) -> Evaluation:
+        """Mean loss and accuracy over a labelled :class:`~deeplearning.Dataset`
+        (Ctrl-C stops it)."""
         from .data import evaluate_dataset
-        return evaluate_dataset(self, dataset)
+        return evaluate_dataset(self, dataset, progress)
 
     # -- properties -----------------------------------------------------------
 
