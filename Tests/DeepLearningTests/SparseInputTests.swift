@@ -261,7 +261,7 @@ import Testing
         model.backgroundLoading = false
         _ = try x.withUnsafeBufferPointer { xp in
             try labels.withUnsafeBufferPointer { lp in
-                try model.trainEpoch(x: xp.baseAddress!, labels: lp.baseAddress!, count: labels.count, batchSize: 50)
+                try model.trainEpoch(x: xp.baseAddress!, targets: .labels(lp.baseAddress!), count: labels.count, batchSize: 50)
             }
         }
         var single = [Float](repeating: 0, count: 10)

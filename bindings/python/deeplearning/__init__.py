@@ -32,12 +32,13 @@ from .layers import *  # noqa: F403 (the layer classes, listed in layers.__all__
 from .losses import CrossEntropyLoss, HuberLoss, Loss, MSELoss
 from .mlp import TwoLayerMLP
 from .model import Evaluation, GradCheck, Model, Preprocessing
-from .training import History
+from . import callbacks
+from .callbacks import History
 
 load = Model.load
 
 __all__ = ["CrossEntropyLoss", "DLError", "Dataset", "Evaluation", "GradCheck", "History", "HuberLoss", "Preprocessing",
            "Progress",
-           "Loss", "MSELoss", "Model", "Status", "TwoLayerMLP", "__version__", "gradient_check",
+           "Loss", "MSELoss", "Model", "Status", "TwoLayerMLP", "__version__", "callbacks", "gradient_check",
            "get_num_threads", "gradient_check_loss", "gradient_check_weights", "library_path", "load", "set_num_threads",
            "numerical_gradient", *layers.__all__]

@@ -12,6 +12,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _arrays, training
+from .callbacks import History
 from ._lib import DOUBLE, MODEL, SIZE, STRING, UINT64, call, lib, param_shape, train_batch
 
 
@@ -68,6 +69,8 @@ class Model:
     """
 
     _handle = None  # so that close() and __del__ work even if __init__ failed
+    #: Set to True by a callback (EarlyStopping, ...) to end :meth:`fit` after this step or epoch.
+    stop_training = False
 
     def __init__(self, spec):
         """Builds a model from `spec`: a dict, or the path of a JSON spec file."""
@@ -216,14 +219,14 @@ class Model:
                      DOUBLE, per_param, per_param.size)
         return GradCheck(worst, dict(zip(names, per_param.tolist())))
 
-    def fit(self, x, y, epochs: int = 1, batch_size: int = 64, shuffle: bool = True,
-            validation_data=None, seed: int | None = None, verbose: bool = True):
-        """Trains on (x, y) for `epochs` passes of mini-batches; returns a History.
+    def fit(self, x, y=None, **options) -> History:
+        """Trains on arrays (x, y) or on a Dataset x, as Keras's fit does; returns a History.
 
-        See :func:`deeplearning.training.fit` for the details.
+        Options (keyword only): batch_size=64, epochs=1, verbose="auto", callbacks,
+        validation_split, validation_data, shuffle=True, initial_epoch=0, seed. See
+        :func:`deeplearning.training.fit`.
         """
-        return training.fit(self, x, y, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
-                   validation_data=validation_data, seed=seed, verbose=verbose)
+        return training.fit(self, x, y, **options)
 
     # Data sets held by the library (deeplearning.data, which imports this module).
 
@@ -304,6 +307,23 @@ class Model:
         call(lib.dl_model_set_preprocessing, self._h, float(scale), float(mean), float(std))
 
     # -- parameters -----------------------------------------------------------
+
+    def get_weights(self) -> list[np.ndarray]:
+        """Copies of every parameter tensor, layer by layer (weight before bias), as Keras's
+        get_weights orders them; shapes are the library's (a linear weight is (out, in))."""
+        return [self.get_param(i) for i in range(len(self.param_names))]
+
+    def set_weights(self, weights) -> None:
+        """Overwrites every parameter tensor from a list like :meth:`get_weights`'s; all
+        shapes are checked before anything changes."""
+        names = self.param_names
+        weights = list(weights)
+        if len(weights) != len(names):
+            raise ValueError(f"set_weights needs {len(names)} arrays ({', '.join(names)}), got {len(weights)}")
+        checked = [_arrays.parameter(w, param_shape(self._h, i), f"parameter {names[i]!r}")
+                   for i, w in enumerate(weights)]
+        for i, values in enumerate(checked):
+            call(lib.dl_model_set_param, self._h, i, values, values.size)
 
     def _param_index(self, key) -> int:
         """The index of parameter tensor `key`: its name, or an index (negative counts from the end)."""
