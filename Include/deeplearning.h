@@ -370,6 +370,35 @@ DL_API int dl_model_num_layers(const dl_model *model, size_t *count);
 DL_API int dl_model_layer_type(const dl_model *model, size_t index, const char **type);
 
 /*
+ * dl_model_layer_output_shape - the shape of one sample's output of layer
+ * `index` ((128) for a linear layer of 128 units, (8, 14, 14) for 8 channels
+ * of 14 x 14 after pooling), as model summaries print it.
+ *   dims      OUT: receives the dimensions.
+ *   dims_len  number of size_t dims can hold (4 is always enough).
+ *   ndim      OUT: number of dimensions.
+ */
+DL_API int dl_model_layer_output_shape(const dl_model *model, size_t index,
+                                       size_t *dims, size_t dims_len, size_t *ndim);
+
+/*
+ * Buffers: a model's non-trainable state, the running statistics of batch
+ * normalisation ("layers.1.running_mean", "layers.1.running_var"). Training
+ * updates them and evaluation uses them; checkpoints save them. They work as
+ * the parameter functions above: dl_model_num_buffers (OUT count, 0 for a
+ * model without batch norm), dl_model_buffer_name (a string owned by the
+ * model, valid until dl_model_free()), dl_model_buffer_shape, and
+ * dl_model_get_buffer / dl_model_set_buffer (len must equal the element
+ * count; set refuses NaN/Inf with DL_NUMERIC and changes nothing; a variance
+ * is not checked for being >= 0).
+ */
+DL_API int dl_model_num_buffers(const dl_model *model, size_t *count);
+DL_API int dl_model_buffer_name(const dl_model *model, size_t index, const char **name);
+DL_API int dl_model_buffer_shape(const dl_model *model, size_t index,
+                                 size_t *dims, size_t dims_len, size_t *ndim);
+DL_API int dl_model_get_buffer(const dl_model *model, size_t index, float *out, size_t len);
+DL_API int dl_model_set_buffer(dl_model *model, size_t index, const float *values, size_t len);
+
+/*
  * dl_model_spec_json - the JSON spec the model was built from.
  *   json  OUT: a string owned by the model, valid until dl_model_free().
  */

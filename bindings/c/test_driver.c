@@ -31,6 +31,8 @@
  *     unlabelled data, a wrong input size, bad labels and labels for regression refused;
  *     CSV target values (dl_dataset_load_csv_targets, dl_dataset_targets) trained on by
  *     regression.json, an unshuffled epoch against dl_train_step (bit for bit);
+ *   - layer output shapes and batch norm's running statistics (dl_model_*_buffer*): names,
+ *     shapes, initial values, moved by a step, set values change predictions, bad ones refused;
  *   - progress callbacks (dl_model_set_progress): every step and evaluation chunk
  *     reported in order with the running mean loss; an epoch stopped after three steps
  *     equals three dl_train_step calls (no decay, no OUT value, DL_CANCELLED), a
@@ -2754,6 +2756,81 @@ static dl_model *load_json(const char *json) {
     return model;
 }
 
+static const char bn_spec[] =
+    "{\"input\": {\"size\": 16}, \"layers\": [{\"type\": \"reshape\", \"shape\": [1, 4, 4]},"
+    " {\"type\": \"conv2d\", \"filters\": 2, \"kernel_size\": 3, \"padding\": 1}, {\"type\": \"batch_norm\"},"
+    " {\"type\": \"max_pool2d\", \"kernel_size\": 2}, {\"type\": \"flatten\"}, {\"type\": \"linear\", \"units\": 3}],"
+    " \"loss\": \"cross_entropy\", \"optimizer\": {\"type\": \"sgd\", \"lr\": 0.1}, \"seed\": 1}";
+
+static void test_buffers_and_layer_shapes(void) {
+    section("dl_model_layer_output_shape; buffers: dl_model_num_buffers, _buffer_name, _buffer_shape, _get_buffer, _set_buffer");
+    dl_model *m = load_json(bn_spec), *xor = load(xor_spec);
+    if (m == NULL || xor == NULL) goto done;
+    /* Output shapes per layer, as the spec's layers make them. */
+    static const size_t want[][3] = {{1, 4, 4}, {2, 4, 4}, {2, 4, 4}, {2, 2, 2}, {8}, {3}};
+    static const size_t want_ndim[] = {3, 3, 3, 3, 1, 1};
+    size_t dims[4], ndim = 0, count = 99;
+    for (size_t i = 0; i < 6; i++) {
+        CHECK_OK(dl_model_layer_output_shape(m, i, dims, 4, &ndim));
+        CHECK(ndim == want_ndim[i] && memcmp(dims, want[i], ndim * sizeof dims[0]) == 0);
+    }
+    CHECK_STATUS(dl_model_layer_output_shape(m, 6, dims, 4, &ndim), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_model_layer_output_shape(m, 1, dims, 2, &ndim), DL_INVALID_ARGUMENT);
+    CHECK_MESSAGE_HAS("conv2d");
+    CHECK_STATUS(dl_model_layer_output_shape(m, 0, NULL, 4, &ndim), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_model_layer_output_shape(NULL, 0, dims, 4, &ndim), DL_INVALID_ARGUMENT);
+
+    /* Batch norm's two running statistics, named like parameters. */
+    CHECK_OK(dl_model_num_buffers(xor, &count));
+    CHECK(count == 0);
+    CHECK_OK(dl_model_num_buffers(m, &count));
+    CHECK(count == 2);
+    const char *name = NULL;
+    CHECK_OK(dl_model_buffer_name(m, 0, &name));
+    CHECK(name != NULL && strcmp(name, "layers.2.running_mean") == 0);
+    CHECK_OK(dl_model_buffer_name(m, 1, &name));
+    CHECK(name != NULL && strcmp(name, "layers.2.running_var") == 0);
+    CHECK_STATUS(dl_model_buffer_name(m, 2, &name), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_model_buffer_name(m, 0, NULL), DL_INVALID_ARGUMENT);
+    CHECK_OK(dl_model_buffer_shape(m, 1, dims, 4, &ndim));
+    CHECK(ndim == 1 && dims[0] == 2);
+    CHECK_STATUS(dl_model_buffer_shape(xor, 0, dims, 4, &ndim), DL_INVALID_ARGUMENT);
+
+    /* A fresh model's statistics are mean 0, variance 1; a training step moves them. */
+    float mean[2] = {-1, -1}, var[2] = {-1, -1};
+    CHECK_OK(dl_model_get_buffer(m, 0, mean, 2));
+    CHECK_OK(dl_model_get_buffer(m, 1, var, 2));
+    CHECK(mean[0] == 0 && mean[1] == 0 && var[0] == 1 && var[1] == 1);
+    float x[4 * 16];
+    int32_t labels[4] = {0, 1, 2, 1};
+    for (size_t i = 0; i < sizeof x / sizeof x[0]; i++) x[i] = (float)((i * 7) % 11) - 5.0f;
+    double loss = 0;
+    CHECK_OK(dl_train_step(m, x, 4, labels, NULL, &loss));
+    CHECK_OK(dl_model_get_buffer(m, 0, mean, 2));
+    CHECK(mean[0] != 0 || mean[1] != 0);
+
+    /* Set changes evaluation; get returns what was set; bad values change nothing. */
+    float out1[3], out2[3], set_mean[2] = {3.0f, -2.0f}, back[2] = {0, 0};
+    CHECK_OK(dl_predict(m, x, 1, out1, 3));
+    CHECK_OK(dl_model_set_buffer(m, 0, set_mean, 2));
+    CHECK_OK(dl_model_get_buffer(m, 0, back, 2));
+    CHECK(back[0] == 3.0f && back[1] == -2.0f);
+    CHECK_OK(dl_predict(m, x, 1, out2, 3));
+    CHECK(memcmp(out1, out2, sizeof out1) != 0);
+    float bad[2] = {NAN, 0};
+    CHECK_STATUS(dl_model_set_buffer(m, 0, bad, 2), DL_NUMERIC);
+    CHECK_STATUS(dl_model_set_buffer(m, 0, set_mean, 3), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_model_get_buffer(m, 0, back, 1), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_model_get_buffer(m, 2, back, 2), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_model_set_buffer(m, 0, NULL, 2), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_model_get_buffer(NULL, 0, back, 2), DL_INVALID_ARGUMENT);
+    CHECK_OK(dl_model_get_buffer(m, 0, back, 2));
+    CHECK(back[0] == 3.0f && back[1] == -2.0f);
+done:
+    release(m);
+    release(xor);
+}
+
 /* A model of ds_spec that standardizes its inputs with the training set's statistics. */
 static dl_model *dataset_model(const dl_dataset *train) {
     dl_model *model = load_json(ds_spec);
@@ -3396,6 +3473,7 @@ int main(int argc, char **argv) {
     test_determinism();
     test_float64();
     test_regression();
+    test_buffers_and_layer_shapes();
 
     test_layer_creation();
     test_layer_handles();

@@ -9,6 +9,11 @@ public protocol AnyModel: AnyObject {
     var parameterCount: Int { get }
     var parameterNames: [String] { get }
     var parameterShapes: [[Int]] { get }
+    /// Non-trainable state (batch norm's running statistics), named like parameters.
+    var bufferNames: [String] { get }
+    var bufferShapes: [[Int]] { get }
+    /// Each layer's output shape for one sample.
+    var layerOutputShapes: [[Int]] { get }
     var layerTypes: [String] { get }
     var learningRate: Double { get set }
     var stepCount: Int { get }
@@ -23,6 +28,8 @@ public protocol AnyModel: AnyObject {
                                progress: ProgressHandler?) throws(DLError) -> (loss: Double, accuracy: Double?)
     func readParameter<S: DLScalar>(_ index: Int, into out: UnsafeMutablePointer<S>, count: Int) throws(DLError)
     func writeParameter<S: DLScalar>(_ index: Int, from values: UnsafePointer<S>, count: Int) throws(DLError)
+    func readBuffer<S: DLScalar>(_ index: Int, into out: UnsafeMutablePointer<S>, count: Int) throws(DLError)
+    func writeBuffer<S: DLScalar>(_ index: Int, from values: UnsafePointer<S>, count: Int) throws(DLError)
     /// Sets the input transform (stored in the spec, so checkpoints keep it).
     func setPreprocessing(_ p: Preprocessing) throws(DLError)
     /// Saves a checkpoint atomically (see `Checkpoint`).
@@ -43,6 +50,9 @@ extension AnyModel {
 extension Model: AnyModel {
     public var parameterNames: [String] { parameters.map(\.name) }
     public var parameterShapes: [[Int]] { parameters.map(\.value.shape) }
+    public var bufferNames: [String] { buffers.map(\.name) }
+    public var bufferShapes: [[Int]] { buffers.map(\.value.shape) }
+    public var layerOutputShapes: [[Int]] { layers.map(\.outputShape) }
     public var layerTypes: [String] { layers.map(\.type) }
     public var learningRate: Double {
         get { optimizer.learningRate }

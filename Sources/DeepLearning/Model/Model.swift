@@ -341,28 +341,43 @@ public final class Model<T: DLScalar> {
         return other
     }
 
-    // MARK: Parameters by index
+    // MARK: Parameters and buffers by index
 
     /// Copies parameter `index` into `out` (exactly its element count) as `S`.
     public func readParameter<S: DLScalar>(_ index: Int, into out: UnsafeMutablePointer<S>, count: Int) throws(DLError) {
-        let p = try parameter(index, count: count)
+        let p = try entry(parameters, "parameter", index, count: count)
         p.read(p.value, into: out)
     }
 
     /// Replaces parameter `index` with `count` values, refusing NaN/Inf (nothing changes then).
     public func writeParameter<S: DLScalar>(_ index: Int, from values: UnsafePointer<S>, count: Int) throws(DLError) {
-        let p = try parameter(index, count: count)
+        try write(try entry(parameters, "parameter", index, count: count), from: values, count: count)
+    }
+
+    /// Copies buffer `index` (running statistics, in `buffers` order) into `out` as `S`.
+    public func readBuffer<S: DLScalar>(_ index: Int, into out: UnsafeMutablePointer<S>, count: Int) throws(DLError) {
+        let b = try entry(buffers, "buffer", index, count: count)
+        b.read(b.value, into: out)
+    }
+
+    /// Replaces buffer `index` with `count` values, refusing NaN/Inf (nothing changes then).
+    public func writeBuffer<S: DLScalar>(_ index: Int, from values: UnsafePointer<S>, count: Int) throws(DLError) {
+        try write(try entry(buffers, "buffer", index, count: count), from: values, count: count)
+    }
+
+    private func write<S: DLScalar>(_ p: Parameter<T>, from values: UnsafePointer<S>, count: Int) throws(DLError) {
         guard Kernels.allFinite(values, count) else {
-            throw DLError(.numeric, "values for \(p.name) contain NaN or infinity; the parameter was not changed")
+            throw DLError(.numeric, "values for \(p.name) contain NaN or infinity; it was not changed")
         }
         p.write(p.value, from: values)
     }
 
-    private func parameter(_ index: Int, count: Int) throws(DLError) -> Parameter<T> {
-        guard index >= 0, index < parameters.count else {
-            throw .invalid("parameter index \(index) is out of range: the model has \(parameters.count) parameter tensors")
+    /// Entry `index` of `list` (parameters or buffers), whose element count must be `count`.
+    private func entry(_ list: [Parameter<T>], _ noun: String, _ index: Int, count: Int) throws(DLError) -> Parameter<T> {
+        guard index >= 0, index < list.count else {
+            throw .invalid("\(noun) index \(index) is out of range: the model has \(list.count) \(noun) tensors")
         }
-        let p = parameters[index]
+        let p = list[index]
         guard count == p.value.count else {
             throw .invalid("\(p.name) has \(p.value.count) values (shape \(p.value.shape)), but the buffer holds \(count)")
         }

@@ -142,6 +142,14 @@ _FUNCTIONS = {
     "dl_model_set_param": (c_int, [MODEL_P, c_size_t, _F32_IN, c_size_t]),
     "dl_model_num_layers": (c_int, [MODEL_P, POINTER(c_size_t)]),
     "dl_model_layer_type": (c_int, [MODEL_P, c_size_t, POINTER(c_char_p)]),
+    "dl_model_layer_output_shape": (c_int, [MODEL_P, c_size_t, POINTER(c_size_t), c_size_t,
+                                            POINTER(c_size_t)]),
+    "dl_model_num_buffers": (c_int, [MODEL_P, POINTER(c_size_t)]),
+    "dl_model_buffer_name": (c_int, [MODEL_P, c_size_t, POINTER(c_char_p)]),
+    "dl_model_buffer_shape": (c_int, [MODEL_P, c_size_t, POINTER(c_size_t), c_size_t,
+                                      POINTER(c_size_t)]),
+    "dl_model_get_buffer": (c_int, [MODEL_P, c_size_t, _F32_OUT, c_size_t]),
+    "dl_model_set_buffer": (c_int, [MODEL_P, c_size_t, _F32_IN, c_size_t]),
     "dl_model_spec_json": (c_int, [MODEL_P, POINTER(c_char_p)]),
     "dl_model_step_count": (c_int, [MODEL_P, POINTER(c_uint64)]),
     "dl_layer_from_json": (c_int, [c_char_p, c_int, c_uint64, POINTER(LAYER_P)]),
@@ -309,9 +317,11 @@ def _value(out):
     return out.value
 
 
-def param_shape(handle, index: int) -> tuple[int, ...]:
-    """The shape of parameter tensor `index` of a model or a standalone layer."""
-    function = lib.dl_layer_param_shape if isinstance(handle, LAYER_P) else lib.dl_model_param_shape
+def param_shape(handle, index: int, function=None) -> tuple[int, ...]:
+    """The shape of parameter tensor `index` of a model or a standalone layer, or what
+    another shape function of the header (dl_model_buffer_shape, ...) gives for `index`."""
+    if function is None:
+        function = lib.dl_layer_param_shape if isinstance(handle, LAYER_P) else lib.dl_model_param_shape
     dims = (c_size_t * 4)()
     ndim = call(function, handle, index, dims, len(dims), SIZE)
     return tuple(dims[:ndim])

@@ -101,6 +101,10 @@ class Layer(NativeObject):
         self._x_shape, self._y_shape = x.shape, y.shape
         return y
 
+    def __call__(self, x) -> np.ndarray:
+        """``layer(x)`` is ``layer.forward(x)``, as in PyTorch."""
+        return self.forward(x)
+
     def backward(self, dL_dy) -> np.ndarray:
         """dL/dx, shaped like the last forward's x, from dL/dy (shaped like its y)."""
         if self._y_shape is None:

@@ -38,6 +38,16 @@ class TwoLayerMLP:
             x = layer.forward(x)
         return x
 
+    __call__ = forward
+
+    def __repr__(self) -> str:
+        first, _, second = self.layers
+        try:
+            sizes = f"{first.in_features} -> {first.out_features} -> {second.out_features}"
+            return f"<deeplearning.TwoLayerMLP {sizes}: {self.param_count:,} parameters>"
+        except ValueError:   # closed layers
+            return "<deeplearning.TwoLayerMLP (closed)>"
+
     def backward(self, dL_dy) -> np.ndarray:
         """Back-propagates dL/dlogits through the layers; returns dL/dx."""
         for layer in reversed(self.layers):

@@ -54,6 +54,13 @@ def _path(path) -> bytes:
     return encoded
 
 
+def _positive_int(value, name: str) -> int:
+    value = operator.index(value)
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return value
+
+
 class Model:
     """A network with its loss, optimizer and their state, held by the library.
 
@@ -183,13 +190,22 @@ class Model:
         """One optimisation step on the batch (x, y); returns its mean loss before the update."""
         return self._train_batch(*self._data(x, y))
 
-    def predict(self, x) -> np.ndarray:
-        """The raw outputs (logits for cross-entropy), float32 of shape (N, output_size)."""
+    def predict(self, x, batch_size: int | None = None) -> np.ndarray:
+        """The raw outputs (logits for cross-entropy), float32 of shape (N, output_size).
+
+        `batch_size` bounds the samples per library call (the library itself works in
+        chunks that keep its buffers small); results agree up to float rounding, as
+        matrix products may sum in another order for another number of rows.
+        """
         x = _arrays.inputs(x, self.input_size, allow_empty=True)
         out = np.empty((len(x), self._output_size), np.float32)
-        if len(x):
-            call(lib.dl_predict, self._h, x, len(x), out, out.size)
+        step = len(x) if batch_size is None else _positive_int(batch_size, "batch_size")
+        for start in range(0, len(x), max(step, 1)):
+            part = out[start:start + step]
+            call(lib.dl_predict, self._h, x[start:start + step], len(part), part, part.size)
         return out
+
+    __call__ = predict
 
     def predict_classes(self, x) -> np.ndarray:
         """The index of the largest output of each sample, int32 of shape (N,)."""
@@ -308,22 +324,80 @@ class Model:
 
     # -- parameters -----------------------------------------------------------
 
+    @property
+    def buffer_names(self) -> list[str]:
+        """Names of the non-trainable state tensors (batch norm's running statistics,
+        "layers.1.running_mean", ...), in the library's order."""
+        handle = self._h
+        count = call(lib.dl_model_num_buffers, handle, SIZE)
+        return [call(lib.dl_model_buffer_name, handle, i, STRING) for i in range(count)]
+
+    def _tensors(self) -> list[tuple[str, int, bool]]:
+        """(name, index, is_buffer) of every parameter and buffer, layer by layer, each
+        layer's parameters before its buffers: Keras's get_weights order, PyTorch's
+        state_dict order."""
+        entries = [(name, i, False) for i, name in enumerate(self.param_names)]
+        entries += [(name, i, True) for i, name in enumerate(self.buffer_names)]
+        return sorted(entries, key=lambda e: (int(e[0].split(".")[1]), e[2]))
+
+    def _read(self, index: int, is_buffer: bool) -> np.ndarray:
+        shape_fn, get = ((lib.dl_model_buffer_shape, lib.dl_model_get_buffer) if is_buffer
+                         else (lib.dl_model_param_shape, lib.dl_model_get_param))
+        out = np.empty(param_shape(self._h, index, shape_fn), np.float32)
+        call(get, self._h, index, out, out.size)
+        return out
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """{name: float32 copy} of every parameter and buffer (running_mean, running_var),
+        PyTorch style: "layers.0.weight", "layers.0.bias", "layers.1.running_mean", ..."""
+        return {name: self._read(index, is_buffer) for name, index, is_buffer in self._tensors()}
+
+    def load_state_dict(self, state: Mapping[str, object], strict: bool = True) -> None:
+        """Overwrites parameters and buffers from a dict like :meth:`state_dict`'s. Every
+        key and shape is checked before anything changes; with `strict`, the keys must be
+        exactly the model's (missing or unexpected ones raise KeyError)."""
+        tensors = {name: (index, is_buffer) for name, index, is_buffer in self._tensors()}
+        unexpected = [k for k in state if k not in tensors]
+        missing = [k for k in tensors if k not in state]
+        if strict and (unexpected or missing):
+            raise KeyError(f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
+        checked = []
+        for name, values in state.items():
+            if name not in tensors:
+                continue
+            index, is_buffer = tensors[name]
+            shape_fn = lib.dl_model_buffer_shape if is_buffer else lib.dl_model_param_shape
+            array = _arrays.parameter(values, param_shape(self._h, index, shape_fn), repr(name))
+            checked.append((lib.dl_model_set_buffer if is_buffer else lib.dl_model_set_param, index, array))
+        for function, index, array in checked:
+            call(function, self._h, index, array, array.size)
+
     def get_weights(self) -> list[np.ndarray]:
-        """Copies of every parameter tensor, layer by layer (weight before bias), as Keras's
-        get_weights orders them; shapes are the library's (a linear weight is (out, in))."""
-        return [self.get_param(i) for i in range(len(self.param_names))]
+        """Copies of every parameter and buffer as a list, in Keras's order (layer by layer,
+        trainable weights first, then batch norm's running statistics); shapes are the
+        library's (a linear weight is (out, in), as in PyTorch)."""
+        return list(self.state_dict().values())
 
     def set_weights(self, weights) -> None:
-        """Overwrites every parameter tensor from a list like :meth:`get_weights`'s; all
-        shapes are checked before anything changes."""
-        names = self.param_names
+        """Overwrites every parameter and buffer from a list like :meth:`get_weights`'s;
+        all shapes are checked before anything changes."""
+        names = [name for name, _, _ in self._tensors()]
         weights = list(weights)
         if len(weights) != len(names):
             raise ValueError(f"set_weights needs {len(names)} arrays ({', '.join(names)}), got {len(weights)}")
-        checked = [_arrays.parameter(w, param_shape(self._h, i), f"parameter {names[i]!r}")
-                   for i, w in enumerate(weights)]
-        for i, values in enumerate(checked):
-            call(lib.dl_model_set_param, self._h, i, values, values.size)
+        self.load_state_dict(dict(zip(names, weights)))
+
+    def layer_output_shapes(self) -> list[tuple[int, ...]]:
+        """One sample's output shape after each layer."""
+        handle = self._h
+        count = call(lib.dl_model_num_layers, handle, SIZE)
+        return [param_shape(handle, i, lib.dl_model_layer_output_shape) for i in range(count)]
+
+    def summary(self, print_fn=print) -> None:
+        """Prints a table of the layers (type, output shape, parameters) with the totals,
+        trainable and not (batch norm's running statistics), Keras style."""
+        from .summary import summary
+        print_fn(summary(self))
 
     def _param_index(self, key) -> int:
         """The index of parameter tensor `key`: its name, or an index (negative counts from the end)."""
