@@ -25,7 +25,8 @@ from ._interrupt import Progress
 from ._lib import get_num_threads, library_path, set_num_threads
 from ._version import __version__
 from .data import Dataset
-from .errors import DLError, Status
+from .errors import (BusyError, CancelledError, DLError, FileError, FormatError, InternalError,
+                     InvalidArgumentError, NumericError, OutOfMemoryError, SpecError, Status, UnsupportedError)
 from .gradcheck import gradient_check, gradient_check_loss, gradient_check_weights, numerical_gradient
 from . import layers
 from .layers import *  # noqa: F403 (the layer classes, listed in layers.__all__)
@@ -37,7 +38,9 @@ from .callbacks import History
 
 load = Model.load
 
-__all__ = ["CrossEntropyLoss", "DLError", "Dataset", "Evaluation", "GradCheck", "History", "HuberLoss", "Preprocessing",
+__all__ = ["BusyError", "CancelledError", "CrossEntropyLoss", "DLError", "FileError", "FormatError",
+           "InternalError", "InvalidArgumentError", "NumericError", "OutOfMemoryError", "SpecError",
+           "UnsupportedError", "Dataset", "Evaluation", "GradCheck", "History", "HuberLoss", "Preprocessing",
            "Progress",
            "Loss", "MSELoss", "Model", "Status", "TwoLayerMLP", "__version__", "callbacks", "gradient_check",
            "get_num_threads", "gradient_check_loss", "gradient_check_weights", "library_path", "load", "set_num_threads",

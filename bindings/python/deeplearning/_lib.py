@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ._version import __version__
-from .errors import DLError, Status
+from .errors import error_for
 
 ENV_VAR = "DEEPLEARNING_LIBRARY"
 LIBRARY_NAME = {"darwin": "libdeeplearning.dylib", "win32": "deeplearning.dll"}.get(
@@ -253,10 +253,11 @@ lib, library_path = load()
 
 
 def check(status: int) -> None:
-    """Raises DLError with this thread's last library message unless `status` is DL_OK."""
+    """Raises DLError (its subclass for `status`) with this thread's last library message
+    unless `status` is DL_OK."""
     if status:  # DL_OK is 0; a plain test, as this runs after every call
         message = lib.dl_last_error() or lib.dl_status_string(status)
-        raise DLError(message.decode("utf-8", "replace"), status)
+        raise error_for(message.decode("utf-8", "replace"), status)
 
 
 class Out:

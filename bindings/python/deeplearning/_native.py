@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -19,9 +21,19 @@ def dtype_of(dtype) -> np.dtype:
     return resolved
 
 
-def spec_text(spec: dict) -> bytes:
-    """A layer or loss object as the JSON text the library parses."""
-    return json.dumps(spec, allow_nan=False).encode("utf-8")
+def _numpy_value(value: Any) -> Any:
+    """What json cannot write by itself: NumPy scalars (np.int64(784)) and arrays of
+    numbers, as the Python numbers and lists they hold."""
+    if isinstance(value, (np.generic, np.ndarray)):
+        return value.tolist()
+    raise TypeError(f"a spec value of type {type(value).__name__} is not JSON ({value!r})")
+
+
+def spec_text(spec: Mapping[str, Any]) -> bytes:
+    """A spec (a model's, a layer's, a loss's) as the JSON text the library parses.
+    NumPy scalars and arrays become numbers and lists; NaN and infinities are refused
+    (ValueError), as JSON has none."""
+    return json.dumps(spec, allow_nan=False, default=_numpy_value).encode("utf-8")
 
 
 def rows_cols(shape: tuple[int, ...]) -> tuple[int, int]:

@@ -12,6 +12,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _arrays, training
+from ._native import spec_text
 from .callbacks import History
 from ._lib import DOUBLE, MODEL, SIZE, STRING, UINT64, call, lib, param_shape, train_batch
 
@@ -80,16 +81,18 @@ class Model:
     stop_training = False
 
     def __init__(self, spec):
-        """Builds a model from `spec`: a dict, or the path of a JSON spec file."""
+        """Builds a model from `spec`: a dict (NumPy numbers allowed), JSON text (a str
+        starting with "{"), or the path of a JSON spec file."""
         if isinstance(spec, Mapping):
-            text = json.dumps(spec, allow_nan=False).encode("utf-8")
-            self._adopt(call(lib.dl_model_from_json, text, MODEL))
+            self._adopt(call(lib.dl_model_from_json, spec_text(spec), MODEL))
+        elif isinstance(spec, str) and spec.lstrip().startswith("{"):
+            self._adopt(call(lib.dl_model_from_json, spec.encode("utf-8"), MODEL))
         else:
             self._adopt(call(lib.dl_model_from_spec, _path(spec), MODEL))
 
     @classmethod
     def from_spec(cls, spec) -> Model:
-        """A new model from `spec`: a dict (sent as JSON text) or a spec file's path."""
+        """A new model from `spec`: a dict, JSON text, or a spec file's path."""
         return cls(spec)
 
     @classmethod
