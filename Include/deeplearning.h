@@ -506,6 +506,28 @@ DL_API int dl_dataset_load_csv_targets(const char *path, size_t feature_count, s
                                        dl_dataset **out);
 
 /*
+ * dl_dataset_from_arrays - a data set made from arrays in the caller's memory,
+ * which are copied (the caller may free or change them afterwards).
+ *   x            count samples of `shape`, row-major floats, all finite.
+ *   count        number of samples, >= 1.
+ *   shape, ndim  the shape of one sample, ndim from 1 to 32 positive
+ *                dimensions: (features) for rows, (1, 28, 28) for images.
+ *   labels       count class labels >= 0, or NULL.
+ *   targets      count * target_size finite target values, or NULL.
+ *   target_size  target values per sample: >= 1 with targets, else 0.
+ *   out          OUT: the data set; free it with dl_dataset_free().
+ *                Untouched on failure.
+ * At most one of labels and targets; with neither the data set has no targets.
+ * Returns: DL_OK, DL_INVALID_ARGUMENT (NULL x, shape or out, bad sizes,
+ * negative labels, labels and targets both given), DL_NUMERIC (NaN/Inf in x
+ * or targets), DL_NOMEM.
+ * Thread-safety: any thread; the new data set is the caller's.
+ */
+DL_API int dl_dataset_from_arrays(const float *x, size_t count, const size_t *shape, size_t ndim,
+                                  const int32_t *labels, const float *targets, size_t target_size,
+                                  dl_dataset **out);
+
+/*
  * dl_dataset_load_hdf5 - an HDF5 file holding a dataset "x" of shape
  * (N, ...), floats or unsigned bytes, and optionally "y": integers of shape
  * (N) are class labels >= 0; floats of shape (N) or (N, k) are target

@@ -54,6 +54,40 @@ public func dl_dataset_load_csv_targets(_ path: UnsafePointer<CChar>?, _ feature
     }
 }
 
+@_cdecl("dl_dataset_from_arrays")
+public func dl_dataset_from_arrays(_ x: UnsafePointer<Float>?, _ count: Int, _ shape: UnsafePointer<Int>?, _ ndim: Int,
+                                   _ labels: UnsafePointer<Int32>?, _ targets: UnsafePointer<Float>?, _ targetSize: Int,
+                                   _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+    load(out) { () throws(DLError) in
+        let x = try required(x, "x"), shape = try required(shape, "shape")
+        let count = try size(count, "count"), ndim = try size(ndim, "ndim"), width = try size(targetSize, "target_size")
+        guard count >= 1 else { throw .invalid("count must be at least 1, got 0") }
+        guard (1...32).contains(ndim) else { throw .invalid("ndim must be from 1 to 32, got \(ndim)") }
+        let sampleShape = Array(UnsafeBufferPointer(start: shape, count: ndim))
+        guard sampleShape.allSatisfy({ $0 > 0 }) else { throw .invalid("shape \(sampleShape) has a zero (or too large) dimension") }
+        let n = try checkedProduct(count, try checkedCount(sampleShape, "sample shape"), "x")
+        let features = Array(UnsafeBufferPointer(start: x, count: n))
+        guard features.allSatisfy({ $0.isFinite }) else { throw DLError(.numeric, "x contains NaN or infinite values") }
+        let data: Dataset.Targets
+        switch (labels, targets) {
+        case (nil, nil):
+            guard width == 0 else { throw .invalid("target_size is \(width) but targets is NULL") }
+            data = .none
+        case (let l?, nil):
+            guard width == 0 else { throw .invalid("target_size must be 0 with labels, got \(width)") }
+            data = .labels(Array(UnsafeBufferPointer(start: l, count: count)))
+        case (nil, let t?):
+            guard width >= 1 else { throw .invalid("target_size must be at least 1 with targets, got 0") }
+            let values = Array(UnsafeBufferPointer(start: t, count: try checkedProduct(count, width, "targets")))
+            guard values.allSatisfy({ $0.isFinite }) else { throw DLError(.numeric, "targets contain NaN or infinite values") }
+            data = .values(values, size: width)
+        case (_?, _?):
+            throw .invalid("labels and targets are both given; pass at most one of them")
+        }
+        return try Dataset(features: features, targets: data, sampleShape: sampleShape)
+    }
+}
+
 @_cdecl("dl_dataset_load_hdf5")
 public func dl_dataset_load_hdf5(_ path: UnsafePointer<CChar>?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
     load(out) { () throws(DLError) in try Dataset.loadHDF5(String(cString: try required(path, "path"))) }

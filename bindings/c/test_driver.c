@@ -31,6 +31,8 @@
  *     unlabelled data, a wrong input size, bad labels and labels for regression refused;
  *     CSV target values (dl_dataset_load_csv_targets, dl_dataset_targets) trained on by
  *     regression.json, an unshuffled epoch against dl_train_step (bit for bit);
+ *   - dl_dataset_from_arrays: a copy of labels, target values, image shapes or no targets,
+ *     an unshuffled epoch on it equal to dl_train_step; every refusal;
  *   - layer output shapes and batch norm's running statistics (dl_model_*_buffer*): names,
  *     shapes, initial values, moved by a step, set values change predictions, bad ones refused;
  *   - progress callbacks (dl_model_set_progress): every step and evaluation chunk
@@ -2840,6 +2842,86 @@ static dl_model *dataset_model(const dl_dataset *train) {
     return model;
 }
 
+static void test_dataset_from_arrays(void) {
+    section("dl_dataset_from_arrays: copies of arrays in memory, trained on like loaded ones");
+    enum { N = 7 };
+    float x[N * 2], targets[N * 2];
+    int32_t labels[N];
+    for (int i = 0; i < N; i++) {
+        x[2 * i] = (float)i - 3.0f;
+        x[2 * i + 1] = 0.5f * (float)(i % 3);
+        labels[i] = x[2 * i] > 0;
+        targets[2 * i] = (float)i;
+        targets[2 * i + 1] = -(float)i;
+    }
+    const size_t row[1] = {2}, image[3] = {1, 1, 2}, zero[2] = {2, 0};
+    dl_dataset *data = NULL, *values = NULL, *images = NULL, *none = NULL, *bad = NULL;
+    dl_model *a = load_json(ds_spec), *b = load_json(ds_spec);
+    if (a == NULL || b == NULL || !CHECK_OK(dl_dataset_from_arrays(x, N, row, 1, labels, NULL, 0, &data))) goto done;
+    const float saved = x[0];
+    x[0] = 100.0f;                                /* the data set holds a copy */
+    const float *features = NULL;
+    const int32_t *got_labels = NULL;
+    size_t count = 0, feature_size = 0, dims[4], ndim = 0, width = 9;
+    int has_labels = 0;
+    CHECK_OK(dl_dataset_info(data, &count, &feature_size, &has_labels));
+    CHECK(count == N && feature_size == 2 && has_labels == 1);
+    CHECK_OK(dl_dataset_features(data, &features));
+    CHECK_OK(dl_dataset_labels(data, &got_labels));
+    CHECK(features != NULL && features[0] == saved && memcmp(features + 1, x + 1, (2 * N - 1) * sizeof x[0]) == 0);
+    CHECK(got_labels != NULL && memcmp(got_labels, labels, sizeof labels) == 0);
+    x[0] = saved;
+    /* An unshuffled epoch on it is dl_train_step on the arrays. */
+    double loss = 0;
+    CHECK_OK(dl_train_epoch(a, data, 3, 0, NULL));
+    for (int start = 0; start < N; start += 3)
+        CHECK_OK(dl_train_step(b, x + 2 * start, N - start < 3 ? (size_t)(N - start) : 3, labels + start, NULL, &loss));
+    CHECK(models_equal(a, b));
+
+    /* Target values, an image shape, no targets. */
+    const float *got_values = NULL;
+    if (CHECK_OK(dl_dataset_from_arrays(x, N, row, 1, NULL, targets, 2, &values))) {
+        CHECK_OK(dl_dataset_targets(values, &got_values, &width));
+        CHECK(width == 2 && got_values != NULL && memcmp(got_values, targets, sizeof targets) == 0);
+    }
+    if (CHECK_OK(dl_dataset_from_arrays(x, N, image, 3, labels, NULL, 0, &images))) {
+        CHECK_OK(dl_dataset_sample_shape(images, dims, 4, &ndim));
+        CHECK(ndim == 3 && dims[0] == 1 && dims[1] == 1 && dims[2] == 2);
+    }
+    if (CHECK_OK(dl_dataset_from_arrays(x, N, row, 1, NULL, NULL, 0, &none))) {
+        CHECK_OK(dl_dataset_info(none, NULL, NULL, &has_labels));
+        CHECK(has_labels == 0);
+    }
+
+    /* Refusals leave out untouched. */
+    CHECK_STATUS(dl_dataset_from_arrays(NULL, N, row, 1, labels, NULL, 0, &bad), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_dataset_from_arrays(x, 0, row, 1, labels, NULL, 0, &bad), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_dataset_from_arrays(x, N, NULL, 1, labels, NULL, 0, &bad), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_dataset_from_arrays(x, N, row, 0, labels, NULL, 0, &bad), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_dataset_from_arrays(x, N, row, 33, labels, NULL, 0, &bad), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_dataset_from_arrays(x, N, zero, 2, labels, NULL, 0, &bad), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_dataset_from_arrays(x, N, row, 1, labels, targets, 2, &bad), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_dataset_from_arrays(x, N, row, 1, labels, NULL, 2, &bad), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_dataset_from_arrays(x, N, row, 1, NULL, NULL, 2, &bad), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_dataset_from_arrays(x, N, row, 1, NULL, targets, 0, &bad), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_dataset_from_arrays(x, N, row, 1, labels, NULL, 0, NULL), DL_INVALID_ARGUMENT);
+    labels[3] = -1;
+    CHECK_STATUS(dl_dataset_from_arrays(x, N, row, 1, labels, NULL, 0, &bad), DL_INVALID_ARGUMENT);
+    CHECK_MESSAGE_HAS("negative");
+    x[5] = NAN;
+    CHECK_STATUS(dl_dataset_from_arrays(x, N, row, 1, NULL, NULL, 0, &bad), DL_NUMERIC);
+    targets[1] = INFINITY;
+    CHECK_STATUS(dl_dataset_from_arrays(x + 6, 2, row, 1, NULL, targets, 2, &bad), DL_NUMERIC);
+    CHECK(bad == NULL);
+done:
+    release(a);
+    release(b);
+    release_dataset(data);
+    release_dataset(values);
+    release_dataset(images);
+    release_dataset(none);
+}
+
 static void test_train_epoch(void) {
     section("dl_train_epoch, dl_evaluate_dataset: against dl_train_step and dl_evaluate; learning");
     dl_dataset *train = NULL, *test = NULL;
@@ -3506,6 +3588,7 @@ int main(int argc, char **argv) {
         test_dataset_standardizer();
         test_dataset_handles();
         test_train_epoch();
+        test_dataset_from_arrays();
         test_progress();
         test_train_epoch_errors();
         test_dataset_targets();

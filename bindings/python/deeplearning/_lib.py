@@ -173,6 +173,8 @@ _FUNCTIONS = {
     "dl_dataset_load_mnist": (c_int, [c_char_p, c_int, POINTER(DATASET_P)]),
     "dl_dataset_load_csv": (c_int, [c_char_p, c_size_t, POINTER(DATASET_P)]),
     "dl_dataset_load_csv_targets": (c_int, [c_char_p, c_size_t, c_size_t, POINTER(DATASET_P)]),
+    "dl_dataset_from_arrays": (c_int, [_F32_IN, c_size_t, POINTER(c_size_t), c_size_t, _I32_IN_OPT,
+                                       _F32_IN_OPT, c_size_t, POINTER(DATASET_P)]),
     "dl_dataset_load_hdf5": (c_int, [c_char_p, POINTER(DATASET_P)]),
     "dl_dataset_free": (None, [DATASET_P]),
     "dl_dataset_info": (c_int, [DATASET_P, POINTER(c_size_t), POINTER(c_size_t), POINTER(c_int)]),
@@ -338,6 +340,11 @@ def memory_view(address: int, shape: tuple[int, ...], dtype, owner) -> np.ndarra
     memory = (np.ctypeslib.as_ctypes_type(dtype) * math.prod(shape)).from_address(address)
     memory._owner = owner
     return np.ctypeslib.as_array(memory).reshape(shape)
+
+
+def size_array(values: tuple[int, ...]) -> ctypes.Array[c_size_t]:
+    """`values` as a C array of size_t (a shape passed to the library)."""
+    return (c_size_t * len(values))(*values)
 
 
 def sample_shape(dataset) -> tuple[int, ...]:

@@ -22,7 +22,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ._interrupt import Progress, long_call
-from ._lib import ADDRESS, DATASET, DOUBLE, INT, SIZE, call, lib, memory_view, sample_shape
+from ._lib import ADDRESS, DATASET, DOUBLE, INT, SIZE, call, lib, memory_view, sample_shape, size_array
 from ._native import Handle, NativeObject
 from .model import Evaluation, Model, _path
 
@@ -49,7 +49,7 @@ class Dataset(NativeObject):
     """
 
     def __init__(self, *args, **kwargs):
-        raise TypeError("use Dataset.load_idx(), load_mnist(), load_csv() or load_hdf5()")
+        raise TypeError("use Dataset.from_arrays(), load_idx(), load_mnist(), load_csv() or load_hdf5()")
 
     @classmethod
     def _load(cls, function, *args) -> Dataset:
@@ -107,6 +107,54 @@ class Dataset(NativeObject):
             return cls._load(lib.dl_dataset_load_csv, _path(path), features)
         targets = _positive(target_count, "target_count")
         return cls._load(lib.dl_dataset_load_csv_targets, _path(path), features, targets)
+
+    @classmethod
+    def from_arrays(cls, x, y=None) -> Dataset:
+        """A Dataset of arrays in memory: `x` of shape (N, *sample_shape) (a 1-d `x` is N
+        samples of one value), and `y` class labels (integers >= 0, shape (N,)), target
+        values (floats, (N,) or (N, k)) or None.
+
+        The library keeps its own copy, made straight from `x` and `y` when they are
+        already C-contiguous float32 (labels int32); other dtypes or layouts are converted
+        first. Non-finite values are refused (NumericError), as when loading files.
+        """
+        x = np.ascontiguousarray(x, np.float32)
+        if x.ndim == 1:
+            x = x.reshape(-1, 1)
+        if x.ndim < 2 or not len(x) or 0 in x.shape:
+            raise ValueError(f"x must hold at least one sample: an array of shape (N, ...), got shape {x.shape}")
+        labels = targets = None
+        width = 0
+        if y is not None:
+            y = np.asarray(y)
+            if len(y) != len(x):
+                raise ValueError(f"y holds {len(y)} entries for {len(x)} samples of x")
+            if y.dtype.kind in "iub":
+                if y.ndim != 1:
+                    raise ValueError(f"class labels must have shape (N,), got {y.shape}")
+                if len(y) and (y.min() < 0 or y.max() > np.iinfo(np.int32).max):
+                    raise ValueError("class labels must be integers from 0 to 2**31 - 1")
+                labels = np.ascontiguousarray(y, np.int32)
+            elif y.dtype.kind == "f":
+                targets = np.ascontiguousarray(y.reshape(len(y), -1), np.float32)
+                width = targets.shape[1]
+            else:
+                raise TypeError(f"y must hold integer class labels or float target values, got dtype {y.dtype}")
+        shape = size_array(x.shape[1:])
+        return cls._load(lib.dl_dataset_from_arrays, x, len(x), shape, x.ndim - 1, labels, targets, width)
+
+    def split(self, fraction: float) -> tuple[Dataset, Dataset]:
+        """(the first samples, the last `fraction` of them) as two new Datasets, as Keras's
+        validation_split takes a validation part off the end (before any shuffling)."""
+        fraction = float(fraction)
+        if not 0 < fraction < 1:
+            raise ValueError(f"fraction must be between 0 and 1, got {fraction}")
+        cut = len(self) - int(len(self) * fraction)
+        if not 0 < cut < len(self):
+            raise ValueError(f"a fraction {fraction} of {len(self)} samples leaves one part empty")
+        x, y = self.x, self.y
+        return (Dataset.from_arrays(x[:cut], None if y is None else y[:cut]),
+                Dataset.from_arrays(x[cut:], None if y is None else y[cut:]))
 
     @classmethod
     def load_hdf5(cls, path) -> Dataset:
