@@ -22,10 +22,13 @@ import ctypes
 import math
 import os
 import sys
+from collections.abc import Iterable
 from ctypes import CFUNCTYPE, POINTER, c_char_p, c_double, c_int, c_size_t, c_uint64, c_void_p
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from ._version import __version__
 from .errors import error_for
@@ -61,7 +64,7 @@ DTYPE_CODES = {np.dtype(np.float32): 0,   # DL_FLOAT32
                np.dtype(np.float64): 1}   # DL_FLOAT64
 
 
-def _array(dtypes, *flags: str, nullable: bool = False):
+def _array(dtypes: Iterable[Any], *flags: str, nullable: bool = False) -> type:
     """An argument type accepting only a C-contiguous, aligned ndarray of one of
     `dtypes`, passed as the address of its first element.
 
@@ -77,7 +80,7 @@ def _array(dtypes, *flags: str, nullable: bool = False):
 
     class Array:
         @classmethod
-        def from_param(cls, obj):
+        def from_param(cls, obj: object) -> c_void_p | None:
             if obj is None and nullable:
                 return None
             if isinstance(obj, np.ndarray) and obj.dtype in dtypes:
@@ -224,7 +227,7 @@ def _declare(lib: ctypes.CDLL, path: Path) -> None:
         function.argtypes = argtypes
 
 
-def load(places: list[Path] | None = None, expected_version: str = __version__):
+def load(places: list[Path] | None = None, expected_version: str = __version__) -> tuple[ctypes.CDLL, Path]:
     """Loads the first library found among `places` (default: :func:`candidates`).
 
     Returns (library, path). Raises ImportError listing every place tried when
@@ -267,7 +270,7 @@ class Out:
 
     __slots__ = ("ctype",)
 
-    def __init__(self, ctype):
+    def __init__(self, ctype: type) -> None:
         self.ctype = ctype
 
 
@@ -277,7 +280,7 @@ INT, DATASET = Out(c_int), Out(DATASET_P)
 _HANDLES = (MODEL_P, LAYER_P, LOSS_P, DATASET_P)
 
 
-def call(function, *args):
+def call(function: Any, *args: Any) -> Any:
     """Calls `function`, checks its status and returns its OUT values.
 
     Each :class:`Out` marker among `args` is replaced by a new value passed by
@@ -301,7 +304,7 @@ def call(function, *args):
     return tuple(map(_value, outs))
 
 
-def train_batch(handle, x, labels, targets) -> float:
+def train_batch(handle: Any, x: np.ndarray, labels: np.ndarray | None, targets: np.ndarray | None) -> float:
     """dl_train_step on arrays checked by ``_arrays``; the batch's mean loss before the update.
 
     This is the call made once per mini-batch (Model.train_step, Model.fit), so
@@ -309,10 +312,10 @@ def train_batch(handle, x, labels, targets) -> float:
     """
     loss = c_double()
     check(lib.dl_train_step(handle, x, len(x), labels, targets, ctypes.byref(loss)))
-    return loss.value
+    return float(loss.value)
 
 
-def _value(out):
+def _value(out: Any) -> Any:
     if isinstance(out, _HANDLES):
         return out
     if isinstance(out, c_char_p):
@@ -320,7 +323,7 @@ def _value(out):
     return out.value
 
 
-def param_shape(handle, index: int, function=None) -> tuple[int, ...]:
+def param_shape(handle: Any, index: int, function: Any = None) -> tuple[int, ...]:
     """The shape of parameter tensor `index` of a model or a standalone layer, or what
     another shape function of the header (dl_model_buffer_shape, ...) gives for `index`."""
     if function is None:
@@ -330,14 +333,15 @@ def param_shape(handle, index: int, function=None) -> tuple[int, ...]:
     return tuple(dims[:ndim])
 
 
-def memory_view(address: int, shape: tuple[int, ...], dtype, owner) -> np.ndarray:
+def memory_view(address: int, shape: tuple[int, ...], dtype: DTypeLike, owner: object) -> np.ndarray:
     """A writable ndarray over `shape` elements of `dtype` at `address`, in place.
 
     The array keeps `owner` (whatever frees that memory when it dies) alive for
     as long as the array or any view of it exists, so it can never dangle.
     """
-    dtype = np.dtype(dtype)
-    memory = (np.ctypeslib.as_ctypes_type(dtype) * math.prod(shape)).from_address(address)
+    ctypes_type: Any = np.ctypeslib.as_ctypes_type   # typed for literal dtypes only
+    element = ctypes_type(np.dtype(dtype))
+    memory: Any = (element * math.prod(shape)).from_address(address)
     memory._owner = owner
     return np.ctypeslib.as_array(memory).reshape(shape)
 
@@ -347,7 +351,7 @@ def size_array(values: tuple[int, ...]) -> ctypes.Array[c_size_t]:
     return (c_size_t * len(values))(*values)
 
 
-def sample_shape(dataset) -> tuple[int, ...]:
+def sample_shape(dataset: Any) -> tuple[int, ...]:
     """The shape of one sample of a ``dl_dataset``."""
     dims = (c_size_t * 32)()   # HDF5 allows 32 dimensions, the first of them the samples
     ndim = call(lib.dl_dataset_sample_shape, dataset, dims, len(dims), SIZE)
@@ -366,4 +370,4 @@ def set_num_threads(n: int) -> None:
 
 def get_num_threads() -> int:
     """The current setting of :func:`set_num_threads`."""
-    return lib.dl_get_num_threads()
+    return int(lib.dl_get_num_threads())

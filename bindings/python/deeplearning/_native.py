@@ -5,17 +5,21 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, NoReturn, TypeVar
+
+from numpy.typing import DTypeLike
+
+_Object = TypeVar("_Object", bound="NativeObject")
 
 import numpy as np
 
 from ._lib import DTYPE_CODES
 
 
-def dtype_of(dtype) -> np.dtype:
+def dtype_of(dtype: DTypeLike) -> np.dtype[Any]:
     """`dtype` as np.float32 or np.float64, the two element types the library computes in."""
-    resolved = np.dtype(dtype)
+    resolved: np.dtype[Any] = np.dtype(dtype)
     if resolved not in DTYPE_CODES:
         raise TypeError(f"dtype must be np.float32 or np.float64, got {resolved}")
     return resolved
@@ -55,11 +59,11 @@ class Handle:
 
     __slots__ = ("pointer", "_free")
 
-    def __init__(self, pointer, free):
+    def __init__(self, pointer: Any, free: Callable[[Any], None]):
         self.pointer = pointer
         self._free = free
 
-    def __del__(self):
+    def __del__(self) -> None:
         try:
             self._free(self.pointer)
         except Exception:  # interpreter shutdown may have torn down the library already
@@ -77,7 +81,7 @@ class NativeObject:
 
     _handle: Handle | None = None  # so that close() and __del__ work even if __init__ failed
 
-    def __init__(self, dtype):
+    def __init__(self, dtype: DTypeLike):
         self.dtype = dtype_of(dtype)
 
     def _check_open(self) -> None:
@@ -85,9 +89,10 @@ class NativeObject:
             raise ValueError(f"operation on a closed {type(self).__name__}")
 
     @property
-    def _h(self):
+    def _h(self) -> Any:
         """The live handle, for passing to the library."""
-        self._check_open()
+        if self._handle is None:
+            raise ValueError(f"operation on a closed {type(self).__name__}")
         return self._handle.pointer
 
     @property
@@ -98,13 +103,13 @@ class NativeObject:
         """Releases the library's object (see the class docs). Safe to call more than once."""
         self._handle = None
 
-    def __enter__(self):
+    def __enter__(self: _Object) -> _Object:
         self._check_open()
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def __reduce__(self):
+    def __reduce__(self) -> NoReturn:
         raise TypeError(f"a {type(self).__name__} holds library memory and cannot be "
                         "copied or pickled")

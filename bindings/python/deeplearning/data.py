@@ -19,12 +19,15 @@ import math
 import operator
 from collections.abc import Callable
 
+from typing import Any, SupportsIndex
+
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
 from ._interrupt import Progress, long_call
 from ._lib import ADDRESS, DATASET, DOUBLE, INT, SIZE, call, lib, memory_view, sample_shape, size_array
 from ._native import Handle, NativeObject
-from .model import Evaluation, Model, _path
+from .model import Evaluation, Model, PathLike, _path
 
 _SPLITS = {"train": 0, "test": 1}   # DL_SPLIT_TRAIN, DL_SPLIT_TEST
 
@@ -48,11 +51,17 @@ class Dataset(NativeObject):
     one Dataset at once.
     """
 
-    def __init__(self, *args, **kwargs):
+    _x: np.ndarray | None
+    _y: np.ndarray | None
+    _feature_size: int
+    _sample_shape: tuple[int, ...]
+    _target_size: int
+
+    def __init__(self, *args: Any, **kwargs: Any):
         raise TypeError("use Dataset.from_arrays(), load_idx(), load_mnist(), load_csv() or load_hdf5()")
 
     @classmethod
-    def _load(cls, function, *args) -> Dataset:
+    def _load(cls, function: Any, *args: Any) -> Dataset:
         data = cls.__new__(cls)
         NativeObject.__init__(data, np.float32)
         pointer = call(function, *args, DATASET)
@@ -69,22 +78,23 @@ class Dataset(NativeObject):
             data._y = None
         return data
 
-    def _view(self, function, shape: tuple[int, ...], dtype) -> np.ndarray:
+    def _view(self, function: Any, shape: tuple[int, ...], dtype: DTypeLike) -> np.ndarray:
         """A read-only view of the array `function` points to, keeping the memory alive."""
-        view = memory_view(call(function, self._handle.pointer, ADDRESS), shape, dtype, self._handle)
+        handle = _held(self)
+        view = memory_view(call(function, handle.pointer, ADDRESS), shape, dtype, handle)
         view.flags.writeable = False
         return view
 
     # -- loaders --------------------------------------------------------------
 
     @classmethod
-    def load_idx(cls, images, labels=None) -> Dataset:
+    def load_idx(cls, images: PathLike, labels: PathLike | None = None) -> Dataset:
         """IDX files of unsigned bytes (MNIST's format, gzipped or not): images (N, H, W)
         and, unless `labels` is None, labels (N,). ``sample_shape`` is (1, H, W)."""
         return cls._load(lib.dl_dataset_load_idx, _path(images), None if labels is None else _path(labels))
 
     @classmethod
-    def load_mnist(cls, directory, split: str = "train") -> Dataset:
+    def load_mnist(cls, directory: PathLike, split: str = "train") -> Dataset:
         """One split of MNIST, "train" or "test", from a folder holding its four IDX files
         under their usual names (train-images-idx3-ubyte[.gz], ...)."""
         if split not in _SPLITS:
@@ -92,7 +102,7 @@ class Dataset(NativeObject):
         return cls._load(lib.dl_dataset_load_mnist, _path(directory), _SPLITS[split])
 
     @classmethod
-    def load_csv(cls, path, feature_count: int | None = None, target_count: int | None = None) -> Dataset:
+    def load_csv(cls, path: PathLike, feature_count: int | None = None, target_count: int | None = None) -> Dataset:
         """A CSV file of numbers (gzipped or not), one sample per row, the label first
         (or, with `target_count`, that many target values first: regression); a first
         row that does not start with a number is a header.
@@ -109,7 +119,7 @@ class Dataset(NativeObject):
         return cls._load(lib.dl_dataset_load_csv_targets, _path(path), features, targets)
 
     @classmethod
-    def from_arrays(cls, x, y=None) -> Dataset:
+    def from_arrays(cls, x: ArrayLike, y: ArrayLike | None = None) -> Dataset:
         """A Dataset of arrays in memory: `x` of shape (N, *sample_shape) (a 1-d `x` is N
         samples of one value), and `y` class labels (integers >= 0, shape (N,)), target
         values (floats, (N,) or (N, k)) or None.
@@ -157,7 +167,7 @@ class Dataset(NativeObject):
                 Dataset.from_arrays(x[cut:], None if y is None else y[cut:]))
 
     @classmethod
-    def load_hdf5(cls, path) -> Dataset:
+    def load_hdf5(cls, path: PathLike) -> Dataset:
         """An HDF5 file with dataset ``x`` (N, ...), floats or uint8, and optionally ``y``:
         integer labels (N,), or float target values (N,) or (N, k); without ``y`` the
         Dataset is unlabelled. h5py writes it with ``f["x"] = x; f["y"] = y``."""
@@ -168,7 +178,8 @@ class Dataset(NativeObject):
     @property
     def x(self) -> np.ndarray:
         """The features, float32 (N, *sample_shape), a read-only view."""
-        self._check_open()
+        if self._x is None:
+            raise ValueError("operation on a closed Dataset")
         return self._x
 
     @property
@@ -182,7 +193,7 @@ class Dataset(NativeObject):
     def target_size(self) -> int:
         """Target values per sample; 0 for class labels or no targets."""
         self._check_open()
-        return self._target_size
+        return int(self._target_size)
 
     @property
     def count(self) -> int:
@@ -196,13 +207,13 @@ class Dataset(NativeObject):
     def feature_size(self) -> int:
         """Values per sample, the product of ``sample_shape`` (784 for MNIST)."""
         self._check_open()
-        return self._feature_size
+        return int(self._feature_size)
 
     @property
     def sample_shape(self) -> tuple[int, ...]:
         """The shape of one sample: (1, 28, 28) for MNIST, (features,) for CSV."""
         self._check_open()
-        return self._sample_shape
+        return tuple(self._sample_shape)
 
     @property
     def has_labels(self) -> bool:
@@ -214,7 +225,8 @@ class Dataset(NativeObject):
         tutorial's standardization, one pair for the whole set. ``model.preprocessing =
         (scale, mean, std)`` then makes the model standardize raw inputs itself."""
         handle = _held(self)
-        return call(lib.dl_dataset_standardizer, handle.pointer, float(scale), DOUBLE, DOUBLE)
+        mean, std = call(lib.dl_dataset_standardizer, handle.pointer, float(scale), DOUBLE, DOUBLE)
+        return float(mean), float(std)
 
     def close(self) -> None:
         """Releases the Dataset; its memory goes with the last view of ``x`` or ``y``.
@@ -230,26 +242,27 @@ class Dataset(NativeObject):
         return f"<deeplearning.Dataset: {self.count} samples of shape {self.sample_shape}, {labels}>"
 
 
-def _positive(value, name: str) -> int:
+def _positive(value: SupportsIndex, name: str) -> int:
     count = operator.index(value)
     if count < 1:
         raise ValueError(f"{name} must be a positive integer or None, got {count}")
     return count
 
 
-def _target_values(dataset, out) -> int:
+def _target_values(dataset: Any, out: Any) -> int:
     """dl_dataset_targets as a one-pointer accessor, for Dataset._view."""
-    return lib.dl_dataset_targets(dataset, out, None)
+    return int(lib.dl_dataset_targets(dataset, out, None))
 
 
 # -- Model methods (attached in model.py) -------------------------------------
 
-def _held(dataset) -> Handle:
+def _held(dataset: object) -> Handle:
     """The open `dataset`'s Handle. The caller keeps it for the length of its library
     call, so that a close() from another thread meanwhile frees nothing until then."""
     if not isinstance(dataset, Dataset):
         raise TypeError(f"expected a deeplearning.Dataset, got {type(dataset).__name__}")
-    dataset._check_open()
+    if dataset._handle is None:
+        raise ValueError("operation on a closed Dataset")
     return dataset._handle
 
 

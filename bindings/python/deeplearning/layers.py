@@ -19,14 +19,17 @@ from __future__ import annotations
 import numbers
 import operator
 
+from typing import Any, SupportsIndex
+
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
 from . import _arrays
 from ._lib import ADDRESS, DTYPE_CODES, LAYER, SIZE, STRING, call, lib, memory_view, param_shape
 from ._native import Handle, NativeObject, rows_cols, spec_text
 
 
-def _seed(seed) -> int:
+def _seed(seed: SupportsIndex | None) -> int:
     """The initial weights' seed: `seed`, or a draw from NumPy's global generator.
 
     Drawing from ``np.random`` makes ``np.random.seed(42)`` before building the
@@ -34,17 +37,17 @@ def _seed(seed) -> int:
     """
     if seed is None:
         return int(np.random.randint(2**63))
-    seed = operator.index(seed)
-    if not 0 <= seed < 2**64:
-        raise ValueError(f"seed must be in [0, 2**64), got {seed}")
-    return seed
-
-
-def _positive(value, name: str) -> int:
-    value = operator.index(value)
-    if value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value}")
+    value = operator.index(seed)
+    if not 0 <= value < 2**64:
+        raise ValueError(f"seed must be in [0, 2**64), got {value}")
     return value
+
+
+def _positive(value: SupportsIndex, name: str) -> int:
+    count = operator.index(value)
+    if count < 1:
+        raise ValueError(f"{name} must be a positive integer, got {count}")
+    return count
 
 
 class Layer(NativeObject):
@@ -55,11 +58,12 @@ class Layer(NativeObject):
     activation.
     """
 
-    def __init__(self, spec: dict, dtype=np.float64, seed: int = 0):
+    def __init__(self, spec: dict[str, Any], dtype: DTypeLike = np.float64, seed: int = 0):
         super().__init__(dtype)
         pointer = call(lib.dl_layer_from_json, spec_text(spec), DTYPE_CODES[self.dtype], seed, LAYER)
         self._handle = Handle(pointer, lib.dl_layer_free)
-        self._parameters, self._gradients = {}, {}
+        self._parameters: dict[str, np.ndarray] = {}
+        self._gradients: dict[str, np.ndarray] = {}
         for index in range(call(lib.dl_layer_num_params, pointer, SIZE)):
             name = call(lib.dl_layer_param_name, pointer, index, STRING)
             shape = param_shape(pointer, index)
@@ -67,7 +71,8 @@ class Layer(NativeObject):
                                     (self._gradients, lib.dl_layer_grad_data)):
                 address = call(function, pointer, index, ADDRESS)
                 views[name] = memory_view(address, shape, self.dtype, self._handle)
-        self._x_shape = self._y_shape = None
+        self._x_shape: tuple[int, ...] | None = None
+        self._y_shape: tuple[int, ...] | None = None
 
     def close(self) -> None:
         self._parameters, self._gradients = {}, {}
@@ -91,7 +96,7 @@ class Layer(NativeObject):
         out = call(lib.dl_layer_output_features, self._h, cols, SIZE)
         return shape if out == cols else shape[:-1] + (out,)
 
-    def forward(self, x) -> np.ndarray:
+    def forward(self, x: ArrayLike) -> np.ndarray:
         """y = layer(x). x: any shape whose last axis holds one sample's features."""
         x = _arrays.values(x, self.dtype)
         y = np.empty(self._output_shape(x.shape), self.dtype)
@@ -101,13 +106,13 @@ class Layer(NativeObject):
         self._x_shape, self._y_shape = x.shape, y.shape
         return y
 
-    def __call__(self, x) -> np.ndarray:
+    def __call__(self, x: ArrayLike) -> np.ndarray:
         """``layer(x)`` is ``layer.forward(x)``, as in PyTorch."""
         return self.forward(x)
 
-    def backward(self, dL_dy) -> np.ndarray:
+    def backward(self, dL_dy: ArrayLike) -> np.ndarray:
         """dL/dx, shaped like the last forward's x, from dL/dy (shaped like its y)."""
-        if self._y_shape is None:
+        if self._y_shape is None or self._x_shape is None:
             raise RuntimeError(f"{type(self).__name__}.backward() called before forward()")
         dy = _arrays.values(dL_dy, self.dtype, "dL_dy")
         if dy.shape != self._y_shape:
@@ -134,15 +139,15 @@ class _Tensor:
     def __init__(self, name: str, gradient: bool = False):
         self.name, self.gradient = name, gradient
 
-    def __set_name__(self, owner, attribute: str) -> None:
+    def __set_name__(self, owner: type, attribute: str) -> None:
         self.attribute = attribute
 
-    def __get__(self, layer, owner=None):
+    def __get__(self, layer: Any, owner: type | None = None) -> Any:
         if layer is None:
             return self
         return (layer.gradients if self.gradient else layer.parameters)[self.name]
 
-    def __set__(self, layer, value) -> None:
+    def __set__(self, layer: Any, value: ArrayLike) -> None:
         view = self.__get__(layer)
         if value is view:
             return
@@ -170,7 +175,8 @@ class Linear(Layer):
     dL_dW = _Tensor("weight", gradient=True)
     dL_db = _Tensor("bias", gradient=True)
 
-    def __init__(self, in_features: int, out_features: int, *, dtype=np.float64, seed=None,
+    def __init__(self, in_features: int, out_features: int, *, dtype: DTypeLike = np.float64,
+                 seed: int | None = None,
                  init: str | None = None):
         self.in_features = _positive(in_features, "in_features")
         self.out_features = _positive(out_features, "out_features")
@@ -179,7 +185,7 @@ class Linear(Layer):
             spec["init"] = init
         super().__init__(spec, dtype, _seed(seed))
 
-    def _output_shape(self, shape):
+    def _output_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
         if not shape or shape[-1] != self.in_features:
             raise ValueError(f"Linear({self.in_features}, {self.out_features}) needs x of shape "
                              f"(N, {self.in_features}), got {shape}; flatten images first, e.g. "
@@ -191,7 +197,7 @@ class Linear(Layer):
                 + (" (closed)" if self.closed else ""))
 
 
-def _json_value(value):
+def _json_value(value: Any) -> Any:
     """An option as the spec's JSON carries it: NumPy scalars become Python numbers."""
     if isinstance(value, (bool, str)):
         return value
@@ -215,7 +221,7 @@ class Activation(Layer):
     type = ""                               # the spec type, fixed by each subclass
     positional: tuple[str, ...] = ()        # options that may come by position, in order
 
-    def __init__(self, *args, dtype=np.float64, **options):
+    def __init__(self, *args: Any, dtype: DTypeLike = np.float64, **options: Any):
         name = type(self).__name__
         if not self.type:                   # this class itself: the type comes first
             if not args or not isinstance(args[0], str):

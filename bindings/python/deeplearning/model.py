@@ -6,15 +6,23 @@ import json
 import math
 import operator
 import os
-from collections.abc import Mapping
-from typing import NamedTuple
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn, SupportsIndex, Union
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from . import _arrays, training
 from ._native import spec_text
 from .callbacks import History
 from ._lib import DOUBLE, MODEL, SIZE, STRING, UINT64, call, lib, param_shape, train_batch
+
+
+if TYPE_CHECKING:
+    from ._interrupt import Progress
+    from .data import Dataset
+
+PathLike = Union[str, "os.PathLike[str]"]
 
 
 class Preprocessing(NamedTuple):
@@ -47,7 +55,7 @@ class GradCheck(NamedTuple):
     per_param: dict[str, float]
 
 
-def _path(path) -> bytes:
+def _path(path: PathLike) -> bytes:
     """A str or os.PathLike file name as the bytes the library takes."""
     encoded = os.fsencode(os.fspath(path))
     if b"\0" in encoded:
@@ -55,11 +63,11 @@ def _path(path) -> bytes:
     return encoded
 
 
-def _positive_int(value, name: str) -> int:
-    value = operator.index(value)
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return value
+def _positive_int(value: SupportsIndex, name: str) -> int:
+    count = operator.index(value)
+    if count < 1:
+        raise ValueError(f"{name} must be >= 1, got {count}")
+    return count
 
 
 class Model:
@@ -79,8 +87,9 @@ class Model:
     _handle = None  # so that close() and __del__ work even if __init__ failed
     #: Set to True by a callback (EarlyStopping, ...) to end :meth:`fit` after this step or epoch.
     stop_training = False
+    _warned_unscaled = False   # fit's warning about unscaled inputs, given once per model
 
-    def __init__(self, spec):
+    def __init__(self, spec: Mapping[str, Any] | PathLike):
         """Builds a model from `spec`: a dict (NumPy numbers allowed), JSON text (a str
         starting with "{"), or the path of a JSON spec file."""
         if isinstance(spec, Mapping):
@@ -91,22 +100,22 @@ class Model:
             self._adopt(call(lib.dl_model_from_spec, _path(spec), MODEL))
 
     @classmethod
-    def from_spec(cls, spec) -> Model:
+    def from_spec(cls, spec: Mapping[str, Any] | PathLike) -> Model:
         """A new model from `spec`: a dict, JSON text, or a spec file's path."""
         return cls(spec)
 
     @classmethod
-    def load(cls, path) -> Model:
+    def load(cls, path: PathLike) -> Model:
         """The model saved in the HDF5 checkpoint at `path`, ready to resume training."""
         return cls._wrap(call(lib.dl_model_load, _path(path), MODEL))
 
     @classmethod
-    def _wrap(cls, handle) -> Model:
+    def _wrap(cls, handle: Any) -> Model:
         model = cls.__new__(cls)
         model._adopt(handle)
         return model
 
-    def _adopt(self, handle) -> None:
+    def _adopt(self, handle: Any) -> None:
         self.close()  # in case __init__ is called again on a live model
         self._handle = handle
         # Fixed for the model's lifetime, and needed by every array check.
@@ -120,7 +129,7 @@ class Model:
             raise ValueError("operation on a closed Model")
 
     @property
-    def _h(self):
+    def _h(self) -> Any:
         """The live handle, for passing to the library."""
         self._check_open()
         return self._handle
@@ -139,10 +148,10 @@ class Model:
         self._check_open()
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def __del__(self):
+    def __del__(self) -> None:
         try:
             self.close()
         except Exception:  # interpreter shutdown may have torn down the module already
@@ -154,13 +163,13 @@ class Model:
 
     __copy__ = clone
 
-    def __deepcopy__(self, memo) -> Model:
+    def __deepcopy__(self, memo: object) -> Model:
         return self.clone()
 
-    def __reduce__(self):
+    def __reduce__(self) -> NoReturn:
         raise TypeError("a Model cannot be pickled: save() it to a checkpoint and load() it instead")
 
-    def save(self, path) -> None:
+    def save(self, path: PathLike) -> None:
         """Writes the model to an HDF5 checkpoint at `path` (replaced atomically)."""
         call(lib.dl_model_save, self._h, _path(path))
 
@@ -174,26 +183,27 @@ class Model:
 
     # -- training and inference -----------------------------------------------
 
-    def _data(self, x, y, x_name: str = "x", y_name: str = "y"):
+    def _data(self, x: ArrayLike, y: ArrayLike, x_name: str = "x",
+              y_name: str = "y") -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
         """(x, labels, targets) checked and converted; labels or targets is None."""
         self._check_open()
         x = _arrays.inputs(x, self._input_size, x_name)
         labels, targets = _arrays.supervision(y, len(x), self._output_size, y_name)
         return x, labels, targets
 
-    def _train_batch(self, x, labels, targets) -> float:
+    def _train_batch(self, x: np.ndarray, labels: np.ndarray | None, targets: np.ndarray | None) -> float:
         """One step on arrays that :meth:`_data` made (Model.fit passes slices of them)."""
         return train_batch(self._h, x, labels, targets)
 
-    def _evaluate(self, x, labels, targets) -> Evaluation:
+    def _evaluate(self, x: np.ndarray, labels: np.ndarray | None, targets: np.ndarray | None) -> Evaluation:
         loss, accuracy = call(lib.dl_evaluate, self._h, x, len(x), labels, targets, DOUBLE, DOUBLE)
         return Evaluation(loss, None if math.isnan(accuracy) else accuracy)
 
-    def train_step(self, x, y) -> float:
+    def train_step(self, x: ArrayLike, y: ArrayLike) -> float:
         """One optimisation step on the batch (x, y); returns its mean loss before the update."""
         return self._train_batch(*self._data(x, y))
 
-    def predict(self, x, batch_size: int | None = None) -> np.ndarray:
+    def predict(self, x: ArrayLike, batch_size: int | None = None) -> np.ndarray:
         """The raw outputs (logits for cross-entropy), float32 of shape (N, output_size).
 
         `batch_size` bounds the samples per library call (the library itself works in
@@ -210,7 +220,7 @@ class Model:
 
     __call__ = predict
 
-    def predict_classes(self, x) -> np.ndarray:
+    def predict_classes(self, x: ArrayLike) -> np.ndarray:
         """The index of the largest output of each sample, int32 of shape (N,)."""
         x = _arrays.inputs(x, self.input_size, allow_empty=True)
         out = np.empty(len(x), np.int32)
@@ -218,11 +228,11 @@ class Model:
             call(lib.dl_predict_classes, self._h, x, len(x), out, out.size)
         return out
 
-    def evaluate(self, x, y) -> Evaluation:
+    def evaluate(self, x: ArrayLike, y: ArrayLike) -> Evaluation:
         """Mean loss and accuracy over (x, y), in evaluation mode; the model is unchanged."""
         return self._evaluate(*self._data(x, y))
 
-    def gradcheck(self, x, y, max_entries: int = 0) -> GradCheck:
+    def gradcheck(self, x: ArrayLike, y: ArrayLike, max_entries: int = 0) -> GradCheck:
         """Compares back-propagation with centred finite differences on the batch (x, y).
 
         `max_entries` limits the entries checked per parameter tensor (0 = all;
@@ -238,7 +248,7 @@ class Model:
                      DOUBLE, per_param, per_param.size)
         return GradCheck(worst, dict(zip(names, per_param.tolist())))
 
-    def fit(self, x, y=None, **options) -> History:
+    def fit(self, x: Any, y: ArrayLike | None = None, **options: Any) -> History:
         """Trains on arrays (x, y) or on a Dataset x, as Keras's fit does; returns a History.
 
         Options (keyword only): batch_size=64, epochs=1, verbose="auto", callbacks,
@@ -249,14 +259,16 @@ class Model:
 
     # Data sets held by the library (deeplearning.data, which imports this module).
 
-    def train_epoch(self, dataset, batch_size: int = 64, shuffle: bool = True, progress=None) -> float:
+    def train_epoch(self, dataset: Dataset, batch_size: int = 64, shuffle: bool = True,
+                    progress: Callable[[Progress], object] | None = None) -> float:
         """One epoch over a labelled :class:`~deeplearning.Dataset`, run in the library;
         returns its mean loss; Ctrl-C stops it after the step under way. See
         :func:`deeplearning.data.train_epoch`."""
         from .data import train_epoch
         return train_epoch(self, dataset, batch_size, shuffle, progress)
 
-    def evaluate_dataset(self, dataset, progress=None) -> Evaluation:
+    def evaluate_dataset(self, dataset: Dataset,
+                         progress: Callable[[Progress], object] | None = None) -> Evaluation:
         """Mean loss and accuracy over a labelled :class:`~deeplearning.Dataset`
         (Ctrl-C stops it)."""
         from .data import evaluate_dataset
@@ -268,18 +280,18 @@ class Model:
     def input_size(self) -> int:
         """Values per input sample (784 for MNIST)."""
         self._check_open()
-        return self._input_size
+        return int(self._input_size)
 
     @property
     def output_size(self) -> int:
         """Values per output sample (10 classes)."""
         self._check_open()
-        return self._output_size
+        return int(self._output_size)
 
     @property
     def param_count(self) -> int:
         """Total number of trainable scalars."""
-        return call(lib.dl_model_param_count, self._h, SIZE)
+        return int(call(lib.dl_model_param_count, self._h, SIZE))
 
     @property
     def param_names(self) -> list[str]:
@@ -296,19 +308,20 @@ class Model:
         return [call(lib.dl_model_layer_type, handle, i, STRING) for i in range(count)]
 
     @property
-    def spec(self) -> dict:
+    def spec(self) -> dict[str, Any]:
         """The spec the model was built from, parsed (a new dict on each access)."""
-        return json.loads(call(lib.dl_model_spec_json, self._h, STRING))
+        spec: dict[str, Any] = json.loads(call(lib.dl_model_spec_json, self._h, STRING))
+        return spec
 
     @property
     def step_count(self) -> int:
         """Number of optimisation steps applied so far."""
-        return call(lib.dl_model_step_count, self._h, UINT64)
+        return int(call(lib.dl_model_step_count, self._h, UINT64))
 
     @property
     def learning_rate(self) -> float:
         """The optimizer's learning rate; settable between steps (a finite number >= 0)."""
-        return call(lib.dl_model_get_learning_rate, self._h, DOUBLE)
+        return float(call(lib.dl_model_get_learning_rate, self._h, DOUBLE))
 
     @learning_rate.setter
     def learning_rate(self, value: float) -> None:
@@ -321,7 +334,7 @@ class Model:
         return Preprocessing(*call(lib.dl_model_get_preprocessing, self._h, DOUBLE, DOUBLE, DOUBLE))
 
     @preprocessing.setter
-    def preprocessing(self, value) -> None:
+    def preprocessing(self, value: tuple[float, float, float]) -> None:
         scale, mean, std = value
         call(lib.dl_model_set_preprocessing, self._h, float(scale), float(mean), float(std))
 
@@ -355,7 +368,7 @@ class Model:
         PyTorch style: "layers.0.weight", "layers.0.bias", "layers.1.running_mean", ..."""
         return {name: self._read(index, is_buffer) for name, index, is_buffer in self._tensors()}
 
-    def load_state_dict(self, state: Mapping[str, object], strict: bool = True) -> None:
+    def load_state_dict(self, state: Mapping[str, ArrayLike], strict: bool = True) -> None:
         """Overwrites parameters and buffers from a dict like :meth:`state_dict`'s. Every
         key and shape is checked before anything changes; with `strict`, the keys must be
         exactly the model's (missing or unexpected ones raise KeyError)."""
@@ -381,7 +394,7 @@ class Model:
         library's (a linear weight is (out, in), as in PyTorch)."""
         return list(self.state_dict().values())
 
-    def set_weights(self, weights) -> None:
+    def set_weights(self, weights: Iterable[ArrayLike]) -> None:
         """Overwrites every parameter and buffer from a list like :meth:`get_weights`'s;
         all shapes are checked before anything changes."""
         names = [name for name, _, _ in self._tensors()]
@@ -396,13 +409,13 @@ class Model:
         count = call(lib.dl_model_num_layers, handle, SIZE)
         return [param_shape(handle, i, lib.dl_model_layer_output_shape) for i in range(count)]
 
-    def summary(self, print_fn=print) -> None:
+    def summary(self, print_fn: Callable[[str], object] = print) -> None:
         """Prints a table of the layers (type, output shape, parameters) with the totals,
         trainable and not (batch norm's running statistics), Keras style."""
         from .summary import summary
         print_fn(summary(self))
 
-    def _param_index(self, key) -> int:
+    def _param_index(self, key: str | SupportsIndex) -> int:
         """The index of parameter tensor `key`: its name, or an index (negative counts from the end)."""
         names = self.param_names
         if isinstance(key, str):
@@ -417,7 +430,7 @@ class Model:
             raise IndexError(f"parameter index {index} is out of range: the model has {len(names)}")
         return index % len(names)
 
-    def get_param(self, key) -> np.ndarray:
+    def get_param(self, key: str | SupportsIndex) -> np.ndarray:
         """A float32 copy of a parameter tensor, by name ("layers.0.weight") or index.
 
         A linear layer's weight has shape (out, in) and its bias (out,).
@@ -427,7 +440,7 @@ class Model:
         call(lib.dl_model_get_param, self._h, index, out, out.size)
         return out
 
-    def set_param(self, key, values) -> None:
+    def set_param(self, key: str | SupportsIndex, values: ArrayLike) -> None:
         """Overwrites a parameter tensor, by name or index, with `values` of its exact shape."""
         index = self._param_index(key)
         shape = param_shape(self._h, index)

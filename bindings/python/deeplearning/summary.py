@@ -25,7 +25,10 @@ def summary(model: Model) -> str:
             for i, (kind, shape) in enumerate(zip(model.layer_types, model.layer_output_shapes()))]
     header = ("Layer (type)", "Output Shape", "Param #")
     widths = [max(len(r[c]) for r in (header, *rows)) + 3 for c in range(3)]
-    line = lambda r: "".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip()  # noqa: E731
+
+    def line(row: tuple[str, str, str]) -> str:
+        return "".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip()
+
     rule = "=" * (sum(widths) - 3)
     spec = model.spec
     trainable, frozen = sum(c[0] for c in counts), sum(c[1] for c in counts)

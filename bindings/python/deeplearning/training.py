@@ -7,7 +7,7 @@ import operator
 import sys
 import warnings
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, SupportsIndex
 
 import numpy as np
 
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 __all__ = ["History", "fit"]
 
 
-def _count(value: Any, name: str, minimum: int) -> int:
+def _count(value: SupportsIndex, name: str, minimum: int) -> int:
     value = operator.index(value)
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
@@ -46,7 +46,8 @@ class _Arrays:
         return len(self.x)
 
     def sample(self) -> np.ndarray:
-        return self.x[:1000]
+        sample: np.ndarray = self.x[:1000]
+        return sample
 
     def split(self, fraction: float) -> tuple[_Arrays, _Arrays]:
         """(the first part, the last `fraction` of the samples), as Keras splits."""
@@ -132,13 +133,13 @@ def _validation(model: Model, data: Any) -> _Arrays | _DatasetSource:
         return _DatasetSource(model, data)
     if not isinstance(data, (tuple, list)) or len(data) != 2:
         raise TypeError("validation_data must be a Dataset or a pair (x, y)")
-    return _Arrays(model, *data, "validation x", "validation y")
+    return _Arrays(model, data[0], data[1], "validation x", "validation y")
 
 
 def _warn_if_unscaled(model: Model, sample: np.ndarray) -> None:
     """Warns once per model when raw-looking inputs (values far beyond a few standard
     units, such as pixels 0..255) meet a model that applies no preprocessing."""
-    if getattr(model, "_warned_unscaled", False) or not len(sample):
+    if model._warned_unscaled or not len(sample):
         return
     if tuple(model.preprocessing) != (1.0, 0.0, 1.0):
         return
