@@ -33,7 +33,7 @@ from .layers import *  # noqa: F403 (the layer classes, listed in layers.__all__
 from .losses import CrossEntropyLoss, HuberLoss, Loss, MSELoss
 from .mlp import TwoLayerMLP
 from .model import Evaluation, GradCheck, Model, Preprocessing
-from . import callbacks
+from . import callbacks, optim
 from .callbacks import History
 
 load = Model.load
@@ -42,6 +42,6 @@ __all__ = ["BusyError", "CancelledError", "CrossEntropyLoss", "DLError", "FileEr
            "InternalError", "InvalidArgumentError", "NumericError", "OutOfMemoryError", "SpecError",
            "UnsupportedError", "Dataset", "Evaluation", "GradCheck", "History", "HuberLoss", "Preprocessing",
            "Progress",
-           "Loss", "MSELoss", "Model", "Status", "TwoLayerMLP", "__version__", "callbacks", "gradient_check",
+           "Loss", "MSELoss", "Model", "Status", "TwoLayerMLP", "__version__", "callbacks", "optim", "gradient_check",
            "get_num_threads", "gradient_check_loss", "gradient_check_weights", "library_path", "load", "set_num_threads",
            "numerical_gradient", *layers.__all__]

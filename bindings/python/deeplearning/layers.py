@@ -73,6 +73,16 @@ class Layer(NativeObject):
                 views[name] = memory_view(address, shape, self.dtype, self._handle)
         self._x_shape: tuple[int, ...] | None = None
         self._y_shape: tuple[int, ...] | None = None
+        self.training = True
+
+    def train(self, mode: bool = True) -> Layer:
+        """Training mode (the default), as in PyTorch: dropout drops. Returns the layer."""
+        self.training = bool(mode)
+        return self
+
+    def eval(self) -> Layer:
+        """Evaluation mode: dropout passes everything through. Returns the layer."""
+        return self.train(False)
 
     def close(self) -> None:
         self._parameters, self._gradients = {}, {}
@@ -101,8 +111,7 @@ class Layer(NativeObject):
         x = _arrays.values(x, self.dtype)
         y = np.empty(self._output_shape(x.shape), self.dtype)
         rows, cols = rows_cols(x.shape)
-        # training=1: the layers so far behave the same either way.
-        call(lib.dl_layer_forward, self._h, x, rows, cols, 1, y, y.size)
+        call(lib.dl_layer_forward, self._h, x, rows, cols, 1 if self.training else 0, y, y.size)
         self._x_shape, self._y_shape = x.shape, y.shape
         return y
 
@@ -208,6 +217,51 @@ def _json_value(value: Any) -> Any:
     return value
 
 
+class Dropout(Layer):
+    """Zeroes each input with probability `p` while training and scales the rest by
+    1 / (1 - p), so evaluation (``eval()``) passes x through unchanged; backward
+    applies the same mask. `seed` fixes the masks' generator (else drawn from
+    ``np.random``)."""
+
+    def __init__(self, p: float = 0.5, *, dtype: DTypeLike = np.float64, seed: int | None = None):
+        self.p = float(p)
+        super().__init__({"type": "dropout", "rate": self.p}, dtype, _seed(seed))
+
+    def __repr__(self) -> str:
+        return f"Dropout(p={self.p}, dtype=np.{self.dtype})" + (" (closed)" if self.closed else "")
+
+
+class Flatten:
+    """(N, d1, d2, ...) -> (N, d1 * d2 * ...), and back for the gradient: a reshape,
+    done by NumPy (no library memory)."""
+
+    def __init__(self) -> None:
+        self._x_shape: tuple[int, ...] | None = None
+        self.parameters: dict[str, np.ndarray] = {}
+        self.gradients: dict[str, np.ndarray] = {}
+
+    def forward(self, x: ArrayLike) -> np.ndarray:
+        array = np.asarray(x)
+        self._x_shape = array.shape
+        return array.reshape(len(array), -1)
+
+    __call__ = forward
+
+    def backward(self, dL_dy: ArrayLike) -> np.ndarray:
+        if self._x_shape is None:
+            raise RuntimeError("Flatten.backward() called before forward()")
+        return np.asarray(dL_dy).reshape(self._x_shape)
+
+    def train(self, mode: bool = True) -> Flatten:
+        return self
+
+    def eval(self) -> Flatten:
+        return self
+
+    def __repr__(self) -> str:
+        return "Flatten()"
+
+
 class Activation(Layer):
     """An activation, or any layer without parameters whose y has x's shape, by its
     spec type: ``Activation("gelu", approximate="tanh")``.
@@ -293,5 +347,5 @@ class Softmax(Activation):
     type = "softmax"
 
 
-__all__ = ["Activation", "ELU", "GELU", "Layer", "LeakyReLU", "Linear", "ReLU", "SiLU", "Sigmoid",
+__all__ = ["Activation", "Dropout", "ELU", "Flatten", "GELU", "Layer", "LeakyReLU", "Linear", "ReLU", "SiLU", "Sigmoid",
            "Softmax", "Softplus", "Tanh"]
