@@ -63,13 +63,6 @@ def _path(path: PathLike) -> bytes:
     return encoded
 
 
-def _positive_int(value: SupportsIndex, name: str) -> int:
-    count = operator.index(value)
-    if count < 1:
-        raise ValueError(f"{name} must be >= 1, got {count}")
-    return count
-
-
 class Model:
     """A network with its loss, optimizer and their state, held by the library.
 
@@ -212,7 +205,7 @@ class Model:
         """
         x = _arrays.inputs(x, self.input_size, allow_empty=True)
         out = np.empty((len(x), self._output_size), np.float32)
-        step = len(x) if batch_size is None else _positive_int(batch_size, "batch_size")
+        step = len(x) if batch_size is None else training.positive(batch_size, "batch_size")
         for start in range(0, len(x), max(step, 1)):
             part = out[start:start + step]
             call(lib.dl_predict, self._h, x[start:start + step], len(part), part, part.size)

@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 __all__ = ["History", "fit"]
 
 
-def _count(value: SupportsIndex, name: str, minimum: int) -> int:
+def positive(value: SupportsIndex, name: str, minimum: int = 1) -> int:
+    """`value` as an int of at least `minimum` (TypeError for a non-integer, ValueError below)."""
     value = operator.index(value)
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
@@ -195,9 +196,9 @@ def fit(model: Model, x: Any, y: Any = None, *, batch_size: int = 64, epochs: in
     training after the step under way and raises KeyboardInterrupt; the model keeps
     every finished step.
     """
-    epochs = _count(epochs, "epochs", 0)
-    batch_size = _count(batch_size, "batch_size", 1)
-    initial_epoch = _count(initial_epoch, "initial_epoch", 0)
+    epochs = positive(epochs, "epochs", 0)
+    batch_size = positive(batch_size, "batch_size", 1)
+    initial_epoch = positive(initial_epoch, "initial_epoch", 0)
     level = _verbosity(verbose)
     split = float(validation_split)
     if not 0 <= split < 1:
