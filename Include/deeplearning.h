@@ -24,7 +24,11 @@
  *     dl_last_error() gives the detailed message of the last call on the
  *     calling thread.
  *   - Results come back through parameters marked OUT. On failure, OUT
- *     parameters and the model are left unchanged.
+ *     parameters and the model are left unchanged (except that an epoch of
+ *     dl_train_epoch() stopped part way, by DL_NUMERIC or DL_CANCELLED, keeps
+ *     the steps it finished).
+ *   - Long calls (dl_train_epoch(), dl_evaluate_dataset()) report their
+ *     progress to a callback and can be stopped by it: dl_model_set_progress().
  *   - Data is passed as row-major float arrays: `count` samples of
  *     dl_model_input_size() values each. Class labels are int32 indices in
  *     [0, output size). NaN or infinite inputs and targets are refused with
