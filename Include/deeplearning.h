@@ -756,6 +756,32 @@ typedef struct dl_loss dl_loss;
  */
 DL_API int dl_layer_from_json(const char *json, int dtype, uint64_t seed, dl_layer **out);
 
+/*
+ * dl_layer_from_json_shaped - as dl_layer_from_json(), for samples of a fixed
+ * shape, as a layer inside a model sees them after its earlier layers: what
+ * "conv2d", "max_pool2d", "avg_pool2d" and "batch_norm" on images need
+ * (shape (channels, height, width)); any layer accepts it. Data then crosses
+ * as (rows, cols) with cols the product of the shape, row-major per sample
+ * (channel, row, column); dl_layer_output_shape() gives one sample's output
+ * shape.
+ *   shape, ndim  1 to 3 positive dimensions.
+ * Returns: as dl_layer_from_json(); DL_INVALID_ARGUMENT for a bad shape, or
+ * DL_SPEC_ERROR when the layer does not fit it (a kernel larger than the
+ * padded input).
+ */
+DL_API int dl_layer_from_json_shaped(const char *json, const size_t *shape, size_t ndim, int dtype,
+                                     uint64_t seed, dl_layer **out);
+
+/*
+ * dl_layer_output_shape - one sample's output shape of a layer made by
+ * dl_layer_from_json_shaped() ((8, 14, 14) for 8 filters after 2 x 2 pooling
+ * of 28 x 28).
+ *   dims      OUT: receives the dimensions; dims_len how many it can hold (4).
+ *   ndim      OUT: number of dimensions.
+ * Returns: DL_OK; DL_INVALID_ARGUMENT (a layer made without a shape, short dims).
+ */
+DL_API int dl_layer_output_shape(const dl_layer *layer, size_t *dims, size_t dims_len, size_t *ndim);
+
 /* dl_layer_free - release a layer; NULL and dead handles are ignored. */
 DL_API void dl_layer_free(dl_layer *layer);
 

@@ -31,6 +31,8 @@
  *     unlabelled data, a wrong input size, bad labels and labels for regression refused;
  *     CSV target values (dl_dataset_load_csv_targets, dl_dataset_targets) trained on by
  *     regression.json, an unshuffled epoch against dl_train_step (bit for bit);
+ *   - shaped standalone layers (dl_layer_from_json_shaped): conv2d equal to a model's, max
+ *     pooling against its definition, batch norm's zero channel means; refusals;
  *   - dl_dataset_from_arrays: a copy of labels, target values, image shapes or no targets,
  *     an unshuffled epoch on it equal to dl_train_step; every refusal;
  *   - layer output shapes and batch norm's running statistics (dl_model_*_buffer*): names,
@@ -2833,6 +2835,86 @@ done:
     release(xor);
 }
 
+static void test_shaped_layers(void) {
+    section("dl_layer_from_json_shaped, dl_layer_output_shape: conv2d as in a model, max pooling, batch norm");
+    static const char conv_json[] = "{\"type\": \"conv2d\", \"filters\": 2, \"kernel_size\": 3, \"padding\": 1}";
+    static const char model_json[] = "{\"input\": {\"size\": 16}, \"layers\": [{\"type\": \"reshape\", \"shape\": [1, 4, 4]},"
+        " {\"type\": \"conv2d\", \"filters\": 2, \"kernel_size\": 3, \"padding\": 1}], \"loss\": \"mse\","
+        " \"optimizer\": {\"type\": \"sgd\", \"lr\": 0.1}, \"seed\": 5}";
+    const size_t image[3] = {1, 4, 4}, maps[3] = {2, 4, 4}, bad_zero[3] = {1, 0, 4};
+    dl_model *m = load_json(model_json);
+    dl_layer *conv = NULL, *pool = NULL, *bn = NULL, *bad = NULL, *flat = NULL;
+    size_t dims[4], ndim = 0;
+    float x[3 * 16], y[3 * 32], want[3 * 32], pooled[3 * 8];
+    for (int i = 0; i < 3 * 16; i++) x[i] = (float)((i * 5) % 9) - 4.0f;
+    if (m == NULL || !CHECK_OK(dl_layer_from_json_shaped(conv_json, image, 3, DL_FLOAT32, 1, &conv))) goto done;
+    CHECK_OK(dl_layer_output_shape(conv, dims, 4, &ndim));
+    CHECK(ndim == 3 && dims[0] == 2 && dims[1] == 4 && dims[2] == 4);
+    /* With the model's weights, the standalone convolution computes the model's outputs. */
+    for (size_t i = 0; i < 2; i++) {
+        void *data = NULL;
+        size_t count = i == 0 ? 2 * 9 : 2;
+        if (CHECK_OK(dl_layer_param_data(conv, i, &data))) CHECK_OK(dl_model_get_param(m, i, data, count));
+    }
+    CHECK_OK(dl_layer_forward(conv, x, 3, 16, 1, y, 3 * 32));
+    CHECK_OK(dl_predict(m, x, 3, want, 3 * 32));
+    CHECK(memcmp(y, want, sizeof y) == 0);
+    CHECK_OK(dl_layer_backward(conv, y, 3, 32, x, 3 * 16));      /* dx back in x's shape */
+
+    /* Max pooling picks each 2 x 2 window's largest value. */
+    if (CHECK_OK(dl_layer_from_json_shaped("{\"type\": \"max_pool2d\", \"kernel_size\": 2}", maps, 3, DL_FLOAT32, 0, &pool))) {
+        CHECK_OK(dl_layer_output_shape(pool, dims, 4, &ndim));
+        CHECK(ndim == 3 && dims[0] == 2 && dims[1] == 2 && dims[2] == 2);
+        CHECK_OK(dl_layer_forward(pool, want, 3, 32, 1, pooled, 3 * 8));
+        bool ok = true;
+        for (int n = 0; n < 3; n++)
+            for (int c = 0; c < 2; c++)
+                for (int r = 0; r < 2; r++)
+                    for (int q = 0; q < 2; q++) {
+                        const float *plane = want + n * 32 + c * 16;
+                        float best = -INFINITY;
+                        for (int dr = 0; dr < 2; dr++)
+                            for (int dq = 0; dq < 2; dq++) {
+                                float v = plane[(2 * r + dr) * 4 + 2 * q + dq];
+                                if (v > best) best = v;
+                            }
+                        ok = ok && pooled[n * 8 + c * 4 + r * 2 + q] == best;
+                    }
+        CHECK(ok);
+    }
+    /* Batch norm in training: every channel's outputs have mean 0 (weight 1, bias 0). */
+    if (CHECK_OK(dl_layer_from_json_shaped("{\"type\": \"batch_norm\"}", maps, 3, DL_FLOAT64, 0, &bn))) {
+        double in[3 * 32], out[3 * 32];
+        for (int i = 0; i < 3 * 32; i++) in[i] = (double)((i * 7) % 13);
+        CHECK_OK(dl_layer_forward(bn, in, 3, 32, 1, out, 3 * 32));
+        for (int c = 0; c < 2; c++) {
+            double sum = 0;
+            for (int n = 0; n < 3; n++)
+                for (int k = 0; k < 16; k++) sum += out[n * 32 + c * 16 + k];
+            CHECK(fabs(sum / 48) < 1e-9);
+        }
+    }
+    /* Refusals. */
+    CHECK_STATUS(dl_layer_from_json_shaped(conv_json, NULL, 3, DL_FLOAT32, 0, &bad), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_layer_from_json_shaped(conv_json, image, 0, DL_FLOAT32, 0, &bad), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_layer_from_json_shaped(conv_json, image, 4, DL_FLOAT32, 0, &bad), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_layer_from_json_shaped(conv_json, bad_zero, 3, DL_FLOAT32, 0, &bad), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_layer_from_json_shaped(conv_json, image, 3, DL_FLOAT32, 0, NULL), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_layer_from_json_shaped(NULL, image, 3, DL_FLOAT32, 0, &bad), DL_INVALID_ARGUMENT);
+    CHECK(bad == NULL);
+    CHECK_STATUS(dl_layer_output_shape(conv, dims, 2, &ndim), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_layer_output_shape(conv, NULL, 4, &ndim), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_layer_output_shape(NULL, dims, 4, &ndim), DL_INVALID_ARGUMENT);
+    if (CHECK_OK(dl_layer_from_json("{\"type\": \"relu\"}", DL_FLOAT32, 0, &flat)))
+        CHECK_STATUS(dl_layer_output_shape(flat, dims, 4, &ndim), DL_INVALID_ARGUMENT);
+done:
+    release(m);
+    dl_layer_free(conv);
+    dl_layer_free(pool);
+    dl_layer_free(bn);
+    dl_layer_free(flat);
+}
+
 /* A model of ds_spec that standardizes its inputs with the training set's statistics. */
 static dl_model *dataset_model(const dl_dataset *train) {
     dl_model *model = load_json(ds_spec);
@@ -3556,6 +3638,7 @@ int main(int argc, char **argv) {
     test_float64();
     test_regression();
     test_buffers_and_layer_shapes();
+    test_shaped_layers();
 
     test_layer_creation();
     test_layer_handles();

@@ -156,6 +156,9 @@ _FUNCTIONS = {
     "dl_model_spec_json": (c_int, [MODEL_P, POINTER(c_char_p)]),
     "dl_model_step_count": (c_int, [MODEL_P, POINTER(c_uint64)]),
     "dl_layer_from_json": (c_int, [c_char_p, c_int, c_uint64, POINTER(LAYER_P)]),
+    "dl_layer_from_json_shaped": (c_int, [c_char_p, POINTER(c_size_t), c_size_t, c_int, c_uint64,
+                                          POINTER(LAYER_P)]),
+    "dl_layer_output_shape": (c_int, [LAYER_P, POINTER(c_size_t), c_size_t, POINTER(c_size_t)]),
     "dl_layer_free": (None, [LAYER_P]),
     "dl_layer_type": (c_int, [LAYER_P, POINTER(c_char_p)]),
     "dl_layer_output_features": (c_int, [LAYER_P, c_size_t, POINTER(c_size_t)]),
@@ -330,6 +333,13 @@ def param_shape(handle: Any, index: int, function: Any = None) -> tuple[int, ...
         function = lib.dl_layer_param_shape if isinstance(handle, LAYER_P) else lib.dl_model_param_shape
     dims = (c_size_t * 4)()
     ndim = call(function, handle, index, dims, len(dims), SIZE)
+    return tuple(dims[:ndim])
+
+
+def layer_output_shape(layer: Any) -> tuple[int, ...]:
+    """One sample's output shape of a standalone layer made for an input shape."""
+    dims = (c_size_t * 4)()
+    ndim = call(lib.dl_layer_output_shape, layer, dims, len(dims), SIZE)
     return tuple(dims[:ndim])
 
 

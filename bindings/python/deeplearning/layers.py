@@ -16,6 +16,7 @@ gradients. Keeping a view keeps that memory alive, even after ``close()``.
 
 from __future__ import annotations
 
+import math
 import numbers
 import operator
 
@@ -25,7 +26,8 @@ import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
 from . import _arrays
-from ._lib import ADDRESS, DTYPE_CODES, LAYER, SIZE, STRING, call, lib, memory_view, param_shape
+from ._lib import (ADDRESS, DTYPE_CODES, LAYER, SIZE, STRING, call, layer_output_shape, lib, memory_view,
+                   param_shape, size_array)
 from ._native import Handle, NativeObject, rows_cols, spec_text
 
 
@@ -58,9 +60,14 @@ class Layer(NativeObject):
     activation.
     """
 
-    def __init__(self, spec: dict[str, Any], dtype: DTypeLike = np.float64, seed: int = 0):
+    def __init__(self, spec: dict[str, Any], dtype: DTypeLike = np.float64, seed: int = 0,
+                 input_shape: tuple[int, ...] | None = None):
         super().__init__(dtype)
-        pointer = call(lib.dl_layer_from_json, spec_text(spec), DTYPE_CODES[self.dtype], seed, LAYER)
+        if input_shape is None:
+            pointer = call(lib.dl_layer_from_json, spec_text(spec), DTYPE_CODES[self.dtype], seed, LAYER)
+        else:
+            pointer = call(lib.dl_layer_from_json_shaped, spec_text(spec), size_array(input_shape),
+                           len(input_shape), DTYPE_CODES[self.dtype], seed, LAYER)
         self._handle = Handle(pointer, lib.dl_layer_free)
         self._parameters: dict[str, np.ndarray] = {}
         self._gradients: dict[str, np.ndarray] = {}
@@ -106,11 +113,15 @@ class Layer(NativeObject):
         out = call(lib.dl_layer_output_features, self._h, cols, SIZE)
         return shape if out == cols else shape[:-1] + (out,)
 
+    def _rows_cols(self, shape: tuple[int, ...]) -> tuple[int, int]:
+        """(samples, values per sample) of an array of `shape`, as the library takes it."""
+        return rows_cols(shape)
+
     def forward(self, x: ArrayLike) -> np.ndarray:
         """y = layer(x). x: any shape whose last axis holds one sample's features."""
         x = _arrays.values(x, self.dtype)
         y = np.empty(self._output_shape(x.shape), self.dtype)
-        rows, cols = rows_cols(x.shape)
+        rows, cols = self._rows_cols(x.shape)
         call(lib.dl_layer_forward, self._h, x, rows, cols, 1 if self.training else 0, y, y.size)
         self._x_shape, self._y_shape = x.shape, y.shape
         return y
@@ -128,7 +139,7 @@ class Layer(NativeObject):
             raise ValueError(f"dL_dy must have the shape of the last output, {self._y_shape}, "
                              f"got {dy.shape}")
         dx = np.empty(self._x_shape, self.dtype)
-        call(lib.dl_layer_backward, self._h, dy, *rows_cols(dy.shape), dx, dx.size)
+        call(lib.dl_layer_backward, self._h, dy, *self._rows_cols(dy.shape), dx, dx.size)
         return dx
 
     def __repr__(self) -> str:
@@ -229,6 +240,110 @@ class Dropout(Layer):
 
     def __repr__(self) -> str:
         return f"Dropout(p={self.p}, dtype=np.{self.dtype})" + (" (closed)" if self.closed else "")
+
+
+def _pair(value: int | tuple[int, int], name: str) -> list[int]:
+    pair = (value, value) if isinstance(value, int) else tuple(value)
+    if len(pair) != 2:
+        raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
+    return [operator.index(v) for v in pair]
+
+
+class _ShapedLayer(Layer):
+    """A layer built for samples of one shape, (channels, height, width) for images:
+    x is (N, *input_shape) (or (N, features) holding as many values), y is
+    (N, *output_shape)."""
+
+    def __init__(self, spec: dict[str, Any], input_shape: tuple[int, ...], dtype: DTypeLike,
+                 seed: int | None):
+        self.input_shape = tuple(_positive(d, "input_shape dimension") for d in input_shape)
+        super().__init__(spec, dtype, _seed(seed), self.input_shape)
+        self.output_shape = layer_output_shape(self._h)
+
+    def _rows_cols(self, shape: tuple[int, ...]) -> tuple[int, int]:
+        return (shape[0] if shape else 1), math.prod(shape[1:])
+
+    def _output_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        if len(shape) < 2 or (shape[1:] != self.input_shape and shape[1:] != (math.prod(self.input_shape),)):
+            raise ValueError(f"{type(self).__name__} takes x of shape (N, {', '.join(map(str, self.input_shape))}), "
+                             f"got {shape}")
+        return (shape[0], *self.output_shape)
+
+
+class Conv2D(_ShapedLayer):
+    """2-D convolution (cross-correlation, as PyTorch's ``nn.Conv2d``) of images of
+    ``input_size`` (height, width): x (N, in_channels, H, W) -> y (N, out_channels, OH, OW),
+    OH = (H + 2 padding - kernel) // stride + 1. ``_w``/``weight`` is (out, in, kh, kw),
+    ``_b``/``bias`` (out,); ``dL_dW``, ``dL_db`` after backward. The library builds a
+    layer for one input size, so it is given here (PyTorch infers it at each call)."""
+
+    _w, weight = _Tensor("weight"), _Tensor("weight")
+    _b, bias = _Tensor("bias"), _Tensor("bias")
+    dL_dW = _Tensor("weight", gradient=True)
+    dL_db = _Tensor("bias", gradient=True)
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int],
+                 stride: int | tuple[int, int] = 1, padding: int | tuple[int, int] = 0, bias: bool = True, *,
+                 input_size: tuple[int, int], dtype: DTypeLike = np.float64, seed: int | None = None,
+                 init: str | None = None):
+        spec: dict[str, Any] = {"type": "conv2d", "filters": _positive(out_channels, "out_channels"),
+                                "kernel_size": _pair(kernel_size, "kernel_size"), "stride": _pair(stride, "stride"),
+                                "padding": _pair(padding, "padding"), "bias": bool(bias)}
+        if init is not None:
+            spec["init"] = init
+        super().__init__(spec, (in_channels, *input_size), dtype, seed)
+
+    def __repr__(self) -> str:
+        c, h, w = self.input_shape
+        return (f"Conv2D({c}, {self.output_shape[0]}, input_size=({h}, {w}), dtype=np.{self.dtype})"
+                + (" (closed)" if self.closed else ""))
+
+
+class _Pool2D(_ShapedLayer):
+    kind = ""
+
+    def __init__(self, kernel_size: int | tuple[int, int], stride: int | tuple[int, int] | None = None,
+                 padding: int | tuple[int, int] = 0, *, input_shape: tuple[int, int, int],
+                 dtype: DTypeLike = np.float64):
+        spec: dict[str, Any] = {"type": self.kind, "kernel_size": _pair(kernel_size, "kernel_size"),
+                                "padding": _pair(padding, "padding")}
+        if stride is not None:
+            spec["stride"] = _pair(stride, "stride")
+        super().__init__(spec, input_shape, dtype, 0)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(input_shape={self.input_shape}, output_shape={self.output_shape})"
+
+
+class MaxPool2D(_Pool2D):
+    """The largest value of each window (stride defaults to the kernel size):
+    x (N, C, H, W) of ``input_shape`` (C, H, W) -> (N, C, OH, OW)."""
+    kind = "max_pool2d"
+
+
+class AvgPool2D(_Pool2D):
+    """The mean of each window (zero padding counts), as MaxPool2D otherwise."""
+    kind = "avg_pool2d"
+
+
+class BatchNorm(_ShapedLayer):
+    """Batch normalisation over each channel (image input, ``input_shape`` (C, H, W)) or
+    each feature (flat input, ``input_shape`` (features,)): training normalises with the
+    batch's statistics and updates the running ones (`momentum`); ``eval()`` uses the
+    running ones. ``weight`` and ``bias`` (C,) when `affine`."""
+
+    _w, weight = _Tensor("weight"), _Tensor("weight")
+    _b, bias = _Tensor("bias"), _Tensor("bias")
+    dL_dW = _Tensor("weight", gradient=True)
+    dL_db = _Tensor("bias", gradient=True)
+
+    def __init__(self, input_shape: tuple[int, ...], momentum: float = 0.1, eps: float = 1e-5,
+                 affine: bool = True, *, dtype: DTypeLike = np.float64):
+        spec = {"type": "batch_norm", "momentum": float(momentum), "eps": float(eps), "affine": bool(affine)}
+        super().__init__(spec, tuple(input_shape), dtype, 0)
+
+    def __repr__(self) -> str:
+        return f"BatchNorm(input_shape={self.input_shape}, dtype=np.{self.dtype})"
 
 
 class Flatten:
@@ -347,5 +462,6 @@ class Softmax(Activation):
     type = "softmax"
 
 
-__all__ = ["Activation", "Dropout", "ELU", "Flatten", "GELU", "Layer", "LeakyReLU", "Linear", "ReLU", "SiLU", "Sigmoid",
+__all__ = ["Activation", "AvgPool2D", "BatchNorm", "Conv2D", "Dropout", "ELU", "Flatten", "GELU", "Layer",
+           "MaxPool2D", "LeakyReLU", "Linear", "ReLU", "SiLU", "Sigmoid",
            "Softmax", "Softplus", "Tanh"]
