@@ -24,7 +24,11 @@
  *     dl_last_error() gives the detailed message of the last call on the
  *     calling thread.
  *   - Results come back through parameters marked OUT. On failure, OUT
- *     parameters and the model are left unchanged.
+ *     parameters and the model are left unchanged (except that an epoch of
+ *     dl_train_epoch() stopped part way, by DL_NUMERIC or DL_CANCELLED, keeps
+ *     the steps it finished).
+ *   - Long calls (dl_train_epoch(), dl_evaluate_dataset()) report their
+ *     progress to a callback and can be stopped by it: dl_model_set_progress().
  *   - Data is passed as row-major float arrays: `count` samples of
  *     dl_model_input_size() values each. Class labels are int32 indices in
  *     [0, output size). NaN or infinite inputs and targets are refused with
@@ -103,6 +107,7 @@ DL_API const char *dl_version(void);
 #define DL_NUMERIC           7 /* NaN or infinity in the input, targets or loss */
 #define DL_UNSUPPORTED       8 /* not possible for this model (e.g. class labels with an MSE loss) */
 #define DL_BUSY              9 /* the model is being used by another thread right now */
+#define DL_CANCELLED        10 /* a progress callback stopped the call (dl_model_set_progress) */
 
 /*
  * dl_status_string - fixed English text for a status code ("invalid argument").
@@ -376,6 +381,35 @@ DL_API int dl_model_num_layers(const dl_model *model, size_t *count);
 DL_API int dl_model_layer_type(const dl_model *model, size_t index, const char **type);
 
 /*
+ * dl_model_layer_output_shape - the shape of one sample's output of layer
+ * `index` ((128) for a linear layer of 128 units, (8, 14, 14) for 8 channels
+ * of 14 x 14 after pooling), as model summaries print it.
+ *   dims      OUT: receives the dimensions.
+ *   dims_len  number of size_t dims can hold (4 is always enough).
+ *   ndim      OUT: number of dimensions.
+ */
+DL_API int dl_model_layer_output_shape(const dl_model *model, size_t index,
+                                       size_t *dims, size_t dims_len, size_t *ndim);
+
+/*
+ * Buffers: a model's non-trainable state, the running statistics of batch
+ * normalisation ("layers.1.running_mean", "layers.1.running_var"). Training
+ * updates them and evaluation uses them; checkpoints save them. They work as
+ * the parameter functions above: dl_model_num_buffers (OUT count, 0 for a
+ * model without batch norm), dl_model_buffer_name (a string owned by the
+ * model, valid until dl_model_free()), dl_model_buffer_shape, and
+ * dl_model_get_buffer / dl_model_set_buffer (len must equal the element
+ * count; set refuses NaN/Inf with DL_NUMERIC and changes nothing; a variance
+ * is not checked for being >= 0).
+ */
+DL_API int dl_model_num_buffers(const dl_model *model, size_t *count);
+DL_API int dl_model_buffer_name(const dl_model *model, size_t index, const char **name);
+DL_API int dl_model_buffer_shape(const dl_model *model, size_t index,
+                                 size_t *dims, size_t dims_len, size_t *ndim);
+DL_API int dl_model_get_buffer(const dl_model *model, size_t index, float *out, size_t len);
+DL_API int dl_model_set_buffer(dl_model *model, size_t index, const float *values, size_t len);
+
+/*
  * dl_model_spec_json - the JSON spec the model was built from.
  *   json  OUT: a string owned by the model, valid until dl_model_free().
  */
@@ -508,6 +542,28 @@ DL_API int dl_dataset_load_csv_targets(const char *path, size_t feature_count, s
                                        dl_dataset **out);
 
 /*
+ * dl_dataset_from_arrays - a data set made from arrays in the caller's memory,
+ * which are copied (the caller may free or change them afterwards).
+ *   x            count samples of `shape`, row-major floats, all finite.
+ *   count        number of samples, >= 1.
+ *   shape, ndim  the shape of one sample, ndim from 1 to 32 positive
+ *                dimensions: (features) for rows, (1, 28, 28) for images.
+ *   labels       count class labels >= 0, or NULL.
+ *   targets      count * target_size finite target values, or NULL.
+ *   target_size  target values per sample: >= 1 with targets, else 0.
+ *   out          OUT: the data set; free it with dl_dataset_free().
+ *                Untouched on failure.
+ * At most one of labels and targets; with neither the data set has no targets.
+ * Returns: DL_OK, DL_INVALID_ARGUMENT (NULL x, shape or out, bad sizes,
+ * negative labels, labels and targets both given), DL_NUMERIC (NaN/Inf in x
+ * or targets), DL_NOMEM.
+ * Thread-safety: any thread; the new data set is the caller's.
+ */
+DL_API int dl_dataset_from_arrays(const float *x, size_t count, const size_t *shape, size_t ndim,
+                                  const int32_t *labels, const float *targets, size_t target_size,
+                                  dl_dataset **out);
+
+/*
  * dl_dataset_load_hdf5 - an HDF5 file holding a dataset "x" of shape
  * (N, ...), floats or unsigned bytes, and optionally "y": integers of shape
  * (N) are class labels >= 0; floats of shape (N) or (N, k) are target
@@ -599,6 +655,59 @@ DL_API int dl_dataset_targets(const dl_dataset *dataset, const float **values, s
 DL_API int dl_dataset_standardizer(const dl_dataset *dataset, double scale, double *mean, double *std);
 
 /*
+ * dl_progress_fn - a progress callback of the long calls on a model,
+ * dl_train_epoch() and dl_evaluate_dataset(), set with dl_model_set_progress().
+ * It is called on the calling thread after every finished training step, or
+ * every finished chunk of samples of an evaluation (as many as the model
+ * predicts at once), so a program can draw progress and stop a long call.
+ *   user_data     the pointer given to dl_model_set_progress(), as given.
+ *   done          steps (or chunks) finished by this call so far, 1..total.
+ *   total         steps (or chunks) the whole call makes.
+ *   samples_done  samples trained on (or evaluated) by this call so far.
+ *   mean_loss     mean loss of those samples (for training, each batch's loss
+ *                 taken before its update, weighted by batch size).
+ * Returns: 0 to go on; any other value stops the call at once, and it returns
+ * DL_CANCELLED. A stopped dl_train_epoch() leaves the model as after its last
+ * finished step: every step before is applied in full and nothing of a next
+ * one, but the epoch counter is not advanced, the per-epoch learning-rate
+ * decay is not applied, and the OUT mean loss is not written; the model's
+ * generator has drawn the epoch's order (a checkpoint saved then resumes from
+ * there, not from the epoch's start). A stopped dl_evaluate_dataset() changes
+ * nothing. Returning non-zero after the last step still cancels.
+ * The callback must not use the same model (the model is held by the running
+ * call: such calls get DL_BUSY); other models and data sets are fine. It
+ * should return quickly: it runs between steps.
+ *
+ * Stopping a training run on Ctrl-C, for example:
+ *
+ *     static volatile sig_atomic_t interrupted;
+ *     static void on_sigint(int sig) { (void)sig; interrupted = 1; }
+ *     static int keep_going(void *user_data, size_t done, size_t total,
+ *                           size_t samples_done, double mean_loss) {
+ *         fprintf(stderr, "\r%zu/%zu loss %.4g", done, total, mean_loss);
+ *         return interrupted;              // non-zero stops the epoch
+ *     }
+ *     ...
+ *     signal(SIGINT, on_sigint);
+ *     dl_model_set_progress(m, keep_going, NULL);
+ *     if (dl_train_epoch(m, train, 64, 1, &loss) == DL_CANCELLED) dl_model_save(m, "stopped.h5");
+ */
+typedef int (*dl_progress_fn)(void *user_data, size_t done, size_t total, size_t samples_done, double mean_loss);
+
+/*
+ * dl_model_set_progress - sets (or, with fn NULL, removes) the model's
+ * progress callback, called by its dl_train_epoch() and dl_evaluate_dataset()
+ * calls (see dl_progress_fn). One callback per model; a new one replaces the
+ * old. It is not saved in checkpoints and not copied by dl_model_clone().
+ *   fn         the callback, or NULL for none (the default).
+ *   user_data  passed to fn as is; the library never reads or frees it (it
+ *              must stay valid while the model may call fn).
+ * Returns: DL_OK; DL_INVALID_ARGUMENT (NULL or dead model); DL_BUSY (the model
+ * is in use by another thread, or by the call that is running the callback).
+ */
+DL_API int dl_model_set_progress(dl_model *model, dl_progress_fn fn, void *user_data);
+
+/*
  * dl_train_epoch - one epoch of mini-batch training over every sample of a
  * data set with targets (class labels or target values), as dl train does: batches of batch_size samples, the
  * last one holding the remainder, each one step of dl_train_step(). With
@@ -628,7 +737,8 @@ DL_API int dl_dataset_standardizer(const dl_dataset *dataset, double scale, doub
  * model's classes: nothing changes); DL_UNSUPPORTED (class labels for a model
  * whose loss is not cross-entropy); DL_NUMERIC (NaN/Inf in the data or a diverging loss:
  * the steps before it stay applied); DL_BUSY (the model is in use by another
- * thread).
+ * thread); DL_CANCELLED (the model's progress callback stopped the epoch: see
+ * dl_progress_fn for the state it leaves).
  */
 DL_API int dl_train_epoch(dl_model *model, const dl_dataset *dataset, size_t batch_size, int shuffle,
                           double *mean_loss);
@@ -640,7 +750,8 @@ DL_API int dl_train_epoch(dl_model *model, const dl_dataset *dataset, size_t bat
  *   accuracy  OUT (may be NULL): for a classifier, the fraction in [0, 1] of
  *             samples whose argmax output equals the label (or the argmax of
  *             the target row); NaN for a regression model.
- * Returns: as dl_train_epoch(). The model is not changed.
+ * Returns: as dl_train_epoch(). The model is not changed. The progress callback
+ * (dl_model_set_progress) is called after every chunk of samples.
  */
 DL_API int dl_evaluate_dataset(dl_model *model, const dl_dataset *dataset, double *loss, double *accuracy);
 
@@ -677,6 +788,32 @@ typedef struct dl_loss dl_loss;
  * Returns: DL_OK, DL_INVALID_ARGUMENT, DL_SPEC_ERROR, DL_NOMEM.
  */
 DL_API int dl_layer_from_json(const char *json, int dtype, uint64_t seed, dl_layer **out);
+
+/*
+ * dl_layer_from_json_shaped - as dl_layer_from_json(), for samples of a fixed
+ * shape, as a layer inside a model sees them after its earlier layers: what
+ * "conv2d", "max_pool2d", "avg_pool2d" and "batch_norm" on images need
+ * (shape (channels, height, width)); any layer accepts it. Data then crosses
+ * as (rows, cols) with cols the product of the shape, row-major per sample
+ * (channel, row, column); dl_layer_output_shape() gives one sample's output
+ * shape.
+ *   shape, ndim  1 to 3 positive dimensions.
+ * Returns: as dl_layer_from_json(); DL_INVALID_ARGUMENT for a bad shape, or
+ * DL_SPEC_ERROR when the layer does not fit it (a kernel larger than the
+ * padded input).
+ */
+DL_API int dl_layer_from_json_shaped(const char *json, const size_t *shape, size_t ndim, int dtype,
+                                     uint64_t seed, dl_layer **out);
+
+/*
+ * dl_layer_output_shape - one sample's output shape of a layer made by
+ * dl_layer_from_json_shaped() ((8, 14, 14) for 8 filters after 2 x 2 pooling
+ * of 28 x 28).
+ *   dims      OUT: receives the dimensions; dims_len how many it can hold (4).
+ *   ndim      OUT: number of dimensions.
+ * Returns: DL_OK; DL_INVALID_ARGUMENT (a layer made without a shape, short dims).
+ */
+DL_API int dl_layer_output_shape(const dl_layer *layer, size_t *dims, size_t dims_len, size_t *ndim);
 
 /* dl_layer_free - release a layer; NULL and dead handles are ignored. */
 DL_API void dl_layer_free(dl_layer *layer);

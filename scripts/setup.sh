@@ -16,9 +16,10 @@ apt_packages=(cmake ninja-build pkg-config
               libjson-c-dev libhdf5-dev libopenblas-dev zlib1g-dev
               valgrind    # ctest c_driver_valgrind (bindings/c)
               debootstrap)   # scripts/test_wheel.sh
-python_modules=(numpy scipy h5py pytest jsonschema setuptools wheel auditwheel)   # PyPI names are the same
+python_modules=(numpy scipy h5py pytest jsonschema setuptools wheel auditwheel mypy)   # PyPI names are the same
 # (scipy: scipy.special.erf, the NumPy reference of the gelu activation)
 # (setuptools and wheel build bindings/python for the tests without a PyPI round trip)
+# (mypy: bindings/python/tests/test_typing.py checks the package's type hints, --strict)
 python=${PYTHON:-python3}
 
 sudo=""

@@ -16,6 +16,8 @@ public enum DLErrorKind: Int32, Sendable {
     case unsupported = 8
     /// The model is in use by another thread.
     case busy = 9
+    /// A progress callback asked a long call to stop (the work done before it stays done).
+    case cancelled = 10
     /// A bug in the library itself.
     case `internal` = 1
 }
@@ -46,7 +48,7 @@ public enum Limits {
 
 /// `a * b`, or an error naming `what` when the product overflows or exceeds the tensor limit.
 @inline(__always)
-func checkedProduct(_ a: Int, _ b: Int, _ what: @autoclosure () -> String) throws(DLError) -> Int {
+public func checkedProduct(_ a: Int, _ b: Int, _ what: @autoclosure () -> String) throws(DLError) -> Int {
     let (p, overflow) = a.multipliedReportingOverflow(by: b)
     if overflow || a < 0 || b < 0 || p > Limits.maxTensorElements {
         throw DLError(.noMemory, "\(what()): \(a) x \(b) elements exceeds the limit of \(Limits.maxTensorElements)")
@@ -55,7 +57,7 @@ func checkedProduct(_ a: Int, _ b: Int, _ what: @autoclosure () -> String) throw
 }
 
 /// Product of a shape's dimensions, checked against overflow and the tensor limit.
-func checkedCount(_ shape: [Int], _ what: @autoclosure () -> String) throws(DLError) -> Int {
+public func checkedCount(_ shape: [Int], _ what: @autoclosure () -> String) throws(DLError) -> Int {
     var n = 1
     for d in shape { n = try checkedProduct(n, d, what()) }
     return n

@@ -54,6 +54,40 @@ public func dl_dataset_load_csv_targets(_ path: UnsafePointer<CChar>?, _ feature
     }
 }
 
+@_cdecl("dl_dataset_from_arrays")
+public func dl_dataset_from_arrays(_ x: UnsafePointer<Float>?, _ count: Int, _ shape: UnsafePointer<Int>?, _ ndim: Int,
+                                   _ labels: UnsafePointer<Int32>?, _ targets: UnsafePointer<Float>?, _ targetSize: Int,
+                                   _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+    load(out) { () throws(DLError) in
+        let x = try required(x, "x"), shape = try required(shape, "shape")
+        let count = try size(count, "count"), ndim = try size(ndim, "ndim"), width = try size(targetSize, "target_size")
+        guard count >= 1 else { throw .invalid("count must be at least 1, got 0") }
+        guard (1...32).contains(ndim) else { throw .invalid("ndim must be from 1 to 32, got \(ndim)") }
+        let sampleShape = Array(UnsafeBufferPointer(start: shape, count: ndim))
+        guard sampleShape.allSatisfy({ $0 > 0 }) else { throw .invalid("shape \(sampleShape) has a zero (or too large) dimension") }
+        let n = try checkedProduct(count, try checkedCount(sampleShape, "sample shape"), "x")
+        let features = Array(UnsafeBufferPointer(start: x, count: n))
+        guard features.allSatisfy({ $0.isFinite }) else { throw DLError(.numeric, "x contains NaN or infinite values") }
+        let data: Dataset.Targets
+        switch (labels, targets) {
+        case (nil, nil):
+            guard width == 0 else { throw .invalid("target_size is \(width) but targets is NULL") }
+            data = .none
+        case (let l?, nil):
+            guard width == 0 else { throw .invalid("target_size must be 0 with labels, got \(width)") }
+            data = .labels(Array(UnsafeBufferPointer(start: l, count: count)))
+        case (nil, let t?):
+            guard width >= 1 else { throw .invalid("target_size must be at least 1 with targets, got 0") }
+            let values = Array(UnsafeBufferPointer(start: t, count: try checkedProduct(count, width, "targets")))
+            guard values.allSatisfy({ $0.isFinite }) else { throw DLError(.numeric, "targets contain NaN or infinite values") }
+            data = .values(values, size: width)
+        case (_?, _?):
+            throw .invalid("labels and targets are both given; pass at most one of them")
+        }
+        return try Dataset(features: features, targets: data, sampleShape: sampleShape)
+    }
+}
+
 @_cdecl("dl_dataset_load_hdf5")
 public func dl_dataset_load_hdf5(_ path: UnsafePointer<CChar>?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
     load(out) { () throws(DLError) in try Dataset.loadHDF5(String(cString: try required(path, "path"))) }
@@ -135,21 +169,31 @@ public func dl_dataset_standardizer(_ dataset: OpaquePointer?, _ scale: Double,
 
 // MARK: - Training and evaluation
 
-/// Runs `body` with the model (held for this thread alone) and the data set (shared).
+/// Runs `body` with the model's box (held for this thread alone) and the data set (shared).
 private func withModelAndDataset(_ model: OpaquePointer?, _ dataset: OpaquePointer?,
-                       _ body: (any AnyModel, Dataset) throws(DLError) -> Void) -> Int32 {
+                       _ body: (ModelBox, Dataset) throws(DLError) -> Void) -> Int32 {
     withModel(model) { (modelBox) throws(DLError) in
         try holding(dataset, "dataset", shared: true) { (dataBox: DatasetBox) throws(DLError) in
-            try body(modelBox.value, dataBox.value)
+            try body(modelBox, dataBox.value)
         }
+    }
+}
+
+@_cdecl("dl_model_set_progress")
+public func dl_model_set_progress(_ model: OpaquePointer?,
+                                  _ function: (@convention(c) (UnsafeMutableRawPointer?, Int, Int, Int, Double) -> Int32)?,
+                                  _ userData: UnsafeMutableRawPointer?) -> Int32 {
+    withModel(model) { (box) throws(DLError) in
+        box.progress = function.map { CProgress(function: $0, userData: userData) }
     }
 }
 
 @_cdecl("dl_train_epoch")
 public func dl_train_epoch(_ model: OpaquePointer?, _ dataset: OpaquePointer?, _ batchSize: Int, _ shuffle: Int32,
                            _ meanLoss: UnsafeMutablePointer<Double>?) -> Int32 {
-    withModelAndDataset(model, dataset) { (model, data) throws(DLError) in
-        let result = try model.trainEpoch(on: data, batchSize: try size(batchSize, "batch_size"), shuffle: shuffle != 0)
+    withModelAndDataset(model, dataset) { (box, data) throws(DLError) in
+        let result = try box.value.trainEpoch(on: data, batchSize: try size(batchSize, "batch_size"), shuffle: shuffle != 0,
+                                              progress: box.progress?.handler("dl_train_epoch", "batches"))
         meanLoss?.pointee = result.meanLoss
     }
 }
@@ -157,8 +201,8 @@ public func dl_train_epoch(_ model: OpaquePointer?, _ dataset: OpaquePointer?, _
 @_cdecl("dl_evaluate_dataset")
 public func dl_evaluate_dataset(_ model: OpaquePointer?, _ dataset: OpaquePointer?,
                                 _ loss: UnsafeMutablePointer<Double>?, _ accuracy: UnsafeMutablePointer<Double>?) -> Int32 {
-    withModelAndDataset(model, dataset) { (model, data) throws(DLError) in
-        let result = try model.evaluate(on: data)
+    withModelAndDataset(model, dataset) { (box, data) throws(DLError) in
+        let result = try box.value.evaluate(on: data, progress: box.progress?.handler("dl_evaluate_dataset", "chunks"))
         loss?.pointee = result.loss
         accuracy?.pointee = result.accuracy ?? .nan
     }

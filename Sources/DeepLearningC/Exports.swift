@@ -35,6 +35,7 @@ public func dl_status_string(_ status: Int32) -> UnsafePointer<CChar> {
     case 7: text = "NaN or infinity"
     case 8: text = "unsupported for this model"
     case 9: text = "model busy in another thread"
+    case 10: text = "cancelled by a progress callback"
     default: text = "unknown status"
     }
     return staticCString(text)
@@ -274,19 +275,64 @@ public func dl_model_spec_json(_ model: OpaquePointer?, _ json: UnsafeMutablePoi
     }
 }
 
-@_cdecl("dl_model_param_shape")
-public func dl_model_param_shape(_ model: OpaquePointer?, _ index: Int, _ dims: UnsafeMutablePointer<Int>?,
-                                 _ dimsLen: Int, _ ndim: UnsafeMutablePointer<Int>?) -> Int32 {
+/// Writes `shapes[index]` to `dims` and its length to `ndim`; `names` names it in messages.
+private func shape(_ model: OpaquePointer?, _ index: Int, _ dims: UnsafeMutablePointer<Int>?, _ dimsLen: Int,
+                   _ ndim: UnsafeMutablePointer<Int>?, _ noun: String,
+                   _ list: (any AnyModel) -> (names: [String], shapes: [[Int]])) -> Int32 {
     withModel(model) { (box) throws(DLError) in
         let dims = try required(dims, "dims"), ndim = try required(ndim, "ndim")
-        let shapes = box.value.parameterShapes
-        try checkIndex(index, shapes.count, "parameter")
+        let (names, shapes) = list(box.value)
+        try checkIndex(index, shapes.count, noun)
         let shape = shapes[index]
         guard capacity(dimsLen) >= shape.count else {
-            throw .invalid("dims has room for \(dimsLen) dimensions but \(box.value.parameterNames[index]) has \(shape.count)")
+            throw .invalid("dims has room for \(dimsLen) dimensions but \(names[index]) has \(shape.count)")
         }
         for (i, d) in shape.enumerated() { dims[i] = d }
         ndim.pointee = shape.count
+    }
+}
+
+@_cdecl("dl_model_param_shape")
+public func dl_model_param_shape(_ model: OpaquePointer?, _ index: Int, _ dims: UnsafeMutablePointer<Int>?,
+                                 _ dimsLen: Int, _ ndim: UnsafeMutablePointer<Int>?) -> Int32 {
+    shape(model, index, dims, dimsLen, ndim, "parameter") { ($0.parameterNames, $0.parameterShapes) }
+}
+
+@_cdecl("dl_model_layer_output_shape")
+public func dl_model_layer_output_shape(_ model: OpaquePointer?, _ index: Int, _ dims: UnsafeMutablePointer<Int>?,
+                                        _ dimsLen: Int, _ ndim: UnsafeMutablePointer<Int>?) -> Int32 {
+    shape(model, index, dims, dimsLen, ndim, "layer") { model in
+        (model.layerTypes.enumerated().map { "layer \($0.offset) (\($0.element))" }, model.layerOutputShapes)
+    }
+}
+
+@_cdecl("dl_model_num_buffers")
+public func dl_model_num_buffers(_ model: OpaquePointer?, _ count: UnsafeMutablePointer<Int>?) -> Int32 {
+    property(model, count, "count") { $0.bufferNames.count }
+}
+
+@_cdecl("dl_model_buffer_name")
+public func dl_model_buffer_name(_ model: OpaquePointer?, _ index: Int, _ name: UnsafeMutablePointer<UnsafePointer<CChar>?>?) -> Int32 {
+    DeepLearningC.name(model, index, name, "name", "buffer") { $0.bufferNames }
+}
+
+@_cdecl("dl_model_buffer_shape")
+public func dl_model_buffer_shape(_ model: OpaquePointer?, _ index: Int, _ dims: UnsafeMutablePointer<Int>?,
+                                  _ dimsLen: Int, _ ndim: UnsafeMutablePointer<Int>?) -> Int32 {
+    shape(model, index, dims, dimsLen, ndim, "buffer") { ($0.bufferNames, $0.bufferShapes) }
+}
+
+@_cdecl("dl_model_get_buffer")
+public func dl_model_get_buffer(_ model: OpaquePointer?, _ index: Int, _ out: UnsafeMutablePointer<Float>?, _ len: Int) -> Int32 {
+    withModel(model) { (box) throws(DLError) in
+        try box.value.readBuffer(try size(index, "index"), into: try required(out, "out"), count: try size(len, "len"))
+    }
+}
+
+@_cdecl("dl_model_set_buffer")
+public func dl_model_set_buffer(_ model: OpaquePointer?, _ index: Int, _ values: UnsafePointer<Float>?, _ len: Int) -> Int32 {
+    withModel(model) { (box) throws(DLError) in
+        try box.value.writeBuffer(try size(index, "index"), from: try required(values, "values"), count: try size(len, "len"))
     }
 }
 

@@ -6,6 +6,8 @@ import Glibc
 /// object and the C strings handed out for it.
 final class Box<Value> {
     var value: Value
+    /// A model's progress callback (dl_model_set_progress); nil for other handles.
+    var progress: CProgress?
     /// C strings returned by introspection functions, owned until the handle is freed.
     private var strings: [String: UnsafeMutablePointer<CChar>] = [:]
 
@@ -19,6 +21,23 @@ final class Box<Value> {
         guard let p = strdup(s) else { throw DLError(.noMemory, "out of memory copying a string") }
         strings[s] = p
         return UnsafePointer(p)
+    }
+}
+
+/// The header's dl_progress_fn and the user data it is called with.
+struct CProgress {
+    typealias Function = @convention(c) (UnsafeMutableRawPointer?, Int, Int, Int, Double) -> Int32
+    let function: Function
+    let userData: UnsafeMutableRawPointer?
+
+    /// The core's progress handler calling `function`; a non-zero answer throws
+    /// `.cancelled`, naming `call` and how far it got.
+    func handler(_ call: String, _ unit: String) -> ProgressHandler {
+        { (p) throws(DLError) in
+            if function(userData, p.batchesDone, p.batchCount, p.samplesDone, p.meanLoss) != 0 {
+                throw DLError(.cancelled, "\(call) stopped by its progress callback after \(p.batchesDone) of \(p.batchCount) \(unit)")
+            }
+        }
     }
 }
 

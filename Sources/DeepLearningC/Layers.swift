@@ -28,6 +28,32 @@ public func dl_layer_from_json(_ json: UnsafePointer<CChar>?, _ dtypeCode: Int32
     }
 }
 
+@_cdecl("dl_layer_from_json_shaped")
+public func dl_layer_from_json_shaped(_ json: UnsafePointer<CChar>?, _ shape: UnsafePointer<Int>?, _ ndim: Int,
+                                      _ dtypeCode: Int32, _ seed: UInt64,
+                                      _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+    register(out) { () throws(DLError) -> LayerBox in
+        let shape = try required(shape, "shape"), ndim = try size(ndim, "ndim")
+        guard (1...3).contains(ndim) else { throw .invalid("ndim must be from 1 to 3, got \(ndim)") }
+        return LayerBox(try makeStandaloneLayer(json: String(cString: try required(json, "json")), dtype: try dtype(dtypeCode),
+                                                seed: seed, inputShape: Array(UnsafeBufferPointer(start: shape, count: ndim))))
+    }
+}
+
+@_cdecl("dl_layer_output_shape")
+public func dl_layer_output_shape(_ layer: OpaquePointer?, _ dims: UnsafeMutablePointer<Int>?, _ dimsLen: Int,
+                                  _ ndim: UnsafeMutablePointer<Int>?) -> Int32 {
+    withLayer(layer) { (box) throws(DLError) in
+        let dims = try required(dims, "dims"), ndim = try required(ndim, "ndim")
+        guard let shape = box.value.sampleShapes?.output else {
+            throw .invalid("the \(box.value.type) layer was not built for an input shape (dl_layer_from_json_shaped)")
+        }
+        guard capacity(dimsLen) >= shape.count else { throw .invalid("dims has room for \(dimsLen) dimensions, the shape has \(shape.count)") }
+        for (i, d) in shape.enumerated() { dims[i] = d }
+        ndim.pointee = shape.count
+    }
+}
+
 @_cdecl("dl_layer_free")
 public func dl_layer_free(_ layer: OpaquePointer?) {
     _ = status { () throws(DLError) in try HandleRegistry.shared.free(layer, (any AnyStandaloneLayer).self, "layer") }

@@ -31,6 +31,16 @@
  *     unlabelled data, a wrong input size, bad labels and labels for regression refused;
  *     CSV target values (dl_dataset_load_csv_targets, dl_dataset_targets) trained on by
  *     regression.json, an unshuffled epoch against dl_train_step (bit for bit);
+ *   - shaped standalone layers (dl_layer_from_json_shaped): conv2d equal to a model's, max
+ *     pooling against its definition, batch norm's zero channel means; refusals;
+ *   - dl_dataset_from_arrays: a copy of labels, target values, image shapes or no targets,
+ *     an unshuffled epoch on it equal to dl_train_step; every refusal;
+ *   - layer output shapes and batch norm's running statistics (dl_model_*_buffer*): names,
+ *     shapes, initial values, moved by a step, set values change predictions, bad ones refused;
+ *   - progress callbacks (dl_model_set_progress): every step and evaluation chunk
+ *     reported in order with the running mean loss; an epoch stopped after three steps
+ *     equals three dl_train_step calls (no decay, no OUT value, DL_CANCELLED), a
+ *     cancelled evaluation writes nothing, the running model refuses re-entry (DL_BUSY);
  *   - threads: separate models train (and save and load) at once with the serial
  *     results, clones predict at once with the serial results, two threads on one
  *     model get DL_OK or DL_BUSY, models train at once on one shared data set.
@@ -278,15 +288,15 @@ static void test_version_and_status(void) {
 
     /* The codes are published values. */
     static const int codes[] = {DL_OK, DL_ERROR, DL_INVALID_ARGUMENT, DL_SPEC_ERROR, DL_IO_ERROR,
-                                DL_FORMAT_ERROR, DL_NOMEM, DL_NUMERIC, DL_UNSUPPORTED, DL_BUSY};
-    for (int i = 0; i < 10; i++) CHECK(codes[i] == i);
-    for (int code = 0; code <= 9; code++) {
+                                DL_FORMAT_ERROR, DL_NOMEM, DL_NUMERIC, DL_UNSUPPORTED, DL_BUSY, DL_CANCELLED};
+    for (int i = 0; i < 11; i++) CHECK(codes[i] == i);
+    for (int code = 0; code <= 10; code++) {
         const char *text = dl_status_string(code);
         CHECK(text != NULL && text[0] != '\0' && strcmp(text, "unknown status") != 0);
         for (int other = 0; other < code; other++) CHECK(text != NULL && strcmp(text, dl_status_string(other)) != 0);
     }
     CHECK(strcmp(dl_status_string(DL_INVALID_ARGUMENT), "invalid argument") == 0);
-    static const int unknown[] = {10, -1, 100, INT_MAX, INT_MIN};
+    static const int unknown[] = {11, -1, 100, INT_MAX, INT_MIN};
     for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++)
         CHECK(strcmp(dl_status_string(unknown[i]), "unknown status") == 0);
 }
@@ -2805,6 +2815,161 @@ static dl_model *load_json(const char *json) {
     return model;
 }
 
+static const char bn_spec[] =
+    "{\"input\": {\"size\": 16}, \"layers\": [{\"type\": \"reshape\", \"shape\": [1, 4, 4]},"
+    " {\"type\": \"conv2d\", \"filters\": 2, \"kernel_size\": 3, \"padding\": 1}, {\"type\": \"batch_norm\"},"
+    " {\"type\": \"max_pool2d\", \"kernel_size\": 2}, {\"type\": \"flatten\"}, {\"type\": \"linear\", \"units\": 3}],"
+    " \"loss\": \"cross_entropy\", \"optimizer\": {\"type\": \"sgd\", \"lr\": 0.1}, \"seed\": 1}";
+
+static void test_buffers_and_layer_shapes(void) {
+    section("dl_model_layer_output_shape; buffers: dl_model_num_buffers, _buffer_name, _buffer_shape, _get_buffer, _set_buffer");
+    dl_model *m = load_json(bn_spec), *xor = load(xor_spec);
+    if (m == NULL || xor == NULL) goto done;
+    /* Output shapes per layer, as the spec's layers make them. */
+    static const size_t want[][3] = {{1, 4, 4}, {2, 4, 4}, {2, 4, 4}, {2, 2, 2}, {8}, {3}};
+    static const size_t want_ndim[] = {3, 3, 3, 3, 1, 1};
+    size_t dims[4], ndim = 0, count = 99;
+    for (size_t i = 0; i < 6; i++) {
+        CHECK_OK(dl_model_layer_output_shape(m, i, dims, 4, &ndim));
+        CHECK(ndim == want_ndim[i] && memcmp(dims, want[i], ndim * sizeof dims[0]) == 0);
+    }
+    CHECK_STATUS(dl_model_layer_output_shape(m, 6, dims, 4, &ndim), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_model_layer_output_shape(m, 1, dims, 2, &ndim), DL_INVALID_ARGUMENT);
+    CHECK_MESSAGE_HAS("conv2d");
+    CHECK_STATUS(dl_model_layer_output_shape(m, 0, NULL, 4, &ndim), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_model_layer_output_shape(NULL, 0, dims, 4, &ndim), DL_INVALID_ARGUMENT);
+
+    /* Batch norm's two running statistics, named like parameters. */
+    CHECK_OK(dl_model_num_buffers(xor, &count));
+    CHECK(count == 0);
+    CHECK_OK(dl_model_num_buffers(m, &count));
+    CHECK(count == 2);
+    const char *name = NULL;
+    CHECK_OK(dl_model_buffer_name(m, 0, &name));
+    CHECK(name != NULL && strcmp(name, "layers.2.running_mean") == 0);
+    CHECK_OK(dl_model_buffer_name(m, 1, &name));
+    CHECK(name != NULL && strcmp(name, "layers.2.running_var") == 0);
+    CHECK_STATUS(dl_model_buffer_name(m, 2, &name), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_model_buffer_name(m, 0, NULL), DL_INVALID_ARGUMENT);
+    CHECK_OK(dl_model_buffer_shape(m, 1, dims, 4, &ndim));
+    CHECK(ndim == 1 && dims[0] == 2);
+    CHECK_STATUS(dl_model_buffer_shape(xor, 0, dims, 4, &ndim), DL_INVALID_ARGUMENT);
+
+    /* A fresh model's statistics are mean 0, variance 1; a training step moves them. */
+    float mean[2] = {-1, -1}, var[2] = {-1, -1};
+    CHECK_OK(dl_model_get_buffer(m, 0, mean, 2));
+    CHECK_OK(dl_model_get_buffer(m, 1, var, 2));
+    CHECK(mean[0] == 0 && mean[1] == 0 && var[0] == 1 && var[1] == 1);
+    float x[4 * 16];
+    int32_t labels[4] = {0, 1, 2, 1};
+    for (size_t i = 0; i < sizeof x / sizeof x[0]; i++) x[i] = (float)((i * 7) % 11) - 5.0f;
+    double loss = 0;
+    CHECK_OK(dl_train_step(m, x, 4, labels, NULL, &loss));
+    CHECK_OK(dl_model_get_buffer(m, 0, mean, 2));
+    CHECK(mean[0] != 0 || mean[1] != 0);
+
+    /* Set changes evaluation; get returns what was set; bad values change nothing. */
+    float out1[3], out2[3], set_mean[2] = {3.0f, -2.0f}, back[2] = {0, 0};
+    CHECK_OK(dl_predict(m, x, 1, out1, 3));
+    CHECK_OK(dl_model_set_buffer(m, 0, set_mean, 2));
+    CHECK_OK(dl_model_get_buffer(m, 0, back, 2));
+    CHECK(back[0] == 3.0f && back[1] == -2.0f);
+    CHECK_OK(dl_predict(m, x, 1, out2, 3));
+    CHECK(memcmp(out1, out2, sizeof out1) != 0);
+    float bad[2] = {NAN, 0};
+    CHECK_STATUS(dl_model_set_buffer(m, 0, bad, 2), DL_NUMERIC);
+    CHECK_STATUS(dl_model_set_buffer(m, 0, set_mean, 3), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_model_get_buffer(m, 0, back, 1), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_model_get_buffer(m, 2, back, 2), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_model_set_buffer(m, 0, NULL, 2), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_model_get_buffer(NULL, 0, back, 2), DL_INVALID_ARGUMENT);
+    CHECK_OK(dl_model_get_buffer(m, 0, back, 2));
+    CHECK(back[0] == 3.0f && back[1] == -2.0f);
+done:
+    release(m);
+    release(xor);
+}
+
+static void test_shaped_layers(void) {
+    section("dl_layer_from_json_shaped, dl_layer_output_shape: conv2d as in a model, max pooling, batch norm");
+    static const char conv_json[] = "{\"type\": \"conv2d\", \"filters\": 2, \"kernel_size\": 3, \"padding\": 1}";
+    static const char model_json[] = "{\"input\": {\"size\": 16}, \"layers\": [{\"type\": \"reshape\", \"shape\": [1, 4, 4]},"
+        " {\"type\": \"conv2d\", \"filters\": 2, \"kernel_size\": 3, \"padding\": 1}], \"loss\": \"mse\","
+        " \"optimizer\": {\"type\": \"sgd\", \"lr\": 0.1}, \"seed\": 5}";
+    const size_t image[3] = {1, 4, 4}, maps[3] = {2, 4, 4}, bad_zero[3] = {1, 0, 4};
+    dl_model *m = load_json(model_json);
+    dl_layer *conv = NULL, *pool = NULL, *bn = NULL, *bad = NULL, *flat = NULL;
+    size_t dims[4], ndim = 0;
+    float x[3 * 16], y[3 * 32], want[3 * 32], pooled[3 * 8];
+    for (int i = 0; i < 3 * 16; i++) x[i] = (float)((i * 5) % 9) - 4.0f;
+    if (m == NULL || !CHECK_OK(dl_layer_from_json_shaped(conv_json, image, 3, DL_FLOAT32, 1, &conv))) goto done;
+    CHECK_OK(dl_layer_output_shape(conv, dims, 4, &ndim));
+    CHECK(ndim == 3 && dims[0] == 2 && dims[1] == 4 && dims[2] == 4);
+    /* With the model's weights, the standalone convolution computes the model's outputs. */
+    for (size_t i = 0; i < 2; i++) {
+        void *data = NULL;
+        size_t count = i == 0 ? 2 * 9 : 2;
+        if (CHECK_OK(dl_layer_param_data(conv, i, &data))) CHECK_OK(dl_model_get_param(m, i, data, count));
+    }
+    CHECK_OK(dl_layer_forward(conv, x, 3, 16, 1, y, 3 * 32));
+    CHECK_OK(dl_predict(m, x, 3, want, 3 * 32));
+    CHECK(memcmp(y, want, sizeof y) == 0);
+    CHECK_OK(dl_layer_backward(conv, y, 3, 32, x, 3 * 16));      /* dx back in x's shape */
+
+    /* Max pooling picks each 2 x 2 window's largest value. */
+    if (CHECK_OK(dl_layer_from_json_shaped("{\"type\": \"max_pool2d\", \"kernel_size\": 2}", maps, 3, DL_FLOAT32, 0, &pool))) {
+        CHECK_OK(dl_layer_output_shape(pool, dims, 4, &ndim));
+        CHECK(ndim == 3 && dims[0] == 2 && dims[1] == 2 && dims[2] == 2);
+        CHECK_OK(dl_layer_forward(pool, want, 3, 32, 1, pooled, 3 * 8));
+        bool ok = true;
+        for (int n = 0; n < 3; n++)
+            for (int c = 0; c < 2; c++)
+                for (int r = 0; r < 2; r++)
+                    for (int q = 0; q < 2; q++) {
+                        const float *plane = want + n * 32 + c * 16;
+                        float best = -INFINITY;
+                        for (int dr = 0; dr < 2; dr++)
+                            for (int dq = 0; dq < 2; dq++) {
+                                float v = plane[(2 * r + dr) * 4 + 2 * q + dq];
+                                if (v > best) best = v;
+                            }
+                        ok = ok && pooled[n * 8 + c * 4 + r * 2 + q] == best;
+                    }
+        CHECK(ok);
+    }
+    /* Batch norm in training: every channel's outputs have mean 0 (weight 1, bias 0). */
+    if (CHECK_OK(dl_layer_from_json_shaped("{\"type\": \"batch_norm\"}", maps, 3, DL_FLOAT64, 0, &bn))) {
+        double in[3 * 32], out[3 * 32];
+        for (int i = 0; i < 3 * 32; i++) in[i] = (double)((i * 7) % 13);
+        CHECK_OK(dl_layer_forward(bn, in, 3, 32, 1, out, 3 * 32));
+        for (int c = 0; c < 2; c++) {
+            double sum = 0;
+            for (int n = 0; n < 3; n++)
+                for (int k = 0; k < 16; k++) sum += out[n * 32 + c * 16 + k];
+            CHECK(fabs(sum / 48) < 1e-9);
+        }
+    }
+    /* Refusals. */
+    CHECK_STATUS(dl_layer_from_json_shaped(conv_json, NULL, 3, DL_FLOAT32, 0, &bad), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_layer_from_json_shaped(conv_json, image, 0, DL_FLOAT32, 0, &bad), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_layer_from_json_shaped(conv_json, image, 4, DL_FLOAT32, 0, &bad), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_layer_from_json_shaped(conv_json, bad_zero, 3, DL_FLOAT32, 0, &bad), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_layer_from_json_shaped(conv_json, image, 3, DL_FLOAT32, 0, NULL), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_layer_from_json_shaped(NULL, image, 3, DL_FLOAT32, 0, &bad), DL_INVALID_ARGUMENT);
+    CHECK(bad == NULL);
+    CHECK_STATUS(dl_layer_output_shape(conv, dims, 2, &ndim), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_layer_output_shape(conv, NULL, 4, &ndim), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_layer_output_shape(NULL, dims, 4, &ndim), DL_INVALID_ARGUMENT);
+    if (CHECK_OK(dl_layer_from_json("{\"type\": \"relu\"}", DL_FLOAT32, 0, &flat)))
+        CHECK_STATUS(dl_layer_output_shape(flat, dims, 4, &ndim), DL_INVALID_ARGUMENT);
+done:
+    release(m);
+    dl_layer_free(conv);
+    dl_layer_free(pool);
+    dl_layer_free(bn);
+    dl_layer_free(flat);
+}
+
 /* A model of ds_spec that standardizes its inputs with the training set's statistics. */
 static dl_model *dataset_model(const dl_dataset *train) {
     dl_model *model = load_json(ds_spec);
@@ -2812,6 +2977,86 @@ static dl_model *dataset_model(const dl_dataset *train) {
     if (model != NULL && CHECK_OK(dl_dataset_standardizer(train, 1.0 / 255, &mean, &std)))
         CHECK_OK(dl_model_set_preprocessing(model, 1.0 / 255, mean, std));
     return model;
+}
+
+static void test_dataset_from_arrays(void) {
+    section("dl_dataset_from_arrays: copies of arrays in memory, trained on like loaded ones");
+    enum { N = 7 };
+    float x[N * 2], targets[N * 2];
+    int32_t labels[N];
+    for (int i = 0; i < N; i++) {
+        x[2 * i] = (float)i - 3.0f;
+        x[2 * i + 1] = 0.5f * (float)(i % 3);
+        labels[i] = x[2 * i] > 0;
+        targets[2 * i] = (float)i;
+        targets[2 * i + 1] = -(float)i;
+    }
+    const size_t row[1] = {2}, image[3] = {1, 1, 2}, zero[2] = {2, 0};
+    dl_dataset *data = NULL, *values = NULL, *images = NULL, *none = NULL, *bad = NULL;
+    dl_model *a = load_json(ds_spec), *b = load_json(ds_spec);
+    if (a == NULL || b == NULL || !CHECK_OK(dl_dataset_from_arrays(x, N, row, 1, labels, NULL, 0, &data))) goto done;
+    const float saved = x[0];
+    x[0] = 100.0f;                                /* the data set holds a copy */
+    const float *features = NULL;
+    const int32_t *got_labels = NULL;
+    size_t count = 0, feature_size = 0, dims[4], ndim = 0, width = 9;
+    int has_labels = 0;
+    CHECK_OK(dl_dataset_info(data, &count, &feature_size, &has_labels));
+    CHECK(count == N && feature_size == 2 && has_labels == 1);
+    CHECK_OK(dl_dataset_features(data, &features));
+    CHECK_OK(dl_dataset_labels(data, &got_labels));
+    CHECK(features != NULL && features[0] == saved && memcmp(features + 1, x + 1, (2 * N - 1) * sizeof x[0]) == 0);
+    CHECK(got_labels != NULL && memcmp(got_labels, labels, sizeof labels) == 0);
+    x[0] = saved;
+    /* An unshuffled epoch on it is dl_train_step on the arrays. */
+    double loss = 0;
+    CHECK_OK(dl_train_epoch(a, data, 3, 0, NULL));
+    for (int start = 0; start < N; start += 3)
+        CHECK_OK(dl_train_step(b, x + 2 * start, N - start < 3 ? (size_t)(N - start) : 3, labels + start, NULL, &loss));
+    CHECK(models_equal(a, b));
+
+    /* Target values, an image shape, no targets. */
+    const float *got_values = NULL;
+    if (CHECK_OK(dl_dataset_from_arrays(x, N, row, 1, NULL, targets, 2, &values))) {
+        CHECK_OK(dl_dataset_targets(values, &got_values, &width));
+        CHECK(width == 2 && got_values != NULL && memcmp(got_values, targets, sizeof targets) == 0);
+    }
+    if (CHECK_OK(dl_dataset_from_arrays(x, N, image, 3, labels, NULL, 0, &images))) {
+        CHECK_OK(dl_dataset_sample_shape(images, dims, 4, &ndim));
+        CHECK(ndim == 3 && dims[0] == 1 && dims[1] == 1 && dims[2] == 2);
+    }
+    if (CHECK_OK(dl_dataset_from_arrays(x, N, row, 1, NULL, NULL, 0, &none))) {
+        CHECK_OK(dl_dataset_info(none, NULL, NULL, &has_labels));
+        CHECK(has_labels == 0);
+    }
+
+    /* Refusals leave out untouched. */
+    CHECK_STATUS(dl_dataset_from_arrays(NULL, N, row, 1, labels, NULL, 0, &bad), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_dataset_from_arrays(x, 0, row, 1, labels, NULL, 0, &bad), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_dataset_from_arrays(x, N, NULL, 1, labels, NULL, 0, &bad), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_dataset_from_arrays(x, N, row, 0, labels, NULL, 0, &bad), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_dataset_from_arrays(x, N, row, 33, labels, NULL, 0, &bad), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_dataset_from_arrays(x, N, zero, 2, labels, NULL, 0, &bad), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_dataset_from_arrays(x, N, row, 1, labels, targets, 2, &bad), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_dataset_from_arrays(x, N, row, 1, labels, NULL, 2, &bad), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_dataset_from_arrays(x, N, row, 1, NULL, NULL, 2, &bad), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_dataset_from_arrays(x, N, row, 1, NULL, targets, 0, &bad), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_dataset_from_arrays(x, N, row, 1, labels, NULL, 0, NULL), DL_INVALID_ARGUMENT);
+    labels[3] = -1;
+    CHECK_STATUS(dl_dataset_from_arrays(x, N, row, 1, labels, NULL, 0, &bad), DL_INVALID_ARGUMENT);
+    CHECK_MESSAGE_HAS("negative");
+    x[5] = NAN;
+    CHECK_STATUS(dl_dataset_from_arrays(x, N, row, 1, NULL, NULL, 0, &bad), DL_NUMERIC);
+    targets[1] = INFINITY;
+    CHECK_STATUS(dl_dataset_from_arrays(x + 6, 2, row, 1, NULL, targets, 2, &bad), DL_NUMERIC);
+    CHECK(bad == NULL);
+done:
+    release(a);
+    release(b);
+    release_dataset(data);
+    release_dataset(values);
+    release_dataset(images);
+    release_dataset(none);
 }
 
 static void test_train_epoch(void) {
@@ -2880,6 +3125,107 @@ done:
     release(b);
     release(c);
     release(d);
+    release_dataset(train);
+    release_dataset(test);
+}
+
+/* What a progress callback saw, and when it stops the call. */
+typedef struct {
+    dl_model *model;        /* the model the callback belongs to (for the DL_BUSY check) */
+    size_t calls, stop_at;  /* stop_at: the `done` at which to return non-zero; 0 never */
+    size_t done, total, samples;
+    double mean_loss;
+    bool in_order;          /* every call's `done` was the previous one's plus one */
+    int reentrant_status;   /* what dl_model_set_progress on the running model gave */
+} progress_log;
+
+static int record_progress(void *user_data, size_t done, size_t total, size_t samples_done, double mean_loss) {
+    progress_log *log = user_data;
+    log->in_order = log->in_order && done == log->done + 1 && done <= total;
+    log->calls++;
+    log->done = done;
+    log->total = total;
+    log->samples = samples_done;
+    log->mean_loss = mean_loss;
+    log->reentrant_status = dl_model_set_progress(log->model, NULL, NULL);
+    return log->stop_at != 0 && done >= log->stop_at;
+}
+
+static void reset_log(progress_log *log, dl_model *model, size_t stop_at) {
+    *log = (progress_log){.model = model, .stop_at = stop_at, .in_order = true, .reentrant_status = -1};
+}
+
+static void test_progress(void) {
+    section("dl_model_set_progress: progress reports and cancellation of dl_train_epoch, dl_evaluate_dataset");
+    dl_dataset *train = NULL, *test = NULL;
+    dl_model *a = NULL, *b = NULL, *copy = NULL;
+    const float *x = NULL;
+    const int32_t *y = NULL;
+    if (!CHECK_OK(dl_dataset_load_mnist(scratch_dir, DL_SPLIT_TRAIN, &train))
+        || !CHECK_OK(dl_dataset_load_mnist(scratch_dir, DL_SPLIT_TEST, &test))
+        || !CHECK_OK(dl_dataset_features(train, &x)) || !CHECK_OK(dl_dataset_labels(train, &y)))
+        goto done;
+    a = dataset_model(train);
+    b = dataset_model(train);
+    if (a == NULL || b == NULL) goto done;
+    const size_t batches = (DS_TRAIN + DS_BATCH - 1) / DS_BATCH, stop = 3;
+    progress_log log;
+
+    /* Stopped after its third step, the epoch leaves the model exactly as three
+     * dl_train_step calls on the same batches do: no half step, no decay, no OUT loss. */
+    reset_log(&log, a, stop);
+    CHECK_OK(dl_model_set_progress(a, record_progress, &log));
+    double loss = -1, sum = 0;
+    CHECK_STATUS(dl_train_epoch(a, train, DS_BATCH, 0, &loss), DL_CANCELLED);
+    CHECK(strstr(dl_last_error(), "progress callback") != NULL && strstr(dl_last_error(), "3 of 10") != NULL);
+    CHECK(loss == -1);
+    CHECK(log.calls == stop && log.in_order && log.total == batches && log.samples == stop * DS_BATCH);
+    CHECK(log.reentrant_status == DL_BUSY); /* the running call holds the model */
+    for (size_t i = 0; i < stop; i++) {
+        double step_loss = 0;
+        CHECK_OK(dl_train_step(b, x + i * DS_BATCH * DS_PIXELS, DS_BATCH, y + i * DS_BATCH, NULL, &step_loss));
+        sum += step_loss * DS_BATCH;
+    }
+    CHECK(models_equal(a, b) && step_count(a) == stop);
+    CHECK(log.mean_loss == sum / (double)(stop * DS_BATCH));
+    double lr = 0;
+    CHECK_OK(dl_model_get_learning_rate(a, &lr));
+    CHECK(lr == 0.5);                       /* the epoch's lr_decay was not applied */
+
+    /* Going on: a whole epoch reports every step, its last mean loss the epoch's. */
+    reset_log(&log, a, 0);
+    CHECK_OK(dl_train_epoch(a, train, DS_BATCH, 1, &loss));
+    CHECK(log.calls == batches && log.in_order && log.samples == DS_TRAIN && log.mean_loss == loss);
+    CHECK_OK(dl_model_get_learning_rate(a, &lr));
+    CHECK(lr == 0.5 * 0.9);
+    /* A non-zero answer after the last step still cancels. */
+    reset_log(&log, a, batches);
+    CHECK_STATUS(dl_train_epoch(a, train, DS_BATCH, 1, &loss), DL_CANCELLED);
+    CHECK(log.calls == batches && step_count(a) == stop + 2 * batches);
+
+    /* Evaluation: reported per chunk (one here), its mean loss the result's; cancelled,
+     * nothing is written. */
+    double accuracy = -1, eval_loss = -1;
+    reset_log(&log, a, 0);
+    CHECK_OK(dl_evaluate_dataset(a, test, &eval_loss, &accuracy));
+    CHECK(log.calls == 1 && log.done == 1 && log.total == 1 && log.samples == DS_TEST && log.mean_loss == eval_loss);
+    reset_log(&log, a, 1);
+    accuracy = eval_loss = -1;
+    CHECK_STATUS(dl_evaluate_dataset(a, test, &eval_loss, &accuracy), DL_CANCELLED);
+    CHECK(accuracy == -1 && eval_loss == -1 && log.calls == 1);
+
+    /* Clones start without a callback; NULL removes it; bad handles are refused. */
+    reset_log(&log, a, 1);
+    if (CHECK_OK(dl_model_clone(a, &copy))) CHECK_OK(dl_train_epoch(copy, train, DS_BATCH, 1, NULL));
+    CHECK_OK(dl_model_set_progress(a, NULL, &log));
+    CHECK_OK(dl_train_epoch(a, train, DS_BATCH, 1, NULL));
+    CHECK(log.calls == 0);
+    CHECK_STATUS(dl_model_set_progress(NULL, record_progress, &log), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_model_set_progress((dl_model *)train, record_progress, &log), DL_INVALID_ARGUMENT);
+done:
+    release(a);
+    release(b);
+    release(copy);
     release_dataset(train);
     release_dataset(test);
 }
@@ -3346,6 +3692,8 @@ int main(int argc, char **argv) {
     test_determinism();
     test_float64();
     test_regression();
+    test_buffers_and_layer_shapes();
+    test_shaped_layers();
 
     test_layer_creation();
     test_layer_handles();
@@ -3379,6 +3727,8 @@ int main(int argc, char **argv) {
         test_dataset_standardizer();
         test_dataset_handles();
         test_train_epoch();
+        test_dataset_from_arrays();
+        test_progress();
         test_train_epoch_errors();
         test_dataset_targets();
         test_threads_shared_dataset();

@@ -32,17 +32,18 @@ extension AnyModel {
     /// sample of `data`, whose targets and samples must fit the model.
     @discardableResult
     public func trainEpoch(on data: Dataset, batchSize: Int, shuffle: Bool = true,
-                           progress: ((EpochProgress) -> Void)? = nil) throws(DLError) -> EpochResult {
+                           progress: ProgressHandler? = nil) throws(DLError) -> EpochResult {
         try withTargets(data, for: "training") { (x, targets) throws(DLError) in
             try trainEpoch(x: x, targets: targets, count: data.count, batchSize: batchSize, shuffle: shuffle, progress: progress)
         }
     }
 
     /// Mean loss and, for a classifier, accuracy over every sample of `data`, whose targets
-    /// and samples must fit the model; the model is not changed.
-    public func evaluate(on data: Dataset) throws(DLError) -> (loss: Double, accuracy: Double?) {
+    /// and samples must fit the model; the model is not changed. `progress` is called after
+    /// every chunk of samples (see `evaluate(x:count:targets:progress:)`).
+    public func evaluate(on data: Dataset, progress: ProgressHandler? = nil) throws(DLError) -> (loss: Double, accuracy: Double?) {
         try withTargets(data, for: "evaluation") { (x, targets) throws(DLError) in
-            try evaluate(x: x, count: data.count, targets: targets)
+            try evaluate(x: x, count: data.count, targets: targets, progress: progress)
         }
     }
 

@@ -10,6 +10,9 @@ public protocol AnyStandaloneLayer: AnyObject {
     var dtype: DType { get }
     var parameterNames: [String] { get }
     var parameterShapes: [[Int]] { get }
+    /// One sample's input and output shapes when the layer was built for a fixed input
+    /// shape (convolutions, pooling, batch norm); nil for layers that take any features.
+    var sampleShapes: (input: [Int], output: [Int])? { get }
     /// Memory of parameter `index` (count = product of its shape), in the layer's dtype.
     func parameterData(_ index: Int) -> UnsafeMutableRawPointer
     /// Memory of the gradient of parameter `index`, filled by `backward`.
@@ -29,10 +32,12 @@ public final class StandaloneLayer<T: DLScalar>: AnyStandaloneLayer {
     private let dy: Tensor<T>
     private var lastOutput: [Int]?
     private let inFeatures: Int?
+    private let inputShape: [Int]?
 
-    init(_ layer: any Layer<T>, inFeatures: Int?) throws(DLError) {
+    init(_ layer: any Layer<T>, inFeatures: Int?, inputShape: [Int]? = nil) throws(DLError) {
         self.layer = layer
         self.inFeatures = inFeatures
+        self.inputShape = inputShape
         self.x = try Tensor(shape: [0])
         self.dy = try Tensor(shape: [0])
     }
@@ -41,6 +46,7 @@ public final class StandaloneLayer<T: DLScalar>: AnyStandaloneLayer {
     public var dtype: DType { T.self == Float.self ? .float32 : .float64 }
     public var parameterNames: [String] { layer.parameters.map(\.name) }
     public var parameterShapes: [[Int]] { layer.parameters.map(\.value.shape) }
+    public var sampleShapes: (input: [Int], output: [Int])? { inputShape.map { ($0, layer.outputShape) } }
     public func parameterData(_ index: Int) -> UnsafeMutableRawPointer { UnsafeMutableRawPointer(layer.parameters[index].value.data) }
     public func gradientData(_ index: Int) -> UnsafeMutableRawPointer { UnsafeMutableRawPointer(layer.parameters[index].grad.data) }
 
@@ -59,7 +65,8 @@ public final class StandaloneLayer<T: DLScalar>: AnyStandaloneLayer {
         let n = try checkedProduct(rows, cols, "x of (\(rows), \(cols))")
         let outN = try checkedProduct(rows, outCols, "y of (\(rows), \(outCols))")
         guard capacity >= outN else { throw .invalid("y has room for \(capacity) values, the output needs \(outN)") }
-        try self.x.resize([rows, cols])
+        // A shaped layer sees its samples' shape, as inside a model.
+        try self.x.resize([rows] + (inputShape ?? [cols]))
         Kernels.convert(x.assumingMemoryBound(to: T.self), self.x.data, n)
         guard Kernels.allFinite(self.x.data, n) else { throw DLError(.numeric, "x contains NaN or infinity") }
         let out = try layer.forward(self.x, training: training)
@@ -75,7 +82,7 @@ public final class StandaloneLayer<T: DLScalar>: AnyStandaloneLayer {
         }
         let n = x.count
         guard capacity >= n else { throw .invalid("dx has room for \(capacity) values, the input had \(n)") }
-        try self.dy.resize([rows, cols])
+        try self.dy.resize([rows] + (inputShape == nil ? [cols] : layer.outputShape))
         Kernels.convert(dy.assumingMemoryBound(to: T.self), self.dy.data, rows * cols)
         guard let g = try layer.backward(self.dy, needInputGradient: true) else {
             throw DLError(.internal, "\(type) returned no input gradient")
@@ -84,12 +91,22 @@ public final class StandaloneLayer<T: DLScalar>: AnyStandaloneLayer {
     }
 }
 
-/// Builds a layer on its own from a spec layer object (linear layers need "in_features").
-public func makeStandaloneLayer(json: String, dtype: DType, seed: UInt64) throws(DLError) -> any AnyStandaloneLayer {
+/// Builds a layer on its own from a spec layer object (linear layers need "in_features"),
+/// or, given `inputShape`, for samples of that shape (what a conv2d, a pooling or a
+/// batch_norm layer needs: (channels, height, width)), as a model would after its
+/// earlier layers.
+public func makeStandaloneLayer(json: String, dtype: DType, seed: UInt64,
+                                inputShape: [Int]? = nil) throws(DLError) -> any AnyStandaloneLayer {
     let spec = try SpecParser.parseLayer(json: json)
+    if let inputShape {
+        guard !inputShape.isEmpty, inputShape.count <= 3, inputShape.allSatisfy({ $0 > 0 }) else {
+            throw .invalid("input shape \(inputShape) must have 1 to 3 positive dimensions")
+        }
+    }
+    let shaped = try inputShape.map { (shape) throws(DLError) in try checkedCount(shape, "input shape \(shape)") }
     // Only some layer types take in_features, and 0 is its "not given".
     let given = spec.options["in_features"] == nil ? 0 : try spec.int("in_features")
-    let declared = given > 0 ? given : nil
+    let declared = given > 0 ? given : shaped
     if spec.type == "linear" && declared == nil {
         throw DLError(.spec, "<string>: layer.in_features: a linear layer on its own needs its input size")
     }
@@ -97,10 +114,10 @@ public func makeStandaloneLayer(json: String, dtype: DType, seed: UInt64) throws
         guard let factory = LayerRegistry.factory(spec.type) else {
             throw DLError(.spec, "<string>: layer.type: unknown layer type \"\(spec.type)\"")
         }
-        var context = LayerContext(inputShape: [declared ?? 1], index: 0, defaultInitializer: .heNormal,
+        var context = LayerContext(inputShape: inputShape ?? [declared ?? 1], index: 0, defaultInitializer: .heNormal,
                                    rng: RandomGenerator(seed: seed))
         let layer: any Layer<T> = try factory.make(spec, &context)
-        return try StandaloneLayer(layer, inFeatures: declared)
+        return try StandaloneLayer(layer, inFeatures: declared, inputShape: inputShape)
     }
     switch dtype {
     case .float32: return try build(Float.self)

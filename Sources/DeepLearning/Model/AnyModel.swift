@@ -9,6 +9,11 @@ public protocol AnyModel: AnyObject {
     var parameterCount: Int { get }
     var parameterNames: [String] { get }
     var parameterShapes: [[Int]] { get }
+    /// Non-trainable state (batch norm's running statistics), named like parameters.
+    var bufferNames: [String] { get }
+    var bufferShapes: [[Int]] { get }
+    /// Each layer's output shape for one sample.
+    var layerOutputShapes: [[Int]] { get }
     var layerTypes: [String] { get }
     var learningRate: Double { get set }
     var stepCount: Int { get }
@@ -19,9 +24,12 @@ public protocol AnyModel: AnyObject {
     func trainStep<S: DLScalar>(x: UnsafePointer<S>, batch: Int, targets: BatchTargets<S>) throws(DLError) -> Double
     func predict<S: DLScalar>(x: UnsafePointer<S>, count: Int, into out: UnsafeMutablePointer<S>) throws(DLError)
     func predictClasses<S: DLScalar>(x: UnsafePointer<S>, count: Int, into out: UnsafeMutablePointer<Int32>) throws(DLError)
-    func evaluate<S: DLScalar>(x: UnsafePointer<S>, count: Int, targets: BatchTargets<S>) throws(DLError) -> (loss: Double, accuracy: Double?)
+    func evaluate<S: DLScalar>(x: UnsafePointer<S>, count: Int, targets: BatchTargets<S>,
+                               progress: ProgressHandler?) throws(DLError) -> (loss: Double, accuracy: Double?)
     func readParameter<S: DLScalar>(_ index: Int, into out: UnsafeMutablePointer<S>, count: Int) throws(DLError)
     func writeParameter<S: DLScalar>(_ index: Int, from values: UnsafePointer<S>, count: Int) throws(DLError)
+    func readBuffer<S: DLScalar>(_ index: Int, into out: UnsafeMutablePointer<S>, count: Int) throws(DLError)
+    func writeBuffer<S: DLScalar>(_ index: Int, from values: UnsafePointer<S>, count: Int) throws(DLError)
     /// Sets the input transform (stored in the spec, so checkpoints keep it).
     func setPreprocessing(_ p: Preprocessing) throws(DLError)
     /// Saves a checkpoint atomically (see `Checkpoint`).
@@ -32,9 +40,19 @@ public protocol AnyModel: AnyObject {
     func gradientCheck<S: DLScalar>(x: UnsafePointer<S>, batch: Int, targets: BatchTargets<S>, limit: Int) throws(DLError) -> [GradientCheck.Entry]
 }
 
+extension AnyModel {
+    /// `evaluate(x:count:targets:progress:)` without progress reports.
+    public func evaluate<S: DLScalar>(x: UnsafePointer<S>, count: Int, targets: BatchTargets<S>) throws(DLError) -> (loss: Double, accuracy: Double?) {
+        try evaluate(x: x, count: count, targets: targets, progress: nil)
+    }
+}
+
 extension Model: AnyModel {
     public var parameterNames: [String] { parameters.map(\.name) }
     public var parameterShapes: [[Int]] { parameters.map(\.value.shape) }
+    public var bufferNames: [String] { buffers.map(\.name) }
+    public var bufferShapes: [[Int]] { buffers.map(\.value.shape) }
+    public var layerOutputShapes: [[Int]] { layers.map(\.outputShape) }
     public var layerTypes: [String] { layers.map(\.type) }
     public var learningRate: Double {
         get { optimizer.learningRate }

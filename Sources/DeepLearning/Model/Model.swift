@@ -272,17 +272,22 @@ public final class Model<T: DLScalar> {
     }
 
     /// Mean loss over `count` samples and, for a classifier, the fraction classified right
-    /// (nil for regression). Evaluation mode; nothing changes.
-    public func evaluate<S: DLScalar>(x: UnsafePointer<S>, count: Int, targets: BatchTargets<S>) throws(DLError) -> (loss: Double, accuracy: Double?) {
+    /// (nil for regression). Evaluation mode; nothing changes. `progress` is called after every
+    /// chunk of `inferenceChunk` samples (its "batches"); when it throws, so does this.
+    public func evaluate<S: DLScalar>(x: UnsafePointer<S>, count: Int, targets: BatchTargets<S>,
+                                      progress: ProgressHandler?) throws(DLError) -> (loss: Double, accuracy: Double?) {
         var lossSum = 0.0
         var correct = 0
         let chunk = inferenceChunk
+        let chunks = (count + chunk - 1) / chunk
         var predicted = [Int32](repeating: 0, count: min(max(count, 1), chunk))
         var expected = [Int32](repeating: 0, count: predicted.count)
         try forEachChunk(count) { (start, rows) throws(DLError) in
             let y = try forward(try loadInput(x + start * inputSize, batch: rows), training: false)
             let t = try loadTargets(targets.advanced(by: start, width: outputSize), batch: rows)
             lossSum += try loss.compute(y, t, grad: lossGrad) * Double(rows)
+            try progress?(EpochProgress(batchesDone: start / chunk + 1, batchCount: chunks, samplesDone: start + rows,
+                                        meanLoss: lossSum / Double(start + rows)))
             guard loss.isClassification else { return }
             predicted.withUnsafeMutableBufferPointer { p in
                 expected.withUnsafeMutableBufferPointer { e in
@@ -338,28 +343,43 @@ public final class Model<T: DLScalar> {
         return other
     }
 
-    // MARK: Parameters by index
+    // MARK: Parameters and buffers by index
 
     /// Copies parameter `index` into `out` (exactly its element count) as `S`.
     public func readParameter<S: DLScalar>(_ index: Int, into out: UnsafeMutablePointer<S>, count: Int) throws(DLError) {
-        let p = try parameter(index, count: count)
+        let p = try entry(parameters, "parameter", index, count: count)
         p.read(p.value, into: out)
     }
 
     /// Replaces parameter `index` with `count` values, refusing NaN/Inf (nothing changes then).
     public func writeParameter<S: DLScalar>(_ index: Int, from values: UnsafePointer<S>, count: Int) throws(DLError) {
-        let p = try parameter(index, count: count)
+        try write(try entry(parameters, "parameter", index, count: count), from: values, count: count)
+    }
+
+    /// Copies buffer `index` (running statistics, in `buffers` order) into `out` as `S`.
+    public func readBuffer<S: DLScalar>(_ index: Int, into out: UnsafeMutablePointer<S>, count: Int) throws(DLError) {
+        let b = try entry(buffers, "buffer", index, count: count)
+        b.read(b.value, into: out)
+    }
+
+    /// Replaces buffer `index` with `count` values, refusing NaN/Inf (nothing changes then).
+    public func writeBuffer<S: DLScalar>(_ index: Int, from values: UnsafePointer<S>, count: Int) throws(DLError) {
+        try write(try entry(buffers, "buffer", index, count: count), from: values, count: count)
+    }
+
+    private func write<S: DLScalar>(_ p: Parameter<T>, from values: UnsafePointer<S>, count: Int) throws(DLError) {
         guard Kernels.allFinite(values, count) else {
-            throw DLError(.numeric, "values for \(p.name) contain NaN or infinity; the parameter was not changed")
+            throw DLError(.numeric, "values for \(p.name) contain NaN or infinity; it was not changed")
         }
         p.write(p.value, from: values)
     }
 
-    private func parameter(_ index: Int, count: Int) throws(DLError) -> Parameter<T> {
-        guard index >= 0, index < parameters.count else {
-            throw .invalid("parameter index \(index) is out of range: the model has \(parameters.count) parameter tensors")
+    /// Entry `index` of `list` (parameters or buffers), whose element count must be `count`.
+    private func entry(_ list: [Parameter<T>], _ noun: String, _ index: Int, count: Int) throws(DLError) -> Parameter<T> {
+        guard index >= 0, index < list.count else {
+            throw .invalid("\(noun) index \(index) is out of range: the model has \(list.count) \(noun) tensors")
         }
-        let p = parameters[index]
+        let p = list[index]
         guard count == p.value.count else {
             throw .invalid("\(p.name) has \(p.value.count) values (shape \(p.value.shape)), but the buffer holds \(count)")
         }

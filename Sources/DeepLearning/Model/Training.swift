@@ -11,7 +11,7 @@ public struct EpochResult: Sendable, Equatable {
     public var samples: Int
 }
 
-/// Where a running epoch stands, reported after every step.
+/// Where a running epoch (or evaluation) stands, reported after every step (or chunk).
 public struct EpochProgress: Sendable {
     public var batchesDone: Int
     public var batchCount: Int
@@ -19,6 +19,10 @@ public struct EpochProgress: Sendable {
     /// Mean loss of the batches so far, weighted by batch size.
     public var meanLoss: Double
 }
+
+/// Called by `trainEpoch` after every step and by `evaluate` after every chunk; throwing
+/// stops the call there (a caller's cancellation), with the work before it kept.
+public typealias ProgressHandler = (EpochProgress) throws(DLError) -> Void
 
 extension Model {
     /// One epoch of mini-batch training over a whole in-memory data set with targets.
@@ -38,7 +42,9 @@ extension Model {
     ///   with `batch_norm` on flat input cannot train on a last batch of one sample.)
     /// - Shuffled batches are gathered row by row straight into the model's input buffer,
     ///   in the pass that applies the preprocessing (no separate copy).
-    /// - `progress` is called after every step.
+    /// - `progress` is called after every step. When it throws, the epoch stops there and
+    ///   rethrows: the steps before stay applied (the last one whole), `epoch` is not advanced
+    ///   and the learning-rate decay not applied; the generator has drawn the epoch's order.
     ///
     /// Targets are checked before anything changes: a label outside the model's classes, a
     /// label for a model that is not a classifier or a non-finite target value throws and
@@ -49,7 +55,7 @@ extension Model {
     /// is not advanced. On success `epoch` goes up by one.
     @discardableResult
     public func trainEpoch(x: UnsafePointer<Float>, targets: BatchTargets<Float>, count: Int, batchSize: Int,
-                           shuffle: Bool = true, progress: ((EpochProgress) -> Void)? = nil) throws(DLError) -> EpochResult {
+                           shuffle: Bool = true, progress: ProgressHandler? = nil) throws(DLError) -> EpochResult {
         guard count > 0 else { throw .invalid("the number of samples must be at least 1, got \(count)") }
         guard count <= Int(Int32.max) else { throw .invalid("an epoch holds at most \(Int32.max) samples, got \(count)") }
         guard batchSize > 0 else { throw .invalid("batch size must be at least 1, got \(batchSize)") }
@@ -98,7 +104,7 @@ extension Model {
                 }
                 lossSum += value * Double(n)
                 done += n
-                progress?(EpochProgress(batchesDone: b + 1, batchCount: batches, samplesDone: done,
+                try progress?(EpochProgress(batchesDone: b + 1, batchCount: batches, samplesDone: done,
                                         meanLoss: lossSum / Double(done)))
             }
         }
@@ -162,7 +168,7 @@ extension AnyModel {
     /// `Model.trainEpoch` for a model of either element type (`AnyModel` does not declare it).
     @discardableResult
     public func trainEpoch(x: UnsafePointer<Float>, targets: BatchTargets<Float>, count: Int, batchSize: Int,
-                           shuffle: Bool = true, progress: ((EpochProgress) -> Void)? = nil) throws(DLError) -> EpochResult {
+                           shuffle: Bool = true, progress: ProgressHandler? = nil) throws(DLError) -> EpochResult {
         switch self {
         case let m as Model<Float>:
             return try m.trainEpoch(x: x, targets: targets, count: count, batchSize: batchSize, shuffle: shuffle, progress: progress)

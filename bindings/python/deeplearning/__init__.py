@@ -21,21 +21,27 @@ The shared library is found through $DEEPLEARNING_LIBRARY, a copy in this
 package (the wheel's), or the source tree's build folders (see ``deeplearning._lib``).
 """
 
+from ._interrupt import Progress
 from ._lib import get_num_threads, library_path, registry, set_num_threads
 from ._version import __version__
 from .data import Dataset
-from .errors import DLError, Status
+from .errors import (BusyError, CancelledError, DLError, FileError, FormatError, InternalError,
+                     InvalidArgumentError, NumericError, OutOfMemoryError, SpecError, Status, UnsupportedError)
 from .gradcheck import gradient_check, gradient_check_loss, gradient_check_weights, numerical_gradient
 from . import layers
 from .layers import *  # noqa: F403 (the layer classes, listed in layers.__all__)
 from .losses import BCEWithLogitsLoss, BinaryCrossEntropyLoss, CrossEntropyLoss, HuberLoss, Loss, MSELoss
 from .mlp import TwoLayerMLP
 from .model import Evaluation, GradCheck, Model, Preprocessing
-from .training import History
+from . import callbacks, optim
+from .callbacks import History
 
 load = Model.load
 
-__all__ = ["BCEWithLogitsLoss", "BinaryCrossEntropyLoss", "CrossEntropyLoss", "DLError", "Dataset", "Evaluation",
-           "GradCheck", "History", "HuberLoss", "Preprocessing", "Loss", "MSELoss", "Model", "Status", "TwoLayerMLP",
-           "__version__", "gradient_check", "get_num_threads", "gradient_check_loss", "gradient_check_weights",
-           "library_path", "load", "set_num_threads", "numerical_gradient", "registry", *layers.__all__]
+__all__ = ["BCEWithLogitsLoss", "BinaryCrossEntropyLoss", "BusyError", "CancelledError", "CrossEntropyLoss",
+           "DLError", "FileError", "FormatError", "InternalError", "InvalidArgumentError", "NumericError",
+           "OutOfMemoryError", "SpecError", "UnsupportedError", "Dataset", "Evaluation", "GradCheck", "History",
+           "HuberLoss", "Preprocessing", "Progress", "Loss", "MSELoss", "Model", "Status", "TwoLayerMLP",
+           "__version__", "callbacks", "optim", "gradient_check", "get_num_threads", "gradient_check_loss",
+           "gradient_check_weights", "library_path", "load", "set_num_threads", "numerical_gradient", "registry",
+           *layers.__all__]

@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
 _FLOAT32 = np.dtype(np.float32)
 _INT32 = np.dtype(np.int32)
@@ -35,14 +36,14 @@ _INT32 = np.dtype(np.int32)
 _FITS_INT32 = frozenset(np.dtype(t) for t in (np.int8, np.int16, np.int32, np.uint8, np.uint16))
 
 
-def _numeric(value, name: str, kinds: str) -> np.ndarray:
+def _numeric(value: ArrayLike, name: str, kinds: str) -> np.ndarray:
     array = np.asarray(value)
     if array.dtype.kind not in kinds:
         raise TypeError(f"{name} must be a numeric array, got dtype {array.dtype}")
     return array
 
 
-def _c_array(array: np.ndarray, dtype: np.dtype) -> np.ndarray:
+def _c_array(array: np.ndarray, dtype: DTypeLike) -> np.ndarray:
     """`array` itself when already C-contiguous, aligned and of `dtype`, else a converted copy."""
     layout = array.flags
     if array.dtype == dtype and layout.c_contiguous and layout.aligned:
@@ -50,7 +51,7 @@ def _c_array(array: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return np.array(array, dtype, order="C")  # a new array is always contiguous and aligned
 
 
-def inputs(x, size: int, name: str = "x", allow_empty: bool = False) -> np.ndarray:
+def inputs(x: ArrayLike, size: int, name: str = "x", allow_empty: bool = False) -> np.ndarray:
     """`x` as a C-contiguous float32 array of shape (N, size)."""
     array = _numeric(x, name, "biuf")
     shape = array.shape
@@ -65,7 +66,7 @@ def inputs(x, size: int, name: str = "x", allow_empty: bool = False) -> np.ndarr
     return _c_array(array, _FLOAT32)
 
 
-def values(x, dtype, name: str = "x") -> np.ndarray:
+def values(x: ArrayLike, dtype: DTypeLike, name: str = "x") -> np.ndarray:
     """`x`, of any shape with at least one value, as a C-contiguous array of `dtype`."""
     array = _numeric(x, name, "biuf")
     if array.size == 0:
@@ -73,7 +74,7 @@ def values(x, dtype, name: str = "x") -> np.ndarray:
     return _c_array(array, dtype)
 
 
-def labels(y, count: int, name: str = "y") -> np.ndarray:
+def labels(y: ArrayLike, count: int, name: str = "y") -> np.ndarray:
     """Integer class labels `y` as a C-contiguous int32 array of shape (count,).
 
     Whether each label is one of the model's classes is the library's check; here
@@ -93,7 +94,7 @@ def labels(y, count: int, name: str = "y") -> np.ndarray:
     return converted
 
 
-def targets(y, count: int, size: int, name: str = "y") -> np.ndarray:
+def targets(y: ArrayLike, count: int, size: int, name: str = "y") -> np.ndarray:
     """Float targets `y` as a C-contiguous float32 array of shape (count, size)."""
     array = _numeric(y, name, "f")
     if size == 1 and array.shape == (count,):
@@ -104,7 +105,8 @@ def targets(y, count: int, size: int, name: str = "y") -> np.ndarray:
     return _c_array(array, _FLOAT32)
 
 
-def supervision(y, count: int, output_size: int, name: str = "y"):
+def supervision(y: ArrayLike, count: int, output_size: int,
+                name: str = "y") -> tuple[np.ndarray | None, np.ndarray | None]:
     """(labels, targets) for `y`, exactly one of them None; the dtype decides which."""
     array = np.asarray(y)
     kind = array.dtype.kind
@@ -117,7 +119,7 @@ def supervision(y, count: int, output_size: int, name: str = "y"):
                     f"of shape ({count}, {output_size}), got dtype {array.dtype} and shape {array.shape}{hint}")
 
 
-def parameter(values, shape: tuple[int, ...], name: str) -> np.ndarray:
+def parameter(values: ArrayLike, shape: tuple[int, ...], name: str) -> np.ndarray:
     """Parameter `values` as a C-contiguous float32 array of exactly `shape`."""
     array = _numeric(values, name, "iuf")
     if array.shape != shape:

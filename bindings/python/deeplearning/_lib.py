@@ -24,13 +24,16 @@ import json
 import math
 import os
 import sys
-from ctypes import POINTER, c_char_p, c_double, c_int, c_size_t, c_uint64, c_void_p
+from collections.abc import Iterable
+from ctypes import CFUNCTYPE, POINTER, c_char_p, c_double, c_int, c_size_t, c_uint64, c_void_p
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from ._version import __version__
-from .errors import DLError, Status
+from .errors import error_for
 
 ENV_VAR = "DEEPLEARNING_LIBRARY"
 LIBRARY_NAME = {"darwin": "libdeeplearning.dylib", "win32": "deeplearning.dll"}.get(
@@ -63,7 +66,7 @@ DTYPE_CODES = {np.dtype(np.float32): 0,   # DL_FLOAT32
                np.dtype(np.float64): 1}   # DL_FLOAT64
 
 
-def _array(dtypes, *flags: str, nullable: bool = False):
+def _array(dtypes: Iterable[Any], *flags: str, nullable: bool = False) -> type:
     """An argument type accepting only a C-contiguous, aligned ndarray of one of
     `dtypes`, passed as the address of its first element.
 
@@ -79,7 +82,7 @@ def _array(dtypes, *flags: str, nullable: bool = False):
 
     class Array:
         @classmethod
-        def from_param(cls, obj):
+        def from_param(cls, obj: object) -> c_void_p | None:
             if obj is None and nullable:
                 return None
             if isinstance(obj, np.ndarray) and obj.dtype in dtypes:
@@ -102,6 +105,9 @@ _F64_OUT_OPT = _array([np.float64], "WRITEABLE", nullable=True)
 _BUF_IN = _array(DTYPE_CODES)
 _BUF_IN_OPT = _array(DTYPE_CODES, nullable=True)
 _BUF_OUT = _array(DTYPE_CODES, "WRITEABLE")
+
+# The header's dl_progress_fn: (user_data, done, total, samples_done, mean_loss) -> int.
+PROGRESS_FN = CFUNCTYPE(c_int, c_void_p, c_size_t, c_size_t, c_size_t, c_double)
 
 # name: (result type, argument types), in the header's order.
 _FUNCTIONS = {
@@ -141,11 +147,22 @@ _FUNCTIONS = {
     "dl_model_set_param": (c_int, [MODEL_P, c_size_t, _F32_IN, c_size_t]),
     "dl_model_num_layers": (c_int, [MODEL_P, POINTER(c_size_t)]),
     "dl_model_layer_type": (c_int, [MODEL_P, c_size_t, POINTER(c_char_p)]),
+    "dl_model_layer_output_shape": (c_int, [MODEL_P, c_size_t, POINTER(c_size_t), c_size_t,
+                                            POINTER(c_size_t)]),
+    "dl_model_num_buffers": (c_int, [MODEL_P, POINTER(c_size_t)]),
+    "dl_model_buffer_name": (c_int, [MODEL_P, c_size_t, POINTER(c_char_p)]),
+    "dl_model_buffer_shape": (c_int, [MODEL_P, c_size_t, POINTER(c_size_t), c_size_t,
+                                      POINTER(c_size_t)]),
+    "dl_model_get_buffer": (c_int, [MODEL_P, c_size_t, _F32_OUT, c_size_t]),
+    "dl_model_set_buffer": (c_int, [MODEL_P, c_size_t, _F32_IN, c_size_t]),
     "dl_model_spec_json": (c_int, [MODEL_P, POINTER(c_char_p)]),
     "dl_model_step_count": (c_int, [MODEL_P, POINTER(c_uint64)]),
     "dl_model_end_epoch": (c_int, [MODEL_P]),
     "dl_registry_json": (c_char_p, []),
     "dl_layer_from_json": (c_int, [c_char_p, c_int, c_uint64, POINTER(LAYER_P)]),
+    "dl_layer_from_json_shaped": (c_int, [c_char_p, POINTER(c_size_t), c_size_t, c_int, c_uint64,
+                                          POINTER(LAYER_P)]),
+    "dl_layer_output_shape": (c_int, [LAYER_P, POINTER(c_size_t), c_size_t, POINTER(c_size_t)]),
     "dl_layer_free": (None, [LAYER_P]),
     "dl_layer_type": (c_int, [LAYER_P, POINTER(c_char_p)]),
     "dl_layer_output_features": (c_int, [LAYER_P, c_size_t, POINTER(c_size_t)]),
@@ -166,6 +183,8 @@ _FUNCTIONS = {
     "dl_dataset_load_mnist": (c_int, [c_char_p, c_int, POINTER(DATASET_P)]),
     "dl_dataset_load_csv": (c_int, [c_char_p, c_size_t, POINTER(DATASET_P)]),
     "dl_dataset_load_csv_targets": (c_int, [c_char_p, c_size_t, c_size_t, POINTER(DATASET_P)]),
+    "dl_dataset_from_arrays": (c_int, [_F32_IN, c_size_t, POINTER(c_size_t), c_size_t, _I32_IN_OPT,
+                                       _F32_IN_OPT, c_size_t, POINTER(DATASET_P)]),
     "dl_dataset_load_hdf5": (c_int, [c_char_p, POINTER(DATASET_P)]),
     "dl_dataset_free": (None, [DATASET_P]),
     "dl_dataset_info": (c_int, [DATASET_P, POINTER(c_size_t), POINTER(c_size_t), POINTER(c_int)]),
@@ -174,6 +193,7 @@ _FUNCTIONS = {
     "dl_dataset_labels": (c_int, [DATASET_P, POINTER(c_void_p)]),
     "dl_dataset_targets": (c_int, [DATASET_P, POINTER(c_void_p), POINTER(c_size_t)]),
     "dl_dataset_standardizer": (c_int, [DATASET_P, c_double, POINTER(c_double), POINTER(c_double)]),
+    "dl_model_set_progress": (c_int, [MODEL_P, PROGRESS_FN, c_void_p]),
     "dl_train_epoch": (c_int, [MODEL_P, DATASET_P, c_size_t, c_int, POINTER(c_double)]),
     "dl_evaluate_dataset": (c_int, [MODEL_P, DATASET_P, POINTER(c_double), POINTER(c_double)]),
 }
@@ -213,7 +233,7 @@ def _declare(lib: ctypes.CDLL, path: Path) -> None:
         function.argtypes = argtypes
 
 
-def load(places: list[Path] | None = None, expected_version: str = __version__):
+def load(places: list[Path] | None = None, expected_version: str = __version__) -> tuple[ctypes.CDLL, Path]:
     """Loads the first library found among `places` (default: :func:`candidates`).
 
     Returns (library, path). Raises ImportError listing every place tried when
@@ -244,10 +264,11 @@ lib, library_path = load()
 
 
 def check(status: int) -> None:
-    """Raises DLError with this thread's last library message unless `status` is DL_OK."""
+    """Raises DLError (its subclass for `status`) with this thread's last library message
+    unless `status` is DL_OK."""
     if status:  # DL_OK is 0; a plain test, as this runs after every call
         message = lib.dl_last_error() or lib.dl_status_string(status)
-        raise DLError(message.decode("utf-8", "replace"), status)
+        raise error_for(message.decode("utf-8", "replace"), status)
 
 
 class Out:
@@ -255,7 +276,7 @@ class Out:
 
     __slots__ = ("ctype",)
 
-    def __init__(self, ctype):
+    def __init__(self, ctype: type) -> None:
         self.ctype = ctype
 
 
@@ -265,7 +286,7 @@ INT, DATASET = Out(c_int), Out(DATASET_P)
 _HANDLES = (MODEL_P, LAYER_P, LOSS_P, DATASET_P)
 
 
-def call(function, *args):
+def call(function: Any, *args: Any) -> Any:
     """Calls `function`, checks its status and returns its OUT values.
 
     Each :class:`Out` marker among `args` is replaced by a new value passed by
@@ -289,7 +310,7 @@ def call(function, *args):
     return tuple(map(_value, outs))
 
 
-def train_batch(handle, x, labels, targets) -> float:
+def train_batch(handle: Any, x: np.ndarray, labels: np.ndarray | None, targets: np.ndarray | None) -> float:
     """dl_train_step on arrays checked by ``_arrays``; the batch's mean loss before the update.
 
     This is the call made once per mini-batch (Model.train_step, Model.fit), so
@@ -297,10 +318,10 @@ def train_batch(handle, x, labels, targets) -> float:
     """
     loss = c_double()
     check(lib.dl_train_step(handle, x, len(x), labels, targets, ctypes.byref(loss)))
-    return loss.value
+    return float(loss.value)
 
 
-def _value(out):
+def _value(out: Any) -> Any:
     if isinstance(out, _HANDLES):
         return out
     if isinstance(out, c_char_p):
@@ -308,27 +329,42 @@ def _value(out):
     return out.value
 
 
-def param_shape(handle, index: int) -> tuple[int, ...]:
-    """The shape of parameter tensor `index` of a model or a standalone layer."""
-    function = lib.dl_layer_param_shape if isinstance(handle, LAYER_P) else lib.dl_model_param_shape
+def param_shape(handle: Any, index: int, function: Any = None) -> tuple[int, ...]:
+    """The shape of parameter tensor `index` of a model or a standalone layer, or what
+    another shape function of the header (dl_model_buffer_shape, ...) gives for `index`."""
+    if function is None:
+        function = lib.dl_layer_param_shape if isinstance(handle, LAYER_P) else lib.dl_model_param_shape
     dims = (c_size_t * 4)()
     ndim = call(function, handle, index, dims, len(dims), SIZE)
     return tuple(dims[:ndim])
 
 
-def memory_view(address: int, shape: tuple[int, ...], dtype, owner) -> np.ndarray:
+def layer_output_shape(layer: Any) -> tuple[int, ...]:
+    """One sample's output shape of a standalone layer made for an input shape."""
+    dims = (c_size_t * 4)()
+    ndim = call(lib.dl_layer_output_shape, layer, dims, len(dims), SIZE)
+    return tuple(dims[:ndim])
+
+
+def memory_view(address: int, shape: tuple[int, ...], dtype: DTypeLike, owner: object) -> np.ndarray:
     """A writable ndarray over `shape` elements of `dtype` at `address`, in place.
 
     The array keeps `owner` (whatever frees that memory when it dies) alive for
     as long as the array or any view of it exists, so it can never dangle.
     """
-    dtype = np.dtype(dtype)
-    memory = (np.ctypeslib.as_ctypes_type(dtype) * math.prod(shape)).from_address(address)
+    ctypes_type: Any = np.ctypeslib.as_ctypes_type   # typed for literal dtypes only
+    element = ctypes_type(np.dtype(dtype))
+    memory: Any = (element * math.prod(shape)).from_address(address)
     memory._owner = owner
     return np.ctypeslib.as_array(memory).reshape(shape)
 
 
-def sample_shape(dataset) -> tuple[int, ...]:
+def size_array(values: tuple[int, ...]) -> ctypes.Array[c_size_t]:
+    """`values` as a C array of size_t (a shape passed to the library)."""
+    return (c_size_t * len(values))(*values)
+
+
+def sample_shape(dataset: Any) -> tuple[int, ...]:
     """The shape of one sample of a ``dl_dataset``."""
     dims = (c_size_t * 32)()   # HDF5 allows 32 dimensions, the first of them the samples
     ndim = call(lib.dl_dataset_sample_shape, dataset, dims, len(dims), SIZE)
@@ -354,4 +390,4 @@ def registry() -> dict:
 
 def get_num_threads() -> int:
     """The current setting of :func:`set_num_threads`."""
-    return lib.dl_get_num_threads()
+    return int(lib.dl_get_num_threads())

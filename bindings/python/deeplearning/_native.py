@@ -5,23 +5,39 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Mapping
+from typing import Any, NoReturn, TypeVar
+
+from numpy.typing import DTypeLike
+
+_Object = TypeVar("_Object", bound="NativeObject")
 
 import numpy as np
 
 from ._lib import DTYPE_CODES
 
 
-def dtype_of(dtype) -> np.dtype:
+def dtype_of(dtype: DTypeLike) -> np.dtype[Any]:
     """`dtype` as np.float32 or np.float64, the two element types the library computes in."""
-    resolved = np.dtype(dtype)
+    resolved: np.dtype[Any] = np.dtype(dtype)
     if resolved not in DTYPE_CODES:
         raise TypeError(f"dtype must be np.float32 or np.float64, got {resolved}")
     return resolved
 
 
-def spec_text(spec: dict) -> bytes:
-    """A layer or loss object as the JSON text the library parses."""
-    return json.dumps(spec, allow_nan=False).encode("utf-8")
+def _numpy_value(value: Any) -> Any:
+    """What json cannot write by itself: NumPy scalars (np.int64(784)) and arrays of
+    numbers, as the Python numbers and lists they hold."""
+    if isinstance(value, (np.generic, np.ndarray)):
+        return value.tolist()
+    raise TypeError(f"a spec value of type {type(value).__name__} is not JSON ({value!r})")
+
+
+def spec_text(spec: Mapping[str, Any]) -> bytes:
+    """A spec (a model's, a layer's, a loss's) as the JSON text the library parses.
+    NumPy scalars and arrays become numbers and lists; NaN and infinities are refused
+    (ValueError), as JSON has none."""
+    return json.dumps(spec, allow_nan=False, default=_numpy_value).encode("utf-8")
 
 
 def rows_cols(shape: tuple[int, ...]) -> tuple[int, int]:
@@ -43,11 +59,11 @@ class Handle:
 
     __slots__ = ("pointer", "_free")
 
-    def __init__(self, pointer, free):
+    def __init__(self, pointer: Any, free: Callable[[Any], None]):
         self.pointer = pointer
         self._free = free
 
-    def __del__(self):
+    def __del__(self) -> None:
         try:
             self._free(self.pointer)
         except Exception:  # interpreter shutdown may have torn down the library already
@@ -65,7 +81,7 @@ class NativeObject:
 
     _handle: Handle | None = None  # so that close() and __del__ work even if __init__ failed
 
-    def __init__(self, dtype):
+    def __init__(self, dtype: DTypeLike):
         self.dtype = dtype_of(dtype)
 
     def _check_open(self) -> None:
@@ -73,9 +89,10 @@ class NativeObject:
             raise ValueError(f"operation on a closed {type(self).__name__}")
 
     @property
-    def _h(self):
+    def _h(self) -> Any:
         """The live handle, for passing to the library."""
-        self._check_open()
+        if self._handle is None:
+            raise ValueError(f"operation on a closed {type(self).__name__}")
         return self._handle.pointer
 
     @property
@@ -86,13 +103,13 @@ class NativeObject:
         """Releases the library's object (see the class docs). Safe to call more than once."""
         self._handle = None
 
-    def __enter__(self):
+    def __enter__(self: _Object) -> _Object:
         self._check_open()
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def __reduce__(self):
+    def __reduce__(self) -> NoReturn:
         raise TypeError(f"a {type(self).__name__} holds library memory and cannot be "
                         "copied or pickled")

@@ -17,12 +17,17 @@ from __future__ import annotations
 
 import math
 import operator
+from collections.abc import Callable
+
+from typing import Any, SupportsIndex
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
-from ._lib import ADDRESS, DATASET, DOUBLE, INT, SIZE, call, lib, memory_view, sample_shape
+from ._interrupt import Progress, long_call
+from ._lib import ADDRESS, DATASET, DOUBLE, INT, SIZE, call, lib, memory_view, sample_shape, size_array
 from ._native import Handle, NativeObject
-from .model import Evaluation, Model, _path
+from .model import Evaluation, Model, PathLike, _path
 
 _SPLITS = {"train": 0, "test": 1}   # DL_SPLIT_TRAIN, DL_SPLIT_TEST
 
@@ -46,11 +51,17 @@ class Dataset(NativeObject):
     one Dataset at once.
     """
 
-    def __init__(self, *args, **kwargs):
-        raise TypeError("use Dataset.load_idx(), load_mnist(), load_csv() or load_hdf5()")
+    _x: np.ndarray | None
+    _y: np.ndarray | None
+    _feature_size: int
+    _sample_shape: tuple[int, ...]
+    _target_size: int
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        raise TypeError("use Dataset.from_arrays(), load_idx(), load_mnist(), load_csv() or load_hdf5()")
 
     @classmethod
-    def _load(cls, function, *args) -> Dataset:
+    def _load(cls, function: Any, *args: Any) -> Dataset:
         data = cls.__new__(cls)
         NativeObject.__init__(data, np.float32)
         pointer = call(function, *args, DATASET)
@@ -67,22 +78,23 @@ class Dataset(NativeObject):
             data._y = None
         return data
 
-    def _view(self, function, shape: tuple[int, ...], dtype) -> np.ndarray:
+    def _view(self, function: Any, shape: tuple[int, ...], dtype: DTypeLike) -> np.ndarray:
         """A read-only view of the array `function` points to, keeping the memory alive."""
-        view = memory_view(call(function, self._handle.pointer, ADDRESS), shape, dtype, self._handle)
+        handle = _held(self)
+        view = memory_view(call(function, handle.pointer, ADDRESS), shape, dtype, handle)
         view.flags.writeable = False
         return view
 
     # -- loaders --------------------------------------------------------------
 
     @classmethod
-    def load_idx(cls, images, labels=None) -> Dataset:
+    def load_idx(cls, images: PathLike, labels: PathLike | None = None) -> Dataset:
         """IDX files of unsigned bytes (MNIST's format, gzipped or not): images (N, H, W)
         and, unless `labels` is None, labels (N,). ``sample_shape`` is (1, H, W)."""
         return cls._load(lib.dl_dataset_load_idx, _path(images), None if labels is None else _path(labels))
 
     @classmethod
-    def load_mnist(cls, directory, split: str = "train") -> Dataset:
+    def load_mnist(cls, directory: PathLike, split: str = "train") -> Dataset:
         """One split of MNIST, "train" or "test", from a folder holding its four IDX files
         under their usual names (train-images-idx3-ubyte[.gz], ...)."""
         if split not in _SPLITS:
@@ -90,7 +102,7 @@ class Dataset(NativeObject):
         return cls._load(lib.dl_dataset_load_mnist, _path(directory), _SPLITS[split])
 
     @classmethod
-    def load_csv(cls, path, feature_count: int | None = None, target_count: int | None = None) -> Dataset:
+    def load_csv(cls, path: PathLike, feature_count: int | None = None, target_count: int | None = None) -> Dataset:
         """A CSV file of numbers (gzipped or not), one sample per row, the label first
         (or, with `target_count`, that many target values first: regression); a first
         row that does not start with a number is a header.
@@ -107,7 +119,55 @@ class Dataset(NativeObject):
         return cls._load(lib.dl_dataset_load_csv_targets, _path(path), features, targets)
 
     @classmethod
-    def load_hdf5(cls, path) -> Dataset:
+    def from_arrays(cls, x: ArrayLike, y: ArrayLike | None = None) -> Dataset:
+        """A Dataset of arrays in memory: `x` of shape (N, *sample_shape) (a 1-d `x` is N
+        samples of one value), and `y` class labels (integers >= 0, shape (N,)), target
+        values (floats, (N,) or (N, k)) or None.
+
+        The library keeps its own copy, made straight from `x` and `y` when they are
+        already C-contiguous float32 (labels int32); other dtypes or layouts are converted
+        first. Non-finite values are refused (NumericError), as when loading files.
+        """
+        x = np.ascontiguousarray(x, np.float32)
+        if x.ndim == 1:
+            x = x.reshape(-1, 1)
+        if x.ndim < 2 or not len(x) or 0 in x.shape:
+            raise ValueError(f"x must hold at least one sample: an array of shape (N, ...), got shape {x.shape}")
+        labels = targets = None
+        width = 0
+        if y is not None:
+            y = np.asarray(y)
+            if len(y) != len(x):
+                raise ValueError(f"y holds {len(y)} entries for {len(x)} samples of x")
+            if y.dtype.kind in "iub":
+                if y.ndim != 1:
+                    raise ValueError(f"class labels must have shape (N,), got {y.shape}")
+                if len(y) and (y.min() < 0 or y.max() > np.iinfo(np.int32).max):
+                    raise ValueError("class labels must be integers from 0 to 2**31 - 1")
+                labels = np.ascontiguousarray(y, np.int32)
+            elif y.dtype.kind == "f":
+                targets = np.ascontiguousarray(y.reshape(len(y), -1), np.float32)
+                width = targets.shape[1]
+            else:
+                raise TypeError(f"y must hold integer class labels or float target values, got dtype {y.dtype}")
+        shape = size_array(x.shape[1:])
+        return cls._load(lib.dl_dataset_from_arrays, x, len(x), shape, x.ndim - 1, labels, targets, width)
+
+    def split(self, fraction: float) -> tuple[Dataset, Dataset]:
+        """(the first samples, the last `fraction` of them) as two new Datasets, as Keras's
+        validation_split takes a validation part off the end (before any shuffling)."""
+        fraction = float(fraction)
+        if not 0 < fraction < 1:
+            raise ValueError(f"fraction must be between 0 and 1, got {fraction}")
+        cut = len(self) - int(len(self) * fraction)
+        if not 0 < cut < len(self):
+            raise ValueError(f"a fraction {fraction} of {len(self)} samples leaves one part empty")
+        x, y = self.x, self.y
+        return (Dataset.from_arrays(x[:cut], None if y is None else y[:cut]),
+                Dataset.from_arrays(x[cut:], None if y is None else y[cut:]))
+
+    @classmethod
+    def load_hdf5(cls, path: PathLike) -> Dataset:
         """An HDF5 file with dataset ``x`` (N, ...), floats or uint8, and optionally ``y``:
         integer labels (N,), or float target values (N,) or (N, k); without ``y`` the
         Dataset is unlabelled. h5py writes it with ``f["x"] = x; f["y"] = y``."""
@@ -118,7 +178,8 @@ class Dataset(NativeObject):
     @property
     def x(self) -> np.ndarray:
         """The features, float32 (N, *sample_shape), a read-only view."""
-        self._check_open()
+        if self._x is None:
+            raise ValueError("operation on a closed Dataset")
         return self._x
 
     @property
@@ -132,7 +193,7 @@ class Dataset(NativeObject):
     def target_size(self) -> int:
         """Target values per sample; 0 for class labels or no targets."""
         self._check_open()
-        return self._target_size
+        return int(self._target_size)
 
     @property
     def count(self) -> int:
@@ -146,13 +207,13 @@ class Dataset(NativeObject):
     def feature_size(self) -> int:
         """Values per sample, the product of ``sample_shape`` (784 for MNIST)."""
         self._check_open()
-        return self._feature_size
+        return int(self._feature_size)
 
     @property
     def sample_shape(self) -> tuple[int, ...]:
         """The shape of one sample: (1, 28, 28) for MNIST, (features,) for CSV."""
         self._check_open()
-        return self._sample_shape
+        return tuple(self._sample_shape)
 
     @property
     def has_labels(self) -> bool:
@@ -164,7 +225,8 @@ class Dataset(NativeObject):
         tutorial's standardization, one pair for the whole set. ``model.preprocessing =
         (scale, mean, std)`` then makes the model standardize raw inputs itself."""
         handle = _held(self)
-        return call(lib.dl_dataset_standardizer, handle.pointer, float(scale), DOUBLE, DOUBLE)
+        mean, std = call(lib.dl_dataset_standardizer, handle.pointer, float(scale), DOUBLE, DOUBLE)
+        return float(mean), float(std)
 
     def close(self) -> None:
         """Releases the Dataset; its memory goes with the last view of ``x`` or ``y``.
@@ -180,30 +242,32 @@ class Dataset(NativeObject):
         return f"<deeplearning.Dataset: {self.count} samples of shape {self.sample_shape}, {labels}>"
 
 
-def _positive(value, name: str) -> int:
+def _positive(value: SupportsIndex, name: str) -> int:
     count = operator.index(value)
     if count < 1:
         raise ValueError(f"{name} must be a positive integer or None, got {count}")
     return count
 
 
-def _target_values(dataset, out) -> int:
+def _target_values(dataset: Any, out: Any) -> int:
     """dl_dataset_targets as a one-pointer accessor, for Dataset._view."""
-    return lib.dl_dataset_targets(dataset, out, None)
+    return int(lib.dl_dataset_targets(dataset, out, None))
 
 
 # -- Model methods (attached in model.py) -------------------------------------
 
-def _held(dataset) -> Handle:
+def _held(dataset: object) -> Handle:
     """The open `dataset`'s Handle. The caller keeps it for the length of its library
     call, so that a close() from another thread meanwhile frees nothing until then."""
     if not isinstance(dataset, Dataset):
         raise TypeError(f"expected a deeplearning.Dataset, got {type(dataset).__name__}")
-    dataset._check_open()
+    if dataset._handle is None:
+        raise ValueError("operation on a closed Dataset")
     return dataset._handle
 
 
-def train_epoch(model: Model, dataset: Dataset, batch_size: int = 64, shuffle: bool = True) -> float:
+def train_epoch(model: Model, dataset: Dataset, batch_size: int = 64, shuffle: bool = True,
+                progress: Callable[[Progress], object] | None = None) -> float:
     """One epoch over every sample of a `dataset` with targets (class labels for a
     classifier, target values of the model's output size for any model), in the library.
 
@@ -213,17 +277,28 @@ def train_epoch(model: Model, dataset: Dataset, batch_size: int = 64, shuffle: b
     consecutive slices would. Afterwards a per-epoch learning-rate schedule moves on.
     Returns the epoch's mean loss (each batch's loss before its update,
     weighted by its size).
+
+    `progress`, if given, is called with a :class:`~deeplearning.Progress` after
+    every step. Ctrl-C (or an exception from `progress`) stops the epoch after
+    the step under way: the steps done stay applied, the epoch does not count
+    and the per-epoch schedule does not move on; KeyboardInterrupt (or that exception) is
+    raised.
     """
     handle = _held(dataset)
     batch_size = operator.index(batch_size)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    return call(lib.dl_train_epoch, model._h, handle.pointer, batch_size, 1 if shuffle else 0, DOUBLE)
+    loss: float = long_call(model._h, lib.dl_train_epoch, handle.pointer, batch_size, 1 if shuffle else 0,
+                            DOUBLE, on_progress=progress)
+    return loss
 
 
-def evaluate_dataset(model: Model, dataset: Dataset) -> Evaluation:
+def evaluate_dataset(model: Model, dataset: Dataset,
+                     progress: Callable[[Progress], object] | None = None) -> Evaluation:
     """Mean loss and accuracy (None for regression) over every sample of a `dataset`
-    with targets, in evaluation mode; the model is not changed."""
+    with targets, in evaluation mode; the model is not changed. `progress` and Ctrl-C
+    work as in :func:`train_epoch`, per chunk of samples the model predicts at once."""
     handle = _held(dataset)
-    loss, accuracy = call(lib.dl_evaluate_dataset, model._h, handle.pointer, DOUBLE, DOUBLE)
+    loss, accuracy = long_call(model._h, lib.dl_evaluate_dataset, handle.pointer, DOUBLE, DOUBLE,
+                               on_progress=progress)
     return Evaluation(loss, None if math.isnan(accuracy) else accuracy)

@@ -16,6 +16,9 @@ float64; 1e-5 to 1e-2 suspicious; above 1e-2 a bug.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 
 # Below this scale gradients are taken as zero, so that rounding noise around a
@@ -23,7 +26,7 @@ import numpy as np
 _SMALLEST_SCALE = 1e-8
 
 
-def numerical_gradient(f, x: np.ndarray, epsilon: float = 1e-5) -> np.ndarray:
+def numerical_gradient(f: Callable[[np.ndarray], float], x: np.ndarray, epsilon: float = 1e-5) -> np.ndarray:
     """dF/dx by centred differences, (f(x + e) - f(x - e)) / 2e, element by element.
 
     `f` is called as ``f(x)`` and returns a number; `x` is a float ndarray that
@@ -44,20 +47,21 @@ def numerical_gradient(f, x: np.ndarray, epsilon: float = 1e-5) -> np.ndarray:
     return grad
 
 
-def relative_error(analytic, numeric) -> float:
+def relative_error(analytic: np.ndarray, numeric: np.ndarray) -> float:
     """max|a - n| / max(max|a|, max|n|), the scale floored at 1e-8."""
     analytic, numeric = np.asarray(analytic, np.float64), np.asarray(numeric, np.float64)
     scale = max(np.max(np.abs(analytic)), np.max(np.abs(numeric)), _SMALLEST_SCALE)
     return float(np.max(np.abs(analytic - numeric)) / scale)
 
 
-def _output_weights(layer, x: np.ndarray) -> np.ndarray:
+def _output_weights(layer: Any, x: np.ndarray) -> np.ndarray:
     """Runs forward(x) and returns a fixed random r shaped like its output.
 
     The checks differentiate L = sum(forward(x) * r), whose dL/dy is r: unlike
     L = sum(y), it would notice two outputs swapped.
     """
-    return np.random.default_rng(0).standard_normal(np.shape(layer.forward(x)))
+    weights: np.ndarray = np.random.default_rng(0).standard_normal(np.shape(layer.forward(x)))
+    return weights
 
 
 def _report(error: float, tolerance: float) -> bool:
@@ -65,7 +69,7 @@ def _report(error: float, tolerance: float) -> bool:
     return error < tolerance
 
 
-def gradient_check(layer, x, tolerance: float = 1e-5) -> bool:
+def gradient_check(layer: Any, x: np.ndarray, tolerance: float = 1e-5) -> bool:
     """Checks ``layer.backward``'s dL/dx at `x`; prints the max relative error and
     returns whether it is below `tolerance`."""
     x = np.array(x, np.float64)            # a copy, nudged by numerical_gradient
@@ -76,7 +80,7 @@ def gradient_check(layer, x, tolerance: float = 1e-5) -> bool:
     return _report(relative_error(analytic, numeric), tolerance)
 
 
-def gradient_check_weights(layer, x, tolerance: float = 1e-5) -> bool:
+def gradient_check_weights(layer: Any, x: np.ndarray, tolerance: float = 1e-5) -> bool:
     """Checks a Linear layer's ``dL_dW`` and ``dL_db`` at `x`, nudging ``_w`` and
     ``_b`` in place; prints the larger max relative error of the two and returns
     whether it is below `tolerance`."""
@@ -85,7 +89,7 @@ def gradient_check_weights(layer, x, tolerance: float = 1e-5) -> bool:
     layer.backward(r)
     analytic = [np.copy(layer.dL_dW), np.copy(layer.dL_db)]
 
-    def loss(_nudged_parameter) -> float:
+    def loss(_nudged_parameter: np.ndarray) -> float:
         return float(np.sum(layer.forward(x) * r))
 
     numeric = [numerical_gradient(loss, layer._w), numerical_gradient(loss, layer._b)]
@@ -93,7 +97,7 @@ def gradient_check_weights(layer, x, tolerance: float = 1e-5) -> bool:
     return _report(max(map(relative_error, analytic, numeric)), tolerance)
 
 
-def gradient_check_loss(loss, pred, target, tolerance: float = 1e-5) -> bool:
+def gradient_check_loss(loss: Any, pred: np.ndarray, target: np.ndarray, tolerance: float = 1e-5) -> bool:
     """Checks ``loss.backward``'s dL/dpred at (`pred`, `target`); prints the max
     relative error and returns whether it is below `tolerance`."""
     pred = np.array(pred, np.float64)

@@ -16,17 +16,22 @@ gradients. Keeping a view keeps that memory alive, even after ``close()``.
 
 from __future__ import annotations
 
+import math
 import numbers
 import operator
 
+from typing import Any, SupportsIndex
+
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
 from . import _arrays
-from ._lib import ADDRESS, DTYPE_CODES, LAYER, SIZE, STRING, call, lib, memory_view, param_shape
+from ._lib import (ADDRESS, DTYPE_CODES, LAYER, SIZE, STRING, call, layer_output_shape, lib, memory_view,
+                   param_shape, size_array)
 from ._native import Handle, NativeObject, rows_cols, spec_text
 
 
-def _seed(seed) -> int:
+def _seed(seed: SupportsIndex | None) -> int:
     """The initial weights' seed: `seed`, or a draw from NumPy's global generator.
 
     Drawing from ``np.random`` makes ``np.random.seed(42)`` before building the
@@ -34,17 +39,17 @@ def _seed(seed) -> int:
     """
     if seed is None:
         return int(np.random.randint(2**63))
-    seed = operator.index(seed)
-    if not 0 <= seed < 2**64:
-        raise ValueError(f"seed must be in [0, 2**64), got {seed}")
-    return seed
-
-
-def _positive(value, name: str) -> int:
-    value = operator.index(value)
-    if value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value}")
+    value = operator.index(seed)
+    if not 0 <= value < 2**64:
+        raise ValueError(f"seed must be in [0, 2**64), got {value}")
     return value
+
+
+def _positive(value: SupportsIndex, name: str) -> int:
+    count = operator.index(value)
+    if count < 1:
+        raise ValueError(f"{name} must be a positive integer, got {count}")
+    return count
 
 
 class Layer(NativeObject):
@@ -55,11 +60,17 @@ class Layer(NativeObject):
     activation.
     """
 
-    def __init__(self, spec: dict, dtype=np.float64, seed: int = 0):
+    def __init__(self, spec: dict[str, Any], dtype: DTypeLike = np.float64, seed: int = 0,
+                 input_shape: tuple[int, ...] | None = None):
         super().__init__(dtype)
-        pointer = call(lib.dl_layer_from_json, spec_text(spec), DTYPE_CODES[self.dtype], seed, LAYER)
+        if input_shape is None:
+            pointer = call(lib.dl_layer_from_json, spec_text(spec), DTYPE_CODES[self.dtype], seed, LAYER)
+        else:
+            pointer = call(lib.dl_layer_from_json_shaped, spec_text(spec), size_array(input_shape),
+                           len(input_shape), DTYPE_CODES[self.dtype], seed, LAYER)
         self._handle = Handle(pointer, lib.dl_layer_free)
-        self._parameters, self._gradients = {}, {}
+        self._parameters: dict[str, np.ndarray] = {}
+        self._gradients: dict[str, np.ndarray] = {}
         for index in range(call(lib.dl_layer_num_params, pointer, SIZE)):
             name = call(lib.dl_layer_param_name, pointer, index, STRING)
             shape = param_shape(pointer, index)
@@ -67,7 +78,18 @@ class Layer(NativeObject):
                                     (self._gradients, lib.dl_layer_grad_data)):
                 address = call(function, pointer, index, ADDRESS)
                 views[name] = memory_view(address, shape, self.dtype, self._handle)
-        self._x_shape = self._y_shape = None
+        self._x_shape: tuple[int, ...] | None = None
+        self._y_shape: tuple[int, ...] | None = None
+        self.training = True
+
+    def train(self, mode: bool = True) -> Layer:
+        """Training mode (the default), as in PyTorch: dropout drops. Returns the layer."""
+        self.training = bool(mode)
+        return self
+
+    def eval(self) -> Layer:
+        """Evaluation mode: dropout passes everything through. Returns the layer."""
+        return self.train(False)
 
     def close(self) -> None:
         self._parameters, self._gradients = {}, {}
@@ -91,26 +113,33 @@ class Layer(NativeObject):
         out = call(lib.dl_layer_output_features, self._h, cols, SIZE)
         return shape if out == cols else shape[:-1] + (out,)
 
-    def forward(self, x) -> np.ndarray:
+    def _rows_cols(self, shape: tuple[int, ...]) -> tuple[int, int]:
+        """(samples, values per sample) of an array of `shape`, as the library takes it."""
+        return rows_cols(shape)
+
+    def forward(self, x: ArrayLike) -> np.ndarray:
         """y = layer(x). x: any shape whose last axis holds one sample's features."""
         x = _arrays.values(x, self.dtype)
         y = np.empty(self._output_shape(x.shape), self.dtype)
-        rows, cols = rows_cols(x.shape)
-        # training=1: the layers so far behave the same either way.
-        call(lib.dl_layer_forward, self._h, x, rows, cols, 1, y, y.size)
+        rows, cols = self._rows_cols(x.shape)
+        call(lib.dl_layer_forward, self._h, x, rows, cols, 1 if self.training else 0, y, y.size)
         self._x_shape, self._y_shape = x.shape, y.shape
         return y
 
-    def backward(self, dL_dy) -> np.ndarray:
+    def __call__(self, x: ArrayLike) -> np.ndarray:
+        """``layer(x)`` is ``layer.forward(x)``, as in PyTorch."""
+        return self.forward(x)
+
+    def backward(self, dL_dy: ArrayLike) -> np.ndarray:
         """dL/dx, shaped like the last forward's x, from dL/dy (shaped like its y)."""
-        if self._y_shape is None:
+        if self._y_shape is None or self._x_shape is None:
             raise RuntimeError(f"{type(self).__name__}.backward() called before forward()")
         dy = _arrays.values(dL_dy, self.dtype, "dL_dy")
         if dy.shape != self._y_shape:
             raise ValueError(f"dL_dy must have the shape of the last output, {self._y_shape}, "
                              f"got {dy.shape}")
         dx = np.empty(self._x_shape, self.dtype)
-        call(lib.dl_layer_backward, self._h, dy, *rows_cols(dy.shape), dx, dx.size)
+        call(lib.dl_layer_backward, self._h, dy, *self._rows_cols(dy.shape), dx, dx.size)
         return dx
 
     def __repr__(self) -> str:
@@ -130,15 +159,15 @@ class _Tensor:
     def __init__(self, name: str, gradient: bool = False):
         self.name, self.gradient = name, gradient
 
-    def __set_name__(self, owner, attribute: str) -> None:
+    def __set_name__(self, owner: type, attribute: str) -> None:
         self.attribute = attribute
 
-    def __get__(self, layer, owner=None):
+    def __get__(self, layer: Any, owner: type | None = None) -> Any:
         if layer is None:
             return self
         return (layer.gradients if self.gradient else layer.parameters)[self.name]
 
-    def __set__(self, layer, value) -> None:
+    def __set__(self, layer: Any, value: ArrayLike) -> None:
         view = self.__get__(layer)
         if value is view:
             return
@@ -166,7 +195,8 @@ class Linear(Layer):
     dL_dW = _Tensor("weight", gradient=True)
     dL_db = _Tensor("bias", gradient=True)
 
-    def __init__(self, in_features: int, out_features: int, *, dtype=np.float64, seed=None,
+    def __init__(self, in_features: int, out_features: int, *, dtype: DTypeLike = np.float64,
+                 seed: int | None = None,
                  init: str | None = None):
         self.in_features = _positive(in_features, "in_features")
         self.out_features = _positive(out_features, "out_features")
@@ -175,7 +205,7 @@ class Linear(Layer):
             spec["init"] = init
         super().__init__(spec, dtype, _seed(seed))
 
-    def _output_shape(self, shape):
+    def _output_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
         if not shape or shape[-1] != self.in_features:
             raise ValueError(f"Linear({self.in_features}, {self.out_features}) needs x of shape "
                              f"(N, {self.in_features}), got {shape}; flatten images first, e.g. "
@@ -187,7 +217,7 @@ class Linear(Layer):
                 + (" (closed)" if self.closed else ""))
 
 
-def _json_value(value):
+def _json_value(value: Any) -> Any:
     """An option as the spec's JSON carries it: NumPy scalars become Python numbers."""
     if isinstance(value, (bool, str)):
         return value
@@ -196,6 +226,155 @@ def _json_value(value):
     if isinstance(value, numbers.Real):
         return float(value)
     return value
+
+
+class Dropout(Layer):
+    """Zeroes each input with probability `p` while training and scales the rest by
+    1 / (1 - p), so evaluation (``eval()``) passes x through unchanged; backward
+    applies the same mask. `seed` fixes the masks' generator (else drawn from
+    ``np.random``)."""
+
+    def __init__(self, p: float = 0.5, *, dtype: DTypeLike = np.float64, seed: int | None = None):
+        self.p = float(p)
+        super().__init__({"type": "dropout", "rate": self.p}, dtype, _seed(seed))
+
+    def __repr__(self) -> str:
+        return f"Dropout(p={self.p}, dtype=np.{self.dtype})" + (" (closed)" if self.closed else "")
+
+
+def _pair(value: int | tuple[int, int], name: str) -> list[int]:
+    pair = (value, value) if isinstance(value, int) else tuple(value)
+    if len(pair) != 2:
+        raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
+    return [operator.index(v) for v in pair]
+
+
+class _ShapedLayer(Layer):
+    """A layer built for samples of one shape, (channels, height, width) for images:
+    x is (N, *input_shape) (or (N, features) holding as many values), y is
+    (N, *output_shape)."""
+
+    def __init__(self, spec: dict[str, Any], input_shape: tuple[int, ...], dtype: DTypeLike,
+                 seed: int | None):
+        self.input_shape = tuple(_positive(d, "input_shape dimension") for d in input_shape)
+        super().__init__(spec, dtype, _seed(seed), self.input_shape)
+        self.output_shape = layer_output_shape(self._h)
+
+    def _rows_cols(self, shape: tuple[int, ...]) -> tuple[int, int]:
+        return (shape[0] if shape else 1), math.prod(shape[1:])
+
+    def _output_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        if len(shape) < 2 or (shape[1:] != self.input_shape and shape[1:] != (math.prod(self.input_shape),)):
+            raise ValueError(f"{type(self).__name__} takes x of shape (N, {', '.join(map(str, self.input_shape))}), "
+                             f"got {shape}")
+        return (shape[0], *self.output_shape)
+
+
+class Conv2D(_ShapedLayer):
+    """2-D convolution (cross-correlation, as PyTorch's ``nn.Conv2d``) of images of
+    ``input_size`` (height, width): x (N, in_channels, H, W) -> y (N, out_channels, OH, OW),
+    OH = (H + 2 padding - kernel) // stride + 1. ``_w``/``weight`` is (out, in, kh, kw),
+    ``_b``/``bias`` (out,); ``dL_dW``, ``dL_db`` after backward. The library builds a
+    layer for one input size, so it is given here (PyTorch infers it at each call)."""
+
+    _w, weight = _Tensor("weight"), _Tensor("weight")
+    _b, bias = _Tensor("bias"), _Tensor("bias")
+    dL_dW = _Tensor("weight", gradient=True)
+    dL_db = _Tensor("bias", gradient=True)
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int],
+                 stride: int | tuple[int, int] = 1, padding: int | tuple[int, int] = 0, bias: bool = True, *,
+                 input_size: tuple[int, int], dtype: DTypeLike = np.float64, seed: int | None = None,
+                 init: str | None = None):
+        spec: dict[str, Any] = {"type": "conv2d", "filters": _positive(out_channels, "out_channels"),
+                                "kernel_size": _pair(kernel_size, "kernel_size"), "stride": _pair(stride, "stride"),
+                                "padding": _pair(padding, "padding"), "bias": bool(bias)}
+        if init is not None:
+            spec["init"] = init
+        super().__init__(spec, (in_channels, *input_size), dtype, seed)
+
+    def __repr__(self) -> str:
+        c, h, w = self.input_shape
+        return (f"Conv2D({c}, {self.output_shape[0]}, input_size=({h}, {w}), dtype=np.{self.dtype})"
+                + (" (closed)" if self.closed else ""))
+
+
+class _Pool2D(_ShapedLayer):
+    kind = ""
+
+    def __init__(self, kernel_size: int | tuple[int, int], stride: int | tuple[int, int] | None = None,
+                 padding: int | tuple[int, int] = 0, *, input_shape: tuple[int, int, int],
+                 dtype: DTypeLike = np.float64):
+        spec: dict[str, Any] = {"type": self.kind, "kernel_size": _pair(kernel_size, "kernel_size"),
+                                "padding": _pair(padding, "padding")}
+        if stride is not None:
+            spec["stride"] = _pair(stride, "stride")
+        super().__init__(spec, input_shape, dtype, 0)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(input_shape={self.input_shape}, output_shape={self.output_shape})"
+
+
+class MaxPool2D(_Pool2D):
+    """The largest value of each window (stride defaults to the kernel size):
+    x (N, C, H, W) of ``input_shape`` (C, H, W) -> (N, C, OH, OW)."""
+    kind = "max_pool2d"
+
+
+class AvgPool2D(_Pool2D):
+    """The mean of each window (zero padding counts), as MaxPool2D otherwise."""
+    kind = "avg_pool2d"
+
+
+class BatchNorm(_ShapedLayer):
+    """Batch normalisation over each channel (image input, ``input_shape`` (C, H, W)) or
+    each feature (flat input, ``input_shape`` (features,)): training normalises with the
+    batch's statistics and updates the running ones (`momentum`); ``eval()`` uses the
+    running ones. ``weight`` and ``bias`` (C,) when `affine`."""
+
+    _w, weight = _Tensor("weight"), _Tensor("weight")
+    _b, bias = _Tensor("bias"), _Tensor("bias")
+    dL_dW = _Tensor("weight", gradient=True)
+    dL_db = _Tensor("bias", gradient=True)
+
+    def __init__(self, input_shape: tuple[int, ...], momentum: float = 0.1, eps: float = 1e-5,
+                 affine: bool = True, *, dtype: DTypeLike = np.float64):
+        spec = {"type": "batch_norm", "momentum": float(momentum), "eps": float(eps), "affine": bool(affine)}
+        super().__init__(spec, tuple(input_shape), dtype, 0)
+
+    def __repr__(self) -> str:
+        return f"BatchNorm(input_shape={self.input_shape}, dtype=np.{self.dtype})"
+
+
+class Flatten:
+    """(N, d1, d2, ...) -> (N, d1 * d2 * ...), and back for the gradient: a reshape,
+    done by NumPy (no library memory)."""
+
+    def __init__(self) -> None:
+        self._x_shape: tuple[int, ...] | None = None
+        self.parameters: dict[str, np.ndarray] = {}
+        self.gradients: dict[str, np.ndarray] = {}
+
+    def forward(self, x: ArrayLike) -> np.ndarray:
+        array = np.asarray(x)
+        self._x_shape = array.shape
+        return array.reshape(len(array), -1)
+
+    __call__ = forward
+
+    def backward(self, dL_dy: ArrayLike) -> np.ndarray:
+        if self._x_shape is None:
+            raise RuntimeError("Flatten.backward() called before forward()")
+        return np.asarray(dL_dy).reshape(self._x_shape)
+
+    def train(self, mode: bool = True) -> Flatten:
+        return self
+
+    def eval(self) -> Flatten:
+        return self
+
+    def __repr__(self) -> str:
+        return "Flatten()"
 
 
 class Activation(Layer):
@@ -211,7 +390,7 @@ class Activation(Layer):
     type = ""                               # the spec type, fixed by each subclass
     positional: tuple[str, ...] = ()        # options that may come by position, in order
 
-    def __init__(self, *args, dtype=np.float64, **options):
+    def __init__(self, *args: Any, dtype: DTypeLike = np.float64, **options: Any):
         name = type(self).__name__
         if not self.type:                   # this class itself: the type comes first
             if not args or not isinstance(args[0], str):
@@ -283,5 +462,6 @@ class Softmax(Activation):
     type = "softmax"
 
 
-__all__ = ["Activation", "ELU", "GELU", "Layer", "LeakyReLU", "Linear", "ReLU", "SiLU", "Sigmoid",
+__all__ = ["Activation", "AvgPool2D", "BatchNorm", "Conv2D", "Dropout", "ELU", "Flatten", "GELU", "Layer",
+           "MaxPool2D", "LeakyReLU", "Linear", "ReLU", "SiLU", "Sigmoid",
            "Softmax", "Softplus", "Tanh"]

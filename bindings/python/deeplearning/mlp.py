@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .layers import Linear, ReLU
+from numpy.typing import ArrayLike, DTypeLike
+
+from .layers import Layer, Linear, ReLU
 from .losses import CrossEntropyLoss
 
 
@@ -19,30 +21,43 @@ class TwoLayerMLP:
     """
 
     def __init__(self, input_size: int = 784, hidden_size: int = 128, num_classes: int = 10, *,
-                 seed=None, dtype=np.float64):
+                 seed: int | None = None, dtype: DTypeLike = np.float64):
         first, second = (None, None) if seed is None else (
             int(s) for s in np.random.SeedSequence(seed).generate_state(2, np.uint64))
-        self.layers = [Linear(input_size, hidden_size, dtype=dtype, seed=first),
-                       ReLU(dtype=dtype),
-                       Linear(hidden_size, num_classes, dtype=dtype, seed=second)]
-        self.loss_fn = CrossEntropyLoss(dtype=dtype)
+        self.layers: list[Layer] = [Linear(input_size, hidden_size, dtype=dtype, seed=first),
+                                    ReLU(dtype=dtype),
+                                    Linear(hidden_size, num_classes, dtype=dtype, seed=second)]
+        self.loss_fn = CrossEntropyLoss(dtype=dtype)  # type: ignore[no-untyped-call]  # losses.py: see pyproject
 
     @property
     def param_count(self) -> int:
         """Number of trainable scalars."""
         return sum(p.size for layer in self.layers for p in layer.parameters.values())
 
-    def forward(self, x) -> np.ndarray:
+    def forward(self, x: ArrayLike) -> np.ndarray:
         """The logits, (N, num_classes), of x (N, input_size)."""
+        out = np.asarray(x)
         for layer in self.layers:
-            x = layer.forward(x)
-        return x
+            out = layer.forward(out)
+        return out
 
-    def backward(self, dL_dy) -> np.ndarray:
+    __call__ = forward
+
+    def __repr__(self) -> str:
+        first, second = self.layers[0], self.layers[2]
+        assert isinstance(first, Linear) and isinstance(second, Linear)
+        try:
+            sizes = f"{first.in_features} -> {first.out_features} -> {second.out_features}"
+            return f"<deeplearning.TwoLayerMLP {sizes}: {self.param_count:,} parameters>"
+        except ValueError:   # closed layers
+            return "<deeplearning.TwoLayerMLP (closed)>"
+
+    def backward(self, dL_dy: ArrayLike) -> np.ndarray:
         """Back-propagates dL/dlogits through the layers; returns dL/dx."""
+        grad = np.asarray(dL_dy)
         for layer in reversed(self.layers):
-            dL_dy = layer.backward(dL_dy)
-        return dL_dy
+            grad = layer.backward(grad)
+        return grad
 
     def update_parameters(self, lr: float) -> None:
         """Plain SGD on every parameter: p -= lr * dL/dp."""
@@ -51,7 +66,7 @@ class TwoLayerMLP:
             for name, parameter in layer.parameters.items():
                 parameter -= lr * gradients[name]
 
-    def train_step(self, x, y, lr: float = 0.01) -> float:
+    def train_step(self, x: ArrayLike, y: ArrayLike, lr: float = 0.01) -> float:
         """Forward, loss, backward and one SGD step on the batch; returns the loss
         before the update. y: class indices (N,) or one-hot rows (N, num_classes)."""
         loss = self.loss_fn.forward(self.forward(x), y)
@@ -59,11 +74,12 @@ class TwoLayerMLP:
         self.update_parameters(lr)
         return loss
 
-    def predict(self, x) -> np.ndarray:
+    def predict(self, x: ArrayLike) -> np.ndarray:
         """The class of largest logit for each sample, shape (N,)."""
-        return np.argmax(self.forward(x), axis=-1)
+        classes: np.ndarray = np.argmax(self.forward(x), axis=-1)
+        return classes
 
-    def evaluate(self, x, y) -> float:
+    def evaluate(self, x: ArrayLike, y: ArrayLike) -> float:
         """The fraction in [0, 1] of samples predicted right; y as for train_step."""
         predicted = self.predict(x)
         y = np.asarray(y)
@@ -81,5 +97,5 @@ class TwoLayerMLP:
     def __enter__(self) -> TwoLayerMLP:
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()

@@ -6,13 +6,23 @@ import json
 import math
 import operator
 import os
-from collections.abc import Mapping
-from typing import NamedTuple
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn, SupportsIndex, Union
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from . import _arrays, training
+from ._native import spec_text
+from .callbacks import History
 from ._lib import DOUBLE, MODEL, SIZE, STRING, UINT64, call, lib, param_shape, train_batch
+
+
+if TYPE_CHECKING:
+    from ._interrupt import Progress
+    from .data import Dataset
+
+PathLike = Union[str, "os.PathLike[str]"]
 
 
 class Preprocessing(NamedTuple):
@@ -45,7 +55,7 @@ class GradCheck(NamedTuple):
     per_param: dict[str, float]
 
 
-def _path(path) -> bytes:
+def _path(path: PathLike) -> bytes:
     """A str or os.PathLike file name as the bytes the library takes."""
     encoded = os.fsencode(os.fspath(path))
     if b"\0" in encoded:
@@ -68,32 +78,37 @@ class Model:
     """
 
     _handle = None  # so that close() and __del__ work even if __init__ failed
+    #: Set to True by a callback (EarlyStopping, ...) to end :meth:`fit` after this step or epoch.
+    stop_training = False
+    _warned_unscaled = False   # fit's warning about unscaled inputs, given once per model
 
-    def __init__(self, spec):
-        """Builds a model from `spec`: a dict, or the path of a JSON spec file."""
+    def __init__(self, spec: Mapping[str, Any] | PathLike):
+        """Builds a model from `spec`: a dict (NumPy numbers allowed), JSON text (a str
+        starting with "{"), or the path of a JSON spec file."""
         if isinstance(spec, Mapping):
-            text = json.dumps(spec, allow_nan=False).encode("utf-8")
-            self._adopt(call(lib.dl_model_from_json, text, MODEL))
+            self._adopt(call(lib.dl_model_from_json, spec_text(spec), MODEL))
+        elif isinstance(spec, str) and spec.lstrip().startswith("{"):
+            self._adopt(call(lib.dl_model_from_json, spec.encode("utf-8"), MODEL))
         else:
             self._adopt(call(lib.dl_model_from_spec, _path(spec), MODEL))
 
     @classmethod
-    def from_spec(cls, spec) -> Model:
-        """A new model from `spec`: a dict (sent as JSON text) or a spec file's path."""
+    def from_spec(cls, spec: Mapping[str, Any] | PathLike) -> Model:
+        """A new model from `spec`: a dict, JSON text, or a spec file's path."""
         return cls(spec)
 
     @classmethod
-    def load(cls, path) -> Model:
+    def load(cls, path: PathLike) -> Model:
         """The model saved in the HDF5 checkpoint at `path`, ready to resume training."""
         return cls._wrap(call(lib.dl_model_load, _path(path), MODEL))
 
     @classmethod
-    def _wrap(cls, handle) -> Model:
+    def _wrap(cls, handle: Any) -> Model:
         model = cls.__new__(cls)
         model._adopt(handle)
         return model
 
-    def _adopt(self, handle) -> None:
+    def _adopt(self, handle: Any) -> None:
         self.close()  # in case __init__ is called again on a live model
         self._handle = handle
         # Fixed for the model's lifetime, and needed by every array check.
@@ -107,7 +122,7 @@ class Model:
             raise ValueError("operation on a closed Model")
 
     @property
-    def _h(self):
+    def _h(self) -> Any:
         """The live handle, for passing to the library."""
         self._check_open()
         return self._handle
@@ -126,10 +141,10 @@ class Model:
         self._check_open()
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def __del__(self):
+    def __del__(self) -> None:
         try:
             self.close()
         except Exception:  # interpreter shutdown may have torn down the module already
@@ -141,13 +156,13 @@ class Model:
 
     __copy__ = clone
 
-    def __deepcopy__(self, memo) -> Model:
+    def __deepcopy__(self, memo: object) -> Model:
         return self.clone()
 
-    def __reduce__(self):
+    def __reduce__(self) -> NoReturn:
         raise TypeError("a Model cannot be pickled: save() it to a checkpoint and load() it instead")
 
-    def save(self, path) -> None:
+    def save(self, path: PathLike) -> None:
         """Writes the model to an HDF5 checkpoint at `path` (replaced atomically)."""
         call(lib.dl_model_save, self._h, _path(path))
 
@@ -161,34 +176,44 @@ class Model:
 
     # -- training and inference -----------------------------------------------
 
-    def _data(self, x, y, x_name: str = "x", y_name: str = "y"):
+    def _data(self, x: ArrayLike, y: ArrayLike, x_name: str = "x",
+              y_name: str = "y") -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
         """(x, labels, targets) checked and converted; labels or targets is None."""
         self._check_open()
         x = _arrays.inputs(x, self._input_size, x_name)
         labels, targets = _arrays.supervision(y, len(x), self._output_size, y_name)
         return x, labels, targets
 
-    def _train_batch(self, x, labels, targets) -> float:
+    def _train_batch(self, x: np.ndarray, labels: np.ndarray | None, targets: np.ndarray | None) -> float:
         """One step on arrays that :meth:`_data` made (Model.fit passes slices of them)."""
         return train_batch(self._h, x, labels, targets)
 
-    def _evaluate(self, x, labels, targets) -> Evaluation:
+    def _evaluate(self, x: np.ndarray, labels: np.ndarray | None, targets: np.ndarray | None) -> Evaluation:
         loss, accuracy = call(lib.dl_evaluate, self._h, x, len(x), labels, targets, DOUBLE, DOUBLE)
         return Evaluation(loss, None if math.isnan(accuracy) else accuracy)
 
-    def train_step(self, x, y) -> float:
+    def train_step(self, x: ArrayLike, y: ArrayLike) -> float:
         """One optimisation step on the batch (x, y); returns its mean loss before the update."""
         return self._train_batch(*self._data(x, y))
 
-    def predict(self, x) -> np.ndarray:
-        """The raw outputs (logits for cross-entropy), float32 of shape (N, output_size)."""
+    def predict(self, x: ArrayLike, batch_size: int | None = None) -> np.ndarray:
+        """The raw outputs (logits for cross-entropy), float32 of shape (N, output_size).
+
+        `batch_size` bounds the samples per library call (the library itself works in
+        chunks that keep its buffers small); results agree up to float rounding, as
+        matrix products may sum in another order for another number of rows.
+        """
         x = _arrays.inputs(x, self.input_size, allow_empty=True)
         out = np.empty((len(x), self._output_size), np.float32)
-        if len(x):
-            call(lib.dl_predict, self._h, x, len(x), out, out.size)
+        step = len(x) if batch_size is None else training.positive(batch_size, "batch_size")
+        for start in range(0, len(x), max(step, 1)):
+            part = out[start:start + step]
+            call(lib.dl_predict, self._h, x[start:start + step], len(part), part, part.size)
         return out
 
-    def predict_classes(self, x) -> np.ndarray:
+    __call__ = predict
+
+    def predict_classes(self, x: ArrayLike) -> np.ndarray:
         """The index of the largest output of each sample, int32 of shape (N,)."""
         x = _arrays.inputs(x, self.input_size, allow_empty=True)
         out = np.empty(len(x), np.int32)
@@ -196,11 +221,11 @@ class Model:
             call(lib.dl_predict_classes, self._h, x, len(x), out, out.size)
         return out
 
-    def evaluate(self, x, y) -> Evaluation:
+    def evaluate(self, x: ArrayLike, y: ArrayLike) -> Evaluation:
         """Mean loss and accuracy over (x, y), in evaluation mode; the model is unchanged."""
         return self._evaluate(*self._data(x, y))
 
-    def gradcheck(self, x, y, max_entries: int = 0) -> GradCheck:
+    def gradcheck(self, x: ArrayLike, y: ArrayLike, max_entries: int = 0) -> GradCheck:
         """Compares back-propagation with centred finite differences on the batch (x, y).
 
         `max_entries` limits the entries checked per parameter tensor (0 = all;
@@ -216,27 +241,31 @@ class Model:
                      DOUBLE, per_param, per_param.size)
         return GradCheck(worst, dict(zip(names, per_param.tolist())))
 
-    def fit(self, x, y, epochs: int = 1, batch_size: int = 64, shuffle: bool = True,
-            validation_data=None, seed: int | None = None, verbose: bool = True):
-        """Trains on (x, y) for `epochs` passes of mini-batches; returns a History.
+    def fit(self, x: Any, y: ArrayLike | None = None, **options: Any) -> History:
+        """Trains on arrays (x, y) or on a Dataset x, as Keras's fit does; returns a History.
 
-        See :func:`deeplearning.training.fit` for the details.
+        Options (keyword only): batch_size=64, epochs=1, verbose="auto", callbacks,
+        validation_split, validation_data, shuffle=True, initial_epoch=0, seed. See
+        :func:`deeplearning.training.fit`.
         """
-        return training.fit(self, x, y, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
-                   validation_data=validation_data, seed=seed, verbose=verbose)
+        return training.fit(self, x, y, **options)
 
     # Data sets held by the library (deeplearning.data, which imports this module).
 
-    def train_epoch(self, dataset, batch_size: int = 64, shuffle: bool = True) -> float:
+    def train_epoch(self, dataset: Dataset, batch_size: int = 64, shuffle: bool = True,
+                    progress: Callable[[Progress], object] | None = None) -> float:
         """One epoch over a labelled :class:`~deeplearning.Dataset`, run in the library;
-        returns its mean loss. See :func:`deeplearning.data.train_epoch`."""
+        returns its mean loss; Ctrl-C stops it after the step under way. See
+        :func:`deeplearning.data.train_epoch`."""
         from .data import train_epoch
-        return train_epoch(self, dataset, batch_size, shuffle)
+        return train_epoch(self, dataset, batch_size, shuffle, progress)
 
-    def evaluate_dataset(self, dataset) -> Evaluation:
-        """Mean loss and accuracy over a labelled :class:`~deeplearning.Dataset`."""
+    def evaluate_dataset(self, dataset: Dataset,
+                         progress: Callable[[Progress], object] | None = None) -> Evaluation:
+        """Mean loss and accuracy over a labelled :class:`~deeplearning.Dataset`
+        (Ctrl-C stops it)."""
         from .data import evaluate_dataset
-        return evaluate_dataset(self, dataset)
+        return evaluate_dataset(self, dataset, progress)
 
     # -- properties -----------------------------------------------------------
 
@@ -244,18 +273,18 @@ class Model:
     def input_size(self) -> int:
         """Values per input sample (784 for MNIST)."""
         self._check_open()
-        return self._input_size
+        return int(self._input_size)
 
     @property
     def output_size(self) -> int:
         """Values per output sample (10 classes)."""
         self._check_open()
-        return self._output_size
+        return int(self._output_size)
 
     @property
     def param_count(self) -> int:
         """Total number of trainable scalars."""
-        return call(lib.dl_model_param_count, self._h, SIZE)
+        return int(call(lib.dl_model_param_count, self._h, SIZE))
 
     @property
     def param_names(self) -> list[str]:
@@ -272,14 +301,15 @@ class Model:
         return [call(lib.dl_model_layer_type, handle, i, STRING) for i in range(count)]
 
     @property
-    def spec(self) -> dict:
+    def spec(self) -> dict[str, Any]:
         """The spec the model was built from, parsed (a new dict on each access)."""
-        return json.loads(call(lib.dl_model_spec_json, self._h, STRING))
+        spec: dict[str, Any] = json.loads(call(lib.dl_model_spec_json, self._h, STRING))
+        return spec
 
     @property
     def step_count(self) -> int:
         """Number of optimisation steps applied so far."""
-        return call(lib.dl_model_step_count, self._h, UINT64)
+        return int(call(lib.dl_model_step_count, self._h, UINT64))
 
     def _end_epoch(self) -> None:
         """Counts an epoch as done: a per-epoch learning-rate schedule moves on."""
@@ -290,7 +320,7 @@ class Model:
         """The learning rate of the next update. Settable between steps (a finite
         number >= 0): that sets the rate a spec's schedule starts from, so the
         schedule continues from it (with no schedule, the rate itself)."""
-        return call(lib.dl_model_get_learning_rate, self._h, DOUBLE)
+        return float(call(lib.dl_model_get_learning_rate, self._h, DOUBLE))
 
     @learning_rate.setter
     def learning_rate(self, value: float) -> None:
@@ -303,13 +333,88 @@ class Model:
         return Preprocessing(*call(lib.dl_model_get_preprocessing, self._h, DOUBLE, DOUBLE, DOUBLE))
 
     @preprocessing.setter
-    def preprocessing(self, value) -> None:
+    def preprocessing(self, value: tuple[float, float, float]) -> None:
         scale, mean, std = value
         call(lib.dl_model_set_preprocessing, self._h, float(scale), float(mean), float(std))
 
     # -- parameters -----------------------------------------------------------
 
-    def _param_index(self, key) -> int:
+    @property
+    def buffer_names(self) -> list[str]:
+        """Names of the non-trainable state tensors (batch norm's running statistics,
+        "layers.1.running_mean", ...), in the library's order."""
+        handle = self._h
+        count = call(lib.dl_model_num_buffers, handle, SIZE)
+        return [call(lib.dl_model_buffer_name, handle, i, STRING) for i in range(count)]
+
+    def _tensors(self) -> list[tuple[str, int, bool]]:
+        """(name, index, is_buffer) of every parameter and buffer, layer by layer, each
+        layer's parameters before its buffers: Keras's get_weights order, PyTorch's
+        state_dict order."""
+        entries = [(name, i, False) for i, name in enumerate(self.param_names)]
+        entries += [(name, i, True) for i, name in enumerate(self.buffer_names)]
+        return sorted(entries, key=lambda e: (int(e[0].split(".")[1]), e[2]))
+
+    def _read(self, index: int, is_buffer: bool) -> np.ndarray:
+        shape_fn, get = ((lib.dl_model_buffer_shape, lib.dl_model_get_buffer) if is_buffer
+                         else (lib.dl_model_param_shape, lib.dl_model_get_param))
+        out = np.empty(param_shape(self._h, index, shape_fn), np.float32)
+        call(get, self._h, index, out, out.size)
+        return out
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """{name: float32 copy} of every parameter and buffer (running_mean, running_var),
+        PyTorch style: "layers.0.weight", "layers.0.bias", "layers.1.running_mean", ..."""
+        return {name: self._read(index, is_buffer) for name, index, is_buffer in self._tensors()}
+
+    def load_state_dict(self, state: Mapping[str, ArrayLike], strict: bool = True) -> None:
+        """Overwrites parameters and buffers from a dict like :meth:`state_dict`'s. Every
+        key and shape is checked before anything changes; with `strict`, the keys must be
+        exactly the model's (missing or unexpected ones raise KeyError)."""
+        tensors = {name: (index, is_buffer) for name, index, is_buffer in self._tensors()}
+        unexpected = [k for k in state if k not in tensors]
+        missing = [k for k in tensors if k not in state]
+        if strict and (unexpected or missing):
+            raise KeyError(f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
+        checked = []
+        for name, values in state.items():
+            if name not in tensors:
+                continue
+            index, is_buffer = tensors[name]
+            shape_fn = lib.dl_model_buffer_shape if is_buffer else lib.dl_model_param_shape
+            array = _arrays.parameter(values, param_shape(self._h, index, shape_fn), repr(name))
+            checked.append((lib.dl_model_set_buffer if is_buffer else lib.dl_model_set_param, index, array))
+        for function, index, array in checked:
+            call(function, self._h, index, array, array.size)
+
+    def get_weights(self) -> list[np.ndarray]:
+        """Copies of every parameter and buffer as a list, in Keras's order (layer by layer,
+        trainable weights first, then batch norm's running statistics); shapes are the
+        library's (a linear weight is (out, in), as in PyTorch)."""
+        return list(self.state_dict().values())
+
+    def set_weights(self, weights: Iterable[ArrayLike]) -> None:
+        """Overwrites every parameter and buffer from a list like :meth:`get_weights`'s;
+        all shapes are checked before anything changes."""
+        names = [name for name, _, _ in self._tensors()]
+        weights = list(weights)
+        if len(weights) != len(names):
+            raise ValueError(f"set_weights needs {len(names)} arrays ({', '.join(names)}), got {len(weights)}")
+        self.load_state_dict(dict(zip(names, weights)))
+
+    def layer_output_shapes(self) -> list[tuple[int, ...]]:
+        """One sample's output shape after each layer."""
+        handle = self._h
+        count = call(lib.dl_model_num_layers, handle, SIZE)
+        return [param_shape(handle, i, lib.dl_model_layer_output_shape) for i in range(count)]
+
+    def summary(self, print_fn: Callable[[str], object] = print) -> None:
+        """Prints a table of the layers (type, output shape, parameters) with the totals,
+        trainable and not (batch norm's running statistics), Keras style."""
+        from .summary import summary
+        print_fn(summary(self))
+
+    def _param_index(self, key: str | SupportsIndex) -> int:
         """The index of parameter tensor `key`: its name, or an index (negative counts from the end)."""
         names = self.param_names
         if isinstance(key, str):
@@ -324,7 +429,7 @@ class Model:
             raise IndexError(f"parameter index {index} is out of range: the model has {len(names)}")
         return index % len(names)
 
-    def get_param(self, key) -> np.ndarray:
+    def get_param(self, key: str | SupportsIndex) -> np.ndarray:
         """A float32 copy of a parameter tensor, by name ("layers.0.weight") or index.
 
         A linear layer's weight has shape (out, in) and its bias (out,).
@@ -334,7 +439,7 @@ class Model:
         call(lib.dl_model_get_param, self._h, index, out, out.size)
         return out
 
-    def set_param(self, key, values) -> None:
+    def set_param(self, key: str | SupportsIndex, values: ArrayLike) -> None:
         """Overwrites a parameter tensor, by name or index, with `values` of its exact shape."""
         index = self._param_index(key)
         shape = param_shape(self._h, index)

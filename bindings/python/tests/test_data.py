@@ -359,3 +359,63 @@ def test_models_train_on_one_dataset_from_several_threads(tmp_path, run_threads)
     assert not errors
     for result in results:
         np.testing.assert_array_equal(result, expected)
+
+
+# -- Dataset.from_arrays and split ---------------------------------------------
+
+
+def test_from_arrays_holds_a_copy_and_trains_like_a_loaded_file(tmp_path):
+    x, y = separable(70, seed=8)
+    x = x.astype(np.float32)
+    data = dl.Dataset.from_arrays(x, y)
+    loaded = write_hdf5(tmp_path / "same.h5", x, y)
+    assert (len(data), data.sample_shape, data.has_labels) == (70, loaded.sample_shape, True)
+    np.testing.assert_array_equal(data.x, x)
+    np.testing.assert_array_equal(data.y, y)
+    kept = x[0, 0]
+    x[0, 0] += 100                                  # the library holds its own copy
+    assert data.x[0, 0] == kept
+    x[0, 0] = kept
+    with dl.Model(CLASSIFIER) as a, dl.Model(CLASSIFIER) as b:
+        assert a.train_epoch(data, batch_size=16) == b.train_epoch(loaded, batch_size=16)
+        for name in a.param_names:
+            np.testing.assert_array_equal(a.get_param(name), b.get_param(name))
+
+
+def test_from_arrays_shapes_targets_and_refusals():
+    images = np.arange(2 * 3 * 4, dtype=np.float64).reshape(2, 1, 3, 4)
+    data = dl.Dataset.from_arrays(images, np.array([1, 0], np.uint8))
+    assert data.sample_shape == (1, 3, 4) and data.feature_size == 12 and data.y.dtype == np.int32
+    values = dl.Dataset.from_arrays(images.reshape(2, -1), np.array([[0.5, 1.0], [2.0, -1.0]]))
+    assert values.target_size == 2 and not values.has_labels
+    np.testing.assert_array_equal(values.y, [[0.5, 1.0], [2.0, -1.0]])
+    assert dl.Dataset.from_arrays(np.zeros(5), np.zeros(5)).target_size == 1   # (N,) -> (N, 1)
+    assert dl.Dataset.from_arrays(np.zeros((3, 2))).y is None
+    with pytest.raises(ValueError, match="entries"):
+        dl.Dataset.from_arrays(np.zeros((3, 2)), [0, 1])
+    with pytest.raises(ValueError, match="labels"):
+        dl.Dataset.from_arrays(np.zeros((2, 2)), [0, -1])
+    with pytest.raises(ValueError, match="at least one sample"):
+        dl.Dataset.from_arrays(np.zeros((0, 2)))
+    with pytest.raises(TypeError, match="dtype"):
+        dl.Dataset.from_arrays(np.zeros((2, 2)), np.array(["a", "b"]))
+    with pytest.raises(dl.NumericError):
+        dl.Dataset.from_arrays(np.array([[0.0, np.nan]]))
+
+
+def test_split_takes_the_last_fraction(tmp_path):
+    x, y = separable(50, seed=9)
+    data = dl.Dataset.from_arrays(x, y)
+    first, last = data.split(0.2)
+    assert (len(first), len(last)) == (40, 10)
+    np.testing.assert_array_equal(first.x, data.x[:40])
+    np.testing.assert_array_equal(last.y, data.y[40:])
+    with pytest.raises(ValueError):
+        data.split(0)
+    with pytest.raises(ValueError):
+        dl.Dataset.from_arrays(x[:2], y[:2]).split(0.1)
+    # fit(dataset, validation_split=) trains on the first part and validates on the last.
+    with dl.Model(CLASSIFIER) as a, dl.Model(CLASSIFIER) as b:
+        history = a.fit(data, epochs=2, batch_size=8, validation_split=0.2, verbose=0)
+        expected = b.fit(first, epochs=2, batch_size=8, validation_data=last, verbose=0)
+        assert history == expected

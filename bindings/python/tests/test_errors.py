@@ -37,7 +37,7 @@ def test_bad_spec_dict_raises_the_librarys_message():
     with pytest.raises(dl.DLError) as caught:
         dl.Model.from_spec(spec)
     error = caught.value
-    assert isinstance(error, RuntimeError)
+    assert isinstance(error, dl.SpecError) and isinstance(error, ValueError)
     assert error.status == Status.SPEC_ERROR and error.status_name == "DL_SPEC_ERROR"
     assert error.message == ('<string>: layers[0].type: unknown layer type "lienar"; '
                              'did you mean "linear"?')

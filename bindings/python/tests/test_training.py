@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import deeplearning as dl
-from deeplearning._progress import ProgressBar, format_seconds
+from deeplearning._progress import ProgressBar, format_number, format_seconds
 
 XOR_X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float32)
 XOR_Y = np.array([0, 1, 1, 0])
@@ -58,8 +58,8 @@ def test_fit_learns_xor_and_reports_validation(xor_model):
 def test_fit_without_validation_and_for_regression(regression_model):
     x = np.linspace(-3, 3, 100).reshape(-1, 1)
     history = regression_model.fit(x, np.sin(x), epochs=2, batch_size=10, verbose=False)
-    assert history.accuracy == [None, None]
-    assert history.val_loss == [] and history.val_accuracy == []
+    assert sorted(history.history) == ["learning_rate", "loss"] and len(history.loss) == 2
+    assert history.accuracy == [] and history.val_loss == [] and history.val_accuracy == []
 
 
 def test_fit_default_seed_comes_from_spec_seed_and_step_count(spec_path):
@@ -100,20 +100,40 @@ def test_fit_argument_checks(xor_model):
     assert xor_model.step_count == 0
 
 
-def test_progress_bar_is_drawn_on_stderr(xor_model, capsys):
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_is_drawn_on_stderr_one_line_per_epoch(xor_model, capsys):
     x, y = xor_dataset()
     xor_model.fit(x, y, epochs=2, batch_size=10, validation_data=(XOR_X, XOR_Y))
     captured = capsys.readouterr()
     assert captured.out == ""
     lines = captured.err.split("\n")
-    assert lines[-1] == "" and len(lines) == 3              # one finished line per epoch
+    assert lines[-1] == "" and len(lines) == 3              # one line per epoch, no redraws
     for epoch, line in enumerate(lines[:2], start=1):
-        assert line.startswith("\r")
-        final = line.split("\r")[-1]
-        assert final.startswith(f"epoch {epoch}/2 10/10 [")
-        for field in ("loss", "acc", "val_loss", "val_acc"):
-            assert f" {field} " in final
-        assert "ETA" in line.split("\r")[1]                   # the first redraw
+        assert "\r" not in line and line.startswith(f"epoch {epoch}/2 10/10 [")
+        for field in ("loss", "accuracy", "val_loss", "val_accuracy"):
+            assert f" {field} " in line
+
+
+def test_progress_bar_is_live_on_a_terminal(xor_model, monkeypatch):
+    terminal = Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    xor_model.fit(*xor_dataset(), epochs=1, batch_size=10)
+    lines = terminal.getvalue().split("\n")
+    assert len(lines) == 2 and lines[0].startswith("\r")
+    assert "ETA" in lines[0].split("\r")[1] and "batch/s" in lines[0].split("\r")[1]   # the first redraw
+    assert lines[0].split("\r")[-1].startswith("epoch 1/1 10/10 [")
+
+
+def test_verbose_2_is_one_line_per_epoch_even_on_a_terminal(xor_model, monkeypatch):
+    terminal = Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    xor_model.fit(*xor_dataset(), epochs=3, batch_size=10, verbose=2)
+    text = terminal.getvalue()
+    assert "\r" not in text and text.count("\n") == 3
 
 
 def test_verbose_false_is_silent(xor_model, capsys):
@@ -124,7 +144,7 @@ def test_verbose_false_is_silent(xor_model, capsys):
 def test_progress_bar_redraws_at_most_ten_times_a_second():
     now = [0.0]
     stream = io.StringIO()
-    bar = ProgressBar("epoch 1/1", 1000, stream, clock=lambda: now[0])
+    bar = ProgressBar("epoch 1/1", 1000, stream, clock=lambda: now[0], live=True)
     for done in range(1, 1001):
         now[0] = done * 0.001                                  # 1 ms per batch
         bar.update(done, loss=1.0 / done)
@@ -135,13 +155,13 @@ def test_progress_bar_redraws_at_most_ten_times_a_second():
     assert final.startswith("epoch 1/1 1000/1000 [" + "=" * 24 + "] loss 0.0010 acc 0.5000 1.0s")
     assert text.endswith("\n")
     draws = text.split("\r")[1:-1]
-    assert draws[0].startswith("epoch 1/1    1/1000 [>") and "ETA 1.0s" in draws[0]
+    assert draws[0].startswith("epoch 1/1    1/1000 [>") and "1000 batch/s ETA 1.0s" in draws[0]
     assert all(len(d) >= len(p.rstrip()) for p, d in zip(draws, draws[1:]))
 
 
 def test_progress_bar_ends_an_interrupted_line():
     stream = io.StringIO()
-    bar = ProgressBar("epoch", 10, stream)
+    bar = ProgressBar("epoch", 10, stream, live=True)
     bar.update(1, loss=0.5)
     bar.close()
     assert stream.getvalue().endswith("\n")
@@ -152,6 +172,13 @@ def test_progress_bar_ends_an_interrupted_line():
                                            (3600 * 2 + 7 * 60, "2h07m")])
 def test_format_seconds(seconds, text):
     assert format_seconds(seconds) == text
+
+
+@pytest.mark.parametrize("value, text", [(0.0, "0.0000"), (0.01234567, "0.0123"), (1.5, "1.5000"),
+                                         (-12345.678, "-12345.6780"), (2.5e37, "2.500e+37"),
+                                         (3e-7, "3.000e-07"), (float("nan"), "nan"), (float("inf"), "inf")])
+def test_format_number_is_readable_at_any_magnitude(value, text):
+    assert format_number(value) == text
 
 
 def test_fit_on_mnist_shaped_images(mnist_model):
