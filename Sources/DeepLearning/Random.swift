@@ -73,49 +73,6 @@ public struct RandomGenerator: Sendable {
     }
 }
 
-/// How a layer's weights start. Each case is one initializer; its line in `doc` is what
-/// the registry (`InitializerRegistry`) documents.
-public enum Initializer: String, CaseIterable, Sendable {
-    case heNormal = "he_normal"
-    case heUniform = "he_uniform"
-    case xavierNormal = "xavier_normal"
-    case xavierUniform = "xavier_uniform"
-    case zeros
-
-    /// What the weights are drawn from, n_in and n_out being the layer's fans.
-    public var doc: String {
-        switch self {
-        case .heNormal: return "normal, standard deviation sqrt(2 / n_in); suits ReLU"
-        case .heUniform: return "uniform in +- sqrt(6 / n_in)"
-        case .xavierNormal: return "normal, standard deviation sqrt(2 / (n_in + n_out)); suits tanh and sigmoid"
-        case .xavierUniform: return "uniform in +- sqrt(6 / (n_in + n_out))"
-        case .zeros: return "all zero; for tests, since units that start equal stay equal"
-        }
-    }
-
-    /// Fills `w` (n values of a layer with the given fans) from `rng`.
-    ///   He:     normal std sqrt(2 / fanIn),            uniform bound sqrt(6 / fanIn)
-    ///   Xavier: normal std sqrt(2 / (fanIn + fanOut)), uniform bound sqrt(6 / (fanIn + fanOut))
-    public func fill<T: DLScalar>(_ w: Tensor<T>, fanIn: Int, fanOut: Int, rng: inout RandomGenerator) {
-        let p = w.data
-        switch self {
-        case .zeros:
-            w.zero()
-        case .heNormal, .xavierNormal:
-            let std = self == .heNormal ? Double.sqrt(2 / Double(fanIn)) : Double.sqrt(2 / Double(fanIn + fanOut))
-            for i in 0..<w.count { p[i] = T(rng.normal() * std) }
-        case .heUniform, .xavierUniform:
-            let bound = self == .heUniform ? Double.sqrt(6 / Double(fanIn)) : Double.sqrt(6 / Double(fanIn + fanOut))
-            for i in 0..<w.count { p[i] = T((2 * rng.uniform() - 1) * bound) }
-        }
-    }
-}
-
-/// The initializers a spec can name (for "init" at the top level and in layers).
-public enum InitializerRegistry {
-    public static var kinds: [ComponentKind] { Initializer.allCases.map { ComponentKind($0.rawValue, doc: $0.doc) } }
-}
-
 /// A model's generator, shared by reference between the model and the layers that draw at
 /// training time (dropout masks), so every draw comes from the one seeded stream.
 ///
