@@ -381,11 +381,12 @@ def set_num_threads(n: int) -> None:
     lib.dl_set_num_threads(int(n))
 
 
-def registry() -> dict:
+def registry() -> dict[str, Any]:
     """Every layer, loss, optimizer, schedule and initializer the library knows, with
     their options (name, value, required, default, doc, JSON schema), as
     ``dl_registry_json`` gives them: ``registry()["loss"][0]["type"]``."""
-    return json.loads(lib.dl_registry_json().decode())
+    components: dict[str, Any] = json.loads(lib.dl_registry_json().decode())
+    return components
 
 
 def get_num_threads() -> int:

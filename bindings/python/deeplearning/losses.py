@@ -14,14 +14,17 @@ of them can be built from its spec with ``Loss({"type": ..., ...})``.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
 from . import _arrays
 from ._lib import DOUBLE, DTYPE_CODES, LOSS, call, lib, registry
 from ._native import Handle, NativeObject, rows_cols, spec_text
 
 
-def _typed(value, option: dict):
+def _typed(value: Any, option: dict[str, Any]) -> Any:
     """A number option's value as a float (JSON writes 1.0 as 1)."""
     return float(value) if value is not None and option["schema"].get("type") == "number" else value
 
@@ -31,20 +34,20 @@ class Loss(NativeObject):
     dL/dpred for ``backward()``. ``options`` holds every option's value, the
     library's defaults included."""
 
-    def __init__(self, spec: dict, dtype=np.float64):
+    def __init__(self, spec: dict[str, Any], dtype: DTypeLike = np.float64) -> None:
         super().__init__(dtype)
         pointer = call(lib.dl_loss_from_json, spec_text(spec), DTYPE_CODES[self.dtype], LOSS)
         self._handle = Handle(pointer, lib.dl_loss_free)
-        self._pred_shape = None
+        self._pred_shape: tuple[int, ...] | None = None
         kind = next(k for k in registry()["loss"] if k["type"] == spec["type"])
         self.options = {o["name"]: _typed(spec.get(o["name"], o.get("default")), o) for o in kind["options"]}
 
     @staticmethod
-    def _spec(type_: str, **options) -> dict:
+    def _spec(type_: str, **options: Any) -> dict[str, Any]:
         """The spec of loss `type_` with the options given (not None)."""
         return {"type": type_, **{k: v for k, v in options.items() if v is not None}}
 
-    def _targets(self, target, pred: np.ndarray):
+    def _targets(self, target: ArrayLike, pred: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
         """(labels, targets) for the library, exactly one of them None.
 
         Regression losses take values shaped exactly like `pred` (NumPy would
@@ -56,14 +59,14 @@ class Loss(NativeObject):
                              f"got {values.shape}")
         return None, values
 
-    def forward(self, pred, target) -> float:
+    def forward(self, pred: ArrayLike, target: ArrayLike) -> float:
         """The mean loss of `pred` against `target`."""
         pred = _arrays.values(pred, self.dtype, "pred")
         labels, targets = self._targets(target, pred)
         value = call(lib.dl_loss_forward, self._h, pred, *rows_cols(pred.shape), labels, targets,
                      DOUBLE)
         self._pred_shape = pred.shape
-        return value
+        return float(value)
 
     def backward(self) -> np.ndarray:
         """dL/dpred of the last forward, shaped like its predictions."""
@@ -81,7 +84,7 @@ class Loss(NativeObject):
 class MSELoss(Loss):
     """mean((pred - target)^2) over all elements; dL/dpred = 2 (pred - target) / size."""
 
-    def __init__(self, *, dtype=np.float64):
+    def __init__(self, *, dtype: DTypeLike = np.float64) -> None:
         super().__init__(self._spec("mse"), dtype)
 
 
@@ -89,7 +92,7 @@ class HuberLoss(Loss):
     """Mean over all elements of d^2 / 2 where |d| <= delta, delta (|d| - delta / 2)
     elsewhere, d = pred - target; dL/dpred = d or delta * sign(d), over size."""
 
-    def __init__(self, delta: float | None = None, *, dtype=np.float64):
+    def __init__(self, delta: float | None = None, *, dtype: DTypeLike = np.float64) -> None:
         super().__init__(self._spec("huber", delta=None if delta is None else float(delta)), dtype)
         self.delta = self.options["delta"]
 
@@ -101,7 +104,7 @@ class BinaryCrossEntropyLoss(Loss):
     all elements of max(x, 0) - x t + log(1 + exp(-|x|)), computed stably;
     dL/dpred = (sigmoid(pred) - target) / size."""
 
-    def __init__(self, *, dtype=np.float64):
+    def __init__(self, *, dtype: DTypeLike = np.float64) -> None:
         super().__init__(self._spec("binary_cross_entropy"), dtype)
 
 
@@ -117,12 +120,12 @@ class CrossEntropyLoss(Loss):
     becomes (1 - e) target + e / C. dL/dlogits = (softmax - target) / N.
     """
 
-    def __init__(self, label_smoothing: float | None = None, *, dtype=np.float64):
+    def __init__(self, label_smoothing: float | None = None, *, dtype: DTypeLike = np.float64) -> None:
         smoothing = None if label_smoothing is None else float(label_smoothing)
         super().__init__(self._spec("cross_entropy", label_smoothing=smoothing), dtype)
         self.label_smoothing = self.options["label_smoothing"]
 
-    def _targets(self, target, pred: np.ndarray):
+    def _targets(self, target: ArrayLike, pred: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
         array = np.asarray(target)
         if pred.ndim >= 1 and array.shape == pred.shape[:-1]:
             rows, _ = rows_cols(pred.shape)

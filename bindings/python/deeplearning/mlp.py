@@ -27,7 +27,7 @@ class TwoLayerMLP:
         self.layers: list[Layer] = [Linear(input_size, hidden_size, dtype=dtype, seed=first),
                                     ReLU(dtype=dtype),
                                     Linear(hidden_size, num_classes, dtype=dtype, seed=second)]
-        self.loss_fn = CrossEntropyLoss(dtype=dtype)  # type: ignore[no-untyped-call]  # losses.py: see pyproject
+        self.loss_fn = CrossEntropyLoss(dtype=dtype)
 
     @property
     def param_count(self) -> int:
