@@ -39,9 +39,13 @@ class _Arrays:
     """Training data held as NumPy arrays (checked by Model._data): Python's loop of
     train_step calls, shuffled with NumPy's generator."""
 
-    def __init__(self, model: Model, x: Any, y: Any, x_name: str = "x", y_name: str = "y"):
-        self.model = model
-        self.x, self.labels, self.targets = model._data(x, y, x_name, y_name)
+    def __init__(self, model: Model, x: np.ndarray, labels: np.ndarray | None, targets: np.ndarray | None):
+        self.model, self.x, self.labels, self.targets = model, x, labels, targets
+
+    @classmethod
+    def checked(cls, model: Model, x: Any, y: Any, x_name: str = "x", y_name: str = "y") -> _Arrays:
+        """(x, y) as the user gave them, checked and converted by Model._data."""
+        return cls(model, *model._data(x, y, x_name, y_name))
 
     def __len__(self) -> int:
         return len(self.x)
@@ -53,14 +57,12 @@ class _Arrays:
     def split(self, fraction: float) -> tuple[_Arrays, _Arrays]:
         """(the first part, the last `fraction` of the samples), as Keras splits."""
         cut = len(self) - int(len(self) * fraction)
-        parts = []
-        for rows in (slice(0, cut), slice(cut, None)):
-            part = object.__new__(_Arrays)
-            part.model, part.x = self.model, self.x[rows]
-            part.labels = None if self.labels is None else self.labels[rows]
-            part.targets = None if self.targets is None else self.targets[rows]
-            parts.append(part)
-        return parts[0], parts[1]
+
+        def part(rows: slice) -> _Arrays:
+            return _Arrays(self.model, self.x[rows], None if self.labels is None else self.labels[rows],
+                           None if self.targets is None else self.targets[rows])
+
+        return part(slice(0, cut)), part(slice(cut, None))
 
     def evaluate(self) -> Evaluation:
         return self.model._evaluate(self.x, self.labels, self.targets)
@@ -125,7 +127,7 @@ def _source(model: Model, x: Any, y: Any, x_name: str = "x", y_name: str = "y") 
         if y is not None:
             raise TypeError(f"{y_name} must be None when {x_name} is a Dataset (it holds its own targets)")
         return _DatasetSource(model, x)
-    return _Arrays(model, x, y, x_name, y_name)
+    return _Arrays.checked(model, x, y, x_name, y_name)
 
 
 def _validation(model: Model, data: Any) -> _Arrays | _DatasetSource:
@@ -134,7 +136,7 @@ def _validation(model: Model, data: Any) -> _Arrays | _DatasetSource:
         return _DatasetSource(model, data)
     if not isinstance(data, (tuple, list)) or len(data) != 2:
         raise TypeError("validation_data must be a Dataset or a pair (x, y)")
-    return _Arrays(model, data[0], data[1], "validation x", "validation y")
+    return _Arrays.checked(model, data[0], data[1], "validation x", "validation y")
 
 
 def _warn_if_unscaled(model: Model, sample: np.ndarray) -> None:
