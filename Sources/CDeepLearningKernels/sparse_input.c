@@ -2,11 +2,13 @@
 // version and, on x86-64, an AVX2/FMA version compiled with a target attribute and chosen
 // at run time, so the library itself stays built for baseline x86-64.
 //
-// Threads: every output is computed by one thread with the same arithmetic as in a serial
-// run, whatever part of the work that thread is handed, so results do not depend on the
-// number of threads. The forward's product goes by blocks of 64 outputs (columns of W^T)
-// first: with as many blocks as threads, each core reads its own columns of W^T on every
-// step, which then stay in its L2.
+// Threads: W^T is cut at fixed inputs into DLK_SPARSE_CHUNKS chunks, the same cut whatever
+// the number of threads. The forward computes one partial product per chunk (each from
+// zero, the first with the bias) and adds them in chunk order, so every output is the same
+// sum on any number of threads. The cut matches how the weight gradient and the optimizer
+// split W^T's rows over threads (contiguous ranges, dlk_parallel_for), so on two cores
+// each core reads, in the forward, the half of W^T it wrote in the last update and it stays
+// in that core's L2. More threads split each chunk's batch rows.
 #include "dl_kernels.h"
 
 #include <pthread.h>
@@ -112,21 +114,17 @@ static int64_t compress_rows(const float *x, int64_t r0, int64_t r1, int64_t col
 
 // MARK: - Sparse times dense
 
-// Rows r0 ..< r1 of c (n columns, ldc apart) = base + (the compressed rows) times b (ldb
-// apart), each row's entries in the order they were compressed (column order).
-static void sparse_times_dense_plain(int64_t r0, int64_t r1, int64_t n,
-                                     const int64_t *row_begin, const int64_t *row_end, const int32_t *index,
+// One row cr (n columns) = base + the compressed entries k0 ..< k1 (in the order they were
+// compressed: column order) times the rows of b (ldb apart) they name.
+static void sparse_times_dense_plain(int64_t n, int64_t k0, int64_t k1, const int32_t *index,
                                      const float *value, const float *b, int64_t ldb, const float *base,
-                                     float *c, int64_t ldc) {
-    for (int64_t r = r0; r < r1; r++) {
-        float *cr = c + r * ldc;
-        if (base) memcpy(cr, base, (size_t)n * sizeof *cr);
-        else memset(cr, 0, (size_t)n * sizeof *cr);
-        for (int64_t k = row_begin[r]; k < row_end[r]; k++) {
-            const float s = value[k];
-            const float *br = b + (int64_t)index[k] * ldb;
-            for (int64_t j = 0; j < n; j++) cr[j] += s * br[j];
-        }
+                                     float *cr) {
+    if (base) memcpy(cr, base, (size_t)n * sizeof *cr);
+    else memset(cr, 0, (size_t)n * sizeof *cr);
+    for (int64_t k = k0; k < k1; k++) {
+        const float s = value[k];
+        const float *br = b + (int64_t)index[k] * ldb;
+        for (int64_t j = 0; j < n; j++) cr[j] += s * br[j];
     }
 }
 
@@ -170,56 +168,50 @@ static void sparse_times_dense_plain(int64_t r0, int64_t r1, int64_t n,
 // across the row's nonzeros: each nonzero costs one broadcast, eight loads of b and eight
 // FMAs), then 8 at a time, then one at a time.
 __attribute__((target("avx2,fma")))
-static void sparse_times_dense_avx2(int64_t r0, int64_t r1, int64_t n,
-                                    const int64_t *row_begin, const int64_t *row_end, const int32_t *index,
+static void sparse_times_dense_avx2(int64_t n, int64_t k0, int64_t k1, const int32_t *index,
                                     const float *value, const float *b, int64_t ldb, const float *base,
-                                    float *c, int64_t ldc) {
-    for (int64_t r = r0; r < r1; r++) {
-        float *cr = c + r * ldc;
-        const int64_t k0 = row_begin[r], k1 = row_end[r];
-        int64_t j = 0;
-        for (; j + 64 <= n; j += 64) {
-            ACC8_DECLARE(base, j);
-            for (int64_t k = k0; k < k1; k++) {
-                // The row of b eight nonzeros ahead, to L1: these rows come from L2 in an
-                // order no hardware prefetcher predicts.
-                const float *ahead = b + (int64_t)index[k + 8 < k1 ? k + 8 : k1 - 1] * ldb + j;
-                _mm_prefetch((const char *)ahead, _MM_HINT_T0);
-                _mm_prefetch((const char *)(ahead + 16), _MM_HINT_T0);
-                _mm_prefetch((const char *)(ahead + 32), _MM_HINT_T0);
-                _mm_prefetch((const char *)(ahead + 48), _MM_HINT_T0);
-                ACC8_FMA(_mm256_broadcast_ss(value + k), b + (int64_t)index[k] * ldb + j);
-            }
-            ACC8_STORE(cr + j);
+                                    float *cr) {
+    int64_t j = 0;
+    for (; j + 64 <= n; j += 64) {
+        ACC8_DECLARE(base, j);
+        for (int64_t k = k0; k < k1; k++) {
+            // The row of b eight nonzeros ahead, to L1: these rows come from L2 in an
+            // order no hardware prefetcher predicts.
+            const float *ahead = b + (int64_t)index[k + 8 < k1 ? k + 8 : k1 - 1] * ldb + j;
+            _mm_prefetch((const char *)ahead, _MM_HINT_T0);
+            _mm_prefetch((const char *)(ahead + 16), _MM_HINT_T0);
+            _mm_prefetch((const char *)(ahead + 32), _MM_HINT_T0);
+            _mm_prefetch((const char *)(ahead + 48), _MM_HINT_T0);
+            ACC8_FMA(_mm256_broadcast_ss(value + k), b + (int64_t)index[k] * ldb + j);
         }
-        for (; j + 8 <= n; j += 8) {
-            __m256 a = base ? _mm256_loadu_ps(base + j) : _mm256_setzero_ps();
-            for (int64_t k = k0; k < k1; k++) {
-                a = _mm256_fmadd_ps(_mm256_broadcast_ss(value + k),
-                                    _mm256_loadu_ps(b + (int64_t)index[k] * ldb + j), a);
-            }
-            _mm256_storeu_ps(cr + j, a);
+        ACC8_STORE(cr + j);
+    }
+    for (; j + 8 <= n; j += 8) {
+        __m256 a = base ? _mm256_loadu_ps(base + j) : _mm256_setzero_ps();
+        for (int64_t k = k0; k < k1; k++) {
+            a = _mm256_fmadd_ps(_mm256_broadcast_ss(value + k),
+                                _mm256_loadu_ps(b + (int64_t)index[k] * ldb + j), a);
         }
-        for (; j < n; j++) {
-            float a = base ? base[j] : 0.0f;
-            for (int64_t k = k0; k < k1; k++) a = __builtin_fmaf(value[k], b[(int64_t)index[k] * ldb + j], a);
-            cr[j] = a;
-        }
+        _mm256_storeu_ps(cr + j, a);
+    }
+    for (; j < n; j++) {
+        float a = base ? base[j] : 0.0f;
+        for (int64_t k = k0; k < k1; k++) a = __builtin_fmaf(value[k], b[(int64_t)index[k] * ldb + j], a);
+        cr[j] = a;
     }
 }
 #endif
 
-static void sparse_times_dense(int64_t r0, int64_t r1, int64_t n, const int64_t *row_begin, const int64_t *row_end,
-                               const int32_t *index, const float *value, const float *b, int64_t ldb,
-                               const float *base, float *c, int64_t ldc, int plain_c) {
+static void sparse_times_dense(int64_t n, int64_t k0, int64_t k1, const int32_t *index, const float *value,
+                               const float *b, int64_t ldb, const float *base, float *cr, int plain_c) {
 #if DLK_X86
     if (!plain_c && dlk_has_avx2()) {
-        sparse_times_dense_avx2(r0, r1, n, row_begin, row_end, index, value, b, ldb, base, c, ldc);
+        sparse_times_dense_avx2(n, k0, k1, index, value, b, ldb, base, cr);
         return;
     }
 #endif
     (void)plain_c;
-    sparse_times_dense_plain(r0, r1, n, row_begin, row_end, index, value, b, ldb, base, c, ldc);
+    sparse_times_dense_plain(n, k0, k1, index, value, b, ldb, base, cr);
 }
 
 // MARK: - One dense row times a matrix
@@ -523,14 +515,30 @@ static void transpose_range(const float *a, int64_t rows, int64_t cols, float v,
 
 // MARK: - The parallel jobs
 //
-// Shares follow the pool's rule (dlk_parallel_for): the forward's product takes blocks of
-// outputs first and groups of rows second, so that with as many blocks as threads each
-// thread reads only its columns of W^T; the weight gradient takes ranges of inputs (rows of
-// dW^T), each thread transposing the columns of x it needs itself.
+// Shares follow the pool's rule (dlk_parallel_for): contiguous ranges, the same at every
+// call. The forward's product takes chunks of inputs first and groups of batch rows second;
+// the weight gradient takes ranges of inputs (rows of dW^T), each thread transposing the
+// columns of x it needs itself.
 
-enum { OUTPUT_BLOCK = 64, ROW_OUTPUT_BLOCK = 32 };
+enum { CHUNKS = DLK_SPARSE_CHUNKS };
 
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+// The first input of chunk h (cols for h == CHUNKS): a multiple of 8, for the vectors.
+static int64_t chunk_start(int64_t cols, int64_t h) {
+    if (h >= CHUNKS) return cols;
+    return min64(cols, ((cols * h + CHUNKS - 1) / CHUNKS + 7) & ~(int64_t)7);
+}
+
+// The first of the entries k0 ..< k1 (increasing columns) whose column is at least c.
+static int64_t first_at_or_after(const int32_t *index, int64_t k0, int64_t k1, int64_t c) {
+    while (k0 < k1) {
+        const int64_t mid = k0 + (k1 - k0) / 2;
+        if (index[mid] < c) k0 = mid + 1;
+        else k1 = mid;
+    }
+    return k0;
+}
 
 struct forward_job {
     const float *x;
@@ -544,41 +552,76 @@ struct forward_job {
     float *y;
     int plain_c;
     int64_t parts;                         // of the compression
-    int64_t groups;                        // of rows, in the product
+    int64_t groups;                        // of rows per chunk, in the product
     int64_t nonzeros[DLK_MAX_THREADS];     // per part of the compression, or -1
 };
 
-// Part p of `parts`: its rows compressed into segment p, and its outputs' base (bias plus v
-// times the column sums of W^T, whole blocks of 8 outputs).
+// Part p of `parts`: its rows compressed into segment p, and its share of the chunks' base
+// terms (units of 8 outputs of one chunk): base_h = (the bias for h = 0) + v times the
+// column sums of chunk h's rows of W^T.
 static void compress_part(void *context, int64_t begin, int64_t end, int thread) {
     (void)thread;
     struct forward_job *f = context;
     dlk_sparse_batch *w = f->work;
+    const int64_t vectors = (f->n + 7) / 8, units = CHUNKS * vectors;
     for (int64_t p = begin; p < end; p++) {
         const int64_t offset = p * w->segment_capacity;
         f->nonzeros[p] = compress_rows(f->x, f->rows * p / f->parts, f->rows * (p + 1) / f->parts, f->cols, f->v,
                                        f->max_nonzeros, offset, w->index + offset, w->value + offset,
                                        w->row_begin, w->row_end, f->plain_c);
-        const int64_t vectors = (f->n + 7) / 8;
-        const int64_t o0 = min64(f->n, 8 * (vectors * p / f->parts)), o1 = min64(f->n, 8 * (vectors * (p + 1) / f->parts));
-        if (f->v != 0) column_sums(f->wt + o0, f->cols, o1 - o0, f->n, w->base + o0, f->plain_c);
-        for (int64_t o = o0; o < o1; o++)
-            w->base[o] = (f->bias ? f->bias[o] : 0.0f) + (f->v != 0 ? f->v * w->base[o] : 0.0f);
+        const int64_t u0 = units * p / f->parts, u1 = units * (p + 1) / f->parts;
+        for (int64_t h = u0 / vectors; h < CHUNKS && h * vectors < u1; h++) {
+            const int64_t o0 = 8 * (u0 > h * vectors ? u0 - h * vectors : 0);
+            const int64_t o1 = min64(f->n, 8 * (min64(u1, (h + 1) * vectors) - h * vectors));
+            const int64_t c0 = chunk_start(f->cols, h), c1 = chunk_start(f->cols, h + 1);
+            const float *bias = h == 0 ? f->bias : NULL;
+            float *base = w->base + h * f->n;
+            if (f->v != 0) column_sums(f->wt + c0 * f->n + o0, c1 - c0, o1 - o0, f->n, base + o0, f->plain_c);
+            for (int64_t o = o0; o < o1; o++)
+                base[o] = (bias ? bias[o] : 0.0f) + (f->v != 0 ? f->v * base[o] : 0.0f);
+        }
     }
 }
 
-// Share u: block u / groups of outputs for group u % groups of rows.
+// Share u: group u % groups of the batch rows, times chunk u / groups of W^T, into y for
+// the first chunk and into its partial product for the others.
 static void product_part(void *context, int64_t begin, int64_t end, int thread) {
     (void)thread;
     const struct forward_job *f = context;
     const dlk_sparse_batch *w = f->work;
     for (int64_t u = begin; u < end; u++) {
-        const int64_t block = u / f->groups, group = u % f->groups;
-        const int64_t o0 = block * OUTPUT_BLOCK, o1 = min64(f->n, o0 + OUTPUT_BLOCK);
-        sparse_times_dense(f->rows * group / f->groups, f->rows * (group + 1) / f->groups, o1 - o0, w->row_begin,
-                           w->row_end, w->index, w->value, f->wt + o0, f->n, w->base + o0, f->y + o0, f->n,
-                           f->plain_c);
+        const int64_t h = u / f->groups, group = u % f->groups;
+        const int64_t c0 = chunk_start(f->cols, h), c1 = chunk_start(f->cols, h + 1);
+        float *out = h == 0 ? f->y : w->partial + (h - 1) * f->rows * f->n;
+        const float *base = w->base + h * f->n;
+        for (int64_t r = f->rows * group / f->groups; r < f->rows * (group + 1) / f->groups; r++) {
+            const int64_t k0 = h == 0 ? w->row_begin[r] : first_at_or_after(w->index, w->row_begin[r], w->row_end[r], c0);
+            const int64_t k1 = h == CHUNKS - 1 ? w->row_end[r] : first_at_or_after(w->index, k0, w->row_end[r], c1);
+            sparse_times_dense(f->n, k0, k1, w->index, w->value, f->wt, f->n, base, out + r * f->n, f->plain_c);
+        }
     }
+}
+
+struct sum_job {
+    float *y;
+    const float *partial;
+    int64_t n, stride;
+};
+
+// Rows [begin, end) of y += each chunk's partial product, in chunk order.
+static void sum_part(void *context, int64_t begin, int64_t end, int thread) {
+    (void)thread;
+    const struct sum_job *s = context;
+    for (int64_t h = 1; h < CHUNKS; h++) {
+        const float *p = s->partial + (h - 1) * s->stride;
+        for (int64_t i = begin * s->n; i < end * s->n; i++) s->y[i] += p[i];
+    }
+}
+
+// y (rows x n) += the partial products, split by rows when there is enough to share.
+static void add_partials(float *y, const float *partial, int64_t rows, int64_t n) {
+    struct sum_job job = {y, partial, n, rows * n};
+    dlk_parallel_for(rows, 1 + 16384 / (n > 0 ? n : 1), sum_part, &job);
 }
 
 int64_t dlk_sparse_forward(const float *x, int64_t rows, int64_t cols, float v, int64_t max_nonzeros,
@@ -587,8 +630,9 @@ int64_t dlk_sparse_forward(const float *x, int64_t rows, int64_t cols, float v, 
     const int64_t threads = dlk_threads();
     struct forward_job job = {x, rows, cols, v, max_nonzeros, wt, n, bias, work, y, plain_c,
                               .parts = min64(min64(threads, work->segments), min64(rows, DLK_MAX_THREADS)),
-                              .groups = min64(threads, rows)};
+                              .groups = min64((threads + CHUNKS - 1) / CHUNKS, rows)};
     if (job.parts < 1) job.parts = 1;
+    if (job.groups < 1) job.groups = 1;
     dlk_parallel_for(job.parts, 1, compress_part, &job);
     int64_t total = 0;
     for (int64_t p = 0; p < job.parts; p++) {
@@ -596,8 +640,8 @@ int64_t dlk_sparse_forward(const float *x, int64_t rows, int64_t cols, float v, 
         total += job.nonzeros[p];
     }
     if (total > max_nonzeros) return -1;
-    const int64_t blocks = (n + OUTPUT_BLOCK - 1) / OUTPUT_BLOCK;
-    dlk_parallel_for(blocks * job.groups, 1, product_part, &job);
+    dlk_parallel_for(CHUNKS * job.groups, 1, product_part, &job);
+    add_partials(y, work->partial, rows, n);
     return total;
 }
 
@@ -607,21 +651,27 @@ struct row_job {
     const float *b;
     int64_t n;
     const float *bias;
-    float *y;
+    float *y, *partial;
     int plain_c;
 };
 
+// Chunk h of the inputs times its rows of b, into y (with the bias) or its partial row.
 static void row_part(void *context, int64_t begin, int64_t end, int thread) {
     (void)thread;
     const struct row_job *r = context;
-    const int64_t o0 = begin * ROW_OUTPUT_BLOCK, o1 = min64(r->n, end * ROW_OUTPUT_BLOCK);
-    row_times_dense(r->x, r->k, o1 - o0, r->b + o0, r->n, r->bias ? r->bias + o0 : NULL, r->y + o0, r->plain_c);
+    for (int64_t h = begin; h < end; h++) {
+        const int64_t c0 = chunk_start(r->k, h), c1 = chunk_start(r->k, h + 1);
+        row_times_dense(r->x + c0, c1 - c0, r->n, r->b + c0 * r->n, r->n, h == 0 ? r->bias : NULL,
+                        h == 0 ? r->y : r->partial + (h - 1) * r->n, r->plain_c);
+    }
 }
 
-void dlk_row_times_matrix(const float *x, int64_t k, const float *b, int64_t n, const float *bias, float *y,
-                          int plain_c) {
-    struct row_job job = {x, k, b, n, bias, y, plain_c};
-    dlk_parallel_for((n + ROW_OUTPUT_BLOCK - 1) / ROW_OUTPUT_BLOCK, 1, row_part, &job);
+void dlk_row_times_matrix(const float *x, int64_t k, const float *b, int64_t n, const float *bias, float *partial,
+                          float *y, int plain_c) {
+    struct row_job job = {x, k, b, n, bias, y, partial, plain_c};
+    dlk_parallel_for(CHUNKS, 1, row_part, &job);
+    struct sum_job sum = {y, partial, n, n};
+    sum_part(&sum, 0, 1, 0);
 }
 
 struct gradient_job {

@@ -19,6 +19,13 @@
 //
 // and both products with `S` cost work in proportion to its nonzeros, not to the batch.
 // Each output is computed by one thread, in the same order whatever the number of threads.
+// The forward cuts W^T's rows (the inputs) into DLK_SPARSE_CHUNKS fixed chunks, sums each
+// chunk's part of every output on its own and adds the parts in chunk order: the cut, not
+// the thread count, decides the order of the sums.
+
+/// Chunks of inputs in the forward products (a constant, so that results do not depend on
+/// the number of threads).
+#define DLK_SPARSE_CHUNKS 2
 
 /// The forward's workspace, owned and reused by the caller.
 typedef struct dlk_sparse_batch {
@@ -27,14 +34,16 @@ typedef struct dlk_sparse_batch {
     float *value;                   // segments * segment_capacity: ...and x - v there
     int64_t segments;               // parts the batch may be compressed in, at least 1 (one per thread)
     int64_t segment_capacity;       // max_nonzeros + cols + 8
-    float *base;                    // n: what is added to every output row besides its product
+    float *base;                    // DLK_SPARSE_CHUNKS * n: per chunk, what is added to every output row
+                                    // besides its product
+    float *partial;                 // (DLK_SPARSE_CHUNKS - 1) * rows * n: the products of chunks 1...
 } dlk_sparse_batch;
 
 /// y (rows x n) = x W^T + bias for a float32 batch x (rows x cols, finite) mostly equal to
 /// v, from W^T (cols x n) and bias (n, or NULL). The rows are compressed around v in up to
-/// `segments` parts (one per thread), then each block of 64 outputs of a group of rows is
-/// one share of the product: y[r, o] = base[o] + the nonzeros of row r, in column order,
-/// times W^T[., o]. Returns the number of entries that differ from v, or -1 when more than
+/// `segments` parts (one per thread), then each chunk of inputs times a group of rows is
+/// one share of the product: y[r, o] = the sum over chunks h, in order, of base_h[o] plus
+/// the nonzeros of row r in chunk h, in column order, times W^T[., o]. Returns the number of entries that differ from v, or -1 when more than
 /// `max_nonzeros` do (y is then garbage).
 DLK_HIDDEN int64_t dlk_sparse_forward(const float *x, int64_t rows, int64_t cols, float v, int64_t max_nonzeros,
                                       const float *wt, int64_t n, const float *bias, dlk_sparse_batch *work,
@@ -48,9 +57,10 @@ DLK_HIDDEN void dlk_sparse_weight_gradient(const float *x, int64_t rows, int64_t
                                            int64_t n, const float *base, float *d, float *dwt, int plain_c);
 
 /// y (n) = x B + bias for one dense row x (k values), B (k x n) and bias (n, or NULL): a
-/// layer that keeps W^T multiplies one sample with it. Each share is a block of outputs.
+/// layer that keeps W^T multiplies one sample with it. Each share is a chunk of inputs (as
+/// in dlk_sparse_forward), chunks 1... summed into `partial` ((DLK_SPARSE_CHUNKS - 1) * n).
 DLK_HIDDEN void dlk_row_times_matrix(const float *x, int64_t k, const float *b, int64_t n, const float *bias,
-                                     float *y, int plain_c);
+                                     float *partial, float *y, int plain_c);
 
 // MARK: - Optimizer updates (optimizers.c)
 

@@ -32,7 +32,7 @@ final class SparseInput {
     /// The forward's workspace (see `dlk_sparse_batch`), and (x - v)^T for the weight
     /// gradient.
     private let rowBegin = Buffer<Int64>(), rowEnd = Buffer<Int64>()
-    private let index = Buffer<Int32>(), value = Buffer<Float>(), base = Buffer<Float>()
+    private let index = Buffer<Int32>(), value = Buffer<Float>(), base = Buffer<Float>(), partial = Buffer<Float>()
     private let transposedBatch = Buffer<Float>()
     private let gradientBase = Buffer<Float>(), columnSum = Buffer<Float>()
 
@@ -58,9 +58,11 @@ final class SparseInput {
         rows = 0
         guard T.self == Float.self else { return false }
         let batch = x.shape[0]
+        let chunks = Int(DLK_SPARSE_CHUNKS)
         if batch == 1 {
+            guard partial.reserve((chunks - 1) * outFeatures) else { return false }
             dlk_row_times_matrix(floats(x), Int64(inFeatures), floats(weightT), Int64(outFeatures), bias.map(floats),
-                                 floats(y), plainC)
+                                 partial.base, floats(y), plainC)
             return true
         }
         guard batch >= SparseInput.minimumRows, inFeatures < Int(Int32.max) else { return false }
@@ -70,9 +72,11 @@ final class SparseInput {
         let capacity = limit + inFeatures + 8
         let segments = Kernels.threads
         guard rowBegin.reserve(batch), rowEnd.reserve(batch), index.reserve(segments * capacity),
-              value.reserve(segments * capacity), base.reserve(outFeatures) else { return false }
+              value.reserve(segments * capacity), base.reserve(chunks * outFeatures),
+              partial.reserve((chunks - 1) * batch * outFeatures) else { return false }
         var work = dlk_sparse_batch(row_begin: rowBegin.base, row_end: rowEnd.base, index: index.base, value: value.base,
-                                    segments: Int64(segments), segment_capacity: Int64(capacity), base: base.base)
+                                    segments: Int64(segments), segment_capacity: Int64(capacity), base: base.base,
+                                    partial: partial.base)
         let xf = floats(x)
         var v = SparseInput.likelyBackground(xf, count: total.partialValue)
         while true {
