@@ -321,7 +321,11 @@ DL_API int dl_model_set_learning_rate(dl_model *model, double lr);
  * evaluation alike: x' = (x * scale - mean) / std. It is part of the model's
  * spec ("preprocessing"), so checkpoints keep it. For MNIST bytes as the
  * tutorial prepares them: scale 1/255, then the training set's mean and std.
- *   scale, std  finite and > 0; mean finite. Defaults 1, 0, 1 (identity).
+ *   scale, std  in [1e-12, 1e12]; mean in [-1e12, 1e12]. Defaults 1, 0, 1
+ *               (identity). These are the spec's "preprocessing" ranges, the
+ *               one set of rules for specs, set, dl_dataset_standardizer and
+ *               checkpoints: whatever set accepts can be saved and loaded.
+ *               Anything else gives DL_INVALID_ARGUMENT and changes nothing.
  *   OUT pointers of get may be NULL.
  */
 DL_API int dl_model_set_preprocessing(dl_model *model, double scale, double mean, double std);
@@ -647,10 +651,13 @@ DL_API int dl_dataset_targets(const dl_dataset *dataset, const float **values, s
  * dl_model_set_preprocessing(m, scale, mean, std), they make the model
  * standardize raw inputs itself, as dl train does with scale 1/255 on the
  * training set. The data set is not changed; labels play no part.
- *   scale  finite and > 0 (1.0 / 255 for pixels 0..255).
+ *   scale  in [1e-12, 1e12] (1.0 / 255 for pixels 0..255).
  *   mean   OUT (may be NULL).
- *   std    OUT (may be NULL).
- * Returns: DL_OK; DL_INVALID_ARGUMENT (bad scale, or all values equal).
+ *   std    OUT (may be NULL): at least 1e-12. Values that vary less after
+ *          scaling get that floor (as Keras floors a std at its epsilon),
+ *          so the result always obeys dl_model_set_preprocessing's rules.
+ * Returns: DL_OK; DL_INVALID_ARGUMENT (scale outside its range, all values
+ * equal, or a scaled mean or std beyond 1e12: choose a smaller scale).
  */
 DL_API int dl_dataset_standardizer(const dl_dataset *dataset, double scale, double *mean, double *std);
 

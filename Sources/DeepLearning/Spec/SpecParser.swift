@@ -170,6 +170,9 @@ struct SpecReader {
             }
             let p = ComponentSpec(type: "preprocessing", options: try options(Self.members(value), of: Preprocessing.kind, path: "preprocessing"))
             spec.preprocessing = Preprocessing(scale: try p.double("scale"), mean: try p.double("mean"), std: try p.double("std"))
+            do throws(DLError) { try spec.preprocessing.validate() } catch {
+                throw DLError(.spec, "\(source): \(error.message)")   // never, while the ranges above are the rules
+            }
         }
         spec.formatVersion = try settings.int("format_version")
         spec.seed = UInt64(try settings.int("seed"))        // validated as non-negative
