@@ -6,7 +6,9 @@
 // a float64 reference written out in Swift.
 #include "dl_kernels.h"
 
+#include <float.h>
 #include <math.h>
+#include <string.h>
 
 #pragma STDC FP_CONTRACT OFF
 
@@ -35,41 +37,57 @@
         return k;                                                                                \
     }
 
-// Elements [i, n) of each rule; p_i is the parameter after decoupled decay, g_i the
-// gradient as the rule sees it (scaled, plus the L2 term).
-#define DEFINE_SCALAR_RULES(T, SQRT)                                                             \
+// One element of each rule: returns the new parameter and updates the element's state in
+// *s1, *s2. p_i is the parameter after decoupled decay, g_i the gradient as the rule sees it
+// (scaled, plus the L2 term). The update (scalar_rules) and the check that an update stays
+// finite (scalar_finite) both run this, so the check sees exactly the bits the update writes.
+#define DEFINE_SCALAR_RULES(T, SQRT, IS_FINITE)                                                  \
+    static inline T rule_##T(int kind, const constants_##T *k, T p, T g, T *s1, T *s2) {         \
+        const T p_i = k->keep * p;                                                               \
+        const T g_i = k->scale * g + k->l2 * p_i;                                                \
+        switch (kind) {                                                                          \
+        case DLK_SGD: return p_i - k->lr * g_i;                                                  \
+        case DLK_MOMENTUM:                                                                       \
+            *s1 = k->momentum * *s1 - k->lr * g_i;                                               \
+            return p_i + *s1;                                                                    \
+        case DLK_NESTEROV:                                                                       \
+            *s1 = k->momentum * *s1 - k->lr * g_i;                                               \
+            return p_i + (k->momentum * *s1 - k->lr * g_i);                                      \
+        case DLK_ADAM:                                                                           \
+            *s1 = k->beta1 * *s1 + k->one_minus_beta1 * g_i;                                     \
+            *s2 = k->beta2 * *s2 + k->one_minus_beta2 * g_i * g_i;                               \
+            return p_i - k->step_size * *s1 / (SQRT(*s2) * k->inv_sqrt_c2 + k->eps);             \
+        case DLK_RMSPROP:                                                                        \
+            *s1 = k->rho * *s1 + k->one_minus_rho * g_i * g_i;                                   \
+            return p_i - k->lr * g_i / (SQRT(*s1) + k->eps);                                     \
+        }                                                                                        \
+        return p;                                                                                \
+    }                                                                                            \
+    /* Elements [i, n), in place. */                                                             \
     static void scalar_rules_##T(int kind, const constants_##T *k, T *p, const T *g, T *s1, T *s2, \
                                  int64_t i, int64_t n) {                                         \
         for (; i < n; i++) {                                                                     \
-            const T p_i = k->keep * p[i];                                                        \
-            const T g_i = k->scale * g[i] + k->l2 * p_i;                                         \
-            switch (kind) {                                                                      \
-            case DLK_SGD: p[i] = p_i - k->lr * g_i; break;                                       \
-            case DLK_MOMENTUM:                                                                   \
-                s1[i] = k->momentum * s1[i] - k->lr * g_i;                                       \
-                p[i] = p_i + s1[i];                                                              \
-                break;                                                                           \
-            case DLK_NESTEROV:                                                                   \
-                s1[i] = k->momentum * s1[i] - k->lr * g_i;                                       \
-                p[i] = p_i + (k->momentum * s1[i] - k->lr * g_i);                                \
-                break;                                                                           \
-            case DLK_ADAM:                                                                       \
-                s1[i] = k->beta1 * s1[i] + k->one_minus_beta1 * g_i;                             \
-                s2[i] = k->beta2 * s2[i] + k->one_minus_beta2 * g_i * g_i;                       \
-                p[i] = p_i - k->step_size * s1[i] / (SQRT(s2[i]) * k->inv_sqrt_c2 + k->eps);     \
-                break;                                                                           \
-            case DLK_RMSPROP:                                                                    \
-                s1[i] = k->rho * s1[i] + k->one_minus_rho * g_i * g_i;                           \
-                p[i] = p_i - k->lr * g_i / (SQRT(s1[i]) + k->eps);                               \
-                break;                                                                           \
-            }                                                                                    \
+            T a = s1 ? s1[i] : 0, b = s2 ? s2[i] : 0;                                            \
+            p[i] = rule_##T(kind, k, p[i], g[i], &a, &b);                                        \
+            if (s1) s1[i] = a;                                                                   \
+            if (s2) s2[i] = b;                                                                   \
         }                                                                                        \
+    }                                                                                            \
+    /* 1 when updating elements [0, n) would leave every value finite; writes nothing. */         \
+    static int scalar_finite_##T(int kind, const constants_##T *k, const T *p, const T *g,       \
+                                 const T *s1, const T *s2, int64_t n) {                          \
+        for (int64_t i = 0; i < n; i++) {                                                        \
+            T a = s1 ? s1[i] : 0, b = s2 ? s2[i] : 0;                                            \
+            const T q = rule_##T(kind, k, p[i], g[i], &a, &b);                                   \
+            if (!(IS_FINITE(q) && IS_FINITE(a) && IS_FINITE(b))) return 0;                       \
+        }                                                                                        \
+        return 1;                                                                                \
     }
 
 DEFINE_CONSTANTS(float)
 DEFINE_CONSTANTS(double)
-DEFINE_SCALAR_RULES(float, sqrtf)
-DEFINE_SCALAR_RULES(double, sqrt)
+DEFINE_SCALAR_RULES(float, sqrtf, isfinite)
+DEFINE_SCALAR_RULES(double, sqrt, isfinite)
 
 // MARK: - float32, eight at a time
 
@@ -140,6 +158,113 @@ static int64_t vector_rules_float(int kind, const constants_float *k, float *p, 
     return 0;
 }
 #endif
+
+// MARK: - Would an update stay finite?
+
+// The largest |x[i]|, found on the bit patterns: with the sign bit cleared, the order of the
+// integers is the order of the magnitudes, infinity above every finite value and NaN above
+// infinity, so a NaN is never lost by the reduction (a float max would drop it).
+static inline __attribute__((always_inline)) uint32_t max_abs_bits_f32_plain(const float *x, int64_t n) {
+    const uint32_t *bits = (const uint32_t *)(const void *)x;
+    uint32_t m = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const uint32_t b = bits[i] & 0x7fffffffu;
+        m = b > m ? b : m;
+    }
+    return m;
+}
+#if DLK_X86
+__attribute__((target("avx2")))
+static uint32_t max_abs_bits_f32_avx2(const float *x, int64_t n) { return max_abs_bits_f32_plain(x, n); }
+#endif
+
+static double max_abs_f32(const float *x, int64_t n) {
+    if (!x) return 0;
+#if DLK_X86
+    const uint32_t m = dlk_has_avx2() ? max_abs_bits_f32_avx2(x, n) : max_abs_bits_f32_plain(x, n);
+#else
+    const uint32_t m = max_abs_bits_f32_plain(x, n);
+#endif
+    float f;
+    memcpy(&f, &m, sizeof f);
+    return f;
+}
+
+static double max_abs_f64(const double *x, int64_t n) {
+    if (!x) return 0;
+    const uint64_t *bits = (const uint64_t *)(const void *)x;
+    uint64_t m = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const uint64_t b = bits[i] & 0x7fffffffffffffffull;
+        m = b > m ? b : m;
+    }
+    double f;
+    memcpy(&f, &m, sizeof f);
+    return f;
+}
+
+// 1 when every value the rule computes, for any elements whose magnitudes are at most P
+// (parameter), G (gradient), S1 and S2 (state), is at most `limit` in magnitude: the rule's
+// arithmetic on the maxima, in double, with every constant as the element type rounded it
+// (k's fields, widened exactly). Each operation of the element type rounds its result up by
+// at most a factor 1 + 2^-24, so with `limit` a quarter of the type's largest value no
+// intermediate can overflow; a denominator sqrt(v) c + eps is at least eps, so it cannot
+// divide by zero when eps > 0. NaN or infinite maxima fail every comparison. Sufficient, not
+// necessary: a failed bound sends the caller to the exact check.
+#define DEFINE_BOUND(T)                                                                          \
+    static int bounded_##T(int kind, const constants_##T *k, double P, double G, double S1, double S2, \
+                           double limit) {                                                       \
+        const double P1 = fabs((double)k->keep) * P;                                             \
+        const double G1 = fabs((double)k->scale) * G + fabs((double)k->l2) * P1;                 \
+        const double lr = fabs((double)k->lr), m = fabs((double)k->momentum);                    \
+        double worst = G1 > P1 ? G1 : P1;                                                        \
+        double a = 0, b = 0, q = 0;                                                              \
+        switch (kind) {                                                                          \
+        case DLK_SGD: q = lr * G1; break;                                                        \
+        case DLK_MOMENTUM: a = m * S1 + lr * G1; q = a; break;                                   \
+        case DLK_NESTEROV: a = m * S1 + lr * G1; q = m * a + lr * G1; break;                     \
+        case DLK_ADAM:                                                                           \
+            if (!((double)k->eps > 0)) return 0;                                                 \
+            a = (double)k->beta1 * S1 + (double)k->one_minus_beta1 * G1;                         \
+            b = (double)k->beta2 * S2 + (double)k->one_minus_beta2 * G1 * G1;                    \
+            worst = fmax(worst, fmax(sqrt(b) * (double)k->inv_sqrt_c2, fabs((double)k->step_size) * a)); \
+            q = fabs((double)k->step_size) * a / (double)k->eps;                                 \
+            break;                                                                               \
+        case DLK_RMSPROP:                                                                        \
+            if (!((double)k->eps > 0)) return 0;                                                 \
+            a = (double)k->rho * S1 + (double)k->one_minus_rho * G1 * G1;                        \
+            worst = fmax(worst, lr * G1);                                                        \
+            q = lr * G1 / (double)k->eps;                                                        \
+            break;                                                                               \
+        default: return 0;                                                                       \
+        }                                                                                        \
+        worst = fmax(fmax(worst, a), fmax(b, q));                                                \
+        return worst <= limit && P1 + q <= limit;                                                \
+    }
+DEFINE_BOUND(float)
+DEFINE_BOUND(double)
+
+int dlk_update_finite_f32(const dlk_update *u, const float *p, const float *g, const float *s1, const float *s2,
+                          int64_t n) {
+    const constants_float k = constants_of_float(u);
+    const int kind = u->kind;
+    const int slots = kind == DLK_ADAM ? 2 : kind == DLK_SGD ? 0 : 1;
+    if (bounded_float(kind, &k, max_abs_f32(p, n), max_abs_f32(g, n), slots > 0 ? max_abs_f32(s1, n) : 0,
+                      slots > 1 ? max_abs_f32(s2, n) : 0, FLT_MAX / 4))
+        return 1;
+    return scalar_finite_float(kind, &k, p, g, slots > 0 ? s1 : NULL, slots > 1 ? s2 : NULL, n);
+}
+
+int dlk_update_finite_f64(const dlk_update *u, const double *p, const double *g, const double *s1,
+                          const double *s2, int64_t n) {
+    const constants_double k = constants_of_double(u);
+    const int kind = u->kind;
+    const int slots = kind == DLK_ADAM ? 2 : kind == DLK_SGD ? 0 : 1;
+    if (bounded_double(kind, &k, max_abs_f64(p, n), max_abs_f64(g, n), slots > 0 ? max_abs_f64(s1, n) : 0,
+                       slots > 1 ? max_abs_f64(s2, n) : 0, DBL_MAX / 4))
+        return 1;
+    return scalar_finite_double(kind, &k, p, g, slots > 0 ? s1 : NULL, slots > 1 ? s2 : NULL, n);
+}
 
 // MARK: - Entry points, shared among the kernel threads
 

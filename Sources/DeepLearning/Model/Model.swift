@@ -230,7 +230,7 @@ public final class Model<T: DLScalar> {
             throw DLError(.numeric, "the loss is \(value) (training diverged, or the learning rate \(optimizer.learningRate) is too large); parameters were not updated")
         }
         try backward(lossGrad)
-        optimizer.update(parameters)
+        try optimizer.update(parameters)
         samplesSeen += batch
         return value
     }

@@ -77,14 +77,31 @@ public final class Optimizer<T: DLScalar> {
     /// Names of the state tensors of one parameter, as stored in checkpoints.
     public var slotNames: [String] { rule.slotNames }
 
-    /// Applies one update to every parameter from its `grad`.
-    public func update(_ parameters: [Parameter<T>]) {
-        step += 1
+    /// Applies one update to every parameter from its `grad`, or none at all: when the update
+    /// would make any parameter or state value NaN or infinite, throws `.numeric` naming the
+    /// first such parameter, and nothing (parameters, state, `step`, the rate) has changed.
+    ///
+    /// Every parameter is checked before any is written (`dlk_update_finite`: a bound from
+    /// the largest magnitudes, one read of each array, and the exact rule only where the
+    /// bound fails), so a refused step needs no copy to roll back.
+    public func update(_ parameters: [Parameter<T>]) throws(DLError) {
         var u = dlk_update()
         rule.configure(&u)
-        u.step = Int64(step)
+        u.step = Int64(step + 1)
         u.lr = learningRate
         u.grad_scale = clipNorm > 0 ? min(1, clipNorm / (gradientNorm(parameters) + 1e-6)) : 1
+        for (p, s) in zip(parameters, slots) {
+            let n = Int64(p.value.count)
+            let s1 = s.first?.data, s2 = s.count > 1 ? s[1].data : nil
+            let finite = T.self == Float.self
+                ? dlk_update_finite_f32(&u, f32(p.value.data), f32(p.grad.data), s1.map(f32), s2.map(f32), n)
+                : dlk_update_finite_f64(&u, f64(p.value.data), f64(p.grad.data), s1.map(f64), s2.map(f64), n)
+            guard finite != 0 else {
+                let state = slotNames.isEmpty ? "" : " or its \(slotNames.joined(separator: "/"))"
+                throw DLError(.numeric, "this step would make \(p.name)\(state) NaN or infinite (the gradients, or the learning rate \(learningRate), are too large); nothing was changed")
+            }
+        }
+        step += 1
         for (p, s) in zip(parameters, slots) {
             let n = Int64(p.value.count)
             let s1 = s.first?.data, s2 = s.count > 1 ? s[1].data : nil
