@@ -291,7 +291,11 @@ DL_API int dl_evaluate(dl_model *model, const float *x, size_t count,
  *                  (0 = all; each costs two forward passes).
  *   max_rel_error  OUT: the largest relative error over all parameters,
  *                  max|a - n| / max(max|a|, max|n|). Below 1e-7 is excellent,
- *                  above 1e-2 a bug.
+ *                  above 1e-2 suspect, but only where gradients are not near
+ *                  zero: a tensor whose true gradient is zero (a convolution's
+ *                  bias before batch norm) shows rounding noise divided by
+ *                  rounding noise, however correct it is. For a verdict use
+ *                  dl_gradcheck_report().
  *   per_param      OUT (may be NULL): the relative error of each parameter
  *                  tensor, in dl_model_param_name() order.
  *   per_param_len  number of doubles per_param can hold; must be >=
@@ -301,6 +305,36 @@ DL_API int dl_gradcheck(dl_model *model, const float *x, size_t batch,
                         const int32_t *labels, const float *targets,
                         size_t max_entries, double *max_rel_error,
                         double *per_param, size_t per_param_len);
+
+/*
+ * dl_gradcheck_report - dl_gradcheck with a verdict that holds where a true
+ * gradient is zero, and both absolute and relative figures per parameter.
+ * An entry passes when its analytical gradient a and centred difference n
+ * agree as PyTorch's torch.autograd.gradcheck asks:
+ *     |a - n| <= atol + rtol * |n|
+ * and the model passes when every checked entry of every tensor does.
+ *   x, batch, labels, targets, max_entries   as dl_gradcheck.
+ *   atol, rtol  the tolerances: finite, >= 0, not both 0. PyTorch's defaults
+ *               1e-5 and 1e-3 suit this float64 check (centred differences
+ *               with step 1e-5 are good to about 1e-9 on a smooth loss).
+ *   abs_error   OUT (may be NULL): per tensor, max|a - n|.
+ *   rel_error   OUT (may be NULL): per tensor, the relative error as
+ *               dl_gradcheck reports it.
+ *   score       OUT (may be NULL): per tensor, the largest
+ *               |a - n| / (atol + rtol * |n|); at most 1 passes.
+ *   len         doubles each non-NULL array holds; must be >=
+ *               dl_model_num_params() when any of them is not NULL. The
+ *               arrays are in dl_model_param_name() order.
+ *   passed      OUT: 1 when every tensor passes, else 0.
+ * Returns: DL_OK (whatever the verdict); DL_INVALID_ARGUMENT (bad
+ * arguments or tolerances); DL_NUMERIC (the loss is not finite); the model
+ * is not changed. Thread-safety: as dl_gradcheck.
+ */
+DL_API int dl_gradcheck_report(dl_model *model, const float *x, size_t batch,
+                               const int32_t *labels, const float *targets,
+                               size_t max_entries, double atol, double rtol,
+                               double *abs_error, double *rel_error, double *score,
+                               size_t len, int *passed);
 
 /*
  * dl_model_get_learning_rate / dl_model_set_learning_rate - the learning rate
