@@ -164,26 +164,43 @@ static int64_t vector_rules_float(int kind, const constants_float *k, float *p, 
 // The largest |x[i]|, found on the bit patterns: with the sign bit cleared, the order of the
 // integers is the order of the magnitudes, infinity above every finite value and NaN above
 // infinity, so a NaN is never lost by the reduction (a float max would drop it).
-static inline __attribute__((always_inline)) uint32_t max_abs_bits_f32_plain(const float *x, int64_t n) {
+static uint32_t max_abs_bits_f32_plain(const float *x, int64_t i, int64_t n) {
     const uint32_t *bits = (const uint32_t *)(const void *)x;
     uint32_t m = 0;
-    for (int64_t i = 0; i < n; i++) {
+    for (; i < n; i++) {
         const uint32_t b = bits[i] & 0x7fffffffu;
         m = b > m ? b : m;
     }
     return m;
 }
 #if DLK_X86
+// Four accumulators, so the maxima of 32 values are in flight at once.
 __attribute__((target("avx2")))
-static uint32_t max_abs_bits_f32_avx2(const float *x, int64_t n) { return max_abs_bits_f32_plain(x, n); }
+static uint32_t max_abs_bits_f32_avx2(const float *x, int64_t n) {
+    const __m256i mask = _mm256_set1_epi32(0x7fffffff);
+    __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        a0 = _mm256_max_epu32(a0, _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(x + i)), mask));
+        a1 = _mm256_max_epu32(a1, _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(x + i + 8)), mask));
+        a2 = _mm256_max_epu32(a2, _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(x + i + 16)), mask));
+        a3 = _mm256_max_epu32(a3, _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(x + i + 24)), mask));
+    }
+    const __m256i a = _mm256_max_epu32(_mm256_max_epu32(a0, a1), _mm256_max_epu32(a2, a3));
+    uint32_t lanes[8];
+    _mm256_storeu_si256((__m256i *)lanes, a);
+    uint32_t m = max_abs_bits_f32_plain(x, i, n);
+    for (int k = 0; k < 8; k++) m = lanes[k] > m ? lanes[k] : m;
+    return m;
+}
 #endif
 
 static double max_abs_f32(const float *x, int64_t n) {
     if (!x) return 0;
 #if DLK_X86
-    const uint32_t m = dlk_has_avx2() ? max_abs_bits_f32_avx2(x, n) : max_abs_bits_f32_plain(x, n);
+    const uint32_t m = dlk_has_avx2() ? max_abs_bits_f32_avx2(x, n) : max_abs_bits_f32_plain(x, 0, n);
 #else
-    const uint32_t m = max_abs_bits_f32_plain(x, n);
+    const uint32_t m = max_abs_bits_f32_plain(x, 0, n);
 #endif
     float f;
     memcpy(&f, &m, sizeof f);
@@ -244,8 +261,8 @@ static double max_abs_f64(const double *x, int64_t n) {
 DEFINE_BOUND(float)
 DEFINE_BOUND(double)
 
-int dlk_update_finite_f32(const dlk_update *u, const float *p, const float *g, const float *s1, const float *s2,
-                          int64_t n) {
+static int update_finite_f32(const dlk_update *u, const float *p, const float *g, const float *s1, const float *s2,
+                             int64_t n) {
     const constants_float k = constants_of_float(u);
     const int kind = u->kind;
     const int slots = kind == DLK_ADAM ? 2 : kind == DLK_SGD ? 0 : 1;
@@ -255,8 +272,8 @@ int dlk_update_finite_f32(const dlk_update *u, const float *p, const float *g, c
     return scalar_finite_float(kind, &k, p, g, slots > 0 ? s1 : NULL, slots > 1 ? s2 : NULL, n);
 }
 
-int dlk_update_finite_f64(const dlk_update *u, const double *p, const double *g, const double *s1,
-                          const double *s2, int64_t n) {
+static int update_finite_f64(const dlk_update *u, const double *p, const double *g, const double *s1,
+                             const double *s2, int64_t n) {
     const constants_double k = constants_of_double(u);
     const int kind = u->kind;
     const int slots = kind == DLK_ADAM ? 2 : kind == DLK_SGD ? 0 : 1;
@@ -264,6 +281,20 @@ int dlk_update_finite_f64(const dlk_update *u, const double *p, const double *g,
                        slots > 1 ? max_abs_f64(s2, n) : 0, DBL_MAX / 4))
         return 1;
     return scalar_finite_double(kind, &k, p, g, slots > 0 ? s1 : NULL, slots > 1 ? s2 : NULL, n);
+}
+
+int64_t dlk_update_all_f32(const dlk_update *u, const dlk_tensors *t, int64_t count, int portable) {
+    for (int64_t i = 0; i < count; i++)
+        if (!update_finite_f32(u, t[i].p, t[i].g, t[i].s1, t[i].s2, t[i].n)) return i;
+    for (int64_t i = 0; i < count; i++) dlk_update_f32(u, t[i].p, t[i].g, t[i].s1, t[i].s2, t[i].n, portable);
+    return -1;
+}
+
+int64_t dlk_update_all_f64(const dlk_update *u, const dlk_tensors *t, int64_t count) {
+    for (int64_t i = 0; i < count; i++)
+        if (!update_finite_f64(u, t[i].p, t[i].g, t[i].s1, t[i].s2, t[i].n)) return i;
+    for (int64_t i = 0; i < count; i++) dlk_update_f64(u, t[i].p, t[i].g, t[i].s1, t[i].s2, t[i].n);
+    return -1;
 }
 
 // MARK: - Entry points, shared among the kernel threads

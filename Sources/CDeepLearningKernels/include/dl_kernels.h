@@ -82,15 +82,22 @@ DLK_HIDDEN void dlk_update_f32(const dlk_update *update, float *p, const float *
 DLK_HIDDEN void dlk_update_f64(const dlk_update *update, double *p, const double *g, double *s1, double *s2,
                                int64_t n);
 
-/// 1 when applying `update` to these n elements would leave every parameter and state value
-/// finite, 0 when some would be NaN or infinite; nothing is written. A bound on the rule's
-/// arithmetic from the largest magnitudes (one read of each array) decides almost every
-/// step; only when it fails is the rule run exactly, element by element, as the update
-/// would (same bits), without storing. State arrays the kind does not use may be NULL.
-DLK_HIDDEN int dlk_update_finite_f32(const dlk_update *update, const float *p, const float *g, const float *s1,
-                                     const float *s2, int64_t n);
-DLK_HIDDEN int dlk_update_finite_f64(const dlk_update *update, const double *p, const double *g, const double *s1,
-                                     const double *s2, int64_t n);
+/// One parameter tensor of an update: its values, gradient and state (float or double, as
+/// the function taking it says); state arrays the rule does not use may be NULL.
+typedef struct dlk_tensors {
+    void *p, *s1, *s2;
+    const void *g;
+    int64_t n;
+} dlk_tensors;
+
+/// Applies `update` to `count` tensors, or to none: first checks that the update leaves
+/// every parameter and state value of every tensor finite, then writes. Returns -1 when it
+/// wrote, else the index of the first tensor that would become NaN or infinite (nothing is
+/// written then). The check reads each array once: a bound on the rule's arithmetic from the
+/// largest magnitudes decides almost every step; where it fails, the rule is run exactly,
+/// element by element, as the update would (same bits), without storing.
+DLK_HIDDEN int64_t dlk_update_all_f32(const dlk_update *update, const dlk_tensors *tensors, int64_t count, int portable);
+DLK_HIDDEN int64_t dlk_update_all_f64(const dlk_update *update, const dlk_tensors *tensors, int64_t count);
 
 /// The sum of x[i]^2, accumulated in double in index order (gradient clipping's norm).
 DLK_HIDDEN double dlk_sum_squares_f32(const float *x, int64_t n);

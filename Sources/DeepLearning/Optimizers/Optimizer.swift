@@ -65,7 +65,16 @@ public final class Optimizer<T: DLScalar> {
             slots.append(s)
         }
         self.slots = slots
+        tensorCapacity = parameters.count
+        tensors = .allocate(capacity: parameters.count)
     }
+
+    deinit { tensors.deallocate() }
+
+    /// The kernel's description of each parameter tensor, refilled by every update (reused,
+    /// so a step allocates nothing).
+    private let tensors: UnsafeMutablePointer<dlk_tensors>
+    private let tensorCapacity: Int
 
     /// The optimizer a validated spec's "optimizer" object describes.
     public convenience init(spec: ComponentSpec, parameters: [Parameter<T>]) throws(DLError) {
@@ -81,36 +90,29 @@ public final class Optimizer<T: DLScalar> {
     /// would make any parameter or state value NaN or infinite, throws `.numeric` naming the
     /// first such parameter, and nothing (parameters, state, `step`, the rate) has changed.
     ///
-    /// Every parameter is checked before any is written (`dlk_update_finite`: a bound from
-    /// the largest magnitudes, one read of each array, and the exact rule only where the
-    /// bound fails), so a refused step needs no copy to roll back.
+    /// Every parameter is checked before any is written (`dlk_update_all`: a bound from the
+    /// largest magnitudes, one read of each array, and the exact rule only where the bound
+    /// fails), so a refused step needs no copy to roll back.
     public func update(_ parameters: [Parameter<T>]) throws(DLError) {
         var u = dlk_update()
         rule.configure(&u)
         u.step = Int64(step + 1)
         u.lr = learningRate
         u.grad_scale = clipNorm > 0 ? min(1, clipNorm / (gradientNorm(parameters) + 1e-6)) : 1
-        for (p, s) in zip(parameters, slots) {
-            let n = Int64(p.value.count)
-            let s1 = s.first?.data, s2 = s.count > 1 ? s[1].data : nil
-            let finite = T.self == Float.self
-                ? dlk_update_finite_f32(&u, f32(p.value.data), f32(p.grad.data), s1.map(f32), s2.map(f32), n)
-                : dlk_update_finite_f64(&u, f64(p.value.data), f64(p.grad.data), s1.map(f64), s2.map(f64), n)
-            guard finite != 0 else {
-                let state = slotNames.isEmpty ? "" : " or its \(slotNames.joined(separator: "/"))"
-                throw DLError(.numeric, "this step would make \(p.name)\(state) NaN or infinite (the gradients, or the learning rate \(learningRate), are too large); nothing was changed")
-            }
+        let count = min(parameters.count, slots.count, tensorCapacity)
+        for i in 0..<count {
+            let p = parameters[i], s = slots[i]
+            tensors[i] = dlk_tensors(p: UnsafeMutableRawPointer(p.value.data), s1: s.first.map { UnsafeMutableRawPointer($0.data) },
+                                     s2: s.count > 1 ? UnsafeMutableRawPointer(s[1].data) : nil,
+                                     g: UnsafeRawPointer(p.grad.data), n: Int64(p.value.count))
+        }
+        let failed = T.self == Float.self ? dlk_update_all_f32(&u, tensors, Int64(count), portable ? 1 : 0)
+                                          : dlk_update_all_f64(&u, tensors, Int64(count))
+        guard failed < 0 else {
+            let state = slotNames.isEmpty ? "" : " or its \(slotNames.joined(separator: "/"))"
+            throw DLError(.numeric, "this step would make \(parameters[Int(failed)].name)\(state) NaN or infinite (the gradients, or the learning rate \(learningRate), are too large); nothing was changed")
         }
         step += 1
-        for (p, s) in zip(parameters, slots) {
-            let n = Int64(p.value.count)
-            let s1 = s.first?.data, s2 = s.count > 1 ? s[1].data : nil
-            if T.self == Float.self {
-                dlk_update_f32(&u, f32(p.value.data), f32(p.grad.data), s1.map(f32), s2.map(f32), n, portable ? 1 : 0)
-            } else {
-                dlk_update_f64(&u, f64(p.value.data), f64(p.grad.data), s1.map(f64), s2.map(f64), n)
-            }
-        }
         reschedule()
     }
 
