@@ -161,6 +161,10 @@ static int64_t vector_rules_float(int kind, const constants_float *k, float *p, 
 
 // MARK: - Would an update stay finite?
 
+// Below this many elements per thread, waking threads costs more than the update.
+#define MIN_ELEMENTS_PER_THREAD (1 << 15)
+
+
 // The largest |x[i]|, found on the bit patterns: with the sign bit cleared, the order of the
 // integers is the order of the magnitudes, infinity above every finite value and NaN above
 // infinity, so a NaN is never lost by the reduction (a float max would drop it).
@@ -195,13 +199,33 @@ static uint32_t max_abs_bits_f32_avx2(const float *x, int64_t n) {
 }
 #endif
 
+static uint32_t max_abs_bits_f32(const float *x, int64_t n) {
+#if DLK_X86
+    return dlk_has_avx2() ? max_abs_bits_f32_avx2(x, n) : max_abs_bits_f32_plain(x, 0, n);
+#else
+    return max_abs_bits_f32_plain(x, 0, n);
+#endif
+}
+
+// Long arrays are shared among the kernel threads as the update shares them (each core
+// reads the part it will update); a maximum does not depend on how the array is split.
+struct max_job {
+    const float *x;
+    uint32_t found[DLK_MAX_THREADS];
+};
+
+static void max_range_f32(void *context, int64_t begin, int64_t end, int thread) {
+    struct max_job *j = context;
+    const uint32_t m = max_abs_bits_f32(j->x + begin, end - begin);
+    if (m > j->found[thread]) j->found[thread] = m;
+}
+
 static double max_abs_f32(const float *x, int64_t n) {
     if (!x) return 0;
-#if DLK_X86
-    const uint32_t m = dlk_has_avx2() ? max_abs_bits_f32_avx2(x, n) : max_abs_bits_f32_plain(x, 0, n);
-#else
-    const uint32_t m = max_abs_bits_f32_plain(x, 0, n);
-#endif
+    struct max_job job = {x, {0}};
+    dlk_parallel_for(n, MIN_ELEMENTS_PER_THREAD, max_range_f32, &job);
+    uint32_t m = 0;
+    for (int t = 0; t < DLK_MAX_THREADS; t++) m = job.found[t] > m ? job.found[t] : m;
     float f;
     memcpy(&f, &m, sizeof f);
     return f;
@@ -299,8 +323,6 @@ int64_t dlk_update_all_f64(const dlk_update *u, const dlk_tensors *t, int64_t co
 
 // MARK: - Entry points, shared among the kernel threads
 
-// Below this many elements per thread, waking threads costs more than the update.
-#define MIN_ELEMENTS_PER_THREAD (1 << 15)
 
 struct update_job {
     int kind, portable;

@@ -20,6 +20,11 @@ public struct ModelSpec: Sendable {
     public var dtype: DType = .float32
     /// How raw inputs are transformed before the first layer, in training and prediction alike.
     public var preprocessing = Preprocessing()
+    /// MiB of activations and workspaces a forward pass may hold (the spec's "memory_budget").
+    public var memoryBudget = ModelSpec.defaultMemoryBudget
+    /// 1 GiB: far above what the tutorial's models need per sample (the MNIST CNN about
+    /// 0.2 MiB with its gradients), far below what takes a machine down.
+    public static let defaultMemoryBudget = 1024
     /// The JSON text the spec came from (stored verbatim in checkpoints).
     public var json: String = ""
     /// Where the spec came from, for messages: a file path or "<string>".
