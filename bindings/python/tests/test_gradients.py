@@ -11,7 +11,7 @@ import pytest
 from deeplearning import (ELU, GELU, CrossEntropyLoss, HuberLoss, LeakyReLU, Linear, MSELoss, ReLU,
                           Sigmoid, SiLU, Softmax, Softplus, Tanh)
 from deeplearning.gradcheck import (gradient_check, gradient_check_loss, gradient_check_weights,
-                                    numerical_gradient, relative_error)
+                                    numerical_gradient, relative_error, within_tolerance)
 
 __all__ = ["gradient_check", "gradient_check_loss", "gradient_check_weights",
            "numerical_gradient"]
@@ -23,7 +23,7 @@ def max_error(capsys) -> float:
     """The error the last check printed."""
     line = capsys.readouterr().out.strip().splitlines()[-1]
     assert line.startswith("Max Relative Error: ")
-    return float(line.removeprefix("Max Relative Error: "))
+    return float(line.removeprefix("Max Relative Error: ").split()[0])
 
 
 def test_numerical_gradient_of_a_known_function_restores_x():
@@ -122,3 +122,24 @@ def test_the_helpers_work_on_a_pure_numpy_layer(capsys):
     x = rng.standard_normal((4, 5))
     assert gradient_check(layer, x) and gradient_check_weights(layer, x)
     assert max_error(capsys) < EXCELLENT
+
+
+def test_the_verdict_holds_where_the_true_gradient_is_zero():
+    """Where the true gradient is zero, a and n are rounding noise: the relative
+    error divides noise by noise ("a bug" by its bands), the verdict
+    |a - n| <= atol + rtol |n| passes it."""
+    analytic, numeric = np.array([1e-9, -2e-9, 0.0]), np.array([-2e-9, 1e-9, 5e-10])
+    assert relative_error(analytic, numeric) > 1e-2
+    assert within_tolerance(analytic, numeric)
+    assert not within_tolerance([1e-4], [0.0])               # beyond atol where n is 0
+    assert not within_tolerance([1.01], [1.0]) and within_tolerance([1.0005], [1.0])
+    assert not within_tolerance([np.nan], [1.0])
+
+
+def test_a_wrong_backward_fails_the_verdict(capsys):
+    class Off(Tanh):
+        def backward(self, dL_dy):
+            return super().backward(dL_dy) * 1.01
+
+    assert not gradient_check(Off(), np.linspace(-2, 2, 12).reshape(3, 4))
+    assert "FAILED" in capsys.readouterr().out
