@@ -161,9 +161,16 @@ typedef struct dl_model dl_model;
  *         with dl_model_free(). Untouched on failure.
  * Returns: DL_OK, DL_INVALID_ARGUMENT (NULL argument), DL_IO_ERROR,
  * DL_SPEC_ERROR (message names the file, JSON path, what was expected and
- * what was found), DL_NOMEM.
+ * what was found), DL_NOMEM (including a model beyond its memory budget).
  * The initial weights are drawn from the spec's seed: the same spec gives the
  * same model on every run.
+ * Memory budget: the spec's "memory_budget" (MiB, default 1024) bounds the
+ * activations, their gradients and the layers' workspaces (a convolution's
+ * columns) one sample needs. A model needing more is refused here with
+ * DL_NOMEM and a message naming the first layer that goes over, before any
+ * of that memory is allocated; dl_predict and dl_evaluate work through large
+ * batches in chunks of samples that fit the budget, so their peak memory does
+ * not grow with the batch. A caller lowers or raises it in the spec's JSON.
  */
 DL_API int dl_model_from_spec(const char *path, dl_model **out);
 
@@ -239,8 +246,12 @@ DL_API int dl_model_load(const char *path, dl_model **out);
  * The update uses the current learning rate; a per-step schedule then moves
  * on to its next rate (a per-epoch one waits for dl_model_end_epoch()).
  * Returns: DL_OK; DL_INVALID_ARGUMENT; DL_UNSUPPORTED (labels with a
- * loss that takes none); DL_NUMERIC (NaN/Inf in x or targets, or a non-finite
- * loss: the step is skipped and the parameters are left unchanged); DL_BUSY.
+ * loss that takes none); DL_NUMERIC (NaN/Inf in x or targets, a non-finite
+ * loss, or an update that would make a parameter or optimizer state NaN or
+ * infinite, as a learning rate of 1e300 would: the message names the
+ * parameter; the step is skipped and the parameters, the optimizer's state
+ * and the step and sample counters are left unchanged, bit for bit; batch
+ * norm's running statistics have seen the batch); DL_BUSY.
  */
 DL_API int dl_train_step(dl_model *model, const float *x, size_t batch,
                          const int32_t *labels, const float *targets, double *loss);

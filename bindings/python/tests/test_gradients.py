@@ -8,6 +8,7 @@ gradient_check, gradient_check_weights``, run from bindings/python); they live i
 import numpy as np
 import pytest
 
+import deeplearning as dl
 from deeplearning import (ELU, GELU, CrossEntropyLoss, HuberLoss, LeakyReLU, Linear, MSELoss, ReLU,
                           Sigmoid, SiLU, Softmax, Softplus, Tanh)
 from deeplearning.gradcheck import (gradient_check, gradient_check_loss, gradient_check_weights,
@@ -143,3 +144,26 @@ def test_a_wrong_backward_fails_the_verdict(capsys):
 
     assert not gradient_check(Off(), np.linspace(-2, 2, 12).reshape(3, 4))
     assert "FAILED" in capsys.readouterr().out
+
+
+CONV_BIAS_BATCH_NORM = {
+    "input": {"shape": [1, 5, 5]},
+    "layers": [{"type": "conv2d", "filters": 3, "kernel_size": 3, "bias": True}, {"type": "batch_norm"},
+               {"type": "relu"}, {"type": "flatten"}, {"type": "linear", "units": 4}],
+    "loss": "cross_entropy", "optimizer": {"type": "sgd", "lr": 0.1}, "seed": 9,
+}
+
+
+def test_model_gradcheck_passes_a_bias_before_batch_norm():
+    """The library's check of a model whose conv bias has a true gradient of zero:
+    the verdict passes, with the absolute error of that bias at rounding level."""
+    rng = np.random.default_rng(4)
+    with dl.Model.from_spec(CONV_BIAS_BATCH_NORM) as model:
+        result = model.gradcheck(rng.standard_normal((6, 25)), rng.integers(0, 4, 6).astype(np.int32))
+        assert result.passed, result
+        assert result.abs_error["layers.0.bias"] < 1e-8
+        assert all(s <= 1 for s in result.score.values())
+        assert result.max_rel_error == max(result.per_param.values())
+        # Tolerances far below rounding noise fail the same gradients.
+        assert not model.gradcheck(rng.standard_normal((6, 25)), rng.integers(0, 4, 6).astype(np.int32),
+                                   atol=1e-30, rtol=1e-30).passed
