@@ -220,7 +220,7 @@ static void max_range_f32(void *context, int64_t begin, int64_t end, int thread)
     if (m > j->found[thread]) j->found[thread] = m;
 }
 
-static double max_abs_f32(const float *x, int64_t n) {
+static double max_abs_float(const float *x, int64_t n) {
     if (!x) return 0;
     struct max_job job = {x, {0}};
     dlk_parallel_for(n, MIN_ELEMENTS_PER_THREAD, max_range_f32, &job);
@@ -231,7 +231,7 @@ static double max_abs_f32(const float *x, int64_t n) {
     return f;
 }
 
-static double max_abs_f64(const double *x, int64_t n) {
+static double max_abs_double(const double *x, int64_t n) {
     if (!x) return 0;
     const uint64_t *bits = (const uint64_t *)(const void *)x;
     uint64_t m = 0;
@@ -254,7 +254,7 @@ static double max_abs_f64(const double *x, int64_t n) {
 // necessary: a failed bound sends the caller to the exact check.
 #define DEFINE_BOUND(T)                                                                          \
     static int bounded_##T(int kind, const constants_##T *k, double P, double G, double S1, double S2, \
-                           double limit) {                                                       \
+                           double limit, double next[3]) {                                       \
         const double P1 = fabs((double)k->keep) * P;                                             \
         const double G1 = fabs((double)k->scale) * G + fabs((double)k->l2) * P1;                 \
         const double lr = fabs((double)k->lr), m = fabs((double)k->momentum);                    \
@@ -280,43 +280,56 @@ static double max_abs_f64(const double *x, int64_t n) {
         default: return 0;                                                                       \
         }                                                                                        \
         worst = fmax(fmax(worst, a), fmax(b, q));                                                \
+        /* Bounds on the new magnitudes, for the next step: each element type operation */       \
+        /* rounds up by at most 2^-24 of the result, and the error compounds over steps. */      \
+        next[0] = (P1 + q) * (1 + 0x1p-20);                                                      \
+        next[1] = a * (1 + 0x1p-20);                                                             \
+        next[2] = b * (1 + 0x1p-20);                                                             \
         return worst <= limit && P1 + q <= limit;                                                \
     }
 DEFINE_BOUND(float)
 DEFINE_BOUND(double)
 
-static int update_finite_f32(const dlk_update *u, const float *p, const float *g, const float *s1, const float *s2,
-                             int64_t n) {
-    const constants_float k = constants_of_float(u);
-    const int kind = u->kind;
-    const int slots = kind == DLK_ADAM ? 2 : kind == DLK_SGD ? 0 : 1;
-    if (bounded_float(kind, &k, max_abs_f32(p, n), max_abs_f32(g, n), slots > 0 ? max_abs_f32(s1, n) : 0,
-                      slots > 1 ? max_abs_f32(s2, n) : 0, FLT_MAX / 4))
-        return 1;
-    return scalar_finite_float(kind, &k, p, g, slots > 0 ? s1 : NULL, slots > 1 ? s2 : NULL, n);
-}
+// Whether updating tensor t leaves it finite; on success t->next holds bounds on its new
+// magnitudes (negative: unknown). The magnitudes of p and the state are taken from the
+// bounds the last update left (t->bound) when those prove the step, else read from memory.
+#define DEFINE_UPDATE_FINITE(T, LIMIT)                                                           \
+    static int update_finite_##T(const dlk_update *u, dlk_tensors *t) {                          \
+        const constants_##T k = constants_of_##T(u);                                             \
+        const int kind = u->kind;                                                                \
+        const int slots = kind == DLK_ADAM ? 2 : kind == DLK_SGD ? 0 : 1;                        \
+        const T *p = t->p, *g = t->g, *s1 = slots > 0 ? t->s1 : NULL, *s2 = slots > 1 ? t->s2 : NULL; \
+        const double G = max_abs_##T(g, t->n);                                                   \
+        if (t->bound[0] >= 0 && bounded_##T(kind, &k, t->bound[0], G, t->bound[1], t->bound[2], LIMIT, t->next)) \
+            return 1;                                                                            \
+        if (bounded_##T(kind, &k, max_abs_##T(p, t->n), G, max_abs_##T(s1, t->n), max_abs_##T(s2, t->n), LIMIT, \
+                        t->next))                                                                \
+            return 1;                                                                            \
+        t->next[0] = t->next[1] = t->next[2] = -1;                                               \
+        return scalar_finite_##T(kind, &k, p, g, s1, s2, t->n);                                  \
+    }
+DEFINE_UPDATE_FINITE(float, FLT_MAX / 4)
+DEFINE_UPDATE_FINITE(double, DBL_MAX / 4)
 
-static int update_finite_f64(const dlk_update *u, const double *p, const double *g, const double *s1,
-                             const double *s2, int64_t n) {
-    const constants_double k = constants_of_double(u);
-    const int kind = u->kind;
-    const int slots = kind == DLK_ADAM ? 2 : kind == DLK_SGD ? 0 : 1;
-    if (bounded_double(kind, &k, max_abs_f64(p, n), max_abs_f64(g, n), slots > 0 ? max_abs_f64(s1, n) : 0,
-                       slots > 1 ? max_abs_f64(s2, n) : 0, DBL_MAX / 4))
-        return 1;
-    return scalar_finite_double(kind, &k, p, g, slots > 0 ? s1 : NULL, slots > 1 ? s2 : NULL, n);
-}
-
-int64_t dlk_update_all_f32(const dlk_update *u, const dlk_tensors *t, int64_t count, int portable) {
+// Checks every tensor, then (all finite) writes them all and keeps their new bounds.
+static int64_t check_all(const dlk_update *u, dlk_tensors *t, int64_t count, int f64) {
     for (int64_t i = 0; i < count; i++)
-        if (!update_finite_f32(u, t[i].p, t[i].g, t[i].s1, t[i].s2, t[i].n)) return i;
+        if (!(f64 ? update_finite_double(u, &t[i]) : update_finite_float(u, &t[i]))) return i;
+    for (int64_t i = 0; i < count; i++)
+        for (int j = 0; j < 3; j++) t[i].bound[j] = t[i].next[j];
+    return -1;
+}
+
+int64_t dlk_update_all_f32(const dlk_update *u, dlk_tensors *t, int64_t count, int portable) {
+    const int64_t failed = check_all(u, t, count, 0);
+    if (failed >= 0) return failed;
     for (int64_t i = 0; i < count; i++) dlk_update_f32(u, t[i].p, t[i].g, t[i].s1, t[i].s2, t[i].n, portable);
     return -1;
 }
 
-int64_t dlk_update_all_f64(const dlk_update *u, const dlk_tensors *t, int64_t count) {
-    for (int64_t i = 0; i < count; i++)
-        if (!update_finite_f64(u, t[i].p, t[i].g, t[i].s1, t[i].s2, t[i].n)) return i;
+int64_t dlk_update_all_f64(const dlk_update *u, dlk_tensors *t, int64_t count) {
+    const int64_t failed = check_all(u, t, count, 1);
+    if (failed >= 0) return failed;
     for (int64_t i = 0; i < count; i++) dlk_update_f64(u, t[i].p, t[i].g, t[i].s1, t[i].s2, t[i].n);
     return -1;
 }

@@ -140,4 +140,22 @@ import Testing
             #expect(p.value.array == expected, "\(p.name)")
         }
     }
+
+    /// The bounds an update leaves spare the next check a read of the parameters; a write
+    /// from elsewhere drops them (`forgetBounds`, as `writeParameter` and checkpoint loading
+    /// call), and the next check reads the values again.
+    @Test func aParameterWrittenFromElsewhereIsReadAgain() throws {
+        let p = try Parameter<Float>("p", shape: [2])
+        let optimizer = try Optimizer<Float>(SGD(momentum: 0, nesterov: false, weightDecay: 0), learningRate: 1,
+                                             parameters: [p])
+        (p.value.data[0], p.value.data[1], p.grad.data[0], p.grad.data[1]) = (1, 1, 1, 1)
+        try optimizer.update([p])                                  // p = 0: its bound now about 2
+        #expect(p.value.array == [0, 0])
+        p.value.data[0] = .greatestFiniteMagnitude                 // written from elsewhere
+        optimizer.forgetBounds()
+        // p - g: FLT_MAX + 2^105 rounds to infinity; a bound of 2 would have let it through.
+        (p.grad.data[0], p.grad.data[1]) = (-0x1p105, 0)
+        #expect(throws: DLError.self) { try optimizer.update([p]) }
+        #expect(p.value.array == [.greatestFiniteMagnitude, 0] && optimizer.step == 1)
+    }
 }

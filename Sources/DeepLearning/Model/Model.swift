@@ -379,6 +379,7 @@ public final class Model<T: DLScalar> {
     /// Replaces parameter `index` with `count` values, refusing NaN/Inf (nothing changes then).
     public func writeParameter<S: DLScalar>(_ index: Int, from values: UnsafePointer<S>, count: Int) throws(DLError) {
         try write(try entry(parameters, "parameter", index, count: count), from: values, count: count)
+        optimizer.forgetBounds()        // its bound on this tensor's magnitude no longer holds
     }
 
     /// Copies buffer `index` (running statistics, in `buffers` order) into `out` as `S`.

@@ -67,14 +67,25 @@ public final class Optimizer<T: DLScalar> {
         self.slots = slots
         tensorCapacity = parameters.count
         tensors = .allocate(capacity: parameters.count)
+        tensors.initialize(repeating: dlk_tensors(), count: parameters.count)
+        forgetBounds()
     }
 
     deinit { tensors.deallocate() }
 
-    /// The kernel's description of each parameter tensor, refilled by every update (reused,
-    /// so a step allocates nothing).
+    /// The kernel's description of each parameter tensor: the pointers, refilled by every
+    /// update (reused, so a step allocates nothing), and the bounds on the magnitudes of the
+    /// values and state that the last update left, which spare the next check their reads.
     private let tensors: UnsafeMutablePointer<dlk_tensors>
     private let tensorCapacity: Int
+
+    /// Drops the bounds the last update left on the parameters' and state's magnitudes, so
+    /// the next update reads them. Whatever writes parameters or state other than `update`
+    /// calls this (`Model.writeParameter`, `restore`): a stale bound could let a step that
+    /// overflows through.
+    public func forgetBounds() {
+        for i in 0..<tensorCapacity { tensors[i].bound = (-1, -1, -1) }
+    }
 
     /// The optimizer a validated spec's "optimizer" object describes.
     public convenience init(spec: ComponentSpec, parameters: [Parameter<T>]) throws(DLError) {
@@ -102,9 +113,11 @@ public final class Optimizer<T: DLScalar> {
         let count = min(parameters.count, slots.count, tensorCapacity)
         for i in 0..<count {
             let p = parameters[i], s = slots[i]
-            tensors[i] = dlk_tensors(p: UnsafeMutableRawPointer(p.value.data), s1: s.first.map { UnsafeMutableRawPointer($0.data) },
-                                     s2: s.count > 1 ? UnsafeMutableRawPointer(s[1].data) : nil,
-                                     g: UnsafeRawPointer(p.grad.data), n: Int64(p.value.count))
+            tensors[i].p = UnsafeMutableRawPointer(p.value.data)
+            tensors[i].s1 = s.first.map { UnsafeMutableRawPointer($0.data) }
+            tensors[i].s2 = s.count > 1 ? UnsafeMutableRawPointer(s[1].data) : nil
+            tensors[i].g = UnsafeRawPointer(p.grad.data)
+            tensors[i].n = Int64(p.value.count)
         }
         let failed = T.self == Float.self ? dlk_update_all_f32(&u, tensors, Int64(count), portable ? 1 : 0)
                                           : dlk_update_all_f64(&u, tensors, Int64(count))
@@ -123,6 +136,7 @@ public final class Optimizer<T: DLScalar> {
 
     /// Restores the counters (checkpoints); the rate follows from them and the base rate.
     public func restore(step: Int, epoch: Int, baseLearningRate: Double) {
+        forgetBounds()      // the state was just written
         self.step = step
         self.epoch = epoch
         self.baseLearningRate = baseLearningRate
