@@ -167,3 +167,26 @@ def test_model_gradcheck_passes_a_bias_before_batch_norm():
         # Tolerances far below rounding noise fail the same gradients.
         assert not model.gradcheck(rng.standard_normal((6, 25)), rng.integers(0, 4, 6).astype(np.int32),
                                    atol=1e-30, rtol=1e-30).passed
+
+
+def test_a_step_that_would_overflow_is_refused_and_changes_nothing(tmp_path):
+    """Learning rate 1e300 (infinity in float32): the library refuses the update
+    naming the parameter, and every weight and the step count stay as they were;
+    the next ordinary step trains and the model saves and loads."""
+    rng = np.random.default_rng(5)
+    x, y = rng.standard_normal((8, 25)), rng.integers(0, 4, 8).astype(np.int32)
+    with dl.Model.from_spec(CONV_BIAS_BATCH_NORM) as model:
+        model.train_step(x, y)
+        before, steps, rate = model.state_dict(), model.step_count, model.learning_rate
+        model.learning_rate = 1e300
+        with pytest.raises(dl.NumericError, match=r"layers\.\d+\.\w+.*nothing was changed"):
+            model.train_step(x, y)
+        after = model.state_dict()
+        assert model.step_count == steps
+        for name, values in after.items():
+            if "running" not in name:                          # batch norm's statistics saw the batch
+                assert np.array_equal(values, before[name]), name
+        model.learning_rate = rate
+        assert np.isfinite(model.train_step(x, y)) and model.step_count == steps + 1
+        model.save(tmp_path / "m.h5")
+        assert dl.load(tmp_path / "m.h5").step_count == steps + 1
