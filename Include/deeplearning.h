@@ -161,9 +161,16 @@ typedef struct dl_model dl_model;
  *         with dl_model_free(). Untouched on failure.
  * Returns: DL_OK, DL_INVALID_ARGUMENT (NULL argument), DL_IO_ERROR,
  * DL_SPEC_ERROR (message names the file, JSON path, what was expected and
- * what was found), DL_NOMEM.
+ * what was found), DL_NOMEM (including a model beyond its memory budget).
  * The initial weights are drawn from the spec's seed: the same spec gives the
  * same model on every run.
+ * Memory budget: the spec's "memory_budget" (MiB, default 1024) bounds the
+ * activations, their gradients and the layers' workspaces (a convolution's
+ * columns) one sample needs. A model needing more is refused here with
+ * DL_NOMEM and a message naming the first layer that goes over, before any
+ * of that memory is allocated; dl_predict and dl_evaluate work through large
+ * batches in chunks of samples that fit the budget, so their peak memory does
+ * not grow with the batch. A caller lowers or raises it in the spec's JSON.
  */
 DL_API int dl_model_from_spec(const char *path, dl_model **out);
 
@@ -239,8 +246,12 @@ DL_API int dl_model_load(const char *path, dl_model **out);
  * The update uses the current learning rate; a per-step schedule then moves
  * on to its next rate (a per-epoch one waits for dl_model_end_epoch()).
  * Returns: DL_OK; DL_INVALID_ARGUMENT; DL_UNSUPPORTED (labels with a
- * loss that takes none); DL_NUMERIC (NaN/Inf in x or targets, or a non-finite
- * loss: the step is skipped and the parameters are left unchanged); DL_BUSY.
+ * loss that takes none); DL_NUMERIC (NaN/Inf in x or targets, a non-finite
+ * loss, or an update that would make a parameter or optimizer state NaN or
+ * infinite, as a learning rate of 1e300 would: the message names the
+ * parameter; the step is skipped and the parameters, the optimizer's state
+ * and the step and sample counters are left unchanged, bit for bit; batch
+ * norm's running statistics have seen the batch); DL_BUSY.
  */
 DL_API int dl_train_step(dl_model *model, const float *x, size_t batch,
                          const int32_t *labels, const float *targets, double *loss);
@@ -291,7 +302,11 @@ DL_API int dl_evaluate(dl_model *model, const float *x, size_t count,
  *                  (0 = all; each costs two forward passes).
  *   max_rel_error  OUT: the largest relative error over all parameters,
  *                  max|a - n| / max(max|a|, max|n|). Below 1e-7 is excellent,
- *                  above 1e-2 a bug.
+ *                  above 1e-2 suspect, but only where gradients are not near
+ *                  zero: a tensor whose true gradient is zero (a convolution's
+ *                  bias before batch norm) shows rounding noise divided by
+ *                  rounding noise, however correct it is. For a verdict use
+ *                  dl_gradcheck_report().
  *   per_param      OUT (may be NULL): the relative error of each parameter
  *                  tensor, in dl_model_param_name() order.
  *   per_param_len  number of doubles per_param can hold; must be >=
@@ -301,6 +316,36 @@ DL_API int dl_gradcheck(dl_model *model, const float *x, size_t batch,
                         const int32_t *labels, const float *targets,
                         size_t max_entries, double *max_rel_error,
                         double *per_param, size_t per_param_len);
+
+/*
+ * dl_gradcheck_report - dl_gradcheck with a verdict that holds where a true
+ * gradient is zero, and both absolute and relative figures per parameter.
+ * An entry passes when its analytical gradient a and centred difference n
+ * agree as PyTorch's torch.autograd.gradcheck asks:
+ *     |a - n| <= atol + rtol * |n|
+ * and the model passes when every checked entry of every tensor does.
+ *   x, batch, labels, targets, max_entries   as dl_gradcheck.
+ *   atol, rtol  the tolerances: finite, >= 0, not both 0. PyTorch's defaults
+ *               1e-5 and 1e-3 suit this float64 check (centred differences
+ *               with step 1e-5 are good to about 1e-9 on a smooth loss).
+ *   abs_error   OUT (may be NULL): per tensor, max|a - n|.
+ *   rel_error   OUT (may be NULL): per tensor, the relative error as
+ *               dl_gradcheck reports it.
+ *   score       OUT (may be NULL): per tensor, the largest
+ *               |a - n| / (atol + rtol * |n|); at most 1 passes.
+ *   len         doubles each non-NULL array holds; must be >=
+ *               dl_model_num_params() when any of them is not NULL. The
+ *               arrays are in dl_model_param_name() order.
+ *   passed      OUT: 1 when every tensor passes, else 0.
+ * Returns: DL_OK (whatever the verdict); DL_INVALID_ARGUMENT (bad
+ * arguments or tolerances); DL_NUMERIC (the loss is not finite); the model
+ * is not changed. Thread-safety: as dl_gradcheck.
+ */
+DL_API int dl_gradcheck_report(dl_model *model, const float *x, size_t batch,
+                               const int32_t *labels, const float *targets,
+                               size_t max_entries, double atol, double rtol,
+                               double *abs_error, double *rel_error, double *score,
+                               size_t len, int *passed);
 
 /*
  * dl_model_get_learning_rate / dl_model_set_learning_rate - the learning rate
@@ -321,7 +366,11 @@ DL_API int dl_model_set_learning_rate(dl_model *model, double lr);
  * evaluation alike: x' = (x * scale - mean) / std. It is part of the model's
  * spec ("preprocessing"), so checkpoints keep it. For MNIST bytes as the
  * tutorial prepares them: scale 1/255, then the training set's mean and std.
- *   scale, std  finite and > 0; mean finite. Defaults 1, 0, 1 (identity).
+ *   scale, std  in [1e-12, 1e12]; mean in [-1e12, 1e12]. Defaults 1, 0, 1
+ *               (identity). These are the spec's "preprocessing" ranges, the
+ *               one set of rules for specs, set, dl_dataset_standardizer and
+ *               checkpoints: whatever set accepts can be saved and loaded.
+ *               Anything else gives DL_INVALID_ARGUMENT and changes nothing.
  *   OUT pointers of get may be NULL.
  */
 DL_API int dl_model_set_preprocessing(dl_model *model, double scale, double mean, double std);
@@ -647,10 +696,13 @@ DL_API int dl_dataset_targets(const dl_dataset *dataset, const float **values, s
  * dl_model_set_preprocessing(m, scale, mean, std), they make the model
  * standardize raw inputs itself, as dl train does with scale 1/255 on the
  * training set. The data set is not changed; labels play no part.
- *   scale  finite and > 0 (1.0 / 255 for pixels 0..255).
+ *   scale  in [1e-12, 1e12] (1.0 / 255 for pixels 0..255).
  *   mean   OUT (may be NULL).
- *   std    OUT (may be NULL).
- * Returns: DL_OK; DL_INVALID_ARGUMENT (bad scale, or all values equal).
+ *   std    OUT (may be NULL): at least 1e-12. Values that vary less after
+ *          scaling get that floor (as Keras floors a std at its epsilon),
+ *          so the result always obeys dl_model_set_preprocessing's rules.
+ * Returns: DL_OK; DL_INVALID_ARGUMENT (scale outside its range, all values
+ * equal, or a scaled mean or std beyond 1e12: choose a smaller scale).
  */
 DL_API int dl_dataset_standardizer(const dl_dataset *dataset, double scale, double *mean, double *std);
 

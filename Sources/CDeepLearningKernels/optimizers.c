@@ -6,7 +6,9 @@
 // a float64 reference written out in Swift.
 #include "dl_kernels.h"
 
+#include <float.h>
 #include <math.h>
+#include <string.h>
 
 #pragma STDC FP_CONTRACT OFF
 
@@ -35,41 +37,57 @@
         return k;                                                                                \
     }
 
-// Elements [i, n) of each rule; p_i is the parameter after decoupled decay, g_i the
-// gradient as the rule sees it (scaled, plus the L2 term).
-#define DEFINE_SCALAR_RULES(T, SQRT)                                                             \
+// One element of each rule: returns the new parameter and updates the element's state in
+// *s1, *s2. p_i is the parameter after decoupled decay, g_i the gradient as the rule sees it
+// (scaled, plus the L2 term). The update (scalar_rules) and the check that an update stays
+// finite (scalar_finite) both run this, so the check sees exactly the bits the update writes.
+#define DEFINE_SCALAR_RULES(T, SQRT, IS_FINITE)                                                  \
+    static inline T rule_##T(int kind, const constants_##T *k, T p, T g, T *s1, T *s2) {         \
+        const T p_i = k->keep * p;                                                               \
+        const T g_i = k->scale * g + k->l2 * p_i;                                                \
+        switch (kind) {                                                                          \
+        case DLK_SGD: return p_i - k->lr * g_i;                                                  \
+        case DLK_MOMENTUM:                                                                       \
+            *s1 = k->momentum * *s1 - k->lr * g_i;                                               \
+            return p_i + *s1;                                                                    \
+        case DLK_NESTEROV:                                                                       \
+            *s1 = k->momentum * *s1 - k->lr * g_i;                                               \
+            return p_i + (k->momentum * *s1 - k->lr * g_i);                                      \
+        case DLK_ADAM:                                                                           \
+            *s1 = k->beta1 * *s1 + k->one_minus_beta1 * g_i;                                     \
+            *s2 = k->beta2 * *s2 + k->one_minus_beta2 * g_i * g_i;                               \
+            return p_i - k->step_size * *s1 / (SQRT(*s2) * k->inv_sqrt_c2 + k->eps);             \
+        case DLK_RMSPROP:                                                                        \
+            *s1 = k->rho * *s1 + k->one_minus_rho * g_i * g_i;                                   \
+            return p_i - k->lr * g_i / (SQRT(*s1) + k->eps);                                     \
+        }                                                                                        \
+        return p;                                                                                \
+    }                                                                                            \
+    /* Elements [i, n), in place. */                                                             \
     static void scalar_rules_##T(int kind, const constants_##T *k, T *p, const T *g, T *s1, T *s2, \
                                  int64_t i, int64_t n) {                                         \
         for (; i < n; i++) {                                                                     \
-            const T p_i = k->keep * p[i];                                                        \
-            const T g_i = k->scale * g[i] + k->l2 * p_i;                                         \
-            switch (kind) {                                                                      \
-            case DLK_SGD: p[i] = p_i - k->lr * g_i; break;                                       \
-            case DLK_MOMENTUM:                                                                   \
-                s1[i] = k->momentum * s1[i] - k->lr * g_i;                                       \
-                p[i] = p_i + s1[i];                                                              \
-                break;                                                                           \
-            case DLK_NESTEROV:                                                                   \
-                s1[i] = k->momentum * s1[i] - k->lr * g_i;                                       \
-                p[i] = p_i + (k->momentum * s1[i] - k->lr * g_i);                                \
-                break;                                                                           \
-            case DLK_ADAM:                                                                       \
-                s1[i] = k->beta1 * s1[i] + k->one_minus_beta1 * g_i;                             \
-                s2[i] = k->beta2 * s2[i] + k->one_minus_beta2 * g_i * g_i;                       \
-                p[i] = p_i - k->step_size * s1[i] / (SQRT(s2[i]) * k->inv_sqrt_c2 + k->eps);     \
-                break;                                                                           \
-            case DLK_RMSPROP:                                                                    \
-                s1[i] = k->rho * s1[i] + k->one_minus_rho * g_i * g_i;                           \
-                p[i] = p_i - k->lr * g_i / (SQRT(s1[i]) + k->eps);                               \
-                break;                                                                           \
-            }                                                                                    \
+            T a = s1 ? s1[i] : 0, b = s2 ? s2[i] : 0;                                            \
+            p[i] = rule_##T(kind, k, p[i], g[i], &a, &b);                                        \
+            if (s1) s1[i] = a;                                                                   \
+            if (s2) s2[i] = b;                                                                   \
         }                                                                                        \
+    }                                                                                            \
+    /* 1 when updating elements [0, n) would leave every value finite; writes nothing. */         \
+    static int scalar_finite_##T(int kind, const constants_##T *k, const T *p, const T *g,       \
+                                 const T *s1, const T *s2, int64_t n) {                          \
+        for (int64_t i = 0; i < n; i++) {                                                        \
+            T a = s1 ? s1[i] : 0, b = s2 ? s2[i] : 0;                                            \
+            const T q = rule_##T(kind, k, p[i], g[i], &a, &b);                                   \
+            if (!(IS_FINITE(q) && IS_FINITE(a) && IS_FINITE(b))) return 0;                       \
+        }                                                                                        \
+        return 1;                                                                                \
     }
 
 DEFINE_CONSTANTS(float)
 DEFINE_CONSTANTS(double)
-DEFINE_SCALAR_RULES(float, sqrtf)
-DEFINE_SCALAR_RULES(double, sqrt)
+DEFINE_SCALAR_RULES(float, sqrtf, isfinite)
+DEFINE_SCALAR_RULES(double, sqrt, isfinite)
 
 // MARK: - float32, eight at a time
 
@@ -141,10 +159,183 @@ static int64_t vector_rules_float(int kind, const constants_float *k, float *p, 
 }
 #endif
 
-// MARK: - Entry points, shared among the kernel threads
+// MARK: - Would an update stay finite?
 
 // Below this many elements per thread, waking threads costs more than the update.
 #define MIN_ELEMENTS_PER_THREAD (1 << 15)
+
+
+// The largest |x[i]|, found on the bit patterns: with the sign bit cleared, the order of the
+// integers is the order of the magnitudes, infinity above every finite value and NaN above
+// infinity, so a NaN is never lost by the reduction (a float max would drop it).
+static uint32_t max_abs_bits_f32_plain(const float *x, int64_t i, int64_t n) {
+    const uint32_t *bits = (const uint32_t *)(const void *)x;
+    uint32_t m = 0;
+    for (; i < n; i++) {
+        const uint32_t b = bits[i] & 0x7fffffffu;
+        m = b > m ? b : m;
+    }
+    return m;
+}
+#if DLK_X86
+// Four accumulators, so the maxima of 32 values are in flight at once.
+__attribute__((target("avx2")))
+static uint32_t max_abs_bits_f32_avx2(const float *x, int64_t n) {
+    const __m256i mask = _mm256_set1_epi32(0x7fffffff);
+    __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        a0 = _mm256_max_epu32(a0, _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(x + i)), mask));
+        a1 = _mm256_max_epu32(a1, _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(x + i + 8)), mask));
+        a2 = _mm256_max_epu32(a2, _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(x + i + 16)), mask));
+        a3 = _mm256_max_epu32(a3, _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(x + i + 24)), mask));
+    }
+    const __m256i a = _mm256_max_epu32(_mm256_max_epu32(a0, a1), _mm256_max_epu32(a2, a3));
+    uint32_t lanes[8];
+    _mm256_storeu_si256((__m256i *)lanes, a);
+    uint32_t m = max_abs_bits_f32_plain(x, i, n);
+    for (int k = 0; k < 8; k++) m = lanes[k] > m ? lanes[k] : m;
+    return m;
+}
+#endif
+
+static uint32_t max_abs_bits_f32(const float *x, int64_t n) {
+#if DLK_X86
+    return dlk_has_avx2() ? max_abs_bits_f32_avx2(x, n) : max_abs_bits_f32_plain(x, 0, n);
+#else
+    return max_abs_bits_f32_plain(x, 0, n);
+#endif
+}
+
+// Long arrays are shared among the kernel threads as the update shares them (each core
+// reads the part it will update); a maximum does not depend on how the array is split.
+struct max_job {
+    const float *x;
+    uint32_t found[DLK_MAX_THREADS];
+};
+
+static void max_range_f32(void *context, int64_t begin, int64_t end, int thread) {
+    struct max_job *j = context;
+    const uint32_t m = max_abs_bits_f32(j->x + begin, end - begin);
+    if (m > j->found[thread]) j->found[thread] = m;
+}
+
+static double max_abs_float(const float *x, int64_t n) {
+    if (!x) return 0;
+    struct max_job job = {x, {0}};
+    dlk_parallel_for(n, MIN_ELEMENTS_PER_THREAD, max_range_f32, &job);
+    uint32_t m = 0;
+    for (int t = 0; t < DLK_MAX_THREADS; t++) m = job.found[t] > m ? job.found[t] : m;
+    float f;
+    memcpy(&f, &m, sizeof f);
+    return f;
+}
+
+static double max_abs_double(const double *x, int64_t n) {
+    if (!x) return 0;
+    const uint64_t *bits = (const uint64_t *)(const void *)x;
+    uint64_t m = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const uint64_t b = bits[i] & 0x7fffffffffffffffull;
+        m = b > m ? b : m;
+    }
+    double f;
+    memcpy(&f, &m, sizeof f);
+    return f;
+}
+
+// 1 when every value the rule computes, for any elements whose magnitudes are at most P
+// (parameter), G (gradient), S1 and S2 (state), is at most `limit` in magnitude: the rule's
+// arithmetic on the maxima, in double, with every constant as the element type rounded it
+// (k's fields, widened exactly). Each operation of the element type rounds its result up by
+// at most a factor 1 + 2^-24, so with `limit` a quarter of the type's largest value no
+// intermediate can overflow; a denominator sqrt(v) c + eps is at least eps, so it cannot
+// divide by zero when eps > 0. NaN or infinite maxima fail every comparison. Sufficient, not
+// necessary: a failed bound sends the caller to the exact check.
+#define DEFINE_BOUND(T)                                                                          \
+    static int bounded_##T(int kind, const constants_##T *k, double P, double G, double S1, double S2, \
+                           double limit, double next[3]) {                                       \
+        const double P1 = fabs((double)k->keep) * P;                                             \
+        const double G1 = fabs((double)k->scale) * G + fabs((double)k->l2) * P1;                 \
+        const double lr = fabs((double)k->lr), m = fabs((double)k->momentum);                    \
+        double worst = G1 > P1 ? G1 : P1;                                                        \
+        double a = 0, b = 0, q = 0;                                                              \
+        switch (kind) {                                                                          \
+        case DLK_SGD: q = lr * G1; break;                                                        \
+        case DLK_MOMENTUM: a = m * S1 + lr * G1; q = a; break;                                   \
+        case DLK_NESTEROV: a = m * S1 + lr * G1; q = m * a + lr * G1; break;                     \
+        case DLK_ADAM:                                                                           \
+            if (!((double)k->eps > 0)) return 0;                                                 \
+            a = (double)k->beta1 * S1 + (double)k->one_minus_beta1 * G1;                         \
+            b = (double)k->beta2 * S2 + (double)k->one_minus_beta2 * G1 * G1;                    \
+            worst = fmax(worst, fmax(sqrt(b) * (double)k->inv_sqrt_c2, fabs((double)k->step_size) * a)); \
+            q = fabs((double)k->step_size) * a / (double)k->eps;                                 \
+            break;                                                                               \
+        case DLK_RMSPROP:                                                                        \
+            if (!((double)k->eps > 0)) return 0;                                                 \
+            a = (double)k->rho * S1 + (double)k->one_minus_rho * G1 * G1;                        \
+            worst = fmax(worst, lr * G1);                                                        \
+            q = lr * G1 / (double)k->eps;                                                        \
+            break;                                                                               \
+        default: return 0;                                                                       \
+        }                                                                                        \
+        worst = fmax(fmax(worst, a), fmax(b, q));                                                \
+        /* Bounds on the new magnitudes, for the next step: each element type operation */       \
+        /* rounds up by at most 2^-24 of the result, and the error compounds over steps. */      \
+        next[0] = (P1 + q) * (1 + 0x1p-20);                                                      \
+        next[1] = a * (1 + 0x1p-20);                                                             \
+        next[2] = b * (1 + 0x1p-20);                                                             \
+        return worst <= limit && P1 + q <= limit;                                                \
+    }
+DEFINE_BOUND(float)
+DEFINE_BOUND(double)
+
+// Whether updating tensor t leaves it finite; on success t->next holds bounds on its new
+// magnitudes (negative: unknown). The magnitudes of p and the state are taken from the
+// bounds the last update left (t->bound) when those prove the step, else read from memory.
+#define DEFINE_UPDATE_FINITE(T, LIMIT)                                                           \
+    static int update_finite_##T(const dlk_update *u, dlk_tensors *t) {                          \
+        const constants_##T k = constants_of_##T(u);                                             \
+        const int kind = u->kind;                                                                \
+        const int slots = kind == DLK_ADAM ? 2 : kind == DLK_SGD ? 0 : 1;                        \
+        const T *p = t->p, *g = t->g, *s1 = slots > 0 ? t->s1 : NULL, *s2 = slots > 1 ? t->s2 : NULL; \
+        const double G = max_abs_##T(g, t->n);                                                   \
+        if (t->bound[0] >= 0 && bounded_##T(kind, &k, t->bound[0], G, t->bound[1], t->bound[2], LIMIT, t->next)) \
+            return 1;                                                                            \
+        if (bounded_##T(kind, &k, max_abs_##T(p, t->n), G, max_abs_##T(s1, t->n), max_abs_##T(s2, t->n), LIMIT, \
+                        t->next))                                                                \
+            return 1;                                                                            \
+        t->next[0] = t->next[1] = t->next[2] = -1;                                               \
+        return scalar_finite_##T(kind, &k, p, g, s1, s2, t->n);                                  \
+    }
+DEFINE_UPDATE_FINITE(float, FLT_MAX / 4)
+DEFINE_UPDATE_FINITE(double, DBL_MAX / 4)
+
+// Checks every tensor, then (all finite) writes them all and keeps their new bounds.
+static int64_t check_all(const dlk_update *u, dlk_tensors *t, int64_t count, int f64) {
+    for (int64_t i = 0; i < count; i++)
+        if (!(f64 ? update_finite_double(u, &t[i]) : update_finite_float(u, &t[i]))) return i;
+    for (int64_t i = 0; i < count; i++)
+        for (int j = 0; j < 3; j++) t[i].bound[j] = t[i].next[j];
+    return -1;
+}
+
+int64_t dlk_update_all_f32(const dlk_update *u, dlk_tensors *t, int64_t count, int portable) {
+    const int64_t failed = check_all(u, t, count, 0);
+    if (failed >= 0) return failed;
+    for (int64_t i = 0; i < count; i++) dlk_update_f32(u, t[i].p, t[i].g, t[i].s1, t[i].s2, t[i].n, portable);
+    return -1;
+}
+
+int64_t dlk_update_all_f64(const dlk_update *u, dlk_tensors *t, int64_t count) {
+    const int64_t failed = check_all(u, t, count, 1);
+    if (failed >= 0) return failed;
+    for (int64_t i = 0; i < count; i++) dlk_update_f64(u, t[i].p, t[i].g, t[i].s1, t[i].s2, t[i].n);
+    return -1;
+}
+
+// MARK: - Entry points, shared among the kernel threads
+
 
 struct update_job {
     int kind, portable;

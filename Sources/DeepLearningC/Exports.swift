@@ -165,9 +165,37 @@ public func dl_gradcheck(_ model: OpaquePointer?, _ x: UnsafePointer<Float>?, _ 
         if perParam != nil && capacity(perParamLen) < tensors {
             throw .invalid("per_param has room for \(perParamLen) values but the model has \(tensors) parameter tensors")
         }
-        let entries = try box.value.gradientCheck(x: x, batch: try size(batch, "batch"), targets: try batchTargets(labels, targets), limit: limit)
+        let entries = try box.value.gradientCheck(x: x, batch: try size(batch, "batch"), targets: try batchTargets(labels, targets),
+                                                  limit: limit, tolerance: .standard)
         maxRelError.pointee = entries.map(\.relativeError).max() ?? 0
         if let perParam { for (i, e) in entries.enumerated() { perParam[i] = e.relativeError } }
+    }
+}
+
+// MARK: - Gradient check with a per-parameter report (robust-numeric)
+
+@_cdecl("dl_gradcheck_report")
+public func dl_gradcheck_report(_ model: OpaquePointer?, _ x: UnsafePointer<Float>?, _ batch: Int,
+                                _ labels: UnsafePointer<Int32>?, _ targets: UnsafePointer<Float>?,
+                                _ maxEntries: Int, _ atol: Double, _ rtol: Double,
+                                _ absError: UnsafeMutablePointer<Double>?, _ relError: UnsafeMutablePointer<Double>?,
+                                _ score: UnsafeMutablePointer<Double>?, _ len: Int,
+                                _ passed: UnsafeMutablePointer<Int32>?) -> Int32 {
+    withModel(model) { (box) throws(DLError) in
+        let x = try required(x, "x"), passed = try required(passed, "passed")
+        let tolerance = try GradientCheck.Tolerance(absolute: atol, relative: rtol)
+        let tensors = box.value.parameterNames.count
+        if (absError != nil || relError != nil || score != nil) && capacity(len) < tensors {
+            throw .invalid("the per-parameter arrays have room for \(len) values but the model has \(tensors) parameter tensors")
+        }
+        let entries = try box.value.gradientCheck(x: x, batch: try size(batch, "batch"), targets: try batchTargets(labels, targets),
+                                                  limit: maxEntries < 0 ? 0 : maxEntries, tolerance: tolerance)
+        for (i, e) in entries.enumerated() {
+            absError?[i] = e.maxAbsoluteDifference
+            relError?[i] = e.relativeError
+            score?[i] = e.score
+        }
+        passed.pointee = entries.allSatisfy(\.passed) ? 1 : 0
     }
 }
 

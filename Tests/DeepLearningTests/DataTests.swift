@@ -488,8 +488,8 @@ private func writeHDF5(_ path: String, _ datasets: [(name: String, shape: [Int],
         let constant = try Dataset(features: [2, 2, 2, 2], labels: [0, 0], sampleShape: [2])
         expectFailure(.invalidArgument, "all 4 feature values are equal") { try Standardizer.fit(constant) }
         expectFailure(.invalidArgument, "std") { try Standardizer(mean: 0, std: 0) }
-        expectFailure(.invalidArgument, "scale must be a finite number > 0, got -1.0") { try Standardizer.fit(data, scale: -1) }
-        expectFailure(.invalidArgument, "scale must be a finite number > 0, got nan") { try Standardizer.fit(data, scale: .nan) }
+        expectFailure(.invalidArgument, "scale: expected a number in [1e-12, 1000000000000], got -1.0") { try Standardizer.fit(data, scale: -1) }
+        expectFailure(.invalidArgument, "scale: expected a number in [1e-12, 1000000000000], got nan") { try Standardizer.fit(data, scale: .nan) }
     }
 
     @Test func datasetValidatesValueTargets() throws {

@@ -32,7 +32,7 @@ import Testing
         optimizer.portable = portable
         for step in problem.grads {
             for (p, g) in zip(parameters, step) { for j in 0..<g.count { p.grad.data[j] = T(g[j]) } }
-            optimizer.update(parameters)
+            try optimizer.update(parameters)
         }
         #expect(optimizer.step == Self.steps)
         return parameters.map { $0.value.array.map { Double($0) } }

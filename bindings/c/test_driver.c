@@ -156,7 +156,7 @@ static const char *not_json_file;
 static char scratch_dir[4096]; /* a new folder for checkpoints, made by mkdtemp() */
 
 /* Names of the files the driver may write in scratch_dir, all removed at the end. */
-static const char *const scratch_files[] = {"impossible.json", "xor.h5", "truncated.h5", "empty.h5", "never_written.h5",
+static const char *const scratch_files[] = {"numeric.h5", "impossible.json", "xor.h5", "truncated.h5", "empty.h5", "never_written.h5",
                                             "thread0.h5", "thread1.h5", "thread2.h5", "thread3.h5",
                                             "train-images-idx3-ubyte", "train-labels-idx1-ubyte",
                                             "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", "five-labels-idx1-ubyte",
@@ -1016,6 +1016,84 @@ static void test_gradcheck(void) {
     CHECK(step_count(m) == 0);
     CHECK(params_equal(m, before, count)); /* the model itself is not changed */
     free(before);
+    release(m);
+}
+
+/* robust-numeric: dl_gradcheck_report's verdict, where a true gradient is zero too; a
+ * step that would make a weight infinite refused with nothing changed; preprocessing
+ * values held to the spec's rules. */
+static void test_robust_numeric(void) {
+    section("dl_gradcheck_report, non-finite steps, preprocessing rules");
+    dl_model *m = load(xor_spec), *conv = NULL, *again = NULL;
+    if (m == NULL) return;
+    double abs_error[5] = {-1, -1, -1, -1, -1}, rel_error[4], score[4], rel[4], worst = -1;
+    int passed = -1;
+    CHECK_OK(dl_gradcheck_report(m, xor_x, XOR_COUNT, xor_labels, NULL, 0, 1e-5, 1e-3, abs_error, rel_error, score, 4,
+                                 &passed));
+    CHECK(passed == 1);
+    CHECK_OK(dl_gradcheck(m, xor_x, XOR_COUNT, xor_labels, NULL, 0, &worst, rel, 4));
+    for (int i = 0; i < 4; i++) CHECK(abs_error[i] >= 0 && abs_error[i] < 1e-8 && score[i] <= 1 && rel_error[i] == rel[i]);
+    CHECK(abs_error[4] == -1);
+    CHECK_OK(dl_gradcheck_report(m, xor_x, XOR_COUNT, xor_labels, NULL, 2, 1e-5, 0, NULL, NULL, NULL, 0, &passed));
+    CHECK_STATUS(dl_gradcheck_report(m, xor_x, XOR_COUNT, xor_labels, NULL, 0, 1e-5, 1e-3, NULL, NULL, NULL, 0, NULL),
+                 DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_gradcheck_report(m, xor_x, XOR_COUNT, xor_labels, NULL, 0, -1, 1e-3, NULL, NULL, NULL, 0, &passed),
+                 DL_INVALID_ARGUMENT);
+    CHECK_MESSAGE_HAS("tolerances");
+    CHECK_STATUS(dl_gradcheck_report(m, xor_x, XOR_COUNT, xor_labels, NULL, 0, 0, 0, NULL, NULL, NULL, 0, &passed),
+                 DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_gradcheck_report(m, xor_x, XOR_COUNT, xor_labels, NULL, 0, 1e-5, 1e-3, NULL, NULL, score, 3, &passed),
+                 DL_INVALID_ARGUMENT);
+
+    /* A convolution's bias before batch norm: true gradient zero, the check passes. */
+    const char *conv_spec = "{\"input\": {\"shape\": [1, 3, 3]}, \"layers\": [{\"type\": \"conv2d\", \"filters\": 2, "
+                            "\"kernel_size\": 2, \"bias\": true}, {\"type\": \"batch_norm\"}, {\"type\": \"flatten\"}, "
+                            "{\"type\": \"linear\", \"units\": 2}], \"loss\": \"cross_entropy\", "
+                            "\"optimizer\": {\"type\": \"sgd\", \"lr\": 0.1}}";
+    const float cx[36] = {0.3f, -1, 2, 0.5f, 0, 1, -0.7f, 0.2f, 1.5f, 1, 0.1f, -0.4f, 0.8f, -2, 0.6f, 0.9f, 0.3f, -1.1f,
+                          -0.2f, 0.4f, 1.2f, -0.8f, 0.7f, 0.05f, 2, -0.3f, 0.35f, 1.4f, -0.6f, 0.25f, 0.15f, -1.3f, 0.45f, 0.65f,
+                          -0.9f, 1.1f};
+    const int32_t cy[4] = {0, 1, 1, 0};
+    double cabs[6], cscore[6];
+    if (CHECK_OK(dl_model_from_json(conv_spec, &conv))) {
+        CHECK_OK(dl_gradcheck_report(conv, cx, 4, cy, NULL, 0, 1e-5, 1e-3, cabs, NULL, cscore, 6, &passed));
+        CHECK(passed == 1);
+        printf("   conv + bias + batch_norm: bias abs error %.2g, score %.2g\n", cabs[1], cscore[1]);
+    }
+
+    /* A step at learning rate 1e300 (infinity in float32): refused, nothing changed. */
+    size_t count = 0;
+    CHECK_OK(dl_train_step(m, xor_x, XOR_COUNT, xor_labels, NULL, NULL));
+    float *before = get_all_params(m, &count);
+    const uint64_t steps = step_count(m);
+    double loss = -1, lr = 0;
+    CHECK_OK(dl_model_get_learning_rate(m, &lr));
+    CHECK_OK(dl_model_set_learning_rate(m, 1e300));
+    CHECK_STATUS(dl_train_step(m, xor_x, XOR_COUNT, xor_labels, NULL, &loss), DL_NUMERIC);
+    CHECK_MESSAGE_HAS("layers.");
+    CHECK_MESSAGE_HAS("nothing was changed");
+    CHECK(params_equal(m, before, count));
+    CHECK(step_count(m) == steps);
+    CHECK_OK(dl_model_set_learning_rate(m, lr));
+    CHECK_OK(dl_train_step(m, xor_x, XOR_COUNT, xor_labels, NULL, &loss));
+    CHECK(isfinite(loss) && step_count(m) == steps + 1);
+    char path[4200];
+    scratch_path(path, sizeof path, "numeric.h5");
+    CHECK_OK(dl_model_save(m, path));
+    if (CHECK_OK(dl_model_load(path, &again))) CHECK(step_count(again) == steps + 1);
+    free(before);
+
+    /* Preprocessing: the spec's ranges, so whatever is set can be saved and loaded. */
+    const double bad[][3] = {{1e13, 0, 1}, {1, 0, 1e-13}, {5e-324, 0, 1}, {1, 2e12, 1}, {1, 0, INFINITY}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        CHECK_STATUS(dl_model_set_preprocessing(m, bad[i][0], bad[i][1], bad[i][2]), DL_INVALID_ARGUMENT);
+    CHECK_OK(dl_model_set_preprocessing(m, 1e-12, -1e12, 1e12));
+    release(again);
+    again = NULL;
+    CHECK_OK(dl_model_save(m, path));
+    CHECK_OK(dl_model_load(path, &again));
+    release(again);
+    release(conv);
     release(m);
 }
 
@@ -3689,6 +3767,7 @@ int main(int argc, char **argv) {
     test_mnist_batch();
     test_sparse_input_threads();
     test_gradcheck();
+    test_robust_numeric();
     test_determinism();
     test_float64();
     test_regression();

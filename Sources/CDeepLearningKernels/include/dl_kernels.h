@@ -92,6 +92,31 @@ DLK_HIDDEN void dlk_update_f32(const dlk_update *update, float *p, const float *
 DLK_HIDDEN void dlk_update_f64(const dlk_update *update, double *p, const double *g, double *s1, double *s2,
                                int64_t n);
 
+/// One parameter tensor of an update: its values, gradient and state (float or double, as
+/// the function taking it says); state arrays the rule does not use may be NULL.
+typedef struct dlk_tensors {
+    void *p, *s1, *s2;
+    const void *g;
+    int64_t n;
+    /// Upper bounds on max |p|, |s1|, |s2| that the last update left (negative: unknown).
+    /// Kept by the caller between updates, and set to -1 whenever anything else writes the
+    /// tensor or its state, as they spare the check a read of those arrays.
+    double bound[3];
+    /// Scratch of the update.
+    double next[3];
+} dlk_tensors;
+
+/// Applies `update` to `count` tensors, or to none: first checks that the update leaves
+/// every parameter and state value of every tensor finite, then writes. Returns -1 when it
+/// wrote, else the index of the first tensor that would become NaN or infinite (nothing is
+/// written then, and the bounds are as they were). The check reads the gradients: a bound on
+/// the rule's arithmetic from the largest magnitudes (of p and the state, the bounds the
+/// last update left, or, when those do not prove the step, one read of each array) decides
+/// almost every step; where it fails, the rule is run exactly, element by element, as the
+/// update would (same bits), without storing.
+DLK_HIDDEN int64_t dlk_update_all_f32(const dlk_update *update, dlk_tensors *tensors, int64_t count, int portable);
+DLK_HIDDEN int64_t dlk_update_all_f64(const dlk_update *update, dlk_tensors *tensors, int64_t count);
+
 /// The sum of x[i]^2, accumulated in double in index order (gradient clipping's norm).
 DLK_HIDDEN double dlk_sum_squares_f32(const float *x, int64_t n);
 DLK_HIDDEN double dlk_sum_squares_f64(const double *x, int64_t n);

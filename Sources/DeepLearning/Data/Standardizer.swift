@@ -15,22 +15,31 @@ public struct Standardizer: Sendable, Equatable {
     /// Population standard deviation (NumPy's default `std()`) of the scaled training features.
     public var std: Double
 
-    /// A standardizer with known statistics. Throws `.invalidArgument` unless all three are
-    /// finite and `scale` and `std` are positive.
+    /// A standardizer with known statistics. Throws `.invalidArgument` unless the three obey
+    /// the value rules of a model's preprocessing (`Preprocessing.validate`: scale and std
+    /// in [1e-12, 1e12], mean in [-1e12, 1e12]), so that a model given them can be saved and
+    /// loaded again.
     public init(scale: Double = 1, mean: Double, std: Double) throws(DLError) {
-        guard scale.isFinite, scale > 0, mean.isFinite, std.isFinite, std > 0 else {
-            throw .invalid("standardizer needs a finite positive scale and std and a finite mean; got scale \(scale), mean \(mean), std \(std)")
-        }
+        try Preprocessing(scale: scale, mean: mean, std: std).validate(path: "standardizer")
         self.scale = scale
         self.mean = mean
         self.std = std
     }
 
+    /// The smallest std `fit` returns: the rules' least std. A set whose scaled values vary
+    /// less gets this floor instead of its own std (as Keras's Normalization floors the std
+    /// at its epsilon), which the rules accept, rather than a std no model could be saved with.
+    public static let minimumStd = Preprocessing.stdRange.lowerBound
+
     /// Fits mean and std over every feature value of `data` after multiplying by `scale`.
-    /// Labels, if any, play no part. Throws `.invalidArgument` for a `scale` that is not
-    /// finite and positive, an empty data set or one whose features are all equal.
+    /// Labels, if any, play no part. A std below `minimumStd` is raised to it. Throws
+    /// `.invalidArgument` for a `scale` outside the value rules, an empty data set, one
+    /// whose features are all equal (nothing to standardize), or one whose scaled mean or
+    /// std lies beyond the rules (|mean| or std above 1e12: choose a smaller scale).
     public static func fit(_ data: Dataset, scale: Double = 1) throws(DLError) -> Standardizer {
-        guard scale.isFinite, scale > 0 else { throw .invalid("standardizer scale must be a finite number > 0, got \(scale)") }
+        guard scale.isFinite, Preprocessing.scaleRange.contains(scale) else {
+            throw .invalid("standardizer scale: expected \(OptionKind.number(Preprocessing.scaleRange).expectation), got \(scale)")
+        }
         guard !data.features.isEmpty else { throw .invalid("cannot fit a standardizer to an empty data set") }
         // Two passes in Double: the mean, then the squared deviations from it (no cancellation).
         let (mean, variance) = data.features.withUnsafeBufferPointer { x -> (Double, Double) in
@@ -38,10 +47,10 @@ public struct Standardizer: Sendable, Equatable {
             let rawMean = mean
             return (mean, sum(x) { let d = Double($0) - rawMean; return d * d } / Double(x.count))
         }
-        let std = variance.squareRoot() * scale
-        guard std > 0 else {
+        guard variance > 0 else {
             throw .invalid("cannot standardize: all \(data.features.count) feature values are equal (\(data.features[0]))")
         }
+        let std = Swift.max(variance.squareRoot() * scale, minimumStd)
         return try Standardizer(scale: scale, mean: mean * scale, std: std)
     }
 

@@ -19,6 +19,8 @@ public final class Conv2D<T: DLScalar>: Layer {
     public let bias: Parameter<T>?
     public var outputShape: [Int] { [filters, window.outHeight, window.outWidth] }
     public var parameters: [Parameter<T>] { bias.map { [weight, $0] } ?? [weight] }
+    /// The columns, their gradient and the product, for one sample: (2 K + F) P.
+    public var workspacePerSample: Double { Double(2 * taps + filters) * Double(window.outputPlane) }
 
     /// Largest column buffer in elements (64 MiB of float32); tests lower it to exercise groups.
     public var columnLimit = 1 << 24

@@ -16,11 +16,15 @@ public protocol Layer<Scalar>: AnyObject {
     var buffers: [Parameter<Scalar>] { get }
     func forward(_ x: Tensor<Scalar>, training: Bool) throws(DLError) -> Tensor<Scalar>
     func backward(_ dy: Tensor<Scalar>, needInputGradient: Bool) throws(DLError) -> Tensor<Scalar>?
+    /// Scratch elements per sample beyond the output and its gradient (a convolution's
+    /// columns), for the model's memory budget; a Double, as it may exceed Int.
+    var workspacePerSample: Double { get }
 }
 
 extension Layer {
     public var parameters: [Parameter<Scalar>] { [] }
     public var buffers: [Parameter<Scalar>] { [] }
+    public var workspacePerSample: Double { 0 }
 }
 
 /// What a layer builder knows when the model builds layer `index`.

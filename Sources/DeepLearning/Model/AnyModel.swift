@@ -37,7 +37,8 @@ public protocol AnyModel: AnyObject {
     /// A deep, independent copy.
     func clone() throws(DLError) -> any AnyModel
     /// Gradient check in float64 on a copy; this model is not changed.
-    func gradientCheck<S: DLScalar>(x: UnsafePointer<S>, batch: Int, targets: BatchTargets<S>, limit: Int) throws(DLError) -> [GradientCheck.Entry]
+    func gradientCheck<S: DLScalar>(x: UnsafePointer<S>, batch: Int, targets: BatchTargets<S>, limit: Int,
+                                    tolerance: GradientCheck.Tolerance) throws(DLError) -> [GradientCheck.Entry]
 }
 
 extension AnyModel {
@@ -63,8 +64,9 @@ extension Model: AnyModel {
 
     public func clone() throws(DLError) -> any AnyModel { try converted(to: T.self) }
 
-    public func gradientCheck<S: DLScalar>(x: UnsafePointer<S>, batch: Int, targets: BatchTargets<S>, limit: Int) throws(DLError) -> [GradientCheck.Entry] {
-        try converted(to: Double.self).checkGradients(x: x, batch: batch, targets: targets, limit: limit)
+    public func gradientCheck<S: DLScalar>(x: UnsafePointer<S>, batch: Int, targets: BatchTargets<S>, limit: Int,
+                                           tolerance: GradientCheck.Tolerance = .standard) throws(DLError) -> [GradientCheck.Entry] {
+        try converted(to: Double.self).checkGradients(x: x, batch: batch, targets: targets, limit: limit, tolerance: tolerance)
     }
 }
 

@@ -76,6 +76,8 @@ public final class Model<T: DLScalar> {
         var layers: [any Layer<T>] = []
         var parameters: [Parameter<T>] = []
         var buffers: [Parameter<T>] = []
+        let budget = Double(spec.memoryBudget) * 1048576
+        var need = Double(inSize)               // elements per sample: the input, then each layer's
         for (i, layerSpec) in spec.layers.enumerated() {
             guard let factory = LayerRegistry.factory(layerSpec.type) else {
                 throw DLError(.spec, "layers[\(i)].type: unknown layer type \"\(layerSpec.type)\"")
@@ -84,6 +86,7 @@ public final class Model<T: DLScalar> {
                                    random: random, parameterBudget: context.parameterBudget,
                                    seesModelInput: parameters.isEmpty)
             let layer: any Layer<T> = try factory.make(layerSpec, &context)
+            need += try Self.checkMemory(layer, i, need, budget: budget, megabytes: spec.memoryBudget)
             for p in layer.parameters { p.name = "layers.\(i).\(p.name)"; parameters.append(p) }
             for b in layer.buffers { b.name = "layers.\(i).\(b.name)"; buffers.append(b) }
             layers.append(layer)
@@ -100,7 +103,9 @@ public final class Model<T: DLScalar> {
         self.outputShape = context.inputShape
         self.outputSize = try checkedCount(context.inputShape, "output shape")
         let perSample = layers.reduce(inSize) { $0 + $1.outputShape.reduce(1, *) }
-        self.inferenceChunk = max(1, min(4096, (1 << 25) / max(perSample, 1)))
+        let inference = Double(perSample) + layers.reduce(0) { $0 + $1.workspacePerSample }
+        let fitting = Int(min(4096, budget / (inference * Double(MemoryLayout<T>.size))))
+        self.inferenceChunk = max(1, min(4096, (1 << 25) / max(perSample, 1), fitting))
         self.loss = try LossRegistry.make(spec.loss)
         if loss.isClassification && (outputShape.count != 1 || outputSize < 2) {
             throw DLError(.spec, "loss: cross_entropy needs a flat output of at least 2 classes, but the last layer outputs shape \(outputShape)")
@@ -116,6 +121,26 @@ public final class Model<T: DLScalar> {
     var backgroundLoading: Bool? = nil
     /// Whether the last `trainEpoch` did (tests).
     var loadedInBackground = false
+
+    /// Elements per sample that `layer` (index `i`) adds to a training step: its output, the
+    /// output's gradient and its workspace. Throws `.noMemory` naming the layer when, with the
+    /// `before` elements of the input and the layers before it, one sample would exceed the
+    /// budget; nothing has been allocated for activations then (layers allocate them on the
+    /// first batch).
+    private static func checkMemory(_ layer: any Layer<T>, _ i: Int, _ before: Double, budget: Double,
+                                    megabytes: Int) throws(DLError) -> Double {
+        let output = layer.outputShape.reduce(1.0) { $0 * Double($1) }
+        let adds = 2 * output + layer.workspacePerSample
+        let size = Double(MemoryLayout<T>.size)
+        guard (before + adds) * size <= budget else {
+            func mib(_ elements: Double) -> String {
+                let m = elements * size / 1048576
+                return m < 10 ? String(Double(Int(m * 100)) / 100) : String(Int(m))
+            }
+            throw DLError(.noMemory, "layers[\(i)] (\(layer.type)): output \(layer.outputShape) needs \(mib(adds)) MiB per sample with its gradient and workspace, \(mib(before + adds)) MiB with the layers before, beyond the memory budget of \(megabytes) MiB (the spec's \"memory_budget\")")
+        }
+        return adds
+    }
 
     /// Total number of trainable scalars.
     public var parameterCount: Int { parameters.reduce(0) { $0 + $1.value.count } }
@@ -230,7 +255,7 @@ public final class Model<T: DLScalar> {
             throw DLError(.numeric, "the loss is \(value) (training diverged, or the learning rate \(optimizer.learningRate) is too large); parameters were not updated")
         }
         try backward(lossGrad)
-        optimizer.update(parameters)
+        try optimizer.update(parameters)
         samplesSeen += batch
         return value
     }
@@ -354,6 +379,7 @@ public final class Model<T: DLScalar> {
     /// Replaces parameter `index` with `count` values, refusing NaN/Inf (nothing changes then).
     public func writeParameter<S: DLScalar>(_ index: Int, from values: UnsafePointer<S>, count: Int) throws(DLError) {
         try write(try entry(parameters, "parameter", index, count: count), from: values, count: count)
+        optimizer.forgetBounds()        // its bound on this tensor's magnitude no longer holds
     }
 
     /// Copies buffer `index` (running statistics, in `buffers` order) into `out` as `S`.

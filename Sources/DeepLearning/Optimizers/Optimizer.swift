@@ -65,6 +65,26 @@ public final class Optimizer<T: DLScalar> {
             slots.append(s)
         }
         self.slots = slots
+        tensorCapacity = parameters.count
+        tensors = .allocate(capacity: parameters.count)
+        tensors.initialize(repeating: dlk_tensors(), count: parameters.count)
+        forgetBounds()
+    }
+
+    deinit { tensors.deallocate() }
+
+    /// The kernel's description of each parameter tensor: the pointers, refilled by every
+    /// update (reused, so a step allocates nothing), and the bounds on the magnitudes of the
+    /// values and state that the last update left, which spare the next check their reads.
+    private let tensors: UnsafeMutablePointer<dlk_tensors>
+    private let tensorCapacity: Int
+
+    /// Drops the bounds the last update left on the parameters' and state's magnitudes, so
+    /// the next update reads them. Whatever writes parameters or state other than `update`
+    /// calls this (`Model.writeParameter`, `restore`): a stale bound could let a step that
+    /// overflows through.
+    public func forgetBounds() {
+        for i in 0..<tensorCapacity { tensors[i].bound = (-1, -1, -1) }
     }
 
     /// The optimizer a validated spec's "optimizer" object describes.
@@ -77,23 +97,35 @@ public final class Optimizer<T: DLScalar> {
     /// Names of the state tensors of one parameter, as stored in checkpoints.
     public var slotNames: [String] { rule.slotNames }
 
-    /// Applies one update to every parameter from its `grad`.
-    public func update(_ parameters: [Parameter<T>]) {
-        step += 1
+    /// Applies one update to every parameter from its `grad`, or none at all: when the update
+    /// would make any parameter or state value NaN or infinite, throws `.numeric` naming the
+    /// first such parameter, and nothing (parameters, state, `step`, the rate) has changed.
+    ///
+    /// Every parameter is checked before any is written (`dlk_update_all`: a bound from the
+    /// largest magnitudes, one read of each array, and the exact rule only where the bound
+    /// fails), so a refused step needs no copy to roll back.
+    public func update(_ parameters: [Parameter<T>]) throws(DLError) {
         var u = dlk_update()
         rule.configure(&u)
-        u.step = Int64(step)
+        u.step = Int64(step + 1)
         u.lr = learningRate
         u.grad_scale = clipNorm > 0 ? min(1, clipNorm / (gradientNorm(parameters) + 1e-6)) : 1
-        for (p, s) in zip(parameters, slots) {
-            let n = Int64(p.value.count)
-            let s1 = s.first?.data, s2 = s.count > 1 ? s[1].data : nil
-            if T.self == Float.self {
-                dlk_update_f32(&u, f32(p.value.data), f32(p.grad.data), s1.map(f32), s2.map(f32), n, portable ? 1 : 0)
-            } else {
-                dlk_update_f64(&u, f64(p.value.data), f64(p.grad.data), s1.map(f64), s2.map(f64), n)
-            }
+        let count = min(parameters.count, slots.count, tensorCapacity)
+        for i in 0..<count {
+            let p = parameters[i], s = slots[i]
+            tensors[i].p = UnsafeMutableRawPointer(p.value.data)
+            tensors[i].s1 = s.first.map { UnsafeMutableRawPointer($0.data) }
+            tensors[i].s2 = s.count > 1 ? UnsafeMutableRawPointer(s[1].data) : nil
+            tensors[i].g = UnsafeRawPointer(p.grad.data)
+            tensors[i].n = Int64(p.value.count)
         }
+        let failed = T.self == Float.self ? dlk_update_all_f32(&u, tensors, Int64(count), portable ? 1 : 0)
+                                          : dlk_update_all_f64(&u, tensors, Int64(count))
+        guard failed < 0 else {
+            let state = slotNames.isEmpty ? "" : " or its \(slotNames.joined(separator: "/"))"
+            throw DLError(.numeric, "this step would make \(parameters[Int(failed)].name)\(state) NaN or infinite (the gradients, or the learning rate \(learningRate), are too large); nothing was changed")
+        }
+        step += 1
         reschedule()
     }
 
@@ -104,6 +136,7 @@ public final class Optimizer<T: DLScalar> {
 
     /// Restores the counters (checkpoints); the rate follows from them and the base rate.
     public func restore(step: Int, epoch: Int, baseLearningRate: Double) {
+        forgetBounds()      // the state was just written
         self.step = step
         self.epoch = epoch
         self.baseLearningRate = baseLearningRate

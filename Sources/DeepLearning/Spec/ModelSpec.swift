@@ -20,6 +20,11 @@ public struct ModelSpec: Sendable {
     public var dtype: DType = .float32
     /// How raw inputs are transformed before the first layer, in training and prediction alike.
     public var preprocessing = Preprocessing()
+    /// MiB of activations and workspaces a forward pass may hold (the spec's "memory_budget").
+    public var memoryBudget = ModelSpec.defaultMemoryBudget
+    /// 1 GiB: far above what the tutorial's models need per sample (the MNIST CNN about
+    /// 0.2 MiB with its gradients), far below what takes a machine down.
+    public static let defaultMemoryBudget = 1024
     /// The JSON text the spec came from (stored verbatim in checkpoints).
     public var json: String = ""
     /// Where the spec came from, for messages: a file path or "<string>".
@@ -52,12 +57,30 @@ public struct Preprocessing: Sendable, Equatable {
     public var multiplier: Double { scale / std }
     public var offset: Double { -mean / std }
 
-    /// The spec's "preprocessing" object.
+    /// The value rules of every preprocessing a model can hold: scale and std in
+    /// [1e-12, 1e12], mean in [-1e12, 1e12]. Within them x * scale / std and mean / std stay
+    /// within 1e24, far inside float32's range, so the folded multiplier and offset are finite.
+    public static let scaleRange = 1e-12...1e12
+    public static let meanRange = -1e12...1e12
+    public static let stdRange = 1e-12...1e12
+
+    /// The spec's "preprocessing" object, its ranges the value rules above.
     public static let kind = ComponentKind("preprocessing", options: [
-        OptionSpec("scale", .number(1e-12...1e12), default: .double(1), doc: "multiplies raw inputs first (1/255 for bytes)"),
-        OptionSpec("mean", .number(-1e12...1e12), default: .double(0), doc: "subtracted after scaling"),
-        OptionSpec("std", .number(1e-12...1e12), default: .double(1), doc: "divides last"),
+        OptionSpec("scale", .number(scaleRange), default: .double(1), doc: "multiplies raw inputs first (1/255 for bytes)"),
+        OptionSpec("mean", .number(meanRange), default: .double(0), doc: "subtracted after scaling"),
+        OptionSpec("std", .number(stdRange), default: .double(1), doc: "divides last"),
     ], doc: "x' = (x * scale - mean) / std")
+
+    /// Throws unless every value obeys the rules. The one check of a preprocessing, whoever
+    /// sets it: the spec parser (after its per-option ranges, the same table), the model's
+    /// `setPreprocessing`, `Standardizer` and the checkpoint reader (through the parser), so
+    /// a model holds only what it can save and load again.
+    public func validate(path: String = "preprocessing") throws(DLError) {
+        for (name, value, range) in [("scale", scale, Self.scaleRange), ("mean", mean, Self.meanRange),
+                                     ("std", std, Self.stdRange)] where !(value.isFinite && range.contains(value)) {
+            throw .invalid("\(path).\(name): expected \(OptionKind.number(range).expectation), got \(value)")
+        }
+    }
 }
 
 /// One layer, loss, optimizer or schedule of a spec: its type and its validated options.

@@ -58,9 +58,7 @@ extension ModelSpec {
 extension Model {
     /// Makes the model standardize its raw inputs with `p`, in training and prediction alike.
     public func setPreprocessing(_ p: Preprocessing) throws(DLError) {
-        guard p.scale.isFinite, p.mean.isFinite, p.std.isFinite, p.scale > 0, p.std > 0 else {
-            throw .invalid("preprocessing needs finite values with scale > 0 and std > 0, got scale \(p.scale), mean \(p.mean), std \(p.std)")
-        }
+        try p.validate()        // the spec parser's rules: what is set here can be saved and loaded
         spec = try spec.with(preprocessing: p)
     }
 }

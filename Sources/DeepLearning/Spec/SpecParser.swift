@@ -125,6 +125,8 @@ struct SpecReader {
         OptionSpec("init", .choice(Initializer.allCases.map(\.rawValue)), default: .string(Initializer.heNormal.rawValue)),
         OptionSpec("seed", .nonNegativeInt, default: .int(0)),
         OptionSpec("dtype", .choice([DType.float32.rawValue, DType.float64.rawValue]), default: .string(DType.float32.rawValue)),
+        OptionSpec("memory_budget", .positiveInt, default: .int(ModelSpec.defaultMemoryBudget),
+                   doc: "MiB of activations and workspaces one forward pass may hold: a model needing more for one sample is refused when built, and predict and evaluate work in chunks of samples that fit"),
     ])
     static let structuralKeys = ["name", "input", "input_size", "input_shape", "layers", "loss", "optimizer", "preprocessing"]
     static let inputKeys = ["input", "input_size", "input_shape"]
@@ -170,11 +172,15 @@ struct SpecReader {
             }
             let p = ComponentSpec(type: "preprocessing", options: try options(Self.members(value), of: Preprocessing.kind, path: "preprocessing"))
             spec.preprocessing = Preprocessing(scale: try p.double("scale"), mean: try p.double("mean"), std: try p.double("std"))
+            do throws(DLError) { try spec.preprocessing.validate() } catch {
+                throw DLError(.spec, "\(source): \(error.message)")   // never, while the ranges above are the rules
+            }
         }
         spec.formatVersion = try settings.int("format_version")
         spec.seed = UInt64(try settings.int("seed"))        // validated as non-negative
         spec.initializer = try settings.choice("init", Initializer.self)
         spec.dtype = try settings.choice("dtype", DType.self)
+        spec.memoryBudget = try settings.int("memory_budget")
         return spec
     }
 

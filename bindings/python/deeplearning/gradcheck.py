@@ -10,8 +10,14 @@ The helpers work on any object with the tutorial's interface (``forward`` and
 layers as well as your own NumPy ones. Check in float64: float32 rounding alone
 exceeds the tolerances.
 
-Reading the max relative error: below 1e-7 excellent; 1e-7 to 1e-5 good for
-float64; 1e-5 to 1e-2 suspicious; above 1e-2 a bug.
+The verdict is PyTorch's (``torch.autograd.gradcheck``): every entry of the
+analytic gradient a must agree with the numerical one n as
+``|a - n| <= atol + rtol * |n|`` (atol 1e-5, rtol 1e-3 by default). Unlike the
+relative error it stays meaningful where a true gradient is zero, where both
+a and n are rounding noise. Each check prints the max relative error (below
+1e-7 excellent, 1e-7 to 1e-5 good for float64, above 1e-2 suspect where
+gradients are not near zero) and the max absolute error, and returns the
+verdict.
 """
 
 from __future__ import annotations
@@ -64,26 +70,42 @@ def _output_weights(layer: Any, x: np.ndarray) -> np.ndarray:
     return weights
 
 
-def _report(error: float, tolerance: float) -> bool:
-    print(f"Max Relative Error: {error:.2e}")
-    return error < tolerance
+ATOL, RTOL = 1e-5, 1e-3
+"""PyTorch's gradcheck tolerances, the defaults of the checks below."""
 
 
-def gradient_check(layer: Any, x: np.ndarray, tolerance: float = 1e-5) -> bool:
-    """Checks ``layer.backward``'s dL/dx at `x`; prints the max relative error and
-    returns whether it is below `tolerance`."""
+def within_tolerance(analytic: np.ndarray, numeric: np.ndarray, atol: float = ATOL, rtol: float = RTOL) -> bool:
+    """Whether every entry satisfies |a - n| <= atol + rtol * |n| (NaN fails)."""
+    analytic, numeric = np.asarray(analytic, np.float64), np.asarray(numeric, np.float64)
+    return bool(np.all(np.abs(analytic - numeric) <= atol + rtol * np.abs(numeric)))
+
+
+def _report(pairs: list[tuple[np.ndarray, np.ndarray]], atol: float, rtol: float) -> bool:
+    """Prints the largest relative and absolute errors over the (analytic,
+    numeric) pairs; returns whether every entry of every pair is within tolerance."""
+    relative = max(relative_error(a, n) for a, n in pairs)
+    absolute = max(float(np.max(np.abs(np.asarray(a, np.float64) - n), initial=0.0)) for a, n in pairs)
+    passed = all(within_tolerance(a, n, atol, rtol) for a, n in pairs)
+    print(f"Max Relative Error: {relative:.2e} (max absolute error {absolute:.2e}; "
+          f"|a - n| <= {atol:g} + {rtol:g} |n|: {'passed' if passed else 'FAILED'})")
+    return passed
+
+
+def gradient_check(layer: Any, x: np.ndarray, atol: float = ATOL, rtol: float = RTOL) -> bool:
+    """Checks ``layer.backward``'s dL/dx at `x`; prints the max relative and
+    absolute errors and returns whether every entry is within tolerance."""
     x = np.array(x, np.float64)            # a copy, nudged by numerical_gradient
     r = _output_weights(layer, x)
     analytic = layer.backward(r)
     numeric = numerical_gradient(lambda nudged: float(np.sum(layer.forward(nudged) * r)), x)
     layer.forward(x)                       # leaves the layer as forward(x) did
-    return _report(relative_error(analytic, numeric), tolerance)
+    return _report([(analytic, numeric)], atol, rtol)
 
 
-def gradient_check_weights(layer: Any, x: np.ndarray, tolerance: float = 1e-5) -> bool:
+def gradient_check_weights(layer: Any, x: np.ndarray, atol: float = ATOL, rtol: float = RTOL) -> bool:
     """Checks a Linear layer's ``dL_dW`` and ``dL_db`` at `x`, nudging ``_w`` and
-    ``_b`` in place; prints the larger max relative error of the two and returns
-    whether it is below `tolerance`."""
+    ``_b`` in place; prints the larger errors of the two and returns whether
+    every entry of both is within tolerance."""
     x = np.array(x, np.float64)
     r = _output_weights(layer, x)
     layer.backward(r)
@@ -94,14 +116,15 @@ def gradient_check_weights(layer: Any, x: np.ndarray, tolerance: float = 1e-5) -
 
     numeric = [numerical_gradient(loss, layer._w), numerical_gradient(loss, layer._b)]
     layer.forward(x)
-    return _report(max(map(relative_error, analytic, numeric)), tolerance)
+    return _report(list(zip(analytic, numeric)), atol, rtol)
 
 
-def gradient_check_loss(loss: Any, pred: np.ndarray, target: np.ndarray, tolerance: float = 1e-5) -> bool:
+def gradient_check_loss(loss: Any, pred: np.ndarray, target: np.ndarray, atol: float = ATOL,
+                        rtol: float = RTOL) -> bool:
     """Checks ``loss.backward``'s dL/dpred at (`pred`, `target`); prints the max
-    relative error and returns whether it is below `tolerance`."""
+    relative and absolute errors and returns whether every entry is within tolerance."""
     pred = np.array(pred, np.float64)
     loss.forward(pred, target)
     analytic = loss.backward()
     numeric = numerical_gradient(lambda p: loss.forward(p, target), pred)
-    return _report(relative_error(analytic, numeric), tolerance)
+    return _report([(analytic, numeric)], atol, rtol)

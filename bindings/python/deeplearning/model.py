@@ -15,7 +15,7 @@ from numpy.typing import ArrayLike
 from . import _arrays, training
 from ._native import spec_text
 from .callbacks import History
-from ._lib import DOUBLE, MODEL, SIZE, STRING, UINT64, call, lib, param_shape, train_batch
+from ._lib import DOUBLE, INT, MODEL, SIZE, STRING, UINT64, call, lib, param_shape, train_batch
 
 
 if TYPE_CHECKING:
@@ -47,12 +47,19 @@ class GradCheck(NamedTuple):
     """Back-propagated gradients against finite differences.
 
     ``max_rel_error`` is the largest relative error over all parameters;
-    ``per_param`` maps each parameter tensor's name to its own. Below 1e-7 is
-    excellent, above 1e-2 a bug.
+    ``per_param`` maps each parameter tensor's name to its own (below 1e-7 is
+    excellent; where a true gradient is zero it divides noise by noise).
+    ``passed`` is the verdict: every checked entry within PyTorch's
+    ``|a - n| <= atol + rtol * |n|``; ``abs_error`` maps each tensor to its
+    max ``|a - n|``, ``score`` to its largest ``|a - n| / (atol + rtol |n|)``
+    (at most 1 passes).
     """
 
     max_rel_error: float
     per_param: dict[str, float]
+    passed: bool = True
+    abs_error: dict[str, float] = {}
+    score: dict[str, float] = {}
 
 
 def _path(path: PathLike) -> bytes:
@@ -225,21 +232,25 @@ class Model:
         """Mean loss and accuracy over (x, y), in evaluation mode; the model is unchanged."""
         return self._evaluate(*self._data(x, y))
 
-    def gradcheck(self, x: ArrayLike, y: ArrayLike, max_entries: int = 0) -> GradCheck:
+    def gradcheck(self, x: ArrayLike, y: ArrayLike, max_entries: int = 0, atol: float = 1e-5,
+                  rtol: float = 1e-3) -> GradCheck:
         """Compares back-propagation with centred finite differences on the batch (x, y).
 
         `max_entries` limits the entries checked per parameter tensor (0 = all;
-        each costs two forward passes). The model is not changed.
+        each costs two forward passes). An entry passes when
+        ``|a - n| <= atol + rtol * |n|`` (PyTorch's gradcheck defaults). The
+        model is not changed.
         """
         max_entries = operator.index(max_entries)
         if max_entries < 0:
             raise ValueError(f"max_entries must be >= 0, got {max_entries}")
         x, labels, targets = self._data(x, y)
         names = self.param_names
-        per_param = np.empty(len(names), np.float64)
-        worst = call(lib.dl_gradcheck, self._h, x, len(x), labels, targets, max_entries,
-                     DOUBLE, per_param, per_param.size)
-        return GradCheck(worst, dict(zip(names, per_param.tolist())))
+        absolute, relative, score = (np.empty(len(names), np.float64) for _ in range(3))
+        passed = call(lib.dl_gradcheck_report, self._h, x, len(x), labels, targets, max_entries,
+                      float(atol), float(rtol), absolute, relative, score, len(names), INT)
+        return GradCheck(float(relative.max(initial=0.0)), dict(zip(names, relative.tolist())),
+                         bool(passed), dict(zip(names, absolute.tolist())), dict(zip(names, score.tolist())))
 
     def fit(self, x: Any, y: ArrayLike | None = None, **options: Any) -> History:
         """Trains on arrays (x, y) or on a Dataset x, as Keras's fit does; returns a History.

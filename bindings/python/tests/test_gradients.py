@@ -8,10 +8,11 @@ gradient_check, gradient_check_weights``, run from bindings/python); they live i
 import numpy as np
 import pytest
 
+import deeplearning as dl
 from deeplearning import (ELU, GELU, CrossEntropyLoss, HuberLoss, LeakyReLU, Linear, MSELoss, ReLU,
                           Sigmoid, SiLU, Softmax, Softplus, Tanh)
 from deeplearning.gradcheck import (gradient_check, gradient_check_loss, gradient_check_weights,
-                                    numerical_gradient, relative_error)
+                                    numerical_gradient, relative_error, within_tolerance)
 
 __all__ = ["gradient_check", "gradient_check_loss", "gradient_check_weights",
            "numerical_gradient"]
@@ -23,7 +24,7 @@ def max_error(capsys) -> float:
     """The error the last check printed."""
     line = capsys.readouterr().out.strip().splitlines()[-1]
     assert line.startswith("Max Relative Error: ")
-    return float(line.removeprefix("Max Relative Error: "))
+    return float(line.removeprefix("Max Relative Error: ").split()[0])
 
 
 def test_numerical_gradient_of_a_known_function_restores_x():
@@ -122,3 +123,70 @@ def test_the_helpers_work_on_a_pure_numpy_layer(capsys):
     x = rng.standard_normal((4, 5))
     assert gradient_check(layer, x) and gradient_check_weights(layer, x)
     assert max_error(capsys) < EXCELLENT
+
+
+def test_the_verdict_holds_where_the_true_gradient_is_zero():
+    """Where the true gradient is zero, a and n are rounding noise: the relative
+    error divides noise by noise ("a bug" by its bands), the verdict
+    |a - n| <= atol + rtol |n| passes it."""
+    analytic, numeric = np.array([1e-9, -2e-9, 0.0]), np.array([-2e-9, 1e-9, 5e-10])
+    assert relative_error(analytic, numeric) > 1e-2
+    assert within_tolerance(analytic, numeric)
+    assert not within_tolerance([1e-4], [0.0])               # beyond atol where n is 0
+    assert not within_tolerance([1.01], [1.0]) and within_tolerance([1.0005], [1.0])
+    assert not within_tolerance([np.nan], [1.0])
+
+
+def test_a_wrong_backward_fails_the_verdict(capsys):
+    class Off(Tanh):
+        def backward(self, dL_dy):
+            return super().backward(dL_dy) * 1.01
+
+    assert not gradient_check(Off(), np.linspace(-2, 2, 12).reshape(3, 4))
+    assert "FAILED" in capsys.readouterr().out
+
+
+CONV_BIAS_BATCH_NORM = {
+    "input": {"shape": [1, 5, 5]},
+    "layers": [{"type": "conv2d", "filters": 3, "kernel_size": 3, "bias": True}, {"type": "batch_norm"},
+               {"type": "relu"}, {"type": "flatten"}, {"type": "linear", "units": 4}],
+    "loss": "cross_entropy", "optimizer": {"type": "sgd", "lr": 0.1}, "seed": 9,
+}
+
+
+def test_model_gradcheck_passes_a_bias_before_batch_norm():
+    """The library's check of a model whose conv bias has a true gradient of zero:
+    the verdict passes, with the absolute error of that bias at rounding level."""
+    rng = np.random.default_rng(4)
+    with dl.Model.from_spec(CONV_BIAS_BATCH_NORM) as model:
+        result = model.gradcheck(rng.standard_normal((6, 25)), rng.integers(0, 4, 6).astype(np.int32))
+        assert result.passed, result
+        assert result.abs_error["layers.0.bias"] < 1e-8
+        assert all(s <= 1 for s in result.score.values())
+        assert result.max_rel_error == max(result.per_param.values())
+        # Tolerances far below rounding noise fail the same gradients.
+        assert not model.gradcheck(rng.standard_normal((6, 25)), rng.integers(0, 4, 6).astype(np.int32),
+                                   atol=1e-30, rtol=1e-30).passed
+
+
+def test_a_step_that_would_overflow_is_refused_and_changes_nothing(tmp_path):
+    """Learning rate 1e300 (infinity in float32): the library refuses the update
+    naming the parameter, and every weight and the step count stay as they were;
+    the next ordinary step trains and the model saves and loads."""
+    rng = np.random.default_rng(5)
+    x, y = rng.standard_normal((8, 25)), rng.integers(0, 4, 8).astype(np.int32)
+    with dl.Model.from_spec(CONV_BIAS_BATCH_NORM) as model:
+        model.train_step(x, y)
+        before, steps, rate = model.state_dict(), model.step_count, model.learning_rate
+        model.learning_rate = 1e300
+        with pytest.raises(dl.NumericError, match=r"layers\.\d+\.\w+.*nothing was changed"):
+            model.train_step(x, y)
+        after = model.state_dict()
+        assert model.step_count == steps
+        for name, values in after.items():
+            if "running" not in name:                          # batch norm's statistics saw the batch
+                assert np.array_equal(values, before[name]), name
+        model.learning_rate = rate
+        assert np.isfinite(model.train_step(x, y)) and model.step_count == steps + 1
+        model.save(tmp_path / "m.h5")
+        assert dl.load(tmp_path / "m.h5").step_count == steps + 1

@@ -170,7 +170,9 @@ def test_gradcheck_through_every_activation():
 def test_gradcheck_with_targets_and_max_entries(regression_model):
     x = np.linspace(-1, 1, 8).reshape(-1, 1)
     result = regression_model.gradcheck(x, np.sin(x), max_entries=3)
-    assert result.max_rel_error < 1e-6
+    # A bias whose gradient is almost zero here shows a relative error of noise over
+    # noise (0.03); the verdict, and the absolute errors, say the gradients are right.
+    assert result.passed and max(result.abs_error.values()) < 1e-8
     with pytest.raises(ValueError, match="max_entries"):
         regression_model.gradcheck(x, np.sin(x), max_entries=-1)
 
