@@ -187,7 +187,11 @@ struct Reader {
                 throw unsupported("node \(describe(n)) does not read the output of the node before it (\"\(current)\"); only chains of nodes are read (no branches)")
             }
             if dataSecond { next.inputs.swapAt(0, 1) }
-            for name in next.inputs.dropFirst() where !name.isEmpty && constants[name] == nil {
+            // x * sigmoid(x): SiLU, as torch.onnx.export writes it. The Sigmoid before this
+            // Mul read x; this Mul reads x and the Sigmoid's output (the current value).
+            let isSiLU = op == "Mul" && k > 0 && chain.layers.last?.type == "sigmoid" && next.inputs.count == 2
+                && sigmoidInput(nodes[k - 1]) == next.inputs[1] && !next.inputs[1].isEmpty
+            for name in next.inputs.dropFirst() where !isSiLU && !name.isEmpty && constants[name] == nil {
                 throw unsupported("node \(describe(n)) reads \"\(name)\", which is neither an initializer nor a constant; only chains with constant weights are read")
             }
 
@@ -198,11 +202,10 @@ struct Reader {
             case "Dropout":
                 try next.allow(["seed", "ratio"])
             case "Mul", "Add", "Sub", "Div":
-                if chain.layers.isEmpty, let value = try next.scalarOperand() {
+                if !isSiLU, chain.layers.isEmpty, let value = try next.scalarOperand() {
                     try preprocessing(&chain.preprocessing, op, value, n)
-                } else if op == "Mul", k > 0, chain.layers.last?.type == "sigmoid", sigmoidInput(nodes[k - 1]) == next.inputs[1] {
-                    // x * sigmoid(x): SiLU, as torch.onnx.export writes it. The Sigmoid read
-                    // x; this Mul reads x and the Sigmoid's output.
+                } else if isSiLU {
+                    try next.allow([])
                     chain.layers[chain.layers.count - 1] = ImportedLayer(type: "silu")
                 } else {
                     throw unsupported("node \(describe(n)) (\(op)) is read only as the input's scaling before any layer, with a scalar constant, or as x * Sigmoid(x) (SiLU)")
@@ -360,6 +363,9 @@ struct Reader {
     /// The element count of `t` from its dims, checked against overflow, the tensor limit and
     /// the file's size (`bytesPerValue` each).
     func count(_ t: TensorPointer, _ what: String, bytesPerValue: Int) throws(DLError) -> (dims: [Int], count: Int) {
+        if t.pointee.has_data_location != 0 && t.pointee.data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL {
+            throw unsupported("\(what): the values are stored in an external file, which this reader does not follow")
+        }
         var dims: [Int] = []
         for i in 0..<t.pointee.n_dims {
             guard let d = t.pointee.dims?[i], d >= 0, d <= Int64(Limits.maxTensorElements) else {
@@ -370,9 +376,6 @@ struct Reader {
         let n = try checkedCount(dims, what)
         guard n <= fileSize / bytesPerValue else {
             throw error("\(what): dims \(dims) claim \(n) values, more than the \(fileSize)-byte file holds")
-        }
-        if t.pointee.has_data_location != 0 && t.pointee.data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL {
-            throw unsupported("\(what): the values are stored in an external file, which this reader does not follow")
         }
         return (dims, n)
     }
