@@ -856,13 +856,14 @@ struct NodeReader {
         guard target.count >= 2, target.count <= 4 else {
             throw unsupported("target shape \(target); expected (batch, features) or (batch, C, H, W)")
         }
+        guard target[0] >= -1 else { throw unsupported("target shape \(target) has the entry \(target[0]) for the batch") }
         let count = try checkedCount(shape, "\(me) input")
         var dims: [Int] = []
         var inferred: Int? = nil
         for (i, d) in target.dropFirst().enumerated() {
             switch d {
             case -1:
-                guard inferred == nil, target[0] > 0 || target[0] == 0 || target[0] == -1 else { throw unsupported("target shape \(target) has two -1") }
+                guard inferred == nil else { throw unsupported("target shape \(target) has two -1") }
                 inferred = i
                 dims.append(1)
             case 0:
