@@ -162,6 +162,8 @@ struct Reader {
 
         var current = inputName
         var shape = chain.inputShape
+        /// A Transpose to (H, W, C) seen, and the (C, H, W) shape before it.
+        var channelsLast: (ChannelsLast, [Int])? = nil
         // Values produced but never to be read (Dropout's mask, MaxPool's indices).
         var unused: Set<String> = []
         var k = 0
@@ -195,8 +197,28 @@ struct Reader {
                 throw unsupported("node \(describe(n)) reads \"\(name)\", which is neither an initializer nor a constant; only chains with constant weights are read")
             }
 
+            // After a Transpose to channels-last (Keras flattens in H, W, C order), only a
+            // flatten and then the linear layer whose columns it reorders may follow.
+            if let (stage, _) = channelsLast {
+                let allowed = stage == .transposed ? ["Identity", "Dropout", "Flatten", "Reshape"] : ["Identity", "Dropout", "Gemm", "MatMul"]
+                guard allowed.contains(op) else {
+                    throw unsupported("node \(describe(n)) follows a Transpose to channels-last; only a Flatten (or Reshape to flat) and then Gemm or MatMul may follow it")
+                }
+            }
             var consumed = 1
             switch op {
+            case "Transpose":
+                try next.allow(["perm"])
+                // No perm reverses the axes.
+                let perm = try next.ints("perm", count: shape.count + 1, in: 0...3) ?? Array((0...shape.count).reversed())
+                if perm == [0, 2, 3, 1] && shape.count == 3 && channelsLast == nil {
+                    channelsLast = (.transposed, shape)
+                    shape = [shape[1], shape[2], shape[0]]
+                } else if chain.layers.isEmpty {
+                    throw unsupported("node \(describe(n)) (Transpose) of the input: channels-last images are not read; export with the input in NCHW (tf2onnx: --inputs-as-nchw)")
+                } else {
+                    throw unsupported("node \(describe(n)) (Transpose) with perm \(perm.map { "\($0)" }.joined(separator: ", ")): only the channels-last transpose before a flatten (0, 2, 3, 1) is read")
+                }
             case "Identity":
                 try next.allow([])
             case "Dropout":
@@ -212,6 +234,7 @@ struct Reader {
                 }
             case "Gemm":
                 chain.layers.append(try next.gemm(&shape))
+                try reorderColumns(&chain, &channelsLast)
             case "MatMul":
                 // MatMul then Add of a constant vector: a linear layer with bias, as Keras/tf2onnx write it.
                 var bias: [Float]? = nil
@@ -229,6 +252,7 @@ struct Reader {
                     }
                 }
                 chain.layers.append(try next.matmul(&shape, bias: bias))
+                try reorderColumns(&chain, &channelsLast)
             case "Conv":
                 chain.layers.append(try next.conv(&shape))
             case "MaxPool", "AveragePool":
@@ -275,13 +299,23 @@ struct Reader {
                     chain.layers.append(ImportedLayer(type: "flatten"))
                     shape = [try checkedCount(shape, "Flatten output")]
                 }
+                if let (_, chw) = channelsLast { channelsLast = (.flattened, chw) }
             case "Reshape":
                 try next.reshape(&shape, into: &chain.layers)
+                if let (_, chw) = channelsLast {
+                    guard shape.count == 1 else {
+                        throw unsupported("node \(describe(n)) (Reshape) after a Transpose to channels-last must flatten")
+                    }
+                    channelsLast = (.flattened, chw)
+                }
             default:
                 throw unsupported("node \(describe(n)) has the operator \(op), which this reader does not import (see docs/onnx.md for those it does)")
             }
             current = consumed == 2 ? (strings(nodes[k + 1].pointee.output, nodes[k + 1].pointee.n_output).first ?? "") : output
             k += consumed
+        }
+        if channelsLast != nil {
+            throw unsupported("the graph ends after a Transpose to channels-last; only a flatten and a linear layer may follow one")
         }
         guard current == outputName else {
             throw unsupported("the graph's output \"\(outputName)\" is not the end of the node chain (\"\(current)\")")
@@ -289,6 +323,31 @@ struct Reader {
         guard !chain.layers.isEmpty else { throw unsupported("the graph has no layer this library can train (only identity nodes)") }
         chain.outputShape = shape
         return chain
+    }
+
+    enum ChannelsLast { case transposed, flattened }
+
+    /// The linear layer just read takes the features in (H, W, C) order, as Keras flattens
+    /// after a Transpose to channels-last; ours arrive in (C, H, W) order, so its weight's
+    /// columns are reordered and the Transpose needs no layer.
+    private func reorderColumns(_ chain: inout Chain, _ channelsLast: inout (ChannelsLast, [Int])?) throws(DLError) {
+        guard let (stage, chw) = channelsLast else { return }
+        guard stage == .flattened, chw.count == 3, var layer = chain.layers.last, let weight = layer.parameters.first else {
+            throw unsupported("a Transpose to channels-last must be followed by a flatten before the linear layer")
+        }
+        let (c, h, w) = (chw[0], chw[1], chw[2])
+        let inputs = c * h * w
+        guard inputs > 0, weight.count % inputs == 0 else { throw DLError(.internal, "\(source): channels-last reorder of a weight of \(weight.count) values") }
+        let outputs = weight.count / inputs
+        var reordered = weight
+        for o in 0..<outputs {
+            for ci in 0..<c { for y in 0..<h { for x in 0..<w {
+                reordered[o * inputs + (ci * h + y) * w + x] = weight[o * inputs + (y * w + x) * c + ci]
+            } } }
+        }
+        layer.parameters[0] = reordered
+        chain.layers[chain.layers.count - 1] = layer
+        channelsLast = nil
     }
 
     /// The input of a Sigmoid node, for the SiLU pattern.

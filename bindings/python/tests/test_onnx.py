@@ -329,6 +329,36 @@ def test_import_keras_style_cnn_with_transb0_and_preprocessing(tmp_path):
     assert model.spec["loss"] == "cross_entropy"
 
 
+def test_import_keras_cnn_flattening_channels_last(tmp_path):
+    """tf2onnx of a Keras CNN converted with --inputs-as-nchw: Conv (NCHW), then a Transpose
+    back to channels-last before Flatten, as Keras flattens (H, W, C); MatMul + Add; Softmax."""
+    rng = np.random.default_rng(17)
+    inits = {"conv/kernel": f32(rng, 4, 3, 3, 3), "conv/bias": f32(rng, 4),
+             "flat_shape": np.array([-1, 4 * 6 * 5], np.int64),
+             "dense/kernel": f32(rng, 4 * 6 * 5, 5), "dense/bias": f32(rng, 5)}
+    nodes = [
+        helper.make_node("Conv", ["input", "conv/kernel", "conv/bias"], ["conv:0"], name="sequential/conv2d/BiasAdd",
+                         kernel_shape=[3, 3], strides=[1, 1], auto_pad="VALID", dilations=[1, 1], group=1),
+        helper.make_node("Relu", ["conv:0"], ["relu:0"], name="sequential/conv2d/Relu"),
+        helper.make_node("Transpose", ["relu:0"], ["nhwc:0"], name="sequential/conv2d/Relu__6", perm=[0, 2, 3, 1]),
+        helper.make_node("Reshape", ["nhwc:0", "flat_shape"], ["flat:0"], name="sequential/flatten/Reshape"),
+        helper.make_node("MatMul", ["flat:0", "dense/kernel"], ["mm:0"], name="sequential/dense/MatMul"),
+        helper.make_node("Add", ["mm:0", "dense/bias"], ["logits:0"], name="sequential/dense/BiasAdd"),
+        helper.make_node("Softmax", ["logits:0"], ["output"], name="sequential/dense/Softmax", axis=-1),
+    ]
+    path = save(tmp_path, "keras_nhwc_cnn", nodes, inits, [3, 8, 7], [5], opset=15)
+    x = rng.random((37, 3 * 8 * 7)).astype(np.float32)
+    model = check_import("keras_nhwc_cnn", path, x)
+    assert model.layer_types == ["conv2d", "relu", "flatten", "linear", "softmax"]
+
+    # The channels-last input itself (without --inputs-as-nchw) is refused, with the way out.
+    nodes = [helper.make_node("Transpose", ["input"], ["nchw"], name="input_transpose", perm=[0, 3, 1, 2]),
+             helper.make_node("Conv", ["nchw", "conv/kernel"], ["output"], name="conv", kernel_shape=[3, 3])]
+    path = save(tmp_path, "nhwc_input", nodes, {"conv/kernel": inits["conv/kernel"]}, [8, 7, 3], [4, 6, 5])
+    with pytest.raises(dl.UnsupportedError, match=r'"input_transpose" \(Transpose\).*inputs-as-nchw'):
+        dl.Model.from_onnx(path)
+
+
 def test_imported_model_trains_further(tmp_path):
     rng = np.random.default_rng(5)
     path = torch_cnn(tmp_path, rng, "trainable")
