@@ -921,7 +921,7 @@ DL_API int dl_loss_backward(dl_loss *loss, void *grad, size_t grad_len);
  * format, named in dl_last_error()); DL_IO_ERROR; DL_BUSY.
  * Thread-safety: as dl_model_save().
  */
-DL_API int dl_model_export(dl_model *model, const char *path, const char *format);
+DL_API int dl_model_export(const dl_model *model, const char *path, const char *format);
 
 /*
  * dl_model_import - read a model written in another framework's format, as an
