@@ -311,6 +311,8 @@ struct Reader {
             default:
                 throw unsupported("node \(describe(n)) has the operator \(op), which this reader does not import (see docs/onnx.md for those it does)")
             }
+            // Pads and reshapes from the file may describe outputs beyond the tensor limit.
+            _ = try checkedCount(shape, "node \(describe(n)): output of one sample, \(shape)")
             current = consumed == 2 ? (strings(nodes[k + 1].pointee.output, nodes[k + 1].pointee.n_output).first ?? "") : output
             k += consumed
         }
@@ -873,6 +875,10 @@ struct NodeReader {
         // Ours divides by the whole window; ONNX's default leaves padding out of the count.
         if average, pads != [0, 0], try int("count_include_pad") ?? 0 == 0 {
             throw unsupported("average pooling with padding and count_include_pad = 0 is not supported (this library counts the padding)")
+        }
+        // A window wholly in the padding has no maximum or average (ONNX requires pads < kernel).
+        guard pads[0] < kernel[0], pads[1] < kernel[1] else {
+            throw unsupported("pads \(pads) are not smaller than the kernel \(kernel)")
         }
         let win = try window(shape, kernel: kernel, strides: strides, pads: pads)
         shape = [shape[0], win.outHeight, win.outWidth]

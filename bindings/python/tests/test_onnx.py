@@ -416,6 +416,23 @@ def test_unsupported_attribute_is_refused(tmp_path):
         dl.Model.from_onnx(path)
 
 
+def test_outputs_beyond_the_limits_are_refused(tmp_path):
+    """Pads from the file that would make a feature map of more than 2^31 values per sample."""
+    rng = np.random.default_rng(18)
+    nodes = [helper.make_node("Conv", ["input", "w"], ["output"], name="padded", kernel_shape=[1, 1],
+                              pads=[1 << 30, 1 << 30, 1 << 30, 1 << 30])]
+    path = save(tmp_path, "pads", nodes, {"w": f32(rng, 4, 1, 1, 1)}, [1, 2, 2], [4, "H", "W"])
+    with pytest.raises(dl.OutOfMemoryError, match='"padded" \\(Conv\\)'):
+        dl.Model.from_onnx(path)
+    nodes = [helper.make_node("MaxPool", ["input"], ["output"], name="pool", kernel_shape=[2, 2], pads=[2, 2, 2, 2])]
+    graph = helper.make_graph(nodes, "p", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 1, 4, 4])],
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, None)])
+    path = tmp_path / "pool.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    with pytest.raises(dl.UnsupportedError, match="not smaller than the kernel"):
+        dl.Model.from_onnx(path)
+
+
 def test_dynamic_reshape_is_refused(tmp_path):
     """x.view(x.size(0), -1) with dynamic axes: Shape -> Gather -> ... -> Reshape."""
     rng = np.random.default_rng(10)
