@@ -945,10 +945,12 @@ DL_API int dl_model_export(const dl_model *model, const char *path, const char *
  * torch.onnx.export and tf2onnx write MLPs and CNNs.
  * Returns: DL_OK; DL_INVALID_ARGUMENT (NULL path or out, an unknown key in
  * options_json); DL_IO_ERROR (missing or unreadable file); DL_FORMAT_ERROR
- * (not ONNX, truncated, a tensor whose data does not match its dims or type,
- * a missing initializer); DL_UNSUPPORTED (an operator, attribute or graph
- * shape this library cannot express: dl_last_error() names the node and its
- * operator; an unknown format); DL_SPEC_ERROR (an option in options_json);
+ * (not ONNX, truncated, a tensor whose data does not match its dims);
+ * DL_UNSUPPORTED (an operator, attribute, element type or graph shape this
+ * library cannot express, or a node reading a value that is neither the
+ * previous node's output nor an initializer or constant (a missing
+ * initializer): dl_last_error() names the node and its operator; an unknown
+ * format); DL_SPEC_ERROR (an option in options_json);
  * DL_NOMEM (sizes beyond the library's limits).
  */
 DL_API int dl_model_import(const char *path, const char *format, const char *options_json,
