@@ -22,6 +22,9 @@ let systemLibraries: [Target] = [
                    providers: [.apt(["libopenblas-dev"])]),
     .systemLibrary(name: "CZlib", pkgConfig: "zlib",
                    providers: [.apt(["zlib1g-dev"])]),
+    // protobuf-c's runtime, for the ONNX model format (CONNXProto, Sources/DeepLearning/ONNX).
+    .systemLibrary(name: "CProtobufC", pkgConfig: "libprotobuf-c",
+                   providers: [.apt(["libprotobuf-c-dev"])]),
 ]
 
 /// Absolute folder of this package (the linker runs elsewhere).
@@ -33,10 +36,14 @@ let targets: [Target] = systemLibraries + [
     .target(name: "CDeepLearningSupport"),
     // Float32 kernels for sparse input batches, with AVX2/FMA versions chosen at run time.
     .target(name: "CDeepLearningKernels"),
+    // ONNX's onnx.proto compiled by protoc-c, generated once and committed
+    // (scripts/gen_onnx_proto.sh); the proto file itself is kept beside it for reference.
+    .target(name: "CONNXProto", dependencies: ["CProtobufC"], exclude: ["onnx.proto"]),
     // The core: tensors, kernels, layers, losses, optimizers, models, specs,
     // checkpoints, data loading. No Foundation.
     .target(name: "DeepLearning",
             dependencies: ["CJSONC", "CHDF5", "COpenBLAS", "CZlib", "CDeepLearningKernels",
+                           "CProtobufC", "CONNXProto",
                            .product(name: "RealModule", package: "swift-numerics")]),
     // The C ABI: @_cdecl exports only; validates every argument. The linker version
     // script keeps libdeeplearning.so's exports to the dl_* functions of the header

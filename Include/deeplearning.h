@@ -951,6 +951,63 @@ DL_API int dl_loss_forward(dl_loss *loss, const void *pred, size_t rows, size_t 
  */
 DL_API int dl_loss_backward(dl_loss *loss, void *grad, size_t grad_len);
 
+/* ------------------------------------------------------------------------ */
+/* Model files in other formats: ONNX (export and import)                    */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * dl_model_export - write the model to a file in another framework's format.
+ *   model   the model (not modified).
+ *   path    file to write (UTF-8), replaced atomically (written under a
+ *           temporary name in the same folder, then renamed).
+ *   format  "onnx": an ONNX inference graph (opset 20, IR version 9) that
+ *           takes the raw input, as dl_predict() does (the spec's
+ *           preprocessing becomes Mul/Sub/Div nodes), with a symbolic batch
+ *           dimension, float32 weights named like the parameters, dropout left
+ *           out, and the spec's JSON and the library version in its
+ *           metadata_props; docs/onnx.md has the operator table.
+ *           "h5": this library's checkpoint, as dl_model_save().
+ *           NULL: from the extension of path (".onnx"; ".h5", ".hdf5").
+ * Returns: DL_OK; DL_INVALID_ARGUMENT (NULL model or path, dead handle, no
+ * format and an extension that names none); DL_UNSUPPORTED (an unknown
+ * format, named in dl_last_error()); DL_IO_ERROR; DL_BUSY.
+ * Thread-safety: as dl_model_save().
+ */
+DL_API int dl_model_export(const dl_model *model, const char *path, const char *format);
+
+/*
+ * dl_model_import - read a model written in another framework's format, as an
+ * ordinary trainable model.
+ *   path          file to read (UTF-8).
+ *   format        "onnx", "h5" (as dl_model_load()), or NULL for the
+ *                 extension of path.
+ *   options_json  NULL, or a JSON object with the spec settings the file does
+ *                 not say: "loss", "optimizer", "name", "seed", "init",
+ *                 "dtype", each as in a spec file. An ONNX graph this library
+ *                 exported brings back its own; otherwise the loss defaults
+ *                 to "cross_entropy" for a flat output of several values and
+ *                 to "mse" for one value, the optimizer to
+ *                 {"type": "adam", "lr": 0.001}. "h5" takes no options.
+ *   out           OUT: the model; the caller frees it with dl_model_free().
+ *                 dl_model_spec_json() gives the spec that describes it.
+ * An ONNX graph must be a chain of the operators of docs/onnx.md (Gemm,
+ * MatMul + Add, Conv, MaxPool, AveragePool, BatchNormalization, the
+ * activations, Flatten, Reshape by a constant shape; Identity and Dropout
+ * skipped; scalar Mul/Sub/Div at the front read as the preprocessing), as
+ * torch.onnx.export and tf2onnx write MLPs and CNNs.
+ * Returns: DL_OK; DL_INVALID_ARGUMENT (NULL path or out, an unknown key in
+ * options_json); DL_IO_ERROR (missing or unreadable file); DL_FORMAT_ERROR
+ * (not ONNX, truncated, a tensor whose data does not match its dims);
+ * DL_UNSUPPORTED (an operator, attribute, element type or graph shape this
+ * library cannot express, or a node reading a value that is neither the
+ * previous node's output nor an initializer or constant (a missing
+ * initializer): dl_last_error() names the node and its operator; an unknown
+ * format); DL_SPEC_ERROR (an option in options_json);
+ * DL_NOMEM (sizes beyond the library's limits).
+ */
+DL_API int dl_model_import(const char *path, const char *format, const char *options_json,
+                           dl_model **out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -14,9 +14,12 @@ set -euo pipefail
 
 apt_packages=(cmake ninja-build pkg-config
               libjson-c-dev libhdf5-dev libopenblas-dev zlib1g-dev
+              libprotobuf-c-dev protobuf-c-compiler   # ONNX (scripts/gen_onnx_proto.sh needs the compiler)
               valgrind    # ctest c_driver_valgrind (bindings/c)
               debootstrap)   # scripts/test_wheel.sh
-python_modules=(numpy scipy h5py pytest jsonschema setuptools wheel auditwheel mypy)   # PyPI names are the same
+python_modules=(numpy scipy h5py pytest jsonschema setuptools wheel auditwheel mypy
+                onnx onnxruntime)   # PyPI names are the same
+# (onnx, onnxruntime: bindings/python/tests/test_onnx.py checks exported models in ONNX Runtime)
 # (scipy: scipy.special.erf, the NumPy reference of the gelu activation)
 # (setuptools and wheel build bindings/python for the tests without a PyPI round trip)
 # (mypy: bindings/python/tests/test_typing.py checks the package's type hints, --strict)

@@ -9,7 +9,7 @@
 #    into a platform wheel (bindings/python/setup.py tags it);
 # 3. `auditwheel repair` copies every library it needs beyond glibc, the C++
 #    runtime and libgcc_s (json-c, HDF5 and its libraries, OpenBLAS and the
-#    Fortran runtime, zlib) into the wheel's deeplearning.libs/, points the
+#    Fortran runtime, zlib, protobuf-c) into the wheel's deeplearning.libs/, points the
 #    library's RPATH there, and names the most widely usable manylinux tag that
 #    the bundled libraries' glibc symbol versions allow.
 # The installed package then finds the library in its own folder, with no

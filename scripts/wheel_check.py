@@ -26,7 +26,7 @@ BASELINE = {"linux-vdso.so.1", "ld-linux-x86-64.so.2", "libc.so.6", "libm.so.6",
 # The libraries of the build machine that the wheel must carry: were one of them on
 # this system, a copy missing from the wheel would go unnoticed.
 BUNDLED = ("libjson-c", "libhdf5", "libopenblas", "libgfortran", "libquadmath", "libsz",
-           "libaec", "libcurl", "libswift")
+           "libaec", "libcurl", "libswift", "libprotobuf-c")
 
 
 def main(version: str) -> None:
@@ -72,8 +72,13 @@ def main(version: str) -> None:
             assert loaded.step_count == model.step_count
             assert np.array_equal(loaded.predict(x), model.predict(x))
         steps = model.step_count
+        # ONNX through the bundled protobuf-c: exported and read back, the same predictions.
+        onnx_path = Path(folder) / "xor.onnx"
+        model.to_onnx(onnx_path)
+        with dl.Model.from_onnx(onnx_path) as imported:
+            assert np.allclose(imported.predict(x), model.predict(x), atol=1e-6)
     print(f"ok: XOR trained in {steps} steps (loss {history.loss[0]:.3f} -> "
-          f"{history.loss[-1]:.5f}, accuracy {history.accuracy[-1]:.0%}), saved as HDF5 and "
+          f"{history.loss[-1]:.5f}, accuracy {history.accuracy[-1]:.0%}), saved as HDF5 and ONNX and "
           "loaded with the same predictions")
 
 

@@ -377,3 +377,21 @@ public func dl_model_set_param(_ model: OpaquePointer?, _ index: Int, _ values: 
         try box.value.writeParameter(try size(index, "index"), from: try required(values, "values"), count: try size(len, "len"))
     }
 }
+
+// MARK: - Model files in other formats (ONNX)
+
+@_cdecl("dl_model_export")
+public func dl_model_export(_ model: OpaquePointer?, _ path: UnsafePointer<CChar>?, _ format: UnsafePointer<CChar>?) -> Int32 {
+    withModel(model) { (box) throws(DLError) in
+        try exportModel(box.value, to: String(cString: try required(path, "path")), format: format.map { String(cString: $0) })
+    }
+}
+
+@_cdecl("dl_model_import")
+public func dl_model_import(_ path: UnsafePointer<CChar>?, _ format: UnsafePointer<CChar>?,
+                            _ options: UnsafePointer<CChar>?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+    create(out) { () throws(DLError) in
+        try importModel(from: String(cString: try required(path, "path")), format: format.map { String(cString: $0) },
+                        options: options.map { String(cString: $0) })
+    }
+}

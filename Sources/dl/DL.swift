@@ -9,7 +9,8 @@ struct DL: ParsableCommand {
         commandName: "dl",
         abstract: "Train, evaluate and inspect deeplearning models.",
         version: Version.string.description,
-        subcommands: [Train.self, Eval.self, Predict.self, Info.self, Gradcheck.self, XOR.self, Spec.self])
+        subcommands: [Train.self, Eval.self, Predict.self, Info.self, Gradcheck.self, XOR.self, Spec.self,
+                      Convert.self])
 }
 
 /// Runs `body`, printing a DLError as "dl: error: ..." and exiting with status 1.

@@ -123,6 +123,9 @@ _FUNCTIONS = {
     "dl_model_free": (None, [MODEL_P]),
     "dl_model_save": (c_int, [MODEL_P, c_char_p]),
     "dl_model_load": (c_int, [c_char_p, POINTER(MODEL_P)]),
+    # Model files in other formats (deeplearning.onnx).
+    "dl_model_export": (c_int, [MODEL_P, c_char_p, c_char_p]),
+    "dl_model_import": (c_int, [c_char_p, c_char_p, c_char_p, POINTER(MODEL_P)]),
     "dl_train_step": (c_int, [MODEL_P, _F32_IN, c_size_t, _I32_IN_OPT, _F32_IN_OPT,
                               POINTER(c_double)]),
     "dl_predict": (c_int, [MODEL_P, _F32_IN, c_size_t, _F32_OUT, c_size_t]),

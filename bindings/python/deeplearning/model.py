@@ -173,6 +173,17 @@ class Model:
         """Writes the model to an HDF5 checkpoint at `path` (replaced atomically)."""
         call(lib.dl_model_save, self._h, _path(path))
 
+    def to_onnx(self, path: PathLike) -> None:
+        """Writes the model as an ONNX inference graph (see :mod:`deeplearning.onnx`)."""
+        from .onnx import export
+        export(self, path, "onnx")
+
+    @classmethod
+    def from_onnx(cls, path: PathLike, **options: Any) -> Model:
+        """A trainable model from an ONNX file (see :func:`deeplearning.onnx.import_model`)."""
+        from .onnx import import_model
+        return import_model(path, "onnx", **options)
+
     def __repr__(self) -> str:
         if self.closed:
             return "<deeplearning.Model (closed)>"
