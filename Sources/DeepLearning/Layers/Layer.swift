@@ -14,13 +14,24 @@ public protocol Layer<Scalar>: AnyObject {
     var parameters: [Parameter<Scalar>] { get }
     /// Non-trainable state saved in checkpoints (running statistics); `grad` is unused.
     var buffers: [Parameter<Scalar>] { get }
+    /// Whether the layer works on input of any shape, reading the shape from the tensor it
+    /// is given (activations, dropout, softmax); the others assume the input shape they were
+    /// built for, and a standalone one refuses any other.
+    var acceptsAnyShape: Bool { get }
     func forward(_ x: Tensor<Scalar>, training: Bool) throws(DLError) -> Tensor<Scalar>
+    /// The evaluation-mode forward pass (`forward(x, training: false)`, the same values bit
+    /// for bit) that changes nothing in the layer: its output and every workspace are in
+    /// `scratch`, which belongs to one caller. Any number of threads may run it on one layer
+    /// at once, each with its own scratch, as long as nothing trains or changes the layer
+    /// meanwhile. Nothing is cached for backward.
+    func infer(_ x: Tensor<Scalar>, scratch: InferenceScratch<Scalar>) throws(DLError) -> Tensor<Scalar>
     func backward(_ dy: Tensor<Scalar>, needInputGradient: Bool) throws(DLError) -> Tensor<Scalar>?
 }
 
 extension Layer {
     public var parameters: [Parameter<Scalar>] { [] }
     public var buffers: [Parameter<Scalar>] { [] }
+    public var acceptsAnyShape: Bool { false }
 }
 
 /// What a layer builder knows when the model builds layer `index`.
@@ -111,4 +122,23 @@ public enum LayerRegistry {
     }
 
     public static var kinds: [ComponentKind] { factories.map { $0.kind } }
+}
+
+/// One caller's memory for one layer's `infer`: its output and workspaces, made on first
+/// use and reused by every later call that gets the same scratch (a model keeps them in
+/// pooled `InferenceContext`s), so repeated inference allocates nothing.
+public final class InferenceScratch<T: DLScalar> {
+    private var tensors: [Tensor<T>] = []
+    /// Max pooling's argmax, which inference computes and ignores.
+    let indices = Buffer<Int32>()
+    /// The sparse-input path's workspace (`Linear` on the model's input).
+    let sparse = SparseInput.Workspace()
+
+    public init() {}
+
+    /// The layer's tensor number `index` (0 its output by convention), empty the first time.
+    public func tensor(_ index: Int) throws(DLError) -> Tensor<T> {
+        while tensors.count <= index { tensors.append(try Tensor(shape: [0])) }
+        return tensors[index]
+    }
 }

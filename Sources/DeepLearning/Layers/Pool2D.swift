@@ -40,6 +40,22 @@ public final class Pool2D<T: DLScalar>: Layer {
         return y
     }
 
+    public func infer(_ x: Tensor<T>, scratch: InferenceScratch<T>) throws(DLError) -> Tensor<T> {
+        let y = try scratch.tensor(0)
+        let planes = x.shape[0] * channels
+        try y.resize(batch: x.shape[0], sample: outputShape)
+        switch mode {
+        case .max:
+            guard scratch.indices.reserve(y.count) else {
+                throw DLError(.noMemory, "out of memory for the \(type) layer's \(y.count) window positions")
+            }
+            Kernels.maxPool2d(x.data, y.data, argmax: scratch.indices.base, planes: planes, window)
+        case .average:
+            Kernels.avgPool2d(x.data, y.data, planes: planes, window)
+        }
+        return y
+    }
+
     public func backward(_ dy: Tensor<T>, needInputGradient: Bool) throws(DLError) -> Tensor<T>? {
         guard needInputGradient else { return nil }
         guard dy.shape == y.shape else { throw .invalid("\(type): backward called before forward, or with another shape") }
