@@ -92,7 +92,10 @@ final class HandleRegistry: @unchecked Sendable {
                 throw .invalid("\(noun) \(raw) is not a live dl_\(noun) (already freed, or another kind of handle)")
             }
             guard shared ? users >= 0 : users == 0 else {
-                throw DLError(.busy, "the \(noun) is being used by another thread; give each thread its own (dl_model_clone() for models)")
+                let hint = noun == "model"
+                    ? (shared ? "it is being trained or changed by another thread" : "another thread is using it (several threads may predict and evaluate at once, but a train step, a set_* call or free needs it alone)")
+                    : "give each thread its own"
+                throw DLError(.busy, "the \(noun) is busy: \(hint)")
             }
             live[raw] = shared ? users + 1 : -1
             return box
@@ -151,6 +154,12 @@ func with<Value>(_ handle: OpaquePointer?, _ noun: String, shared: Bool = false,
 }
 
 func withModel(_ handle: OpaquePointer?, _ body: (ModelBox) throws(DLError) -> Void) -> Int32 { with(handle, "model", body) }
+/// A call that only reads the model (inference, properties, parameter values): any number
+/// of threads at once, while nothing takes the model exclusively (a train step, a set_*
+/// call, free). Such a body must not change the box either (no `cString`).
+func readingModel(_ handle: OpaquePointer?, _ body: (ModelBox) throws(DLError) -> Void) -> Int32 {
+    with(handle, "model", shared: true, body)
+}
 func withLayer(_ handle: OpaquePointer?, _ body: (LayerBox) throws(DLError) -> Void) -> Int32 { with(handle, "layer", body) }
 func withLoss(_ handle: OpaquePointer?, _ body: (LossBox) throws(DLError) -> Void) -> Int32 { with(handle, "loss", body) }
 /// Data sets are never changed after loading, so any number of threads may read one at once.
@@ -174,10 +183,31 @@ func batchTargets(_ labels: UnsafePointer<Int32>?, _ targets: UnsafePointer<Floa
     }
 }
 
-/// A size_t argument: Swift sees values above Int.max as negative; refuse them by name.
+/// A size_t argument (a count, a size, an index): refused by name above
+/// `Limits.maxTensorElements`.
+///
+/// Every size the library works with ends up counting the elements of one tensor, so no
+/// valid argument is larger; capping them all here, at the border, is what lets the core
+/// add and round sizes (`count + batch - 1`, `features + 1`) without overflow checks of its
+/// own. Swift sees size_t values above Int.max as negative; they are refused the same way.
 func size(_ n: Int, _ name: String) throws(DLError) -> Int {
-    guard n >= 0 else { throw .invalid("\(name) is \(UInt(bitPattern: n)), more than the library accepts") }
+    guard n >= 0, n <= Limits.maxTensorElements else {
+        throw .invalid("\(name) is \(UInt(bitPattern: n)), more than the library's limit of \(Limits.maxTensorElements)")
+    }
     return n
+}
+
+/// Refuses, with DL_NOMEM, a Swift array of `count` values of `T` that malloc could not
+/// provide right now. A Swift array traps when its allocation fails, so where a caller
+/// decides a size the memory is asked of malloc first and given straight back: a refusal
+/// becomes an error, and an allocation that succeeded a moment ago is very likely to
+/// succeed again.
+func checkAllocation<T>(_ count: Int, of _: T.Type, _ what: String) throws(DLError) {
+    let (bytes, overflow) = count.multipliedReportingOverflow(by: MemoryLayout<T>.stride)
+    guard !overflow, count >= 0, let p = malloc(max(bytes, 1)) else {
+        throw DLError(.noMemory, "out of memory: \(what) needs \(count) values")
+    }
+    free(p)
 }
 
 /// A buffer capacity (size_t): anything above Int.max is as good as Int.max.
