@@ -15,7 +15,7 @@ from numpy.typing import ArrayLike
 from . import _arrays, training
 from ._native import spec_text
 from .callbacks import History
-from ._lib import DOUBLE, MODEL, SIZE, STRING, UINT64, call, lib, param_shape, train_batch
+from ._lib import DOUBLE, MODEL, SIZE, SIZE_T, STRING, UINT64, call, checked_integer, lib, param_shape, train_batch
 
 
 if TYPE_CHECKING:
@@ -231,9 +231,7 @@ class Model:
         `max_entries` limits the entries checked per parameter tensor (0 = all;
         each costs two forward passes). The model is not changed.
         """
-        max_entries = operator.index(max_entries)
-        if max_entries < 0:
-            raise ValueError(f"max_entries must be >= 0, got {max_entries}")
+        max_entries = checked_integer(max_entries, SIZE_T, "max_entries")
         x, labels, targets = self._data(x, y)
         names = self.param_names
         per_param = np.empty(len(names), np.float64)
