@@ -57,12 +57,16 @@
  *     of the same call made alone.
  *   - Every other function on a model (a train step or epoch, every set_*
  *     function, save, clone, gradcheck, the functions that return names or the
- *     spec as strings, free) takes the model alone. While one of them runs,
- *     any other call on that model returns DL_BUSY at once and changes
- *     nothing; while reading calls run, such a call returns DL_BUSY. Nothing
- *     waits: a caller that gets DL_BUSY tries again later. So a dl_predict
- *     that overlaps a train step returns either DL_BUSY or the outputs of the
- *     model before or after that step, never a mix.
+ *     spec as strings) takes the model alone. A call that finds the model
+ *     taken the other way waits for it up to 0.25 s, then returns DL_BUSY and
+ *     changes nothing. A call waiting to take the model alone goes first:
+ *     reading calls that arrive meanwhile wait behind it, so a train step is
+ *     not starved by threads that predict without pause. So a dl_predict that
+ *     overlaps a train step returns the outputs of the model before or after
+ *     that step (or DL_BUSY after waiting), never a mix. dl_model_free never
+ *     waits: a model in use is not freed (see dl_model_free). A call made from
+ *     a progress callback on the model whose call is running it gets DL_BUSY
+ *     at once, except a reading call inside a reading one, which proceeds.
  *   - A data set (dl_dataset) is only read after loading: any number of
  *     threads may use one at once.
  *   - dl_last_error() is per thread.
@@ -272,7 +276,8 @@ DL_API int dl_train_step(dl_model *model, const float *x, size_t batch,
  *   out      OUT: receives count * output_size floats.
  *   out_len  number of floats out can hold; must be >= count * output_size.
  * Returns: DL_OK, DL_INVALID_ARGUMENT (including a short buffer), DL_NUMERIC,
- * DL_BUSY (another thread is training or changing the model). The model is
+ * DL_BUSY (another thread was training or changing the model for longer than
+ * the wait described under Thread safety). The model is
  * not changed; any number of threads may call dl_predict, dl_predict_classes
  * and dl_evaluate on one model at once.
  */

@@ -49,20 +49,36 @@ typealias DatasetBox = Box<Dataset>
 /// The live handles, and which of them a thread is using right now.
 ///
 /// Every call looks its handle up here, so NULL, freed or foreign pointers are refused with
-/// a message instead of crashing, and a second thread using the same model gets DL_BUSY
-/// instead of corrupting it. Objects that calls only read (data sets) are taken shared:
-/// any number of threads at once, but none may free them meanwhile. The lock is held only
-/// for the lookup.
+/// a message instead of crashing. Calls that only read an object (inference on a model,
+/// any use of a data set) take it shared: any number of threads at once. Every other call
+/// takes it exclusively. A call that finds its handle taken the other way waits up to
+/// `patience` for it, and then gets DL_BUSY; a waiting exclusive call goes first (shared
+/// calls that arrive meanwhile wait behind it), so a train step among threads that
+/// predict again and again is not starved. A thread never waits for itself: a call made
+/// from a progress callback on the model that is running it gets DL_BUSY at once (or, for
+/// a shared use inside a shared one, simply proceeds). The lock is held only to look up
+/// and to wait.
 final class HandleRegistry: @unchecked Sendable {
     static let shared = HandleRegistry()
 
+    /// How long a call waits for another thread's use of its handle to end.
+    static let patience: (seconds: Int, nanoseconds: Int) = (0, 250_000_000)
+
     /// handle -> its users now: 0 none, -1 one exclusive user, n > 0 n shared users.
     private var live: [UnsafeMutableRawPointer: Int] = [:]
+    /// The threads using each handle now (one for an exclusive use), so that a thread
+    /// never waits for itself.
+    private var users: [UnsafeMutableRawPointer: [pthread_t]] = [:]
+    /// Exclusive calls waiting for each handle.
+    private var waitingExclusive: [UnsafeMutableRawPointer: Int] = [:]
     private let mutex: UnsafeMutablePointer<pthread_mutex_t>
+    private let released: UnsafeMutablePointer<pthread_cond_t>
 
     private init() {
         mutex = .allocate(capacity: 1)
         pthread_mutex_init(mutex, nil)
+        released = .allocate(capacity: 1)
+        pthread_cond_init(released, nil)
     }
 
     private func locked<R>(_ body: () throws(DLError) -> R) throws(DLError) -> R {
@@ -80,32 +96,74 @@ final class HandleRegistry: @unchecked Sendable {
         return OpaquePointer(raw)
     }
 
+    /// Whether thread `me` is using `raw` now.
+    private func isUsing(_ raw: UnsafeMutableRawPointer, _ me: pthread_t) -> Bool {
+        users[raw]?.contains { pthread_equal($0, me) != 0 } ?? false
+    }
+
+    /// The absolute time `patience` from now, for pthread_cond_timedwait (CLOCK_REALTIME).
+    private static func deadline() -> timespec {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        var nanoseconds = now.tv_nsec + patience.nanoseconds
+        var seconds = now.tv_sec + patience.seconds
+        if nanoseconds >= 1_000_000_000 { nanoseconds -= 1_000_000_000; seconds += 1 }
+        return timespec(tv_sec: seconds, tv_nsec: nanoseconds)
+    }
+
     /// Marks the handle in use and returns its box; `release` must follow. `noun` names the
     /// handle's type in messages ("model"). A `shared` use may overlap other shared uses;
     /// an exclusive one overlaps nothing.
     func acquire<Value>(_ handle: OpaquePointer?, _ noun: String, shared: Bool = false) throws(DLError) -> Box<Value> {
         guard let handle else { throw .invalid("\(noun) is NULL") }
         let raw = UnsafeMutableRawPointer(handle)
+        let me = pthread_self()
         return try locked { () throws(DLError) -> Box<Value> in
-            guard let users = live[raw],
-                  let box = Unmanaged<AnyObject>.fromOpaque(raw).takeUnretainedValue() as? Box<Value> else {
-                throw .invalid("\(noun) \(raw) is not a live dl_\(noun) (already freed, or another kind of handle)")
-            }
-            guard shared ? users >= 0 : users == 0 else {
+            var deadline: timespec? = nil
+            var waiting = false
+            defer { if waiting { waitingExclusive[raw, default: 1] -= 1 } }
+            while true {
+                guard let count = live[raw],
+                      let box = Unmanaged<AnyObject>.fromOpaque(raw).takeUnretainedValue() as? Box<Value> else {
+                    throw .invalid("\(noun) \(raw) is not a live dl_\(noun) (already freed, or another kind of handle)")
+                }
+                let mine = isUsing(raw, me)
+                // Shared uses queue behind a waiting exclusive one, except inside this thread's own.
+                let free = shared ? count >= 0 && (waitingExclusive[raw, default: 0] == 0 || mine) : count == 0
+                if free {
+                    live[raw] = shared ? count + 1 : -1
+                    users[raw, default: []].append(me)
+                    return box
+                }
+                if !mine {
+                    if !shared && !waiting {
+                        waitingExclusive[raw, default: 0] += 1
+                        waiting = true
+                    }
+                    if deadline == nil { deadline = HandleRegistry.deadline() }
+                    if var until = deadline, pthread_cond_timedwait(released, mutex, &until) == 0 { continue }
+                    if let again = live[raw], shared ? again >= 0 && waitingExclusive[raw, default: 0] == 0 : again == 0 { continue }
+                }
                 let hint = noun == "model"
                     ? (shared ? "it is being trained or changed by another thread" : "another thread is using it (several threads may predict and evaluate at once, but a train step, a set_* call or free needs it alone)")
                     : "give each thread its own"
-                throw DLError(.busy, "the \(noun) is busy: \(hint)")
+                throw DLError(.busy, "the \(noun) is busy: \(mine ? "this thread is using it already (a call from a progress callback on its own model)" : hint)")
             }
-            live[raw] = shared ? users + 1 : -1
-            return box
         }
     }
 
     func release(_ handle: OpaquePointer?) {
         guard let handle else { return }
         let raw = UnsafeMutableRawPointer(handle)
-        try? locked { if let users = live[raw] { live[raw] = users > 0 ? users - 1 : 0 } }
+        let me = pthread_self()
+        try? locked {
+            if let count = live[raw] { live[raw] = count > 0 ? count - 1 : 0 }
+            if var list = users[raw], let i = list.lastIndex(where: { pthread_equal($0, me) != 0 }) {
+                list.remove(at: i)
+                users[raw] = list.isEmpty ? nil : list
+            }
+            pthread_cond_broadcast(released)
+        }
     }
 
     /// Forgets a handle of kind `Value` and frees its object. Unknown handles and handles of
@@ -118,6 +176,7 @@ final class HandleRegistry: @unchecked Sendable {
             guard let users = live[raw], Unmanaged<AnyObject>.fromOpaque(raw).takeUnretainedValue() is Box<Value> else { return false }
             guard users == 0 else { throw DLError(.busy, "the \(noun) is being used by another thread and cannot be freed now") }
             live[raw] = nil
+            pthread_cond_broadcast(released)   // waiting calls then find it gone
             return true
         }
         if known { Unmanaged<AnyObject>.fromOpaque(raw).release() }
