@@ -63,7 +63,7 @@ public func dl_dataset_from_arrays(_ x: UnsafePointer<Float>?, _ count: Int, _ s
         let count = try size(count, "count"), ndim = try size(ndim, "ndim"), width = try size(targetSize, "target_size")
         guard count >= 1 else { throw .invalid("count must be at least 1, got 0") }
         guard (1...32).contains(ndim) else { throw .invalid("ndim must be from 1 to 32, got \(ndim)") }
-        let sampleShape = Array(UnsafeBufferPointer(start: shape, count: ndim))
+        let sampleShape = try dimensions(shape, ndim, "shape")
         guard sampleShape.allSatisfy({ $0 > 0 }) else { throw .invalid("shape \(sampleShape) has a zero (or too large) dimension") }
         let n = try checkedProduct(count, try checkedCount(sampleShape, "sample shape"), "x")
         try checkAllocation(n, of: Float.self, "x of \(count) samples")

@@ -256,6 +256,13 @@ func size(_ n: Int, _ name: String) throws(DLError) -> Int {
     return n
 }
 
+/// A shape passed as `ndim` size_t values, each checked as `size` checks a size.
+func dimensions(_ shape: UnsafePointer<Int>, _ ndim: Int, _ name: String) throws(DLError) -> [Int] {
+    var dims: [Int] = []
+    for i in 0..<ndim { dims.append(try size(shape[i], "\(name)[\(i)]")) }
+    return dims
+}
+
 /// Refuses, with DL_NOMEM, a Swift array of `count` values of `T` that malloc could not
 /// provide right now. A Swift array traps when its allocation fails, so where a caller
 /// decides a size the memory is asked of malloc first and given straight back: a refusal
