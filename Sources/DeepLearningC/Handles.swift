@@ -64,13 +64,37 @@ final class HandleRegistry: @unchecked Sendable {
     /// How long a call waits for another thread's use of its handle to end.
     static let patience: (seconds: Int, nanoseconds: Int) = (0, 250_000_000)
 
-    /// handle -> its users now: 0 none, -1 one exclusive user, n > 0 n shared users.
-    private var live: [UnsafeMutableRawPointer: Int] = [:]
-    /// The threads using each handle now (one for an exclusive use), so that a thread
-    /// never waits for itself.
-    private var users: [UnsafeMutableRawPointer: [pthread_t]] = [:]
-    /// Exclusive calls waiting for each handle.
-    private var waitingExclusive: [UnsafeMutableRawPointer: Int] = [:]
+    /// Who is using a handle now, and who waits for it.
+    private struct Use {
+        /// 0 none, -1 one exclusive user, n > 0 n shared users.
+        var count = 0
+        /// The threads using it (when `count` is not 0): the first here, so that the
+        /// common single user costs no allocation, any others in `more`.
+        var first: pthread_t = 0
+        var more: [pthread_t] = []
+        /// Exclusive calls waiting for it.
+        var waiting = 0
+
+        func isUsed(by me: pthread_t) -> Bool {
+            count != 0 && (pthread_equal(first, me) != 0 || more.contains { pthread_equal($0, me) != 0 })
+        }
+
+        mutating func add(_ me: pthread_t, shared: Bool) {
+            if count == 0 { first = me } else { more.append(me) }
+            count = shared ? count + 1 : -1
+        }
+
+        mutating func remove(_ me: pthread_t) {
+            count = count > 0 ? count - 1 : 0
+            if let i = more.lastIndex(where: { pthread_equal($0, me) != 0 }) {
+                more.remove(at: i)
+            } else if !more.isEmpty {
+                first = more.removeLast()
+            }
+        }
+    }
+
+    private var live: [UnsafeMutableRawPointer: Use] = [:]
     private let mutex: UnsafeMutablePointer<pthread_mutex_t>
     private let released: UnsafeMutablePointer<pthread_cond_t>
 
@@ -92,13 +116,8 @@ final class HandleRegistry: @unchecked Sendable {
     /// then not be found as the `Box<any AnyModel>` that `acquire` looks for.)
     func register<Value>(_ box: Box<Value>) -> OpaquePointer {
         let raw = Unmanaged.passRetained(box as AnyObject).toOpaque()
-        try? locked { live[raw] = 0 }
+        try? locked { live[raw] = Use() }
         return OpaquePointer(raw)
-    }
-
-    /// Whether thread `me` is using `raw` now.
-    private func isUsing(_ raw: UnsafeMutableRawPointer, _ me: pthread_t) -> Bool {
-        users[raw]?.contains { pthread_equal($0, me) != 0 } ?? false
     }
 
     /// The absolute time `patience` from now, for pthread_cond_timedwait (CLOCK_REALTIME).
@@ -111,6 +130,12 @@ final class HandleRegistry: @unchecked Sendable {
         return timespec(tv_sec: seconds, tv_nsec: nanoseconds)
     }
 
+    /// Whether a use of the kind asked for can start now. Shared uses queue behind a waiting
+    /// exclusive one, except inside this thread's own use.
+    private static func available(_ use: Use, shared: Bool, mine: Bool) -> Bool {
+        shared ? use.count >= 0 && (use.waiting == 0 || mine) : use.count == 0
+    }
+
     /// Marks the handle in use and returns its box; `release` must follow. `noun` names the
     /// handle's type in messages ("model"). A `shared` use may overlap other shared uses;
     /// an exclusive one overlaps nothing.
@@ -121,28 +146,35 @@ final class HandleRegistry: @unchecked Sendable {
         return try locked { () throws(DLError) -> Box<Value> in
             var deadline: timespec? = nil
             var waiting = false
-            defer { if waiting { waitingExclusive[raw, default: 1] -= 1 } }
+            defer {
+                // An exclusive call that gives up lets the shared ones queued behind it go.
+                if waiting, var use = live[raw] {
+                    use.waiting -= 1
+                    live[raw] = use
+                    if use.waiting == 0 { pthread_cond_broadcast(released) }
+                }
+            }
             while true {
-                guard let count = live[raw],
+                guard var use = live[raw],
                       let box = Unmanaged<AnyObject>.fromOpaque(raw).takeUnretainedValue() as? Box<Value> else {
                     throw .invalid("\(noun) \(raw) is not a live dl_\(noun) (already freed, or another kind of handle)")
                 }
-                let mine = isUsing(raw, me)
-                // Shared uses queue behind a waiting exclusive one, except inside this thread's own.
-                let free = shared ? count >= 0 && (waitingExclusive[raw, default: 0] == 0 || mine) : count == 0
-                if free {
-                    live[raw] = shared ? count + 1 : -1
-                    users[raw, default: []].append(me)
+                let mine = use.isUsed(by: me)
+                if HandleRegistry.available(use, shared: shared, mine: mine) {
+                    use.add(me, shared: shared)
+                    if waiting { use.waiting -= 1; waiting = false }
+                    live[raw] = use
                     return box
                 }
                 if !mine {
                     if !shared && !waiting {
-                        waitingExclusive[raw, default: 0] += 1
+                        live[raw]?.waiting += 1
                         waiting = true
                     }
                     if deadline == nil { deadline = HandleRegistry.deadline() }
                     if var until = deadline, pthread_cond_timedwait(released, mutex, &until) == 0 { continue }
-                    if let again = live[raw], shared ? again >= 0 && waitingExclusive[raw, default: 0] == 0 : again == 0 { continue }
+                    // Timed out: one last look (a release may have come with the timeout).
+                    if let again = live[raw], HandleRegistry.available(again, shared: shared, mine: false) { continue }
                 }
                 let hint = noun == "model"
                     ? (shared ? "it is being trained or changed by another thread" : "another thread is using it (several threads may predict and evaluate at once, but a train step, a set_* call or free needs it alone)")
@@ -157,12 +189,12 @@ final class HandleRegistry: @unchecked Sendable {
         let raw = UnsafeMutableRawPointer(handle)
         let me = pthread_self()
         try? locked {
-            if let count = live[raw] { live[raw] = count > 0 ? count - 1 : 0 }
-            if var list = users[raw], let i = list.lastIndex(where: { pthread_equal($0, me) != 0 }) {
-                list.remove(at: i)
-                users[raw] = list.isEmpty ? nil : list
-            }
-            pthread_cond_broadcast(released)
+            guard var use = live[raw] else { return }
+            use.remove(me)
+            live[raw] = use
+            // Every waiting call needs the handle free (an exclusive one, or a shared one queued
+            // behind it); until then there is nothing to wake them for.
+            if use.count == 0 { pthread_cond_broadcast(released) }
         }
     }
 
@@ -173,8 +205,8 @@ final class HandleRegistry: @unchecked Sendable {
         guard let handle else { return }
         let raw = UnsafeMutableRawPointer(handle)
         let known = try locked { () throws(DLError) -> Bool in
-            guard let users = live[raw], Unmanaged<AnyObject>.fromOpaque(raw).takeUnretainedValue() is Box<Value> else { return false }
-            guard users == 0 else { throw DLError(.busy, "the \(noun) is being used by another thread and cannot be freed now") }
+            guard let use = live[raw], Unmanaged<AnyObject>.fromOpaque(raw).takeUnretainedValue() is Box<Value> else { return false }
+            guard use.count == 0 else { throw DLError(.busy, "the \(noun) is being used by another thread and cannot be freed now") }
             live[raw] = nil
             pthread_cond_broadcast(released)   // waiting calls then find it gone
             return true

@@ -78,7 +78,7 @@ public final class BatchNorm<T: DLScalar>: Layer {
     /// Evaluation with the running statistics, the coefficients in `scratch` (0: y,
     /// 1-3: invStd, scale, shift per channel).
     public func infer(_ x: Tensor<T>, scratch: InferenceScratch<T>) throws(DLError) -> Tensor<T> {
-        let y = try scratch.tensor(0), invStd = try scratch.tensor(1), scale = try scratch.tensor(2), shift = try scratch.tensor(3)
+        let y = scratch.output, invStd = try scratch.tensor(1), scale = try scratch.tensor(2), shift = try scratch.tensor(3)
         for t in [invStd, scale, shift] { try t.resize([channels]) }
         Kernels.batchNormCoefficients(mean: runningMean.value.data, variance: runningVar.value.data, gamma: weight?.value.data,
                                       beta: bias?.value.data, eps: T(eps), invStd: invStd.data, scale: scale.data,

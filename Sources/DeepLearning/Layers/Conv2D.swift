@@ -78,7 +78,7 @@ public final class Conv2D<T: DLScalar>: Layer {
 
     /// Evaluation in `scratch` (0: y, 1: columns, 2: their product).
     public func infer(_ x: Tensor<T>, scratch: InferenceScratch<T>) throws(DLError) -> Tensor<T> {
-        let y = try scratch.tensor(0)
+        let y = scratch.output
         try convolve(x, into: y, cols: try scratch.tensor(1), product: try scratch.tensor(2))
         return y
     }

@@ -127,18 +127,31 @@ public enum LayerRegistry {
 /// One caller's memory for one layer's `infer`: its output and workspaces, made on first
 /// use and reused by every later call that gets the same scratch (a model keeps them in
 /// pooled `InferenceContext`s), so repeated inference allocates nothing.
+///
+/// The scratches of a model's layers form a list (`next`) rather than an array: this is
+/// walked on every prediction in code generic over T, where each access to an array of a
+/// generic type looks that type up at run time.
 public final class InferenceScratch<T: DLScalar> {
-    private var tensors: [Tensor<T>] = []
+    /// The layer's output.
+    public let output: Tensor<T>
+    /// The next layer's scratch.
+    let next: InferenceScratch<T>?
+    /// More workspaces (`tensor(1)`, ...), for the layers that need them.
+    private var more: [Tensor<T>] = []
     /// Max pooling's argmax, which inference computes and ignores.
     let indices = Buffer<Int32>()
     /// The sparse-input path's workspace (`Linear` on the model's input).
     let sparse = SparseInput.Workspace()
 
-    public init() {}
+    public init(next: InferenceScratch<T>? = nil) throws(DLError) {
+        output = try Tensor(shape: [0])
+        self.next = next
+    }
 
-    /// The layer's tensor number `index` (0 its output by convention), empty the first time.
+    /// The layer's workspace number `index` (1, 2, ...; 0 is `output`), empty the first time.
     public func tensor(_ index: Int) throws(DLError) -> Tensor<T> {
-        while tensors.count <= index { tensors.append(try Tensor(shape: [0])) }
-        return tensors[index]
+        if index == 0 { return output }
+        while more.count < index { more.append(try Tensor(shape: [0])) }
+        return more[index - 1]
     }
 }

@@ -55,7 +55,7 @@ public final class Linear<T: DLScalar>: Layer {
     }
 
     public func infer(_ x: Tensor<T>, scratch: InferenceScratch<T>) throws(DLError) -> Tensor<T> {
-        let y = try scratch.tensor(0)
+        let y = scratch.output
         try y.resize(batch: x.shape[0], sample: outputShape)
         if let sparseInput, sparseInput.multiply(x, weightT: weight.value, bias: bias?.value, y: y, workspace: scratch.sparse).done {
             return y

@@ -44,7 +44,7 @@ public final class Pool2D<T: DLScalar>: Layer {
     }
 
     public func infer(_ x: Tensor<T>, scratch: InferenceScratch<T>) throws(DLError) -> Tensor<T> {
-        let y = try scratch.tensor(0)
+        let y = scratch.output
         let planes = x.shape[0] * channels
         try y.resize(batch: x.shape[0], sample: outputShape)
         switch mode {

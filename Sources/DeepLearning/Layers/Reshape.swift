@@ -26,7 +26,7 @@ public final class Reshape<T: DLScalar>: Layer {
     }
 
     public func infer(_ x: Tensor<T>, scratch: InferenceScratch<T>) throws(DLError) -> Tensor<T> {
-        let y = try scratch.tensor(0)
+        let y = scratch.output
         try y.resize(batch: x.shape[0], sample: outputShape)
         y.copy(from: x)
         return y

@@ -22,7 +22,7 @@ public final class Softmax<T: DLScalar>: Layer {
     }
 
     public func infer(_ x: Tensor<T>, scratch: InferenceScratch<T>) throws(DLError) -> Tensor<T> {
-        try Softmax.compute(x, try scratch.tensor(0))
+        try Softmax.compute(x, scratch.output)
     }
 
     private static func compute(_ x: Tensor<T>, _ y: Tensor<T>) throws(DLError) -> Tensor<T> {

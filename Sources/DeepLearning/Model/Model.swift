@@ -71,6 +71,7 @@ public final class Model<T: DLScalar> {
 
     /// Inference contexts not in use, and the lock that guards the list (held only to take
     /// or return one).
+    private var spareContext: InferenceContext<T>?
     private var idleContexts: [InferenceContext<T>] = []
     private let contextLock: UnsafeMutablePointer<pthread_mutex_t>
     /// Contexts kept for reuse: as many as callers that usually overlap; one made beyond
@@ -133,24 +134,44 @@ public final class Model<T: DLScalar> {
     /// Runs `body` with an inference context of this call's own: an idle one from the pool,
     /// or a new one when every pooled one is in use (returned to the pool afterwards while
     /// it holds fewer than `pooledContexts`).
-    func withInferenceContext<R>(_ body: (InferenceContext<T>) throws(DLError) -> R) throws(DLError) -> R {
+    func withInferenceContext(_ body: (InferenceContext<T>) throws(DLError) -> Void) throws(DLError) {
+        let context = try takeContext()
+        defer { giveBack(context) }
+        try body(context)
+    }
+
+    // One idle context in a plain optional, the others in an array: a lone caller, the
+    // common case, then touches no array (generic code looks an array's type up at run
+    // time on every access).
+    private func takeContext() throws(DLError) -> InferenceContext<T> {
         pthread_mutex_lock(contextLock)
-        let idle = idleContexts.popLast()
+        var idle = spareContext
+        spareContext = nil
+        if idle == nil, !idleContexts.isEmpty { idle = idleContexts.removeLast() }
         pthread_mutex_unlock(contextLock)
-        let context: InferenceContext<T>
-        if let idle { context = idle } else { context = try InferenceContext(layers: layers.count) }
-        defer {
-            pthread_mutex_lock(contextLock)
-            if idleContexts.count < Self.pooledContexts { idleContexts.append(context) }
-            pthread_mutex_unlock(contextLock)
+        if let idle { return idle }
+        return try InferenceContext(layers: layers.count)
+    }
+
+    private func giveBack(_ context: InferenceContext<T>) {
+        pthread_mutex_lock(contextLock)
+        if spareContext == nil {
+            spareContext = context
+        } else if idleContexts.count < Self.pooledContexts - 1 {
+            idleContexts.append(context)
         }
-        return try body(context)
+        pthread_mutex_unlock(contextLock)
     }
 
     /// Runs every layer's evaluation-mode `infer` in `context`; nothing in the model changes.
     func infer(_ x: Tensor<T>, _ context: InferenceContext<T>) throws(DLError) -> Tensor<T> {
         var h = x
-        for (layer, scratch) in zip(layers, context.scratch) { h = try layer.infer(h, scratch: scratch) }
+        var scratch = context.scratch
+        for layer in layers {
+            guard let s = scratch else { throw DLError(.internal, "an inference context has fewer layers than its model") }
+            h = try layer.infer(h, scratch: s)
+            scratch = s.next
+        }
         return h
     }
 
@@ -200,7 +221,8 @@ public final class Model<T: DLScalar> {
     func loadInput<S: DLScalar>(_ x: UnsafePointer<S>, rows: UnsafePointer<Int32>? = nil, batch: Int,
                                 next: (rows: UnsafePointer<Int32>, count: Int)? = nil,
                                 checked: Bool = false, into buffer: Tensor<T>? = nil) throws(DLError) -> Tensor<T> {
-        let input = buffer ?? self.input
+        let input: Tensor<T>
+        if let buffer { input = buffer } else { input = self.input }   // not ??: generic over T, it costs a type lookup
         guard batch > 0 else { throw .invalid("batch size must be at least 1, got \(batch)") }
         let n = try checkedProduct(batch, inputSize, "input of \(batch) samples")
         try input.resize(batch: batch, sample: inputShape)
@@ -230,7 +252,8 @@ public final class Model<T: DLScalar> {
 
     /// Validates targets for `batch` samples and converts values into `T`.
     func loadTargets<S: DLScalar>(_ targets: BatchTargets<S>, batch: Int, into buffer: Tensor<T>? = nil) throws(DLError) -> Targets<T> {
-        let targetValues = buffer ?? self.targetValues
+        let targetValues: Tensor<T>
+        if let buffer { targetValues = buffer } else { targetValues = self.targetValues }
         switch targets {
         case .labels(let labels):
             guard loss.isClassification else {
@@ -448,14 +471,17 @@ public final class Model<T: DLScalar> {
 /// call.
 final class InferenceContext<T: DLScalar> {
     let input: Tensor<T>
-    let scratch: [InferenceScratch<T>]
+    /// The first layer's scratch; `next` leads to the others'.
+    let scratch: InferenceScratch<T>?
     let targetValues: Tensor<T>
     let lossGrad: Tensor<T>
     let predicted = Buffer<Int32>(), expected = Buffer<Int32>()
 
     init(layers: Int) throws(DLError) {
         input = try Tensor(shape: [0])
-        scratch = (0..<layers).map { _ in InferenceScratch() }
+        var first: InferenceScratch<T>? = nil
+        for _ in 0..<layers { first = try InferenceScratch(next: first) }
+        scratch = first
         targetValues = try Tensor(shape: [0])
         lossGrad = try Tensor(shape: [0])
     }

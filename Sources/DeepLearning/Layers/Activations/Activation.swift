@@ -69,7 +69,7 @@ public final class Activation<F: ActivationFunction, T: DLScalar>: Layer {
     }
 
     public func infer(_ x: Tensor<T>, scratch: InferenceScratch<T>) throws(DLError) -> Tensor<T> {
-        let y = try scratch.tensor(0)
+        let y = scratch.output
         try y.resize(x.shape)
         function.forward(x.data, y.data, x.count)
         return y
