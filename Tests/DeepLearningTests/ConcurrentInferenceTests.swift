@@ -46,10 +46,18 @@ private func onThreads(_ threads: Int, _ body: @escaping @Sendable (Int) -> Void
     for h in handles { pthread_join(h, nil) }
 }
 
-/// Mutable results shared with the threads (each writes only its own slot).
-private final class Slots<V>: @unchecked Sendable {
-    var values: [V]
-    init(_ values: [V]) { self.values = values }
+/// Results shared with the threads, each writing only its own slot. (Raw memory: writing
+/// an element of a Swift array is an access to the whole array, a race under TSan.)
+private final class Slots: @unchecked Sendable {
+    let base: UnsafeMutablePointer<Bool>
+    let count: Int
+    init(_ count: Int) {
+        self.count = count
+        base = .allocate(capacity: count)
+        base.initialize(repeating: false, count: count)
+    }
+    deinit { base.deallocate() }
+    var values: [Bool] { Array(UnsafeBufferPointer(start: base, count: count)) }
 }
 
 @Suite struct ConcurrentInferenceTests {
@@ -99,7 +107,7 @@ private final class Slots<V>: @unchecked Sendable {
         let parameters = bits(model)
         let (expected, expectedClasses) = (serial, serialClasses)
         let threads = 4, rounds = 40
-        let agree = Slots([Bool](repeating: false, count: threads))
+        let agree = Slots(threads)
         nonisolated(unsafe) let shared = model
         onThreads(threads) { t in
             var out = [Float](repeating: 0, count: count * outSize)
@@ -119,7 +127,7 @@ private final class Slots<V>: @unchecked Sendable {
                     same = false
                 }
             }
-            agree.values[t] = same
+            agree.base[t] = same
         }
         #expect(agree.values == [Bool](repeating: true, count: threads))
         #expect(bits(model) == parameters)
