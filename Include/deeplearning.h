@@ -701,8 +701,10 @@ DL_API int dl_dataset_standardizer(const dl_dataset *dataset, double scale, doub
  * there, not from the epoch's start). A stopped dl_evaluate_dataset() changes
  * nothing. Returning non-zero after the last step still cancels.
  * The callback must not use the same model (the model is held by the running
- * call: such calls get DL_BUSY); other models and data sets are fine. It
- * should return quickly: it runs between steps.
+ * call: such calls get DL_BUSY at once; only reading calls such as dl_predict
+ * during dl_evaluate_dataset(), which reads the model too, go through); other
+ * models and data sets are fine. It should return quickly: it runs between
+ * steps.
  *
  * Stopping a training run on Ctrl-C, for example:
  *
