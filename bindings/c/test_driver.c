@@ -4081,12 +4081,55 @@ static void test_waiting_for_a_model(void) {
     release_dataset(data);
 }
 
+/* A progress callback that uses its own model: a reading call during an evaluation goes
+ * through, a call that would take the model alone gets DL_BUSY at once (no waiting for
+ * itself). */
+typedef struct {
+    dl_model *model;
+    int predict_status, set_status, step_status;
+    double slowest;
+} own_model_log;
+
+static int use_own_model(void *user_data, size_t done, size_t total, size_t samples_done, double mean_loss) {
+    (void)done, (void)total, (void)samples_done, (void)mean_loss;
+    own_model_log *log = user_data;
+    float out[XOR_OUT];
+    double start = seconds_now();
+    log->predict_status = dl_predict(log->model, xor_x, 1, out, XOR_OUT);
+    log->set_status = dl_model_set_learning_rate(log->model, 0.01);
+    log->step_status = dl_train_step(log->model, xor_x, XOR_COUNT, xor_labels, NULL, NULL);
+    double took = seconds_now() - start;
+    if (took > log->slowest) log->slowest = took;
+    return 0;
+}
+
+static void test_callback_on_its_own_model(void) {
+    section("threads: a progress callback using its own model never waits for itself");
+    size_t shape[1] = {XOR_IN};
+    dl_dataset *data = NULL;
+    dl_model *m = load(xor_spec);
+    if (m == NULL || !CHECK_OK(dl_dataset_from_arrays(xor_x, XOR_COUNT, shape, 1, xor_labels, NULL, 0, &data))) goto done;
+    own_model_log log = {.model = m, .predict_status = -1, .set_status = -1, .step_status = -1};
+    CHECK_OK(dl_model_set_progress(m, use_own_model, &log));
+    CHECK_OK(dl_evaluate_dataset(m, data, NULL, NULL));       /* reads the model */
+    CHECK(log.predict_status == DL_OK && log.set_status == DL_BUSY && log.step_status == DL_BUSY);
+    CHECK_OK(dl_train_epoch(m, data, 2, 0, NULL));            /* has the model alone */
+    CHECK(log.predict_status == DL_BUSY && log.set_status == DL_BUSY && log.step_status == DL_BUSY);
+    printf("   slowest callback: %.4f s\n", log.slowest);
+    if (getenv("DL_TEST_UNDER_VALGRIND") == NULL) CHECK(log.slowest < 0.1);   /* nothing waited 0.25 s */
+    CHECK(step_count(m) == 2);
+done:
+    release(m);
+    release_dataset(data);
+}
+
 static void test_concurrent_inference(void) {
     section("threads: concurrent dl_predict, dl_predict_classes, dl_evaluate on one model; a train step takes it alone");
     concurrent_inference(every_layer_spec, 37, 4);
     concurrent_inference(sparse_spec, 200, 4);
     concurrent_inference(sparse_spec, 1, 3);     /* single samples: the one-row kernel */
     test_waiting_for_a_model();
+    test_callback_on_its_own_model();
 }
 
 int main(int argc, char **argv) {
