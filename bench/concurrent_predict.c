@@ -3,10 +3,12 @@
  * of the MNIST test set, for SECONDS each. Results of every call are compared with the
  * serial result, so a wrong answer under load is reported too. Run with DL_NUM_THREADS=1
  * and OPENBLAS_NUM_THREADS=1 to see the calls' own concurrency rather than the kernels'.
+ * With "clones" last, each thread predicts on its own clone instead: the ceiling the
+ * machine allows right now, to compare sharing with.
  *
  *   cc -O2 -std=c11 -IInclude bench/concurrent_predict.c -Lbuild -ldeeplearning -lpthread \
  *      -Wl,-rpath,$PWD/build -o concurrent_predict
- *   DL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 ./concurrent_predict data/mnist specs/mnist_mlp.json [BATCH [SECONDS [MAX_THREADS]]]
+ *   DL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 ./concurrent_predict data/mnist specs/mnist_mlp.json [BATCH [SECONDS [MAX_THREADS [clones]]]]
  */
 #define _POSIX_C_SOURCE 199309L
 #include <deeplearning.h>
@@ -56,6 +58,7 @@ int main(int argc, char **argv) {
     size_t batch = argc > 3 ? (size_t)atol(argv[3]) : 1;
     double seconds = argc > 4 ? atof(argv[4]) : 3;
     int max_threads = argc > 5 ? atoi(argv[5]) : 2;
+    const int clones = argc > 6 && strcmp(argv[6], "clones") == 0;
     if (max_threads < 1 || max_threads > 16) max_threads = 2;
     dl_dataset *d = NULL;
     dl_model *m = NULL;
@@ -74,7 +77,8 @@ int main(int argc, char **argv) {
     if (batch < 1 || batch > n) batch = 1;
     float *reference = malloc(batch * outputs * sizeof *reference);
     if (reference == NULL || dl_predict(m, x, batch, reference, batch * outputs) != DL_OK) return 1;
-    printf("dl_predict of %zu sample(s) on one %s model, %.1f s per thread count\n", batch, argv[2], seconds);
+    printf("dl_predict of %zu sample(s) on %s %s model, %.1f s per thread count\n", batch,
+           clones ? "a clone per thread of the" : "one", argv[2], seconds);
     double single = 0;
     for (int threads = 1; threads <= max_threads; threads++) {
         pthread_t t[16];
@@ -82,6 +86,7 @@ int main(int argc, char **argv) {
         atomic_store(&go, false);
         for (int i = 0; i < threads; i++) {
             jobs[i] = (job){.model = m, .x = x, .reference = reference, .batch = batch, .outputs = outputs, .seconds = seconds};
+            if (clones && dl_model_clone(m, &jobs[i].model) != DL_OK) return 1;
             pthread_create(&t[i], NULL, run, &jobs[i]);
         }
         atomic_store(&go, true);
@@ -89,6 +94,7 @@ int main(int argc, char **argv) {
         for (int i = 0; i < threads; i++) {
             pthread_join(t[i], NULL);
             calls += jobs[i].calls, wrong += jobs[i].wrong, failed += jobs[i].failed;
+            if (clones) dl_model_free(jobs[i].model);
         }
         double rate = (double)calls / seconds;
         if (threads == 1) single = rate;
