@@ -67,6 +67,9 @@
  *     waits: a model in use is not freed (see dl_model_free). A call made from
  *     a progress callback on the model whose call is running it gets DL_BUSY
  *     at once, except a reading call inside a reading one, which proceeds.
+ *   - A standalone layer or loss (dl_layer, dl_loss) is used by one call at a
+ *     time: a call on one in use by another thread waits for it up to 0.25 s,
+ *     then returns DL_BUSY.
  *   - A data set (dl_dataset) is only read after loading: any number of
  *     threads may use one at once.
  *   - dl_last_error() is per thread.
