@@ -33,6 +33,11 @@
  *     dl_model_input_size() values each. Class labels are int32 indices in
  *     [0, output size). NaN or infinite inputs and targets are refused with
  *     DL_NUMERIC; nothing is changed.
+ *   - Sizes, counts and indices (size_t arguments) above 2^31 - 1, the
+ *     largest number of elements of one tensor, give DL_INVALID_ARGUMENT
+ *     naming the argument, before anything is read or allocated; buffer
+ *     capacities (out_len, dims_len, ...) may be anything. An allocation whose
+ *     size a caller decides that cannot be had gives DL_NOMEM.
  *   - No function ends the calling process, whatever its arguments. Handles
  *     are checked: NULL, a freed handle or a pointer that is not a live
  *     handle of the right kind (model, layer, loss, data set) gives
@@ -42,9 +47,29 @@
  * Thread safety
  *   - All functions may be called from any thread. Different models may be
  *     used on different threads at the same time.
- *   - One model must not be used by two threads at once. The library detects
- *     it: the second caller gets DL_BUSY and nothing happens. To predict from
- *     several threads, give each thread its own copy with dl_model_clone().
+ *   - Any number of threads may read one model at the same time: dl_predict,
+ *     dl_predict_classes, dl_evaluate, dl_evaluate_dataset, and the functions
+ *     that only report values (sizes, counts, shapes, dl_model_get_param,
+ *     dl_model_get_buffer, dl_model_get_learning_rate,
+ *     dl_model_get_preprocessing, dl_model_step_count). Each inference call
+ *     works in memory of its own (taken from a small pool the model keeps, so
+ *     repeated calls allocate nothing), and its results are bit for bit those
+ *     of the same call made alone.
+ *   - Every other function on a model (a train step or epoch, every set_*
+ *     function, save, clone, gradcheck, the functions that return names or the
+ *     spec as strings) takes the model alone. A call that finds the model
+ *     taken the other way waits for it up to 0.25 s, then returns DL_BUSY and
+ *     changes nothing. A call waiting to take the model alone goes first:
+ *     reading calls that arrive meanwhile wait behind it, so a train step is
+ *     not starved by threads that predict without pause. So a dl_predict that
+ *     overlaps a train step returns the outputs of the model before or after
+ *     that step (or DL_BUSY after waiting), never a mix. dl_model_free never
+ *     waits: a model in use is not freed (see dl_model_free). A call made from
+ *     a progress callback on the model whose call is running it gets DL_BUSY
+ *     at once, except a reading call inside a reading one, which proceeds.
+ *   - A standalone layer or loss (dl_layer, dl_loss) is used by one call at a
+ *     time: a call on one in use by another thread waits for it up to 0.25 s,
+ *     then returns DL_BUSY.
  *   - A data set (dl_dataset) is only read after loading: any number of
  *     threads may use one at once.
  *   - dl_last_error() is per thread.
@@ -187,7 +212,8 @@ DL_API int dl_model_from_json(const char *json, dl_model **out);
  * optimizer state, random generator and counters.
  *   model  the model to copy (not modified).
  *   out    OUT: the copy; the caller frees it with dl_model_free().
- * Use one clone per thread to predict from several threads at once.
+ * Threads may predict on one model at once (see Thread safety); a clone per
+ * thread is only needed when each also trains its own copy.
  */
 DL_API int dl_model_clone(const dl_model *model, dl_model **out);
 
@@ -264,7 +290,10 @@ DL_API int dl_train_step(dl_model *model, const float *x, size_t batch,
  *   out      OUT: receives count * output_size floats.
  *   out_len  number of floats out can hold; must be >= count * output_size.
  * Returns: DL_OK, DL_INVALID_ARGUMENT (including a short buffer), DL_NUMERIC,
- * DL_BUSY. The model is not changed.
+ * DL_BUSY (another thread was training or changing the model for longer than
+ * the wait described under Thread safety). The model is
+ * not changed; any number of threads may call dl_predict, dl_predict_classes
+ * and dl_evaluate on one model at once.
  */
 DL_API int dl_predict(dl_model *model, const float *x, size_t count, float *out, size_t out_len);
 
@@ -727,8 +756,10 @@ DL_API int dl_dataset_standardizer(const dl_dataset *dataset, double scale, doub
  * there, not from the epoch's start). A stopped dl_evaluate_dataset() changes
  * nothing. Returning non-zero after the last step still cancels.
  * The callback must not use the same model (the model is held by the running
- * call: such calls get DL_BUSY); other models and data sets are fine. It
- * should return quickly: it runs between steps.
+ * call: such calls get DL_BUSY at once; only reading calls such as dl_predict
+ * during dl_evaluate_dataset(), which reads the model too, go through); other
+ * models and data sets are fine. It should return quickly: it runs between
+ * steps.
  *
  * Stopping a training run on Ctrl-C, for example:
  *
@@ -837,6 +868,12 @@ typedef struct dl_loss dl_loss;
  *   dtype  DL_FLOAT32 or DL_FLOAT64: the element type of every buffer.
  *   seed   seed of the initial weights (He normal unless "init" says).
  *   out    OUT: the layer; free it with dl_layer_free().
+ * Activations, "dropout" and "softmax" then take samples of any number of
+ * features. Every other layer is built for one input size and refuses any
+ * other with DL_INVALID_ARGUMENT: a linear layer for its "in_features", and
+ * a layer that needs its input's shape ("flatten", "reshape", "batch_norm",
+ * ...) for samples of one feature; build those with
+ * dl_layer_from_json_shaped() for the samples they will see.
  * Returns: DL_OK, DL_INVALID_ARGUMENT, DL_SPEC_ERROR, DL_NOMEM.
  */
 DL_API int dl_layer_from_json(const char *json, int dtype, uint64_t seed, dl_layer **out);
@@ -848,7 +885,9 @@ DL_API int dl_layer_from_json(const char *json, int dtype, uint64_t seed, dl_lay
  * (shape (channels, height, width)); any layer accepts it. Data then crosses
  * as (rows, cols) with cols the product of the shape, row-major per sample
  * (channel, row, column); dl_layer_output_shape() gives one sample's output
- * shape.
+ * shape. Every call (forward, backward, output_features) with another number
+ * of features per sample than the shape's product is refused with
+ * DL_INVALID_ARGUMENT, whatever the layer type.
  *   shape, ndim  1 to 3 positive dimensions.
  * Returns: as dl_layer_from_json(); DL_INVALID_ARGUMENT for a bad shape, or
  * DL_SPEC_ERROR when the layer does not fit it (a kernel larger than the

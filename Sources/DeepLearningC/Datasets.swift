@@ -63,9 +63,10 @@ public func dl_dataset_from_arrays(_ x: UnsafePointer<Float>?, _ count: Int, _ s
         let count = try size(count, "count"), ndim = try size(ndim, "ndim"), width = try size(targetSize, "target_size")
         guard count >= 1 else { throw .invalid("count must be at least 1, got 0") }
         guard (1...32).contains(ndim) else { throw .invalid("ndim must be from 1 to 32, got \(ndim)") }
-        let sampleShape = Array(UnsafeBufferPointer(start: shape, count: ndim))
+        let sampleShape = try dimensions(shape, ndim, "shape")
         guard sampleShape.allSatisfy({ $0 > 0 }) else { throw .invalid("shape \(sampleShape) has a zero (or too large) dimension") }
         let n = try checkedProduct(count, try checkedCount(sampleShape, "sample shape"), "x")
+        try checkAllocation(n, of: Float.self, "x of \(count) samples")
         let features = Array(UnsafeBufferPointer(start: x, count: n))
         guard features.allSatisfy({ $0.isFinite }) else { throw DLError(.numeric, "x contains NaN or infinite values") }
         let data: Dataset.Targets
@@ -75,10 +76,13 @@ public func dl_dataset_from_arrays(_ x: UnsafePointer<Float>?, _ count: Int, _ s
             data = .none
         case (let l?, nil):
             guard width == 0 else { throw .invalid("target_size must be 0 with labels, got \(width)") }
+            try checkAllocation(count, of: Int32.self, "labels of \(count) samples")
             data = .labels(Array(UnsafeBufferPointer(start: l, count: count)))
         case (nil, let t?):
             guard width >= 1 else { throw .invalid("target_size must be at least 1 with targets, got 0") }
-            let values = Array(UnsafeBufferPointer(start: t, count: try checkedProduct(count, width, "targets")))
+            let m = try checkedProduct(count, width, "targets")
+            try checkAllocation(m, of: Float.self, "targets of \(count) samples")
+            let values = Array(UnsafeBufferPointer(start: t, count: m))
             guard values.allSatisfy({ $0.isFinite }) else { throw DLError(.numeric, "targets contain NaN or infinite values") }
             data = .values(values, size: width)
         case (_?, _?):
@@ -169,10 +173,11 @@ public func dl_dataset_standardizer(_ dataset: OpaquePointer?, _ scale: Double,
 
 // MARK: - Training and evaluation
 
-/// Runs `body` with the model's box (held for this thread alone) and the data set (shared).
-private func withModelAndDataset(_ model: OpaquePointer?, _ dataset: OpaquePointer?,
+/// Runs `body` with the model's box (held for this thread alone, or shared when the call
+/// only reads it) and the data set (shared).
+private func withModelAndDataset(_ model: OpaquePointer?, _ dataset: OpaquePointer?, readOnly: Bool = false,
                        _ body: (ModelBox, Dataset) throws(DLError) -> Void) -> Int32 {
-    withModel(model) { (modelBox) throws(DLError) in
+    with(model, "model", shared: readOnly) { (modelBox: ModelBox) throws(DLError) in
         try holding(dataset, "dataset", shared: true) { (dataBox: DatasetBox) throws(DLError) in
             try body(modelBox, dataBox.value)
         }
@@ -201,7 +206,7 @@ public func dl_train_epoch(_ model: OpaquePointer?, _ dataset: OpaquePointer?, _
 @_cdecl("dl_evaluate_dataset")
 public func dl_evaluate_dataset(_ model: OpaquePointer?, _ dataset: OpaquePointer?,
                                 _ loss: UnsafeMutablePointer<Double>?, _ accuracy: UnsafeMutablePointer<Double>?) -> Int32 {
-    withModelAndDataset(model, dataset) { (box, data) throws(DLError) in
+    withModelAndDataset(model, dataset, readOnly: true) { (box, data) throws(DLError) in
         let result = try box.value.evaluate(on: data, progress: box.progress?.handler("dl_evaluate_dataset", "chunks"))
         loss?.pointee = result.loss
         accuracy?.pointee = result.accuracy ?? .nan

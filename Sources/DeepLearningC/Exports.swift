@@ -125,7 +125,7 @@ private func checkCapacity(_ count: Int, _ perSample: Int, _ capacity: Int, _ na
 @_cdecl("dl_predict")
 public func dl_predict(_ model: OpaquePointer?, _ x: UnsafePointer<Float>?, _ count: Int,
                        _ out: UnsafeMutablePointer<Float>?, _ outLen: Int) -> Int32 {
-    withModel(model) { (box) throws(DLError) in
+    readingModel(model) { (box) throws(DLError) in
         let x = try required(x, "x"), out = try required(out, "out")
         try checkCapacity(try size(count, "count"), box.value.outputSize, capacity(outLen), "out")
         try box.value.predict(x: x, count: count, into: out)
@@ -135,7 +135,7 @@ public func dl_predict(_ model: OpaquePointer?, _ x: UnsafePointer<Float>?, _ co
 @_cdecl("dl_predict_classes")
 public func dl_predict_classes(_ model: OpaquePointer?, _ x: UnsafePointer<Float>?, _ count: Int,
                                _ out: UnsafeMutablePointer<Int32>?, _ outLen: Int) -> Int32 {
-    withModel(model) { (box) throws(DLError) in
+    readingModel(model) { (box) throws(DLError) in
         let x = try required(x, "x"), out = try required(out, "out")
         try checkCapacity(try size(count, "count"), 1, capacity(outLen), "out")
         try box.value.predictClasses(x: x, count: count, into: out)
@@ -146,7 +146,7 @@ public func dl_predict_classes(_ model: OpaquePointer?, _ x: UnsafePointer<Float
 public func dl_evaluate(_ model: OpaquePointer?, _ x: UnsafePointer<Float>?, _ count: Int,
                         _ labels: UnsafePointer<Int32>?, _ targets: UnsafePointer<Float>?,
                         _ loss: UnsafeMutablePointer<Double>?, _ accuracy: UnsafeMutablePointer<Double>?) -> Int32 {
-    withModel(model) { (box) throws(DLError) in
+    readingModel(model) { (box) throws(DLError) in
         let result = try box.value.evaluate(x: try required(x, "x"), count: try size(count, "count"), targets: try batchTargets(labels, targets))
         loss?.pointee = result.loss
         accuracy?.pointee = result.accuracy ?? .nan
@@ -201,7 +201,7 @@ public func dl_gradcheck_report(_ model: OpaquePointer?, _ x: UnsafePointer<Floa
 
 @_cdecl("dl_model_get_learning_rate")
 public func dl_model_get_learning_rate(_ model: OpaquePointer?, _ lr: UnsafeMutablePointer<Double>?) -> Int32 {
-    withModel(model) { (box) throws(DLError) in try required(lr, "lr").pointee = box.value.learningRate }
+    readingModel(model) { (box) throws(DLError) in try required(lr, "lr").pointee = box.value.learningRate }
 }
 
 @_cdecl("dl_model_set_learning_rate")
@@ -222,7 +222,7 @@ public func dl_model_set_preprocessing(_ model: OpaquePointer?, _ scale: Double,
 @_cdecl("dl_model_get_preprocessing")
 public func dl_model_get_preprocessing(_ model: OpaquePointer?, _ scale: UnsafeMutablePointer<Double>?,
                                        _ mean: UnsafeMutablePointer<Double>?, _ std: UnsafeMutablePointer<Double>?) -> Int32 {
-    withModel(model) { (box) throws(DLError) in
+    readingModel(model) { (box) throws(DLError) in
         let p = box.value.spec.preprocessing
         scale?.pointee = p.scale
         mean?.pointee = p.mean
@@ -235,7 +235,7 @@ public func dl_model_get_preprocessing(_ model: OpaquePointer?, _ scale: UnsafeM
 /// Writes a model property to a non-NULL OUT pointer.
 private func property<V>(_ model: OpaquePointer?, _ out: UnsafeMutablePointer<V>?, _ name: String,
                          _ get: (any AnyModel) -> V) -> Int32 {
-    withModel(model) { (box) throws(DLError) in try required(out, name).pointee = get(box.value) }
+    readingModel(model) { (box) throws(DLError) in try required(out, name).pointee = get(box.value) }
 }
 
 /// Checks an index into a list of `count` things.
@@ -272,7 +272,7 @@ public func dl_model_num_layers(_ model: OpaquePointer?, _ count: UnsafeMutableP
 
 @_cdecl("dl_model_step_count")
 public func dl_model_step_count(_ model: OpaquePointer?, _ steps: UnsafeMutablePointer<UInt64>?) -> Int32 {
-    property(model, steps, "steps") { UInt64($0.stepCount) }
+    property(model, steps, "steps") { UInt64(clamping: $0.stepCount) }
 }
 
 /// Element `index` of a list of the model's names, as a C string the model owns.
@@ -307,7 +307,7 @@ public func dl_model_spec_json(_ model: OpaquePointer?, _ json: UnsafeMutablePoi
 private func shape(_ model: OpaquePointer?, _ index: Int, _ dims: UnsafeMutablePointer<Int>?, _ dimsLen: Int,
                    _ ndim: UnsafeMutablePointer<Int>?, _ noun: String,
                    _ list: (any AnyModel) -> (names: [String], shapes: [[Int]])) -> Int32 {
-    withModel(model) { (box) throws(DLError) in
+    readingModel(model) { (box) throws(DLError) in
         let dims = try required(dims, "dims"), ndim = try required(ndim, "ndim")
         let (names, shapes) = list(box.value)
         try checkIndex(index, shapes.count, noun)
@@ -352,7 +352,7 @@ public func dl_model_buffer_shape(_ model: OpaquePointer?, _ index: Int, _ dims:
 
 @_cdecl("dl_model_get_buffer")
 public func dl_model_get_buffer(_ model: OpaquePointer?, _ index: Int, _ out: UnsafeMutablePointer<Float>?, _ len: Int) -> Int32 {
-    withModel(model) { (box) throws(DLError) in
+    readingModel(model) { (box) throws(DLError) in
         try box.value.readBuffer(try size(index, "index"), into: try required(out, "out"), count: try size(len, "len"))
     }
 }
@@ -366,7 +366,7 @@ public func dl_model_set_buffer(_ model: OpaquePointer?, _ index: Int, _ values:
 
 @_cdecl("dl_model_get_param")
 public func dl_model_get_param(_ model: OpaquePointer?, _ index: Int, _ out: UnsafeMutablePointer<Float>?, _ len: Int) -> Int32 {
-    withModel(model) { (box) throws(DLError) in
+    readingModel(model) { (box) throws(DLError) in
         try box.value.readParameter(try size(index, "index"), into: try required(out, "out"), count: try size(len, "len"))
     }
 }

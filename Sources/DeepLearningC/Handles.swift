@@ -49,20 +49,60 @@ typealias DatasetBox = Box<Dataset>
 /// The live handles, and which of them a thread is using right now.
 ///
 /// Every call looks its handle up here, so NULL, freed or foreign pointers are refused with
-/// a message instead of crashing, and a second thread using the same model gets DL_BUSY
-/// instead of corrupting it. Objects that calls only read (data sets) are taken shared:
-/// any number of threads at once, but none may free them meanwhile. The lock is held only
-/// for the lookup.
+/// a message instead of crashing. Calls that only read an object (inference on a model,
+/// any use of a data set) take it shared: any number of threads at once. Every other call
+/// takes it exclusively. A call that finds its handle taken the other way waits up to
+/// `patience` for it, and then gets DL_BUSY; a waiting exclusive call goes first (shared
+/// calls that arrive meanwhile wait behind it), so a train step among threads that
+/// predict again and again is not starved. A thread never waits for itself: a call made
+/// from a progress callback on the model that is running it gets DL_BUSY at once (or, for
+/// a shared use inside a shared one, simply proceeds). The lock is held only to look up
+/// and to wait.
 final class HandleRegistry: @unchecked Sendable {
     static let shared = HandleRegistry()
 
-    /// handle -> its users now: 0 none, -1 one exclusive user, n > 0 n shared users.
-    private var live: [UnsafeMutableRawPointer: Int] = [:]
+    /// How long a call waits for another thread's use of its handle to end.
+    static let patience: (seconds: Int, nanoseconds: Int) = (0, 250_000_000)
+
+    /// Who is using a handle now, and who waits for it.
+    private struct Use {
+        /// 0 none, -1 one exclusive user, n > 0 n shared users.
+        var count = 0
+        /// The threads using it (when `count` is not 0): the first here, so that the
+        /// common single user costs no allocation, any others in `more`.
+        var first: pthread_t = 0
+        var more: [pthread_t] = []
+        /// Exclusive calls waiting for it.
+        var waiting = 0
+
+        func isUsed(by me: pthread_t) -> Bool {
+            count != 0 && (pthread_equal(first, me) != 0 || more.contains { pthread_equal($0, me) != 0 })
+        }
+
+        mutating func add(_ me: pthread_t, shared: Bool) {
+            if count == 0 { first = me } else { more.append(me) }
+            count = shared ? count + 1 : -1
+        }
+
+        mutating func remove(_ me: pthread_t) {
+            count = count > 0 ? count - 1 : 0
+            if let i = more.lastIndex(where: { pthread_equal($0, me) != 0 }) {
+                more.remove(at: i)
+            } else if !more.isEmpty {
+                first = more.removeLast()
+            }
+        }
+    }
+
+    private var live: [UnsafeMutableRawPointer: Use] = [:]
     private let mutex: UnsafeMutablePointer<pthread_mutex_t>
+    private let released: UnsafeMutablePointer<pthread_cond_t>
 
     private init() {
         mutex = .allocate(capacity: 1)
         pthread_mutex_init(mutex, nil)
+        released = .allocate(capacity: 1)
+        pthread_cond_init(released, nil)
     }
 
     private func locked<R>(_ body: () throws(DLError) -> R) throws(DLError) -> R {
@@ -76,8 +116,24 @@ final class HandleRegistry: @unchecked Sendable {
     /// then not be found as the `Box<any AnyModel>` that `acquire` looks for.)
     func register<Value>(_ box: Box<Value>) -> OpaquePointer {
         let raw = Unmanaged.passRetained(box as AnyObject).toOpaque()
-        try? locked { live[raw] = 0 }
+        try? locked { live[raw] = Use() }
         return OpaquePointer(raw)
+    }
+
+    /// The absolute time `patience` from now, for pthread_cond_timedwait (CLOCK_REALTIME).
+    private static func deadline() -> timespec {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        var nanoseconds = now.tv_nsec + patience.nanoseconds
+        var seconds = now.tv_sec + patience.seconds
+        if nanoseconds >= 1_000_000_000 { nanoseconds -= 1_000_000_000; seconds += 1 }
+        return timespec(tv_sec: seconds, tv_nsec: nanoseconds)
+    }
+
+    /// Whether a use of the kind asked for can start now. Shared uses queue behind a waiting
+    /// exclusive one, except inside this thread's own use.
+    private static func available(_ use: Use, shared: Bool, mine: Bool) -> Bool {
+        shared ? use.count >= 0 && (use.waiting == 0 || mine) : use.count == 0
     }
 
     /// Marks the handle in use and returns its box; `release` must follow. `noun` names the
@@ -86,23 +142,60 @@ final class HandleRegistry: @unchecked Sendable {
     func acquire<Value>(_ handle: OpaquePointer?, _ noun: String, shared: Bool = false) throws(DLError) -> Box<Value> {
         guard let handle else { throw .invalid("\(noun) is NULL") }
         let raw = UnsafeMutableRawPointer(handle)
+        let me = pthread_self()
         return try locked { () throws(DLError) -> Box<Value> in
-            guard let users = live[raw],
-                  let box = Unmanaged<AnyObject>.fromOpaque(raw).takeUnretainedValue() as? Box<Value> else {
-                throw .invalid("\(noun) \(raw) is not a live dl_\(noun) (already freed, or another kind of handle)")
+            var deadline: timespec? = nil
+            var waiting = false
+            defer {
+                // An exclusive call that gives up lets the shared ones queued behind it go.
+                if waiting, var use = live[raw] {
+                    use.waiting -= 1
+                    live[raw] = use
+                    if use.waiting == 0 { pthread_cond_broadcast(released) }
+                }
             }
-            guard shared ? users >= 0 : users == 0 else {
-                throw DLError(.busy, "the \(noun) is being used by another thread; give each thread its own (dl_model_clone() for models)")
+            while true {
+                guard var use = live[raw],
+                      let box = Unmanaged<AnyObject>.fromOpaque(raw).takeUnretainedValue() as? Box<Value> else {
+                    throw .invalid("\(noun) \(raw) is not a live dl_\(noun) (already freed, or another kind of handle)")
+                }
+                let mine = use.isUsed(by: me)
+                if HandleRegistry.available(use, shared: shared, mine: mine) {
+                    use.add(me, shared: shared)
+                    if waiting { use.waiting -= 1; waiting = false }
+                    live[raw] = use
+                    return box
+                }
+                if !mine {
+                    if !shared && !waiting {
+                        live[raw]?.waiting += 1
+                        waiting = true
+                    }
+                    if deadline == nil { deadline = HandleRegistry.deadline() }
+                    if var until = deadline, pthread_cond_timedwait(released, mutex, &until) == 0 { continue }
+                    // Timed out: one last look (a release may have come with the timeout).
+                    if let again = live[raw], HandleRegistry.available(again, shared: shared, mine: false) { continue }
+                }
+                let hint = noun == "model"
+                    ? (shared ? "it is being trained or changed by another thread" : "another thread is using it (several threads may predict and evaluate at once, but a train step, a set_* call or free needs it alone)")
+                    : "give each thread its own"
+                throw DLError(.busy, "the \(noun) is busy: \(mine ? "this thread is using it already (a call from a progress callback on its own model)" : hint)")
             }
-            live[raw] = shared ? users + 1 : -1
-            return box
         }
     }
 
     func release(_ handle: OpaquePointer?) {
         guard let handle else { return }
         let raw = UnsafeMutableRawPointer(handle)
-        try? locked { if let users = live[raw] { live[raw] = users > 0 ? users - 1 : 0 } }
+        let me = pthread_self()
+        try? locked {
+            guard var use = live[raw] else { return }
+            use.remove(me)
+            live[raw] = use
+            // Every waiting call needs the handle free (an exclusive one, or a shared one queued
+            // behind it); until then there is nothing to wake them for.
+            if use.count == 0 { pthread_cond_broadcast(released) }
+        }
     }
 
     /// Forgets a handle of kind `Value` and frees its object. Unknown handles and handles of
@@ -112,9 +205,10 @@ final class HandleRegistry: @unchecked Sendable {
         guard let handle else { return }
         let raw = UnsafeMutableRawPointer(handle)
         let known = try locked { () throws(DLError) -> Bool in
-            guard let users = live[raw], Unmanaged<AnyObject>.fromOpaque(raw).takeUnretainedValue() is Box<Value> else { return false }
-            guard users == 0 else { throw DLError(.busy, "the \(noun) is being used by another thread and cannot be freed now") }
+            guard let use = live[raw], Unmanaged<AnyObject>.fromOpaque(raw).takeUnretainedValue() is Box<Value> else { return false }
+            guard use.count == 0 else { throw DLError(.busy, "the \(noun) is being used by another thread and cannot be freed now") }
             live[raw] = nil
+            pthread_cond_broadcast(released)   // waiting calls then find it gone
             return true
         }
         if known { Unmanaged<AnyObject>.fromOpaque(raw).release() }
@@ -151,6 +245,12 @@ func with<Value>(_ handle: OpaquePointer?, _ noun: String, shared: Bool = false,
 }
 
 func withModel(_ handle: OpaquePointer?, _ body: (ModelBox) throws(DLError) -> Void) -> Int32 { with(handle, "model", body) }
+/// A call that only reads the model (inference, properties, parameter values): any number
+/// of threads at once, while nothing takes the model exclusively (a train step, a set_*
+/// call, free). Such a body must not change the box either (no `cString`).
+func readingModel(_ handle: OpaquePointer?, _ body: (ModelBox) throws(DLError) -> Void) -> Int32 {
+    with(handle, "model", shared: true, body)
+}
 func withLayer(_ handle: OpaquePointer?, _ body: (LayerBox) throws(DLError) -> Void) -> Int32 { with(handle, "layer", body) }
 func withLoss(_ handle: OpaquePointer?, _ body: (LossBox) throws(DLError) -> Void) -> Int32 { with(handle, "loss", body) }
 /// Data sets are never changed after loading, so any number of threads may read one at once.
@@ -174,10 +274,38 @@ func batchTargets(_ labels: UnsafePointer<Int32>?, _ targets: UnsafePointer<Floa
     }
 }
 
-/// A size_t argument: Swift sees values above Int.max as negative; refuse them by name.
+/// A size_t argument (a count, a size, an index): refused by name above
+/// `Limits.maxTensorElements`.
+///
+/// Every size the library works with ends up counting the elements of one tensor, so no
+/// valid argument is larger; capping them all here, at the border, is what lets the core
+/// add and round sizes (`count + batch - 1`, `features + 1`) without overflow checks of its
+/// own. Swift sees size_t values above Int.max as negative; they are refused the same way.
 func size(_ n: Int, _ name: String) throws(DLError) -> Int {
-    guard n >= 0 else { throw .invalid("\(name) is \(UInt(bitPattern: n)), more than the library accepts") }
+    guard n >= 0, n <= Limits.maxTensorElements else {
+        throw .invalid("\(name) is \(UInt(bitPattern: n)), more than the library's limit of \(Limits.maxTensorElements)")
+    }
     return n
+}
+
+/// A shape passed as `ndim` size_t values, each checked as `size` checks a size.
+func dimensions(_ shape: UnsafePointer<Int>, _ ndim: Int, _ name: String) throws(DLError) -> [Int] {
+    var dims: [Int] = []
+    for i in 0..<ndim { dims.append(try size(shape[i], "\(name)[\(i)]")) }
+    return dims
+}
+
+/// Refuses, with DL_NOMEM, a Swift array of `count` values of `T` that malloc could not
+/// provide right now. A Swift array traps when its allocation fails, so where a caller
+/// decides a size the memory is asked of malloc first and given straight back: a refusal
+/// becomes an error, and an allocation that succeeded a moment ago is very likely to
+/// succeed again.
+func checkAllocation<T>(_ count: Int, of _: T.Type, _ what: String) throws(DLError) {
+    let (bytes, overflow) = count.multipliedReportingOverflow(by: MemoryLayout<T>.stride)
+    guard !overflow, count >= 0, let p = malloc(max(bytes, 1)) else {
+        throw DLError(.noMemory, "out of memory: \(what) needs \(count) values")
+    }
+    free(p)
 }
 
 /// A buffer capacity (size_t): anything above Int.max is as good as Int.max.

@@ -36,7 +36,7 @@ public func dl_layer_from_json_shaped(_ json: UnsafePointer<CChar>?, _ shape: Un
         let shape = try required(shape, "shape"), ndim = try size(ndim, "ndim")
         guard (1...3).contains(ndim) else { throw .invalid("ndim must be from 1 to 3, got \(ndim)") }
         return LayerBox(try makeStandaloneLayer(json: String(cString: try required(json, "json")), dtype: try dtype(dtypeCode),
-                                                seed: seed, inputShape: Array(UnsafeBufferPointer(start: shape, count: ndim))))
+                                                seed: seed, inputShape: try dimensions(shape, ndim, "shape")))
     }
 }
 

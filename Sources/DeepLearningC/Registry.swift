@@ -20,5 +20,10 @@ public func dl_registry_json() -> UnsafePointer<CChar> {
 
 @_cdecl("dl_model_end_epoch")
 public func dl_model_end_epoch(_ model: OpaquePointer?) -> Int32 {
-    withModel(model) { (box) throws(DLError) in box.value.epoch += 1 }
+    withModel(model) { (box) throws(DLError) in
+        // A counter loaded from a checkpoint may be anything up to Int.max.
+        let (next, overflow) = box.value.epoch.addingReportingOverflow(1)
+        guard !overflow else { throw .invalid("the epoch counter is at its largest value (\(box.value.epoch)) and cannot advance") }
+        box.value.epoch = next
+    }
 }

@@ -75,6 +75,19 @@ public final class BatchNorm<T: DLScalar>: Layer {
         return y
     }
 
+    /// Evaluation with the running statistics, the coefficients in `scratch` (0: y,
+    /// 1-3: invStd, scale, shift per channel).
+    public func infer(_ x: Tensor<T>, scratch: InferenceScratch<T>) throws(DLError) -> Tensor<T> {
+        let y = scratch.output, invStd = try scratch.tensor(1), scale = try scratch.tensor(2), shift = try scratch.tensor(3)
+        for t in [invStd, scale, shift] { try t.resize([channels]) }
+        Kernels.batchNormCoefficients(mean: runningMean.value.data, variance: runningVar.value.data, gamma: weight?.value.data,
+                                      beta: bias?.value.data, eps: T(eps), invStd: invStd.data, scale: scale.data,
+                                      shift: shift.data, channels: channels)
+        try y.resize(x.shape)
+        Kernels.channelAffine(x.data, y.data, scale: scale.data, shift: shift.data, batch: x.shape[0], channels: channels, spatial: spatial)
+        return y
+    }
+
     public func backward(_ dy: Tensor<T>, needInputGradient: Bool) throws(DLError) -> Tensor<T>? {
         guard let x, x.shape == dy.shape else { throw .invalid("batch_norm: backward called before forward, or with another shape") }
         if needInputGradient { try dx.resize(dy.shape) }

@@ -57,7 +57,8 @@ public final class Conv2D<T: DLScalar>: Layer {
 
     /// Calls `body(first sample, samples)` for each group of the batch, with `cols` and
     /// `product` sized for the group.
-    private func forEachGroup(_ batch: Int, _ body: (Int, Int) throws(DLError) -> Void) throws(DLError) {
+    private func forEachGroup(_ batch: Int, cols: Tensor<T>, product: Tensor<T>,
+                              _ body: (Int, Int) throws(DLError) -> Void) throws(DLError) {
         let group = groupSize(batch)
         let width = try checkedProduct(group, window.outputPlane, "conv2d columns")
         try cols.resize([taps, width])
@@ -71,9 +72,23 @@ public final class Conv2D<T: DLScalar>: Layer {
     }
 
     public func forward(_ x: Tensor<T>, training: Bool) throws(DLError) -> Tensor<T> {
+        try convolve(x, into: y, cols: cols, product: product)
+        self.x = x
+        columnsCover = groupSize(x.shape[0]) >= x.shape[0]
+        return y
+    }
+
+    /// Evaluation in `scratch` (0: y, 1: columns, 2: their product).
+    public func infer(_ x: Tensor<T>, scratch: InferenceScratch<T>) throws(DLError) -> Tensor<T> {
+        let y = scratch.output
+        try convolve(x, into: y, cols: try scratch.tensor(1), product: try scratch.tensor(2))
+        return y
+    }
+
+    private func convolve(_ x: Tensor<T>, into y: Tensor<T>, cols: Tensor<T>, product: Tensor<T>) throws(DLError) {
         let batch = x.shape[0], inSample = inChannels * window.inputPlane, outSample = filters * window.outputPlane
         try y.resize(batch: batch, sample: outputShape)
-        try forEachGroup(batch) { (start, n) throws(DLError) in
+        try forEachGroup(batch, cols: cols, product: product) { (start, n) throws(DLError) in
             let width = n * window.outputPlane
             Kernels.im2col(x.data + start * inSample, cols.data, batch: n, channels: inChannels, window)
             T.gemm(transA: false, transB: false, m: filters, n: width, k: taps,
@@ -82,9 +97,6 @@ public final class Conv2D<T: DLScalar>: Layer {
             Kernels.columnsToSamples(product.data, y.data + start * outSample, bias: bias?.value.data,
                                      batch: n, channels: filters, plane: window.outputPlane)
         }
-        self.x = x
-        columnsCover = groupSize(batch) >= batch
-        return y
     }
 
     public func backward(_ dy: Tensor<T>, needInputGradient: Bool) throws(DLError) -> Tensor<T>? {
@@ -97,7 +109,7 @@ public final class Conv2D<T: DLScalar>: Layer {
         }
         // dY reuses `product`, which forward no longer needs.
         let dProduct = product
-        try forEachGroup(batch) { (start, n) throws(DLError) in
+        try forEachGroup(batch, cols: cols, product: product) { (start, n) throws(DLError) in
             let width = n * window.outputPlane
             if !columnsCover { Kernels.im2col(x.data + start * inSample, cols.data, batch: n, channels: inChannels, window) }
             Kernels.samplesToColumns(dy.data + start * outSample, dProduct.data, batch: n, channels: filters, plane: window.outputPlane)

@@ -10,6 +10,7 @@ public final class Dropout<T: DLScalar>: Layer {
     public let type = "dropout"
     public let rate: Double
     public let outputShape: [Int]
+    public var acceptsAnyShape: Bool { true }
     private let random: RandomSource
     private let mask: Tensor<T>
     private let y: Tensor<T>
@@ -36,6 +37,9 @@ public final class Dropout<T: DLScalar>: Layer {
         Kernels.multiply(x.data, mask.data, y.data, x.count)
         return y
     }
+
+    /// Evaluation passes x through, as `forward` does.
+    public func infer(_ x: Tensor<T>, scratch: InferenceScratch<T>) throws(DLError) -> Tensor<T> { x }
 
     public func backward(_ dy: Tensor<T>, needInputGradient: Bool) throws(DLError) -> Tensor<T>? {
         guard needInputGradient else { return nil }

@@ -14,7 +14,17 @@ public protocol Layer<Scalar>: AnyObject {
     var parameters: [Parameter<Scalar>] { get }
     /// Non-trainable state saved in checkpoints (running statistics); `grad` is unused.
     var buffers: [Parameter<Scalar>] { get }
+    /// Whether the layer works on input of any shape, reading the shape from the tensor it
+    /// is given (activations, dropout, softmax); the others assume the input shape they were
+    /// built for, and a standalone one refuses any other.
+    var acceptsAnyShape: Bool { get }
     func forward(_ x: Tensor<Scalar>, training: Bool) throws(DLError) -> Tensor<Scalar>
+    /// The evaluation-mode forward pass (`forward(x, training: false)`, the same values bit
+    /// for bit) that changes nothing in the layer: its output and every workspace are in
+    /// `scratch`, which belongs to one caller. Any number of threads may run it on one layer
+    /// at once, each with its own scratch, as long as nothing trains or changes the layer
+    /// meanwhile. Nothing is cached for backward.
+    func infer(_ x: Tensor<Scalar>, scratch: InferenceScratch<Scalar>) throws(DLError) -> Tensor<Scalar>
     func backward(_ dy: Tensor<Scalar>, needInputGradient: Bool) throws(DLError) -> Tensor<Scalar>?
     /// Scratch elements per sample beyond the output and its gradient (a convolution's
     /// columns), for the model's memory budget; a Double, as it may exceed Int.
@@ -25,6 +35,7 @@ extension Layer {
     public var parameters: [Parameter<Scalar>] { [] }
     public var buffers: [Parameter<Scalar>] { [] }
     public var workspacePerSample: Double { 0 }
+    public var acceptsAnyShape: Bool { false }
 }
 
 /// What a layer builder knows when the model builds layer `index`.
@@ -115,4 +126,36 @@ public enum LayerRegistry {
     }
 
     public static var kinds: [ComponentKind] { factories.map { $0.kind } }
+}
+
+/// One caller's memory for one layer's `infer`: its output and workspaces, made on first
+/// use and reused by every later call that gets the same scratch (a model keeps them in
+/// pooled `InferenceContext`s), so repeated inference allocates nothing.
+///
+/// The scratches of a model's layers form a list (`next`) rather than an array: this is
+/// walked on every prediction in code generic over T, where each access to an array of a
+/// generic type looks that type up at run time.
+public final class InferenceScratch<T: DLScalar> {
+    /// The layer's output.
+    public let output: Tensor<T>
+    /// The next layer's scratch.
+    let next: InferenceScratch<T>?
+    /// More workspaces (`tensor(1)`, ...), for the layers that need them.
+    private var more: [Tensor<T>] = []
+    /// Max pooling's argmax, which inference computes and ignores.
+    let indices = Buffer<Int32>()
+    /// The sparse-input path's workspace (`Linear` on the model's input).
+    let sparse = SparseInput.Workspace()
+
+    public init(next: InferenceScratch<T>? = nil) throws(DLError) {
+        output = try Tensor(shape: [0])
+        self.next = next
+    }
+
+    /// The layer's workspace number `index` (1, 2, ...; 0 is `output`), empty the first time.
+    public func tensor(_ index: Int) throws(DLError) -> Tensor<T> {
+        if index == 0 { return output }
+        while more.count < index { more.append(try Tensor(shape: [0])) }
+        return more[index - 1]
+    }
 }

@@ -47,10 +47,26 @@ public final class Linear<T: DLScalar>: Layer {
     var forwardWasSparse: Bool { sparseInput?.lastForwardWasSparse ?? false }
 
     public func forward(_ x: Tensor<T>, training: Bool) throws(DLError) -> Tensor<T> {
-        let batch = x.shape[0]
-        try y.resize(batch: batch, sample: outputShape)
+        try y.resize(batch: x.shape[0], sample: outputShape)
         self.x = x
         if sparseInput?.forward(x, weightT: weight.value, bias: bias?.value, y: y) == true { return y }
+        dense(x, y)
+        return y
+    }
+
+    public func infer(_ x: Tensor<T>, scratch: InferenceScratch<T>) throws(DLError) -> Tensor<T> {
+        let y = scratch.output
+        try y.resize(batch: x.shape[0], sample: outputShape)
+        if let sparseInput, sparseInput.multiply(x, weightT: weight.value, bias: bias?.value, y: y, workspace: scratch.sparse).done {
+            return y
+        }
+        dense(x, y)
+        return y
+    }
+
+    /// y = x W^T + b through BLAS.
+    private func dense(_ x: Tensor<T>, _ y: Tensor<T>) {
+        let batch = x.shape[0]
         let w = weight.value.data
         if batch == 1 {
             let (m, n) = weightIsTransposed ? (inFeatures, outFeatures) : (outFeatures, inFeatures)
@@ -61,7 +77,6 @@ public final class Linear<T: DLScalar>: Layer {
                    beta: 0, c: y.data, ldc: outFeatures)
         }
         if let bias { Kernels.addRowVector(y.data, bias.value.data, rows: batch, cols: outFeatures) }
-        return y
     }
 
     public func backward(_ dy: Tensor<T>, needInputGradient: Bool) throws(DLError) -> Tensor<T>? {

@@ -17,7 +17,7 @@ public final class Pool2D<T: DLScalar>: Layer {
     private let y: Tensor<T>
     private let dx: Tensor<T>
     /// Max pooling: the input index (within its plane) of each output's maximum.
-    private var argmax: [Int32] = []
+    private let argmax = Buffer<Int32>()
 
     public init(_ mode: Mode, channels: Int, window: Window2D) throws(DLError) {
         self.mode = mode
@@ -32,8 +32,27 @@ public final class Pool2D<T: DLScalar>: Layer {
         try y.resize(batch: x.shape[0], sample: outputShape)
         switch mode {
         case .max:
-            if argmax.count < y.count { argmax = [Int32](repeating: 0, count: y.count) }
-            argmax.withUnsafeMutableBufferPointer { Kernels.maxPool2d(x.data, y.data, argmax: $0.baseAddress!, planes: planes, window) }
+            // The batch is the caller's: a refusal of this memory is an error, not a trap.
+            guard argmax.reserve(y.count) else {
+                throw DLError(.noMemory, "out of memory for the \(type) layer's \(y.count) window positions")
+            }
+            Kernels.maxPool2d(x.data, y.data, argmax: argmax.base, planes: planes, window)
+        case .average:
+            Kernels.avgPool2d(x.data, y.data, planes: planes, window)
+        }
+        return y
+    }
+
+    public func infer(_ x: Tensor<T>, scratch: InferenceScratch<T>) throws(DLError) -> Tensor<T> {
+        let y = scratch.output
+        let planes = x.shape[0] * channels
+        try y.resize(batch: x.shape[0], sample: outputShape)
+        switch mode {
+        case .max:
+            guard scratch.indices.reserve(y.count) else {
+                throw DLError(.noMemory, "out of memory for the \(type) layer's \(y.count) window positions")
+            }
+            Kernels.maxPool2d(x.data, y.data, argmax: scratch.indices.base, planes: planes, window)
         case .average:
             Kernels.avgPool2d(x.data, y.data, planes: planes, window)
         }
@@ -47,7 +66,7 @@ public final class Pool2D<T: DLScalar>: Layer {
         try dx.resize(batch: dy.shape[0], sample: [channels, window.height, window.width])
         switch mode {
         case .max:
-            argmax.withUnsafeBufferPointer { Kernels.maxPool2dBackward(dy.data, argmax: $0.baseAddress!, dx.data, planes: planes, window) }
+            Kernels.maxPool2dBackward(dy.data, argmax: argmax.base, dx.data, planes: planes, window)
         case .average:
             Kernels.avgPool2dBackward(dy.data, dx.data, planes: planes, window)
         }

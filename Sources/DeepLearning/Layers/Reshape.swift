@@ -25,6 +25,13 @@ public final class Reshape<T: DLScalar>: Layer {
         return y
     }
 
+    public func infer(_ x: Tensor<T>, scratch: InferenceScratch<T>) throws(DLError) -> Tensor<T> {
+        let y = scratch.output
+        try y.resize(batch: x.shape[0], sample: outputShape)
+        y.copy(from: x)
+        return y
+    }
+
     public func backward(_ dy: Tensor<T>, needInputGradient: Bool) throws(DLError) -> Tensor<T>? {
         guard needInputGradient else { return nil }
         try dx.resize(batch: dy.shape[0], sample: inputShape)

@@ -7,6 +7,7 @@
 public final class Softmax<T: DLScalar>: Layer {
     public let type = "softmax"
     public let outputShape: [Int]
+    public var acceptsAnyShape: Bool { true }
     private let y: Tensor<T>
     private let dx: Tensor<T>
 
@@ -17,6 +18,14 @@ public final class Softmax<T: DLScalar>: Layer {
     }
 
     public func forward(_ x: Tensor<T>, training: Bool) throws(DLError) -> Tensor<T> {
+        try Softmax.compute(x, y)
+    }
+
+    public func infer(_ x: Tensor<T>, scratch: InferenceScratch<T>) throws(DLError) -> Tensor<T> {
+        try Softmax.compute(x, scratch.output)
+    }
+
+    private static func compute(_ x: Tensor<T>, _ y: Tensor<T>) throws(DLError) -> Tensor<T> {
         try y.resize(x.shape)
         let rows = x.shape[0]
         guard rows > 0 else { return y }

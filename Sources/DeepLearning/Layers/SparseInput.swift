@@ -29,10 +29,14 @@ final class SparseInput {
 
     let inFeatures: Int
     let outFeatures: Int
-    /// The forward's workspace (see `dlk_sparse_batch`), and (x - v)^T for the weight
-    /// gradient.
-    private let rowBegin = Buffer<Int64>(), rowEnd = Buffer<Int64>()
-    private let index = Buffer<Int32>(), value = Buffer<Float>(), base = Buffer<Float>(), partial = Buffer<Float>()
+    /// The forward's workspace (see `dlk_sparse_batch`): the layer's own for training, each
+    /// caller's own for inference (`InferenceScratch`).
+    final class Workspace {
+        let rowBegin = Buffer<Int64>(), rowEnd = Buffer<Int64>()
+        let index = Buffer<Int32>(), value = Buffer<Float>(), base = Buffer<Float>(), partial = Buffer<Float>()
+    }
+    private let workspace = Workspace()
+    /// (x - v)^T for the weight gradient.
     private let transposedBatch = Buffer<Float>()
     private let gradientBase = Buffer<Float>(), columnSum = Buffer<Float>()
 
@@ -56,24 +60,50 @@ final class SparseInput {
     /// allocated: the layer then takes its BLAS path.
     func forward<T: DLScalar>(_ x: Tensor<T>, weightT: Tensor<T>, bias: Tensor<T>?, y: Tensor<T>) -> Bool {
         rows = 0
-        guard T.self == Float.self else { return false }
+        switch multiply(x, weightT: weightT, bias: bias, y: y, workspace: workspace) {
+        case .none: return false
+        case .single: return true
+        case .sparse(let v):
+            (rows, background) = (x.shape[0], v)
+            return true
+        }
+    }
+
+    /// How `multiply` computed y, if it did.
+    enum Product {
+        case none, single, sparse(background: Float)
+
+        /// Whether y was computed.
+        var done: Bool {
+            if case .none = self { return false }
+            return true
+        }
+    }
+
+    /// `forward`'s product with the given workspace, keeping nothing: what inference calls,
+    /// any number of threads at once, each with its own workspace.
+    func multiply<T: DLScalar>(_ x: Tensor<T>, weightT: Tensor<T>, bias: Tensor<T>?, y: Tensor<T>,
+                               workspace: Workspace) -> Product {
+        guard T.self == Float.self else { return .none }
         let batch = x.shape[0]
         let chunks = Int(DLK_SPARSE_CHUNKS)
         if batch == 1 {
-            guard partial.reserve((chunks - 1) * outFeatures) else { return false }
+            guard workspace.partial.reserve((chunks - 1) * outFeatures) else { return .none }
             dlk_row_times_matrix(floats(x), Int64(inFeatures), floats(weightT), Int64(outFeatures), bias.map(floats),
-                                 partial.base, floats(y), plainC)
-            return true
+                                 workspace.partial.base, floats(y), plainC)
+            return .single
         }
-        guard batch >= SparseInput.minimumRows, inFeatures < Int(Int32.max) else { return false }
+        let (rowBegin, rowEnd, index, value, base, partial) = (workspace.rowBegin, workspace.rowEnd, workspace.index,
+                                                               workspace.value, workspace.base, workspace.partial)
+        guard batch >= SparseInput.minimumRows, inFeatures < Int(Int32.max) else { return .none }
         let total = batch.multipliedReportingOverflow(by: inFeatures)
-        guard !total.overflow, total.partialValue < Int(Int32.max) else { return false }
+        guard !total.overflow, total.partialValue < Int(Int32.max) else { return .none }
         let limit = Int(Double(total.partialValue) * SparseInput.maxDensity)
         let capacity = limit + inFeatures + 8
         let segments = Kernels.threads
         guard rowBegin.reserve(batch), rowEnd.reserve(batch), index.reserve(segments * capacity),
               value.reserve(segments * capacity), base.reserve(chunks * outFeatures),
-              partial.reserve((chunks - 1) * batch * outFeatures) else { return false }
+              partial.reserve((chunks - 1) * batch * outFeatures) else { return .none }
         var work = dlk_sparse_batch(row_begin: rowBegin.base, row_end: rowEnd.base, index: index.base, value: value.base,
                                     segments: Int64(segments), segment_capacity: Int64(capacity), base: base.base,
                                     partial: partial.base)
@@ -82,11 +112,8 @@ final class SparseInput {
         while true {
             let n = dlk_sparse_forward(xf, Int64(batch), Int64(inFeatures), v, Int64(limit), floats(weightT),
                                        Int64(outFeatures), bias.map(floats), &work, floats(y), plainC)
-            if n >= 0 {
-                (rows, background) = (batch, v)
-                return true
-            }
-            if v == 0 { return false }
+            if n >= 0 { return .sparse(background: v) }
+            if v == 0 { return .none }
             v = 0
         }
     }

@@ -54,7 +54,9 @@ public final class StandaloneLayer<T: DLScalar>: AnyStandaloneLayer {
         guard inputFeatures >= 1 else { throw .invalid("a sample needs at least one feature, got \(inputFeatures)") }
         guard let inFeatures else { return inputFeatures }       // elementwise
         guard inputFeatures == inFeatures else {
-            throw .invalid("\(type) expects \(inFeatures) features per sample, got \(inputFeatures)")
+            let hint = inputShape == nil && !layer.acceptsAnyShape && type != "linear"
+                ? " (it was built without an input shape; build it for its input with dl_layer_from_json_shaped)" : ""
+            throw .invalid("\(type) expects \(inFeatures) features per sample, got \(inputFeatures)\(hint)")
         }
         return layer.outputShape.reduce(1, *)
     }
@@ -70,6 +72,10 @@ public final class StandaloneLayer<T: DLScalar>: AnyStandaloneLayer {
         Kernels.convert(x.assumingMemoryBound(to: T.self), self.x.data, n)
         guard Kernels.allFinite(self.x.data, n) else { throw DLError(.numeric, "x contains NaN or infinity") }
         let out = try layer.forward(self.x, training: training)
+        // The layer's own output is what is copied out: never more than it holds.
+        guard out.count == outN else {
+            throw DLError(.internal, "\(type) produced \(out.count) values for (\(rows), \(cols)) input, \(outN) were expected")
+        }
         Kernels.convert(out.data, y.assumingMemoryBound(to: T.self), outN)
         lastOutput = [rows, outCols]
         return outCols
@@ -86,6 +92,9 @@ public final class StandaloneLayer<T: DLScalar>: AnyStandaloneLayer {
         Kernels.convert(dy.assumingMemoryBound(to: T.self), self.dy.data, rows * cols)
         guard let g = try layer.backward(self.dy, needInputGradient: true) else {
             throw DLError(.internal, "\(type) returned no input gradient")
+        }
+        guard g.count == n else {
+            throw DLError(.internal, "\(type) produced an input gradient of \(g.count) values, \(n) were expected")
         }
         Kernels.convert(g.data, dx.assumingMemoryBound(to: T.self), n)
     }
@@ -117,7 +126,12 @@ public func makeStandaloneLayer(json: String, dtype: DType, seed: UInt64,
         var context = LayerContext(inputShape: inputShape ?? [declared ?? 1], index: 0, defaultInitializer: .heNormal,
                                    rng: RandomGenerator(seed: seed))
         let layer: any Layer<T> = try factory.make(spec, &context)
-        return try StandaloneLayer(layer, inFeatures: declared, inputShape: inputShape)
+        // Only a layer that works on any shape may take any number of features; any other
+        // (flatten, reshape, batch_norm, ...) is held to the shape it was built for, here
+        // one feature when no shape was given, so it can never read past its own buffers.
+        var features = declared
+        if features == nil && !layer.acceptsAnyShape { features = try checkedCount(context.inputShape, "input shape") }
+        return try StandaloneLayer(layer, inFeatures: features, inputShape: inputShape)
     }
     switch dtype {
     case .float32: return try build(Float.self)

@@ -1,4 +1,5 @@
 import CDeepLearningKernels
+import Glibc
 
 /// Targets of a batch passed to a model: class indices, or values shaped like the output.
 public enum BatchTargets<S: DLScalar> {
@@ -21,9 +22,12 @@ extension BatchTargets {
 /// A sequential model: layers in order, a loss, an optimizer, and its own random generator.
 ///
 /// Inputs and targets may be `Float` or `Double` whatever the model's own type `T`; they
-/// are converted into reused buffers. A model is not safe to use from two threads at once;
-/// separate models are independent. Nothing a caller passes makes it trap: invalid input
-/// throws `DLError` and leaves the model as it was.
+/// are converted into reused buffers. Any number of threads may call `predict`,
+/// `predictClasses` and `evaluate` on one model at once, as long as no thread trains or
+/// changes it meanwhile (the C ABI enforces that): inference runs each layer's `infer` in an
+/// `InferenceContext` of the caller's own, taken from a small pool the model keeps. Every
+/// other use takes the model alone; separate models are independent. Nothing a caller
+/// passes makes it trap: invalid input throws `DLError` and leaves the model as it was.
 public final class Model<T: DLScalar> {
     public internal(set) var spec: ModelSpec
     public let layers: [any Layer<T>]
@@ -60,10 +64,19 @@ public final class Model<T: DLScalar> {
     /// call would weigh on single-sample predictions.
     public let inferenceChunk: Int
 
-    // Reused buffers.
+    // Reused buffers (training and the gradient check).
     private let input: Tensor<T>
     private let targetValues: Tensor<T>
     private let lossGrad: Tensor<T>
+
+    /// Inference contexts not in use, and the lock that guards the list (held only to take
+    /// or return one).
+    private var spareContext: InferenceContext<T>?
+    private var idleContexts: [InferenceContext<T>] = []
+    private let contextLock: UnsafeMutablePointer<pthread_mutex_t>
+    /// Contexts kept for reuse: as many as callers that usually overlap; one made beyond
+    /// that for a burst of callers is freed after its call.
+    static var pooledContexts: Int { 4 }
 
     /// Builds a model from a validated spec, drawing initial weights from `spec.seed`.
     public init(spec: ModelSpec) throws(DLError) {
@@ -114,6 +127,57 @@ public final class Model<T: DLScalar> {
         self.input = try Tensor(shape: [0])
         self.targetValues = try Tensor(shape: [0])
         self.lossGrad = try Tensor(shape: [0])
+        self.contextLock = .allocate(capacity: 1)
+        pthread_mutex_init(contextLock, nil)
+    }
+
+    deinit {
+        pthread_mutex_destroy(contextLock)
+        contextLock.deallocate()
+    }
+
+    /// Runs `body` with an inference context of this call's own: an idle one from the pool,
+    /// or a new one when every pooled one is in use (returned to the pool afterwards while
+    /// it holds fewer than `pooledContexts`).
+    func withInferenceContext(_ body: (InferenceContext<T>) throws(DLError) -> Void) throws(DLError) {
+        let context = try takeContext()
+        defer { giveBack(context) }
+        try body(context)
+    }
+
+    // One idle context in a plain optional, the others in an array: a lone caller, the
+    // common case, then touches no array (generic code looks an array's type up at run
+    // time on every access).
+    private func takeContext() throws(DLError) -> InferenceContext<T> {
+        pthread_mutex_lock(contextLock)
+        var idle = spareContext
+        spareContext = nil
+        if idle == nil, !idleContexts.isEmpty { idle = idleContexts.removeLast() }
+        pthread_mutex_unlock(contextLock)
+        if let idle { return idle }
+        return try InferenceContext(layers: layers.count)
+    }
+
+    private func giveBack(_ context: InferenceContext<T>) {
+        pthread_mutex_lock(contextLock)
+        if spareContext == nil {
+            spareContext = context
+        } else if idleContexts.count < Self.pooledContexts - 1 {
+            idleContexts.append(context)
+        }
+        pthread_mutex_unlock(contextLock)
+    }
+
+    /// Runs every layer's evaluation-mode `infer` in `context`; nothing in the model changes.
+    func infer(_ x: Tensor<T>, _ context: InferenceContext<T>) throws(DLError) -> Tensor<T> {
+        var h = x
+        var scratch = context.scratch
+        for layer in layers {
+            guard let s = scratch else { throw DLError(.internal, "an inference context has fewer layers than its model") }
+            h = try layer.infer(h, scratch: s)
+            scratch = s.next
+        }
+        return h
     }
 
     /// Whether `trainEpoch` gathers shuffled batches on a background thread (see
@@ -181,7 +245,9 @@ public final class Model<T: DLScalar> {
     /// non-finite values in all of `x`.
     func loadInput<S: DLScalar>(_ x: UnsafePointer<S>, rows: UnsafePointer<Int32>? = nil, batch: Int,
                                 next: (rows: UnsafePointer<Int32>, count: Int)? = nil,
-                                checked: Bool = false) throws(DLError) -> Tensor<T> {
+                                checked: Bool = false, into buffer: Tensor<T>? = nil) throws(DLError) -> Tensor<T> {
+        let input: Tensor<T>
+        if let buffer { input = buffer } else { input = self.input }   // not ??: generic over T, it costs a type lookup
         guard batch > 0 else { throw .invalid("batch size must be at least 1, got \(batch)") }
         let n = try checkedProduct(batch, inputSize, "input of \(batch) samples")
         try input.resize(batch: batch, sample: inputShape)
@@ -210,7 +276,9 @@ public final class Model<T: DLScalar> {
     }
 
     /// Validates targets for `batch` samples and converts values into `T`.
-    func loadTargets<S: DLScalar>(_ targets: BatchTargets<S>, batch: Int) throws(DLError) -> Targets<T> {
+    func loadTargets<S: DLScalar>(_ targets: BatchTargets<S>, batch: Int, into buffer: Tensor<T>? = nil) throws(DLError) -> Targets<T> {
+        let targetValues: Tensor<T>
+        if let buffer { targetValues = buffer } else { targetValues = self.targetValues }
         switch targets {
         case .labels(let labels):
             guard loss.isClassification else {
@@ -279,50 +347,59 @@ public final class Model<T: DLScalar> {
 
     /// Raw outputs of the last layer for `count` samples, in evaluation mode, written to
     /// `out` (`count * outputSize` values).
+    /// Safe to call from several threads at once (see the type's documentation).
     public func predict<S: DLScalar>(x: UnsafePointer<S>, count: Int, into out: UnsafeMutablePointer<S>) throws(DLError) {
         try checkWholeInput(x, count: count)
-        try forEachChunk(count) { (start, rows) throws(DLError) in
-            let y = try forward(try loadInput(x + start * inputSize, batch: rows, checked: true), training: false)
-            Kernels.convert(y.data, out + start * outputSize, rows * outputSize)
+        try withInferenceContext { (context) throws(DLError) in
+            try forEachChunk(count) { (start, rows) throws(DLError) in
+                let xt = try loadInput(x + start * inputSize, batch: rows, checked: true, into: context.input)
+                let y = try infer(xt, context)
+                Kernels.convert(y.data, out + start * outputSize, rows * outputSize)
+            }
         }
     }
 
-    /// The most likely class of each of `count` samples (argmax of the outputs).
+    /// The most likely class of each of `count` samples (argmax of the outputs). Safe to
+    /// call from several threads at once, as `predict`.
     public func predictClasses<S: DLScalar>(x: UnsafePointer<S>, count: Int, into out: UnsafeMutablePointer<Int32>) throws(DLError) {
         try checkWholeInput(x, count: count)
-        try forEachChunk(count) { (start, rows) throws(DLError) in
-            let y = try forward(try loadInput(x + start * inputSize, batch: rows, checked: true), training: false)
-            Kernels.argmaxRows(y.data, rows: rows, cols: outputSize, out + start)
+        try withInferenceContext { (context) throws(DLError) in
+            try forEachChunk(count) { (start, rows) throws(DLError) in
+                let y = try infer(try loadInput(x + start * inputSize, batch: rows, checked: true, into: context.input), context)
+                Kernels.argmaxRows(y.data, rows: rows, cols: outputSize, out + start)
+            }
         }
     }
 
     /// Mean loss over `count` samples and, for a classifier, the fraction classified right
-    /// (nil for regression). Evaluation mode; nothing changes. `progress` is called after every
-    /// chunk of `inferenceChunk` samples (its "batches"); when it throws, so does this.
+    /// (nil for regression). Evaluation mode; nothing changes, and several threads may call
+    /// it at once, as `predict`. `progress` is called after every chunk of `inferenceChunk`
+    /// samples (its "batches"); when it throws, so does this.
     public func evaluate<S: DLScalar>(x: UnsafePointer<S>, count: Int, targets: BatchTargets<S>,
                                       progress: ProgressHandler?) throws(DLError) -> (loss: Double, accuracy: Double?) {
         var lossSum = 0.0
         var correct = 0
         let chunk = inferenceChunk
-        let chunks = (count + chunk - 1) / chunk
-        var predicted = [Int32](repeating: 0, count: min(max(count, 1), chunk))
-        var expected = [Int32](repeating: 0, count: predicted.count)
-        try forEachChunk(count) { (start, rows) throws(DLError) in
-            let y = try forward(try loadInput(x + start * inputSize, batch: rows), training: false)
-            let t = try loadTargets(targets.advanced(by: start, width: outputSize), batch: rows)
-            lossSum += try loss.compute(y, t, grad: lossGrad) * Double(rows)
-            try progress?(EpochProgress(batchesDone: start / chunk + 1, batchCount: chunks, samplesDone: start + rows,
-                                        meanLoss: lossSum / Double(start + rows)))
-            guard loss.isClassification else { return }
-            predicted.withUnsafeMutableBufferPointer { p in
-                expected.withUnsafeMutableBufferPointer { e in
-                    Kernels.argmaxRows(y.data, rows: rows, cols: outputSize, p.baseAddress!)
-                    switch t {
-                    case .labels(let l): e.baseAddress!.update(from: l, count: rows)
-                    case .values(let v): Kernels.argmaxRows(v, rows: rows, cols: outputSize, e.baseAddress!)
-                    }
-                    for i in 0..<rows where p[i] == e[i] { correct += 1 }
+        let chunks = count / chunk + (count % chunk == 0 ? 0 : 1)
+        try withInferenceContext { (context) throws(DLError) in
+            let (predicted, expected) = (context.predicted, context.expected)
+            guard predicted.reserve(chunk), expected.reserve(chunk) else {
+                throw DLError(.noMemory, "out of memory for the classes of \(chunk) samples")
+            }
+            try forEachChunk(count) { (start, rows) throws(DLError) in
+                let y = try infer(try loadInput(x + start * inputSize, batch: rows, into: context.input), context)
+                let t = try loadTargets(targets.advanced(by: start, width: outputSize), batch: rows, into: context.targetValues)
+                lossSum += try loss.compute(y, t, grad: context.lossGrad) * Double(rows)
+                try progress?(EpochProgress(batchesDone: start / chunk + 1, batchCount: chunks, samplesDone: start + rows,
+                                            meanLoss: lossSum / Double(start + rows)))
+                guard loss.isClassification else { return }
+                let (p, e) = (predicted.base, expected.base)
+                Kernels.argmaxRows(y.data, rows: rows, cols: outputSize, p)
+                switch t {
+                case .labels(let l): e.update(from: l, count: rows)
+                case .values(let v): Kernels.argmaxRows(v, rows: rows, cols: outputSize, e)
                 }
+                for i in 0..<rows where p[i] == e[i] { correct += 1 }
             }
         }
         let meanLoss = lossSum / Double(count)
@@ -410,5 +487,28 @@ public final class Model<T: DLScalar> {
             throw .invalid("\(p.name) has \(p.value.count) values (shape \(p.value.shape)), but the buffer holds \(count)")
         }
         return p
+    }
+}
+
+/// One caller's memory for inference on a model: the converted input, every layer's
+/// `InferenceScratch`, and what `evaluate` needs (targets, the loss gradient it ignores,
+/// the predicted and expected classes). Made once and reused (see
+/// `Model.withInferenceContext`), so repeated inference allocates nothing after its first
+/// call.
+final class InferenceContext<T: DLScalar> {
+    let input: Tensor<T>
+    /// The first layer's scratch; `next` leads to the others'.
+    let scratch: InferenceScratch<T>?
+    let targetValues: Tensor<T>
+    let lossGrad: Tensor<T>
+    let predicted = Buffer<Int32>(), expected = Buffer<Int32>()
+
+    init(layers: Int) throws(DLError) {
+        input = try Tensor(shape: [0])
+        var first: InferenceScratch<T>? = nil
+        for _ in 0..<layers { first = try InferenceScratch(next: first) }
+        scratch = first
+        targetValues = try Tensor(shape: [0])
+        lossGrad = try Tensor(shape: [0])
     }
 }

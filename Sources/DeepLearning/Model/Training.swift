@@ -63,7 +63,7 @@ extension Model {
         let width = try checkEpochTargets(targets, count: count)
 
         let rows = min(batchSize, count)
-        let batches = (count + batchSize - 1) / batchSize
+        let batches = count / batchSize + (count % batchSize == 0 ? 0 : 1)   // ceil, without overflow
         var order = [Int32](unsafeUninitializedCapacity: count) { b, n in
             for i in 0..<count { b[i] = Int32(i) }
             n = count

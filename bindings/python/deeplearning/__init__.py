@@ -25,7 +25,7 @@ from ._interrupt import Progress
 from ._lib import get_num_threads, library_path, registry, set_num_threads
 from ._version import __version__
 from .data import Dataset
-from .errors import (BusyError, CancelledError, DLError, FileError, FormatError, InternalError,
+from .errors import (BusyError, CancelledError, DLError, FileError, FormatError, IntegerRangeError, InternalError,
                      InvalidArgumentError, NumericError, OutOfMemoryError, SpecError, Status, UnsupportedError)
 from .gradcheck import gradient_check, gradient_check_loss, gradient_check_weights, numerical_gradient
 from . import layers
@@ -39,7 +39,7 @@ from .callbacks import History
 load = Model.load
 
 __all__ = ["BCEWithLogitsLoss", "BinaryCrossEntropyLoss", "BusyError", "CancelledError", "CrossEntropyLoss",
-           "DLError", "FileError", "FormatError", "InternalError", "InvalidArgumentError", "NumericError",
+           "DLError", "FileError", "FormatError", "IntegerRangeError", "InternalError", "InvalidArgumentError", "NumericError",
            "OutOfMemoryError", "SpecError", "UnsupportedError", "Dataset", "Evaluation", "GradCheck", "History",
            "HuberLoss", "Preprocessing", "Progress", "Loss", "MSELoss", "Model", "Status", "TwoLayerMLP",
            "__version__", "callbacks", "optim", "gradient_check", "get_num_threads", "gradient_check_loss",

@@ -22,6 +22,7 @@ from __future__ import annotations
 import ctypes
 import json
 import math
+import operator
 import os
 import sys
 from collections.abc import Iterable
@@ -33,7 +34,7 @@ import numpy as np
 from numpy.typing import DTypeLike
 
 from ._version import __version__
-from .errors import error_for
+from .errors import IntegerRangeError, error_for
 
 ENV_VAR = "DEEPLEARNING_LIBRARY"
 LIBRARY_NAME = {"darwin": "libdeeplearning.dylib", "win32": "deeplearning.dll"}.get(
@@ -110,7 +111,7 @@ _BUF_OUT = _array(DTYPE_CODES, "WRITEABLE")
 PROGRESS_FN = CFUNCTYPE(c_int, c_void_p, c_size_t, c_size_t, c_size_t, c_double)
 
 # name: (result type, argument types), in the header's order.
-_FUNCTIONS = {
+_FUNCTIONS: dict[str, tuple[Any, list[Any]]] = {
     "dl_version_number": (c_int, []),
     "dl_version": (c_char_p, []),
     "dl_status_string": (c_char_p, [c_int]),
@@ -228,6 +229,46 @@ def candidates() -> list[Path]:
     return places
 
 
+# The range of each integer C type the header uses, for the checks below.
+_INTEGER_RANGES: dict[Any, tuple[int, int]] = {c_size_t: (0, 2**(8 * ctypes.sizeof(c_size_t)) - 1),
+                   c_int: (-2**(8 * ctypes.sizeof(c_int) - 1), 2**(8 * ctypes.sizeof(c_int) - 1) - 1),
+                   c_uint64: (0, 2**64 - 1)}
+
+
+# (c_size_t and c_uint64 are the same type on the platforms the package supports.)
+_C_NAMES: dict[Any, str] = {c_size_t: "size_t", c_int: "int", c_uint64: "uint64_t"}
+
+
+def checked_integer(value: Any, ctype: type, what: str) -> int:
+    """`value` as an int that `ctype` holds, or IntegerRangeError naming `what` (and
+    TypeError for a value that is not an integer)."""
+    try:
+        number = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{what} must be an integer, got {type(value).__name__}") from None
+    low, high = _INTEGER_RANGES[ctype]
+    if not low <= number <= high:
+        raise IntegerRangeError(f"{what} must be an integer from {low} to {high} (a C {_C_NAMES[ctype]}), "
+                                f"got {number}")
+    return number
+
+
+def _checked_argument(ctype: type, function: str, position: int) -> type:
+    """An argument type for integer argument `position` of `function` that refuses a value
+    `ctype` cannot hold: ctypes itself would wrap it silently (-1 becomes SIZE_MAX).
+
+    :func:`call` checks first and raises IntegerRangeError; this is the second line of
+    defence for direct calls, where ctypes turns the error into ctypes.ArgumentError."""
+    what = f"{function}() argument {position}"
+
+    class Checked:
+        @classmethod
+        def from_param(cls, obj: object) -> Any:
+            return ctype(checked_integer(obj, ctype, what))
+
+    return Checked
+
+
 def _declare(lib: ctypes.CDLL, path: Path) -> None:
     for name, (restype, argtypes) in _FUNCTIONS.items():
         try:
@@ -236,7 +277,8 @@ def _declare(lib: ctypes.CDLL, path: Path) -> None:
             raise ImportError(f"deeplearning: {path} does not export {name}(); it was built "
                               "from other sources than this package expects") from None
         function.restype = restype
-        function.argtypes = argtypes
+        function.argtypes = [_checked_argument(t, name, i + 1) if t in _INTEGER_RANGES else t
+                             for i, t in enumerate(argtypes)]
 
 
 def load(places: list[Path] | None = None, expected_version: str = __version__) -> tuple[ctypes.CDLL, Path]:
@@ -268,6 +310,10 @@ def load(places: list[Path] | None = None, expected_version: str = __version__) 
 
 lib, library_path = load()
 
+# name: ((position, C type) of each integer argument), for the checks in :func:`call`.
+_INTEGER_ARGUMENTS: dict[str, tuple[tuple[int, Any], ...]] = {name: tuple((i, t) for i, t in enumerate(argtypes) if t in _INTEGER_RANGES)
+                      for name, (_, argtypes) in _FUNCTIONS.items()}
+
 
 def check(status: int) -> None:
     """Raises DLError (its subclass for `status`) with this thread's last library message
@@ -286,6 +332,9 @@ class Out:
         self.ctype = ctype
 
 
+# The C integer types, for checked_integer() outside this module.
+SIZE_T, C_INT, C_UINT64 = c_size_t, c_int, c_uint64
+
 DOUBLE, SIZE, UINT64, STRING, ADDRESS = (Out(t) for t in (c_double, c_size_t, c_uint64, c_char_p, c_void_p))
 MODEL, LAYER, LOSS = (Out(t) for t in (MODEL_P, LAYER_P, LOSS_P))
 INT, DATASET = Out(c_int), Out(DATASET_P)
@@ -300,6 +349,8 @@ def call(function: Any, *args: Any) -> Any:
     the value for one, a tuple for several. Strings are decoded from UTF-8,
     handles returned as MODEL_P, LAYER_P or LOSS_P and addresses as ints.
     """
+    for position, ctype in _INTEGER_ARGUMENTS.get(function.__name__, ()):
+        checked_integer(args[position], ctype, f"{function.__name__}() argument {position + 1}")
     outs = []
     actual = []
     for arg in args:
@@ -366,8 +417,9 @@ def memory_view(address: int, shape: tuple[int, ...], dtype: DTypeLike, owner: o
 
 
 def size_array(values: tuple[int, ...]) -> ctypes.Array[c_size_t]:
-    """`values` as a C array of size_t (a shape passed to the library)."""
-    return (c_size_t * len(values))(*values)
+    """`values` as a C array of size_t (a shape passed to the library); a value size_t
+    cannot hold raises IntegerRangeError instead of wrapping."""
+    return (c_size_t * len(values))(*(checked_integer(v, c_size_t, "a shape's dimension") for v in values))
 
 
 def sample_shape(dataset: Any) -> tuple[int, ...]:
@@ -384,7 +436,7 @@ def set_num_threads(n: int) -> None:
     loader, when there are three or more). OpenBLAS has threads of its own
     (OPENBLAS_NUM_THREADS). Results do not depend on it.
     """
-    lib.dl_set_num_threads(int(n))
+    lib.dl_set_num_threads(checked_integer(n, c_int, "set_num_threads(n)"))
 
 
 def registry() -> dict[str, Any]:

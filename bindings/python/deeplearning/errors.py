@@ -19,6 +19,12 @@ exception Python code catches for that kind of mistake:
     DL_CANCELLED        CancelledError         RuntimeError
     ==================  =====================  ==========================
 
+An integer that the C type of its argument cannot hold (a size_t of -1 or
+2**64, an int of 10**20) is refused before the library is called, as
+:class:`IntegerRangeError`: an InvalidArgumentError (so also a ValueError)
+and an OverflowError, as Python's own conversions raise. ctypes alone would
+pass such a value on silently wrapped.
+
 So ``except ValueError`` catches a bad label or spec, ``except OSError`` a
 missing file, and ``except dl.DLError`` any library failure.
 """
@@ -81,6 +87,14 @@ class InternalError(DLError, RuntimeError):
 
 class InvalidArgumentError(DLError, ValueError):
     """DL_INVALID_ARGUMENT: a bad size, index, label or handle."""
+
+
+class IntegerRangeError(InvalidArgumentError, OverflowError):
+    """An integer argument outside what its C type holds, refused before the call
+    (status DL_INVALID_ARGUMENT, as the library gives for sizes beyond its limits)."""
+
+    def __init__(self, message: str, status: int = Status.INVALID_ARGUMENT):
+        super().__init__(message, status)
 
 
 class SpecError(DLError, ValueError):

@@ -15,7 +15,7 @@ from numpy.typing import ArrayLike
 from . import _arrays, training
 from ._native import spec_text
 from .callbacks import History
-from ._lib import DOUBLE, INT, MODEL, SIZE, STRING, UINT64, call, lib, param_shape, train_batch
+from ._lib import DOUBLE, INT, MODEL, SIZE, SIZE_T, STRING, UINT64, call, checked_integer, lib, param_shape, train_batch
 
 
 if TYPE_CHECKING:
@@ -252,9 +252,7 @@ class Model:
         ``|a - n| <= atol + rtol * |n|`` (PyTorch's gradcheck defaults). The
         model is not changed.
         """
-        max_entries = operator.index(max_entries)
-        if max_entries < 0:
-            raise ValueError(f"max_entries must be >= 0, got {max_entries}")
+        max_entries = checked_integer(max_entries, SIZE_T, "max_entries")
         x, labels, targets = self._data(x, y)
         names = self.param_names
         absolute, relative, score = (np.empty(len(names), np.float64) for _ in range(3))

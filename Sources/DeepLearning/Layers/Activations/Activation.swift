@@ -48,6 +48,7 @@ public final class Activation<F: ActivationFunction, T: DLScalar>: Layer {
     public let function: F
     public let outputShape: [Int]
     public var type: String { F.kind.type }
+    public var acceptsAnyShape: Bool { true }
 
     private var x: Tensor<T>?
     private let y: Tensor<T>
@@ -64,6 +65,13 @@ public final class Activation<F: ActivationFunction, T: DLScalar>: Layer {
         try y.resize(x.shape)
         function.forward(x.data, y.data, x.count)
         self.x = x
+        return y
+    }
+
+    public func infer(_ x: Tensor<T>, scratch: InferenceScratch<T>) throws(DLError) -> Tensor<T> {
+        let y = scratch.output
+        try y.resize(x.shape)
+        function.forward(x.data, y.data, x.count)
         return y
     }
 
