@@ -33,10 +33,13 @@ let targets: [Target] = systemLibraries + [
     .target(name: "CDeepLearningSupport"),
     // Float32 kernels for sparse input batches, with AVX2/FMA versions chosen at run time.
     .target(name: "CDeepLearningKernels"),
+    // Untrusted HDF5 files are read by a forked child process running only this C code
+    // (a crafted file can crash or hang libhdf5); it also holds the process-wide HDF5 lock.
+    .target(name: "CDeepLearningHDF5", dependencies: ["CHDF5"]),
     // The core: tensors, kernels, layers, losses, optimizers, models, specs,
     // checkpoints, data loading. No Foundation.
     .target(name: "DeepLearning",
-            dependencies: ["CJSONC", "CHDF5", "COpenBLAS", "CZlib", "CDeepLearningKernels",
+            dependencies: ["CJSONC", "CHDF5", "COpenBLAS", "CZlib", "CDeepLearningKernels", "CDeepLearningHDF5",
                            .product(name: "RealModule", package: "swift-numerics")]),
     // The C ABI: @_cdecl exports only; validates every argument. The linker version
     // script keeps libdeeplearning.so's exports to the dl_* functions of the header

@@ -1,3 +1,4 @@
+import CDeepLearningHDF5
 import CHDF5
 import Glibc
 
@@ -11,20 +12,12 @@ final class HDF5File {
     let path: String
     private var isOpen = true
 
-    // The pthread mutex is itself the synchronisation, hence nonisolated(unsafe).
-    nonisolated(unsafe) private static let mutex: UnsafeMutablePointer<pthread_mutex_t> = {
-        let m = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
-        var attr = pthread_mutexattr_t()
-        pthread_mutexattr_init(&attr)
-        pthread_mutexattr_settype(&attr, Int32(PTHREAD_MUTEX_RECURSIVE))
-        pthread_mutex_init(m, &attr)
-        return m
-    }()
-
-    /// Runs `body` holding the library-wide HDF5 lock.
+    /// Runs `body` holding the library-wide HDF5 lock (a recursive mutex in C, which the
+    /// isolated reader of untrusted files also takes around its fork()). Only files this
+    /// process writes are opened here; untrusted files are read through `HDF5Image`.
     static func locked<R>(_ body: () throws(DLError) -> R) throws(DLError) -> R {
-        pthread_mutex_lock(mutex)
-        defer { pthread_mutex_unlock(mutex) }
+        dlh5i_lock()
+        defer { dlh5i_unlock() }
         dlh5_silence_errors()
         return try body()
     }
@@ -191,7 +184,7 @@ final class HDF5File {
 
     // MARK: Strings and attributes
 
-    /// A variable-length UTF-8 string type (what h5py writes for `str`).
+    /// A variable-length UTF-8 string type (what h5py writes for `str`), for reading.
     private func stringType() -> hid_t {
         let t = H5Tcopy(dlh5_c_s1())
         H5Tset_size(t, dlh5_variable())
@@ -199,30 +192,34 @@ final class HDF5File {
         return t
     }
 
+    /// A fixed-length, NUL-terminated UTF-8 string type that holds `string`. Checkpoints
+    /// (format version 2) store strings so: reading them needs no global heap.
+    private func fixedStringType(_ string: String) -> hid_t {
+        let t = H5Tcopy(dlh5_c_s1())
+        H5Tset_size(t, string.utf8.count + 1)
+        H5Tset_strpad(t, H5T_STR_NULLTERM)
+        H5Tset_cset(t, H5T_CSET_UTF8)
+        return t
+    }
+
     func write(_ name: String, string: String) throws(DLError) {
-        let type = stringType()
+        let type = fixedStringType(string)
         defer { H5Tclose(type) }
         let space = H5Screate(H5S_SCALAR)
         defer { H5Sclose(space) }
         let d = H5Dcreate2(id, name, type, space, dlh5_p_default(), dlh5_p_default(), dlh5_p_default())
         guard d >= 0 else { throw fail("cannot create dataset \(name)", kind: .io) }
         defer { H5Dclose(d) }
-        let ok = string.withCString { s in
-            var p: UnsafePointer<CChar>? = s
-            return H5Dwrite(d, type, dlh5_s_all(), dlh5_s_all(), dlh5_p_default(), &p)
-        }
+        let ok = string.withCString { s in H5Dwrite(d, type, dlh5_s_all(), dlh5_s_all(), dlh5_p_default(), s) }
         guard ok >= 0 else { throw fail("cannot write dataset \(name)", kind: .io) }
     }
 
     /// Attaches a scalar attribute to the object at `object` ("/" for the file).
     func setAttribute(_ object: String, _ name: String, string: String) throws(DLError) {
-        let type = stringType()
+        let type = fixedStringType(string)
         defer { H5Tclose(type) }
         try setAttribute(object, name, type: type) { a in
-            string.withCString { s in
-                var p: UnsafePointer<CChar>? = s
-                return H5Awrite(a, type, &p)
-            }
+            string.withCString { s in H5Awrite(a, type, s) }
         }
     }
 
