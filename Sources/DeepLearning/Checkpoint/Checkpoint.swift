@@ -28,25 +28,56 @@ public enum Checkpoint {
 }
 
 extension Model {
-    /// Saves the model to `path`, atomically: the file is written beside the target under a
-    /// temporary name, flushed to disk, then renamed over it. An existing checkpoint is
-    /// never left half-written; on failure the temporary file is removed.
+    /// Saves the model to `path`, atomically: the file is written beside the target,
+    /// flushed to disk, then renamed over it. An existing checkpoint is never left
+    /// half-written; on failure nothing new remains.
+    ///
+    /// Where the filesystem supports O_TMPFILE the file is written unnamed and named only
+    /// once complete (a save killed meanwhile leaves nothing); elsewhere it is written under
+    /// a temporary name `<path>.dltmp-<pid>-<random>`. Either way, a save first removes
+    /// the temporary files in its folder left by saves whose process no longer exists.
     public func save(to path: String) throws(DLError) {
+        try save(to: path, formatVersion: Checkpoint.formatVersion)
+    }
+
+    /// `save(to:)` writing layout `formatVersion` (1 or 2; tests write version 1 files).
+    func save(to path: String, formatVersion: Int64) throws(DLError) {
         guard !path.isEmpty else { throw .invalid("checkpoint path is empty") }
+        guard formatVersion == 1 || formatVersion == 2 else { throw .invalid("checkpoint format_version \(formatVersion) cannot be written") }
         let folder = path.contains("/") ? String(path[..<path.lastIndex(of: "/")!]) : "."
-        guard access(folder.isEmpty ? "/" : folder, W_OK) == 0 else {
-            throw DLError(.io, "\(path): cannot write into folder \(folder.isEmpty ? "/" : folder) (\(String(cString: strerror(errno))))")
+        let directory = folder.isEmpty ? "/" : folder
+        guard access(directory, W_OK) == 0 else {
+            throw DLError(.io, "\(path): cannot write into folder \(directory) (\(String(cString: strerror(errno))))")
         }
         try HDF5File.locked { () throws(DLError) in
-            let temporary = "\(path).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+            removeStaleTemporaries(directory)
+            let temporary = "\(path).dltmp-\(getpid())-\(String(UInt32.random(in: 0...UInt32.max), radix: 16))"
+            let unnamed = dlh5i_open_tmpfile(directory)
+            if unnamed >= 0 {
+                defer { close(unnamed) }
+                var written = false
+                do throws(DLError) {
+                    let file = try HDF5File.create("/proc/self/fd/\(unnamed)", variableLengthStrings: formatVersion == 1)
+                    written = true
+                    try write(file, formatVersion: formatVersion)
+                    file.close()
+                    guard fsync(unnamed) == 0 else { throw DLError(.io, "\(path): fsync failed (\(String(cString: strerror(errno))))") }
+                    guard dlh5i_link_tmpfile(unnamed, temporary) == 0 else {
+                        throw DLError(.io, "\(path): cannot name the new file (\(String(cString: strerror(errno))))")
+                    }
+                    try replace(temporary, path)
+                    return
+                } catch {
+                    // HDF5 could not open the unnamed file (no /proc): write a named one.
+                    if written { throw error }
+                }
+            }
             do throws(DLError) {
-                let file = try HDF5File.create(temporary)
-                try write(file)
+                let file = try HDF5File.create(temporary, variableLengthStrings: formatVersion == 1)
+                try write(file, formatVersion: formatVersion)
                 file.close()
                 try flushToDisk(temporary)
-                guard rename(temporary, path) == 0 else {
-                    throw DLError(.io, "\(path): cannot replace the file (\(String(cString: strerror(errno))))")
-                }
+                try replace(temporary, path)
             } catch {
                 unlink(temporary)
                 throw error
@@ -54,9 +85,18 @@ extension Model {
         }
     }
 
-    private func write(_ f: HDF5File) throws(DLError) {
+    /// Renames `temporary` over `path`; removes `temporary` if that fails.
+    private func replace(_ temporary: String, _ path: String) throws(DLError) {
+        guard rename(temporary, path) == 0 else {
+            let reason = String(cString: strerror(errno))
+            unlink(temporary)
+            throw DLError(.io, "\(path): cannot replace the file (\(reason))")
+        }
+    }
+
+    private func write(_ f: HDF5File, formatVersion: Int64) throws(DLError) {
         try f.setAttribute("/", "format", string: Checkpoint.formatName)
-        try f.setAttribute("/", "format_version", int: Checkpoint.formatVersion)
+        try f.setAttribute("/", "format_version", int: formatVersion)
         try f.setAttribute("/", "library_version", string: Version.string.description)
         try f.setAttribute("/", "dtype", string: T.dtypeName)
         try f.write("model_spec", string: spec.json)
@@ -217,6 +257,41 @@ public func loadModel(from path: String) throws(DLError) -> any AnyModel {
     default: throw DLError(.internal, "\(path): unexpected model type")
     }
     return model
+}
+
+/// Removes the temporary files of saves in `folder` whose process no longer exists:
+/// `<name>.dltmp-<pid>-<hex>` (and `<name>.tmp-<pid>-<digits>`, the names of earlier
+/// versions). Runs under the HDF5 lock, which every save holds, so a temporary file of
+/// this process is never one in progress either.
+func removeStaleTemporaries(_ folder: String) {
+    guard let dir = opendir(folder) else { return }
+    defer { closedir(dir) }
+    let me = getpid()
+    while let entry = readdir(dir) {
+        let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+            String(cString: raw.baseAddress!.assumingMemoryBound(to: CChar.self))
+        }
+        guard let pid = temporaryOwner(name) else { continue }
+        if pid == me || (kill(pid, 0) != 0 && errno == ESRCH) {
+            unlink(folder == "/" ? "/\(name)" : "\(folder)/\(name)")
+        }
+    }
+}
+
+/// The process id in a save's temporary file name, or nil for any other name.
+func temporaryOwner(_ name: String) -> pid_t? {
+    let parts = name.split(separator: ".", omittingEmptySubsequences: false)
+    guard parts.count >= 2, let last = parts.last else { return nil }
+    let fields = last.split(separator: "-", omittingEmptySubsequences: false)
+    guard fields.count == 3, !fields[1].isEmpty, !fields[2].isEmpty, fields[1].utf8.count <= 10,
+          fields[1].utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }) else { return nil }
+    switch fields[0] {
+    case "dltmp": guard fields[2].utf8.count <= 8, UInt32(fields[2], radix: 16) != nil else { return nil }
+    case "tmp": guard fields[2].utf8.count <= 10, UInt32(fields[2]) != nil else { return nil }
+    default: return nil
+    }
+    guard let pid = Int32(fields[1]), pid > 0 else { return nil }
+    return pid
 }
 
 /// fsync()s a file so a rename after it cannot expose a half-written file after a crash.

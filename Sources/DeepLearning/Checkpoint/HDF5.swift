@@ -11,6 +11,8 @@ final class HDF5File {
     let id: hid_t
     let path: String
     private var isOpen = true
+    /// Strings are written variable-length (checkpoint format 1) instead of fixed-length.
+    private var variableLengthStrings = false
 
     /// Runs `body` holding the library-wide HDF5 lock (a recursive mutex in C, which the
     /// isolated reader of untrusted files also takes around its fork()). Only files this
@@ -36,10 +38,12 @@ final class HDF5File {
     }
 
     /// Creates (truncates) a file for writing.
-    static func create(_ path: String) throws(DLError) -> HDF5File {
+    static func create(_ path: String, variableLengthStrings: Bool = false) throws(DLError) -> HDF5File {
         let id = H5Fcreate(path, dlh5_f_acc_trunc(), dlh5_p_default(), dlh5_p_default())
         guard id >= 0 else { throw DLError(.io, "\(path): cannot create the file (\(stack()))") }
-        return HDF5File(id: id, path: path)
+        let file = HDF5File(id: id, path: path)
+        file.variableLengthStrings = variableLengthStrings
+        return file
     }
 
     /// Opens an existing HDF5 file read-only.
@@ -203,23 +207,31 @@ final class HDF5File {
     }
 
     func write(_ name: String, string: String) throws(DLError) {
-        let type = fixedStringType(string)
+        let type = variableLengthStrings ? stringType() : fixedStringType(string)
         defer { H5Tclose(type) }
         let space = H5Screate(H5S_SCALAR)
         defer { H5Sclose(space) }
         let d = H5Dcreate2(id, name, type, space, dlh5_p_default(), dlh5_p_default(), dlh5_p_default())
         guard d >= 0 else { throw fail("cannot create dataset \(name)", kind: .io) }
         defer { H5Dclose(d) }
-        let ok = string.withCString { s in H5Dwrite(d, type, dlh5_s_all(), dlh5_s_all(), dlh5_p_default(), s) }
+        let ok = string.withCString { s in
+            guard variableLengthStrings else { return H5Dwrite(d, type, dlh5_s_all(), dlh5_s_all(), dlh5_p_default(), s) }
+            var p: UnsafePointer<CChar>? = s
+            return H5Dwrite(d, type, dlh5_s_all(), dlh5_s_all(), dlh5_p_default(), &p)
+        }
         guard ok >= 0 else { throw fail("cannot write dataset \(name)", kind: .io) }
     }
 
     /// Attaches a scalar attribute to the object at `object` ("/" for the file).
     func setAttribute(_ object: String, _ name: String, string: String) throws(DLError) {
-        let type = fixedStringType(string)
+        let type = variableLengthStrings ? stringType() : fixedStringType(string)
         defer { H5Tclose(type) }
         try setAttribute(object, name, type: type) { a in
-            string.withCString { s in H5Awrite(a, type, s) }
+            string.withCString { s in
+                guard variableLengthStrings else { return H5Awrite(a, type, s) }
+                var p: UnsafePointer<CChar>? = s
+                return H5Awrite(a, type, &p)
+            }
         }
     }
 
