@@ -50,7 +50,7 @@ let targets: [Target] = systemLibraries + [
     .executableTarget(name: "dl",
                       dependencies: ["DeepLearning",
                                      .product(name: "ArgumentParser", package: "swift-argument-parser")]),
-    .testTarget(name: "DeepLearningTests", dependencies: ["DeepLearning"],
+    .testTarget(name: "DeepLearningTests", dependencies: ["DeepLearning", "CHDF5", "CZlib"],
                 exclude: ["BadSpecs"]),  // malformed specs, read by path from the tests
 ]
 

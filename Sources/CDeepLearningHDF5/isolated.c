@@ -267,13 +267,15 @@ static int write_dataset(child_t *c, hid_t d, const char *path) {
     if (klass == 's' && points == 1 && !overflow) payload = 's';
     uint64_t bytes = 0, file_bytes = 0;
     if (payload && payload != 's') {
-        if (overflow || __builtin_mul_overflow(points, (uint64_t)mem_size, &bytes)
-            || __builtin_mul_overflow(points, (uint64_t)type_size, &file_bytes) || bytes > ((uint64_t)1 << 40)) {
-            put_u8(c, 'E');
-            put_cstr(c, "a dataset's shape overflows");
+        if (overflow || __builtin_mul_overflow(points, (uint64_t)type_size, &file_bytes)) {
+            fail(c, "the shape overflows 64 bits in dataset", path);
             goto done;
         }
         if (check_storage(c, d, path, file_bytes) < 0) goto done;
+        if (__builtin_mul_overflow(points, (uint64_t)mem_size, &bytes) || bytes > ((uint64_t)1 << 40)) {
+            fail(c, "more than 2^40 bytes of data in dataset", path);
+            goto done;
+        }
         data = malloc(bytes ? bytes : 1);
         if (data == NULL) { put_u8(c, 'E'); put_cstr(c, "out of memory in the HDF5 reader"); goto done; }
         if (bytes > 0 && H5Dread(d, mem, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0) {
