@@ -429,7 +429,15 @@ int dlh5i_read(const char *path, const char *const *roots, int nroots, int recur
         close(fds[0]);
         // Everything after fork: libhdf5 (whose state is consistent: the parent holds its
         // lock), malloc (glibc resets its locks in the child) and write. No Swift.
-        signal(SIGPIPE, SIG_DFL);
+        // The host's signal handlers are not for this process: a crash must end it
+        // quietly (not run Python's faulthandler or Swift's backtracer on a copy of the
+        // host), so every signal gets its default action and none is blocked.
+        for (int sig = 1; sig < NSIG; sig++) {
+            if (sig != SIGKILL && sig != SIGSTOP) signal(sig, SIG_DFL);
+        }
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
         child_main(fds[1], path, roots, nroots, recursive, file_size);
         _exit(1);
     }

@@ -219,7 +219,7 @@ private func setIntAttribute(_ path: String, _ object: String, _ name: String, _
         }
         let error = try #require(failure { _ = try loadModel(from: path) })
         #expect(error.kind == .format)
-        #expect(error.message.contains("more parameters than the file's 0 stored values"), "\(error.message)")
+        #expect(error.message.contains("needs more parameters than the file stores values for (0)"), "\(error.message)")
     }
 
     @Test(arguments: [("optimizer", "step"), ("training", "samples_seen"), ("training", "epoch")])

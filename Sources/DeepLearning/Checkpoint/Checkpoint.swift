@@ -16,6 +16,10 @@ public enum Checkpoint {
     /// 2^53, exact as a double and far from overflowing however long training goes on.
     public static let maxCounter: Int64 = 1 << 53
 
+    /// Parameters a checkpoint's model may have beyond the values its file stores (4 MiB
+    /// of float32): the model is built before its values are checked one by one.
+    static let parameterAllowance = 1 << 20
+
     /// Largest learning rate a checkpoint may hold: the spec's limit for "lr".
     public static let maxLearningRate = 1e6
 
@@ -238,16 +242,18 @@ public func loadModel(from path: String) throws(DLError) -> any AnyModel {
     do throws(DLError) { spec = try SpecParser.parse(json: json, source: "\(path):/model_spec") } catch {
         throw DLError(.format, error.message)
     }
-    // The model may have no more parameters than the file holds values for: a small
-    // file naming a huge model is refused before the model allocates anything.
+    // The model may have no more parameters than the file holds values for (plus a
+    // small allowance, so that a small model missing a parameter gets restore's precise
+    // message): a small file naming a huge model is refused before it allocates anything.
     var stored = 0
     for name in f.groups["parameters"] ?? [] {
         if let d = f.datasets["parameters/\(name)"] { stored = min(stored + d.count, Limits.maxModelParameters) }
     }
+    let budget = min(stored + Checkpoint.parameterAllowance, Limits.maxModelParameters)
     let model: any AnyModel
-    do throws(DLError) { model = try makeModel(spec: spec, parameterBudget: stored) } catch {
-        if error.kind == .noMemory && stored < Limits.maxModelParameters {
-            throw DLError(.format, "\(path): the stored spec's model needs more parameters than the file's \(stored) stored values (\(error.message))")
+    do throws(DLError) { model = try makeModel(spec: spec, parameterBudget: budget) } catch {
+        if error.kind == .noMemory && budget < Limits.maxModelParameters {
+            throw DLError(.format, "\(path): the stored spec's model needs more parameters than the file stores values for (\(stored))")
         }
         throw DLError(.format, error.message)
     }
