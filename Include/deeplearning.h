@@ -205,12 +205,11 @@ DL_API void dl_model_free(dl_model *model);
  *   model  the model (not modified).
  *   path   file to write (UTF-8). The file is written in the same folder and
  *          renamed over `path` only when complete and flushed, so an existing
- *          checkpoint is never left half-written. Where the filesystem
- *          supports O_TMPFILE the file has no name until it is complete: a
- *          save killed meanwhile leaves nothing. Elsewhere it is written as
+ *          checkpoint is never left half-written. The temporary name is
  *          `<path>.dltmp-<pid>-<hex>`; every save first removes such files
  *          (and the `<path>.tmp-<pid>-<n>` of earlier versions) in its folder
- *          whose process no longer exists.
+ *          whose process no longer exists, so a save killed mid-write leaves
+ *          its file only until the next save to that folder.
  * Writes checkpoint format version 2 (fixed-length strings); dl_model_load
  * reads versions 1 and 2.
  * Returns: DL_OK, DL_INVALID_ARGUMENT, DL_IO_ERROR, DL_BUSY.

@@ -24,16 +24,6 @@ static pthread_mutex_t dlh5i_mutex = PTHREAD_RECURSIVE_MUTEX_INITIALIZER_NP;
 void dlh5i_lock(void) { pthread_mutex_lock(&dlh5i_mutex); }
 void dlh5i_unlock(void) { pthread_mutex_unlock(&dlh5i_mutex); }
 
-// MARK: - Unnamed files for saves
-
-int dlh5i_open_tmpfile(const char *folder) { return open(folder, O_TMPFILE | O_RDWR | O_CLOEXEC, 0666); }
-
-int dlh5i_link_tmpfile(int fd, const char *path) {
-    char proc[64];
-    snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
-    return linkat(AT_FDCWD, proc, AT_FDCWD, path, AT_SYMLINK_FOLLOW);
-}
-
 // MARK: - The deadline
 
 static _Atomic int64_t dlh5i_timeout_override = 0;

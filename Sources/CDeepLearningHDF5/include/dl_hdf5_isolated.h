@@ -56,14 +56,6 @@ DLH5I_HIDDEN int dlh5i_read(const char *path, const char *const *roots, int nroo
                             int64_t file_size, size_t max_bytes,
                             unsigned char **out, size_t *out_len, char *message, size_t message_len);
 
-/// An unnamed file in `folder` (open(2) with O_TMPFILE, mode 0666 less the umask), or -1
-/// with errno when the filesystem or kernel does not support it. (Swift cannot import
-/// the O_TMPFILE macro.)
-DLH5I_HIDDEN int dlh5i_open_tmpfile(const char *folder);
-
-/// Gives the unnamed file `fd` the name `path` (linkat through /proc/self/fd); 0 or -1 with errno.
-DLH5I_HIDDEN int dlh5i_link_tmpfile(int fd, const char *path);
-
 // The stream (native byte order: the reader is the writer's parent, on the same machine):
 //   "DLH5I1"                                 header
 //   then records, each starting with one tag byte:

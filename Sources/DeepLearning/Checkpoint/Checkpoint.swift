@@ -36,10 +36,11 @@ extension Model {
     /// flushed to disk, then renamed over it. An existing checkpoint is never left
     /// half-written; on failure nothing new remains.
     ///
-    /// Where the filesystem supports O_TMPFILE the file is written unnamed and named only
-    /// once complete (a save killed meanwhile leaves nothing); elsewhere it is written under
-    /// a temporary name `<path>.dltmp-<pid>-<random>`. Either way, a save first removes
-    /// the temporary files in its folder left by saves whose process no longer exists.
+    /// The file is written under a temporary name `<path>.dltmp-<pid>-<random>`; a save
+    /// first removes the temporary files in its folder left by saves whose process no
+    /// longer exists (killed mid-write). (An unnamed O_TMPFILE file would leave nothing at
+    /// all, but libhdf5 1.10 cannot create a file through /proc/self/fd: it resolves the
+    /// link to the "(deleted)" name and fails.)
     public func save(to path: String) throws(DLError) {
         try save(to: path, formatVersion: Checkpoint.formatVersion)
     }
@@ -56,26 +57,6 @@ extension Model {
         try HDF5File.locked { () throws(DLError) in
             removeStaleTemporaries(directory)
             let temporary = "\(path).dltmp-\(getpid())-\(String(UInt32.random(in: 0...UInt32.max), radix: 16))"
-            let unnamed = dlh5i_open_tmpfile(directory)
-            if unnamed >= 0 {
-                defer { close(unnamed) }
-                var written = false
-                do throws(DLError) {
-                    let file = try HDF5File.create("/proc/self/fd/\(unnamed)", variableLengthStrings: formatVersion == 1)
-                    written = true
-                    try write(file, formatVersion: formatVersion)
-                    file.close()
-                    guard fsync(unnamed) == 0 else { throw DLError(.io, "\(path): fsync failed (\(String(cString: strerror(errno))))") }
-                    guard dlh5i_link_tmpfile(unnamed, temporary) == 0 else {
-                        throw DLError(.io, "\(path): cannot name the new file (\(String(cString: strerror(errno))))")
-                    }
-                    try replace(temporary, path)
-                    return
-                } catch {
-                    // HDF5 could not open the unnamed file (no /proc): write a named one.
-                    if written { throw error }
-                }
-            }
             do throws(DLError) {
                 let file = try HDF5File.create(temporary, variableLengthStrings: formatVersion == 1)
                 try write(file, formatVersion: formatVersion)

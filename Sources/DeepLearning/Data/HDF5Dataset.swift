@@ -1,4 +1,3 @@
-import CHDF5
 import Glibc
 
 extension Dataset {
@@ -92,18 +91,4 @@ func probeAllocation(_ count: Int, _ stride: Int, _ path: String) throws(DLError
         throw DLError(.noMemory, "\(path): out of memory for \(count) values")
     }
     free(p)
-}
-
-extension HDF5File {
-    /// Size in bytes and signedness of an integer dataset's elements; nil for other types.
-    func integerLayout(_ name: String) throws(DLError) -> (size: Int, isSigned: Bool)? {
-        let d = H5Dopen2(id, name, dlh5_p_default())
-        guard d >= 0 else { throw fail("cannot open dataset \(name)") }
-        defer { H5Dclose(d) }
-        let type = H5Dget_type(d)
-        guard type >= 0 else { throw fail("cannot read the type of dataset \(name)") }
-        defer { H5Tclose(type) }
-        guard H5Tget_class(type) == H5T_INTEGER else { return nil }
-        return (H5Tget_size(type), H5Tget_sign(type) != H5T_SGN_NONE)
-    }
 }
