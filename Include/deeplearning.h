@@ -251,7 +251,10 @@ DL_API int dl_model_save(const dl_model *model, const char *path);
  *     is allocated: a dataset's bytes against the storage the file holds
  *     for it (at most 1100 bytes per stored byte when compressed) and that
  *     storage against the file's size; a checkpoint's model may have at
- *     most 2^20 more parameters than the file stores values for.
+ *     most 2^20 more parameters than the file stores values for;
+ *   - the reader's address space is capped (what the caller's process has,
+ *     plus 1 GiB, plus 16 bytes per byte of file), so libhdf5 cannot take
+ *     the machine's memory for a crafted file.
  * Only hard links inside the file are followed (not soft or external
  * links). Limits: each load forks the calling process (copy-on-write; fork
  * runs the host's pthread_atfork handlers, OpenBLAS's included); a host that
