@@ -255,9 +255,10 @@ func removeStaleTemporaries(_ folder: String) {
     defer { closedir(dir) }
     let me = getpid()
     while let entry = readdir(dir) {
-        let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-            String(cString: raw.baseAddress!.assumingMemoryBound(to: CChar.self))
-        }
+        // A record is only as long as its name: read the name in place, never copy the
+        // whole d_name array (that would read past the record).
+        let name = String(cString: (UnsafeRawPointer(entry) + MemoryLayout<dirent>.offset(of: \dirent.d_name)!)
+            .assumingMemoryBound(to: CChar.self))
         guard let pid = temporaryOwner(name) else { continue }
         if pid == me || (kill(pid, 0) != 0 && errno == ESRCH) {
             unlink(folder == "/" ? "/\(name)" : "\(folder)/\(name)")
