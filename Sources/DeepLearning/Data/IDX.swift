@@ -103,6 +103,15 @@ extension Dataset {
                 ?? "the file has \(file.maxDataSize - 4 * (rank + 1))"
             throw DLError(.format, "\(path): truncated: dimensions \(shape) need \(count) bytes of data, \(what)")
         }
+        // The set takes 5 bytes per element at its peak (the bytes and their floats): a
+        // claim that needs more than the machine's memory is refused before inflating.
+        let pages = sysconf(Int32(_SC_PHYS_PAGES)), pageSize = sysconf(Int32(_SC_PAGESIZE))
+        if pages > 0, pageSize > 0 {
+            let (memory, overflow) = pages.multipliedReportingOverflow(by: pageSize)
+            if !overflow, count > memory / 5 {
+                throw DLError(.noMemory, "\(path): dimensions \(shape) need \(count) elements, \(5 * count) bytes of memory to load; the machine has \(memory)")
+            }
+        }
         let bytes = try file.readBytes(upTo: count)
         guard bytes.count == count else {
             throw DLError(.format, "\(path): truncated: dimensions \(shape) need \(count) bytes of data, the file has \(bytes.count)")
