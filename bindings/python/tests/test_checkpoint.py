@@ -364,3 +364,33 @@ def test_links_to_other_files_are_not_followed(tmp_path):
     with pytest.raises(dl.DLError) as info:
         dl.Dataset.load_hdf5(tmp_path / "links.h5")
     assert "missing dataset x" in str(info.value)
+
+
+KILLED_SAVER = """
+import json, sys, deeplearning as dl
+spec = json.loads(sys.argv[1])
+with dl.Model.from_spec(spec) as m:
+    print("ready", flush=True)
+    while True:
+        m.save(sys.argv[2])
+"""
+
+
+def test_the_next_save_removes_what_killed_saves_left(tmp_path, load_spec):
+    import os, signal, subprocess, sys, time
+    spec = load_spec("mnist_deep")   # 0.9 MB checkpoints: a kill often lands mid-write
+    target = tmp_path / "m.h5"
+    litter = set()
+    for _ in range(6):
+        p = subprocess.Popen([sys.executable, "-c", KILLED_SAVER, json.dumps(spec), str(target)],
+                             stdout=subprocess.PIPE, text=True, env=os.environ.copy())
+        assert p.stdout.readline().strip() == "ready"
+        time.sleep(0.2 + 0.05 * len(litter))
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        litter |= {q.name for q in tmp_path.iterdir() if ".dltmp-" in q.name}
+    with dl.Model.from_spec(spec) as m:
+        m.save(target)
+    assert sorted(q.name for q in tmp_path.iterdir()) == ["m.h5"], litter
+    with dl.Model.load(target):
+        pass
