@@ -39,10 +39,13 @@ let targets: [Target] = systemLibraries + [
     // ONNX's onnx.proto compiled by protoc-c, generated once and committed
     // (scripts/gen_onnx_proto.sh); the proto file itself is kept beside it for reference.
     .target(name: "CONNXProto", dependencies: ["CProtobufC"], exclude: ["onnx.proto"]),
+    // Untrusted HDF5 files are read by a forked child process running only this C code
+    // (a crafted file can crash or hang libhdf5); it also holds the process-wide HDF5 lock.
+    .target(name: "CDeepLearningHDF5", dependencies: ["CHDF5"]),
     // The core: tensors, kernels, layers, losses, optimizers, models, specs,
     // checkpoints, data loading. No Foundation.
     .target(name: "DeepLearning",
-            dependencies: ["CJSONC", "CHDF5", "COpenBLAS", "CZlib", "CDeepLearningKernels",
+            dependencies: ["CJSONC", "CHDF5", "COpenBLAS", "CZlib", "CDeepLearningKernels", "CDeepLearningHDF5",
                            "CProtobufC", "CONNXProto",
                            .product(name: "RealModule", package: "swift-numerics")]),
     // The C ABI: @_cdecl exports only; validates every argument. The linker version
@@ -54,7 +57,7 @@ let targets: [Target] = systemLibraries + [
     .executableTarget(name: "dl",
                       dependencies: ["DeepLearning",
                                      .product(name: "ArgumentParser", package: "swift-argument-parser")]),
-    .testTarget(name: "DeepLearningTests", dependencies: ["DeepLearning"],
+    .testTarget(name: "DeepLearningTests", dependencies: ["DeepLearning", "CHDF5", "CZlib"],
                 exclude: ["BadSpecs"]),  // malformed specs, read by path from the tests
 ]
 

@@ -236,11 +236,18 @@ DL_API void dl_model_free(dl_model *model);
  * (layout: docs/checkpoint-format.md). Training resumed from the checkpoint
  * continues exactly as if it had never stopped.
  *   model  the model (not modified).
- *   path   file to write (UTF-8). The file is written under a temporary name
- *          in the same folder and renamed over `path` only when complete, so
- *          an existing checkpoint is never left half-written.
+ *   path   file to write (UTF-8). The file is written in the same folder and
+ *          renamed over `path` only when complete and flushed, so an existing
+ *          checkpoint is never left half-written. The temporary name is
+ *          `<path>.dltmp-<pid>-<hex>`; every save first removes such files
+ *          (and the `<path>.tmp-<pid>-<n>` of earlier versions) in its folder
+ *          whose process no longer exists, so a save killed mid-write leaves
+ *          its file only until the next save to that folder.
+ * Writes checkpoint format version 2 (fixed-length strings); dl_model_load
+ * reads versions 1 and 2.
  * Returns: DL_OK, DL_INVALID_ARGUMENT, DL_IO_ERROR, DL_BUSY.
- * Thread-safety: HDF5 calls are serialised on one process-wide lock.
+ * Thread-safety: HDF5 calls are serialised on one process-wide lock, held
+ * for the whole save; loads hold it only for an instant (see dl_model_load).
  */
 DL_API int dl_model_save(const dl_model *model, const char *path);
 
@@ -251,7 +258,42 @@ DL_API int dl_model_save(const dl_model *model, const char *path);
  * Returns: DL_OK; DL_IO_ERROR (missing or unreadable file); DL_FORMAT_ERROR
  * (not HDF5, truncated, not a deeplearning checkpoint, a newer format
  * version, a missing or extra dataset, a wrong shape or type, NaN/Inf
- * values; the message names the dataset); DL_NOMEM.
+ * values, a value outside what a spec allows: a learning rate outside
+ * 0...1e6, a counter (optimizer step, epoch, samples seen) outside
+ * 0...2^53; a file that crashes or hangs libhdf5; the message names the
+ * dataset); DL_NOMEM; DL_IO_ERROR also when the reader process cannot be
+ * started (fork or pipe failed).
+ *
+ * Untrusted files. A checkpoint or HDF5 data set may be crafted, and
+ * libhdf5 1.10 does not defend against that (damaged variable-length data
+ * makes it read wild memory or loop forever). So neither this function nor
+ * dl_dataset_load_hdf5 runs libhdf5 on the file in the calling process: a
+ * child process, forked for the load, runs libhdf5 (C only, no Swift, no
+ * locks another thread could hold besides the HDF5 lock the parent holds
+ * across fork()) and sends the file's contents through a pipe; the calling
+ * process parses that stream with bounds checks. The guarantee:
+ *   - a file that crashes libhdf5 ends the child only; the load returns
+ *     DL_FORMAT_ERROR ("libhdf5 crashed reading the file (signal N ...)");
+ *   - a load returns within its deadline, 10 s plus 1 ms per 8 KiB of file
+ *     (a slower or hung reader is killed: DL_FORMAT_ERROR, "did not finish
+ *     within N ms"). The environment variable DL_HDF5_TIMEOUT_MS, read at
+ *     each load, replaces the 10 s (1...3600000 ms);
+ *   - the process-wide HDF5 lock is held only while the child is forked,
+ *     so a slow or hung load never blocks other threads' saves and loads;
+ *   - every size the file claims is checked before anything of that size
+ *     is allocated: a dataset's bytes against the storage the file holds
+ *     for it (at most 1100 bytes per stored byte when compressed) and that
+ *     storage against the file's size; a checkpoint's model may have at
+ *     most 2^20 more parameters than the file stores values for;
+ *   - the reader's address space is capped (what the caller's process has,
+ *     plus 1 GiB, plus 16 bytes per byte of file), so libhdf5 cannot take
+ *     the machine's memory for a crafted file.
+ * Only hard links inside the file are followed (not soft or external
+ * links). Limits: each load forks the calling process (copy-on-write; fork
+ * runs the host's pthread_atfork handlers, OpenBLAS's included); a host that
+ * reaps all children itself (SIGCHLD ignored) is supported, the stream's
+ * end marker then decides; memory is bounded by the file's contents (held
+ * twice briefly: in the child and in the caller), not by the deadline.
  */
 DL_API int dl_model_load(const char *path, dl_model **out);
 
@@ -650,9 +692,12 @@ DL_API int dl_dataset_from_arrays(const float *x, size_t count, const size_t *sh
  * writes this layout with f["x"] = images; f["y"] = labels.)
  *   out  OUT: the data set; free it with dl_dataset_free().
  * Returns: DL_OK, DL_INVALID_ARGUMENT, DL_IO_ERROR, DL_FORMAT_ERROR (not
- * HDF5, missing x, wrong shapes or types, NaN/Inf values in x or y, negative labels;
- * the message names the file and the dataset), DL_NOMEM.
- * Thread-safety: HDF5 calls are serialised on one process-wide lock.
+ * HDF5, missing x, wrong shapes or types, NaN/Inf values in x or y, labels
+ * outside 0...INT32_MAX, sizes the file cannot hold, a file that crashes or
+ * hangs libhdf5; the message names the file and the dataset), DL_NOMEM.
+ * The file is read as dl_model_load reads a checkpoint (see "Untrusted
+ * files" there): in a child process, within the same deadline.
+ * Thread-safety: any thread; the HDF5 lock is held only while forking.
  */
 DL_API int dl_dataset_load_hdf5(const char *path, dl_dataset **out);
 

@@ -161,7 +161,8 @@ static const char *const scratch_files[] = {"numeric.h5", "impossible.json", "xo
                                             "train-images-idx3-ubyte", "train-labels-idx1-ubyte",
                                             "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", "five-labels-idx1-ubyte",
                                             "short-labels-idx1-ubyte", "labelled.csv", "unlabelled.csv", "constant.csv",
-                                            "bad.csv", "dataset_checkpoint.h5", "targets.csv"};
+                                            "bad.csv", "dataset_checkpoint.h5", "targets.csv",
+                                            "untrusted.h5", "damaged-copy.h5", "saved-meanwhile.h5"};
 
 static void scratch_path(char *path, size_t size, const char *name) {
     snprintf(path, size, "%s/%s", scratch_dir, name);
@@ -1277,6 +1278,85 @@ static void test_checkpoints(dl_model *trained) {
     scratch_path(other, sizeof other, "empty.h5");
     if (CHECK(copy_prefix(path, other, 0))) CHECK_STATUS(dl_model_load(other, &loaded), DL_FORMAT_ERROR);
     CHECK(loaded == SENTINEL_MODEL);
+}
+
+/* Untrusted checkpoints (issue #13): damaged copies of a checkpoint (bytes
+ * overwritten across the file, its HDF5 metadata included) are loaded while
+ * another thread saves. Every load returns a status within its deadline (the
+ * file is read in a child process), and every save completes meanwhile. */
+struct saver_args { const dl_model *model; const char *path; int rounds; int failures; };
+
+static void *saver_thread(void *raw) {
+    struct saver_args *a = raw;
+    for (int i = 0; i < a->rounds; i++)
+        if (dl_model_save(a->model, a->path) != DL_OK) a->failures++;
+    return NULL;
+}
+
+static double untrusted_seconds(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+static void test_checkpoints_untrusted(dl_model *trained) {
+    section("dl_model_load of damaged checkpoints, while another thread saves");
+    char path[4200], damaged[4200], saved[4200];
+    scratch_path(path, sizeof path, "untrusted.h5");
+    scratch_path(damaged, sizeof damaged, "damaged-copy.h5");
+    scratch_path(saved, sizeof saved, "saved-meanwhile.h5");
+    if (!CHECK_OK(dl_model_save(trained, path))) return;
+    long size = file_size(path);
+    FILE *f = fopen(path, "rb");
+    unsigned char *bytes = size > 0 ? malloc((size_t)size) : NULL;
+    if (!CHECK(f != NULL && bytes != NULL && fread(bytes, 1, (size_t)size, f) == (size_t)size)) {
+        if (f) fclose(f);
+        free(bytes);
+        return;
+    }
+    fclose(f);
+    setenv("DL_HDF5_TIMEOUT_MS", "2000", 1);
+    struct saver_args args = { trained, saved, 20, 0 };
+    pthread_t saver;
+    CHECK(pthread_create(&saver, NULL, saver_thread, &args) == 0);
+    unsigned seed = 12345;
+    int refused = 0;
+    double slowest = 0;
+    for (int round = 0; round < 40; round++) {
+        unsigned char *copy = malloc((size_t)size);
+        if (!CHECK(copy != NULL)) break;
+        memcpy(copy, bytes, (size_t)size);
+        /* 1 to 8 random bytes, half of the rounds within the first 4 KiB (metadata). */
+        int n = 1 + (int)((seed = seed * 1103515245u + 12345u) >> 16) % 8;
+        for (int k = 0; k < n; k++) {
+            seed = seed * 1103515245u + 12345u;
+            long span = round % 2 == 0 && size > 4096 ? 4096 : size;
+            long at = (long)((seed >> 8) % (unsigned)span);
+            seed = seed * 1103515245u + 12345u;
+            copy[at] = (unsigned char)(seed >> 16);
+        }
+        FILE *out = fopen(damaged, "wb");
+        CHECK(out != NULL && fwrite(copy, 1, (size_t)size, out) == (size_t)size);
+        if (out) fclose(out);
+        free(copy);
+        dl_model *loaded = NULL;
+        double start = untrusted_seconds();
+        int status = dl_model_load(damaged, &loaded);
+        double took = untrusted_seconds() - start;
+        if (took > slowest) slowest = took;
+        CHECK(status == DL_OK || status == DL_FORMAT_ERROR);
+        if (status != DL_OK) refused++;
+        release(loaded);
+    }
+    pthread_join(saver, NULL);
+    unsetenv("DL_HDF5_TIMEOUT_MS");
+    CHECK(args.failures == 0);
+    CHECK(refused > 0);
+    CHECK(slowest < 2.0 + (double)size / 8192 / 1000 + 2.0); /* the deadline, with slack */
+    dl_model *again = NULL;
+    if (CHECK_OK(dl_model_load(saved, &again))) CHECK(models_equal(trained, again));
+    release(again);
+    free(bytes);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -4368,6 +4448,7 @@ int main(int argc, char **argv) {
         test_large_batch_errors(xor);
         test_clone(xor);
         test_checkpoints(xor);
+        test_checkpoints_untrusted(xor);
         test_threads_clones(xor);
         test_threads_same_model(xor);
     }

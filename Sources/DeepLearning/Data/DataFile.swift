@@ -12,6 +12,22 @@ final class DataFile {
     private let file: gzFile
     /// The size of an uncompressed file; nil for gzip, whose size is known only once read.
     private let sizeHint: Int?
+    /// The size on disk of a gzip file (nil for others).
+    let compressedSize: Int?
+
+    /// Deflate's largest expansion: about 1032 bytes out per byte in (a run of one byte
+    /// value). A gzip file of `n` bytes holds at most `n * maxGzipRatio` bytes of data.
+    static let maxGzipRatio = 1032
+
+    /// The most bytes this file can hold once decompressed: its size, or for gzip its size
+    /// times deflate's largest expansion. A header claiming more is refused unread.
+    var maxDataSize: Int {
+        if let compressedSize {
+            let (n, overflow) = compressedSize.multipliedReportingOverflow(by: DataFile.maxGzipRatio)
+            return overflow ? Int.max : n
+        }
+        return sizeHint ?? Int.max
+    }
 
     /// Opens `path`. Throws `.io` when it cannot be opened, `.format` when a `.gz` file is not gzip.
     init(_ path: String) throws(DLError) {
@@ -42,6 +58,7 @@ final class DataFile {
         self.path = path
         self.file = file
         self.sizeHint = isGzip ? nil : Int(info.st_size)
+        self.compressedSize = isGzip ? Int(info.st_size) : nil
     }
 
     deinit { gzclose(file) }
@@ -80,6 +97,9 @@ final class DataFile {
             if got == 0 { break }
         }
         let total = used + (terminated ? 1 : 0)
+        // A Swift array that cannot be allocated ends the process: try malloc first.
+        guard let probe = malloc(max(total, 1)) else { throw outOfMemory(total) }
+        free(probe)
         return [UInt8](unsafeUninitializedCapacity: total) { bytes, initialized in
             if used > 0 { memcpy(bytes.baseAddress!, buffer, used) }
             if terminated { bytes[used] = 0 }

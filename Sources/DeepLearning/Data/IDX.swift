@@ -29,6 +29,10 @@ extension Dataset {
             }
             labelValues = labelBytes.map { Int32($0) }
         }
+        guard let probe = malloc(pixels.count * MemoryLayout<Float>.stride + 1) else {
+            throw DLError(.noMemory, "\(images): out of memory for \(pixels.count) pixels")
+        }
+        free(probe)
         let features = pixels.withUnsafeBufferPointer { src in
             [Float](unsafeUninitializedCapacity: src.count) { dst, initialized in
                 for i in 0..<src.count { dst[i] = Float(src[i]) }
@@ -90,6 +94,23 @@ extension Dataset {
                 throw DLError(.format, "\(path): dimensions \(shape) exceed the \(Limits.maxTensorElements) elements a data set may hold")
             }
             count = product
+        }
+        // What the header claims must fit in what the file can hold (for gzip, its size
+        // times deflate's largest expansion) before anything is inflated or allocated; the
+        // read below then stops at the claim (plus one byte to see the end).
+        guard count <= file.maxDataSize - 4 * (rank + 1) || file.compressedSize != nil && count <= file.maxDataSize else {
+            let what = file.compressedSize.map { "a gzip file of \($0) bytes can hold at most \(file.maxDataSize) bytes" }
+                ?? "the file has \(file.maxDataSize - 4 * (rank + 1))"
+            throw DLError(.format, "\(path): truncated: dimensions \(shape) need \(count) bytes of data, \(what)")
+        }
+        // The set takes 5 bytes per element at its peak (the bytes and their floats): a
+        // claim that needs more than the machine's memory is refused before inflating.
+        let pages = sysconf(Int32(_SC_PHYS_PAGES)), pageSize = sysconf(Int32(_SC_PAGESIZE))
+        if pages > 0, pageSize > 0 {
+            let (memory, overflow) = pages.multipliedReportingOverflow(by: pageSize)
+            if !overflow, count > memory / 5 {
+                throw DLError(.noMemory, "\(path): dimensions \(shape) need \(count) elements, \(5 * count) bytes of memory to load; the machine has \(memory)")
+            }
         }
         let bytes = try file.readBytes(upTo: count)
         guard bytes.count == count else {

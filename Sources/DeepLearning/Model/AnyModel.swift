@@ -71,11 +71,12 @@ extension Model: AnyModel {
 }
 
 /// Builds a model of the spec's dtype. Errors name the spec's source, as parse errors do.
-public func makeModel(spec: ModelSpec) throws(DLError) -> any AnyModel {
+/// `parameterBudget` caps its trainable scalars (see `Model.init(spec:parameterBudget:)`).
+public func makeModel(spec: ModelSpec, parameterBudget: Int = Limits.maxModelParameters) throws(DLError) -> any AnyModel {
     do throws(DLError) {
         switch spec.dtype {
-        case .float32: return try Model<Float>(spec: spec)
-        case .float64: return try Model<Double>(spec: spec)
+        case .float32: return try Model<Float>(spec: spec, parameterBudget: parameterBudget)
+        case .float64: return try Model<Double>(spec: spec, parameterBudget: parameterBudget)
         }
     } catch {
         throw DLError(error.kind, "\(spec.source): \(error.message)")

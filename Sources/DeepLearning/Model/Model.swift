@@ -79,13 +79,16 @@ public final class Model<T: DLScalar> {
     static var pooledContexts: Int { 4 }
 
     /// Builds a model from a validated spec, drawing initial weights from `spec.seed`.
-    public init(spec: ModelSpec) throws(DLError) {
+    /// `parameterBudget` caps the trainable scalars (a checkpoint's loader passes what the
+    /// file holds, so that a file naming a huge model is refused before allocating it).
+    public init(spec: ModelSpec, parameterBudget: Int = Limits.maxModelParameters) throws(DLError) {
         self.spec = spec
         guard !spec.layers.isEmpty else { throw DLError(.spec, "layers: a model needs at least one layer") }
         let inSize = try checkedCount(spec.inputShape, "input shape \(spec.inputShape)")
         guard inSize > 0 else { throw DLError(.spec, "input: every dimension must be positive, got \(spec.inputShape)") }
         let random = RandomSource(RandomGenerator(seed: spec.seed))
-        var context = LayerContext(inputShape: spec.inputShape, index: 0, defaultInitializer: spec.initializer, random: random)
+        var context = LayerContext(inputShape: spec.inputShape, index: 0, defaultInitializer: spec.initializer, random: random,
+                                   parameterBudget: min(max(parameterBudget, 0), Limits.maxModelParameters))
         var layers: [any Layer<T>] = []
         var parameters: [Parameter<T>] = []
         var buffers: [Parameter<T>] = []
