@@ -22,6 +22,7 @@
 #   FUZZ_KEEP_GOING  1: keep fuzzing after a crash (libFuzzer -fork=1 -ignore_crashes=1),
 #                    collecting every crash input, for long exploratory runs
 #   FUZZ_NO_BUILD    1: use the instrumented library already built
+#   FUZZ_SCRATCH     SwiftPM's scratch folder for that library (default .build-fuzz)
 #   FUZZ_FLAGS       extra libFuzzer flags for every target
 #   FUZZ_KNOWN_FAILING  targets whose failure is reported but does not fail the run: those
 #                    with inputs in fuzz/regressions/<target>/EXPECTED_FAILURES whose fix
@@ -58,7 +59,7 @@ if [ -n "$total" ]; then seconds=$(( total / ${#targets[@]} )); [ "$seconds" -ge
 
 out=${FUZZ_OUT:-$root/build-fuzz}
 mkdir -p "$out/bin" "$out/logs"
-scratch=$root/.build-fuzz
+scratch=${FUZZ_SCRATCH:-$root/.build-fuzz}
 lib=$scratch/release
 
 # MARK: Build
