@@ -18,7 +18,7 @@ root=$PWD
 if ! command -v swift > /dev/null && [ -x /opt/swift/usr/bin/swift ]; then
     export PATH=/opt/swift/usr/bin:$PATH
 fi
-scratch=$root/.build-tsan
+scratch=${TSAN_SCRATCH:-$root/.build-tsan}
 out=${TSAN_OUT:-$root/build-tsan}
 mkdir -p "$out"
 
