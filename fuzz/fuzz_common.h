@@ -49,6 +49,23 @@ static void fuzz_check_status(int status, const char *call) {
     if (status == DL_ERROR) fuzz_fail("%s returned DL_ERROR (an internal error)", call);
 }
 
+/* Removes the temporary files of process `pid` (this one at exit; the replay driver's
+   children after they end, since a crash skips their exit handlers). */
+static void fuzz_remove_temps_of(long pid) {
+    const char *dirs[] = {"/dev/shm", getenv("TMPDIR"), "/tmp"};
+    static const char *suffixes[] = {"", ".h5", ".csv", ".gz", ".idx", ".csv.gz", ".json"};
+    for (int n = 0; n < 8; n++)
+        for (int d = 0; d < 3; d++) {
+            if (dirs[d] == NULL) continue;
+            for (size_t k = 0; k < sizeof suffixes / sizeof *suffixes; k++) {
+                char path[600];
+                snprintf(path, sizeof path, "%s/dlfuzz-%ld-%d%s", dirs[d], pid, n, suffixes[k]);
+                unlink(path);
+            }
+        }
+}
+static void fuzz_remove_temps(void) { fuzz_remove_temps_of((long)getpid()); }
+
 /*
  * A path for a temporary file of this process: <folder>/dlfuzz-<pid>-<n><suffix>,
  * in /dev/shm when it exists (no disk traffic per input), else TMPDIR or /tmp.
@@ -63,6 +80,8 @@ static const char *fuzz_temp_path(int n, const char *suffix) {
         if (dir == NULL || *dir == '\0') dir = "/tmp";
         snprintf(paths[n], sizeof paths[n], "%s/dlfuzz-%ld-%d%s", dir, (long)getpid(), n, suffix);
         made[n] = 1;
+        static int registered;
+        if (!registered) registered = atexit(fuzz_remove_temps) == 0;
     }
     return paths[n];
 }
@@ -95,24 +114,6 @@ static fuzz_rng fuzz_seed(const uint8_t *data, size_t size) {
     for (size_t i = 0; i < size; i++) h = (h ^ data[i]) * 1099511628211ull;
     fuzz_rng r = {h | 1};
     return r;
-}
-
-/* Removes the temporary files of this process at exit. */
-static void fuzz_remove_temps(void) {
-    char pattern[64];
-    snprintf(pattern, sizeof pattern, "dlfuzz-%ld-", (long)getpid());
-    for (int n = 0; n < 8; n++) {
-        const char *dirs[] = {"/dev/shm", getenv("TMPDIR"), "/tmp"};
-        for (int d = 0; d < 3; d++) {
-            if (dirs[d] == NULL) continue;
-            static const char *suffixes[] = {"", ".h5", ".csv", ".gz", ".idx", ".csv.gz", ".json"};
-            for (size_t s = 0; s < sizeof suffixes / sizeof *suffixes; s++) {
-                char path[600];
-                snprintf(path, sizeof path, "%s/%s%d%s", dirs[d], pattern, n, suffixes[s]);
-                unlink(path);
-            }
-        }
-    }
 }
 
 #ifdef FUZZ_REPLAY
@@ -155,7 +156,6 @@ static int fuzz_run_one(const char *path) {
     free(data);
     LLVMFuzzerTestOneInput(exact, size);
     free(exact);
-    fuzz_remove_temps();
     /* What libFuzzer's -rss_limit_mb reports as an OOM: a small input must not need
        gigabytes (FUZZ_RSS_LIMIT_MB, default 1536, below scripts/fuzz.sh's 2048 because
        this process does not hold a fuzzer's corpus). */
@@ -200,6 +200,7 @@ static int fuzz_spawn(const char *self, const char *path, int timeout, char *why
     }
     int status = 0;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+    fuzz_remove_temps_of((long)pid);
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return 1;
     if (WIFSIGNALED(status))
         snprintf(why, why_len, "%s%s", strsignal(WTERMSIG(status)),

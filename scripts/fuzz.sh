@@ -130,6 +130,13 @@ for t in "${targets[@]}"; do
     status=$?
     set -e
     elapsed=$((SECONDS - t0))
+    # Temporary files of harness processes that crashed (their exit handlers did not run):
+    # dlfuzz-<pid>-* of processes that no longer exist.
+    for f in /dev/shm/dlfuzz-* "${TMPDIR:-/tmp}"/dlfuzz-*; do
+        [ -e "$f" ] || continue
+        pid=${f##*/dlfuzz-}; pid=${pid%%-*}
+        if ! kill -0 "$pid" 2> /dev/null; then rm -f "$f"; fi
+    done
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
     if [ -z "$execs" ]; then   # fork mode and early crashes print no final stats
         execs=$(grep -oE '^#[0-9]+' "$log" | tail -1 | tr -d '#')
