@@ -22,6 +22,14 @@ extension Dataset {
         if let n = targetCount, n < 1 { throw .invalid("\(path): targetCount must be at least 1, got \(n)") }
         // strtof and strtod stop at the terminating NUL, never past the buffer.
         let text = try DataFile(path).readBytes(terminated: true)
+        // A row of n columns takes at least 2n - 1 bytes, so a count beyond the file's size
+        // matches no row. Refusing it here also keeps the column arithmetic below from
+        // overflowing (featureCount + targetCount, rows * columns) whatever the caller passes.
+        for (name, count) in [("featureCount", featureCount), ("targetCount", targetCount)] {
+            if let n = count, n >= text.count {
+                throw DLError(.format, "\(path): \(name) is \(n), more columns than the file's \(text.count - 1) bytes can hold in a row")
+            }
+        }
         return try text.withUnsafeBufferPointer { (b) throws(DLError) in
             var parser = CSVParser(path: path, text: b.baseAddress!, end: b.count - 1, targetCount: targetCount)
             return try parser.parse(featureCount: featureCount)
@@ -88,7 +96,12 @@ private struct CSVParser {
             throw failure(at: pos, "a row needs \(targetWords) and at least one feature, this one has \(width) column\(width == 1 ? "" : "s")")
         }
         let featureSize = width - leading
-        let maxRows = linesFromHere()
+        // Every field takes at least one byte and a comma or line end, so the rows left are
+        // at most (bytes + 1) / (2 * width); one more for a last row that turns out short,
+        // whose first fields are stored before its end is found. Bounding by the bytes, not
+        // only by the lines, keeps the buffers below about three floats per byte of the file
+        // whatever the column count.
+        let maxRows = min(linesFromHere(), (end - pos + 1) / (2 * width) + 1)
         let capacity = try checkedProduct(maxRows, featureSize, "\(path): \(maxRows) rows of \(featureSize) features")
         let values = targetCount ?? 0
         let valueCapacity = try checkedProduct(labelled ? maxRows : 0, values, "\(path): \(maxRows) rows of \(values) targets")

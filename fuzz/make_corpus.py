@@ -1,0 +1,179 @@
+#!/usr/bin/env python3
+"""Writes the committed seed corpora under fuzz/corpus/<target>/ and fuzz/spec.dict.
+
+    python3 fuzz/make_corpus.py
+
+Each seed is a small valid input of its target (plus a few near misses), so the
+fuzzer starts from files the loaders accept. The checkpoint seeds are written by
+the library itself: fuzz/make_checkpoints.c (scripts/fuzz.sh --make-seeds runs both).
+Needs NumPy and h5py (scripts/setup.sh installs them).
+"""
+import gzip
+import json
+import pathlib
+import shutil
+import struct
+
+import h5py
+import numpy as np
+
+root = pathlib.Path(__file__).resolve().parent
+repo = root.parent
+corpus = root / "corpus"
+
+
+def folder(name):
+    path = corpus / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def idx(dtype_code, shape, payload):
+    """An IDX file: 0, 0, type, rank, big-endian dimensions, then the data."""
+    return bytes([0, 0, dtype_code, len(shape)]) + b"".join(struct.pack(">I", d) for d in shape) + payload
+
+
+def idx_input(images, labels=None, flags=0):
+    """The fuzz_idx input layout: flags, [2-byte labels length, labels], images."""
+    if labels is None:
+        return bytes([flags & ~1]) + images
+    return bytes([flags | 1]) + struct.pack("<H", len(labels)) + labels + images
+
+
+def spec_seeds():
+    out = folder("spec")
+    for path in sorted((repo / "specs").glob("*.json")):
+        if path.name != "schema.json":
+            shutil.copy(path, out / path.name)
+    for path in sorted((repo / "Tests/DeepLearningTests/BadSpecs").glob("*.json")):
+        shutil.copy(path, out / ("bad-" + path.name))
+    # Small models of every layer type, so that each input trains fast.
+    small = {
+        "format_version": 1, "input": {"shape": [2, 5, 5]},
+        "layers": [
+            {"type": "conv2d", "filters": 2, "kernel_size": 3, "padding": 1, "stride": 1},
+            {"type": "batch_norm"}, {"type": "leaky_relu"}, {"type": "avg_pool2d", "kernel_size": 2},
+            {"type": "flatten"}, {"type": "dropout", "rate": 0.1}, {"type": "linear", "units": 4},
+            {"type": "gelu"}, {"type": "linear", "units": 3}, {"type": "softmax"},
+        ],
+        "loss": {"type": "cross_entropy", "label_smoothing": 0.1},
+        "optimizer": {"type": "adam", "lr": 0.001, "weight_decay": 0.01}, "init": "he_uniform", "seed": 7,
+    }
+    (out / "small_cnn.json").write_text(json.dumps(small))
+    tiny = {"format_version": 1, "input": {"size": 3},
+            "layers": [{"type": "linear", "units": 2}, {"type": "silu"}, {"type": "linear", "units": 1},
+                       {"type": "sigmoid"}],
+            "loss": "binary_cross_entropy", "optimizer": {"type": "rmsprop", "lr": 0.01}, "seed": 1}
+    (out / "tiny_bce.json").write_text(json.dumps(tiny))
+
+
+def spec_dictionary():
+    """Every quoted name in specs/schema.json (types, options, enum values) as a libFuzzer dictionary."""
+    words = set()
+
+    def walk(node):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if not key.startswith("$"):
+                    words.add(key)
+                if key in ("const", "enum"):
+                    for v in value if isinstance(value, list) else [value]:
+                        if isinstance(v, str):
+                            words.add(v)
+                walk(value)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(json.loads((repo / "specs/schema.json").read_text()))
+    skip = {"type", "properties", "items", "required", "oneOf", "anyOf", "allOf", "description", "title",
+            "additionalProperties", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "default",
+            "const", "enum", "minItems", "maxItems", "pattern", "not", "if", "then", "else"}
+    lines = ["# libFuzzer dictionary of fuzz_spec: names from specs/schema.json (fuzz/make_corpus.py)"]
+    for word in sorted(words - skip):
+        if word.isascii() and '"' not in word and "\\" not in word:
+            lines.append(f'"\\"{word}\\""')
+    lines += ['"{"', '"}"', '"["', '"]"', '":"', '","', '"true"', '"false"', '"null"', '"1e308"', '"-0"',
+              '"2147483648"', '"9223372036854775807"', '"1e-320"']
+    (root / "spec.dict").write_text("\n".join(lines) + "\n")
+
+
+def idx_seeds():
+    out, outgz = folder("idx"), folder("idx_gz")
+    rng = np.random.default_rng(0)
+    images = idx(0x08, [3, 2, 2], rng.integers(0, 256, 12, dtype=np.uint8).tobytes())
+    labels = idx(0x08, [3], bytes([0, 1, 9]))
+    for name, data in [("labelled", idx_input(images, labels)), ("unlabelled", idx_input(images)),
+                       ("one_pixel", idx_input(idx(0x08, [1, 1, 1], b"\x80"), idx(0x08, [1], b"\x05"))),
+                       ("count_mismatch", idx_input(images, idx(0x08, [2], b"\x00\x01"))),
+                       ("truncated", idx_input(images[:-3], labels))]:
+        (out / name).write_bytes(data)
+        (outgz / (name + "_compressed")).write_bytes(bytes([data[0] | 2]) + data[1:])
+    # Raw gzip bytes, written as they are (flags bit 1 clear).
+    raw_images, raw_labels = gzip.compress(images, mtime=0), gzip.compress(labels, mtime=0)
+    (outgz / "raw_gzip").write_bytes(idx_input(raw_images, raw_labels))
+    (outgz / "raw_gzip_truncated").write_bytes(idx_input(raw_images[:-6]))
+
+
+def csv_seeds():
+    out = folder("csv")
+    files = {
+        "labels_auto": (0, b"label,a,b,c\n0,1,2,3\n1,4,5,6\n2,7.5,-8e-3,9\n"),
+        "labels_three": (3, b"0,1,2,3\r\n1,4,5,6\r\n"),
+        "unlabelled_two": (2, b"1,2\n3,4\n\n"),
+        "targets_one": (1 << 3, b"y,x1,x2\n0.5,1,2\n-1.25,3,4\n"),
+        "targets_two": (2 << 3 | 2, b"0,1,2,3\n1,0,5,6\n"),
+        "targets_three_auto": (3 << 3, b"1,0,0,0.25,0.5\n0,1,0,1e3,-2\n"),
+        "bom_spaces": (0, b"\xef\xbb\xbf 3 , 1.5 ,2\n 4,5 , 6 \n"),
+        "hostile_count": (5, b"0,1,2\n"),
+        "gz_name": (32, gzip.compress(b"0,1,2\n1,3,4\n", mtime=0)),
+    }
+    for name, (flags, text) in files.items():
+        (out / name).write_bytes(bytes([flags]) + text)
+
+
+def hdf5_seeds():
+    out = folder("hdf5_dataset")
+    rng = np.random.default_rng(1)
+
+    def write(name, **datasets):
+        # The smallest files h5py makes: no chunking, the earliest file format.
+        with h5py.File(out / name, "w", libver="earliest") as f:
+            for key, value in datasets.items():
+                f[key] = value
+
+    write("uint8_labels.h5", x=rng.integers(0, 256, (3, 2, 2), dtype=np.uint8), y=np.array([0, 1, 2], np.int64))
+    write("float_targets.h5", x=rng.standard_normal((2, 3)).astype(np.float32),
+          y=rng.standard_normal((2, 2)).astype(np.float32))
+    write("float_targets_1d.h5", x=rng.standard_normal((2, 2)).astype(np.float64),
+          y=np.array([0.5, -1.0], np.float64))
+    write("x_only.h5", x=np.ones((1, 1), np.float32))
+    write("int32_labels.h5", x=rng.standard_normal((2, 1, 2, 2)).astype(np.float32), y=np.array([1, 0], np.int32))
+
+
+def abi_seeds():
+    """fuzz_abi programs: operation bytes followed by their argument bytes (see fuzz_abi.c)."""
+    out = folder("abi")
+    programs = {
+        # create model 0 from spec 0, train, predict, save and load, free
+        "train_predict_save": [0, 0, 0, 3, 0, 2, 1, 0, 1, 0, 1, 1, 4, 0, 2, 1, 1, 10, 0, 1, 0, 1, 1],
+        "conv_gradcheck": [0, 0, 2, 12, 0, 2, 5, 0, 1, 2, 3, 4, 5, 6, 7, 8, 2, 1, 1, 1, 1],
+        "dataset_epoch": [0, 0, 0, 13, 3, 1, 0, 9, 0, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 14, 0, 1, 2, 1, 1],
+        "layers_losses": [15, 0, 0, 5, 0, 16, 1, 2, 3, 7, 0, 1, 1, 1, 1, 1, 1, 1, 17, 1, 0, 0, 2, 4, 1, 2, 1],
+        "free_then_use": [0, 1, 1, 1, 1, 3, 6, 2, 0, 0, 6, 6, 1, 9, 19, 6, 1, 1, 1, 1, 1],
+        "params_buffers": [0, 0, 3, 8, 0, 1, 0, 1, 1, 2, 9, 0, 1, 0, 3, 1, 0, 1, 7, 0, 1, 3, 4, 5],
+        "clone_preprocessing": [0, 0, 1, 2, 1, 1, 1, 7, 1, 1, 7, 8, 9, 6, 1, 1, 3, 18, 1, 11, 0, 1],
+    }
+    for name, program in programs.items():
+        (out / name).write_bytes(bytes(program))
+
+
+if __name__ == "__main__":
+    spec_seeds()
+    spec_dictionary()
+    idx_seeds()
+    csv_seeds()
+    hdf5_seeds()
+    abi_seeds()
+    for path in sorted(corpus.iterdir()):
+        print(f"{path.relative_to(repo)}: {len(list(path.iterdir()))} files")
