@@ -96,7 +96,7 @@ fi
 # Targets still finding the known bugs listed in fuzz/regressions/*/EXPECTED_FAILURES are
 # reported without failing the stage until their owners' fixes land (then empty the list).
 # tsan: the C driver, thread tests included, on a ThreadSanitizer build of the library.
-fuzz_known_failing="checkpoint hdf5_dataset abi"
+fuzz_known_failing=""
 stage fuzz env FUZZ_KNOWN_FAILING="$fuzz_known_failing" bash scripts/fuzz.sh "${FUZZ_SECONDS:-10}" || true
 stage tsan bash scripts/tsan.sh || true
 if [ -f specs/check_schema.py ]; then
