@@ -25,6 +25,24 @@ static pthread_mutex_t dlh5i_mutex = PTHREAD_RECURSIVE_MUTEX_INITIALIZER_NP;
 void dlh5i_lock(void) { pthread_mutex_lock(&dlh5i_mutex); }
 void dlh5i_unlock(void) { pthread_mutex_unlock(&dlh5i_mutex); }
 
+static pthread_rwlock_t blas_guard;
+static pthread_once_t blas_guard_once = PTHREAD_ONCE_INIT;
+
+static void make_blas_guard(void) {
+    pthread_rwlockattr_t attributes;
+    pthread_rwlockattr_init(&attributes);
+    pthread_rwlockattr_setkind_np(&attributes, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&blas_guard, &attributes);
+    pthread_rwlockattr_destroy(&attributes);
+}
+
+void dlh5i_blas_enter(void) {
+    pthread_once(&blas_guard_once, make_blas_guard);
+    pthread_rwlock_rdlock(&blas_guard);
+}
+
+void dlh5i_blas_leave(void) { pthread_rwlock_unlock(&blas_guard); }
+
 // MARK: - The deadline
 
 static _Atomic int64_t dlh5i_timeout_override = 0;
@@ -442,10 +460,13 @@ int dlh5i_read(const char *path, const char *const *roots, int nroots, int recur
     // under the lock: another thread's child (forked under the same lock) then never
     // inherits a write end of this pipe, which would delay our end of file. O_CLOEXEC
     // keeps it from programs that a host forks and executes meanwhile.
+    pthread_once(&blas_guard_once, make_blas_guard);
+    pthread_rwlock_wrlock(&blas_guard);   // no OpenBLAS call runs across the fork (see the header)
     dlh5i_lock();
     if (pipe2(fds, O_CLOEXEC) != 0) {
         int e = errno;
         dlh5i_unlock();
+        pthread_rwlock_unlock(&blas_guard);
         snprintf(message, message_len, "cannot create a pipe for the HDF5 reader (%s)", strerror(e));
         return DLH5I_SYSTEM;
     }
@@ -470,6 +491,7 @@ int dlh5i_read(const char *path, const char *const *roots, int nroots, int recur
     int fork_errno = errno;
     close(fds[1]);
     dlh5i_unlock();
+    pthread_rwlock_unlock(&blas_guard);
     if (pid < 0) {
         close(fds[0]);
         snprintf(message, message_len, "cannot start the HDF5 reader process (%s)", strerror(fork_errno));

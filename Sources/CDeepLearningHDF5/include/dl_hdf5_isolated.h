@@ -26,6 +26,14 @@
 DLH5I_HIDDEN void dlh5i_lock(void);
 DLH5I_HIDDEN void dlh5i_unlock(void);
 
+// Every OpenBLAS call of the library runs between dlh5i_blas_enter and dlh5i_blas_leave
+// (shared), and the reader's fork() waits until none runs (exclusive). OpenBLAS's
+// pthread_atfork handler shuts its thread pool down before every fork; a BLAS call running
+// on another thread at that moment waits forever for the workers it lost. Writers are
+// preferred, so a stream of training steps cannot keep a load waiting.
+DLH5I_HIDDEN void dlh5i_blas_enter(void);
+DLH5I_HIDDEN void dlh5i_blas_leave(void);
+
 /// Outcomes of dlh5i_read.
 enum {
     DLH5I_OK = 0,
