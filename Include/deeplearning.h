@@ -424,7 +424,8 @@ DL_API int dl_gradcheck_report(dl_model *model, const float *x, size_t batch,
  * epoch or per update, from a base rate (the optimizer's "lr"); set changes
  * that base rate, so the schedule continues from it (with the default
  * constant schedule, the rate itself).
- *   lr  OUT for get; for set a finite number >= 0.
+ *   lr  OUT for get; for set a number from 0 to 1e6 (the range a spec and
+ *       dl_model_load accept, so that the model can always be saved and loaded).
  * Returns: DL_OK; DL_INVALID_ARGUMENT (NULL or dead handle, or a bad lr for
  * set: nothing changes); DL_BUSY. Thread-safety: as every model function.
  */

@@ -207,7 +207,10 @@ public func dl_model_get_learning_rate(_ model: OpaquePointer?, _ lr: UnsafeMuta
 @_cdecl("dl_model_set_learning_rate")
 public func dl_model_set_learning_rate(_ model: OpaquePointer?, _ lr: Double) -> Int32 {
     withModel(model) { (box) throws(DLError) in
-        guard lr.isFinite, lr >= 0 else { throw .invalid("learning rate must be a finite number >= 0, got \(lr)") }
+        // The range the spec parser and dl_model_load accept, so that every model saved loads.
+        guard lr.isFinite, lr >= 0, lr <= Checkpoint.maxLearningRate else {
+            throw .invalid("learning rate must be a number from 0 to \(Checkpoint.maxLearningRate), got \(lr)")
+        }
         box.value.learningRate = lr
     }
 }
