@@ -8,7 +8,6 @@ The command is $DL_COMMAND (scripts/test.sh builds it), else .build/debug/dl.
 """
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
@@ -16,7 +15,6 @@ import h5py
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
 
 CLASSIFIER = {"input": {"size": 16}, "layers": [{"type": "linear", "units": 12}, {"type": "relu"},
                                                 {"type": "linear", "units": 3}],
@@ -26,14 +24,6 @@ CLASSIFIER = {"input": {"size": 16}, "layers": [{"type": "linear", "units": 12},
 REGRESSION = {"input": {"size": 4}, "layers": [{"type": "linear", "units": 16}, {"type": "tanh"},
                                                {"type": "dropout", "rate": 0.1}, {"type": "linear", "units": 2}],
               "loss": "mse", "optimizer": {"type": "adam", "lr": 0.02, "lr_decay": 0.9}, "seed": 2}
-
-
-@pytest.fixture(scope="module")
-def dl():
-    command = os.environ.get("DL_COMMAND") or str(ROOT / ".build" / "debug" / "dl")
-    if not os.access(command, os.X_OK):
-        pytest.skip(f"no dl command at {command} (set DL_COMMAND, or swift build --product dl)")
-    return command
 
 
 def run(dl, *args, ok=True):

@@ -4,9 +4,7 @@ checkpoint and back, checked in ONNX Runtime; refusals and errors as messages.
 The command is $DL_COMMAND (scripts/test.sh builds it), else .build/debug/dl.
 """
 
-import os
 import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,16 +12,6 @@ import pytest
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def dl():
-    command = os.environ.get("DL_COMMAND") or str(ROOT / ".build" / "debug" / "dl")
-    if not os.access(command, os.X_OK):
-        pytest.skip(f"no dl command at {command} (set DL_COMMAND, or swift build --product dl)")
-    return command
 
 
 def run(dl, *args):
