@@ -316,10 +316,10 @@ DL_API int dl_model_load(const char *path, dl_model **out);
  * Returns: DL_OK; DL_INVALID_ARGUMENT; DL_UNSUPPORTED (labels with a
  * loss that takes none); DL_NUMERIC (NaN/Inf in x or targets, a non-finite
  * loss, or an update that would make a parameter or optimizer state NaN or
- * infinite, as a learning rate of 1e300 would: the message names the
- * parameter; the step is skipped and the parameters, the optimizer's state
- * and the step and sample counters are left unchanged, bit for bit; batch
- * norm's running statistics have seen the batch); DL_BUSY.
+ * infinite, as a learning rate of 1e300 would, or batch norm's running
+ * statistics infinite: the message names the parameter or layer; the step is
+ * skipped and the parameters, the running statistics, the optimizer's state
+ * and the step and sample counters are left unchanged, bit for bit); DL_BUSY.
  */
 DL_API int dl_train_step(dl_model *model, const float *x, size_t batch,
                          const int32_t *labels, const float *targets, double *loss);

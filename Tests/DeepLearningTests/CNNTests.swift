@@ -160,6 +160,8 @@ private let convCases: [(Int, Int, Int, Int, Int, (Int, Int), (Int, Int), (Int, 
         }
         let y = try layer.forward(x, training: true).array
         #expect(maxAbsDiff(y, expected(means, variances)) < 1e-12)
+        #expect(bn.runningMean.value.array.allSatisfy { $0 == 0 }, "the statistics wait for the step to be accepted")
+        layer.commitTrainingStatistics()
         let runningMean = means.map { momentum * $0 }
         let runningVar = variances.map { (1 - momentum) + momentum * $0 * n / (n - 1) }
         #expect(maxAbsDiff(bn.runningMean.value.array, runningMean) < 1e-14)

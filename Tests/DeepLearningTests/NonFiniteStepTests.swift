@@ -23,9 +23,11 @@ import Testing
     static let labels: [Int32] = [0, 1, 2, 1]
     static let targets: [Float] = (0..<batch * classes).map { Float($0 % 2) * 1000 }
 
-    /// The bits of everything a step may change: parameters, optimizer state and counters.
+    /// The bits of everything a step may change: parameters, running statistics, optimizer
+    /// state and counters.
     struct Snapshot: Equatable {
         var values: [[UInt64]]
+        var buffers: [[UInt64]]
         var slots: [[UInt64]]
         var counters: [Int]
         var rate: UInt64
@@ -35,6 +37,7 @@ import Testing
                 t.array.map { T.self == Float.self ? UInt64(($0 as! Float).bitPattern) : ($0 as! Double).bitPattern }
             }
             values = m.parameters.map { bits($0.value) }
+            buffers = m.buffers.map { bits($0.value) }
             slots = m.optimizer.slots.flatMap { $0.map(bits) }
             counters = [m.optimizer.step, m.samplesSeen, m.epoch]
             rate = m.optimizer.learningRate.bitPattern
@@ -94,6 +97,47 @@ import Testing
         try expectRefused(try Self.model(#"{"type": "sgd", "lr": 0.001}"#, loss: "mse", as: Double.self), "layers.",
                           values: true, hostile: { $0.learningRate = .greatestFiniteMagnitude },
                           restore: { $0.learningRate = 1e-6 })
+    }
+
+    /// Batch norm's running statistics are part of the state a refused step leaves alone:
+    /// they move only once the optimizer has accepted the step.
+    @Test func aRefusedStepLeavesTheRunningStatisticsAlone() throws {
+        let spec = try SpecParser.parse(json: """
+        {"input": {"size": \(Self.features)}, "layers": [{"type": "linear", "units": 5}, {"type": "batch_norm"},
+         {"type": "tanh"}, {"type": "linear", "units": \(Self.classes)}], "loss": "cross_entropy",
+         "optimizer": {"type": "sgd", "lr": 0.1}, "seed": 2}
+        """)
+        let m = try Model<Float>(spec: spec)
+        #expect(m.buffers.count == 2)
+        try expectRefused(m, "layers.", hostile: { $0.learningRate = 1e300 }, restore: { $0.learningRate = 0.01 })
+        let before = Snapshot(m)
+        _ = try Self.step(m)
+        #expect(Snapshot(m).buffers != before.buffers, "an accepted step moves the running statistics")
+    }
+
+    /// A batch whose variance overflows float32 would make the running variance infinite while
+    /// the loss stays finite (the normalised values are then just the bias): refused in the
+    /// forward pass, naming batch norm, before anything changed.
+    @Test func runningStatisticsThatWouldOverflowAreRefused() throws {
+        let spec = try SpecParser.parse(json: """
+        {"input": {"size": \(Self.features)}, "layers": [{"type": "batch_norm"}, {"type": "linear", "units": \(Self.classes)}],
+         "loss": "cross_entropy", "optimizer": {"type": "sgd", "lr": 0.1}, "seed": 2}
+        """)
+        let m = try Model<Float>(spec: spec)
+        _ = try Self.step(m)
+        let before = Snapshot(m)
+        let huge: [Float] = (0..<Self.batch * Self.features).map { ($0 / Self.features) % 2 == 0 ? 3e30 : -3e30 }
+        do {
+            _ = try huge.withUnsafeBufferPointer { xp in
+                try Self.labels.withUnsafeBufferPointer { try m.trainStep(x: xp.baseAddress!, batch: Self.batch, targets: .labels($0.baseAddress!)) }
+            }
+            Issue.record("the step was accepted; running statistics now \(m.buffers.map { $0.value.array })")
+        } catch let error as DLError {
+            #expect(error.kind == .numeric && error.message.contains("batch_norm") && error.message.contains("nothing was changed"), "\(error)")
+        } catch {
+            Issue.record("unexpected \(error)")
+        }
+        #expect(Snapshot(m) == before)
     }
 
     /// eps 0 and a gradient that is exactly zero: 0 / 0 in the update of that column only.

@@ -2,7 +2,8 @@
 ///
 ///     x: (B, C, S), S = H W for images [C, H, W] and 1 for features [C]
 ///     training:   mean, var = the batch's, over B and S (var biased, divided by N = B S)
-///                 running = (1 - momentum) running + momentum batch   (var unbiased: N / (N - 1))
+///                 running = (1 - momentum) running + momentum batch   (var unbiased: N / (N - 1)),
+///                 folded in only once the model accepts the step
 ///     evaluation: mean, var = running_mean, running_var
 ///     xhat = (x - mean) / sqrt(var + eps)      y = weight xhat + bias      -> y: (B, C, S)
 ///     dweight = sum dy xhat   dbias = sum dy   (over B and S)
@@ -30,6 +31,10 @@ public final class BatchNorm<T: DLScalar>: Layer {
     // Per channel: the statistics of the last forward pass and their coefficients.
     private let mean: Tensor<T>, variance: Tensor<T>, invStd: Tensor<T>, scale: Tensor<T>, shift: Tensor<T>
     private let sumDy: Tensor<T>, sumDyXhat: Tensor<T>
+    // The running statistics after the last training batch, folded in by
+    // `commitTrainingStatistics` once the step is accepted.
+    private let nextMean: Tensor<T>, nextVar: Tensor<T>
+    private var statisticsPending = false
     private let y: Tensor<T>
     private let dx: Tensor<T>
 
@@ -49,6 +54,7 @@ public final class BatchNorm<T: DLScalar>: Layer {
                                                   try Tensor(shape: [channels]), try Tensor(shape: [channels]),
                                                   try Tensor(shape: [channels]))
         (sumDy, sumDyXhat) = (try Tensor(shape: [channels]), try Tensor(shape: [channels]))
+        (nextMean, nextVar) = (try Tensor(shape: [channels]), try Tensor(shape: [channels]))
         self.y = try Tensor(shape: [0])
         self.dx = try Tensor(shape: [0])
     }
@@ -60,8 +66,15 @@ public final class BatchNorm<T: DLScalar>: Layer {
                 throw .invalid("batch_norm needs more than one value per channel to train, got a batch of 1 sample of shape \(outputShape)")
             }
             Kernels.channelMeanVariance(x.data, mean: mean.data, variance: variance.data, batch: batch, channels: channels, spatial: spatial)
-            Kernels.movingAverage(runningMean.value.data, mean.data, channels, momentum: T(momentum), factor: 1)
-            Kernels.movingAverage(runningVar.value.data, variance.data, channels, momentum: T(momentum), factor: T(n) / T(n - 1))
+            nextMean.copy(from: runningMean.value)
+            nextVar.copy(from: runningVar.value)
+            Kernels.movingAverage(nextMean.data, mean.data, channels, momentum: T(momentum), factor: 1)
+            Kernels.movingAverage(nextVar.data, variance.data, channels, momentum: T(momentum), factor: T(n) / T(n - 1))
+            statisticsPending = false
+            guard Kernels.allFinite(nextMean.data, channels), Kernels.allFinite(nextVar.data, channels) else {
+                throw DLError(.numeric, "batch_norm (\(channels) channels): this batch would make the running mean or variance NaN or infinite (its values are too large); nothing was changed")
+            }
+            statisticsPending = true
         } else {
             mean.copy(from: runningMean.value)
             variance.copy(from: runningVar.value)
@@ -73,6 +86,13 @@ public final class BatchNorm<T: DLScalar>: Layer {
         self.x = x
         batchStatistics = training
         return y
+    }
+
+    public func commitTrainingStatistics() {
+        guard statisticsPending else { return }
+        runningMean.value.copy(from: nextMean)
+        runningVar.value.copy(from: nextVar)
+        statisticsPending = false
     }
 
     /// Evaluation with the running statistics, the coefficients in `scratch` (0: y,

@@ -26,6 +26,12 @@ public protocol Layer<Scalar>: AnyObject {
     /// meanwhile. Nothing is cached for backward.
     func infer(_ x: Tensor<Scalar>, scratch: InferenceScratch<Scalar>) throws(DLError) -> Tensor<Scalar>
     func backward(_ dy: Tensor<Scalar>, needInputGradient: Bool) throws(DLError) -> Tensor<Scalar>?
+    /// Called once a training step is accepted (its loss finite, its update applied). A layer
+    /// that keeps statistics of its training batches (batch norm's running mean and variance)
+    /// folds the last `forward(training: true)` batch in here, not in `forward`, so a step
+    /// that is refused changes none of the model's state. `forward` has already checked that
+    /// the new values are finite.
+    func commitTrainingStatistics()
     /// Scratch elements per sample beyond the output and its gradient (a convolution's
     /// columns), for the model's memory budget; a Double, as it may exceed Int.
     var workspacePerSample: Double { get }
@@ -36,6 +42,7 @@ extension Layer {
     public var buffers: [Parameter<Scalar>] { [] }
     public var workspacePerSample: Double { 0 }
     public var acceptsAnyShape: Bool { false }
+    public func commitTrainingStatistics() {}
 }
 
 /// What a layer builder knows when the model builds layer `index`.

@@ -72,6 +72,8 @@ public final class StandaloneLayer<T: DLScalar>: AnyStandaloneLayer {
         Kernels.convert(x.assumingMemoryBound(to: T.self), self.x.data, n)
         guard Kernels.allFinite(self.x.data, n) else { throw DLError(.numeric, "x contains NaN or infinity") }
         let out = try layer.forward(self.x, training: training)
+        // Outside a model there is no step to refuse: a training pass updates the statistics.
+        if training { layer.commitTrainingStatistics() }
         // The layer's own output is what is copied out: never more than it holds.
         guard out.count == outN else {
             throw DLError(.internal, "\(type) produced \(out.count) values for (\(rows), \(cols)) input, \(outN) were expected")

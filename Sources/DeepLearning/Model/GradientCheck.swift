@@ -111,8 +111,8 @@ extension Model where T == Double {
     ///
     /// One unfrozen forward pass draws the dropout masks; the generator is then frozen so the
     /// analytical pass and every numerical pass replay them. Batch norm uses the batch's
-    /// statistics. The running statistics and the generator are restored afterwards, so the
-    /// model is left as it was.
+    /// statistics; its running statistics change only when a train step is accepted, so they
+    /// stay as they were. The generator is restored afterwards: the model is left as it was.
     ///
     /// - Parameter limit: entries perturbed per parameter tensor (0 = all of them). Each
     ///   perturbed entry costs two forward passes.
@@ -121,16 +121,9 @@ extension Model where T == Double {
                                            limit: Int = 0, epsilon: Double = GradientCheck.defaultEpsilon,
                                            tolerance: GradientCheck.Tolerance = .standard) throws(DLError) -> [GradientCheck.Entry] {
         let savedGenerator = rng
-        var savedBuffers: [Tensor<T>] = []
-        for b in buffers {
-            let copy = try Tensor<T>(shape: b.value.shape)
-            copy.copy(from: b.value)
-            savedBuffers.append(copy)
-        }
         defer {
             random.frozen = false
             rng = savedGenerator
-            for (b, saved) in zip(buffers, savedBuffers) { b.value.copy(from: saved) }
         }
         _ = try lossValue(x: x, batch: batch, targets: targets, training: true)
         random.frozen = true

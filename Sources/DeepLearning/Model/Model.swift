@@ -327,6 +327,7 @@ public final class Model<T: DLScalar> {
         }
         try backward(lossGrad)
         try optimizer.update(parameters)
+        for layer in layers { layer.commitTrainingStatistics() }
         samplesSeen += batch
         return value
     }
