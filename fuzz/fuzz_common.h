@@ -53,7 +53,7 @@ static void fuzz_check_status(int status, const char *call) {
    children after they end, since a crash skips their exit handlers). */
 static void fuzz_remove_temps_of(long pid) {
     const char *dirs[] = {"/dev/shm", getenv("TMPDIR"), "/tmp"};
-    static const char *suffixes[] = {"", ".h5", ".csv", ".gz", ".idx", ".csv.gz", ".json"};
+    static const char *suffixes[] = {"", ".h5", ".csv", ".gz", ".idx", ".csv.gz", ".json", ".onnx"};
     for (int n = 0; n < 8; n++)
         for (int d = 0; d < 3; d++) {
             if (dirs[d] == NULL) continue;

@@ -6,7 +6,7 @@
 Each seed is a small valid input of its target (plus a few near misses), so the
 fuzzer starts from files the loaders accept. The checkpoint seeds are written by
 the library itself: fuzz/make_checkpoints.c (scripts/fuzz.sh --make-seeds runs both).
-Needs NumPy and h5py (scripts/setup.sh installs them).
+Needs NumPy, h5py and onnx (scripts/setup.sh installs them).
 """
 import gzip
 import json
@@ -168,6 +168,70 @@ def abi_seeds():
         (out / name).write_bytes(bytes(program))
 
 
+def onnx_seeds():
+    """Small ONNX models of the shapes exporters write: ours (Gemm, Conv, pools, batch norm,
+    preprocessing in front), PyTorch's (Gemm transB, Flatten), Keras's (MatMul + Add, the
+    channels-last Transpose before Flatten), and near misses (an unsupported op, a
+    truncated file)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    out = folder("onnx")
+    rng = np.random.default_rng(5)
+
+    def const(name, *shape, dtype=np.float32):
+        return numpy_helper.from_array(rng.standard_normal(shape).astype(dtype), name)
+
+    def model(name, nodes, inputs, output_shape, initializers, opset=20):
+        graph = helper.make_graph(nodes, name, inputs,
+                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, output_shape)], initializers)
+        m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=9)
+        data = m.SerializeToString()
+        (out / f"{name}.onnx").write_bytes(data)
+        return data
+
+    flat = lambda n: [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", n])]
+    image = lambda *s: [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", *s])]
+    model("mlp_gemm", [helper.make_node("Gemm", ["x", "w1", "b1"], ["h"], transB=1),
+                       helper.make_node("Relu", ["h"], ["r"]),
+                       helper.make_node("Gemm", ["r", "w2", "b2"], ["y"], transB=1)],
+          flat(4), ["N", 3], [const("w1", 5, 4), const("b1", 5), const("w2", 3, 5), const("b2", 3)])
+    model("keras_matmul", [helper.make_node("MatMul", ["x", "w"], ["m"]), helper.make_node("Add", ["m", "b"], ["a"]),
+                           helper.make_node("Softmax", ["a"], ["y"], axis=-1)],
+          flat(3), ["N", 2], [const("w", 3, 2), const("b", 2)])
+    model("preprocessed_tanh", [helper.make_node("Mul", ["x", "scale"], ["s"]), helper.make_node("Sub", ["s", "mean"], ["c"]),
+                                helper.make_node("Div", ["c", "std"], ["z"]),
+                                helper.make_node("Gemm", ["z", "w", "b"], ["g"], transB=1),
+                                helper.make_node("Tanh", ["g"], ["y"])],
+          flat(2), ["N", 2], [numpy_helper.from_array(np.array(1 / 255, np.float32), "scale"),
+                              numpy_helper.from_array(np.array(0.1, np.float32), "mean"),
+                              numpy_helper.from_array(np.array(0.3, np.float32), "std"), const("w", 2, 2), const("b", 2)])
+    model("cnn", [helper.make_node("Conv", ["x", "k", "kb"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+                  helper.make_node("BatchNormalization", ["c", "g", "beta", "mu", "var"], ["n"], epsilon=1e-5),
+                  helper.make_node("Relu", ["n"], ["r"]),
+                  helper.make_node("MaxPool", ["r"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+                  helper.make_node("Flatten", ["p"], ["f"], axis=1),
+                  helper.make_node("Gemm", ["f", "w", "b"], ["y"], transB=1)],
+          image(1, 4, 4), ["N", 3],
+          [const("k", 2, 1, 3, 3), const("kb", 2), const("g", 2), const("beta", 2), const("mu", 2),
+           numpy_helper.from_array(np.array([1.0, 0.5], np.float32), "var"), const("w", 3, 8), const("b", 3)])
+    model("keras_nhwc", [helper.make_node("Transpose", ["x"], ["t"], perm=[0, 2, 3, 1]),
+                         helper.make_node("Flatten", ["t"], ["f"], axis=1),
+                         helper.make_node("MatMul", ["f", "w"], ["m"]), helper.make_node("Add", ["m", "b"], ["y"])],
+          image(2, 2, 2), ["N", 2], [const("w", 8, 2), const("b", 2)])
+    model("avgpool_sigmoid", [helper.make_node("AveragePool", ["x"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+                              helper.make_node("Reshape", ["p", "shape"], ["r"]),
+                              helper.make_node("Sigmoid", ["r"], ["y"])],
+          image(1, 2, 4), ["N", 2], [numpy_helper.from_array(np.array([-1, 2], np.int64), "shape")])
+    model("float64", [helper.make_node("Gemm", ["x", "w", "b"], ["y"], transB=1)],
+          [helper.make_tensor_value_info("x", TensorProto.DOUBLE, ["N", 2])], ["N", 1],
+          [const("w", 1, 2, dtype=np.float64), const("b", 1, dtype=np.float64)])
+    data = model("unsupported_op", [helper.make_node("Gemm", ["x", "w", "b"], ["g"], transB=1),
+                                    helper.make_node("Erf", ["g"], ["y"])],
+                 flat(2), ["N", 2], [const("w", 2, 2), const("b", 2)])
+    (out / "truncated.onnx").write_bytes(data[: len(data) // 2])
+
+
 if __name__ == "__main__":
     spec_seeds()
     spec_dictionary()
@@ -175,5 +239,6 @@ if __name__ == "__main__":
     csv_seeds()
     hdf5_seeds()
     abi_seeds()
+    onnx_seeds()
     for path in sorted(corpus.iterdir()):
         print(f"{path.relative_to(repo)}: {len(list(path.iterdir()))} files")
