@@ -6,7 +6,7 @@ import json
 import math
 import operator
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn, SupportsIndex, Union
 
 import numpy as np
@@ -20,6 +20,7 @@ from ._lib import DOUBLE, INT, MODEL, SIZE, SIZE_T, STRING, UINT64, call, checke
 
 if TYPE_CHECKING:
     from ._interrupt import Progress
+    from .callbacks import Callback
     from .data import Dataset
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -261,14 +262,18 @@ class Model:
         return GradCheck(float(relative.max(initial=0.0)), dict(zip(names, relative.tolist())),
                          bool(passed), dict(zip(names, absolute.tolist())), dict(zip(names, score.tolist())))
 
-    def fit(self, x: Any, y: ArrayLike | None = None, **options: Any) -> History:
+    def fit(self, x: ArrayLike | Dataset, y: ArrayLike | None = None, *, batch_size: int = 64, epochs: int = 1,
+            verbose: int | bool | str = "auto", callbacks: Sequence[Callback] | None = None,
+            validation_split: float = 0.0,
+            validation_data: tuple[ArrayLike, ArrayLike] | Dataset | None = None, shuffle: bool = True,
+            initial_epoch: int = 0, seed: int | None = None) -> History:
         """Trains on arrays (x, y) or on a Dataset x, as Keras's fit does; returns a History.
 
-        Options (keyword only): batch_size=64, epochs=1, verbose="auto", callbacks,
-        validation_split, validation_data, shuffle=True, initial_epoch=0, seed. See
-        :func:`deeplearning.training.fit`.
+        See :func:`deeplearning.training.fit` for what each option does.
         """
-        return training.fit(self, x, y, **options)
+        return training.fit(self, x, y, batch_size=batch_size, epochs=epochs, verbose=verbose, callbacks=callbacks,
+                            validation_split=validation_split, validation_data=validation_data, shuffle=shuffle,
+                            initial_epoch=initial_epoch, seed=seed)
 
     # Data sets held by the library (deeplearning.data, which imports this module).
 
