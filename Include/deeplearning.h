@@ -1005,6 +1005,21 @@ DL_API int dl_layer_param_data(dl_layer *layer, size_t index, void **data);
 DL_API int dl_layer_grad_data(dl_layer *layer, size_t index, void **data);
 
 /*
+ * dl_layer_num_buffers, dl_layer_buffer_name, dl_layer_buffer_shape,
+ * dl_layer_buffer_data - a layer's non-trainable state, as the parameter
+ * functions above give its parameters: batch_norm has "running_mean" and
+ * "running_var" (channels,), other layers none. A forward pass in training mode
+ * updates them (a standalone layer has no step to refuse); reading and writing
+ * the memory of dl_layer_buffer_data reads and sets them in place, with the
+ * same rules as dl_layer_param_data.
+ */
+DL_API int dl_layer_num_buffers(const dl_layer *layer, size_t *count);
+DL_API int dl_layer_buffer_name(const dl_layer *layer, size_t index, const char **name);
+DL_API int dl_layer_buffer_shape(const dl_layer *layer, size_t index,
+                                 size_t *dims, size_t dims_len, size_t *ndim);
+DL_API int dl_layer_buffer_data(dl_layer *layer, size_t index, void **data);
+
+/*
  * dl_loss_from_json - build a loss as written in a spec's "loss":
  * "\"mse\"", "{\"type\": \"huber\", \"delta\": 1.0}",
  * "{\"type\": \"cross_entropy\", \"label_smoothing\": 0.1}",

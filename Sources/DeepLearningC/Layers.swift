@@ -140,6 +140,48 @@ public func dl_layer_grad_data(_ layer: OpaquePointer?, _ index: Int, _ data: Un
     }
 }
 
+/// Checks a buffer index of a standalone layer.
+private func bufferIndex(_ box: LayerBox, _ index: Int) throws(DLError) -> Int {
+    let count = box.value.bufferNames.count
+    guard try size(index, "index") < count else {
+        throw .invalid("buffer index \(index) is out of range: this \(box.value.type) layer has \(count) buffers")
+    }
+    return index
+}
+
+@_cdecl("dl_layer_num_buffers")
+public func dl_layer_num_buffers(_ layer: OpaquePointer?, _ count: UnsafeMutablePointer<Int>?) -> Int32 {
+    withLayer(layer) { (box) throws(DLError) in try required(count, "count").pointee = box.value.bufferNames.count }
+}
+
+@_cdecl("dl_layer_buffer_name")
+public func dl_layer_buffer_name(_ layer: OpaquePointer?, _ index: Int, _ name: UnsafeMutablePointer<UnsafePointer<CChar>?>?) -> Int32 {
+    withLayer(layer) { (box) throws(DLError) in
+        let out = try required(name, "name")
+        out.pointee = try box.cString(box.value.bufferNames[try bufferIndex(box, index)])
+    }
+}
+
+@_cdecl("dl_layer_buffer_shape")
+public func dl_layer_buffer_shape(_ layer: OpaquePointer?, _ index: Int, _ dims: UnsafeMutablePointer<Int>?,
+                                  _ dimsLen: Int, _ ndim: UnsafeMutablePointer<Int>?) -> Int32 {
+    withLayer(layer) { (box) throws(DLError) in
+        let dims = try required(dims, "dims"), ndim = try required(ndim, "ndim")
+        let shape = box.value.bufferShapes[try bufferIndex(box, index)]
+        guard capacity(dimsLen) >= shape.count else { throw .invalid("dims has room for \(dimsLen) dimensions, needs \(shape.count)") }
+        for (i, d) in shape.enumerated() { dims[i] = d }
+        ndim.pointee = shape.count
+    }
+}
+
+@_cdecl("dl_layer_buffer_data")
+public func dl_layer_buffer_data(_ layer: OpaquePointer?, _ index: Int, _ data: UnsafeMutablePointer<UnsafeMutableRawPointer?>?) -> Int32 {
+    withLayer(layer) { (box) throws(DLError) in
+        let out = try required(data, "data")
+        out.pointee = box.value.bufferData(try bufferIndex(box, index))
+    }
+}
+
 // MARK: - Losses
 
 @_cdecl("dl_loss_from_json")

@@ -3107,6 +3107,43 @@ static void test_shaped_layers(void) {
                 for (int k = 0; k < 16; k++) sum += out[n * 32 + c * 16 + k];
             CHECK(fabs(sum / 48) < 1e-9);
         }
+        /* Its running statistics: momentum 0.1 of the batch's mean and unbiased variance
+           folded into 0 and 1, readable and writable in place. */
+        size_t nbuf = 0, bdims[4], bndim = 0;
+        const char *bname = NULL;
+        void *rm = NULL, *rv = NULL;
+        CHECK_OK(dl_layer_num_buffers(bn, &nbuf));
+        CHECK(nbuf == 2);
+        CHECK_OK(dl_layer_buffer_name(bn, 1, &bname));
+        CHECK(bname != NULL && strcmp(bname, "running_var") == 0);
+        CHECK_OK(dl_layer_buffer_shape(bn, 0, bdims, 4, &bndim));
+        CHECK(bndim == 1 && bdims[0] == 2);
+        if (CHECK_OK(dl_layer_buffer_data(bn, 0, &rm)) && CHECK_OK(dl_layer_buffer_data(bn, 1, &rv))) {
+            for (int c = 0; c < 2; c++) {
+                double mean = 0, var = 0;
+                for (int n = 0; n < 3; n++)
+                    for (int k = 0; k < 16; k++) mean += in[n * 32 + c * 16 + k] / 48;
+                for (int n = 0; n < 3; n++)
+                    for (int k = 0; k < 16; k++) var += pow(in[n * 32 + c * 16 + k] - mean, 2) / 47;
+                CHECK(fabs(((double *)rm)[c] - 0.1 * mean) < 1e-12);
+                CHECK(fabs(((double *)rv)[c] - (0.9 + 0.1 * var)) < 1e-12);
+            }
+            /* Evaluation uses them: set mean 1, variance 4 - eps; then y = (x - 1) / 2. */
+            for (int c = 0; c < 2; c++) ((double *)rm)[c] = 1, ((double *)rv)[c] = 4 - 1e-5;
+            CHECK_OK(dl_layer_forward(bn, in, 3, 32, 0, out, 3 * 32));
+            int same = 1;
+            for (int i = 0; i < 3 * 32; i++) same = same && fabs(out[i] - (in[i] - 1) / 2) < 1e-12;
+            CHECK(same);
+        }
+        CHECK_STATUS(dl_layer_buffer_data(bn, 2, &rm), DL_INVALID_ARGUMENT);
+        CHECK_STATUS(dl_layer_buffer_name(bn, 0, NULL), DL_INVALID_ARGUMENT);
+        CHECK_STATUS(dl_layer_num_buffers(NULL, &nbuf), DL_INVALID_ARGUMENT);
+        if (CHECK_OK(dl_layer_from_json("{\"type\": \"relu\"}", DL_FLOAT32, 0, &flat))) {
+            CHECK_OK(dl_layer_num_buffers(flat, &nbuf));
+            CHECK(nbuf == 0);
+            dl_layer_free(flat);
+            flat = NULL;
+        }
     }
     /* Refusals. */
     CHECK_STATUS(dl_layer_from_json_shaped(conv_json, NULL, 3, DL_FLOAT32, 0, &bad), DL_INVALID_ARGUMENT);

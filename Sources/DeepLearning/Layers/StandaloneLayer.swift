@@ -17,6 +17,11 @@ public protocol AnyStandaloneLayer: AnyObject {
     func parameterData(_ index: Int) -> UnsafeMutableRawPointer
     /// Memory of the gradient of parameter `index`, filled by `backward`.
     func gradientData(_ index: Int) -> UnsafeMutableRawPointer
+    /// Non-trainable state (batch norm's "running_mean", "running_var"): names, shapes and
+    /// memory, in the layer's dtype, as for parameters.
+    var bufferNames: [String] { get }
+    var bufferShapes: [[Int]] { get }
+    func bufferData(_ index: Int) -> UnsafeMutableRawPointer
     /// Output features per sample for `inputFeatures` input features, or an error naming
     /// what the layer expects.
     func outputFeatures(_ inputFeatures: Int) throws(DLError) -> Int
@@ -49,6 +54,9 @@ public final class StandaloneLayer<T: DLScalar>: AnyStandaloneLayer {
     public var sampleShapes: (input: [Int], output: [Int])? { inputShape.map { ($0, layer.outputShape) } }
     public func parameterData(_ index: Int) -> UnsafeMutableRawPointer { UnsafeMutableRawPointer(layer.parameters[index].value.data) }
     public func gradientData(_ index: Int) -> UnsafeMutableRawPointer { UnsafeMutableRawPointer(layer.parameters[index].grad.data) }
+    public var bufferNames: [String] { layer.buffers.map(\.name) }
+    public var bufferShapes: [[Int]] { layer.buffers.map(\.value.shape) }
+    public func bufferData(_ index: Int) -> UnsafeMutableRawPointer { UnsafeMutableRawPointer(layer.buffers[index].value.data) }
 
     public func outputFeatures(_ inputFeatures: Int) throws(DLError) -> Int {
         guard inputFeatures >= 1 else { throw .invalid("a sample needs at least one feature, got \(inputFeatures)") }

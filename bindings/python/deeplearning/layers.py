@@ -78,6 +78,12 @@ class Layer(NativeObject):
                                     (self._gradients, lib.dl_layer_grad_data)):
                 address = call(function, pointer, index, ADDRESS)
                 views[name] = memory_view(address, shape, self.dtype, self._handle)
+        self._buffers: dict[str, np.ndarray] = {}
+        for index in range(call(lib.dl_layer_num_buffers, pointer, SIZE)):
+            name = call(lib.dl_layer_buffer_name, pointer, index, STRING)
+            shape = param_shape(pointer, index, lib.dl_layer_buffer_shape)
+            address = call(lib.dl_layer_buffer_data, pointer, index, ADDRESS)
+            self._buffers[name] = memory_view(address, shape, self.dtype, self._handle)
         self._x_shape: tuple[int, ...] | None = None
         self._y_shape: tuple[int, ...] | None = None
         self.training = True
@@ -92,7 +98,7 @@ class Layer(NativeObject):
         return self.train(False)
 
     def close(self) -> None:
-        self._parameters, self._gradients = {}, {}
+        self._parameters, self._gradients, self._buffers = {}, {}, {}
         super().close()
 
     @property
@@ -106,6 +112,14 @@ class Layer(NativeObject):
         """{name: view of the gradient's memory}, filled by each backward()."""
         self._check_open()
         return dict(self._gradients)
+
+    @property
+    def buffers(self) -> dict[str, np.ndarray]:
+        """{name: view of non-trainable state}: BatchNorm's "running_mean" and
+        "running_var" (updated by each forward in training mode), empty for others.
+        Writing into a view sets the state, as for parameters."""
+        self._check_open()
+        return dict(self._buffers)
 
     def _output_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
         """y's shape for x of `shape`: the last axis becomes the layer's output features."""
@@ -329,8 +343,10 @@ class AvgPool2D(_Pool2D):
 class BatchNorm(_ShapedLayer):
     """Batch normalisation over each channel (image input, ``input_shape`` (C, H, W)) or
     each feature (flat input, ``input_shape`` (features,)): training normalises with the
-    batch's statistics and updates the running ones (`momentum`); ``eval()`` uses the
-    running ones. ``weight`` and ``bias`` (C,) when `affine`."""
+    batch's statistics and updates the running ones (`momentum`, PyTorch's convention:
+    ``running = (1 - momentum) running + momentum batch``, the variance unbiased);
+    ``eval()`` uses the running ones. ``weight`` and ``bias`` (C,) when `affine`;
+    ``running_mean`` and ``running_var`` (C,) are views, as the parameters are."""
 
     _w, weight = _Tensor("weight"), _Tensor("weight")
     _b, bias = _Tensor("bias"), _Tensor("bias")
@@ -341,6 +357,33 @@ class BatchNorm(_ShapedLayer):
                  affine: bool = True, *, dtype: DTypeLike = np.float64):
         spec = {"type": "batch_norm", "momentum": float(momentum), "eps": float(eps), "affine": bool(affine)}
         super().__init__(spec, tuple(input_shape), dtype, 0)
+
+    @property
+    def running_mean(self) -> np.ndarray:
+        return self.buffers["running_mean"]
+
+    @running_mean.setter
+    def running_mean(self, value: ArrayLike) -> None:
+        self._set_buffer("running_mean", value)
+
+    @property
+    def running_var(self) -> np.ndarray:
+        return self.buffers["running_var"]
+
+    @running_var.setter
+    def running_var(self, value: ArrayLike) -> None:
+        self._set_buffer("running_var", value)
+
+    def _set_buffer(self, name: str, value: ArrayLike) -> None:
+        view = self.buffers[name]
+        if value is view:
+            return
+        array = np.asarray(value)
+        if array.shape != view.shape:
+            raise ValueError(f"{name} has shape {view.shape}, got values of shape {array.shape}")
+        if not np.all(np.isfinite(array)) or (name == "running_var" and np.any(array < 0)):
+            raise ValueError(f"{name} must hold finite values{' >= 0' if name == 'running_var' else ''}")
+        np.copyto(view, array)
 
     def __repr__(self) -> str:
         return f"BatchNorm(input_shape={self.input_shape}, dtype=np.{self.dtype})"

@@ -72,3 +72,37 @@ def test_batch_norm_trains_on_batch_statistics_and_evaluates_on_running_ones():
     flat = dl.BatchNorm((4,))
     rows = images((6, 4), seed=4)
     np.testing.assert_allclose(flat(rows), (rows - rows.mean(0)) / np.sqrt(rows.var(0) + 1e-5), rtol=1e-9, atol=1e-12)
+
+
+def test_batch_norm_running_statistics_are_views_like_pytorchs():
+    x = images((8, 3, 2, 2), seed=5) * 3 - 1
+    bn = dl.BatchNorm((3, 2, 2), momentum=0.2)
+    assert set(bn.buffers) == {"running_mean", "running_var"}
+    np.testing.assert_array_equal(bn.running_mean, np.zeros(3))
+    np.testing.assert_array_equal(bn.running_var, np.ones(3))
+    bn(x)
+    bn(x + 1)
+    # PyTorch's rule, twice: running = (1 - m) running + m batch, the variance unbiased.
+    count = x.size // 3
+    mean, var = np.zeros(3), np.ones(3)
+    for batch in (x, x + 1):
+        mean = 0.8 * mean + 0.2 * batch.mean(axis=(0, 2, 3))
+        var = 0.8 * var + 0.2 * batch.var(axis=(0, 2, 3)) * count / (count - 1)
+    np.testing.assert_allclose(bn.running_mean, mean, rtol=1e-12)
+    np.testing.assert_allclose(bn.running_var, var, rtol=1e-12)
+    bn.eval()
+    before = bn.running_mean.copy()
+    bn(x)
+    np.testing.assert_array_equal(bn.running_mean, before)     # evaluation leaves them alone
+    # Setting them (as load_state_dict would) changes what evaluation computes.
+    bn.running_mean = [1.0, 2.0, 3.0]
+    bn.running_var = np.full(3, 4.0 - 1e-5)
+    expected = (x - np.array([1.0, 2.0, 3.0]).reshape(1, 3, 1, 1)) / 2
+    np.testing.assert_allclose(bn(x), expected, rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="shape"):
+        bn.running_mean = np.zeros(2)
+    with pytest.raises(ValueError, match=">= 0"):
+        bn.running_var = [1.0, -1.0, 1.0]
+    with pytest.raises(ValueError, match="finite"):
+        bn.running_mean = [np.nan, 0.0, 0.0]
+    assert dl.Linear(2, 3).buffers == {}
