@@ -213,7 +213,7 @@ extension TorchStateDict {
 
     /// The spec named by `options`, or the one in the file's metadata.
     static func spec(_ options: String?, file: SafetensorsFile) throws(DLError) -> ModelSpec {
-        let hint = "pass the model's spec in options_json as {\"spec\": \"spec.json\"} (a path, JSON text or a JSON object)"
+        let hint = "give the model's spec: options_json {\"spec\": \"spec.json\"} (a path, JSON text or a JSON object), dl convert --spec spec.json, Model.from_safetensors(path, spec)"
         if let options, !options.utf8.allSatisfy(SpecParser.isSpace) {
             let given = try SpecParser.tokenize(Array(options.utf8), "options_json")
             defer { json_object_put(given) }
