@@ -1110,13 +1110,15 @@ DL_API int dl_model_export(const dl_model *model, const char *path, const char *
  * (not ONNX, truncated, a tensor whose data does not match its dims; a
  * malformed safetensors file, or one whose tensors are missing, unexpected,
  * of another shape or of a non-float dtype for the spec's model, named in
- * dl_last_error()); DL_SPEC_ERROR also for a safetensors import's spec;
+ * dl_last_error());
  * DL_UNSUPPORTED (an operator, attribute, element type or graph shape this
  * library cannot express, or a node reading a value that is neither the
  * previous node's output nor an initializer or constant (a missing
  * initializer): dl_last_error() names the node and its operator; an unknown
- * format); DL_SPEC_ERROR (an option in options_json);
- * DL_NOMEM (sizes beyond the library's limits).
+ * format); DL_SPEC_ERROR (an option in options_json, or the spec it gives a
+ * safetensors import); DL_INVALID_ARGUMENT also for a safetensors import without a
+ * spec in options_json or in the file; DL_NOMEM (sizes beyond the library's
+ * limits).
  */
 DL_API int dl_model_import(const char *path, const char *format, const char *options_json,
                            dl_model **out);
