@@ -1116,9 +1116,9 @@ DL_API int dl_model_export(const dl_model *model, const char *path, const char *
  * previous node's output nor an initializer or constant (a missing
  * initializer): dl_last_error() names the node and its operator; an unknown
  * format); DL_SPEC_ERROR (an option in options_json, or the spec it gives a
- * safetensors import); DL_INVALID_ARGUMENT also for a safetensors import without a
- * spec in options_json or in the file; DL_NOMEM (sizes beyond the library's
- * limits).
+ * safetensors import); DL_INVALID_ARGUMENT also for a safetensors import
+ * without a spec in options_json or in the file; DL_NOMEM (sizes beyond the
+ * library's limits).
  */
 DL_API int dl_model_import(const char *path, const char *format, const char *options_json,
                            dl_model **out);
