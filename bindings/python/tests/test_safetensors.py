@@ -178,6 +178,20 @@ net = nn.Sequential(
                "10.running_var": ("F32", (5,)), "10.num_batches_tracked": ("I64", ()),
                "12.weight": ("F32", (3, 5)), "12.bias": ("F32", (3,))},
     ),
+    "image_reshape_softmax": dict(
+        spec={"name": "shapes", "input": {"shape": [2, 4, 4]}, "layers": [
+            {"type": "reshape", "shape": [1, 8, 4]}, {"type": "softmax"},
+            {"type": "conv2d", "filters": 2, "kernel_size": 3, "padding": 1}, {"type": "flatten"},
+            {"type": "linear", "units": 3}],
+            "loss": "mse", "optimizer": {"type": "sgd", "lr": 0.1}, "seed": 4},
+        input_shape=(2, 4, 4),
+        torch="""
+net = nn.Sequential(nn.Sequential(nn.Flatten(), nn.Unflatten(1, (1, 8, 4))),
+                    nn.Sequential(nn.Flatten(), nn.Softmax(dim=1), nn.Unflatten(1, (1, 8, 4))),
+                    nn.Conv2d(1, 2, 3, padding=1), nn.Flatten(), nn.Linear(64, 3))
+""",
+        state={"2.weight": ("F32", (2, 1, 3, 3)), "2.bias": ("F32", (2,)), "4.weight": ("F32", (3, 64)), "4.bias": ("F32", (3,))},
+    ),
     "float64": dict(
         spec={"name": "f64", "input": {"shape": [2, 3, 3]}, "dtype": "float64", "layers": [
             {"type": "batch_norm", "affine": False}, {"type": "flatten"}, {"type": "linear", "units": 4},
@@ -196,7 +210,7 @@ NUMPY_DTYPES = {"F32": np.float32, "F64": np.float64, "I64": np.int64}
 #: Largest |reference - predict|: predict returns float32 whatever the model computes in,
 #: so the float64 model is checked to float32's rounding here and exactly, value for value,
 #: through the files (test_ours_loads_in_the_package_with_the_sequentials_names).
-TOLERANCE = {"mlp": 1e-5, "cnn": 1e-5, "float64": 1e-6}
+TOLERANCE = {"mlp": 1e-5, "cnn": 1e-5, "image_reshape_softmax": 1e-5, "float64": 1e-6}
 
 
 def hand_written(name: str, monkeypatch) -> Module:
