@@ -157,6 +157,11 @@ import Testing
             #expect(f.entry(name)?.dtype == dtype && f.entry(name)?.shape == shape, "\(name)")
         }
         #expect(f.metadata("format") == "pt")
+        // Each tensor's data starts at a multiple of its element size, counted from the
+        // file's start (the int64 counter comes first, then the float32 tensors).
+        #expect(f.dataStart % 8 == 0)
+        for e in f.entries { #expect(e.begin % Safetensors.dtypeSizes[e.dtype]! == 0, "\(e.name) at \(e.begin)") }
+        #expect(f.entries.first?.name == "1.num_batches_tracked")
         func tensor(_ name: String) throws -> [Float] {
             let e = f.entry(name)!
             var v = [Float](repeating: 0, count: e.count)

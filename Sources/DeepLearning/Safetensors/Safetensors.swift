@@ -280,9 +280,15 @@ public struct SafetensorsTensor {
 }
 
 extension Safetensors {
-    /// The file's bytes: the header (padded with spaces to a multiple of 8, as the
-    /// reference writer does, so that the data is aligned) and the tensors in order.
+    /// The file's bytes: the header, padded with spaces to a multiple of 8, then the
+    /// tensors, those of larger elements first (otherwise in the given order). As with the
+    /// reference writer, every tensor then starts at a multiple of its element size, so
+    /// that readers may use the data in place (torch.frombuffer needs aligned memory).
     public static func encode(_ tensors: [SafetensorsTensor], metadata: [(String, String)]) throws(DLError) -> [UInt8] {
+        let tensors = tensors.enumerated().sorted { a, b in
+            let (x, y) = (dtypeSizes[a.element.dtype] ?? 1, dtypeSizes[b.element.dtype] ?? 1)
+            return x != y ? x > y : a.offset < b.offset
+        }.map(\.element)
         let root = json_object_new_object()
         defer { json_object_put(root) }
         if !metadata.isEmpty {

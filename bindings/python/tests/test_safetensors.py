@@ -14,6 +14,7 @@ generated source is also loaded into real torch and compared.
 from __future__ import annotations
 
 import importlib.util
+import json
 import struct
 import sys
 import types
@@ -248,7 +249,7 @@ def test_a_file_written_by_the_package_loads_and_predicts_the_numpy_forward(name
     assert np.max(np.abs(got - want)) <= TOLERANCE[name]
     # The spec may also be a file.
     spec_file = tmp_path / "spec.json"
-    spec_file.write_text(__import__("json").dumps(NETWORKS[name]["spec"]))
+    spec_file.write_text(json.dumps(NETWORKS[name]["spec"]))
     assert np.array_equal(dl.Model.from_safetensors(path, spec_file).predict(x), got)
 
 
@@ -263,6 +264,15 @@ def test_ours_loads_in_the_package_with_the_sequentials_names(name, tmp_path, mo
     path = tmp_path / f"{name}.safetensors"
     model.to_safetensors(path)
     state = safetensors_numpy.load_file(str(path))
+    # Every tensor is aligned to its element size (as the reference writer lays them out):
+    # torch.frombuffer can use the bytes in place.
+    raw = path.read_bytes()
+    (length,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8:8 + length])
+    assert (8 + length) % 8 == 0
+    for key, entry in header.items():
+        if key != "__metadata__":
+            assert entry["data_offsets"][0] % {"F32": 4, "F64": 8, "I64": 8}[entry["dtype"]] == 0, key
     want = {key: (NUMPY_DTYPES[dtype], shape) for key, (dtype, shape) in NETWORKS[name]["state"].items()}
     assert {key: (v.dtype.type, v.shape) for key, v in state.items()} == want
     for key, v in state.items():
