@@ -1052,7 +1052,7 @@ DL_API int dl_loss_forward(dl_loss *loss, const void *pred, size_t rows, size_t 
 DL_API int dl_loss_backward(dl_loss *loss, void *grad, size_t grad_len);
 
 /* ------------------------------------------------------------------------ */
-/* Model files in other formats: ONNX (export and import)                    */
+/* Model files in other formats: ONNX, safetensors (export and import)      */
 /* ------------------------------------------------------------------------ */
 
 /*
@@ -1067,7 +1067,19 @@ DL_API int dl_loss_backward(dl_loss *loss, void *grad, size_t grad_len);
  *           out, and the spec's JSON and the library version in its
  *           metadata_props; docs/onnx.md has the operator table.
  *           "h5": this library's checkpoint, as dl_model_save().
- *           NULL: from the extension of path (".onnx"; ".h5", ".hdf5").
+ *           "safetensors": the parameters and buffers as the PyTorch state dict
+ *           of the same network's torch.nn.Sequential, where layer i is module
+ *           i ("0.weight", "0.bias", batch norm's "1.running_mean",
+ *           "1.running_var" and int64 "1.num_batches_tracked", the optimizer
+ *           step count), F32 or F64 as the model's dtype, the spec's JSON in
+ *           the metadata under "deeplearning.spec"; and, beside it, the Python
+ *           source of that nn.Sequential ("model.safetensors" -> "model.py",
+ *           any other name + ".py"), so that
+ *           net.load_state_dict(safetensors.torch.load_file(path)) loads it.
+ *           An existing .py file that this library did not write is not
+ *           replaced (DL_IO_ERROR). docs/interop.md has the module table.
+ *           NULL: from the extension of path (".onnx"; ".h5", ".hdf5";
+ *           ".safetensors").
  * Returns: DL_OK; DL_INVALID_ARGUMENT (NULL model or path, dead handle, no
  * format and an extension that names none); DL_UNSUPPORTED (an unknown
  * format, named in dl_last_error()); DL_IO_ERROR; DL_BUSY.
@@ -1079,8 +1091,8 @@ DL_API int dl_model_export(const dl_model *model, const char *path, const char *
  * dl_model_import - read a model written in another framework's format, as an
  * ordinary trainable model.
  *   path          file to read (UTF-8).
- *   format        "onnx", "h5" (as dl_model_load()), or NULL for the
- *                 extension of path.
+ *   format        "onnx", "h5" (as dl_model_load()), "safetensors", or NULL
+ *                 for the extension of path.
  *   options_json  NULL, or a JSON object with the spec settings the file does
  *                 not say: "loss", "optimizer", "name", "seed", "init",
  *                 "dtype", each as in a spec file. An ONNX graph this library
@@ -1088,6 +1100,10 @@ DL_API int dl_model_export(const dl_model *model, const char *path, const char *
  *                 to "cross_entropy" for a flat output of several values and
  *                 to "mse" for one value, the optimizer to
  *                 {"type": "adam", "lr": 0.001}. "h5" takes no options.
+ *                 "safetensors" takes {"spec": S}: the spec of the model whose
+ *                 state dict the file holds, S a JSON object, a spec's JSON
+ *                 text (a string starting with "{") or a spec file's path;
+ *                 without it, the spec an exported file carries.
  *   out           OUT: the model; the caller frees it with dl_model_free().
  *                 dl_model_spec_json() gives the spec that describes it.
  * An ONNX graph must be a chain of the operators of docs/onnx.md (Gemm,
@@ -1095,15 +1111,29 @@ DL_API int dl_model_export(const dl_model *model, const char *path, const char *
  * activations, Flatten, Reshape by a constant shape; Identity and Dropout
  * skipped; scalar Mul/Sub/Div at the front read as the preprocessing), as
  * torch.onnx.export and tf2onnx write MLPs and CNNs.
+ * A safetensors file must hold exactly the tensors of the spec's model under
+ * their nn.Sequential names (see dl_model_export), each with the model's shape;
+ * F32, F64, F16 and BF16 are converted to the model's dtype (a value beyond
+ * float32's range is refused), "num_batches_tracked" must be an I64 scalar (its
+ * value is not kept). The file is checked whole before any value is used: the
+ * header length (at most 16 MiB, within the file), the JSON header (json-c),
+ * each entry's dtype, shape and data_offsets, whose byte ranges must have
+ * exactly product(shape) times the dtype's size bytes and lie back to back
+ * over the whole data, and "__metadata__", an object of strings.
  * Returns: DL_OK; DL_INVALID_ARGUMENT (NULL path or out, an unknown key in
  * options_json); DL_IO_ERROR (missing or unreadable file); DL_FORMAT_ERROR
- * (not ONNX, truncated, a tensor whose data does not match its dims);
+ * (not ONNX, truncated, a tensor whose data does not match its dims; a
+ * malformed safetensors file, or one whose tensors are missing, unexpected,
+ * of another shape or of a non-float dtype for the spec's model, named in
+ * dl_last_error());
  * DL_UNSUPPORTED (an operator, attribute, element type or graph shape this
  * library cannot express, or a node reading a value that is neither the
  * previous node's output nor an initializer or constant (a missing
  * initializer): dl_last_error() names the node and its operator; an unknown
- * format); DL_SPEC_ERROR (an option in options_json);
- * DL_NOMEM (sizes beyond the library's limits).
+ * format); DL_SPEC_ERROR (an option in options_json, or the spec it gives a
+ * safetensors import); DL_INVALID_ARGUMENT also for a safetensors import
+ * without a spec in options_json or in the file; DL_NOMEM (sizes beyond the
+ * library's limits).
  */
 DL_API int dl_model_import(const char *path, const char *format, const char *options_json,
                            dl_model **out);

@@ -232,6 +232,65 @@ def onnx_seeds():
     (out / "truncated.onnx").write_bytes(data[: len(data) // 2])
 
 
+def safetensors_file(tensors, metadata=None):
+    """A safetensors file: tensors is a list of (name, dtype, shape, array), written in order."""
+    header, data = {}, b""
+    if metadata is not None:
+        header["__metadata__"] = metadata
+    for name, dtype, shape, values in tensors:
+        raw = np.ascontiguousarray(values).astype(values.dtype.newbyteorder("<")).tobytes()
+        header[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [len(data), len(data) + len(raw)]}
+        data += raw
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    return struct.pack("<Q", len(text)) + text + data
+
+
+def safetensors_seeds():
+    """State dicts of the three specs of fuzz/fuzz_safetensors.c (nn.Sequential names), in
+    F32, F16, BF16 and F64, one carrying its spec in the metadata, and a few near misses."""
+    out = folder("safetensors")
+    rng = np.random.default_rng(0)
+
+    def t(name, shape, dtype="F32"):
+        numpy_type = {"F32": np.float32, "F16": np.float16, "F64": np.float64}[dtype]
+        values = rng.standard_normal(shape).astype(numpy_type) if shape else np.array(0, numpy_type)
+        if name.endswith("running_var"):
+            values = np.abs(values) + 0.5
+        return (name, dtype, shape, values)
+
+    def counter(name):
+        return (name, "I64", (), np.array(3, np.int64))
+
+    def bn(i, c, dtype="F32", affine=True):
+        weights = [t(f"{i}.weight", (c,), dtype), t(f"{i}.bias", (c,), dtype)] if affine else []
+        return weights + [t(f"{i}.running_mean", (c,), dtype), t(f"{i}.running_var", (c,), dtype), counter(f"{i}.num_batches_tracked")]
+
+    def mlp(dtype="F32"):
+        return [t("0.weight", (4, 3), dtype), t("0.bias", (4,), dtype)] + bn(1, 4, dtype) + \
+               [t("4.weight", (2, 4), dtype), t("4.bias", (2,), dtype)]
+
+    cnn = [t("0.weight", (2, 1, 3, 3)), t("0.bias", (2,))] + bn(1, 2) + [t("4.weight", (3, 8))]
+    f64 = bn(0, 2, "F64", affine=False) + [t("1.weight", (2, 2), "F64"), t("1.bias", (2,), "F64")]
+    (out / "mlp.safetensors").write_bytes(safetensors_file(mlp(), {"format": "pt"}))
+    (out / "mlp_f16.safetensors").write_bytes(safetensors_file(mlp("F16")))
+    bf16 = [(n, "BF16", s, (v.astype(np.float32).view(np.uint32) >> 16).astype(np.uint16)) if d == "F32" else (n, d, s, v)
+            for n, d, s, v in mlp()]
+    (out / "mlp_bf16.safetensors").write_bytes(safetensors_file(bf16))
+    (out / "cnn.safetensors").write_bytes(safetensors_file(cnn))
+    (out / "float64.safetensors").write_bytes(safetensors_file(f64))
+    spec = {"input_size": 2, "layers": [{"type": "linear", "units": 2}, {"type": "relu"}],
+            "loss": "mse", "optimizer": {"type": "sgd", "lr": 0.1}}
+    (out / "with_spec.safetensors").write_bytes(safetensors_file(
+        [t("0.weight", (2, 2)), t("0.bias", (2,))], {"format": "pt", "deeplearning.spec": json.dumps(spec)}))
+    # Near misses: a tensor missing, a wrong shape, overlapping offsets, a short file.
+    (out / "mlp_missing.safetensors").write_bytes(safetensors_file(mlp()[1:]))
+    (out / "mlp_transposed.safetensors").write_bytes(safetensors_file([t("0.weight", (3, 4))] + mlp()[1:]))
+    whole = safetensors_file(cnn)
+    (out / "cnn_truncated.safetensors").write_bytes(whole[:-5])
+    (out / "empty.safetensors").write_bytes(safetensors_file([]))
+
+
 if __name__ == "__main__":
     spec_seeds()
     spec_dictionary()
@@ -240,5 +299,6 @@ if __name__ == "__main__":
     hdf5_seeds()
     abi_seeds()
     onnx_seeds()
+    safetensors_seeds()
     for path in sorted(corpus.iterdir()):
         print(f"{path.relative_to(repo)}: {len(list(path.iterdir()))} files")

@@ -18,8 +18,11 @@ apt_packages=(cmake ninja-build pkg-config
               valgrind    # ctest c_driver_valgrind (bindings/c)
               debootstrap)   # scripts/test_wheel.sh
 python_modules=(numpy scipy h5py pytest jsonschema setuptools wheel auditwheel mypy
-                onnx onnxruntime)   # PyPI names are the same
+                onnx onnxruntime
+                safetensors)   # PyPI names are the same
 # (onnx, onnxruntime: bindings/python/tests/test_onnx.py checks exported models in ONNX Runtime)
+# (safetensors: bindings/python/tests/test_safetensors.py reads and writes PyTorch state dicts
+#  with it; torch itself is not installed, too big for CI: a NumPy stand-in runs the nn.Sequential)
 # (scipy: scipy.special.erf, the NumPy reference of the gelu activation)
 # (setuptools and wheel build bindings/python for the tests without a PyPI round trip)
 # (mypy: bindings/python/tests/test_typing.py checks the package's type hints, --strict)

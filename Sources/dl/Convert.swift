@@ -1,28 +1,52 @@
 import ArgumentParser
 import DeepLearning
 
-/// `dl convert IN OUT`: a model from one file format to another (checkpoint .h5 <-> .onnx).
+/// `dl convert IN OUT`: a model from one file format to another (checkpoint .h5, .onnx, .safetensors).
 struct Convert: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Convert a model between file formats: a checkpoint (.h5) and ONNX (.onnx).",
+        abstract: "Convert a model between file formats: a checkpoint (.h5), ONNX (.onnx), a PyTorch state dict (.safetensors).",
         discussion: """
-            The formats come from the extensions (.h5 or .hdf5, .onnx) unless --from/--to name them. \
+            The formats come from the extensions (.h5 or .hdf5, .onnx, .safetensors) unless --from/--to name them. \
             An ONNX file read here must be a chain of the operators in docs/onnx.md; the model it \
             becomes is trainable, with the loss and optimizer of --options (a JSON object with \
-            "loss", "optimizer", "name", "seed", "init", "dtype" as in a spec) or the defaults.
+            "loss", "optimizer", "name", "seed", "init", "dtype" as in a spec) or the defaults. A PyTorch state dict (.safetensors) is written with \
+            the Python source of its nn.Sequential beside it (model.safetensors -> model.py) and read \
+            given the model's spec (--spec spec.json); a file this library wrote carries its own.
             """)
 
     @Argument(help: "The model to read.") var input: String
     @Argument(help: "The file to write (replaced atomically).") var output: String
-    @Option(help: "Format of INPUT: onnx or h5 (default: from its extension).") var from: String?
-    @Option(help: "Format of OUTPUT: onnx or h5 (default: from its extension).") var to: String?
+    @Option(help: "Format of INPUT: onnx, h5 or safetensors (default: from its extension).") var from: String?
+    @Option(help: "Format of OUTPUT: onnx, h5 or safetensors (default: from its extension).") var to: String?
     @Option(help: "JSON object of spec settings for an imported ONNX model.") var options: String?
+    @Option(help: "The spec file of the model a .safetensors INPUT holds the state dict of.") var spec: String?
 
     func run() throws {
         try runReporting { () throws(DLError) in
+            var options = options
+            if let spec {
+                guard options == nil else { throw DLError(.invalidArgument, "--spec and --options cannot be combined; --spec S is --options '{\"spec\": S}'") }
+                options = "{\"spec\": \(jsonString(spec))}"
+            }
             let model = try importModel(from: input, format: from, options: options)
             try exportModel(model, to: output, format: to)
             print("\(input) -> \(output): \(model.layerTypes.count) layers, \(model.parameterCount) parameters, input \(model.inputShape), output \(model.outputShape)")
         }
     }
+}
+
+/// `s` as a JSON string literal.
+func jsonString(_ s: String) -> String {
+    var out = "\""
+    for u in s.unicodeScalars {
+        switch u {
+        case "\\": out += "\\\\"
+        case "\"": out += "\\\""
+        case _ where u.value < 0x20:
+            let hex = String(u.value, radix: 16)
+            out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+        default: out.unicodeScalars.append(u)
+        }
+    }
+    return out + "\""
 }

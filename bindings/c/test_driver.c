@@ -3942,6 +3942,66 @@ static void test_onnx_files(void) {
 }
 
 /* ------------------------------------------------------------------------ */
+/* dl_model_export, dl_model_import: PyTorch state dicts (safetensors)       */
+/* ------------------------------------------------------------------------ */
+
+static void test_safetensors_files(void) {
+    section("dl_model_export, dl_model_import: safetensors");
+    static const char mlp_json[] =
+        "{\"input_size\": 5, \"layers\": [{\"type\": \"linear\", \"units\": 4},"
+        " {\"type\": \"batch_norm\"}, {\"type\": \"tanh\"}, {\"type\": \"linear\", \"units\": 3}],"
+        " \"loss\": \"cross_entropy\", \"optimizer\": {\"type\": \"sgd\", \"lr\": 0.1}, \"seed\": 2}";
+    enum { N = 6, IN = 5, OUT = 3 };
+    float x[N * IN], y1[N * OUT], y2[N * OUT];
+    int32_t labels[N];
+    uint64_t state = 5;
+    for (int i = 0; i < N * IN; i++) x[i] = uniform(&state);
+    for (int i = 0; i < N; i++) labels[i] = i % OUT;
+    char path[4200], python[4200], spec_path[4200], options[4400];
+    scratch_path(path, sizeof path, "mlp.safetensors");
+    scratch_path(python, sizeof python, "mlp.py");
+    scratch_path(spec_path, sizeof spec_path, "mlp_spec.json");
+    FILE *f = fopen(spec_path, "w");
+    if (!CHECK(f != NULL)) return;
+    fputs(mlp_json, f);
+    fclose(f);
+
+    dl_model *m = NULL;
+    if (!CHECK_OK(dl_model_from_json(mlp_json, &m))) return;
+    for (int i = 0; i < 2; i++) CHECK_OK(dl_train_step(m, x, N, labels, NULL, NULL)); /* moves the running statistics */
+    CHECK_OK(dl_model_export(m, path, NULL));
+    CHECK(file_size(path) > 8 && file_size(python) > 0);   /* the nn.Sequential source beside it */
+
+    /* Given the spec (a path here), the same model comes back: same predictions. */
+    snprintf(options, sizeof options, "{\"spec\": \"%s\"}", spec_path);
+    dl_model *back = SENTINEL_MODEL;
+    if (CHECK_OK(dl_model_import(path, "safetensors", options, &back)) && CHECK(back != NULL && back != SENTINEL_MODEL)) {
+        CHECK_OK(dl_predict(m, x, N, y1, N * OUT));
+        CHECK_OK(dl_predict(back, x, N, y2, N * OUT));
+        CHECK(memcmp(y1, y2, sizeof y1) == 0);
+    }
+    release(back);
+
+    /* Errors leave OUT untouched: an unknown option, a spec whose model has other shapes,
+       a file that is not safetensors. */
+    back = SENTINEL_MODEL;
+    CHECK_STATUS(dl_model_import(path, NULL, "{\"loss\": \"mse\"}", &back), DL_INVALID_ARGUMENT);
+    CHECK_MESSAGE_HAS("unknown key \"loss\"");
+    CHECK_STATUS(dl_model_import(path, NULL,
+        "{\"spec\": {\"input_size\": 5, \"layers\": [{\"type\": \"linear\", \"units\": 7}, {\"type\": \"batch_norm\"},"
+        " {\"type\": \"tanh\"}, {\"type\": \"linear\", \"units\": 3}], \"loss\": \"mse\","
+        " \"optimizer\": {\"type\": \"sgd\", \"lr\": 0.1}}}", &back), DL_FORMAT_ERROR);
+    CHECK_MESSAGE_HAS("\"0.weight\" has shape [4, 5], but the spec's model has [7, 5]");
+    CHECK_STATUS(dl_model_import(spec_path, "safetensors", NULL, &back), DL_FORMAT_ERROR);
+    CHECK(back == SENTINEL_MODEL);
+
+    release(m);
+    remove(path);
+    remove(python);
+    remove(spec_path);
+}
+
+/* ------------------------------------------------------------------------ */
 /* Caller sizes far beyond any tensor (issue 13, class 3)                    */
 /* ------------------------------------------------------------------------ */
 
@@ -4493,6 +4553,7 @@ int main(int argc, char **argv) {
     release(xor);
     test_threads_separate_models();
     test_onnx_files();
+    test_safetensors_files();
     test_last_error_per_thread();
     test_huge_sizes_models();
     test_huge_sizes_layers();

@@ -4,9 +4,11 @@
 ///
 ///     "onnx"   ONNX (ONNXExport, ONNXImport), extension .onnx
 ///     "h5"     this library's checkpoint (Checkpoint), extensions .h5 .hdf5
+///     "safetensors"  a PyTorch nn.Sequential state dict (TorchStateDict), extension .safetensors
 public enum ModelFormat: String, CaseIterable, Sendable {
     case onnx
     case h5
+    case safetensors
 
     /// The format `name` names, or, when nil, the one `path`'s extension says.
     public static func resolve(_ name: String?, path: String) throws(DLError) -> ModelFormat {
@@ -19,7 +21,8 @@ public enum ModelFormat: String, CaseIterable, Sendable {
         let lower = path.lowercased()
         if lower.hasSuffix(".onnx") { return .onnx }
         if lower.hasSuffix(".h5") || lower.hasSuffix(".hdf5") { return .h5 }
-        throw DLError(.invalidArgument, "\(path): cannot tell the model format from the file name (expected .onnx, .h5 or .hdf5); name the format (\(names))")
+        if lower.hasSuffix(".safetensors") { return .safetensors }
+        throw DLError(.invalidArgument, "\(path): cannot tell the model format from the file name (expected .onnx, .h5, .hdf5 or .safetensors); name the format (\(names))")
     }
 
     static var names: String { allCases.map { "\"\($0.rawValue)\"" }.joined(separator: ", ") }
@@ -30,12 +33,13 @@ public func exportModel(_ model: any AnyModel, to path: String, format: String? 
     switch try ModelFormat.resolve(format, path: path) {
     case .onnx: try ONNXExport.write(model, to: path)
     case .h5: try model.save(to: path)
+    case .safetensors: try TorchStateDict.export(model, to: path)
     }
 }
 
 /// Reads a model from `path` in `format` (nil: from the extension). `options` is a JSON
 /// object: for ONNX, the spec settings the graph does not say (`ONNXImport.optionKeys`);
-/// a checkpoint takes none.
+/// a checkpoint takes none; safetensors takes the spec (`TorchStateDict.optionKeys`).
 public func importModel(from path: String, format: String? = nil, options: String? = nil) throws(DLError) -> any AnyModel {
     switch try ModelFormat.resolve(format, path: path) {
     case .onnx: return try ONNXImport.load(path: path, options: options)
@@ -44,5 +48,6 @@ public func importModel(from path: String, format: String? = nil, options: Strin
             throw DLError(.invalidArgument, "options_json: a checkpoint (.h5) takes no options; pass NULL")
         }
         return try loadModel(from: path)
+    case .safetensors: return try TorchStateDict.load(path: path, options: options)
     }
 }

@@ -185,6 +185,30 @@ class Model:
         from .onnx import import_model
         return import_model(path, "onnx", **options)
 
+    def to_safetensors(self, path: PathLike) -> None:
+        """Writes the parameters and buffers as a PyTorch state dict in a safetensors
+        file, named as the ``torch.nn.Sequential`` of this network names them
+        (``0.weight``, ``1.running_mean``, ...), and that ``nn.Sequential``'s Python
+        source beside it (``model.safetensors`` -> ``model.py``; an existing ``.py``
+        file that this library did not write is never replaced). See docs/interop.md."""
+        from .onnx import export
+        export(self, path, "safetensors")
+
+    @classmethod
+    def from_safetensors(cls, path: PathLike, spec: Mapping[str, Any] | PathLike | None = None) -> Model:
+        """The model `spec` describes (a dict, or a spec file's path), with its parameters
+        and buffers from the PyTorch state dict in the safetensors file at `path`. Every
+        tensor must be there under its ``nn.Sequential`` name and shape, and nothing else
+        (:class:`~deeplearning.FormatError` names the culprit). Without `spec`, a file
+        this library exported brings back its own."""
+        if spec is None:
+            options = None
+        elif isinstance(spec, Mapping):
+            options = spec_text({"spec": dict(spec)})
+        else:
+            options = spec_text({"spec": os.fsdecode(os.fspath(spec))})
+        return cls._wrap(call(lib.dl_model_import, _path(path), b"safetensors", options, MODEL))
+
     def __repr__(self) -> str:
         if self.closed:
             return "<deeplearning.Model (closed)>"
