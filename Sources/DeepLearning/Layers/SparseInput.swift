@@ -34,6 +34,11 @@ final class SparseInput {
     final class Workspace {
         let rowBegin = Buffer<Int64>(), rowEnd = Buffer<Int64>()
         let index = Buffer<Int32>(), value = Buffer<Float>(), base = Buffer<Float>(), partial = Buffer<Float>()
+        /// The last batch was too dense to compress: the next attempt runs on the calling
+        /// thread alone. On dense data every attempt fails, and a failed attempt is too
+        /// little work to pay for waking the kernel threads, which slept through the
+        /// previous step's BLAS products; the layer's BLAS path then uses no pool at all.
+        var lastFailed = false
     }
     private let workspace = Workspace()
     /// (x - v)^T for the weight gradient.
@@ -100,7 +105,7 @@ final class SparseInput {
         guard !total.overflow, total.partialValue < Int(Int32.max) else { return .none }
         let limit = Int(Double(total.partialValue) * SparseInput.maxDensity)
         let capacity = limit + inFeatures + 8
-        let segments = Kernels.threads
+        let segments = workspace.lastFailed ? 1 : Kernels.threads
         guard rowBegin.reserve(batch), rowEnd.reserve(batch), index.reserve(segments * capacity),
               value.reserve(segments * capacity), base.reserve(chunks * outFeatures),
               partial.reserve((chunks - 1) * batch * outFeatures) else { return .none }
@@ -112,8 +117,14 @@ final class SparseInput {
         while true {
             let n = dlk_sparse_forward(xf, Int64(batch), Int64(inFeatures), v, Int64(limit), floats(weightT),
                                        Int64(outFeatures), bias.map(floats), &work, floats(y), plainC)
-            if n >= 0 { return .sparse(background: v) }
-            if v == 0 { return .none }
+            if n >= 0 {
+                workspace.lastFailed = false
+                return .sparse(background: v)
+            }
+            if v == 0 {
+                workspace.lastFailed = true
+                return .none
+            }
             v = 0
         }
     }
