@@ -150,6 +150,20 @@ DL_API const char *dl_status_string(int status);
  */
 DL_API const char *dl_last_error(void);
 
+/*
+ * dl_last_accuracy - the training accuracy this thread last saw, as Keras shows
+ * it during an epoch: the fraction of samples whose largest output, in the
+ * forward pass of their training step (before its update), is at their class
+ * (the label, or the largest entry of a one-hot or probability target row).
+ *   - After dl_train_step(): that step's batch (NaN when it failed).
+ *   - Inside a progress callback (dl_progress_fn): the samples reported so far
+ *     (samples_done), for dl_train_epoch() as above and for
+ *     dl_evaluate_dataset() the evaluated ones.
+ * Other calls leave it as it was. NaN for a model whose loss is not a
+ * classifier's (mse, huber, ...).
+ */
+DL_API double dl_last_accuracy(void);
+
 /* ------------------------------------------------------------------------ */
 /* Threads                                                                   */
 /* ------------------------------------------------------------------------ */

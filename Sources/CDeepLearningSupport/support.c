@@ -22,3 +22,9 @@ void dlx_set_error(const char *message) {
 }
 
 const char *dlx_last_error(void) { return dlx_message; }
+
+static _Thread_local double dlx_accuracy_value = __builtin_nan("");
+
+void dlx_set_accuracy(double accuracy) { dlx_accuracy_value = accuracy; }
+
+double dlx_accuracy(void) { return dlx_accuracy_value; }

@@ -98,6 +98,28 @@ public enum Kernels {
         }
     }
 
+    /// The rows of x (rows x cols) whose largest entry (the first of equal ones) is at the
+    /// row's class: its label, or the largest entry of the same row of target values. What
+    /// accuracy counts, in evaluation and in training.
+    public static func countArgmaxMatches<T: DLScalar>(_ x: UnsafePointer<T>, rows: Int, cols: Int,
+                                                       _ targets: Targets<T>) -> Int {
+        func argmax(_ row: UnsafePointer<T>) -> Int {
+            var best = 0
+            for c in 1..<max(cols, 1) where row[c] > row[best] { best = c }
+            return best
+        }
+        var count = 0
+        for r in 0..<rows {
+            let expected: Int
+            switch targets {
+            case .labels(let l): expected = Int(l[r])
+            case .values(let v): expected = argmax(v + r * cols)
+            }
+            if argmax(x + r * cols) == expected { count += 1 }
+        }
+        return count
+    }
+
     // MARK: Elementwise maps (activations: any shape, n elements)
 
     /// y[i] = f(x[i]).

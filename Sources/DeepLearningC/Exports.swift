@@ -107,10 +107,17 @@ public func dl_model_load(_ path: UnsafePointer<CChar>?, _ out: UnsafeMutablePoi
 public func dl_train_step(_ model: OpaquePointer?, _ x: UnsafePointer<Float>?, _ batch: Int,
                           _ labels: UnsafePointer<Int32>?, _ targets: UnsafePointer<Float>?,
                           _ loss: UnsafeMutablePointer<Double>?) -> Int32 {
-    withModel(model) { (box) throws(DLError) in
+    dlx_set_accuracy(.nan)
+    return withModel(model) { (box) throws(DLError) in
         let value = try box.value.trainStep(x: try required(x, "x"), batch: try size(batch, "batch"), targets: try batchTargets(labels, targets))
         loss?.pointee = value
+        dlx_set_accuracy(box.value.lastStepCorrect.map { Double($0) / Double(batch) } ?? .nan)
     }
+}
+
+@_cdecl("dl_last_accuracy")
+public func dl_last_accuracy() -> Double {
+    dlx_accuracy()
 }
 
 /// Checks that a caller's output buffer holds `count * perSample` elements.

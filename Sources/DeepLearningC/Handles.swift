@@ -34,6 +34,7 @@ struct CProgress {
     /// `.cancelled`, naming `call` and how far it got.
     func handler(_ call: String, _ unit: String) -> ProgressHandler {
         { (p) throws(DLError) in
+            dlx_set_accuracy(p.samplesCorrect.map { Double($0) / Double(max(p.samplesDone, 1)) } ?? .nan)
             if function(userData, p.batchesDone, p.batchCount, p.samplesDone, p.meanLoss) != 0 {
                 throw DLError(.cancelled, "\(call) stopped by its progress callback after \(p.batchesDone) of \(p.batchCount) \(unit)")
             }

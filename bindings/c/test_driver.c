@@ -917,17 +917,21 @@ done:
 static int train_xor_to_100(dl_model *m) {
     double accuracy = 0, before = 0, loss = 0;
     uint64_t steps = step_count(m);
-    bool counter_ok = true, loss_ok = true;
+    bool counter_ok = true, loss_ok = true, accuracy_ok = true;
     int taken = 0;
     for (; taken < 2000; taken++) {
         if (!CHECK_OK(dl_evaluate(m, xor_x, XOR_COUNT, xor_labels, NULL, &before, &accuracy))) break;
         if (accuracy == 1.0) break;
         if (!CHECK_OK(dl_train_step(m, xor_x, XOR_COUNT, xor_labels, NULL, &loss))) break;
         loss_ok = loss_ok && fabs(loss - before) <= 1e-6 * fmax(1, before);
+        /* the step's forward pass (no dropout here) classifies as the evaluation before it */
+        accuracy_ok = accuracy_ok && dl_last_accuracy() == accuracy;
         counter_ok = counter_ok && step_count(m) == ++steps;
     }
     CHECK(counter_ok); /* +1 per step */
     CHECK(loss_ok);    /* dl_train_step's loss is the loss before the update */
+    CHECK(accuracy_ok); /* dl_last_accuracy() is the batch's accuracy before the update */
+    CHECK(isnan((dl_train_step(m, NULL, XOR_COUNT, xor_labels, NULL, &loss), dl_last_accuracy())));
     CHECK(accuracy == 1.0);
     printf("   xor: 100%% accuracy after %d steps\n", taken);
     return taken;

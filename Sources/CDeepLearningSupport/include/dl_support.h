@@ -12,4 +12,8 @@ DLX_HIDDEN void dlx_set_error(const char *message);
 /// This thread's last-error message; "" when the last call succeeded.
 DLX_HIDDEN const char *dlx_last_error(void);
 
+/// This thread's accuracy of the last train step or progress report (dl_last_accuracy).
+DLX_HIDDEN void dlx_set_accuracy(double accuracy);
+DLX_HIDDEN double dlx_accuracy(void);
+
 #endif

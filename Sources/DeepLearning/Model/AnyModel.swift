@@ -18,6 +18,7 @@ public protocol AnyModel: AnyObject {
     var learningRate: Double { get set }
     var stepCount: Int { get }
     var samplesSeen: Int { get set }
+    var lastStepCorrect: Int? { get }
     var epoch: Int { get set }
     var isClassifier: Bool { get }
 

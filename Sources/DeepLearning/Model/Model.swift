@@ -52,6 +52,9 @@ public final class Model<T: DLScalar> {
     let firstTrainableLayer: Int
     /// Training counters, saved in checkpoints.
     public var samplesSeen: Int = 0
+    /// For a classifier, how many samples of the last accepted train step its forward pass
+    /// (before the update) classified right, as accuracy counts them; nil for regression.
+    public private(set) var lastStepCorrect: Int?
     /// Epochs completed; kept by the optimizer, whose per-epoch schedule follows it.
     public var epoch: Int {
         get { optimizer.epoch }
@@ -328,6 +331,7 @@ public final class Model<T: DLScalar> {
         try backward(lossGrad)
         try optimizer.update(parameters)
         for layer in layers { layer.commitTrainingStatistics() }
+        lastStepCorrect = loss.isClassification ? Kernels.countArgmaxMatches(out.data, rows: batch, cols: outputSize, t) : nil
         samplesSeen += batch
         return value
     }
@@ -386,24 +390,14 @@ public final class Model<T: DLScalar> {
         let chunk = inferenceChunk
         let chunks = count / chunk + (count % chunk == 0 ? 0 : 1)
         try withInferenceContext { (context) throws(DLError) in
-            let (predicted, expected) = (context.predicted, context.expected)
-            guard predicted.reserve(chunk), expected.reserve(chunk) else {
-                throw DLError(.noMemory, "out of memory for the classes of \(chunk) samples")
-            }
             try forEachChunk(count) { (start, rows) throws(DLError) in
                 let y = try infer(try loadInput(x + start * inputSize, batch: rows, into: context.input), context)
                 let t = try loadTargets(targets.advanced(by: start, width: outputSize), batch: rows, into: context.targetValues)
                 lossSum += try loss.compute(y, t, grad: context.lossGrad) * Double(rows)
+                if loss.isClassification { correct += Kernels.countArgmaxMatches(y.data, rows: rows, cols: outputSize, t) }
                 try progress?(EpochProgress(batchesDone: start / chunk + 1, batchCount: chunks, samplesDone: start + rows,
-                                            meanLoss: lossSum / Double(start + rows)))
-                guard loss.isClassification else { return }
-                let (p, e) = (predicted.base, expected.base)
-                Kernels.argmaxRows(y.data, rows: rows, cols: outputSize, p)
-                switch t {
-                case .labels(let l): e.update(from: l, count: rows)
-                case .values(let v): Kernels.argmaxRows(v, rows: rows, cols: outputSize, e)
-                }
-                for i in 0..<rows where p[i] == e[i] { correct += 1 }
+                                            meanLoss: lossSum / Double(start + rows),
+                                            samplesCorrect: loss.isClassification ? correct : nil))
             }
         }
         let meanLoss = lossSum / Double(count)
@@ -495,8 +489,7 @@ public final class Model<T: DLScalar> {
 }
 
 /// One caller's memory for inference on a model: the converted input, every layer's
-/// `InferenceScratch`, and what `evaluate` needs (targets, the loss gradient it ignores,
-/// the predicted and expected classes). Made once and reused (see
+/// `InferenceScratch`, and what `evaluate` needs (targets, the loss gradient it ignores). Made once and reused (see
 /// `Model.withInferenceContext`), so repeated inference allocates nothing after its first
 /// call.
 final class InferenceContext<T: DLScalar> {
@@ -505,7 +498,6 @@ final class InferenceContext<T: DLScalar> {
     let scratch: InferenceScratch<T>?
     let targetValues: Tensor<T>
     let lossGrad: Tensor<T>
-    let predicted = Buffer<Int32>(), expected = Buffer<Int32>()
 
     init(layers: Int) throws(DLError) {
         input = try Tensor(shape: [0])

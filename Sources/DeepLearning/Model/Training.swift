@@ -18,6 +18,9 @@ public struct EpochProgress: Sendable {
     public var samplesDone: Int
     /// Mean loss of the batches so far, weighted by batch size.
     public var meanLoss: Double
+    /// For a classifier, the samples so far classified right (by the forward pass of their
+    /// training step, before its update; or by evaluation); nil for regression.
+    public var samplesCorrect: Int? = nil
 }
 
 /// Called by `trainEpoch` after every step and by `evaluate` after every chunk; throwing
@@ -75,7 +78,7 @@ extension Model {
         }
         let gathered = shuffle ? GatheredTargets(rows: rows, width: width) : nil
         var lossSum = 0.0
-        var done = 0
+        var done = 0, correct = 0
         let loader = shuffle && batches > 1 && backgroundLoading != false
             ? BatchLoader(model: self, rows: rows, always: backgroundLoading == true) : nil
         defer { loader?.stop() }
@@ -104,8 +107,10 @@ extension Model {
                 }
                 lossSum += value * Double(n)
                 done += n
+                if let c = lastStepCorrect { correct += c }
                 try progress?(EpochProgress(batchesDone: b + 1, batchCount: batches, samplesDone: done,
-                                        meanLoss: lossSum / Double(done)))
+                                            meanLoss: lossSum / Double(done),
+                                            samplesCorrect: loss.isClassification ? correct : nil))
             }
         }
         epoch += 1      // the optimizer's per-epoch schedule moves on with it

@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from ._lib import PROGRESS_FN, call, lib
+from ._lib import PROGRESS_FN, call, last_accuracy, lib
 
 
 _NO_PROGRESS = PROGRESS_FN()  # NULL: no callback
@@ -29,12 +29,15 @@ _NO_PROGRESS = PROGRESS_FN()  # NULL: no callback
 
 class Progress(NamedTuple):
     """Where a long call stands: steps (or evaluation chunks) done of `total`, samples
-    done, and the mean loss of those samples."""
+    done, the mean loss of those samples and, for a classifier, the fraction of them
+    classified right (in training, by each step's forward pass before its update, as
+    Keras counts; None for regression)."""
 
     done: int
     total: int
     samples: int
     mean_loss: float
+    accuracy: float | None = None
 
 
 class _Watch:
@@ -52,7 +55,7 @@ class _Watch:
         # Nothing may escape a ctypes callback (ctypes would print and ignore it).
         try:
             if not self.interrupted and self.on_progress is not None:
-                self.on_progress(Progress(done, total, samples, mean_loss))
+                self.on_progress(Progress(done, total, samples, mean_loss, last_accuracy()))
         except BaseException as error:  # noqa: B902 (re-raised by long_call)
             self.error = error
         return 1 if self.interrupted or self.error is not None else 0

@@ -181,6 +181,7 @@ _FUNCTIONS: dict[str, tuple[Any, list[Any]]] = {
                                      POINTER(c_size_t)]),
     "dl_layer_param_data": (c_int, [LAYER_P, c_size_t, POINTER(c_void_p)]),
     "dl_layer_grad_data": (c_int, [LAYER_P, c_size_t, POINTER(c_void_p)]),
+    "dl_last_accuracy": (c_double, []),
     "dl_layer_num_buffers": (c_int, [LAYER_P, POINTER(c_size_t)]),
     "dl_layer_buffer_name": (c_int, [LAYER_P, c_size_t, POINTER(c_char_p)]),
     "dl_layer_buffer_shape": (c_int, [LAYER_P, c_size_t, POINTER(c_size_t), c_size_t,
@@ -370,6 +371,13 @@ def call(function: Any, *args: Any) -> Any:
     if len(outs) == 1:
         return _value(outs[0])
     return tuple(map(_value, outs))
+
+
+def last_accuracy() -> float | None:
+    """dl_last_accuracy: this thread's accuracy of the last train step or progress report,
+    None for a model that is not a classifier."""
+    value = float(lib.dl_last_accuracy())
+    return None if math.isnan(value) else value
 
 
 def train_batch(handle: Any, x: np.ndarray, labels: np.ndarray | None, targets: np.ndarray | None) -> float:

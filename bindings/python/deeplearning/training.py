@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, SupportsIndex
 import numpy as np
 
 from ._interrupt import Progress
+from ._lib import last_accuracy
 from ._progress import ProgressBar
 from .callbacks import Callback, CallbackList, History, Logs
 
@@ -69,7 +70,7 @@ class _Arrays:
 
     def epoch(self, batch_size: int, shuffle: bool, rng: np.random.Generator,
               on_step: Callable[[Progress], None]) -> float:
-        count, total, done = len(self.x), 0.0, 0
+        count, total, done, correct = len(self.x), 0.0, 0, 0.0
         order = rng.permutation(count) if shuffle else None
         batches = -(-count // batch_size)
         for b, start in enumerate(range(0, count, batch_size)):
@@ -80,8 +81,10 @@ class _Arrays:
                 None if self.labels is None else self.labels[index],
                 None if self.targets is None else self.targets[index])
             done += len(batch_x)
+            accuracy = last_accuracy()
+            correct = math.nan if accuracy is None else correct + accuracy * len(batch_x)
             try:
-                on_step(Progress(b + 1, batches, done, total / done))
+                on_step(Progress(b + 1, batches, done, total / done, None if math.isnan(correct) else correct / done))
             except _StopNow:
                 break
         return total / done
@@ -236,8 +239,11 @@ def fit(model: Model, x: Any, y: Any = None, *, batch_size: int = 64, epochs: in
             bar = ProgressBar(f"epoch {epoch + 1}/{epochs}", steps, stream, live=None if level == 1 else False)
 
             def on_step(p: Progress) -> None:
-                bar.update(p.done, loss=p.mean_loss)
-                listeners.on_batch_end(p.done - 1, {"loss": p.mean_loss, "size": p.samples})
+                bar.update(p.done, loss=p.mean_loss, accuracy=p.accuracy)
+                batch_logs: Logs = {"loss": p.mean_loss, "size": p.samples}
+                if p.accuracy is not None:
+                    batch_logs["accuracy"] = p.accuracy
+                listeners.on_batch_end(p.done - 1, batch_logs)
                 if model.stop_training:
                     raise _StopNow
 

@@ -282,3 +282,40 @@ def test_keyboard_interrupt_from_a_callback_ends_training_cleanly(tmp_path):
         assert recorder.calls[-1] == ("train_end",)
         model.fit(data, epochs=1, batch_size=16, verbose=0)      # the model trains on
         assert model.step_count == 7
+
+
+@pytest.mark.parametrize("on_dataset", [False, True])
+def test_batch_logs_carry_the_running_training_accuracy(tmp_path, on_dataset):
+    # Keras's running accuracy: samples whose class each step's forward pass (before its
+    # update) got right, over the samples so far. Reference: predict, then train, by hand.
+    x, y = arrays(50)
+
+    class Accuracies(cb.Callback):
+        def __init__(self) -> None:
+            self.seen: list[float] = []
+
+        def on_batch_end(self, batch, logs=None):
+            self.seen.append(logs["accuracy"])
+
+    recorder = Accuracies()
+    with dl.Model(SPEC) as model, dl.Model(SPEC) as reference:
+        train = dataset(tmp_path / "d.h5", x, y) if on_dataset else x
+        model.fit(train, None if on_dataset else y, epochs=1, batch_size=16, shuffle=False, verbose=0,
+                  callbacks=[recorder])
+        correct, expected = 0, []
+        for start in range(0, 50, 16):
+            xb, yb = x[start:start + 16], y[start:start + 16]
+            correct += int(np.sum(reference.predict_classes(xb) == yb))
+            reference.train_step(xb, yb)
+            expected.append(correct / (start + len(xb)))
+        np.testing.assert_allclose(recorder.seen, expected, rtol=0, atol=1e-12)
+
+
+def test_the_live_bar_shows_loss_and_accuracy():
+    import io
+    from deeplearning._progress import ProgressBar
+    stream = io.StringIO()
+    bar = ProgressBar("epoch 1/1", 10, stream, live=True, interval=0.0)
+    bar.update(3, loss=0.5, accuracy=0.875)
+    line = stream.getvalue()
+    assert line.startswith("\r") and "3/10" in line and "loss 0.5000" in line and "accuracy 0.8750" in line

@@ -55,7 +55,31 @@ def test_progress_reports_every_step_and_evaluation_chunk(tmp_path):
         assert seen[-1].mean_loss == loss
         seen.clear()
         evaluation = model.evaluate_dataset(train, progress=seen.append)
-        assert seen[-1] == dl.Progress(1, 1, 70, evaluation.loss)
+        assert seen[-1] == dl.Progress(1, 1, 70, evaluation.loss, evaluation.accuracy)
+
+
+def test_progress_and_train_step_report_the_training_accuracy_keras_shows(tmp_path):
+    # The fraction of samples so far whose class each step's forward pass (before the
+    # update) got right: the reference predicts every batch, then trains on it.
+    train, x, y = dataset(tmp_path / "d.h5", 70)
+    seen: list[dl.Progress] = []
+    with dl.Model(SPEC) as model, dl.Model(SPEC) as reference, dl.Model(SPEC) as stepped:
+        model.train_epoch(train, batch_size=16, shuffle=False, progress=seen.append)
+        correct = 0
+        for i, start in enumerate(range(0, 70, 16)):
+            xb, yb = x[start:start + 16], y[start:start + 16]
+            right = int(np.sum(reference.predict_classes(xb) == yb))
+            correct += right
+            reference.train_step(xb, yb)
+            assert seen[i].accuracy == pytest.approx(correct / (start + len(xb)), abs=1e-12)
+            fit_logs = stepped.train_step(xb, yb)
+            assert dl._lib.last_accuracy() == pytest.approx(right / len(xb), abs=1e-12), fit_logs
+        assert 0 < correct < 70            # neither trivially right nor wrong
+    regression = {"input": {"size": 8}, "layers": [{"type": "linear", "units": 1}], "loss": "mse",
+                  "optimizer": {"type": "sgd", "lr": 0.01}, "seed": 1}
+    with dl.Model(regression) as model:
+        model.train_step(x[:4], y[:4, None].astype(np.float32))
+        assert dl._lib.last_accuracy() is None
 
 
 class Stop(Exception):
