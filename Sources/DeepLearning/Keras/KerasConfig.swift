@@ -13,6 +13,8 @@ struct KerasConfigMapper {
     private var notes: [String] = []
     private var layerMap: [String] = []
     private var preprocessing = Preprocessing()
+    /// Each layer's name in a .keras archive's model.weights.h5, by its own name.
+    private var archiveNames: [String: String] = [:]
 
     enum Stored: Equatable { case flat, hwc, chw }
     /// The current tensor, one sample: Keras's shape and how it is stored.
@@ -170,6 +172,15 @@ struct KerasConfigMapper {
         shape = input
         let ourInput = ours(shape)
         guard !rest.isEmpty else { throw DLError(.unsupported, "\(source): the model has no layers") }
+        // Keras 3 stores a model's layers in model.weights.h5 under names made from their
+        // classes (dense, dense_1, ... in model order), not their own names.
+        var used: [String: Int] = [:]
+        for e in entries {
+            let base = KerasConfigMapper.snakeCase(e.cls)
+            let n = used[base].map { $0 + 1 } ?? 0
+            used[base] = n
+            archiveNames[e.name] = n == 0 ? base : "\(base)_\(n)"
+        }
         for e in rest {
             let before = layers.count
             try layer(e.cls, e.name, e.config)
@@ -239,6 +250,22 @@ struct KerasConfigMapper {
         }
         visit(node, depth: 0)
         return names
+    }
+
+    /// Keras's naming.to_snake_case: "BatchNormalization" -> "batch_normalization",
+    /// "Conv2D" -> "conv2d", "LeakyReLU" -> "leaky_re_lu".
+    static func snakeCase(_ name: String) -> String {
+        let chars = Array(name.filter { $0.isLetter || $0.isNumber || $0 == "_" })
+        var out: [Character] = []
+        for (i, c) in chars.enumerated() {
+            if i > 0, c.isUppercase {
+                let next = i + 1 < chars.count ? chars[i + 1] : nil
+                // (.)([A-Z][a-z]+) and ([a-z])([A-Z]): an upper-case letter starting a word.
+                if (next.map { $0.isLowercase } ?? false) || chars[i - 1].isLowercase { out.append("_") }
+            }
+            out.append(c)
+        }
+        return String(out).lowercased()
     }
 
     /// Our (C, H, W) or flat shape of a Keras shape stored as `stored`.
@@ -364,7 +391,7 @@ struct KerasConfigMapper {
             var l = ImportedLayer(type: "linear", options: [("units", .int(units))])
             if !bias { l.options.append(("bias", .bool(false))) }
             emit(l)
-            plan.append(KerasLayerPlan(name: name, kind: .dense(inputs: inputs, units: units, bias: bias, hwc: pendingHWC)))
+            plan.append(KerasLayerPlan(name: name, archiveName: archiveNames[name] ?? name, kind: .dense(inputs: inputs, units: units, bias: bias, hwc: pendingHWC)))
             pendingHWC = nil
             shape = [units]
             try activationOption(config, name)
@@ -387,7 +414,7 @@ struct KerasConfigMapper {
                                                           ("stride", .ints(strides)), ("padding", .ints([ph, pw]))])
             if !bias { l.options.append(("bias", .bool(false))) }
             emit(l)
-            plan.append(KerasLayerPlan(name: name, kind: .conv(kernel: kernel, inputs: c, filters: filters, bias: bias)))
+            plan.append(KerasLayerPlan(name: name, archiveName: archiveNames[name] ?? name, kind: .conv(kernel: kernel, inputs: c, filters: filters, bias: bias)))
             setImage(h: (h + 2 * ph - kernel[0]) / strides[0] + 1, w: (w + 2 * pw - kernel[1]) / strides[1] + 1, c: filters)
             try activationOption(config, name)
         case "MaxPooling2D", "AveragePooling2D":
@@ -436,7 +463,7 @@ struct KerasConfigMapper {
             if !center { l.options.append(("affine", .bool(false))) }
             emit(l)
             let channels = shape.count == 1 ? shape[0] : hw.c
-            plan.append(KerasLayerPlan(name: name, kind: .batchNorm(channels: channels, affine: center)))
+            plan.append(KerasLayerPlan(name: name, archiveName: archiveNames[name] ?? name, kind: .batchNorm(channels: channels, affine: center)))
         case "Dropout":
             try refuseOthers(cls, name, config, ["rate", "seed", "noise_shape"])
             if !isNull(config, "noise_shape") { throw unsupported(name, "noise_shape (dropout shared across axes) is not supported") }

@@ -172,7 +172,10 @@ struct KerasLayerPlan {
         /// [gamma, beta,] moving_mean, moving_variance.
         case batchNorm(channels: Int, affine: Bool)
     }
+    /// The layer's name (legacy .h5 files store its weights under it).
     var name: String
+    /// Its name in a .keras archive's model.weights.h5 or a .weights.h5 (Keras 3 names by class).
+    var archiveName: String
     var kind: Kind
 }
 
@@ -242,7 +245,7 @@ struct KerasWeights {
 
     func layer(_ step: KerasLayerPlan) throws(DLError) -> ImportedLayer {
         let roles = KerasWeights.roles(step.kind)
-        let names = try datasets(step.name, roles)
+        let names = try datasets(legacy ? step.name : step.archiveName, roles)
         var layer = ImportedLayer(type: "")
         switch step.kind {
         case .dense(let inputs, let units, let bias, let hwc):

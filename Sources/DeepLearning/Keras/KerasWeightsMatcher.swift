@@ -78,14 +78,14 @@ struct WeightsMatcher {
                 case .dense:
                     let units = shapes[i][0], inputs = shape.reduce(1, *)
                     let hwc = (!channelsFirst && flattened != nil && flattened![0] > 1) ? [flattened![1], flattened![2], flattened![0]] : nil
-                    plans.append(KerasLayerPlan(name: name, kind: .dense(inputs: inputs, units: units, bias: hasBias, hwc: hwc)))
+                    plans.append(KerasLayerPlan(name: name, archiveName: name, kind: .dense(inputs: inputs, units: units, bias: hasBias, hwc: hwc)))
                     flattened = nil
                 case .conv:
                     guard let w = mine.first?.1, w.count == 4 else { throw DLError(.internal, "\(source): conv2d layer \(i) has no 4-d weight") }
-                    plans.append(KerasLayerPlan(name: name, kind: .conv(kernel: [w[2], w[3]], inputs: w[1], filters: w[0], bias: hasBias)))
+                    plans.append(KerasLayerPlan(name: name, archiveName: name, kind: .conv(kernel: [w[2], w[3]], inputs: w[1], filters: w[0], bias: hasBias)))
                 case .batchNorm:
                     let channels = shape.count == 3 ? shape[0] : shape.reduce(1, *)
-                    plans.append(KerasLayerPlan(name: name, kind: .batchNorm(channels: channels, affine: !mine.isEmpty)))
+                    plans.append(KerasLayerPlan(name: name, archiveName: name, kind: .batchNorm(channels: channels, affine: !mine.isEmpty)))
                 }
             } else if !["flatten", "dropout", "relu", "sigmoid", "tanh", "gelu", "silu", "elu", "leaky_relu", "softplus", "softmax"].contains(type) {
                 flattened = nil
