@@ -1,22 +1,26 @@
 import ArgumentParser
 import DeepLearning
 
-/// `dl convert IN OUT`: a model from one file format to another (checkpoint .h5 <-> .onnx).
+/// `dl convert IN OUT`: a model from one file format to another (checkpoint .h5, .onnx, Keras).
 struct Convert: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Convert a model between file formats: a checkpoint (.h5) and ONNX (.onnx).",
+        abstract: "Convert a model between file formats: a checkpoint (.h5), ONNX (.onnx) and Keras (.keras, Keras .h5).",
         discussion: """
-            The formats come from the extensions (.h5 or .hdf5, .onnx) unless --from/--to name them. \
-            An ONNX file read here must be a chain of the operators in docs/onnx.md; the model it \
-            becomes is trainable, with the loss and optimizer of --options (a JSON object with \
-            "loss", "optimizer", "name", "seed", "init", "dtype" as in a spec) or the defaults.
+            The formats come from the extensions (.h5 or .hdf5, .onnx, .keras, .weights.h5) unless \
+            --from/--to name them (onnx, h5, keras, keras_h5, keras_weights). A .h5 being read is a \
+            legacy Keras model when it has Keras's model_config, else a checkpoint; a .h5 written is a \
+            checkpoint unless --to keras_h5. An ONNX file read here must be a chain of the operators in \
+            docs/onnx.md, a Keras model a chain of the layers in docs/interop.md; the model it becomes \
+            is trainable, with the loss and optimizer of --options (a JSON object with "loss", \
+            "optimizer", "name", "seed", "init", "dtype" as in a spec) or those the file says or the \
+            defaults. A Keras .weights.h5 needs --options '{"spec": "SPEC.json"}'.
             """)
 
     @Argument(help: "The model to read.") var input: String
     @Argument(help: "The file to write (replaced atomically).") var output: String
-    @Option(help: "Format of INPUT: onnx or h5 (default: from its extension).") var from: String?
-    @Option(help: "Format of OUTPUT: onnx or h5 (default: from its extension).") var to: String?
-    @Option(help: "JSON object of spec settings for an imported ONNX model.") var options: String?
+    @Option(help: "Format of INPUT: onnx, h5, keras, keras_h5 or keras_weights (default: from its extension).") var from: String?
+    @Option(help: "Format of OUTPUT: onnx, h5, keras or keras_h5 (default: from its extension).") var to: String?
+    @Option(help: "JSON object of spec settings for an imported ONNX or Keras model.") var options: String?
 
     func run() throws {
         try runReporting { () throws(DLError) in

@@ -584,7 +584,7 @@ struct KerasConfigMapper {
             }
             guard Preprocessing.scaleRange.contains(scale) else { throw unsupported(name, "scale \(scale) is outside this library's range [1e-12, 1e12]") }
             guard Preprocessing.meanRange.contains(-offset) else { throw unsupported(name, "offset \(offset) is outside this library's range") }
-            preprocessing = Preprocessing(scale: scale, mean: -offset, std: 1)
+            preprocessing = Preprocessing(scale: scale, mean: offset == 0 ? 0 : -offset, std: 1)
         } else {
             try refuseOthers(cls, name, config, ["axis", "mean", "variance", "invert"])
             if try bool(config, "invert", default: false, layer: name) { throw unsupported(name, "invert = true is not supported") }
