@@ -36,9 +36,11 @@ if ! command -v swift > /dev/null && [ -x /opt/swift/usr/bin/swift ]; then
 fi
 
 all_targets=(spec checkpoint idx idx_gz csv hdf5_dataset abi)
+all_targets+=(keras_config)   # Keras config.json -> spec
 # Largest input per target: room for the seeds and their growth, small enough to stay fast.
 declare -A max_len=([spec]=4096 [checkpoint]=65536 [idx]=4096 [idx_gz]=4096 [csv]=4096
                     [hdf5_dataset]=16384 [abi]=1024)
+max_len[keras_config]=16384
 
 seconds=60 total="" runs=""
 case "${1:-}" in

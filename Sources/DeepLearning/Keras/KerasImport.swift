@@ -36,18 +36,23 @@ public enum KerasImport {
         let config = try zip.read("config.json", limit: maxConfigBytes)
         let translation = try translate(config: config, source: "\(path): config.json", options: options,
                                         metadata: try? zip.read("metadata.json", limit: 1 << 20))
+        // The model first: a config problem is reported before a weights problem.
+        let model = try translation.makeModel()
         let weightsFile = try temporaryFile("keras-weights")
         defer { unlink(weightsFile) }
         try zip.extract("model.weights.h5", to: weightsFile, limit: maxWeightsBytes)
         let image = try HDF5Image(path: weightsFile, roots: ["layers"], recursive: true)
-        return try translation.build(weights: KerasWeights(image: image, source: "\(path): model.weights.h5", legacy: false))
+        try translation.load(KerasWeights(image: image, source: "\(path): model.weights.h5", legacy: false), into: model)
+        return model
     }
 
     /// Loads a legacy Keras `.h5` (model.save("x.h5")).
     public static func loadLegacy(path: String, options: String? = nil) throws(DLError) -> any AnyModel {
         let image = try HDF5Image(path: path, roots: ["/"], recursive: true)
         let translation = try translation(legacy: image, path: path, options: options)
-        return try translation.build(weights: KerasWeights(image: image, source: path, legacy: true))
+        let model = try translation.makeModel()
+        try translation.load(KerasWeights(image: image, source: path, legacy: true), into: model)
+        return model
     }
 
     /// Loads a `.weights.h5` (model.save_weights) into the model `options`' "spec" builds.
@@ -152,13 +157,15 @@ public struct KerasTranslation {
     var plan: [KerasLayerPlan]
     let source: String
 
-    func build(weights: KerasWeights) throws(DLError) -> any AnyModel {
-        let spec = try SpecParser.parse(json: self.spec, source: source)
-        let model = try makeModel(spec: spec)
+    /// The model the spec builds, with its initial weights.
+    public func makeModel() throws(DLError) -> any AnyModel {
+        try DeepLearning.makeModel(spec: try SpecParser.parse(json: spec, source: source))
+    }
+
+    func load(_ weights: KerasWeights, into model: any AnyModel) throws(DLError) {
         var layers: [ImportedLayer] = []
         for step in plan { layers.append(try weights.layer(step)) }
         try Reader(source: source, fileSize: 0).load(layers, into: model)
-        return model
     }
 }
 
