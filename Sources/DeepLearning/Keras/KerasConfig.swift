@@ -184,6 +184,8 @@ struct KerasConfigMapper {
         for e in rest {
             let before = layers.count
             try layer(e.cls, e.name, e.config)
+            // Sizes from the file may multiply beyond the tensor limit (or Int).
+            _ = try checkedCount(shape, "\(source): layer \"\(e.name)\": output of one sample, \(shape)")
             let became = layers[before...].map(\.type)
             layerMap.append("\(e.name) (\(e.cls)) -> \(became.isEmpty ? (preprocessing.isIdentity ? "nothing (identity in inference)" : "preprocessing") : became.joined(separator: ", "))")
         }
@@ -484,7 +486,7 @@ struct KerasConfigMapper {
             let (h, w, c) = hw
             if hwcOrder && c > 1 { pendingHWC = [h, w, c] }
             emit(ImportedLayer(type: "flatten"))
-            shape = [shape.reduce(1, *)]
+            shape = [try checkedCount(shape, "\(source): layer \"\(name)\" output")]
             stored = .flat
         case "Reshape":
             try refuseOthers(cls, name, config, ["target_shape"])
@@ -501,8 +503,9 @@ struct KerasConfigMapper {
             }
             let count = try checkedCount(shape, "\(source): layer \(name) input")
             if let unknown = target.firstIndex(of: -1) {
-                let known = target.filter { $0 != -1 }.reduce(1, *)
-                guard target.filter({ $0 == -1 }).count == 1, known > 0, count % known == 0 else {
+                guard target.filter({ $0 == -1 }).count == 1 else { throw unsupported(name, "target_shape \(target) has more than one -1") }
+                let known = try checkedCount(target.filter { $0 != -1 }, "\(source): layer \(name) target")
+                guard known > 0, count % known == 0 else {
                     throw unsupported(name, "target_shape \(target) does not fit the input \(shape)")
                 }
                 target[unknown] = count / known
@@ -646,7 +649,7 @@ struct KerasConfigMapper {
         var compile: Members = []
         if let c = SpecReader.member("compile_config", top), let cv = c { compile = SpecReader.members(cv) }
         else if let training { compile = SpecReader.members(training) }
-        let outputs = shape.reduce(1, *)
+        let outputs = try checkedCount(shape, "\(source): the output")
         add(root, "loss", loss(compile, outputs: outputs))
         add(root, "optimizer", optimizer(compile))
 

@@ -188,12 +188,11 @@ struct KerasGraph {
             case let l as Pool2D<T>:
                 let win = l.window
                 let average = l.mode == .average
-                let padding = try paddingMode(win, allowZeroPad: average)
+                // Keras's "same" leaves padding out of an average, ours counts it: zeros, always.
+                let padding = average && (win.padHeight > 0 || win.padWidth > 0) ? "zeros" : try paddingMode(win, allowZeroPad: false)
                 if padding == "zeros" {
                     add("ZeroPadding2D", "zero_padding2d", [("padding", jsonArray([jsonInts([win.padHeight, win.padHeight]), jsonInts([win.padWidth, win.padWidth])])),
                                                             ("data_format", json_object_new_string("channels_first"))], input: shape)
-                } else if padding == "same" && average {
-                    throw unsupported(i, "average pooling with padding: Keras's \"same\" leaves the padding out of the average, this library counts it")
                 }
                 if padding == "refuse" { throw unsupported(i, "max pooling with padding \(win.padHeight), \(win.padWidth) that Keras's \"same\" does not give") }
                 add(average ? "AveragePooling2D" : "MaxPooling2D", average ? "average_pooling2d" : "max_pooling2d",

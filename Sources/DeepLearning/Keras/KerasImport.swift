@@ -77,7 +77,10 @@ public enum KerasImport {
         let spec: ModelSpec
         switch SpecReader.member("spec", members) {
         case .some(let value) where json_object_get_type(value) == json_type_object:
-            spec = try SpecParser.parse(json: String(cString: json_object_to_json_string_ext(value, JSON_C_TO_STRING_PLAIN)), source: "options_json: spec")
+            guard let text = json_object_to_json_string_ext(value, JSON_C_TO_STRING_PLAIN) else {
+                throw DLError(.noMemory, "options_json: out of memory")
+            }
+            spec = try SpecParser.parse(json: String(cString: text), source: "options_json: spec")
         case .some(let value) where SpecReader.string(value) != nil:
             spec = try SpecParser.parse(file: SpecReader.string(value) ?? "")
         default:

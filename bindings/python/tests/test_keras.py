@@ -217,6 +217,24 @@ def test_our_models_export_and_keras_predicts_the_same(tmp_path: Path, specs_dir
     record(f"ours {name} -> keras {suffix}", km.predict(x, verbose=0), model.predict(x))
 
 
+def test_export_pads_with_zeropadding_where_same_does_not_fit(tmp_path: Path):
+    """Padding 2 around a 3x3 kernel and an average pool that counts its padding: Keras
+    gets ZeroPadding2D layers, and predicts the same."""
+    model = dl.Model({"format_version": 1, "input": {"shape": [2, 9, 9]}, "seed": 4,
+                      "layers": [{"type": "conv2d", "filters": 3, "kernel_size": 3, "padding": 2},
+                                 {"type": "elu", "alpha": 0.5},
+                                 {"type": "avg_pool2d", "kernel_size": 3, "stride": 2, "padding": 1},
+                                 {"type": "max_pool2d", "kernel_size": 3, "stride": 1, "padding": 1},
+                                 {"type": "flatten"}, {"type": "linear", "units": 4}, {"type": "silu"},
+                                 {"type": "linear", "units": 3}, {"type": "softmax"}],
+                      "loss": "mse", "optimizer": {"type": "rmsprop", "lr": 0.01}})
+    model.to_keras(tmp_path / "padded.keras")
+    km = keras.models.load_model(tmp_path / "padded.keras")
+    assert [layer.__class__.__name__ for layer in km.layers][:2] == ["ZeroPadding2D", "Conv2D"]
+    x = np.random.default_rng(5).normal(size=(6, 2 * 81)).astype(np.float32)
+    record("ours padded cnn -> keras", km.predict(x.reshape(6, 2, 9, 9), verbose=0), model.predict(x))
+
+
 def test_imported_model_fine_tunes_and_exports_again(tmp_path: Path):
     x = images(128)
     km = keras_cnn()
