@@ -65,7 +65,9 @@ static void import_once(const char *path, int expect_weights_error) {
     const char *message = dl_last_error();
     if (message[0] == '\0') fuzz_fail("dl_model_import failed (%d) without a message", status);
     /* Reaching the weights means the config mapped to a spec that built. */
-    if (expect_weights_error && strstr(message, "model.weights.h5") != NULL && status != DL_FORMAT_ERROR)
+    char weights_prefix[600];
+    snprintf(weights_prefix, sizeof weights_prefix, "%s: model.weights.h5: ", path);
+    if (expect_weights_error && strncmp(message, weights_prefix, strlen(weights_prefix)) == 0 && status != DL_FORMAT_ERROR)
         fuzz_fail("the weights refused with status %d, not DL_FORMAT_ERROR: %s", status, message);
 }
 

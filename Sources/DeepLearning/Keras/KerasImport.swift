@@ -38,10 +38,21 @@ public enum KerasImport {
                                         metadata: try? zip.read("metadata.json", limit: 1 << 20))
         // The model first: a config problem is reported before a weights problem.
         let model = try translation.makeModel()
+        // The weights file holds the model's values (float32, or float64 at most) and, for a
+        // trained model, the optimizer's state (Adam: two more per parameter), plus HDF5's
+        // own structures: more than that is not a Keras weights file but a bomb.
+        let values = model.parameterCount + model.bufferShapes.reduce(0) { $0 + $1.reduce(1, *) }
+        let (scaled, overflow) = values.multipliedReportingOverflow(by: 32)
+        let limit = overflow ? maxWeightsBytes : min(maxWeightsBytes, scaled + (16 << 20))
         let weightsFile = try temporaryFile("keras-weights")
         defer { unlink(weightsFile) }
-        try zip.extract("model.weights.h5", to: weightsFile, limit: maxWeightsBytes)
-        let image = try HDF5Image(path: weightsFile, roots: ["layers"], recursive: true)
+        try zip.extract("model.weights.h5", to: weightsFile, limit: limit)
+        let image: HDF5Image
+        do throws(DLError) { image = try HDF5Image(path: weightsFile, roots: ["layers"], recursive: true) } catch {
+            // The temporary file's name means nothing to the caller.
+            let detail = error.message.hasPrefix(weightsFile + ": ") ? String(error.message.dropFirst(weightsFile.count + 2)) : error.message
+            throw DLError(error.kind, "\(path): model.weights.h5: \(detail)")
+        }
         try translation.load(KerasWeights(image: image, source: "\(path): model.weights.h5", legacy: false), into: model)
         return model
     }
