@@ -734,7 +734,11 @@ struct KerasConfigMapper {
         why = "Keras's \(cls) with these settings has no equivalent here"
         let config = SpecReader.members(cv)
         func num(_ key: String) -> Double? { (try? number(config, key, layer: "optimizer")) ?? nil }
-        func isSet(_ key: String) -> Bool { !isNull(config, key) && !(config.first { $0.key == key }.map { json_object_get_type($0.value) == json_type_boolean && json_object_get_boolean($0.value) == 0 } ?? false) }
+        /// Present, not null and not false.
+        func isSet(_ key: String) -> Bool {
+            guard !isNull(config, key), let v = SpecReader.member(key, config), let value = v else { return false }
+            return !(json_object_get_type(value) == json_type_boolean && json_object_get_boolean(value) == 0)
+        }
         guard let lr = num("learning_rate") ?? num("lr"), lr >= 0, lr <= 1e6 else { return fallback() }
         // Options with no equivalent here: per-variable clipping, EMA, AMSGrad, centred RMSprop.
         for key in ["clipnorm", "clipvalue", "use_ema", "amsgrad", "centered", "gradient_accumulation_steps", "loss_scale_factor"] where isSet(key) {
