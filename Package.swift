@@ -25,6 +25,9 @@ let systemLibraries: [Target] = [
     // protobuf-c's runtime, for the ONNX model format (CONNXProto, Sources/DeepLearning/ONNX).
     .systemLibrary(name: "CProtobufC", pkgConfig: "libprotobuf-c",
                    providers: [.apt(["libprotobuf-c-dev"])]),
+    // libzip, for Keras's .keras archives (a zip of config.json and model.weights.h5).
+    .systemLibrary(name: "CZip", pkgConfig: "libzip",
+                   providers: [.apt(["libzip-dev"])]),
 ]
 
 /// Absolute folder of this package (the linker runs elsewhere).
@@ -46,7 +49,7 @@ let targets: [Target] = systemLibraries + [
     // checkpoints, data loading. No Foundation.
     .target(name: "DeepLearning",
             dependencies: ["CJSONC", "CHDF5", "COpenBLAS", "CZlib", "CDeepLearningKernels", "CDeepLearningHDF5",
-                           "CProtobufC", "CONNXProto",
+                           "CProtobufC", "CONNXProto", "CZip",
                            .product(name: "RealModule", package: "swift-numerics")]),
     // The C ABI: @_cdecl exports only; validates every argument. The linker version
     // script keeps libdeeplearning.so's exports to the dl_* functions of the header

@@ -1152,6 +1152,44 @@ DL_API int dl_model_export(const dl_model *model, const char *path, const char *
 DL_API int dl_model_import(const char *path, const char *format, const char *options_json,
                            dl_model **out);
 
+/*
+ * Keras formats of dl_model_export() and dl_model_import() (docs/interop.md):
+ *   "keras"          a Keras 3 archive (.keras: a zip of config.json,
+ *                    metadata.json and model.weights.h5). Export writes a
+ *                    Sequential model with channels_first images, so
+ *                    keras.models.load_model() gives a model that predicts
+ *                    what dl_predict() does on the same raw inputs (the
+ *                    preprocessing becomes a Rescaling layer); the spec rides
+ *                    in metadata.json and comes back on import. NULL format:
+ *                    the extension ".keras".
+ *   "keras_h5"       a legacy Keras HDF5 model (root attribute model_config,
+ *                    group /model_weights). Import with a NULL format reads a
+ *                    ".h5" or ".hdf5" as this when it has Keras's model_config
+ *                    or /model_weights, as a checkpoint ("h5") otherwise;
+ *                    export writes it only when named (".h5" is a checkpoint).
+ *   "keras_weights"  import only: a Keras 3 ".weights.h5" (model.save_weights),
+ *                    which has no architecture: options_json must hold "spec"
+ *                    (a spec object, or the path of a spec file) and may hold
+ *                    "data_format" ("channels_last", the default, or
+ *                    "channels_first": how the Keras model stored images).
+ * Import reads Sequential models and functional models that are a chain, of
+ * InputLayer, Dense, Conv2D, MaxPooling2D, AveragePooling2D,
+ * GlobalAveragePooling2D, BatchNormalization, Dropout, Flatten, Reshape,
+ * Activation, ReLU, LeakyReLU, ELU, Softmax, and Rescaling/Normalization at
+ * the front (the preprocessing); channels_last models are converted exactly
+ * (kernels transposed, the Dense after a Flatten with its rows reordered from
+ * (H, W, C) to (C, H, W)), and take (C, H, W) images. options_json takes the
+ * keys of the ONNX import; without them the file's loss and optimizer are
+ * used when this library has them (SGD, Adam, AdamW, RMSprop), the defaults
+ * above otherwise. Untrusted files are read safely: zip entry sizes are
+ * checked before extraction, HDF5 is read in a child process.
+ * Returns, besides those above: DL_FORMAT_ERROR (not a zip, a truncated or
+ * damaged archive, no config.json or model.weights.h5, a weight whose shape
+ * differs from the config's); DL_UNSUPPORTED (a layer class or option
+ * without an exact equivalent here, e.g. "same" padding that pads unevenly,
+ * dilation, regularizers: dl_last_error() names the layer and the option).
+ */
+
 #ifdef __cplusplus
 }
 #endif

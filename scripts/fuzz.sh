@@ -35,10 +35,10 @@ if ! command -v swift > /dev/null && [ -x /opt/swift/usr/bin/swift ]; then
     export PATH=/opt/swift/usr/bin:$PATH
 fi
 
-all_targets=(spec checkpoint idx idx_gz csv hdf5_dataset abi onnx safetensors)
+all_targets=(spec checkpoint idx idx_gz csv hdf5_dataset abi onnx safetensors keras_config)
 # Largest input per target: room for the seeds and their growth, small enough to stay fast.
 declare -A max_len=([spec]=4096 [checkpoint]=65536 [idx]=4096 [idx_gz]=4096 [csv]=4096
-                    [hdf5_dataset]=16384 [abi]=1024 [onnx]=16384 [safetensors]=8192)
+                    [hdf5_dataset]=16384 [abi]=1024 [onnx]=16384 [safetensors]=8192 [keras_config]=16384)
 
 seconds=60 total="" runs=""
 case "${1:-}" in

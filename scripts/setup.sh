@@ -15,17 +15,21 @@ set -euo pipefail
 apt_packages=(cmake ninja-build pkg-config
               libjson-c-dev libhdf5-dev libopenblas-dev zlib1g-dev
               libprotobuf-c-dev protobuf-c-compiler   # ONNX (scripts/gen_onnx_proto.sh needs the compiler)
+              libzip-dev  # Keras .keras archives (Sources/DeepLearning/Keras)
               valgrind    # ctest c_driver_valgrind (bindings/c)
               debootstrap)   # scripts/test_wheel.sh
 python_modules=(numpy scipy h5py pytest jsonschema setuptools wheel auditwheel mypy
                 onnx onnxruntime
-                safetensors)   # PyPI names are the same
+                safetensors keras jax)   # PyPI names are the same (jax: installed as jax[cpu], below)
 # (onnx, onnxruntime: bindings/python/tests/test_onnx.py checks exported models in ONNX Runtime)
 # (safetensors: bindings/python/tests/test_safetensors.py reads and writes PyTorch state dicts
 #  with it; torch itself is not installed, too big for CI: a NumPy stand-in runs the nn.Sequential)
 # (scipy: scipy.special.erf, the NumPy reference of the gelu activation)
 # (setuptools and wheel build bindings/python for the tests without a PyPI round trip)
 # (mypy: bindings/python/tests/test_typing.py checks the package's type hints, --strict)
+# (keras, jax: bindings/python/tests/test_keras.py checks Keras round trips with Keras 3 on
+#  JAX's CPU backend; keras imports TensorFlow unless KERAS_BACKEND says otherwise)
+export KERAS_BACKEND=jax
 python=${PYTHON:-python3}
 
 sudo=""
@@ -76,6 +80,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
     if "$python" -c 'import os, sysconfig, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")))'; then
         pip_flags+=(--break-system-packages)
     fi
+    missing=("${missing[@]/#jax/jax[cpu]}")   # JAX's CPU wheels
     echo "setup: pip install ${missing[*]}"
     "$python" -m pip install "${pip_flags[@]}" "${missing[@]}"
 fi

@@ -1,25 +1,31 @@
 import ArgumentParser
 import DeepLearning
 
-/// `dl convert IN OUT`: a model from one file format to another (checkpoint .h5, .onnx, .safetensors).
+/// `dl convert IN OUT`: a model from one file format to another (checkpoint .h5, .onnx, Keras,
+/// .safetensors).
 struct Convert: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Convert a model between file formats: a checkpoint (.h5), ONNX (.onnx), a PyTorch state dict (.safetensors).",
+        abstract: "Convert a model between file formats: a checkpoint (.h5), ONNX (.onnx), Keras (.keras, Keras .h5) and a PyTorch state dict (.safetensors).",
         discussion: """
-            The formats come from the extensions (.h5 or .hdf5, .onnx, .safetensors) unless --from/--to name them. \
-            An ONNX file read here must be a chain of the operators in docs/onnx.md; the model it \
-            becomes is trainable, with the loss and optimizer of --options (a JSON object with \
-            "loss", "optimizer", "name", "seed", "init", "dtype" as in a spec) or the defaults. A PyTorch state dict (.safetensors) is written with \
+            The formats come from the extensions (.h5 or .hdf5, .onnx, .keras, .weights.h5, \
+            .safetensors) unless --from/--to name them (onnx, h5, keras, keras_h5, keras_weights, \
+            safetensors). A .h5 being read is a legacy Keras model when it has Keras's model_config, \
+            else a checkpoint; a .h5 written is a checkpoint unless --to keras_h5. An ONNX file read \
+            here must be a chain of the operators in docs/onnx.md, a Keras model a chain of the layers \
+            in docs/interop.md; the model it becomes is trainable, with the loss and optimizer of \
+            --options (a JSON object with "loss", "optimizer", "name", "seed", "init", "dtype" as in \
+            a spec) or those the file says or the defaults. A Keras .weights.h5 needs \
+            --options '{"spec": "SPEC.json"}'. A PyTorch state dict (.safetensors) is written with \
             the Python source of its nn.Sequential beside it (model.safetensors -> model.py) and read \
             given the model's spec (--spec spec.json); a file this library wrote carries its own.
             """)
 
     @Argument(help: "The model to read.") var input: String
     @Argument(help: "The file to write (replaced atomically).") var output: String
-    @Option(help: "Format of INPUT: onnx, h5 or safetensors (default: from its extension).") var from: String?
-    @Option(help: "Format of OUTPUT: onnx, h5 or safetensors (default: from its extension).") var to: String?
-    @Option(help: "JSON object of spec settings for an imported ONNX model.") var options: String?
-    @Option(help: "The spec file of the model a .safetensors INPUT holds the state dict of.") var spec: String?
+    @Option(help: "Format of INPUT: onnx, h5, keras, keras_h5, keras_weights or safetensors (default: from its extension).") var from: String?
+    @Option(help: "Format of OUTPUT: onnx, h5, keras, keras_h5 or safetensors (default: from its extension).") var to: String?
+    @Option(help: "JSON object of spec settings for an imported ONNX or Keras model.") var options: String?
+    @Option(help: "The spec file of the model a .safetensors or .weights.h5 INPUT holds the weights of.") var spec: String?
 
     func run() throws {
         try runReporting { () throws(DLError) in

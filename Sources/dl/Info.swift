@@ -1,14 +1,20 @@
 import ArgumentParser
 import DeepLearning
 
-/// `dl info CKPT`: what a checkpoint holds.
+/// `dl info CKPT`: what a checkpoint holds; for a Keras file, what it would import as.
 struct Info: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Show a checkpoint's architecture, optimizer and training state.")
+    static let configuration = CommandConfiguration(
+        abstract: "Show a checkpoint's architecture, optimizer and training state, or what a Keras model (.keras, Keras .h5) would import as.")
 
-    @Argument(help: "An HDF5 checkpoint written by dl or the library.") var checkpoint: String
+    @Argument(help: "An HDF5 checkpoint written by dl or the library, or a Keras .keras / .h5 model.") var checkpoint: String
 
     func run() throws {
         try runReporting { () throws(DLError) in
+            let format = try? ModelFormat.resolve(nil, path: checkpoint, reading: true)
+            if format == .keras || format == .kerasH5 {
+                try keras(format!)
+                return
+            }
             let model = try loadModel(from: checkpoint)
             let spec = model.spec
             print("checkpoint    \(checkpoint)")
@@ -28,5 +34,20 @@ struct Info: ParsableCommand {
             print("optimizer     \(spec.optimizer.type), learning rate \(model.learningRate), \(model.stepCount) steps")
             print("training      \(model.samplesSeen) samples seen, epoch \(model.epoch)")
         }
+    }
+
+    /// The Keras layers, what each becomes, the spec, and the notes on what changes.
+    private func keras(_ format: ModelFormat) throws(DLError) {
+        let t = try KerasImport.describe(path: checkpoint, format: format)
+        let spec = try SpecParser.parse(json: t.spec, source: checkpoint)
+        print("keras model   \(checkpoint) (\(format == .keras ? "Keras 3 archive" : "legacy Keras HDF5"))")
+        print("imports as    \(spec.name), input \(spec.inputShape)")
+        print("layers")
+        for line in t.layerMap { print("  \(line)") }
+        print("preprocessing \(describe(spec.preprocessing))")
+        print("loss          \(spec.loss.type)")
+        print("optimizer     \(spec.optimizer.type), learning rate \((try? spec.optimizer.double("lr")) ?? 0)")
+        for note in t.notes { print("note          \(note)") }
+        print("spec          \(t.spec)")
     }
 }

@@ -102,6 +102,6 @@ import Testing
         #expect(try ModelFormat.resolve(nil, path: "m.hdf5") == .h5)
         #expect(try ModelFormat.resolve("onnx", path: "m.bin") == .onnx)
         #expect(throws: DLError.self) { try ModelFormat.resolve(nil, path: "m.bin") }
-        #expect(throws: DLError.self) { try ModelFormat.resolve("keras", path: "m.onnx") }
+        #expect(throws: DLError.self) { try ModelFormat.resolve("tflite", path: "m.onnx") }
     }
 }

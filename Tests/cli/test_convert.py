@@ -62,8 +62,8 @@ def test_convert_errors(dl, tmp_path):
     result = run(dl, "convert", tmp_path / "absent.onnx", tmp_path / "x.h5")
     assert result.returncode == 1 and "absent.onnx" in result.stderr
     good = torch_style_mlp(tmp_path / "good.onnx", rng)
-    result = run(dl, "convert", good, tmp_path / "x.keras")
+    result = run(dl, "convert", good, tmp_path / "x.tflite")
     assert result.returncode == 1 and "cannot tell the model format" in result.stderr
-    assert not (tmp_path / "x.keras").exists()
-    result = run(dl, "convert", good, tmp_path / "x.out", "--to", "keras")
-    assert result.returncode == 1 and 'unknown model format "keras"' in result.stderr
+    assert not (tmp_path / "x.tflite").exists()
+    result = run(dl, "convert", good, tmp_path / "x.out", "--to", "tflite")
+    assert result.returncode == 1 and 'unknown model format "tflite"' in result.stderr

@@ -3908,8 +3908,8 @@ static void test_onnx_files(void) {
     CHECK_STATUS(dl_model_export(m, NULL, NULL), DL_INVALID_ARGUMENT);
     CHECK_STATUS(dl_model_export(m, bad_path, NULL), DL_INVALID_ARGUMENT);
     CHECK_MESSAGE_HAS("cannot tell the model format");
-    CHECK_STATUS(dl_model_export(m, onnx_path, "keras"), DL_UNSUPPORTED);
-    CHECK_MESSAGE_HAS("unknown model format \"keras\"");
+    CHECK_STATUS(dl_model_export(m, onnx_path, "tflite"), DL_UNSUPPORTED);
+    CHECK_MESSAGE_HAS("unknown model format \"tflite\"");
     char missing_dir[4200];
     snprintf(missing_dir, sizeof missing_dir, "%s/no/such/folder/x.onnx", scratch_dir);
     CHECK_STATUS(dl_model_export(m, missing_dir, NULL), DL_IO_ERROR);
@@ -4003,6 +4003,72 @@ static void test_safetensors_files(void) {
     remove(path);
     remove(python);
     remove(spec_path);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Model files in other formats: Keras (.keras, legacy Keras .h5)            */
+/* ------------------------------------------------------------------------ */
+
+/* A model exported as a Keras 3 archive and as a legacy Keras .h5 imports back with the
+ * same predictions (bindings/python/tests/test_keras.py checks the files in Keras itself);
+ * a .h5 is told apart by its content; damaged archives are clear errors. */
+static void test_keras_files(void) {
+    section("dl_model_export, dl_model_import: Keras");
+    static const char cnn_json[] =
+        "{\"format_version\": 1, \"name\": \"small_cnn\", \"input\": {\"shape\": [2, 6, 6]},"
+        " \"layers\": [{\"type\": \"conv2d\", \"filters\": 3, \"kernel_size\": 3, \"padding\": 1},"
+        "  {\"type\": \"batch_norm\"}, {\"type\": \"relu\"}, {\"type\": \"max_pool2d\", \"kernel_size\": 2},"
+        "  {\"type\": \"flatten\"}, {\"type\": \"dropout\", \"rate\": 0.5}, {\"type\": \"linear\", \"units\": 4}],"
+        " \"loss\": \"cross_entropy\", \"optimizer\": {\"type\": \"sgd\", \"lr\": 0.1}, \"seed\": 5}";
+    enum { N = 8, IN = 72, OUT = 4 };
+    float x[N * IN], y1[N * OUT], y2[N * OUT];
+    int32_t labels[N];
+    uint64_t state = 12;
+    for (int i = 0; i < N * IN; i++) x[i] = uniform(&state);
+    for (int i = 0; i < N; i++) labels[i] = i % OUT;
+    char keras_path[4200], legacy_path[4200], cut_path[4200];
+    scratch_path(keras_path, sizeof keras_path, "small_cnn.keras");
+    scratch_path(legacy_path, sizeof legacy_path, "small_cnn_keras.h5");
+    scratch_path(cut_path, sizeof cut_path, "truncated.keras");
+
+    dl_model *m = NULL;
+    if (!CHECK_OK(dl_model_from_json(cnn_json, &m))) return;
+    for (int i = 0; i < 2; i++) CHECK_OK(dl_train_step(m, x, N, labels, NULL, NULL));
+    CHECK_OK(dl_model_export(m, keras_path, NULL));           /* .keras: the archive */
+    CHECK_OK(dl_model_export(m, legacy_path, "keras_h5"));    /* .h5 is ours unless named */
+    CHECK_OK(dl_predict(m, x, N, y1, N * OUT));
+    const char *paths[] = {keras_path, legacy_path};
+    for (int k = 0; k < 2; k++) {
+        dl_model *back = NULL;
+        /* NULL format: .keras by extension, the .h5 by its model_config attribute. */
+        if (CHECK_OK(dl_model_import(paths[k], NULL, NULL, &back))) {
+            CHECK_OK(dl_predict(back, x, N, y2, N * OUT));
+            double largest = 0;
+            for (int i = 0; i < N * OUT; i++) largest = fmax(largest, fabs((double)y1[i] - y2[i]));
+            CHECK(largest <= 1e-5);
+            double loss = 0;
+            CHECK_OK(dl_train_step(back, x, N, labels, NULL, &loss));
+            CHECK(loss > 0 && isfinite(loss));
+        }
+        release(back);
+    }
+    dl_model *back = SENTINEL_MODEL;
+    CHECK_STATUS(dl_model_import(keras_path, NULL, "{\"spec\": 1}", &back), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_model_import(keras_path, "keras_weights", NULL, &back), DL_INVALID_ARGUMENT);
+    CHECK_MESSAGE_HAS("spec");
+    CHECK_STATUS(dl_model_export(m, keras_path, "keras_weights"), DL_UNSUPPORTED);
+    long size = file_size(keras_path);
+    CHECK(size > 100);
+    long cuts[] = {0, 1, 30, size / 2, size - 1};
+    for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++) {
+        if (!CHECK(copy_prefix(keras_path, cut_path, cuts[i]))) continue;
+        CHECK_STATUS(dl_model_import(cut_path, "keras", NULL, &back), DL_FORMAT_ERROR);
+    }
+    CHECK(back == SENTINEL_MODEL);
+    release(m);
+    remove(keras_path);
+    remove(legacy_path);
+    remove(cut_path);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -4558,6 +4624,7 @@ int main(int argc, char **argv) {
     test_threads_separate_models();
     test_onnx_files();
     test_safetensors_files();
+    test_keras_files();
     test_last_error_per_thread();
     test_huge_sizes_models();
     test_huge_sizes_layers();

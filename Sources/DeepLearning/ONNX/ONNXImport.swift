@@ -337,15 +337,8 @@ struct Reader {
         guard stage == .flattened, chw.count == 3, var layer = chain.layers.last, let weight = layer.parameters.first else {
             throw unsupported("a Transpose to channels-last must be followed by a flatten before the linear layer")
         }
-        let (c, h, w) = (chw[0], chw[1], chw[2])
-        let inputs = c * h * w
-        guard inputs > 0, weight.count % inputs == 0 else { throw DLError(.internal, "\(source): channels-last reorder of a weight of \(weight.count) values") }
-        let outputs = weight.count / inputs
-        var reordered = weight
-        for o in 0..<outputs {
-            for ci in 0..<c { for y in 0..<h { for x in 0..<w {
-                reordered[o * inputs + (ci * h + y) * w + x] = weight[o * inputs + (y * w + x) * c + ci]
-            } } }
+        guard let reordered = reorderChannelsLastColumns(weight, chw: chw) else {
+            throw DLError(.internal, "\(source): channels-last reorder of a weight of \(weight.count) values")
         }
         layer.parameters[0] = reordered
         chain.layers[chain.layers.count - 1] = layer
@@ -959,6 +952,25 @@ struct NodeReader {
         }
         shape = dims
     }
+}
+
+/// A linear layer's weight (outputs, C H W) whose columns come in (H, W, C) order, as after
+/// a channels-last flatten (Keras, tf2onnx), with its columns put in this library's (C, H, W)
+/// order; with `inverse`, the other way. nil when the weight's size does not fit `chw`.
+func reorderChannelsLastColumns(_ weight: [Float], chw: [Int], inverse: Bool = false) -> [Float]? {
+    guard chw.count == 3 else { return nil }
+    let (c, h, w) = (chw[0], chw[1], chw[2])
+    let inputs = c * h * w
+    guard inputs > 0, weight.count % inputs == 0 else { return nil }
+    let outputs = weight.count / inputs
+    var reordered = weight
+    for o in 0..<outputs {
+        for ci in 0..<c { for y in 0..<h { for x in 0..<w {
+            let chwIndex = o * inputs + (ci * h + y) * w + x, hwcIndex = o * inputs + (y * w + x) * c + ci
+            if inverse { reordered[hwcIndex] = weight[chwIndex] } else { reordered[chwIndex] = weight[hwcIndex] }
+        } } }
+    }
+    return reordered
 }
 
 /// A (rows, cols) row-major matrix transposed.

@@ -209,6 +209,48 @@ class Model:
             options = spec_text({"spec": os.fsdecode(os.fspath(spec))})
         return cls._wrap(call(lib.dl_model_import, _path(path), b"safetensors", options, MODEL))
 
+    def to_keras(self, path: PathLike) -> None:
+        """Writes the model for Keras 3: a ``.keras`` archive, or a legacy Keras ``.h5``
+        when `path` ends in ``.h5`` (see docs/interop.md). ``keras.models.load_model``
+        opens either, and the Keras model predicts what :meth:`predict` does on the
+        same raw inputs (images channels_first, as here)."""
+        from .onnx import export
+        legacy = os.fspath(path).lower().endswith((".h5", ".hdf5"))
+        export(self, path, "keras_h5" if legacy else "keras")
+
+    @classmethod
+    def from_keras(cls, path: PathLike, spec: Mapping[str, Any] | PathLike | None = None,
+                   data_format: str | None = None, **options: Any) -> Model:
+        """A trainable model from a Keras file (see docs/interop.md).
+
+        ``.keras`` (Keras 3) and legacy ``.h5`` files carry their architecture; `options`
+        (``loss``, ``optimizer``, ``name``, ``seed``, ``init``, ``dtype``, as in a spec)
+        replace what the file says. A ``.weights.h5`` (``model.save_weights``) holds only
+        weights: give `spec` (a spec dict or the path of a spec file) and, when the Keras
+        model stored images channels_first, ``data_format="channels_first"``. Layers or
+        options without an exact equivalent raise :class:`~deeplearning.UnsupportedError`
+        naming the layer and the option.
+        """
+        name = os.fspath(path).lower()
+        if spec is not None or name.endswith(".weights.h5"):
+            if options:
+                raise TypeError(f"from_keras() with a .weights.h5 takes spec and data_format only, not {sorted(options)}")
+            if spec is None:
+                raise TypeError("from_keras(): a .weights.h5 holds no architecture; give spec= (a dict or a spec file)")
+            given: dict[str, Any] = {"spec": dict(spec) if isinstance(spec, Mapping) else os.fspath(spec)}
+            if data_format is not None:
+                given["data_format"] = data_format
+            return cls._wrap(call(lib.dl_model_import, _path(path), b"keras_weights", spec_text(given), MODEL))
+        if data_format is not None:
+            raise TypeError("from_keras(): data_format is only for a .weights.h5 (a .keras or .h5 file says its own)")
+        from .onnx import IMPORT_OPTIONS
+        unknown = sorted(set(options) - set(IMPORT_OPTIONS))
+        if unknown:
+            raise TypeError(f"from_keras() got unknown options {unknown}; the options are {list(IMPORT_OPTIONS)}")
+        fmt = b"keras_h5" if name.endswith((".h5", ".hdf5")) else b"keras"
+        text = spec_text(options) if options else None
+        return cls._wrap(call(lib.dl_model_import, _path(path), fmt, text, MODEL))
+
     def __repr__(self) -> str:
         if self.closed:
             return "<deeplearning.Model (closed)>"

@@ -32,7 +32,7 @@ def _format(format: str | None) -> bytes | None:
 
 
 def export(model: Model, path: PathLike, format: str | None = None) -> None:
-    """Writes `model` to `path` as `format` ("onnx", "h5", "safetensors"; None: from the extension)."""
+    """Writes `model` to `path` as `format` ("onnx", "h5", "keras", "keras_h5", "safetensors"; None: from the extension)."""
     from .model import _path
     call(lib.dl_model_export, model._h, _path(path), _format(format))
 

@@ -1,0 +1,2 @@
+// libzip (Debian: libzip-dev): reads and writes Keras's .keras archives.
+#include <zip.h>
