@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -471,9 +472,16 @@ int dlh5i_read(const char *path, const char *const *roots, int nroots, int recur
         return DLH5I_SYSTEM;
     }
     H5open();  // initialise libhdf5 in the parent, so the children never race on it
+    const pid_t parent = getpid();
     pid_t pid = fork();
     if (pid == 0) {
         close(fds[0]);
+        // A reader must not outlive its caller: if the host dies mid-load (killed, or
+        // crashed on another thread), nobody is left to stop a libhdf5 that loops, and
+        // the orphan would spin forever. The kernel kills it with its parent; a parent
+        // that died before this line is caught by the getppid() check.
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent) _exit(1);
         // Everything after fork: libhdf5 (whose state is consistent: the parent holds its
         // lock), malloc (glibc resets its locks in the child) and write. No Swift.
         // The host's signal handlers are not for this process: a crash must end it

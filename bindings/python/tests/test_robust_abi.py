@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import ctypes
 import json
+import os
 import subprocess
 import sys
 import textwrap
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -283,3 +285,57 @@ def test_a_train_step_among_predicting_threads_is_all_or_nothing():
             assert not torn and seen["before"] + seen["after"] > 0
             assert model.step_count == after_model.step_count
             np.testing.assert_array_equal(model.predict(x), after)
+
+
+def _children(pid: int) -> list[tuple[int, str]]:
+    """(pid, state) of the processes whose parent is `pid`, from /proc."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append((int(entry), fields[0]))
+    return found
+
+
+def _state(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_killed_host_leaves_no_hdf5_reader_behind():
+    # A checkpoint on which libhdf5 loops (a fuzzing find): the reader child spins until
+    # its deadline. Killing the host mid-load must take the reader with it, not leave an
+    # orphan spinning forever.
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[3] / "fuzz/regressions/checkpoint/libhdf5-loops-until-the-reader-deadline.h5"
+    host = subprocess.Popen([sys.executable, "-c", f"import deeplearning as dl; dl.load({str(path)!r})"],
+                            env={**os.environ, "DL_HDF5_TIMEOUT_MS": "60000"})
+    try:
+        readers: list[tuple[int, str]] = []
+        for _ in range(100):                      # wait for the load to fork its reader
+            time.sleep(0.1)
+            readers = _children(host.pid)
+            if readers:
+                break
+        assert readers, "the load did not start a reader process"
+        time.sleep(0.5)
+        assert host.poll() is None                # still loading: libhdf5 loops
+    finally:
+        host.kill()
+        host.wait()
+    for _ in range(50):
+        states = [_state(pid) for pid, _ in readers]
+        if all(s in (None, "Z", "X") for s in states):
+            break
+        time.sleep(0.1)
+    assert all(s in (None, "Z", "X") for s in states), f"reader processes still running: {readers} {states}"
