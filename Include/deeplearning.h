@@ -291,7 +291,8 @@ DL_API int dl_model_save(const dl_model *model, const char *path);
  *   - a load returns within its deadline, 10 s plus 1 ms per 8 KiB of file
  *     (a slower or hung reader is killed: DL_FORMAT_ERROR, "did not finish
  *     within N ms"). The environment variable DL_HDF5_TIMEOUT_MS, read at
- *     each load, replaces the 10 s (1...3600000 ms);
+ *     each load, replaces the 10 s (1...3600000 ms); the child also dies
+ *     with the process (a host killed mid-load leaves no reader behind);
  *   - the process-wide HDF5 lock is held only while the child is forked,
  *     so a slow or hung load never blocks other threads' saves and loads;
  *   - every size the file claims is checked before anything of that size
