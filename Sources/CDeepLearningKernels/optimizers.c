@@ -161,11 +161,11 @@ static int64_t vector_rules_float(int kind, const constants_float *k, float *p, 
 
 // MARK: - Would an update stay finite?
 
-// Below this many elements per thread (1 MiB of float32), waking threads costs more than
-// the update or the finiteness pass saves: both stream their arrays once, a few
-// microseconds for a 392 KB tensor, while a worker that has gone to sleep during the
-// step's BLAS product takes tens of microseconds to wake, and far longer on a busy machine.
-#define MIN_ELEMENTS_PER_THREAD (1 << 18)
+// Below this many elements per thread, waking threads costs more than the update saves.
+// Above it the split pays twice over: each core updates the rows of a weight matrix whose
+// gradient it computed and whose forward product it makes next step, so those lines stay
+// in its cache (see bench/README.md: a serial update measured slower on MNIST).
+#define MIN_ELEMENTS_PER_THREAD (1 << 15)
 
 
 // The largest |x[i]|, found on the bit patterns: with the sign bit cleared, the order of the
