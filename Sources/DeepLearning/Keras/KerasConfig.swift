@@ -607,77 +607,25 @@ struct KerasConfigMapper {
     // MARK: The spec
 
     private mutating func specJSON(input: [Int], top: Members, training: OpaquePointer?, metadata: OpaquePointer?, options: String?) throws(DLError) -> String {
-        let root = json_object_new_object()
-        defer { json_object_put(root) }
-        func add(_ object: OpaquePointer?, _ key: String, _ value: OpaquePointer?) { json_object_object_add(object, key, value) }
-        func ints(_ v: [Int]) -> OpaquePointer? {
-            let a = json_object_new_array()
-            for x in v { json_object_array_add(a, json_object_new_int64(Int64(x))) }
-            return a
-        }
-        add(root, "format_version", json_object_new_int(Int32(ModelSpec.formatVersion)))
         var name = "keras_import"
         if let c = SpecReader.member("config", top), let cv = c, let n = string(SpecReader.members(cv), "name"), !n.isEmpty { name = n }
-        add(root, "name", json_object_new_string(name))
-        let inputObject = json_object_new_object()
-        add(inputObject, "shape", ints(input))
-        add(root, "input", inputObject)
-        let list = json_object_new_array()
-        for layer in layers {
-            let object = json_object_new_object()
-            add(object, "type", json_object_new_string(layer.type))
-            for (key, value) in layer.options {
-                switch value {
-                case .int(let v): add(object, key, json_object_new_int64(Int64(v)))
-                case .double(let v): add(object, key, json_object_new_double(v))
-                case .bool(let v): add(object, key, json_object_new_boolean(v ? 1 : 0))
-                case .string(let v): add(object, key, json_object_new_string(v))
-                case .ints(let v): add(object, key, ints(v))
-                }
-            }
-            json_object_array_add(list, object)
-        }
-        add(root, "layers", list)
-        if !preprocessing.isIdentity {
-            let p = json_object_new_object()
-            add(p, "scale", json_object_new_double(preprocessing.scale))
-            add(p, "mean", json_object_new_double(preprocessing.mean))
-            add(p, "std", json_object_new_double(preprocessing.std))
-            add(root, "preprocessing", p)
-        }
+        let root = ImportedSpec.root(name: name, inputShape: input, layers: layers, preprocessing: preprocessing)
+        defer { json_object_put(root) }
         // The compile settings: Keras 3's compile_config, or a legacy file's training_config.
         var compile: Members = []
         if let c = SpecReader.member("compile_config", top), let cv = c { compile = SpecReader.members(cv) }
         else if let training { compile = SpecReader.members(training) }
         let outputs = try checkedCount(shape, "\(source): the output")
-        add(root, "loss", loss(compile, outputs: outputs))
-        add(root, "optimizer", optimizer(compile))
+        ImportedSpec.add(root, "loss", loss(compile, outputs: outputs))
+        ImportedSpec.add(root, "optimizer", optimizer(compile))
 
         // A model this library exported carries its spec (metadata.json): its settings come back.
-        if let metadata, let s = SpecReader.member("deeplearning_spec", SpecReader.members(metadata)), let sv = s,
-           let text = SpecReader.string(sv), let saved = try? SpecParser.tokenize(Array(text.utf8), "\(source): metadata.json") {
-            copy(KerasImport.optionKeys, from: saved, to: root)
-            json_object_put(saved)
+        var saved: String? = nil
+        if let metadata, let s = SpecReader.member("deeplearning_spec", SpecReader.members(metadata)), let sv = s {
+            saved = SpecReader.string(sv)
         }
-        if let options {
-            let given = try SpecParser.tokenize(Array(options.utf8), "options_json")
-            defer { json_object_put(given) }
-            for member in SpecReader.members(given) where !KerasImport.optionKeys.contains(member.key) {
-                throw DLError(.invalidArgument, "options_json: unknown key \"\(member.key)\"; the keys are \(SpecReader.quoted(KerasImport.optionKeys))")
-            }
-            copy(KerasImport.optionKeys, from: given, to: root)
-        }
-        guard let text = json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN) else {
-            throw DLError(.noMemory, "out of memory writing the imported model's spec")
-        }
-        return String(cString: text)
-    }
-
-    private func copy(_ keys: [String], from: OpaquePointer?, to: OpaquePointer?) {
-        for key in keys {
-            var value: OpaquePointer? = nil
-            if json_object_object_get_ex(from, key, &value) != 0 { json_object_object_add(to, key, json_object_get(value)) }
-        }
+        return try ImportedSpec.finish(root, keys: KerasImport.optionKeys, saved: saved,
+                                       savedSource: "\(source): metadata.json", options: options)
     }
 
     /// Keras's loss as ours; a loss we do not have gives the default (cross-entropy for

@@ -82,6 +82,84 @@ enum ImportedValue {
     case ints([Int])
 }
 
+/// The spec JSON of an imported chain, written once for every importer (ONNX, Keras): the
+/// importer adds its loss and optimizer, then `finish` applies the saved and the caller's
+/// settings and returns the text.
+enum ImportedSpec {
+    static func add(_ object: OpaquePointer?, _ key: String, _ value: OpaquePointer?) { json_object_object_add(object, key, value) }
+
+    static func ints(_ v: [Int]) -> OpaquePointer? {
+        let a = json_object_new_array()
+        for x in v { json_object_array_add(a, json_object_new_int64(Int64(x))) }
+        return a
+    }
+
+    /// A new root object (the caller puts it) holding the format version, name, input shape,
+    /// layers and preprocessing.
+    static func root(name: String, inputShape: [Int], layers: [ImportedLayer], preprocessing: Preprocessing) -> OpaquePointer? {
+        let root = json_object_new_object()
+        add(root, "format_version", json_object_new_int(Int32(ModelSpec.formatVersion)))
+        add(root, "name", json_object_new_string(name))
+        let input = json_object_new_object()
+        add(input, "shape", ints(inputShape))
+        add(root, "input", input)
+        let list = json_object_new_array()
+        for layer in layers {
+            let object = json_object_new_object()
+            add(object, "type", json_object_new_string(layer.type))
+            for (key, value) in layer.options {
+                switch value {
+                case .int(let v): add(object, key, json_object_new_int64(Int64(v)))
+                case .double(let v): add(object, key, json_object_new_double(v))
+                case .bool(let v): add(object, key, json_object_new_boolean(v ? 1 : 0))
+                case .string(let v): add(object, key, json_object_new_string(v))
+                case .ints(let v): add(object, key, ints(v))
+                }
+            }
+            json_object_array_add(list, object)
+        }
+        add(root, "layers", list)
+        if !preprocessing.isIdentity {
+            let p = json_object_new_object()
+            add(p, "scale", json_object_new_double(preprocessing.scale))
+            add(p, "mean", json_object_new_double(preprocessing.mean))
+            add(p, "std", json_object_new_double(preprocessing.std))
+            add(root, "preprocessing", p)
+        }
+        return root
+    }
+
+    /// Copies the members `keys` of `from` into `to` (new references).
+    static func copy(_ keys: [String], from: OpaquePointer?, to: OpaquePointer?) {
+        for key in keys {
+            var value: OpaquePointer? = nil
+            if json_object_object_get_ex(from, key, &value) != 0 { json_object_object_add(to, key, json_object_get(value)) }
+        }
+    }
+
+    /// `root` with the settings `keys` of a spec the file carries (`saved`, ignored when
+    /// damaged) and then of the caller's `options` (refused with an unknown key), as text.
+    static func finish(_ root: OpaquePointer?, keys: [String], saved: String?, savedSource: String,
+                       options: String?) throws(DLError) -> String {
+        if let saved, let spec = try? SpecParser.tokenize(Array(saved.utf8), savedSource) {
+            copy(keys, from: spec, to: root)
+            json_object_put(spec)
+        }
+        if let options {
+            let given = try SpecParser.tokenize(Array(options.utf8), "options_json")
+            defer { json_object_put(given) }
+            for member in SpecReader.members(given) where !keys.contains(member.key) {
+                throw DLError(.invalidArgument, "options_json: unknown key \"\(member.key)\"; the keys are \(SpecReader.quoted(keys))")
+            }
+            copy(keys, from: given, to: root)
+        }
+        guard let text = json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN) else {
+            throw DLError(.noMemory, "out of memory writing the imported model's spec")
+        }
+        return String(cString: text)
+    }
+}
+
 /// The graph walked as a chain.
 struct Chain {
     var inputShape: [Int]
@@ -501,86 +579,30 @@ struct Reader {
 
     /// The spec's JSON for `chain`, and the layers' weights in order.
     func spec(_ chain: Chain, model: UnsafeMutablePointer<Onnx__ModelProto>, options: String?) throws(DLError) -> (String, [ImportedLayer]) {
-        let root = json_object_new_object()
-        defer { json_object_put(root) }
-        func add(_ object: OpaquePointer?, _ key: String, _ value: OpaquePointer?) { json_object_object_add(object, key, value) }
-        func ints(_ v: [Int]) -> OpaquePointer? {
-            let a = json_object_new_array()
-            for x in v { json_object_array_add(a, json_object_new_int64(Int64(x))) }
-            return a
-        }
-        add(root, "format_version", json_object_new_int(Int32(ModelSpec.formatVersion)))
         let graphName = text(model.pointee.graph?.pointee.name)
-        add(root, "name", json_object_new_string(graphName.isEmpty ? "onnx_import" : graphName))
-        let input = json_object_new_object()
-        add(input, "shape", ints(chain.inputShape))
-        add(root, "input", input)
-        let layers = json_object_new_array()
-        for layer in chain.layers {
-            let object = json_object_new_object()
-            add(object, "type", json_object_new_string(layer.type))
-            for (key, value) in layer.options {
-                switch value {
-                case .int(let v): add(object, key, json_object_new_int64(Int64(v)))
-                case .double(let v): add(object, key, json_object_new_double(v))
-                case .bool(let v): add(object, key, json_object_new_boolean(v ? 1 : 0))
-                case .string(let v): add(object, key, json_object_new_string(v))
-                case .ints(let v): add(object, key, ints(v))
-                }
-            }
-            json_object_array_add(layers, object)
-        }
-        add(root, "layers", layers)
-        if !chain.preprocessing.isIdentity {
-            let p = json_object_new_object()
-            add(p, "scale", json_object_new_double(chain.preprocessing.scale))
-            add(p, "mean", json_object_new_double(chain.preprocessing.mean))
-            add(p, "std", json_object_new_double(chain.preprocessing.std))
-            add(root, "preprocessing", p)
-        }
+        let root = ImportedSpec.root(name: graphName.isEmpty ? "onnx_import" : graphName, inputShape: chain.inputShape,
+                                     layers: chain.layers, preprocessing: chain.preprocessing)
+        defer { json_object_put(root) }
         // Defaults: a classifier's loss for several outputs, mean squared error for one.
         let outputs = chain.outputShape.reduce(1, *)
-        add(root, "loss", json_object_new_string(outputs == 1 || chain.outputShape.count != 1 ? "mse" : "cross_entropy"))
+        ImportedSpec.add(root, "loss", json_object_new_string(outputs == 1 || chain.outputShape.count != 1 ? "mse" : "cross_entropy"))
         let optimizer = json_object_new_object()
-        add(optimizer, "type", json_object_new_string("adam"))
-        add(optimizer, "lr", json_object_new_double(0.001))
-        add(root, "optimizer", optimizer)
+        ImportedSpec.add(optimizer, "type", json_object_new_string("adam"))
+        ImportedSpec.add(optimizer, "lr", json_object_new_double(0.001))
+        ImportedSpec.add(root, "optimizer", optimizer)
 
         // A model this library wrote carries its spec: its loss, optimizer and other settings
         // come back. A damaged copy is ignored (the graph itself was read).
+        var saved: String? = nil
         for i in 0..<model.pointee.n_metadata_props {
             guard let entry = model.pointee.metadata_props?[i], text(entry.pointee.key) == "deeplearning.spec" else { continue }
-            let json = Array(text(entry.pointee.value).utf8)
-            if let saved = try? SpecParser.tokenize(json, "\(source): metadata deeplearning.spec") {
-                copy(ONNXImport.optionKeys, from: saved, to: root)
-                json_object_put(saved)
-            }
+            saved = text(entry.pointee.value)
         }
-        if let options {
-            let given = try SpecParser.tokenize(Array(options.utf8), "options_json")
-            defer { json_object_put(given) }
-            for member in SpecReader.members(given) where !ONNXImport.optionKeys.contains(member.key) {
-                throw DLError(.invalidArgument, "options_json: unknown key \"\(member.key)\"; the keys are \(SpecReader.quoted(ONNXImport.optionKeys))")
-            }
-            copy(ONNXImport.optionKeys, from: given, to: root)
-        }
-        guard let text = json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN) else {
-            throw DLError(.noMemory, "out of memory writing the imported model's spec")
-        }
-        return (String(cString: text), chain.layers)
+        let json = try ImportedSpec.finish(root, keys: ONNXImport.optionKeys, saved: saved,
+                                           savedSource: "\(source): metadata deeplearning.spec", options: options)
+        return (json, chain.layers)
     }
 
-    /// Copies the members `keys` of `from` into `to` (new references).
-    private func copy(_ keys: [String], from: OpaquePointer?, to: OpaquePointer?) {
-        for key in keys {
-            var value: OpaquePointer? = nil
-            if json_object_object_get_ex(from, key, &value) != 0 {
-                json_object_object_add(to, key, json_object_get(value))
-            }
-        }
-    }
-
-    /// Writes the imported weights into `model`, whose parameters and buffers are in layer order.
     func load(_ layers: [ImportedLayer], into model: any AnyModel) throws(DLError) {
         var p = 0, b = 0
         for layer in layers {
