@@ -95,13 +95,25 @@ public func dl_layer_num_params(_ layer: OpaquePointer?, _ count: UnsafeMutableP
     withLayer(layer) { (box) throws(DLError) in try required(count, "count").pointee = box.value.parameterNames.count }
 }
 
-/// Checks a parameter index of a standalone layer.
-private func parameterIndex(_ box: LayerBox, _ index: Int) throws(DLError) -> Int {
-    let count = box.value.parameterNames.count
+/// Checks an index among a standalone layer's `count` parameters or buffers (`noun`).
+private func checkedIndex(_ box: LayerBox, _ index: Int, _ count: Int, _ noun: String) throws(DLError) -> Int {
     guard try size(index, "index") < count else {
-        throw .invalid("parameter index \(index) is out of range: this \(box.value.type) layer has \(count) parameters")
+        throw .invalid("\(noun) index \(index) is out of range: this \(box.value.type) layer has \(count) \(noun)s")
     }
     return index
+}
+
+private func parameterIndex(_ box: LayerBox, _ index: Int) throws(DLError) -> Int {
+    try checkedIndex(box, index, box.value.parameterNames.count, "parameter")
+}
+
+/// Writes `shape` into the caller's dims (room for dimsLen) and its rank into ndim.
+private func writeShape(_ shape: [Int], _ dims: UnsafeMutablePointer<Int>?, _ dimsLen: Int,
+                        _ ndim: UnsafeMutablePointer<Int>?) throws(DLError) {
+    let dims = try required(dims, "dims"), ndim = try required(ndim, "ndim")
+    guard capacity(dimsLen) >= shape.count else { throw .invalid("dims has room for \(dimsLen) dimensions, needs \(shape.count)") }
+    for (i, d) in shape.enumerated() { dims[i] = d }
+    ndim.pointee = shape.count
 }
 
 @_cdecl("dl_layer_param_name")
@@ -116,11 +128,7 @@ public func dl_layer_param_name(_ layer: OpaquePointer?, _ index: Int, _ name: U
 public func dl_layer_param_shape(_ layer: OpaquePointer?, _ index: Int, _ dims: UnsafeMutablePointer<Int>?,
                                  _ dimsLen: Int, _ ndim: UnsafeMutablePointer<Int>?) -> Int32 {
     withLayer(layer) { (box) throws(DLError) in
-        let dims = try required(dims, "dims"), ndim = try required(ndim, "ndim")
-        let shape = box.value.parameterShapes[try parameterIndex(box, index)]
-        guard capacity(dimsLen) >= shape.count else { throw .invalid("dims has room for \(dimsLen) dimensions, needs \(shape.count)") }
-        for (i, d) in shape.enumerated() { dims[i] = d }
-        ndim.pointee = shape.count
+        try writeShape(box.value.parameterShapes[try parameterIndex(box, index)], dims, dimsLen, ndim)
     }
 }
 
@@ -140,13 +148,8 @@ public func dl_layer_grad_data(_ layer: OpaquePointer?, _ index: Int, _ data: Un
     }
 }
 
-/// Checks a buffer index of a standalone layer.
 private func bufferIndex(_ box: LayerBox, _ index: Int) throws(DLError) -> Int {
-    let count = box.value.bufferNames.count
-    guard try size(index, "index") < count else {
-        throw .invalid("buffer index \(index) is out of range: this \(box.value.type) layer has \(count) buffers")
-    }
-    return index
+    try checkedIndex(box, index, box.value.bufferNames.count, "buffer")
 }
 
 @_cdecl("dl_layer_num_buffers")
@@ -166,11 +169,7 @@ public func dl_layer_buffer_name(_ layer: OpaquePointer?, _ index: Int, _ name: 
 public func dl_layer_buffer_shape(_ layer: OpaquePointer?, _ index: Int, _ dims: UnsafeMutablePointer<Int>?,
                                   _ dimsLen: Int, _ ndim: UnsafeMutablePointer<Int>?) -> Int32 {
     withLayer(layer) { (box) throws(DLError) in
-        let dims = try required(dims, "dims"), ndim = try required(ndim, "ndim")
-        let shape = box.value.bufferShapes[try bufferIndex(box, index)]
-        guard capacity(dimsLen) >= shape.count else { throw .invalid("dims has room for \(dimsLen) dimensions, needs \(shape.count)") }
-        for (i, d) in shape.enumerated() { dims[i] = d }
-        ndim.pointee = shape.count
+        try writeShape(box.value.bufferShapes[try bufferIndex(box, index)], dims, dimsLen, ndim)
     }
 }
 
