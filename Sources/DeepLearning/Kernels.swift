@@ -101,6 +101,7 @@ public enum Kernels {
     /// The rows of x (rows x cols) whose largest entry (the first of equal ones) is at the
     /// row's class: its label, or the largest entry of the same row of target values. What
     /// accuracy counts, in evaluation and in training.
+    @_specialize(where T == Float) @_specialize(where T == Double)
     public static func countArgmaxMatches<T: DLScalar>(_ x: UnsafePointer<T>, rows: Int, cols: Int,
                                                        _ targets: Targets<T>) -> Int {
         func argmax(_ row: UnsafePointer<T>) -> Int {
