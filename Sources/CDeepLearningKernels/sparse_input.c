@@ -36,16 +36,17 @@ static inline int64_t compress_scalar(const float *xr, int64_t c, int64_t cols, 
     return nnz;
 }
 
-// Rows r0 ..< r1 of x (cols values each, ld apart) into index/value (a segment that starts
-// at entry `offset` of the whole workspace): row r's entries at [row_begin[r], row_end[r]).
-// Returns the segment's count, or -1 as soon as it exceeds max_nonzeros.
-static int64_t compress_rows_plain(const float *x, int64_t r0, int64_t r1, int64_t cols, float v,
-                                   int64_t max_nonzeros, int64_t offset, int32_t *index, float *value,
+// Columns c0 ..< c1 of rows r0 ..< r1 of x (rows ld apart) into index/value (a segment
+// that starts at entry `offset` of the whole workspace): row r's entries at
+// [row_begin[r], row_end[r]), their columns counted from x's first. Returns the segment's
+// count, or -1 as soon as it exceeds max_nonzeros.
+static int64_t compress_rows_plain(const float *x, int64_t r0, int64_t r1, int64_t c0, int64_t c1, int64_t ld,
+                                   float v, int64_t max_nonzeros, int64_t offset, int32_t *index, float *value,
                                    int64_t *row_begin, int64_t *row_end) {
     int64_t nnz = 0;
     for (int64_t r = r0; r < r1; r++) {
         row_begin[r] = offset + nnz;
-        nnz = compress_scalar(x + r * cols, 0, cols, v, index, value, nnz);
+        nnz = compress_scalar(x + r * ld, c0, c1, v, index, value, nnz);
         if (nnz > max_nonzeros) return -1;
         row_end[r] = offset + nnz;
     }
@@ -72,18 +73,18 @@ static void fill_compress_table(void) {
 // column numbers) to the front with one permutation and store all eight lanes; only the
 // first popcount(mask) of them count. No branch depends on the data but "all eight equal v".
 __attribute__((target("avx2")))
-static int64_t compress_rows_avx2(const float *x, int64_t r0, int64_t r1, int64_t cols, float v,
-                                  int64_t max_nonzeros, int64_t offset, int32_t *index, float *value,
+static int64_t compress_rows_avx2(const float *x, int64_t r0, int64_t r1, int64_t c0, int64_t c1, int64_t ld,
+                                  float v, int64_t max_nonzeros, int64_t offset, int32_t *index, float *value,
                                   int64_t *row_begin, int64_t *row_end) {
     pthread_once(&compress_table_once, fill_compress_table);
     const __m256 vv = _mm256_set1_ps(v);
     const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     int64_t nnz = 0;
     for (int64_t r = r0; r < r1; r++) {
-        const float *xr = x + r * cols;
+        const float *xr = x + r * ld;
         row_begin[r] = offset + nnz;
-        int64_t c = 0;
-        for (; c + 8 <= cols; c += 8) {
+        int64_t c = c0;
+        for (; c + 8 <= c1; c += 8) {
             const __m256 d = _mm256_loadu_ps(xr + c);
             const unsigned mask = (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(d, vv, _CMP_NEQ_UQ));
             if (mask == 0) continue;
@@ -93,7 +94,7 @@ static int64_t compress_rows_avx2(const float *x, int64_t r0, int64_t r1, int64_
             _mm256_storeu_si256((__m256i *)(index + nnz), _mm256_permutevar8x32_epi32(columns, perm));
             nnz += __builtin_popcount(mask);
         }
-        nnz = compress_scalar(xr, c, cols, v, index, value, nnz);
+        nnz = compress_scalar(xr, c, c1, v, index, value, nnz);
         if (nnz > max_nonzeros) return -1;
         row_end[r] = offset + nnz;
     }
@@ -101,15 +102,15 @@ static int64_t compress_rows_avx2(const float *x, int64_t r0, int64_t r1, int64_
 }
 #endif
 
-static int64_t compress_rows(const float *x, int64_t r0, int64_t r1, int64_t cols, float v, int64_t max_nonzeros,
-                             int64_t offset, int32_t *index, float *value, int64_t *row_begin, int64_t *row_end,
-                             int plain_c) {
+static int64_t compress_rows(const float *x, int64_t r0, int64_t r1, int64_t c0, int64_t c1, int64_t ld, float v,
+                             int64_t max_nonzeros, int64_t offset, int32_t *index, float *value, int64_t *row_begin,
+                             int64_t *row_end, int plain_c) {
 #if DLK_X86
     if (!plain_c && dlk_has_avx2())
-        return compress_rows_avx2(x, r0, r1, cols, v, max_nonzeros, offset, index, value, row_begin, row_end);
+        return compress_rows_avx2(x, r0, r1, c0, c1, ld, v, max_nonzeros, offset, index, value, row_begin, row_end);
 #endif
     (void)plain_c;
-    return compress_rows_plain(x, r0, r1, cols, v, max_nonzeros, offset, index, value, row_begin, row_end);
+    return compress_rows_plain(x, r0, r1, c0, c1, ld, v, max_nonzeros, offset, index, value, row_begin, row_end);
 }
 
 // MARK: - Sparse times dense
@@ -516,7 +517,7 @@ static void transpose_range(const float *a, int64_t rows, int64_t cols, float v,
 // MARK: - The parallel jobs
 //
 // Shares follow the pool's rule (dlk_parallel_for): contiguous ranges, the same at every
-// call. The forward's product takes chunks of inputs first and groups of batch rows second;
+// call. The forward's units take chunks of inputs first and groups of batch rows second;
 // the weight gradient takes ranges of inputs (rows of dW^T), each thread transposing the
 // columns of x it needs itself.
 
@@ -530,16 +531,6 @@ static int64_t chunk_start(int64_t cols, int64_t h) {
     return min64(cols, ((cols * h + CHUNKS - 1) / CHUNKS + 7) & ~(int64_t)7);
 }
 
-// The first of the entries k0 ..< k1 (increasing columns) whose column is at least c.
-static int64_t first_at_or_after(const int32_t *index, int64_t k0, int64_t k1, int64_t c) {
-    while (k0 < k1) {
-        const int64_t mid = k0 + (k1 - k0) / 2;
-        if (index[mid] < c) k0 = mid + 1;
-        else k1 = mid;
-    }
-    return k0;
-}
-
 struct forward_job {
     const float *x;
     int64_t rows, cols;
@@ -551,54 +542,47 @@ struct forward_job {
     dlk_sparse_batch *work;
     float *y;
     int plain_c;
-    int64_t parts;                         // of the compression
-    int64_t groups;                        // of rows per chunk, in the product
-    int64_t nonzeros[DLK_MAX_THREADS];     // per part of the compression, or -1
+    int64_t total;                         // atomic: entries compressed so far, all units
+    int64_t nonzeros[DLK_SPARSE_CHUNKS * DLK_MAX_THREADS];   // per unit, or -1
 };
 
-// Part p of `parts`: its rows compressed into segment p, and its share of the chunks' base
-// terms (units of 8 outputs of one chunk): base_h = (the bias for h = 0) + v times the
-// column sums of chunk h's rows of W^T.
-static void compress_part(void *context, int64_t begin, int64_t end, int thread) {
+// Units u0 ..< u1 of the forward, unit u being chunk h = u / groups of the inputs times
+// group g = u % groups of the batch rows. Each unit is whole on its own: it compresses its
+// rows' entries in its chunk into segment u, makes its copy of the chunk's base term
+// (the bias for chunk 0, plus v times the column sums of the chunk's rows of W^T), and
+// multiplies: into y for chunk 0, into the chunk's partial product for the others. A
+// thread compresses all its units before multiplying any, and skips the products once the
+// batch is known to be too dense (the entries counted so far exceed max_nonzeros): a dense
+// batch then costs little more than its compression. The products a unit computes do not
+// depend on the grouping, so neither do the results on the number of threads.
+static void forward_units(void *context, int64_t u0, int64_t u1, int thread) {
     (void)thread;
     struct forward_job *f = context;
     dlk_sparse_batch *w = f->work;
-    const int64_t vectors = (f->n + 7) / 8, units = CHUNKS * vectors;
-    for (int64_t p = begin; p < end; p++) {
-        const int64_t offset = p * w->segment_capacity;
-        f->nonzeros[p] = compress_rows(f->x, f->rows * p / f->parts, f->rows * (p + 1) / f->parts, f->cols, f->v,
-                                       f->max_nonzeros, offset, w->index + offset, w->value + offset,
-                                       w->row_begin, w->row_end, f->plain_c);
-        const int64_t u0 = units * p / f->parts, u1 = units * (p + 1) / f->parts;
-        for (int64_t h = u0 / vectors; h < CHUNKS && h * vectors < u1; h++) {
-            const int64_t o0 = 8 * (u0 > h * vectors ? u0 - h * vectors : 0);
-            const int64_t o1 = min64(f->n, 8 * (min64(u1, (h + 1) * vectors) - h * vectors));
-            const int64_t c0 = chunk_start(f->cols, h), c1 = chunk_start(f->cols, h + 1);
-            const float *bias = h == 0 ? f->bias : NULL;
-            float *base = w->base + h * f->n;
-            if (f->v != 0) column_sums(f->wt + c0 * f->n + o0, c1 - c0, o1 - o0, f->n, base + o0, f->plain_c);
-            for (int64_t o = o0; o < o1; o++)
-                base[o] = (bias ? bias[o] : 0.0f) + (f->v != 0 ? f->v * base[o] : 0.0f);
-        }
+    const int64_t groups = w->groups;
+    for (int64_t u = u0; u < u1; u++) {
+        const int64_t h = u / groups, g = u % groups;
+        const int64_t r0 = f->rows * g / groups, r1 = f->rows * (g + 1) / groups;
+        const int64_t offset = u * w->segment_capacity;
+        f->nonzeros[u] = compress_rows(f->x, r0, r1, chunk_start(f->cols, h), chunk_start(f->cols, h + 1), f->cols,
+                                       f->v, f->max_nonzeros, offset, w->index + offset, w->value + offset,
+                                       w->row_begin + h * f->rows, w->row_end + h * f->rows, f->plain_c);
+        const int64_t count = f->nonzeros[u] < 0 ? f->max_nonzeros + 1 : f->nonzeros[u];
+        __atomic_add_fetch(&f->total, count, __ATOMIC_RELAXED);
     }
-}
-
-// Share u: group u % groups of the batch rows, times chunk u / groups of W^T, into y for
-// the first chunk and into its partial product for the others.
-static void product_part(void *context, int64_t begin, int64_t end, int thread) {
-    (void)thread;
-    const struct forward_job *f = context;
-    const dlk_sparse_batch *w = f->work;
-    for (int64_t u = begin; u < end; u++) {
-        const int64_t h = u / f->groups, group = u % f->groups;
+    if (__atomic_load_n(&f->total, __ATOMIC_RELAXED) > f->max_nonzeros) return;
+    for (int64_t u = u0; u < u1; u++) {
+        const int64_t h = u / groups, g = u % groups;
+        const int64_t r0 = f->rows * g / groups, r1 = f->rows * (g + 1) / groups;
         const int64_t c0 = chunk_start(f->cols, h), c1 = chunk_start(f->cols, h + 1);
+        float *base = w->base + u * f->n;
+        if (f->v != 0) column_sums(f->wt + c0 * f->n, c1 - c0, f->n, f->n, base, f->plain_c);
+        const float *bias = h == 0 ? f->bias : NULL;
+        for (int64_t o = 0; o < f->n; o++) base[o] = (bias ? bias[o] : 0.0f) + (f->v != 0 ? f->v * base[o] : 0.0f);
         float *out = h == 0 ? f->y : w->partial + (h - 1) * f->rows * f->n;
-        const float *base = w->base + h * f->n;
-        for (int64_t r = f->rows * group / f->groups; r < f->rows * (group + 1) / f->groups; r++) {
-            const int64_t k0 = h == 0 ? w->row_begin[r] : first_at_or_after(w->index, w->row_begin[r], w->row_end[r], c0);
-            const int64_t k1 = h == CHUNKS - 1 ? w->row_end[r] : first_at_or_after(w->index, k0, w->row_end[r], c1);
-            sparse_times_dense(f->n, k0, k1, w->index, w->value, f->wt, f->n, base, out + r * f->n, f->plain_c);
-        }
+        const int64_t *begin = w->row_begin + h * f->rows, *end = w->row_end + h * f->rows;
+        for (int64_t r = r0; r < r1; r++)
+            sparse_times_dense(f->n, begin[r], end[r], w->index, w->value, f->wt, f->n, base, out + r * f->n, f->plain_c);
     }
 }
 
@@ -627,20 +611,16 @@ static void add_partials(float *y, const float *partial, int64_t rows, int64_t n
 int64_t dlk_sparse_forward(const float *x, int64_t rows, int64_t cols, float v, int64_t max_nonzeros,
                            const float *wt, int64_t n, const float *bias, dlk_sparse_batch *work,
                            float *y, int plain_c) {
-    const int64_t threads = dlk_threads();
-    struct forward_job job = {x, rows, cols, v, max_nonzeros, wt, n, bias, work, y, plain_c,
-                              .parts = min64(min64(threads, work->segments), min64(rows, DLK_MAX_THREADS)),
-                              .groups = min64((threads + CHUNKS - 1) / CHUNKS, rows)};
-    if (job.parts < 1) job.parts = 1;
-    if (job.groups < 1) job.groups = 1;
-    dlk_parallel_for(job.parts, 1, compress_part, &job);
+    struct forward_job job = {x, rows, cols, v, max_nonzeros, wt, n, bias, work, y, plain_c, 0, {0}};
+    if (work->groups < 1 || work->groups > DLK_MAX_THREADS || work->groups > rows) return -1;
+    const int64_t units = CHUNKS * work->groups;
+    dlk_parallel_for(units, work->serial ? units : 1, forward_units, &job);
     int64_t total = 0;
-    for (int64_t p = 0; p < job.parts; p++) {
-        if (job.nonzeros[p] < 0) return -1;
-        total += job.nonzeros[p];
+    for (int64_t u = 0; u < units; u++) {
+        if (job.nonzeros[u] < 0) return -1;
+        total += job.nonzeros[u];
     }
     if (total > max_nonzeros) return -1;
-    dlk_parallel_for(CHUNKS * job.groups, 1, product_part, &job);
     add_partials(y, work->partial, rows, n);
     return total;
 }

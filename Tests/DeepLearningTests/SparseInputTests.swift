@@ -208,6 +208,32 @@ import Testing
         #expect(layer.forwardWasSparse)
     }
 
+    /// The forward's units (a chunk of inputs times a group of rows, each compressed and
+    /// multiplied by one thread) on every thread count, through every change of path:
+    /// sparse, then dense (a failed compression), then sparse again after the serial retry
+    /// that follows a dense batch, and a batch dense in one chunk only. Each is checked
+    /// against the formulas.
+    @Test(arguments: [1, 2, 3, 8])
+    func theForwardUnitsFollowEveryChangeOfPath(threads: Int) throws {
+        let saved = Kernels.threads
+        defer { Kernels.threads = saved }
+        Kernels.threads = threads
+        var c = Self.cases[2]
+        let layer = try Self.layer(c, portable: false)
+        for (density, sparse) in [(0.19, true), (0.6, false), (0.6, false), (0.1, true), (0.19, true)] {
+            c.density = density
+            try Self.checkAgainstFormulas(layer, try Self.batch(c, seed: 3))
+            #expect(layer.forwardWasSparse == sparse, "density \(density), \(threads) threads")
+        }
+        // Every entry of the first chunk differs from the background: the first unit alone
+        // is over the budget (a quarter of the batch), the second is all background.
+        c.density = 0
+        let x = try Self.batch(c, seed: 3)
+        for r in 0..<c.rows { for i in 0..<c.inputs / 2 { x.data[r * c.inputs + i] = Float(i % 7) - 3.5 } }
+        try Self.checkAgainstFormulas(layer, x)
+        #expect(!layer.forwardWasSparse)
+    }
+
     /// A float32 model, whose first layer takes the sparse path, trains like the same model in
     /// float64 (always dense): the same losses step after step, to float32 accuracy.
     @Test func trainingMatchesTheFloat64Model() throws {

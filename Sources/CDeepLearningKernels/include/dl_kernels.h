@@ -29,22 +29,24 @@
 
 /// The forward's workspace, owned and reused by the caller.
 typedef struct dlk_sparse_batch {
-    int64_t *row_begin, *row_end;   // rows: row r's entries are [row_begin[r], row_end[r]) of...
-    int32_t *index;                 // segments * segment_capacity: ...their columns...
-    float *value;                   // segments * segment_capacity: ...and x - v there
-    int64_t segments;               // parts the batch may be compressed in, at least 1 (one per thread)
+    int64_t *row_begin, *row_end;   // DLK_SPARSE_CHUNKS * rows: chunk h's entries of row r are
+                                    // [row_begin[h * rows + r], row_end[h * rows + r]) of...
+    int32_t *index;                 // DLK_SPARSE_CHUNKS * groups * segment_capacity: ...their columns...
+    float *value;                   // (as index): ...and x - v there
+    int64_t groups;                 // groups of batch rows per chunk, 1 ... min(rows, DLK_MAX_THREADS)
     int64_t segment_capacity;       // max_nonzeros + cols + 8
-    float *base;                    // DLK_SPARSE_CHUNKS * n: per chunk, what is added to every output row
-                                    // besides its product
+    int serial;                     // nonzero: all on the calling thread
+    float *base;                    // DLK_SPARSE_CHUNKS * groups * n: per unit, what is added to every
+                                    // output row besides its product
     float *partial;                 // (DLK_SPARSE_CHUNKS - 1) * rows * n: the products of chunks 1...
 } dlk_sparse_batch;
 
 /// y (rows x n) = x W^T + bias for a float32 batch x (rows x cols, finite) mostly equal to
-/// v, from W^T (cols x n) and bias (n, or NULL). The rows are compressed around v in up to
-/// `segments` parts (one per thread), then each chunk of inputs times a group of rows is
-/// one share of the product: y[r, o] = the sum over chunks h, in order, of base_h[o] plus
-/// the nonzeros of row r in chunk h, in column order, times W^T[., o]. Returns the number of entries that differ from v, or -1 when more than
-/// `max_nonzeros` do (y is then garbage).
+/// v, from W^T (cols x n) and bias (n, or NULL). Each chunk of inputs times a group of rows
+/// is one unit of work, compressed around v and multiplied by the same thread:
+/// y[r, o] = the sum over chunks h, in order, of base_h[o] plus the nonzeros of row r in
+/// chunk h, in column order, times W^T[., o]. Returns the number of entries that differ
+/// from v, or -1 when more than `max_nonzeros` do (y is then garbage).
 DLK_HIDDEN int64_t dlk_sparse_forward(const float *x, int64_t rows, int64_t cols, float v, int64_t max_nonzeros,
                                       const float *wt, int64_t n, const float *bias, dlk_sparse_batch *work,
                                       float *y, int plain_c);

@@ -35,9 +35,10 @@ final class SparseInput {
         let rowBegin = Buffer<Int64>(), rowEnd = Buffer<Int64>()
         let index = Buffer<Int32>(), value = Buffer<Float>(), base = Buffer<Float>(), partial = Buffer<Float>()
         /// The last batch was too dense to compress: the next attempt runs on the calling
-        /// thread alone. On dense data every attempt fails, and a failed attempt is too
-        /// little work to pay for waking the kernel threads, which slept through the
-        /// previous step's BLAS products; the layer's BLAS path then uses no pool at all.
+        /// thread alone (and multiplies only if the whole batch compressed). On dense data
+        /// every attempt fails, and a failed attempt is too little work to pay for waking
+        /// the kernel threads, which slept through the previous step's BLAS products; the
+        /// layer's BLAS path then uses no pool at all.
         var lastFailed = false
     }
     private let workspace = Workspace()
@@ -105,13 +106,16 @@ final class SparseInput {
         guard !total.overflow, total.partialValue < Int(Int32.max) else { return .none }
         let limit = Int(Double(total.partialValue) * SparseInput.maxDensity)
         let capacity = limit + inFeatures + 8
-        let segments = workspace.lastFailed ? 1 : Kernels.threads
-        guard rowBegin.reserve(batch), rowEnd.reserve(batch), index.reserve(segments * capacity),
-              value.reserve(segments * capacity), base.reserve(chunks * outFeatures),
+        // A unit of work per chunk of inputs and group of rows: as many groups as it takes
+        // to give every kernel thread a unit (one group on two threads).
+        let groups = workspace.lastFailed ? 1 : min((Kernels.threads + chunks - 1) / chunks, batch, Int(DLK_MAX_THREADS))
+        let units = chunks * groups
+        guard rowBegin.reserve(chunks * batch), rowEnd.reserve(chunks * batch), index.reserve(units * capacity),
+              value.reserve(units * capacity), base.reserve(units * outFeatures),
               partial.reserve((chunks - 1) * batch * outFeatures) else { return .none }
         var work = dlk_sparse_batch(row_begin: rowBegin.base, row_end: rowEnd.base, index: index.base, value: value.base,
-                                    segments: Int64(segments), segment_capacity: Int64(capacity), base: base.base,
-                                    partial: partial.base)
+                                    groups: Int64(groups), segment_capacity: Int64(capacity),
+                                    serial: workspace.lastFailed ? 1 : 0, base: base.base, partial: partial.base)
         let xf = floats(x)
         var v = SparseInput.likelyBackground(xf, count: total.partialValue)
         while true {
