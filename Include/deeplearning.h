@@ -700,6 +700,29 @@ DL_API int dl_dataset_from_arrays(const float *x, size_t count, const size_t *sh
                                   dl_dataset **out);
 
 /*
+ * dl_dataset_borrow_arrays - dl_dataset_from_arrays without the copy of x:
+ * the data set reads x in place (labels and targets, one value or row per
+ * sample, are still copied). Use it for a large x that already lives in
+ * memory the caller controls, such as a NumPy array or a memory-mapped file.
+ *   x ... out    as for dl_dataset_from_arrays; x is checked to be finite
+ *                (one pass that reads it) but never written.
+ *   release      called once with user_data when the data set no longer
+ *                needs x: from dl_dataset_free(), or before this function
+ *                returns if it fails. NULL if the caller frees x itself,
+ *                after dl_dataset_free().
+ * x must stay valid until then. Changing x while a training or evaluation
+ * call uses the data set is a data race; changing it between calls is
+ * allowed and later calls see the new values (a NaN is then refused by the
+ * step that meets it). Pointers from dl_dataset_features() point into x.
+ * Returns: as dl_dataset_from_arrays.
+ * Thread-safety: any thread; release runs on the thread that frees the set.
+ */
+typedef void (*dl_release_fn)(void *user_data);
+DL_API int dl_dataset_borrow_arrays(const float *x, size_t count, const size_t *shape, size_t ndim,
+                                    const int32_t *labels, const float *targets, size_t target_size,
+                                    dl_release_fn release, void *user_data, dl_dataset **out);
+
+/*
  * dl_dataset_load_hdf5 - an HDF5 file holding a dataset "x" of shape
  * (N, ...), floats or unsigned bytes, and optionally "y": integers of shape
  * (N) are class labels >= 0; floats of shape (N) or (N, k) are target

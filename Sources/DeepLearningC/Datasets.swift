@@ -59,37 +59,75 @@ public func dl_dataset_from_arrays(_ x: UnsafePointer<Float>?, _ count: Int, _ s
                                    _ labels: UnsafePointer<Int32>?, _ targets: UnsafePointer<Float>?, _ targetSize: Int,
                                    _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
     load(out) { () throws(DLError) in
-        let x = try required(x, "x"), shape = try required(shape, "shape")
-        let count = try size(count, "count"), ndim = try size(ndim, "ndim"), width = try size(targetSize, "target_size")
-        guard count >= 1 else { throw .invalid("count must be at least 1, got 0") }
-        guard (1...32).contains(ndim) else { throw .invalid("ndim must be from 1 to 32, got \(ndim)") }
-        let sampleShape = try dimensions(shape, ndim, "shape")
-        guard sampleShape.allSatisfy({ $0 > 0 }) else { throw .invalid("shape \(sampleShape) has a zero (or too large) dimension") }
-        let n = try checkedProduct(count, try checkedCount(sampleShape, "sample shape"), "x")
-        try checkAllocation(n, of: Float.self, "x of \(count) samples")
-        let features = Array(UnsafeBufferPointer(start: x, count: n))
-        guard features.allSatisfy({ $0.isFinite }) else { throw DLError(.numeric, "x contains NaN or infinite values") }
-        let data: Dataset.Targets
-        switch (labels, targets) {
-        case (nil, nil):
-            guard width == 0 else { throw .invalid("target_size is \(width) but targets is NULL") }
-            data = .none
-        case (let l?, nil):
-            guard width == 0 else { throw .invalid("target_size must be 0 with labels, got \(width)") }
-            try checkAllocation(count, of: Int32.self, "labels of \(count) samples")
-            data = .labels(Array(UnsafeBufferPointer(start: l, count: count)))
-        case (nil, let t?):
-            guard width >= 1 else { throw .invalid("target_size must be at least 1 with targets, got 0") }
-            let m = try checkedProduct(count, width, "targets")
-            try checkAllocation(m, of: Float.self, "targets of \(count) samples")
-            let values = Array(UnsafeBufferPointer(start: t, count: m))
-            guard values.allSatisfy({ $0.isFinite }) else { throw DLError(.numeric, "targets contain NaN or infinite values") }
-            data = .values(values, size: width)
-        case (_?, _?):
-            throw .invalid("labels and targets are both given; pass at most one of them")
+        try datasetFromArrays(x, count, shape, ndim, labels, targets, targetSize) { (x, targets, sampleShape) throws(DLError) in
+            try checkAllocation(x.count, of: Float.self, "x of \(count) samples")
+            return try Dataset(features: Array(x), targets: targets, sampleShape: sampleShape)
         }
-        return try Dataset(features: features, targets: data, sampleShape: sampleShape)
     }
+}
+
+/// The release callback of `dl_dataset_borrow_arrays`, with its argument.
+private struct Release: @unchecked Sendable {
+    // @unchecked: the caller's function and pointer, called once, from whichever thread
+    // frees the last copy of the data set (the header says so).
+    let function: @convention(c) (UnsafeMutableRawPointer?) -> Void
+    let userData: UnsafeMutableRawPointer?
+    func callAsFunction() { function(userData) }
+}
+
+@_cdecl("dl_dataset_borrow_arrays")
+public func dl_dataset_borrow_arrays(_ x: UnsafePointer<Float>?, _ count: Int, _ shape: UnsafePointer<Int>?, _ ndim: Int,
+                                     _ labels: UnsafePointer<Int32>?, _ targets: UnsafePointer<Float>?, _ targetSize: Int,
+                                     _ release: (@convention(c) (UnsafeMutableRawPointer?) -> Void)?,
+                                     _ userData: UnsafeMutableRawPointer?,
+                                     _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+    // Made first, so that every way out, failures included, releases x exactly once.
+    let releaser = release.map { Release(function: $0, userData: userData) }
+    var handedOver = false
+    defer { if !handedOver { releaser?() } }
+    return load(out) { () throws(DLError) in
+        try datasetFromArrays(x, count, shape, ndim, labels, targets, targetSize) { (x, targets, sampleShape) throws(DLError) in
+            handedOver = true       // from here the data set's storage calls it, also if init throws
+            return try Dataset(borrowing: x, targets: targets, sampleShape: sampleShape,
+                               release: releaser.map { r in { r() } })
+        }
+    }
+}
+
+/// The checks and copies `dl_dataset_from_arrays` and `dl_dataset_borrow_arrays` share:
+/// every argument, x finite; labels or targets copied. `make` builds the set from x.
+private func datasetFromArrays(_ x: UnsafePointer<Float>?, _ count: Int, _ shape: UnsafePointer<Int>?, _ ndim: Int,
+                               _ labels: UnsafePointer<Int32>?, _ targets: UnsafePointer<Float>?, _ targetSize: Int,
+                               _ make: (UnsafeBufferPointer<Float>, Dataset.Targets, [Int]) throws(DLError) -> Dataset)
+    throws(DLError) -> Dataset {
+    let x = try required(x, "x"), shape = try required(shape, "shape")
+    let count = try size(count, "count"), ndim = try size(ndim, "ndim"), width = try size(targetSize, "target_size")
+    guard count >= 1 else { throw .invalid("count must be at least 1, got 0") }
+    guard (1...32).contains(ndim) else { throw .invalid("ndim must be from 1 to 32, got \(ndim)") }
+    let sampleShape = try dimensions(shape, ndim, "shape")
+    guard sampleShape.allSatisfy({ $0 > 0 }) else { throw .invalid("shape \(sampleShape) has a zero (or too large) dimension") }
+    let features = UnsafeBufferPointer(start: x, count: try checkedProduct(count, try checkedCount(sampleShape, "sample shape"), "x"))
+    guard Kernels.allFinite(x, features.count) else { throw DLError(.numeric, "x contains NaN or infinite values") }
+    let data: Dataset.Targets
+    switch (labels, targets) {
+    case (nil, nil):
+        guard width == 0 else { throw .invalid("target_size is \(width) but targets is NULL") }
+        data = .none
+    case (let l?, nil):
+        guard width == 0 else { throw .invalid("target_size must be 0 with labels, got \(width)") }
+        try checkAllocation(count, of: Int32.self, "labels of \(count) samples")
+        data = .labels(Array(UnsafeBufferPointer(start: l, count: count)))
+    case (nil, let t?):
+        guard width >= 1 else { throw .invalid("target_size must be at least 1 with targets, got 0") }
+        let m = try checkedProduct(count, width, "targets")
+        try checkAllocation(m, of: Float.self, "targets of \(count) samples")
+        let values = Array(UnsafeBufferPointer(start: t, count: m))
+        guard values.allSatisfy({ $0.isFinite }) else { throw DLError(.numeric, "targets contain NaN or infinite values") }
+        data = .values(values, size: width)
+    case (_?, _?):
+        throw .invalid("labels and targets are both given; pass at most one of them")
+    }
+    return try make(features, data, sampleShape)
 }
 
 @_cdecl("dl_dataset_load_hdf5")
@@ -128,15 +166,16 @@ public func dl_dataset_sample_shape(_ dataset: OpaquePointer?, _ dims: UnsafeMut
     }
 }
 
-// The three accessors below hand out the address of the data set's own arrays. It stays valid
-// until dl_dataset_free: the box holds the arrays and nothing ever mutates them, so Swift's
-// copy-on-write never moves their storage, and it is freed only with the box.
+// The three accessors below hand out the address of the data set's own arrays (or of the
+// caller's memory it borrows). It stays valid until dl_dataset_free: the box holds the
+// arrays and nothing ever mutates them, so Swift's copy-on-write never moves their storage,
+// and it is freed only with the box.
 
 @_cdecl("dl_dataset_features")
 public func dl_dataset_features(_ dataset: OpaquePointer?, _ data: UnsafeMutablePointer<UnsafePointer<Float>?>?) -> Int32 {
     withDataset(dataset) { (box) throws(DLError) in
         let out = try required(data, "data")
-        out.pointee = box.value.features.withUnsafeBufferPointer { $0.baseAddress }
+        out.pointee = box.value.withFeatures { $0.baseAddress }
     }
 }
 

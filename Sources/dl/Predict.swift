@@ -28,7 +28,7 @@ struct Predict: ParsableCommand {
             let k = model.outputSize
             var outputs = [Float](repeating: 0, count: data.count * k)
             var classes = [Int32](repeating: 0, count: model.isClassifier ? data.count : 0)
-            try data.features.withUnsafeBufferPointer { (x) throws(DLError) in
+            try data.withFeatures { (x) throws(DLError) in
                 try outputs.withUnsafeMutableBufferPointer { (out) throws(DLError) in
                     try model.predict(x: x.baseAddress!, count: data.count, into: out.baseAddress!)
                     guard model.isClassifier else { return }

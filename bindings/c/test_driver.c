@@ -35,6 +35,8 @@
  *     pooling against its definition, batch norm's zero channel means; refusals;
  *   - dl_dataset_from_arrays: a copy of labels, target values, image shapes or no targets,
  *     an unshuffled epoch on it equal to dl_train_step; every refusal;
+ *   - dl_dataset_borrow_arrays: x read in place (the same address), trained on like a copy,
+ *     later changes seen, released exactly once, on free and on every refusal;
  *   - layer output shapes and batch norm's running statistics (dl_model_*_buffer*): names,
  *     shapes, initial values, moved by a step, set values change predictions, bad ones refused;
  *   - progress callbacks (dl_model_set_progress): every step and evaluation chunk
@@ -3260,6 +3262,83 @@ done:
     release_dataset(none);
 }
 
+/* The release callback of dl_dataset_borrow_arrays: counts its calls and checks its argument. */
+static int borrow_releases;
+static void count_release(void *user_data) {
+    CHECK(user_data == (void *)&borrow_releases);
+    borrow_releases++;
+}
+
+static void test_dataset_borrow_arrays(void) {
+    section("dl_dataset_borrow_arrays: x read in place, released once, refusals release too");
+    enum { N = 7 };
+    float x[N * 2];
+    int32_t labels[N];
+    for (int i = 0; i < N; i++) {
+        x[2 * i] = (float)i - 3.0f;
+        x[2 * i + 1] = 0.25f * (float)(i % 4);
+        labels[i] = x[2 * i] + x[2 * i + 1] > 0;
+    }
+    const size_t row[1] = {2};
+    dl_dataset *data = NULL, *copy = NULL, *bad = NULL;
+    dl_model *a = load_json(ds_spec), *b = load_json(ds_spec), *c = NULL;
+    borrow_releases = 0;
+    if (a == NULL || b == NULL
+        || !CHECK_OK(dl_dataset_borrow_arrays(x, N, row, 1, labels, NULL, 0, count_release, &borrow_releases, &data))
+        || !CHECK_OK(dl_dataset_from_arrays(x, N, row, 1, labels, NULL, 0, &copy)))
+        goto done;
+    const float *features = NULL;
+    CHECK_OK(dl_dataset_features(data, &features));
+    CHECK(features == x);                            /* no copy: the caller's memory */
+    CHECK(borrow_releases == 0);
+    /* Training on it is training on the copy, step for step. */
+    CHECK_OK(dl_train_epoch(a, data, 3, 1, NULL));
+    CHECK_OK(dl_train_epoch(b, copy, 3, 1, NULL));
+    CHECK(models_equal(a, b));
+    /* A change between calls shows; the copy does not see it. */
+    for (int i = 0; i < 2 * N; i++) x[i] = -x[i];
+    double loss_borrowed = 0, loss_copy = 0, loss_direct = 0, accuracy = 0;
+    CHECK_OK(dl_evaluate_dataset(a, data, &loss_borrowed, &accuracy));
+    CHECK_OK(dl_evaluate_dataset(a, copy, &loss_copy, &accuracy));
+    CHECK_OK(dl_evaluate(a, x, N, labels, NULL, &loss_direct, NULL));
+    CHECK(loss_borrowed == loss_direct && loss_borrowed != loss_copy);
+    /* A NaN put in later is refused by the step that meets it, and the model is kept. */
+    release(c);
+    c = NULL;
+    x[3] = NAN;
+    CHECK_OK(dl_model_clone(a, &c));
+    CHECK_STATUS(dl_train_epoch(a, data, N, 0, NULL), DL_NUMERIC);
+    CHECK(c != NULL && models_equal(a, c));
+    x[3] = 1.0f;
+    dl_dataset_free(data);
+    data = NULL;
+    CHECK(borrow_releases == 1);                     /* freed: released exactly once */
+
+    /* Every refusal releases x before it returns, and leaves out untouched. */
+    borrow_releases = 0;
+    CHECK_STATUS(dl_dataset_borrow_arrays(x, 0, row, 1, labels, NULL, 0, count_release, &borrow_releases, &bad), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_dataset_borrow_arrays(x, N, row, 1, labels, NULL, 0, count_release, &borrow_releases, NULL), DL_INVALID_ARGUMENT);
+    CHECK_STATUS(dl_dataset_borrow_arrays(NULL, N, row, 1, labels, NULL, 0, count_release, &borrow_releases, &bad), DL_INVALID_ARGUMENT);
+    labels[2] = -1;                                  /* refused by the data set's own checks */
+    CHECK_STATUS(dl_dataset_borrow_arrays(x, N, row, 1, labels, NULL, 0, count_release, &borrow_releases, &bad), DL_INVALID_ARGUMENT);
+    labels[2] = 0;
+    x[1] = INFINITY;
+    CHECK_STATUS(dl_dataset_borrow_arrays(x, N, row, 1, labels, NULL, 0, count_release, &borrow_releases, &bad), DL_NUMERIC);
+    CHECK(borrow_releases == 5 && bad == NULL);
+    /* NULL release: the caller keeps x and frees it after the data set. */
+    x[1] = 0.0f;
+    if (CHECK_OK(dl_dataset_borrow_arrays(x, N, row, 1, NULL, NULL, 0, NULL, NULL, &data))) {
+        CHECK_OK(dl_dataset_features(data, &features));
+        CHECK(features == x);
+    }
+done:
+    release(a);
+    release(b);
+    release(c);
+    release_dataset(data);
+    release_dataset(copy);
+}
+
 static void test_train_epoch(void) {
     section("dl_train_epoch, dl_evaluate_dataset: against dl_train_step and dl_evaluate; learning");
     dl_dataset *train = NULL, *test = NULL;
@@ -4639,6 +4718,7 @@ int main(int argc, char **argv) {
         test_dataset_handles();
         test_train_epoch();
         test_dataset_from_arrays();
+        test_dataset_borrow_arrays();
         test_progress();
         test_train_epoch_errors();
         test_dataset_targets();

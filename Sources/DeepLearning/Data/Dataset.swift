@@ -2,9 +2,12 @@
 /// file had them, a target per sample: a class label (classification) or `targetSize`
 /// values (regression, or one-hot/soft rows for cross-entropy).
 ///
-/// The features are one contiguous, sample-major `[Float]` (sample `i` occupies
-/// `features[i * featureSize ..< (i + 1) * featureSize]`), ready to pass to a model in
-/// batches; value targets are laid out the same way. Loaders keep values as stored (MNIST
+/// The features are one contiguous, sample-major run of floats (sample `i` occupies
+/// `[i * featureSize ..< (i + 1) * featureSize]`), ready to pass to a model in batches;
+/// value targets are laid out the same way. A loaded set owns its features; a set made
+/// with `init(borrowing:targets:sampleShape:release:)` reads a caller's memory in place
+/// (the C ABI's `dl_dataset_borrow_arrays`, Python's `Dataset.from_arrays`), and copies it
+/// only if it is changed (`Standardizer.apply`). Loaders keep values as stored (MNIST
 /// pixels stay 0...255); scaling and standardization are a separate step, see `Standardizer`.
 ///
 /// A set without targets serves for prediction and for fitting a `Standardizer`; training
@@ -24,8 +27,22 @@ public struct Dataset: Sendable {
         case values([Float], size: Int)
     }
 
-    /// `count * featureSize` values, sample after sample.
-    public internal(set) var features: [Float]
+    /// `count * featureSize` values, sample after sample: a copy for a set that borrows its
+    /// features. The library reads them through `withFeatures(_:)`, which never copies.
+    public var features: [Float] {
+        switch storage {
+        case .owned(let values): return values
+        case .borrowed(let memory): return Array(memory.values)
+        }
+    }
+
+    /// Whether the features are a caller's memory, read in place.
+    public var isBorrowed: Bool {
+        if case .borrowed = storage { return true }
+        return false
+    }
+
+    private var storage: FeatureStorage
     /// The samples' targets.
     public let targets: Targets
     /// The shape of one sample: `[1, 28, 28]` for IDX images (channels, height, width),
@@ -73,34 +90,72 @@ public struct Dataset: Sendable {
     /// zero dimension, `features` holds a whole number of samples of that shape, the
     /// targets hold one entry per sample (labels non-negative; values finite, `size` >= 1).
     public init(features: [Float], targets: Targets, sampleShape: [Int]) throws(DLError) {
+        try self.init(.owned(features), count: features.count, targets: targets, sampleShape: sampleShape)
+    }
+
+    /// A data set that reads `features` in place instead of copying them, with the same
+    /// checks as `init(features:targets:sampleShape:)`. The memory must stay valid and
+    /// unchanged while any copy of the set exists; `release` runs once when the last copy
+    /// is gone (and, if this throws, before it returns), so the caller can free it then.
+    public init(borrowing features: UnsafeBufferPointer<Float>, targets: Targets, sampleShape: [Int],
+                release: (@Sendable () -> Void)? = nil) throws(DLError) {
+        let memory = BorrowedFeatures(features, release: release)
+        try self.init(.borrowed(memory), count: features.count, targets: targets, sampleShape: sampleShape)
+    }
+
+    private init(_ storage: FeatureStorage, count values: Int, targets: Targets, sampleShape: [Int]) throws(DLError) {
         guard !sampleShape.isEmpty, sampleShape.allSatisfy({ $0 > 0 }) else {
             throw .invalid("dataset sample shape \(sampleShape) must have at least one dimension, all positive")
         }
         let size = try checkedCount(sampleShape, "dataset sample shape \(sampleShape)")
         switch targets {
         case .none:
-            guard features.count % size == 0 else {
-                throw .invalid("dataset of \(features.count) feature values is not a whole number of samples of shape \(sampleShape) (\(size) values each)")
+            guard values % size == 0 else {
+                throw .invalid("dataset of \(values) feature values is not a whole number of samples of shape \(sampleShape) (\(size) values each)")
             }
         case .labels(let labels):
-            try Self.check(features: features.count, samples: labels.count, size, sampleShape)
+            try Self.check(features: values, samples: labels.count, size, sampleShape)
             if let i = labels.firstIndex(where: { $0 < 0 }) {
                 throw .invalid("dataset label \(labels[i]) of sample \(i) is negative")
             }
-        case .values(let values, let width):
-            guard width >= 1, values.count % width == 0 else {
-                throw .invalid("dataset target values (\(values.count)) must be a whole number of rows of at least 1 value, got rows of \(width)")
+        case .values(let targetValues, let width):
+            guard width >= 1, targetValues.count % width == 0 else {
+                throw .invalid("dataset target values (\(targetValues.count)) must be a whole number of rows of at least 1 value, got rows of \(width)")
             }
-            try Self.check(features: features.count, samples: values.count / width, size, sampleShape)
-            if let i = values.firstIndex(where: { !$0.isFinite }) {
-                throw .invalid("dataset target \(values[i]) of sample \(i / width) is not finite")
+            try Self.check(features: values, samples: targetValues.count / width, size, sampleShape)
+            if let i = targetValues.firstIndex(where: { !$0.isFinite }) {
+                throw .invalid("dataset target \(targetValues[i]) of sample \(i / width) is not finite")
             }
         }
-        self.features = features
+        self.storage = storage
         self.targets = targets
         self.sampleShape = sampleShape
         self.featureSize = size
-        self.count = features.count / size
+        self.count = values / size
+    }
+
+    /// Runs `body` on the features, in place.
+    public func withFeatures<R, E: Error>(_ body: (UnsafeBufferPointer<Float>) throws(E) -> R) throws(E) -> R {
+        switch storage {
+        case .owned(let values):
+            return try values.withUnsafeBufferPointer { (x) throws(E) in try body(x) }
+        case .borrowed(let memory):
+            return try body(memory.values)
+        }
+    }
+
+    /// Runs `body` on the features for changing them in place; borrowed features are
+    /// copied first (the caller's memory is never written).
+    public mutating func withMutableFeatures<R>(_ body: (UnsafeMutableBufferPointer<Float>) -> R) -> R {
+        var values: [Float]
+        switch storage {
+        case .owned(let owned): values = owned
+        case .borrowed(let memory): values = Array(memory.values)
+        }
+        storage = .owned([])        // leaves `values` the array's only reference: no copy on write
+        let result = values.withUnsafeMutableBufferPointer { body($0) }
+        storage = .owned(values)
+        return result
     }
 
     /// Throws unless `features` values are exactly `samples` samples of `size` values.
@@ -128,4 +183,25 @@ public struct Dataset: Sendable {
         }
         return labels
     }
+}
+
+/// Where a data set's features live.
+private enum FeatureStorage: Sendable {
+    case owned([Float])
+    case borrowed(BorrowedFeatures)
+}
+
+/// A caller's memory a data set reads in place; `release` runs when the last data set
+/// sharing it is gone.
+private final class BorrowedFeatures: @unchecked Sendable {
+    // @unchecked: the memory is only read, and `release` runs once, from deinit.
+    let values: UnsafeBufferPointer<Float>
+    private let release: (@Sendable () -> Void)?
+
+    init(_ values: UnsafeBufferPointer<Float>, release: (@Sendable () -> Void)?) {
+        self.values = values
+        self.release = release
+    }
+
+    deinit { release?() }
 }

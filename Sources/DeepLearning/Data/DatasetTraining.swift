@@ -52,7 +52,7 @@ extension AnyModel {
                                 _ body: (UnsafePointer<Float>, BatchTargets<Float>) throws(DLError) -> R) throws(DLError) -> R {
         try checkTargets(data, for: purpose)
         try checkInput(data)
-        return try data.features.withUnsafeBufferPointer { (x) throws(DLError) in
+        return try data.withFeatures { (x) throws(DLError) in
             switch data.targets {
             case .labels(let labels):
                 return try labels.withUnsafeBufferPointer { (y) throws(DLError) in try body(x.baseAddress!, .labels(y.baseAddress!)) }

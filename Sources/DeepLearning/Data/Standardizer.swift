@@ -40,15 +40,15 @@ public struct Standardizer: Sendable, Equatable {
         guard scale.isFinite, Preprocessing.scaleRange.contains(scale) else {
             throw .invalid("standardizer scale: expected \(OptionKind.number(Preprocessing.scaleRange).expectation), got \(scale)")
         }
-        guard !data.features.isEmpty else { throw .invalid("cannot fit a standardizer to an empty data set") }
+        guard data.count > 0 else { throw .invalid("cannot fit a standardizer to an empty data set") }
         // Two passes in Double: the mean, then the squared deviations from it (no cancellation).
-        let (mean, variance) = data.features.withUnsafeBufferPointer { x -> (Double, Double) in
+        let (mean, variance, first, total) = data.withFeatures { x -> (Double, Double, Float, Int) in
             let mean = sum(x) { Double($0) } / Double(x.count)
             let rawMean = mean
-            return (mean, sum(x) { let d = Double($0) - rawMean; return d * d } / Double(x.count))
+            return (mean, sum(x) { let d = Double($0) - rawMean; return d * d } / Double(x.count), x[0], x.count)
         }
         guard variance > 0 else {
-            throw .invalid("cannot standardize: all \(data.features.count) feature values are equal (\(data.features[0]))")
+            throw .invalid("cannot standardize: all \(total) feature values are equal (\(first))")
         }
         let std = Swift.max(variance.squareRoot() * scale, minimumStd)
         return try Standardizer(scale: scale, mean: mean * scale, std: std)
@@ -59,7 +59,7 @@ public struct Standardizer: Sendable, Equatable {
         // One multiply-add per value, the coefficients folded in Double.
         let a = Float(scale / std)
         let b = Float(-mean / std)
-        data.features.withUnsafeMutableBufferPointer { x in
+        data.withMutableFeatures { x in
             guard let p = x.baseAddress else { return }
             for i in 0..<x.count { p[i] = p[i] * a + b }
         }

@@ -198,6 +198,8 @@ _FUNCTIONS: dict[str, tuple[Any, list[Any]]] = {
     "dl_dataset_load_csv_targets": (c_int, [c_char_p, c_size_t, c_size_t, POINTER(DATASET_P)]),
     "dl_dataset_from_arrays": (c_int, [_F32_IN, c_size_t, POINTER(c_size_t), c_size_t, _I32_IN_OPT,
                                        _F32_IN_OPT, c_size_t, POINTER(DATASET_P)]),
+    "dl_dataset_borrow_arrays": (c_int, [_F32_IN, c_size_t, POINTER(c_size_t), c_size_t, _I32_IN_OPT,
+                                         _F32_IN_OPT, c_size_t, c_void_p, c_void_p, POINTER(DATASET_P)]),
     "dl_dataset_load_hdf5": (c_int, [c_char_p, POINTER(DATASET_P)]),
     "dl_dataset_free": (None, [DATASET_P]),
     "dl_dataset_info": (c_int, [DATASET_P, POINTER(c_size_t), POINTER(c_size_t), POINTER(c_int)]),

@@ -57,11 +57,12 @@ class Handle:
     closed.
     """
 
-    __slots__ = ("pointer", "_free")
+    __slots__ = ("pointer", "_free", "_keep")
 
-    def __init__(self, pointer: Any, free: Callable[[Any], None]):
+    def __init__(self, pointer: Any, free: Callable[[Any], None], keep: object = None):
         self.pointer = pointer
         self._free = free
+        self._keep = keep      # memory the library object reads in place (a borrowed array)
 
     def __del__(self) -> None:
         try:

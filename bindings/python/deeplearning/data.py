@@ -8,9 +8,10 @@
         loss = model.train_epoch(train, batch_size=64)  # the whole loop runs in the library
     print(model.evaluate_dataset(test))
 
-The samples stay in the library's memory: ``x`` and ``y`` are read-only NumPy
-views of it, not copies. A view keeps that memory alive for as long as it
-exists, so it stays valid after ``close()`` or ``del`` of the Dataset.
+The samples stay in the library's memory (or, for ``from_arrays``, in the
+array it was given): ``x`` and ``y`` are read-only NumPy views of it, not
+copies. A view keeps that memory alive for as long as it exists, so it stays
+valid after ``close()`` or ``del`` of the Dataset.
 """
 
 from __future__ import annotations
@@ -61,11 +62,13 @@ class Dataset(NativeObject):
         raise TypeError("use Dataset.from_arrays(), load_idx(), load_mnist(), load_csv() or load_hdf5()")
 
     @classmethod
-    def _load(cls, function: Any, *args: Any) -> Dataset:
+    def _load(cls, function: Any, *args: Any, keep: object = None) -> Dataset:
+        """A Dataset made by the library's `function`; `keep` is memory it reads in place,
+        kept alive for as long as the library's data set is."""
         data = cls.__new__(cls)
         NativeObject.__init__(data, np.float32)
         pointer = call(function, *args, DATASET)
-        data._handle = Handle(pointer, lib.dl_dataset_free)
+        data._handle = Handle(pointer, lib.dl_dataset_free, keep)
         count, data._feature_size, has_labels = call(lib.dl_dataset_info, pointer, SIZE, SIZE, INT)
         data._sample_shape = sample_shape(pointer)
         data._x = data._view(lib.dl_dataset_features, (count, *data._sample_shape), np.float32)
@@ -119,14 +122,18 @@ class Dataset(NativeObject):
         return cls._load(lib.dl_dataset_load_csv_targets, _path(path), features, targets)
 
     @classmethod
-    def from_arrays(cls, x: ArrayLike, y: ArrayLike | None = None) -> Dataset:
+    def from_arrays(cls, x: ArrayLike, y: ArrayLike | None = None, *, copy: bool = False) -> Dataset:
         """A Dataset of arrays in memory: `x` of shape (N, *sample_shape) (a 1-d `x` is N
         samples of one value), and `y` class labels (integers >= 0, shape (N,)), target
         values (floats, (N,) or (N, k)) or None.
 
-        The library keeps its own copy, made straight from `x` and `y` when they are
-        already C-contiguous float32 (labels int32); other dtypes or layouts are converted
-        first. Non-finite values are refused (NumericError), as when loading files.
+        A C-contiguous float32 `x` is not copied: the Dataset reads it in place, as
+        ``torch.from_numpy`` does, and keeps it alive. Changes you make to `x` later show in
+        the Dataset (do not change it while ``fit`` or ``train_epoch`` runs); the library
+        itself never writes to it. Another dtype or layout is converted once, into an
+        array only the Dataset holds. ``copy=True`` gives the Dataset its own copy in every
+        case. `y` (one label or row per sample) is always copied. Non-finite values are
+        refused (NumericError), as when loading files.
         """
         x = np.ascontiguousarray(x, np.float32)
         if x.ndim == 1:
@@ -151,11 +158,16 @@ class Dataset(NativeObject):
             else:
                 raise TypeError(f"y must hold integer class labels or float target values, got dtype {y.dtype}")
         shape = size_array(x.shape[1:])
-        return cls._load(lib.dl_dataset_from_arrays, x, len(x), shape, x.ndim - 1, labels, targets, width)
+        if copy:
+            return cls._load(lib.dl_dataset_from_arrays, x, len(x), shape, x.ndim - 1, labels, targets, width)
+        # No release callback: the Handle keeps x alive and frees the data set before it.
+        return cls._load(lib.dl_dataset_borrow_arrays, x, len(x), shape, x.ndim - 1, labels, targets, width,
+                         None, None, keep=x)
 
     def split(self, fraction: float) -> tuple[Dataset, Dataset]:
         """(the first samples, the last `fraction` of them) as two new Datasets, as Keras's
-        validation_split takes a validation part off the end (before any shuffling)."""
+        validation_split takes a validation part off the end (before any shuffling). Both
+        read this Dataset's samples in place (no copy of x) and keep them alive."""
         fraction = float(fraction)
         if not 0 < fraction < 1:
             raise ValueError(f"fraction must be between 0 and 1, got {fraction}")

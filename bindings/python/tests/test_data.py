@@ -364,7 +364,7 @@ def test_models_train_on_one_dataset_from_several_threads(tmp_path, run_threads)
 # -- Dataset.from_arrays and split ---------------------------------------------
 
 
-def test_from_arrays_holds_a_copy_and_trains_like_a_loaded_file(tmp_path):
+def test_from_arrays_reads_float32_in_place_and_trains_like_a_loaded_file(tmp_path):
     x, y = separable(70, seed=8)
     x = x.astype(np.float32)
     data = dl.Dataset.from_arrays(x, y)
@@ -372,14 +372,47 @@ def test_from_arrays_holds_a_copy_and_trains_like_a_loaded_file(tmp_path):
     assert (len(data), data.sample_shape, data.has_labels) == (70, loaded.sample_shape, True)
     np.testing.assert_array_equal(data.x, x)
     np.testing.assert_array_equal(data.y, y)
-    kept = x[0, 0]
-    x[0, 0] += 100                                  # the library holds its own copy
-    assert data.x[0, 0] == kept
-    x[0, 0] = kept
+    assert np.shares_memory(data.x, x)              # no copy: the library reads x itself
     with dl.Model(CLASSIFIER) as a, dl.Model(CLASSIFIER) as b:
         assert a.train_epoch(data, batch_size=16) == b.train_epoch(loaded, batch_size=16)
         for name in a.param_names:
             np.testing.assert_array_equal(a.get_param(name), b.get_param(name))
+    assert not data.x.flags.writeable and x.flags.writeable
+
+
+def test_from_arrays_in_place_sees_later_changes_and_keeps_x_alive():
+    x, y = separable(40, seed=4)
+    x = x.astype(np.float32)
+    data = dl.Dataset.from_arrays(x, y)
+    copied = dl.Dataset.from_arrays(x, y, copy=True)
+    assert not np.shares_memory(copied.x, x)
+    x *= -1                                          # a change between calls shows in place
+    with dl.Model(CLASSIFIER) as model:
+        np.testing.assert_array_equal(data.x, x)
+        assert model.evaluate_dataset(data).loss == model.evaluate(x, y).loss
+        assert model.evaluate_dataset(copied).loss == model.evaluate(-x, y).loss
+    # The Dataset holds the only reference left to its memory: still valid, also after
+    # the Dataset itself is gone, through a view of it.
+    data = dl.Dataset.from_arrays(np.arange(12, dtype=np.float32).reshape(6, 2) * 2, np.arange(6) % 2)
+    view = data.x
+    del data
+    gc.collect()
+    np.testing.assert_array_equal(view, np.arange(12).reshape(6, 2) * 2)
+    # Other dtypes and layouts are converted once, into memory only the Dataset holds.
+    strided = np.arange(24, dtype=np.float32).reshape(6, 4)[:, ::2]
+    converted = dl.Dataset.from_arrays(strided, np.arange(6) % 2)
+    np.testing.assert_array_equal(converted.x, strided)
+    assert not np.shares_memory(converted.x, strided)
+    # A NaN put in later is refused by the step that meets it; the model keeps its values.
+    first = dl.Dataset.from_arrays(x[:8], y[:8])    # a C-contiguous slice: read in place too
+    assert np.shares_memory(first.x, x)
+    x[5, 0] = np.nan
+    with dl.Model(CLASSIFIER) as model:
+        before = {name: model.get_param(name) for name in model.param_names}
+        with pytest.raises(dl.NumericError):
+            model.train_epoch(first, batch_size=8, shuffle=False)
+        for name in model.param_names:
+            np.testing.assert_array_equal(model.get_param(name), before[name])
 
 
 def test_from_arrays_shapes_targets_and_refusals():
@@ -408,6 +441,7 @@ def test_split_takes_the_last_fraction(tmp_path):
     data = dl.Dataset.from_arrays(x, y)
     first, last = data.split(0.2)
     assert (len(first), len(last)) == (40, 10)
+    assert np.shares_memory(first.x, data.x) and np.shares_memory(last.x, data.x)   # no copies
     np.testing.assert_array_equal(first.x, data.x[:40])
     np.testing.assert_array_equal(last.y, data.y[40:])
     with pytest.raises(ValueError):
