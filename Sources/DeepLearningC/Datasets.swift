@@ -82,14 +82,18 @@ public func dl_dataset_borrow_arrays(_ x: UnsafePointer<Float>?, _ count: Int, _
                                      _ userData: UnsafeMutableRawPointer?,
                                      _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
     // Made first, so that every way out, failures included, releases x exactly once.
-    let releaser = release.map { Release(function: $0, userData: userData) }
+    var onRelease: (@Sendable () -> Void)? = nil
+    if let release {
+        let releaser = Release(function: release, userData: userData)
+        onRelease = { @Sendable in releaser() }
+    }
     var handedOver = false
-    defer { if !handedOver { releaser?() } }
-    return load(out) { () throws(DLError) in
-        try datasetFromArrays(x, count, shape, ndim, labels, targets, targetSize) { (x, targets, sampleShape) throws(DLError) in
+    defer { if !handedOver { onRelease?() } }
+    return load(out) { () throws(DLError) -> Dataset in
+        try datasetFromArrays(x, count, shape, ndim, labels, targets, targetSize) {
+            (x: UnsafeBufferPointer<Float>, targets: Dataset.Targets, sampleShape: [Int]) throws(DLError) -> Dataset in
             handedOver = true       // from here the data set's storage calls it, also if init throws
-            return try Dataset(borrowing: x, targets: targets, sampleShape: sampleShape,
-                               release: releaser.map { r in { r() } })
+            return try Dataset(borrowing: x, targets: targets, sampleShape: sampleShape, release: onRelease)
         }
     }
 }

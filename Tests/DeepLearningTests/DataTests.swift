@@ -464,6 +464,42 @@ private func writeHDF5(_ path: String, _ datasets: [(name: String, shape: [Int],
         }
     }
 
+    // MARK: - Borrowed features
+
+    /// Counts the calls of a borrowed data set's release function.
+    final class ReleaseCounter: @unchecked Sendable { var calls = 0 }
+
+    @Test func aBorrowedDataSetReadsInPlaceAndReleasesOnce() throws {
+        let memory = UnsafeMutableBufferPointer<Float>.allocate(capacity: 6)
+        defer { memory.deallocate() }
+        _ = memory.initialize(from: [1, 2, 3, 4, 5, 6])
+        let counter = ReleaseCounter()
+        do {
+            var data = try Dataset(borrowing: UnsafeBufferPointer(memory), targets: .labels([0, 1, 0]), sampleShape: [2],
+                                   release: { counter.calls += 1 })
+            #expect(data.isBorrowed && data.count == 3 && data.features == [1, 2, 3, 4, 5, 6])
+            #expect(data.withFeatures { $0.baseAddress } == UnsafePointer(memory.baseAddress))
+            memory[0] = 10                                   // read in place: the change shows
+            #expect(data.features[0] == 10)
+            let copy = data                                  // shares the memory, as structs share arrays
+            // Changing the features copies them first: the caller's memory is never written.
+            let s = try Standardizer.fit(data)
+            s.apply(to: &data)
+            #expect(!data.isBorrowed && memory[0] == 10 && copy.isBorrowed)
+            let expected = [10, 2, 3, 4, 5, 6].map { (Double($0) - s.mean) / s.std }
+            #expect(maxAbsDiff(data.features.map(Double.init), expected) < 1e-5)
+            #expect(counter.calls == 0)
+            _ = copy
+        }
+        #expect(counter.calls == 1, "released once, when the last copy went")
+        // A refused set releases too, before the initializer returns.
+        expectFailure(.invalidArgument, "needs 3 feature values, got 6") {
+            try Dataset(borrowing: UnsafeBufferPointer(memory), targets: .labels([0]), sampleShape: [3],
+                        release: { counter.calls += 1 })
+        }
+        #expect(counter.calls == 2)
+    }
+
     // MARK: - Standardizer
 
     @Test func standardizerMatchesDirectComputation() throws {
