@@ -212,6 +212,15 @@ class Dataset(NativeObject):
         """Number of samples."""
         return len(self.x)
 
+    def __array__(self, dtype: DTypeLike | None = None, copy: bool | None = None) -> np.ndarray:
+        """The features, so that NumPy functions take a Dataset as they take ``x``."""
+        x = self.x
+        if dtype is not None and np.dtype(dtype) != x.dtype:
+            if copy is False:
+                raise ValueError(f"the features are float32; converting them to {np.dtype(dtype)} needs a copy")
+            return x.astype(dtype)
+        return np.array(x, copy=True) if copy else x
+
     def __len__(self) -> int:
         return self.count
 

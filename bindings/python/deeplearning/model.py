@@ -281,14 +281,15 @@ class Model:
         """One optimisation step on the batch (x, y); returns its mean loss before the update."""
         return self._train_batch(*self._data(x, y))
 
-    def predict(self, x: ArrayLike, batch_size: int | None = None) -> np.ndarray:
-        """The raw outputs (logits for cross-entropy), float32 of shape (N, output_size).
+    def predict(self, x: ArrayLike | Dataset, batch_size: int | None = None) -> np.ndarray:
+        """The raw outputs (logits for cross-entropy), float32 of shape (N, output_size),
+        for an array of samples or every sample of a :class:`~deeplearning.Dataset`.
 
         `batch_size` bounds the samples per library call (the library itself works in
         chunks that keep its buffers small); results agree up to float rounding, as
         matrix products may sum in another order for another number of rows.
         """
-        x = _arrays.inputs(x, self.input_size, allow_empty=True)
+        x = _arrays.inputs(_samples(x), self.input_size, allow_empty=True)
         out = np.empty((len(x), self._output_size), np.float32)
         step = len(x) if batch_size is None else training.positive(batch_size, "batch_size")
         for start in range(0, len(x), max(step, 1)):
@@ -298,16 +299,24 @@ class Model:
 
     __call__ = predict
 
-    def predict_classes(self, x: ArrayLike) -> np.ndarray:
+    def predict_classes(self, x: ArrayLike | Dataset) -> np.ndarray:
         """The index of the largest output of each sample, int32 of shape (N,)."""
-        x = _arrays.inputs(x, self.input_size, allow_empty=True)
+        x = _arrays.inputs(_samples(x), self.input_size, allow_empty=True)
         out = np.empty(len(x), np.int32)
         if len(x):
             call(lib.dl_predict_classes, self._h, x, len(x), out, out.size)
         return out
 
-    def evaluate(self, x: ArrayLike, y: ArrayLike) -> Evaluation:
-        """Mean loss and accuracy over (x, y), in evaluation mode; the model is unchanged."""
+    def evaluate(self, x: ArrayLike | Dataset, y: ArrayLike | None = None) -> Evaluation:
+        """Mean loss and accuracy over (x, y), or over a labelled Dataset x (then run as
+        :meth:`evaluate_dataset`), in evaluation mode; the model is unchanged."""
+        from .data import Dataset
+        if isinstance(x, Dataset):
+            if y is not None:
+                raise TypeError("evaluate(dataset) takes the targets from the Dataset; pass no y")
+            return self.evaluate_dataset(x)
+        if y is None:
+            raise TypeError("evaluate(x, y) needs the targets y for an array x")
         return self._evaluate(*self._data(x, y))
 
     def gradcheck(self, x: ArrayLike, y: ArrayLike, max_entries: int = 0, atol: float = 1e-5,
@@ -536,3 +545,9 @@ class Model:
         shape = param_shape(self._h, index)
         values = _arrays.parameter(values, shape, f"parameter {self.param_names[index]!r}")
         call(lib.dl_model_set_param, self._h, index, values, values.size)
+
+
+def _samples(x: ArrayLike | Dataset) -> ArrayLike:
+    """The samples of `x`: a Dataset's features (a view, no copy), or x itself."""
+    from .data import Dataset
+    return x.x if isinstance(x, Dataset) else x

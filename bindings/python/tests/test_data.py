@@ -453,3 +453,24 @@ def test_split_takes_the_last_fraction(tmp_path):
         history = a.fit(data, epochs=2, batch_size=8, validation_split=0.2, verbose=0)
         expected = b.fit(first, epochs=2, batch_size=8, validation_data=last, verbose=0)
         assert history == expected
+
+
+def test_a_dataset_goes_wherever_arrays_go():
+    x, y = separable(60, seed=12)
+    x = x.astype(np.float32)
+    data = dl.Dataset.from_arrays(x, y)
+    with dl.Model(CLASSIFIER) as model:
+        model.fit(data, epochs=1, batch_size=16, verbose=0)
+        np.testing.assert_array_equal(model.predict(data), model.predict(x))
+        np.testing.assert_array_equal(model(data), model.predict(x, batch_size=7))
+        np.testing.assert_array_equal(model.predict_classes(data), model.predict_classes(x))
+        assert model.evaluate(data) == model.evaluate_dataset(data) == model.evaluate(x, y)
+        with pytest.raises(TypeError, match="no y"):
+            model.evaluate(data, y)
+        with pytest.raises(TypeError, match="needs the targets"):
+            model.evaluate(x)
+    # NumPy takes it as its features, without a copy unless one is asked for.
+    assert np.shares_memory(np.asarray(data), x)
+    assert np.asarray(data, np.float64).dtype == np.float64
+    assert not np.shares_memory(np.array(data, copy=True), x)
+    np.testing.assert_allclose(np.mean(data), x.mean(), rtol=1e-6)
