@@ -315,9 +315,8 @@ class Model:
             if y is not None:
                 raise TypeError("evaluate(dataset) takes the targets from the Dataset; pass no y")
             return self.evaluate_dataset(x)
-        if y is None:
-            raise TypeError("evaluate(x, y) needs the targets y for an array x")
-        return self._evaluate(*self._data(x, y))
+        targets: Any = y                 # None: refused by _data as by every array method
+        return self._evaluate(*self._data(x, targets))
 
     def gradcheck(self, x: ArrayLike, y: ArrayLike, max_entries: int = 0, atol: float = 1e-5,
                   rtol: float = 1e-3) -> GradCheck:

@@ -117,6 +117,9 @@ CHILD = textwrap.dedent("""
     import json, os, signal, sys, threading, time
     import h5py, numpy as np
     import deeplearning as dl
+    # A shell's background job starts with SIGINT ignored, and Python keeps that: give the
+    # child the disposition of a program run from a terminal.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     spec = json.loads(sys.argv[1])
     x = np.random.default_rng(0).standard_normal((20000, 8)).astype(np.float32)
     y = (x[:, 0] > 0).astype(np.int32)
