@@ -381,6 +381,20 @@ class Model:
         return int(self._output_size)
 
     @property
+    def input_shape(self) -> tuple[int, ...]:
+        """One input sample's shape, as Keras gives it without the batch: (784,) for flat
+        input, (1, 28, 28) for images (channels first)."""
+        spec = self.spec
+        given = spec.get("input")              # {"size": N} or {"shape": [...]}, or the shorthands
+        shape = spec.get("input_shape") or (given.get("shape") if isinstance(given, dict) else None)
+        return tuple(int(d) for d in shape) if shape else (self.input_size,)
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        """One output sample's shape: the last layer's output shape."""
+        return self.layer_output_shapes()[-1]
+
+    @property
     def param_count(self) -> int:
         """Total number of trainable scalars."""
         return int(call(lib.dl_model_param_count, self._h, SIZE))

@@ -38,7 +38,7 @@ def summary(model: Model) -> str:
              f"Total params: {trainable + frozen:,}",
              f"Trainable params: {trainable:,}",
              f"Non-trainable params: {frozen:,}",
-             f"Input: {_shape(tuple(spec['input'].get('shape') or (model.input_size,)))}"
+             f"Input: {_shape(model.input_shape)}"
              + ("" if (scale, mean, std) == (1.0, 0.0, 1.0)
                 else f", preprocessed as (x * {scale:.6g} - {mean:.6g}) / {std:.6g}"),
              f"Loss: {spec.get('loss')}; optimizer: {optimizer.get('type', '?')} "

@@ -50,6 +50,16 @@ def test_summary_lists_layers_shapes_and_counts(trained, capsys):
     assert "Total params: 55" in text and "Trainable params: 51" in text and "Non-trainable params: 4" in text
     assert trained.param_count == 51
     assert "3 steps trained" in text
+    # Keras's input_shape and output_shape, without the batch dimension.
+    assert (trained.input_shape, trained.output_shape) == ((16,), (3,))
+    assert "Input: (16,)" in text
+    for given, shape in [({"input_size": 6}, (6,)), ({"input_shape": [1, 2, 3]}, (1, 2, 3)),
+                         ({"input": {"shape": [6]}}, (6,))]:
+        spec = {**given, "layers": [{"type": "flatten"}, {"type": "linear", "units": 2}], "loss": "mse",
+                "optimizer": {"type": "sgd", "lr": 0.1}}
+        with dl.Model(spec) as model:
+            assert (model.input_shape, model.output_shape) == (shape, (2,))
+            model.summary(print_fn=lambda text: None)      # the shorthands summarize too
     lines_out = []
     trained.summary(print_fn=lines_out.append)
     assert lines_out == [text.rstrip("\n")]

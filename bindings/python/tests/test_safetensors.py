@@ -330,7 +330,8 @@ def test_real_torch_loads_the_state_dict(name, tmp_path):
     net.load_state_dict(safetensors.torch.load_file(str(path)))
     net.eval()
     x = inputs(name, np.random.default_rng(2))
-    shape = (len(x),) + tuple(NETWORKS[name]["input_shape"])
+    assert model.input_shape == NETWORKS[name]["input_shape"]
+    shape = (len(x),) + model.input_shape
     with torch.no_grad():
         y = net(scope["preprocess"](torch.from_numpy(x.reshape(shape)))).numpy().reshape(len(x), -1)
     assert np.max(np.abs(y - model.predict(x))) <= TOLERANCE[name]
