@@ -111,7 +111,9 @@ public func dl_train_step(_ model: OpaquePointer?, _ x: UnsafePointer<Float>?, _
     return withModel(model) { (box) throws(DLError) in
         let value = try box.value.trainStep(x: try required(x, "x"), batch: try size(batch, "batch"), targets: try batchTargets(labels, targets))
         loss?.pointee = value
-        dlx_set_accuracy(box.value.lastStepCorrect.map { Double($0) / Double(batch) } ?? .nan)
+        // With a gradient reducer, the step's figures are over every rank's samples.
+        let samples = (box.value as? any DataParallel)?.lastStepSamples ?? batch
+        dlx_set_accuracy(box.value.lastStepCorrect.map { Double($0) / Double(max(samples, 1)) } ?? .nan)
     }
 }
 
