@@ -6,7 +6,7 @@ import CDeepLearningSupport
 import DeepLearning
 
 /// The header's dl_reduce_fn.
-typealias CReduce = @convention(c) (UnsafeMutableRawPointer?, UnsafeMutableRawPointer?, Int, Int32) -> Int32
+public typealias CReduce = @convention(c) (UnsafeMutableRawPointer?, UnsafeMutableRawPointer?, Int, Int32) -> Int32
 
 /// The data-parallel side of a model handle's model (every model type has it).
 private func dataParallel(_ box: ModelBox) throws(DLError) -> any DataParallel {
