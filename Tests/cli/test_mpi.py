@@ -34,7 +34,8 @@ def mpirun(dl):
                             "/nonexistent/spec.json", "--data", "/nonexistent"], capture_output=True, text=True, timeout=60)
     if "built without MPI" in probe.stderr:
         pytest.skip("dl was built without MPI")
-    return [launcher, "--oversubscribe", "--allow-run-as-root"]
+    # Yielding while waiting: busy-polling ranks share these 2 cores with each other and CI.
+    return [launcher, "--oversubscribe", "--allow-run-as-root", "--mca", "mpi_yield_when_idle", "1"]
 
 
 @pytest.fixture(scope="module")

@@ -84,7 +84,7 @@ def mpirun() -> list[str]:
         pytest.skip("mpi4py is not installed")
     if launcher is None:
         pytest.skip("mpirun is not installed")
-    return [launcher, "--oversubscribe", "--allow-run-as-root"]
+    return [launcher, "--oversubscribe", "--allow-run-as-root", "--mca", "mpi_yield_when_idle", "1"]
 
 
 def run_ranks(ranks: int, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
