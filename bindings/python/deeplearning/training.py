@@ -197,6 +197,11 @@ def fit(model: Model, x: Any, y: Any = None, *, batch_size: int = 64, epochs: in
       classifiers) is measured on the whole training set after the epoch; ``val_*`` on
       the validation data.
 
+    - With a gradient reducer on several ranks (:mod:`deeplearning.distributed`), as
+      ``mpirun dl train``: `batch_size` is per rank, arrays train as a Dataset that the
+      library shards (one shuffle from the model's generator; `seed` does not apply), the
+      figures are over all ranks, and only rank 0 reports.
+
     The spec's learning-rate schedule moves on after every epoch (and every step, for a
     per-step schedule), as in ``dl train``. Ctrl-C stops
     training after the step under way and raises KeyboardInterrupt; the model keeps
