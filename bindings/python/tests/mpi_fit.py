@@ -32,6 +32,10 @@ if len(sys.argv) > 2 and sys.argv[2] == "nan-on-rank-1":
     except dl.DLError as error:
         unchanged = all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
         print(f"rank {rank}: {error} (model unchanged: {unchanged})", file=sys.stderr, flush=True)
+        # Every rank failed this step, so every rank gets here: wait for all to have
+        # printed, or mpirun stops the others as soon as the first exits with an error.
+        from mpi4py import MPI
+        MPI.COMM_WORLD.Barrier()
         sys.exit(3)
     sys.exit(0)
 try:

@@ -10,6 +10,7 @@ every rank the same bits; a NaN in one rank's data ends every rank with a messag
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -114,7 +115,8 @@ def test_fit_on_ranks_is_fit_with_the_combined_batch(tmp_path, ranks):
 def test_a_nan_on_one_rank_ends_every_rank_with_a_message(tmp_path):
     result = run_ranks(2, tmp_path / "nan.npz", "nan-on-rank-1")   # within the timeout: no hang
     assert result.returncode != 0
-    lines = {line.split(":")[0]: line for line in result.stderr.splitlines() if line.startswith("rank ")}
-    assert "the input contains NaN or infinite values" in lines["rank 1"]
-    assert "1 of 2 ranks failed this training step" in lines["rank 0"]
-    assert all(line.endswith("(model unchanged: True)") for line in lines.values()) and len(lines) == 2
+    # The ranks' lines may interleave (mpirun forwards each process's writes as they come).
+    said = dict(re.findall(r"rank (\d): (.*?)\(model unchanged: True\)", result.stderr))
+    assert set(said) == {"0", "1"}, result.stderr
+    assert "the input contains NaN or infinite values" in said["1"]
+    assert "1 of 2 ranks failed this training step" in said["0"]
