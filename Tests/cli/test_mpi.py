@@ -66,7 +66,7 @@ def assert_same_model(a, b, tolerance=TOLERANCE):
     with h5py.File(a) as fa, h5py.File(b) as fb:
         names = []
         fa.visit(lambda name: names.append(name) if isinstance(fa[name], h5py.Dataset) else None)
-        assert any(n.startswith("optimizer/") for n in names) and "training/rng_state" in names
+        assert any(n.startswith("parameters/") for n in names) and "training/rng_state" in names
         for name in names:
             va, vb = fa[name][()], fb[name][()]
             if isinstance(va, np.ndarray) and va.dtype.kind == "f":
