@@ -983,7 +983,8 @@ DL_API int dl_model_set_gradient_reducer(dl_model *model, int rank, int world_si
  * 5; 0 when no reducer is set. Its size in bytes times 2(N - 1)/N is what a
  * ring allreduce sends per rank and step (docs/distributed.md).
  *   count  OUT.
- * Returns: DL_OK; DL_INVALID_ARGUMENT (NULL or dead handle, NULL count).
+ * Returns: DL_OK; DL_INVALID_ARGUMENT (NULL or dead handle, NULL count);
+ * DL_BUSY.
  */
 DL_API int dl_model_reduce_count(const dl_model *model, size_t *count);
 
