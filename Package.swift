@@ -28,6 +28,11 @@ let systemLibraries: [Target] = [
     // libzip, for Keras's .keras archives (a zip of config.json and model.weights.h5).
     .systemLibrary(name: "CZip", pkgConfig: "libzip",
                    providers: [.apt(["libzip-dev"])]),
+    // MPI, optional: data-parallel training under mpirun (docs/distributed.md). Without
+    // Open MPI's pkg-config file SwiftPM only warns, the shim finds no mpi.h and compiles to
+    // stubs, and nothing is linked.
+    .systemLibrary(name: "CMPI", pkgConfig: "ompi-c",
+                   providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]),
 ]
 
 /// Absolute folder of this package (the linker runs elsewhere).
@@ -58,7 +63,7 @@ let targets: [Target] = systemLibraries + [
             dependencies: ["DeepLearning", "CDeepLearningSupport"],
             linkerSettings: [.unsafeFlags(["-Xlinker", "--version-script=\(packageRoot)/cmake/deeplearning.map"])]),
     .executableTarget(name: "dl",
-                      dependencies: ["DeepLearning",
+                      dependencies: ["DeepLearning", "CMPI",
                                      .product(name: "ArgumentParser", package: "swift-argument-parser")]),
     .testTarget(name: "DeepLearningTests", dependencies: ["DeepLearning", "CHDF5", "CZlib"],
                 exclude: ["BadSpecs"]),  // malformed specs, read by path from the tests

@@ -923,6 +923,95 @@ DL_API int dl_train_epoch(dl_model *model, const dl_dataset *dataset, size_t bat
 DL_API int dl_evaluate_dataset(dl_model *model, const dl_dataset *dataset, double *loss, double *accuracy);
 
 /* ------------------------------------------------------------------------ */
+/* Data-parallel training                                                    */
+/* ------------------------------------------------------------------------ */
+/*
+ * One model trained by several processes ("ranks", e.g. under mpirun), each
+ * holding a copy: every training step sums what the ranks computed through a
+ * reduction callback the caller provides, so every rank applies the same
+ * update and all keep bit-identical parameters. The library does no
+ * communication: the callback does (MPI_Allreduce, NCCL, anything that sums a
+ * buffer element-wise across the ranks, in place). libdeeplearning_mpi
+ * (deeplearning_mpi.h, built when MPI is found) provides one on MPI:
+ *
+ *     dl_mpi_init(&rank, &size);
+ *     dl_model_set_gradient_reducer(m, rank, size, dl_mpi_reduce, NULL);
+ *     dl_train_epoch(m, train, 64, 1, &loss);   // 64 samples per rank and step
+ *
+ * With a reducer set:
+ *   - dl_train_epoch(): every rank passes the whole data set; all draw the
+ *     same shuffle from the model's seed, and each step takes the next
+ *     batch_size * world_size samples, of which rank r trains on the
+ *     contiguous slice [r * m / N, (r + 1) * m / N) (m samples in the step,
+ *     N ranks; batch_size each when the step is full). So N ranks with
+ *     batch_size b take the steps one process takes with batch size N * b,
+ *     equal up to float rounding (the order of the sums). Loss, accuracy and
+ *     progress reports are over all ranks.
+ *   - dl_train_step(): the caller passes this rank's own samples (batch may
+ *     be 0: a rank with nothing this step still takes part); *loss and
+ *     dl_last_accuracy() are over all ranks.
+ *   - dl_evaluate() and dl_evaluate_dataset(): every rank passes the same
+ *     samples; each evaluates its slice and all get the global figures.
+ *   - These calls are collective: every rank must make them, in the same
+ *     order, on models made from the same spec and seed (or loaded from the
+ *     same checkpoint). The callback is called once per training step (and
+ *     once per evaluation) on the calling thread.
+ *   - A rank that meets an error before the reduction (NaN in its input,
+ *     a label out of range, a non-finite loss) still joins it, flagged as
+ *     failed: then every rank's call fails (that rank with its own error, the
+ *     others with DL_NUMERIC or DL_INVALID_ARGUMENT naming how many ranks
+ *     failed) and no rank's model changes.
+ *   - Batch norm normalises with each rank's own batch statistics; its
+ *     running statistics become the sample-weighted mean of the ranks'
+ *     updates (the same on every rank). Dropout masks differ between ranks
+ *     and repeat from the seed. A checkpoint written by any rank resumes on
+ *     any number of ranks, or in one process.
+ */
+
+/*
+ * dl_reduce_fn - sums `count` elements at `buffer` element-wise over every
+ * rank, in place (MPI_Allreduce with MPI_IN_PLACE and MPI_SUM).
+ *   user_data  as given to dl_model_set_gradient_reducer().
+ *   buffer     float elements for dtype DL_FLOAT32, double for DL_FLOAT64
+ *              (a float64 model's training steps; evaluations always pass
+ *              5 doubles).
+ * A training step's buffer, dl_model_reduce_count() elements, holds each
+ * parameter's gradient times this rank's sample count (in an internal order,
+ * the same on every rank of one spec), batch norm's running-statistic
+ * updates, then loss sum, correct count, sample count and two failure
+ * counts. Return 0 on success; anything else fails the step (DL_IO_ERROR,
+ * nothing changed), and the callback must then fail on every rank alike.
+ */
+typedef int (*dl_reduce_fn)(void *user_data, void *buffer, size_t count, int dtype);
+
+/*
+ * dl_model_set_gradient_reducer - makes the model one of world_size ranks of
+ * a data-parallel run (see above), or, with fn NULL, a single process again.
+ *   rank        this process's rank, 0 <= rank < world_size.
+ *   world_size  number of ranks, >= 1.
+ *   fn          the reduction; NULL removes it (rank and world_size are then
+ *               ignored).
+ *   user_data   passed to fn as given (e.g. an MPI_Comm * for
+ *               dl_mpi_reduce()).
+ * The buffer the steps reduce is allocated here, once.
+ * Returns: DL_OK; DL_INVALID_ARGUMENT (NULL or dead handle, rank out of
+ * range, world_size < 1); DL_NOMEM; DL_BUSY.
+ */
+DL_API int dl_model_set_gradient_reducer(dl_model *model, int rank, int world_size, dl_reduce_fn fn,
+                                         void *user_data);
+
+/*
+ * dl_model_reduce_count - the number of elements each training step hands its
+ * reducer: the model's parameter count, plus two per batch-norm channel, plus
+ * 5; 0 when no reducer is set. Its size in bytes times 2(N - 1)/N is what a
+ * ring allreduce sends per rank and step (docs/distributed.md).
+ *   count  OUT.
+ * Returns: DL_OK; DL_INVALID_ARGUMENT (NULL or dead handle, NULL count);
+ * DL_BUSY.
+ */
+DL_API int dl_model_reduce_count(const dl_model *model, size_t *count);
+
+/* ------------------------------------------------------------------------ */
 /* Standalone layers and losses                                              */
 /* ------------------------------------------------------------------------ */
 /*

@@ -17,10 +17,12 @@ apt_packages=(cmake ninja-build pkg-config
               libprotobuf-c-dev protobuf-c-compiler   # ONNX (scripts/gen_onnx_proto.sh needs the compiler)
               libzip-dev  # Keras .keras archives (Sources/DeepLearning/Keras)
               valgrind    # ctest c_driver_valgrind (bindings/c)
+              libopenmpi-dev openmpi-bin   # MPI: dl train under mpirun, deeplearning_mpi, their tests
               debootstrap)   # scripts/test_wheel.sh
 python_modules=(numpy scipy h5py pytest jsonschema setuptools wheel auditwheel mypy
                 onnx onnxruntime
-                safetensors keras jax)   # PyPI names are the same (jax: installed as jax[cpu], below)
+                safetensors keras jax    # PyPI names are the same (jax: installed as jax[cpu], below)
+                mpi4py)   # built by pip against the Open MPI above (bindings/python/tests/test_distributed.py)
 # (onnx, onnxruntime: bindings/python/tests/test_onnx.py checks exported models in ONNX Runtime)
 # (safetensors: bindings/python/tests/test_safetensors.py reads and writes PyTorch state dicts
 #  with it; torch itself is not installed, too big for CI: a NumPy stand-in runs the nn.Sequential)

@@ -14,6 +14,11 @@
 #   fuzz         scripts/fuzz.sh: each libFuzzer target under fuzz/ for 10 s (FUZZ_SECONDS)
 #   tsan         scripts/tsan.sh: the C driver's thread tests under ThreadSanitizer
 #   specs        specs/check_schema.py
+# Data-parallel training (docs/distributed.md) runs in these stages: swift test
+# (DistributedTests), ctest (c_distributed: thread ranks; c_distributed_mpi_2/3: MPI ranks
+# under mpiexec --oversubscribe --allow-run-as-root), pytest (test_distributed.py: mpi4py
+# ranks under mpirun), cli (Tests/cli/test_mpi.py: mpirun -np 2 and 3 dl train against one
+# process with the combined batch, resume on 1 and 3 ranks, a failing rank).
 # pytest and specs run once their files exist. A failing stage does not stop
 # the stages that do not need it (ctest and pytest need the CMake build); the
 # script then exits 1 and names every failed stage. pytest finding no test in

@@ -109,9 +109,12 @@ public func dl_train_step(_ model: OpaquePointer?, _ x: UnsafePointer<Float>?, _
                           _ loss: UnsafeMutablePointer<Double>?) -> Int32 {
     dlx_set_accuracy(.nan)
     return withModel(model) { (box) throws(DLError) in
+        let before = box.value.samplesSeen
         let value = try box.value.trainStep(x: try required(x, "x"), batch: try size(batch, "batch"), targets: try batchTargets(labels, targets))
         loss?.pointee = value
-        dlx_set_accuracy(box.value.lastStepCorrect.map { Double($0) / Double(batch) } ?? .nan)
+        // The step's samples: `batch`, or with a gradient reducer every rank's.
+        let samples = box.value.samplesSeen - before
+        dlx_set_accuracy(box.value.lastStepCorrect.map { Double($0) / Double(max(samples, 1)) } ?? .nan)
     }
 }
 

@@ -37,6 +37,13 @@ struct Train: ParsableCommand {
         carry on, so stopping after k epochs and resuming gives the same bits as one \
         uninterrupted run. --epochs is then the total the run ends at, and the history beside \
         CKPT is continued.
+
+        Under mpirun (mpirun -np N dl train ...; a dl built with MPI), the N processes train \
+        one model data-parallel: every rank reads the data, each step takes --batch-size \
+        samples per rank (N x --batch-size in all, the same step as one process with that \
+        batch), gradients are summed with one MPI_Allreduce per step, and every rank holds \
+        the same parameters. Rank 0 alone prints and writes CKPT, which resumes on any number \
+        of ranks or without MPI. docs/distributed.md has the details.
         """)
 
     @Argument(help: "The JSON model spec (omit it with --resume).") var spec: String?
@@ -48,16 +55,38 @@ struct Train: ParsableCommand {
     var testLabels: String?
     @OptionGroup var format: DataOptions
     @Option(help: "Epochs to train (with --resume: the epoch to end at).") var epochs = 5
-    @Option(help: "Samples per mini-batch.") var batchSize = 64
+    @Option(help: "Samples per mini-batch (under mpirun: per rank).") var batchSize = 64
     @Option(help: "Learning rate, in place of the spec's optimizer.lr.") var lr: Double?
     @Option(help: "Seed of the initial weights and the shuffles, in place of the spec's.") var seed: UInt64?
     @Option(help: "The checkpoint to write (.h5; with --resume, by default the resumed one).") var out: String?
 
     func run() throws {
-        try runReporting { () throws(DLError) in
+        let world: MPIWorld?
+        do { world = try MPIWorld.start() } catch {
+            printError("dl: error: \(error.message)")
+            throw ExitCode(1)
+        }
+        guard let world else { return try runReporting { () throws(DLError) in try train(world: nil) } }
+        // Ranks other than 0 print nothing (their figures are rank 0's: all are global).
+        if world.rank != 0 {
+            let null = open("/dev/null", O_WRONLY)
+            if null >= 0 { dup2(null, 1); close(null) }
+        }
+        do throws(DLError) { try train(world: world) } catch { world.abort(error.message) }
+        world.finish()
+    }
+
+    /// The training run; `world`: the MPI world when launched by mpirun.
+    private func train(world: MPIWorld?) throws(DLError) {
+        let writes = (world?.rank ?? 0) == 0
+        do {
             guard batchSize >= 1 else { throw .invalid("--batch-size must be at least 1, got \(batchSize)") }
             if let lr { guard lr.isFinite, lr > 0 else { throw .invalid("--lr must be a positive number, got \(lr)") } }
             let (model, name) = try start()
+            if let world, world.size > 1 {
+                guard let parallel = model as? any DataParallel else { throw DLError(.internal, "this model cannot train data-parallel") }
+                try parallel.setGradientReducer(try world.reducer())
+            }
             guard epochs > model.epoch else {
                 throw .invalid(resume == nil ? "--epochs must be at least 1, got \(epochs)"
                                : "\(resume!) has already trained \(model.epoch) epochs; --epochs \(epochs) leaves none to do")
@@ -65,7 +94,7 @@ struct Train: ParsableCommand {
             guard let out = out ?? resume else { throw .invalid("--out names the checkpoint to write") }
             let base = replacingSuffix(out, ".h5", "") ?? out
             let historyPath = base + ".history.csv", curvePath = base + ".curve.svg"
-            try checkWritable(out)
+            if writes { try checkWritable(out) }
 
             let train = try format.load(data, split: .train, labels: format.labels, for: model)
             try model.checkTargets(train, for: "training")
@@ -88,25 +117,30 @@ struct Train: ParsableCommand {
                 print("preprocessing  from the \(resume == nil ? "spec" : "checkpoint"): \(describe(model.spec.preprocessing))")
             }
             let first = model.epoch + 1
-            print("training       epochs \(first) to \(epochs), batch \(batchSize)")
+            print("training       epochs \(first) to \(epochs), batch \(batchSize)"
+                  + (world.map { $0.size > 1 ? " per rank on \($0.size) MPI ranks (\(batchSize * $0.size) per step)" : "" } ?? ""))
             fflush(nil)
 
             var history = try resume.map { (path) throws(DLError) in try readHistory(path, upTo: model.epoch) } ?? []
             var seconds = 0.0, cpu = 0.0
             for e in first...epochs {
-                let bar = ProgressBar(label: "epoch \(e)/\(epochs)", total: (train.count + batchSize - 1) / batchSize)
+                let step = batchSize * (world?.size ?? 1)
+                let bar = writes ? ProgressBar(label: "epoch \(e)/\(epochs)", total: (train.count + step - 1) / step) : nil
                 let start = monotonicSeconds(), cpuStart = processCPUSeconds()
-                let result = try model.trainEpoch(on: train, batchSize: batchSize, progress: { bar.update($0) })
+                var progress: ProgressHandler? = nil
+                if let bar { progress = { (p: EpochProgress) throws(DLError) in bar.update(p) } }
+                let result = try model.trainEpoch(on: train, batchSize: batchSize, progress: progress)
                 let epochSeconds = monotonicSeconds() - start
                 seconds += epochSeconds
                 cpu += processCPUSeconds() - cpuStart
-                bar.finish()
+                bar?.finish()
                 let onTrain = try model.evaluate(on: train)
                 let onTest = try testSet.map { (set) throws(DLError) in try model.evaluate(on: set) }
                 history.append(EpochRecord(epoch: result.epoch, trainLoss: result.meanLoss, trainAccuracy: onTrain.accuracy,
                                            testLoss: onTest?.loss, testAccuracy: onTest?.accuracy, seconds: epochSeconds))
                 print("epoch \(e)/\(epochs)  loss \(fixed(result.meanLoss))  " + Self.summary(onTrain, onTest)
                       + "  \(fixed(epochSeconds, 2)) s")
+                guard writes else { continue }
                 try model.save(to: out)
                 try writeTextFile(historyPath, historyCSV(history))
                 try writeTextFile(curvePath, LearningCurve.svg(history, title: "\(name): \(optimizer), lr \(model.learningRate), batch \(batchSize), seed \(model.spec.seed)",

@@ -88,6 +88,13 @@ public final class BatchNorm<T: DLScalar>: Layer {
         return y
     }
 
+    /// The running statistics the last training batch proposes, before they are committed:
+    /// data-parallel training replaces them with the ranks' mean (Distributed.swift).
+    var pendingStatistics: (mean: Tensor<T>, variance: Tensor<T>) { (nextMean, nextVar) }
+
+    /// Marks `pendingStatistics` as set for the next commit (a rank that had no samples).
+    func markStatisticsPending() { statisticsPending = true }
+
     public func commitTrainingStatistics() {
         guard statisticsPending else { return }
         runningMean.value.copy(from: nextMean)

@@ -54,7 +54,7 @@ public final class Model<T: DLScalar> {
     public var samplesSeen: Int = 0
     /// For a classifier, how many samples of the last accepted train step its forward pass
     /// (before the update) classified right, as accuracy counts them; nil for regression.
-    public private(set) var lastStepCorrect: Int?
+    public internal(set) var lastStepCorrect: Int?
     /// Epochs completed; kept by the optimizer, whose per-epoch schedule follows it.
     public var epoch: Int {
         get { optimizer.epoch }
@@ -70,7 +70,9 @@ public final class Model<T: DLScalar> {
     // Reused buffers (training and the gradient check).
     private let input: Tensor<T>
     private let targetValues: Tensor<T>
-    private let lossGrad: Tensor<T>
+    let lossGrad: Tensor<T>
+    /// Data-parallel training's reducer and packed buffer, when set (Distributed.swift).
+    var distributedState: DistributedState<T>? = nil
 
     /// Inference contexts not in use, and the lock that guards the list (held only to take
     /// or return one).
@@ -316,7 +318,12 @@ public final class Model<T: DLScalar> {
     func trainStep<S: DLScalar>(x: UnsafePointer<S>, rows: UnsafePointer<Int32>?, batch: Int,
                                 next: (rows: UnsafePointer<Int32>, count: Int)? = nil,
                                 targets: BatchTargets<S>) throws(DLError) -> Double {
-        try trainStep(input: try loadInput(x, rows: rows, batch: batch, next: next), batch: batch, targets: targets)
+        if let d = distributedState {
+            return try distributedStep(d, batch: batch, targets: targets) { () throws(DLError) in
+                try loadInput(x, rows: rows, batch: batch, next: next)
+            }
+        }
+        return try trainStep(input: try loadInput(x, rows: rows, batch: batch, next: next), batch: batch, targets: targets)
     }
 
     /// `trainStep` on a batch already in an input tensor of this model's type (converted,
@@ -383,7 +390,17 @@ public final class Model<T: DLScalar> {
     /// (nil for regression). Evaluation mode; nothing changes, and several threads may call
     /// it at once, as `predict`. `progress` is called after every chunk of `inferenceChunk`
     /// samples (its "batches"); when it throws, so does this.
+    /// With a gradient reducer, a collective call on every rank (see `distributedEvaluate`).
     public func evaluate<S: DLScalar>(x: UnsafePointer<S>, count: Int, targets: BatchTargets<S>,
+                                      progress: ProgressHandler?) throws(DLError) -> (loss: Double, accuracy: Double?) {
+        if let reducer = distributedState?.reducer {
+            return try distributedEvaluate(reducer, x: x, count: count, targets: targets, progress: progress)
+        }
+        return try evaluateLocally(x: x, count: count, targets: targets, progress: progress)
+    }
+
+    /// `evaluate` on this process's samples alone.
+    func evaluateLocally<S: DLScalar>(x: UnsafePointer<S>, count: Int, targets: BatchTargets<S>,
                                       progress: ProgressHandler?) throws(DLError) -> (loss: Double, accuracy: Double?) {
         var lossSum = 0.0
         var correct = 0

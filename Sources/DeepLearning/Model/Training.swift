@@ -64,6 +64,10 @@ extension Model {
         guard batchSize > 0 else { throw .invalid("batch size must be at least 1, got \(batchSize)") }
         _ = try checkedProduct(count, inputSize, "input of \(count) samples")
         let width = try checkEpochTargets(targets, count: count)
+        if let d = distributedState {
+            return try distributedEpoch(d, x: x, targets: targets, count: count, width: width, batchSize: batchSize,
+                                        shuffle: shuffle, progress: progress)
+        }
 
         let rows = min(batchSize, count)
         let batches = count / batchSize + (count % batchSize == 0 ? 0 : 1)   // ceil, without overflow
@@ -139,7 +143,7 @@ extension Model {
 }
 
 /// Room for one shuffled batch's targets, gathered from the epoch's in the batch's order.
-private final class GatheredTargets {
+final class GatheredTargets {
     private let labels: UnsafeMutablePointer<Int32>
     private let values: UnsafeMutablePointer<Float>
     /// Values per sample; 0 for labels.

@@ -109,6 +109,8 @@ _BUF_OUT = _array(DTYPE_CODES, "WRITEABLE")
 
 # The header's dl_progress_fn: (user_data, done, total, samples_done, mean_loss) -> int.
 PROGRESS_FN = CFUNCTYPE(c_int, c_void_p, c_size_t, c_size_t, c_size_t, c_double)
+# The header's dl_reduce_fn: (user_data, buffer, count, dtype) -> int (deeplearning.distributed).
+REDUCE_FN = CFUNCTYPE(c_int, c_void_p, c_void_p, c_size_t, c_int)
 
 # name: (result type, argument types), in the header's order.
 _FUNCTIONS: dict[str, tuple[Any, list[Any]]] = {
@@ -211,6 +213,9 @@ _FUNCTIONS: dict[str, tuple[Any, list[Any]]] = {
     "dl_model_set_progress": (c_int, [MODEL_P, PROGRESS_FN, c_void_p]),
     "dl_train_epoch": (c_int, [MODEL_P, DATASET_P, c_size_t, c_int, POINTER(c_double)]),
     "dl_evaluate_dataset": (c_int, [MODEL_P, DATASET_P, POINTER(c_double), POINTER(c_double)]),
+    # Data-parallel training (deeplearning.distributed).
+    "dl_model_set_gradient_reducer": (c_int, [MODEL_P, c_int, c_int, REDUCE_FN, c_void_p]),
+    "dl_model_reduce_count": (c_int, [MODEL_P, POINTER(c_size_t)]),
 }
 
 
@@ -373,6 +378,25 @@ def call(function: Any, *args: Any) -> Any:
     if len(outs) == 1:
         return _value(outs[0])
     return tuple(map(_value, outs))
+
+
+def reduce_callback(reduce: Any) -> Any:
+    """A dl_reduce_fn (deeplearning.distributed) that calls ``reduce(view)`` with a NumPy
+    view of the library's buffer (float32 or float64, as the call says), to be summed over
+    the ranks in place. An exception in `reduce` is printed and fails the step (the
+    library then raises DLError on this rank, and leaves the model unchanged)."""
+    def callback(user_data: Any, buffer: Any, count: int, dtype: int) -> int:
+        try:
+            ctype = c_double if dtype == DTYPE_CODES[np.dtype(np.float64)] else ctypes.c_float
+            reduce(np.ctypeslib.as_array(ctypes.cast(buffer, POINTER(ctype)), shape=(count,)))
+            return 0
+        except BaseException as error:  # nothing may unwind through the library's frames
+            print(f"deeplearning: the gradient reducer raised {error!r}", file=sys.stderr)
+            return 1
+    return REDUCE_FN(callback)
+
+
+NO_REDUCER = REDUCE_FN()
 
 
 def last_accuracy() -> float | None:

@@ -89,6 +89,7 @@ class Model:
     #: Set to True by a callback (EarlyStopping, ...) to end :meth:`fit` after this step or epoch.
     stop_training = False
     _warned_unscaled = False   # fit's warning about unscaled inputs, given once per model
+    _reducer: Any = None       # (callback, rank, world_size) of data-parallel training (deeplearning.distributed)
 
     def __init__(self, spec: Mapping[str, Any] | PathLike):
         """Builds a model from `spec`: a dict (NumPy numbers allowed), JSON text (a str
@@ -348,6 +349,14 @@ class Model:
         return training.fit(self, x, y, batch_size=batch_size, epochs=epochs, verbose=verbose, callbacks=callbacks,
                             validation_split=validation_split, validation_data=validation_data, shuffle=shuffle,
                             initial_epoch=initial_epoch, seed=seed)
+
+    def set_gradient_reducer(self, reduce: Callable[[np.ndarray], None] | None, rank: int = 0,
+                             world_size: int = 1) -> None:
+        """Trains data-parallel as rank `rank` of `world_size`: `reduce(buffer)` must sum the
+        NumPy buffer over every rank in place (None: one process again). See
+        :mod:`deeplearning.distributed` (``use_mpi`` for mpi4py)."""
+        from .distributed import set_gradient_reducer
+        set_gradient_reducer(self, reduce, rank, world_size)
 
     # Data sets held by the library (deeplearning.data, which imports this module).
 

@@ -197,6 +197,11 @@ def fit(model: Model, x: Any, y: Any = None, *, batch_size: int = 64, epochs: in
       classifiers) is measured on the whole training set after the epoch; ``val_*`` on
       the validation data.
 
+    - With a gradient reducer on several ranks (:mod:`deeplearning.distributed`), as
+      ``mpirun dl train``: `batch_size` is per rank, arrays train as a Dataset that the
+      library shards (one shuffle from the model's generator; `seed` does not apply), the
+      figures are over all ranks, and only rank 0 reports.
+
     The spec's learning-rate schedule moves on after every epoch (and every step, for a
     per-step schedule), as in ``dl train``. Ctrl-C stops
     training after the step under way and raises KeyboardInterrupt; the model keeps
@@ -219,6 +224,17 @@ def fit(model: Model, x: Any, y: Any = None, *, batch_size: int = 64, epochs: in
         if not len(train) or not len(validation):
             raise ValueError(f"validation_split {split} leaves no samples on one side of {len(train) + len(validation)}")
     _warn_if_unscaled(model, train.sample())
+    ranks = model._reducer[2] if model._reducer else 1
+    if ranks > 1:
+        # Data-parallel (deeplearning.distributed): as `dl train` under mpirun, the library
+        # shards every step over the ranks, from one shuffle of the model's generator; only
+        # rank 0 reports.
+        if isinstance(train, _Arrays):
+            from .data import Dataset
+            train = _DatasetSource(model, Dataset.from_arrays(train.x, train.labels if train.labels is not None
+                                                              else train.targets))
+        if model._reducer[1] != 0:
+            level = 0
 
     if seed is None:
         seed_value: Any = [model.spec.get("seed", 0), model.step_count]
@@ -226,7 +242,7 @@ def fit(model: Model, x: Any, y: Any = None, *, batch_size: int = 64, epochs: in
         seed_value = seed
     rng = np.random.default_rng(seed_value)
     history = History()
-    steps = -(-len(train) // batch_size)
+    steps = -(-len(train) // (batch_size * ranks))
     listeners = CallbackList([*(callbacks or []), history], model,
                              {"epochs": epochs, "steps": steps, "batch_size": batch_size, "verbose": level})
     stream = sys.stderr if level else None
