@@ -1,7 +1,8 @@
 /*
  * fuzz_abi -- short random sequences of C ABI calls with fuzzer-chosen
  * arguments: models built, trained, queried, changed, saved, loaded, cloned and
- * freed (and used after free); data sets, standalone layers and losses; NULL
+ * freed (and used after free); data sets (copied or read in place), gradient
+ * reducers that fail or return garbage, standalone layers and losses; NULL
  * pointers, sizes that are wrong or overflow, NaN, infinities and extreme values.
  *
  * The input is a program: each operation is one byte (its number modulo the
@@ -95,6 +96,25 @@ static void fill(state *s, size_t n) {
 static void sizes_of(dl_model *m, size_t *in, size_t *out) {
     *in = *out = 0;
     if (dl_model_input_size(m, in) != DL_OK || dl_model_output_size(m, out) != DL_OK) *in = *out = 0;
+}
+
+/* Fake gradient reducers, as if other ranks took part: what they do to the buffer is
+ * chosen by user_data. 0 leaves it (every other rank contributed nothing), 1 doubles it
+ * (a second, identical rank), 2 fails, 3 writes NaN and huge values everywhere (a broken
+ * reducer: counts and flags become garbage). */
+static int fake_reduce(void *user_data, void *buffer, size_t count, int dtype) {
+    const int kind = (int)(intptr_t)user_data;
+    if (kind == 2) return 1;
+    for (size_t i = 0; i < count; i++) {
+        if (dtype == DL_FLOAT64) {
+            double *b = buffer;
+            b[i] = kind == 1 ? 2 * b[i] : kind == 3 ? (i % 2 ? NAN : 1e300) : b[i];
+        } else {
+            float *b = buffer;
+            b[i] = kind == 1 ? 2 * b[i] : kind == 3 ? (i % 2 ? NAN : 3e38f) : b[i];
+        }
+    }
+    return 0;
 }
 
 static void op(state *s) {
@@ -249,8 +269,13 @@ static void op(state *s) {
         size_t target_size = byte(s) % 4;
         uint8_t how = byte(s);
         dl_dataset *d = NULL;
-        status(dl_dataset_from_arrays(s->x, count, shape, ndim, how & 1 ? s->labels : NULL,
-                                      how & 2 ? s->y : NULL, target_size, &d), "dl_dataset_from_arrays");
+        if (how & 4)        /* reads s->x in place, which later operations change */
+            status(dl_dataset_borrow_arrays(s->x, count, shape, ndim, how & 1 ? s->labels : NULL,
+                                            how & 2 ? s->y : NULL, target_size, NULL, NULL, &d),
+                   "dl_dataset_borrow_arrays");
+        else
+            status(dl_dataset_from_arrays(s->x, count, shape, ndim, how & 1 ? s->labels : NULL,
+                                          how & 2 ? s->y : NULL, target_size, &d), "dl_dataset_from_arrays");
         if (d) { dl_dataset_free(s->dataset); s->dataset = d; }
         break;
     }
@@ -320,6 +345,16 @@ static void op(state *s) {
         static const int counts[] = {1, 2, 0, -1, 9, 1 << 30, -2147483647 - 1};
         dl_set_num_threads(counts[byte(s) % 7]);
         if (dl_get_num_threads() < 1 || dl_get_num_threads() > 8) fuzz_fail("dl_get_num_threads() = %d", dl_get_num_threads());
+        /* and a gradient reducer (or none) on some model: later steps, epochs and
+         * evaluations then go through it */
+        static const int ranks[] = {0, 1, 2, -1, 3, 1 << 30};
+        const int rank = ranks[byte(s) % 6], world = ranks[byte(s) % 6];
+        const uint8_t kind = byte(s);
+        size_t count;
+        dl_model *m = model(s);
+        status(dl_model_set_gradient_reducer(m, rank, world, kind % 5 == 4 ? NULL : fake_reduce,
+                                             (void *)(intptr_t)(kind % 5)), "dl_model_set_gradient_reducer");
+        status(dl_model_reduce_count(m, byte(s) & 1 ? &count : NULL), "dl_model_reduce_count");
         break;
     }
     case 19: {   /* introspection with NULL and short outputs */
