@@ -7,6 +7,8 @@
  *
  *   cc -O2 -std=c11 -mavx2 -mfma -mavx512f bench/gemm_bench.c -o gemm_openblas -lopenblas -lpthread
  *   cc -O2 -std=c11 -mavx2 -mfma -mavx512f bench/gemm_bench.c -o gemm_blis -lblis -lpthread
+ *   cc -O2 -std=c11 -mavx2 -mfma -mavx512f -DSCIPY_OPENBLAS64 bench/gemm_bench.c -o gemm_numpy \
+ *      NUMPY_LIBS/libscipy_openblas64_-*.so -Wl,-rpath,NUMPY_LIBS -lpthread   (NumPy's OpenBLAS)
  *   ./gemm_openblas gemm [SAMPLES]      one JSON line per shape
  *   ./gemm_openblas peak THREADS        one JSON line: FMA GFLOP/s, AVX2 and AVX-512
  *
@@ -23,13 +25,29 @@
 #include <time.h>
 
 /* The CBLAS prototype, declared here so that one source builds against either
- * library's headers (their cblas.h files live in different include folders). */
+ * library's headers (their cblas.h files live in different include folders). With
+ * -DSCIPY_OPENBLAS64, the OpenBLAS that NumPy's wheel bundles instead: its symbols
+ * carry a prefix and a suffix, and its integers are 64-bit. */
 enum { ROW_MAJOR = 101, NO_TRANS = 111 };
-void cblas_sgemm(int order, int trans_a, int trans_b, int m, int n, int k, float alpha,
-                 const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc);
+#ifdef SCIPY_OPENBLAS64
+#include <stdint.h>
+typedef int64_t blas_int;
+void scipy_cblas_sgemm64_(int order, int trans_a, int trans_b, blas_int m, blas_int n, blas_int k, float alpha,
+                          const float *a, blas_int lda, const float *b, blas_int ldb, float beta, float *c,
+                          blas_int ldc);
+char *scipy_openblas_get_corename64_(void) __attribute__((weak));
+int scipy_openblas_get_num_threads64_(void) __attribute__((weak));
+#define cblas_sgemm scipy_cblas_sgemm64_
+#define openblas_get_corename scipy_openblas_get_corename64_
+#define openblas_get_num_threads scipy_openblas_get_num_threads64_
+#else
+typedef int blas_int;
+void cblas_sgemm(int order, int trans_a, int trans_b, blas_int m, blas_int n, blas_int k, float alpha,
+                 const float *a, blas_int lda, const float *b, blas_int ldb, float beta, float *c, blas_int ldc);
 /* Optional: which kernels each library picked (weak, so either build links). */
 char *openblas_get_corename(void) __attribute__((weak));
 int openblas_get_num_threads(void) __attribute__((weak));
+#endif
 int bli_arch_query_id(void) __attribute__((weak));
 const char *bli_arch_string(int id) __attribute__((weak));
 long bli_thread_get_num_threads(void) __attribute__((weak));

@@ -15,6 +15,7 @@ machine's AVX-512 FMA peak with the same number of threads (measured the same
 way, every round). The load average is printed before and after.
 """
 import argparse
+import glob
 import json
 import os
 import shutil
@@ -26,11 +27,24 @@ import tempfile
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOURCE = os.path.join(ROOT, "bench", "gemm_bench.c")
 LIBDIR = "/usr/lib/x86_64-linux-gnu"
+def numpy_openblas():
+    """The OpenBLAS that NumPy's wheel bundles (a newer release than Debian's), or None."""
+    try:
+        import numpy
+    except ImportError:
+        return None
+    found = glob.glob(os.path.join(os.path.dirname(numpy.__file__) + ".libs", "libscipy_openblas64_*.so"))
+    return found[0] if found else None
+
+
 BACKENDS = {
     # name: (library to link, thread variable)
     "OpenBLAS": (os.path.join(LIBDIR, "openblas-pthread", "libopenblas.so.0"), "OPENBLAS_NUM_THREADS"),
     "BLIS": (os.path.join(LIBDIR, "blis-pthread", "libblis.so.4"), "BLIS_NUM_THREADS"),
 }
+if numpy_openblas():
+    BACKENDS["NumPy's OpenBLAS"] = (numpy_openblas(), "OPENBLAS_NUM_THREADS")
+NUMPY = "NumPy's OpenBLAS"
 THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "BLIS_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_CORETYPE",
                     "OPENBLAS_L2_SIZE")
 
@@ -43,9 +57,10 @@ def build(scratch):
     for name, (library, _) in BACKENDS.items():
         if not os.path.exists(library):
             sys.exit(f"gemm_bench: error: {library} is missing (run scripts/bench_setup.sh)")
-        program = os.path.join(scratch, f"gemm_{name.lower()}")
-        subprocess.run([cc, "-O2", "-std=c11", "-mavx2", "-mfma", "-mavx512f", SOURCE, "-o", program, library,
-                        "-lpthread", f"-Wl,-rpath,{os.path.dirname(library)}"], check=True)
+        program = os.path.join(scratch, f"gemm_{name.lower().replace(' ', '_')}")
+        defines = ["-DSCIPY_OPENBLAS64"] if name == NUMPY else []
+        subprocess.run([cc, "-O2", "-std=c11", "-mavx2", "-mfma", "-mavx512f", *defines, SOURCE, "-o", program,
+                        library, "-lpthread", f"-Wl,-rpath,{os.path.dirname(library)}"], check=True)
         programs[name] = program
     return programs
 
@@ -71,7 +86,8 @@ def main(argv=None):
     with tempfile.TemporaryDirectory(prefix="gemm-bench-") as scratch:
         programs = build(scratch)
         for r in range(args.rounds):
-            order = list(BACKENDS) if r % 2 == 0 else list(reversed(BACKENDS))
+            names = list(BACKENDS)
+            order = names[r % len(names):] + names[:r % len(names)]   # a different one first each round
             for threads in (1, 2):
                 for name in order:
                     env = dict(base, **{BACKENDS[name][1]: str(threads)})
@@ -103,7 +119,7 @@ def main(argv=None):
     print()
     configs = [(name, threads) for threads in (1, 2) for name in BACKENDS]
     shapes = list(dict.fromkeys(e["shape"] for e in results))
-    header = ["shape (m x k . k x n)", "MFLOP"] + [f"{name} {t}T" for name, t in configs]
+    header = ["shape (m x k . k x n)", "MFLOP"] + [f"{name.replace(NUMPY, 'NumPy OB')} {t}T" for name, t in configs]
     rows = []
     for shape in shapes:
         flops = next(e["flops"] for e in results if e["shape"] == shape)
@@ -122,7 +138,9 @@ def main(argv=None):
             print("  ".join("-" * w for w in widths))
     print()
     print(f"kernels: OpenBLAS {kernels.get('OpenBLAS')} (Debian 0.3.21, pthread), BLIS {kernels.get('BLIS')} "
-          f"(Debian 0.9.0, pthread); row-major, no transposes, beta 0; {args.samples} samples per shape and run")
+          f"(Debian 0.9.0, pthread)" + (f", NumPy's OpenBLAS {kernels.get(NUMPY)} ({os.path.basename(BACKENDS[NUMPY][0])})"
+                                        if NUMPY in BACKENDS else "")
+          + f"; row-major, no transposes, beta 0; {args.samples} samples per shape and run")
     print(f"threads actually used, per backend (1T/2T): " + ", ".join(
         f"{name} {sorted(set((e['requested'], e['threads']) for e in results if e['name'] == name))}"
         for name in BACKENDS))
