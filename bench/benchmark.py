@@ -573,7 +573,10 @@ DATASETS = {
 SIDES = ("numpy", "library", "dl", "jax", "torch")
 SIDE_NAMES = {"numpy": "NumPy", "library": "library", "dl": "dl train", "jax": "JAX", "torch": "PyTorch"}
 JAX_ONE_THREAD = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-ACCURACY_NOISE = 0.005   # test accuracies within half a point of NumPy's agree (seeds, rounding order)
+# Test accuracy "agrees with NumPy's" within: JAX and PyTorch train on NumPy's batches from
+# NumPy's initial weights, so only rounding (summation order) separates them; the library
+# draws its own He-normal init (the spec's seed), and dl train its own shuffles too.
+ACCURACY_NOISE = {"jax": 0.0025, "torch": 0.0025, "library": 0.01, "dl": 0.01}
 
 
 def values(rounds, *path, scale=1.0):
@@ -675,10 +678,11 @@ def report(rounds, args, datasets, data_bytes, skipped, loads):
                 found = values(rounds, name, side, "test_accuracy")
                 if found:
                     difference = statistics.median(found) - reference
-                    agrees = "agrees" if abs(difference) <= ACCURACY_NOISE else "DIFFERS"
-                    notes.append(f"{SIDE_NAMES[side]} {100 * difference:+.2f} points ({agrees})")
-            print(f"test accuracy against NumPy's {100 * reference:.2f}% (within {100 * ACCURACY_NOISE:.1f} points "
-                  f"counts as noise: other seeds' init and summation order): " + "; ".join(notes))
+                    agrees = "agrees" if abs(difference) <= ACCURACY_NOISE[side] else "DIFFERS"
+                    notes.append(f"{SIDE_NAMES[side]} {100 * difference:+.2f} ({agrees}, noise "
+                                 f"{100 * ACCURACY_NOISE[side]:.2g})")
+            print(f"test accuracy against NumPy's {100 * reference:.2f}%, points (noise: JAX and PyTorch train on "
+                  f"NumPy's batches from its init, the library from its own init): " + "; ".join(notes))
 
     print()
     print(f"== CNN training step ({os.path.relpath(CNN_SPEC, ROOT)}, batch {args.batch_size}, Adam; median [min-max] "
