@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
-"""sgemm on the MLP's shapes: OpenBLAS against BLIS, 1 and 2 threads, round-robin.
+"""sgemm on the MLP's shapes: Debian's OpenBLAS, BLIS and NumPy's OpenBLAS, 1 and 2 threads, round-robin.
 
     python3 bench/gemm_bench.py [--rounds 5] [--samples 21]
 
 Builds bench/gemm_bench.c twice with cc, once against Debian's OpenBLAS (the
 library's backend today, pthread build) and once against Debian's BLIS (pthread
-build; scripts/bench_setup.sh installs it), then runs, every round, each build
+build; scripts/bench_setup.sh installs it), and, when NumPy is installed, a third
+time against the newer OpenBLAS its wheel bundles; then runs, every round, each build
 with 1 and with 2 threads (OPENBLAS_NUM_THREADS, BLIS_NUM_THREADS) in a fresh
 process, the backends' order alternating between rounds, and the FMA peak loop
 with 1 and 2 threads. Each run prints the median GFLOP/s of SAMPLES timed samples
