@@ -3,6 +3,8 @@
 //
 // Workers start on first use and stay: after a job they spin for a short while (the next
 // job of a training step follows within microseconds), then sleep on a condition variable.
+// A worker claims its share before running it; the caller, done with its own, runs every
+// share not yet claimed, and waits only for shares under way.
 // The spin is kept short because a worker that spins for long steals the core from
 // OpenBLAS's threads or another process that wants it. Only one job runs at a time; a
 // caller that finds the pool busy (another model training on another thread) does its job
@@ -31,7 +33,8 @@ static void *job_context;
 static int64_t job_items;
 static int job_threads;
 static unsigned generation;       // atomic: bumped once per job
-static int finished;              // atomic: workers done with the current job
+static int claimed[DLK_MAX_THREADS];   // atomic: 1 once share t of the current job is taken
+static int done_shares;           // atomic: shares of the current job finished
 
 static void pause_cpu(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -43,6 +46,18 @@ static void run_share(int thread, int threads) {
     const int64_t begin = job_items * thread / threads;
     const int64_t end = job_items * (thread + 1) / threads;
     if (begin < end) job_task(job_context, begin, end, thread);
+}
+
+// Takes share t of the current job, if nobody has: its worker, or the caller when the worker
+// is late. Acquire: the job's fields, written before the share was offered, are visible.
+static int claim(int t) {
+    int free = 0;
+    return __atomic_compare_exchange_n(&claimed[t], &free, 1, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+}
+
+static void run_claimed(int t) {
+    run_share(t, job_threads);
+    __atomic_add_fetch(&done_shares, 1, __ATOMIC_RELEASE);
 }
 
 // The generation each worker was started at: it runs every job after that one (a worker that
@@ -65,8 +80,7 @@ static void *worker_main(void *argument) {
             pthread_mutex_unlock(&wake_lock);
         }
         seen = now;
-        if (thread < job_threads) run_share(thread, job_threads);
-        __atomic_add_fetch(&finished, 1, __ATOMIC_RELEASE);
+        if (claim(thread)) run_claimed(thread);
     }
     return NULL;
 }
@@ -136,13 +150,21 @@ void dlk_parallel_for(int64_t items, int64_t min_items_per_thread, dlk_task task
     job_context = context;
     job_items = items;
     job_threads = threads;
-    __atomic_store_n(&finished, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&done_shares, 0, __ATOMIC_RELAXED);
+    // Offering the shares publishes the fields above (release): a worker that claims one,
+    // even one still waking from the last job, runs this job's share.
+    for (int t = 0; t < DLK_MAX_THREADS; t++) __atomic_store_n(&claimed[t], t == 0 || t >= threads, __ATOMIC_RELEASE);
     pthread_mutex_lock(&wake_lock);
     __atomic_add_fetch(&generation, 1, __ATOMIC_RELEASE);
     pthread_cond_broadcast(&wake);
     pthread_mutex_unlock(&wake_lock);
-    run_share(0, threads);
-    // Every started worker reports, including those with no share this time.
-    while (__atomic_load_n(&finished, __ATOMIC_ACQUIRE) < started_workers) pause_cpu();
+    run_claimed(0);
+    // Shares whose worker has not started yet (asleep, or its core taken by another
+    // process) run here instead of being waited for: a busy machine delays the job by a
+    // share, not by a time slice. Each share is the same items with the same arithmetic
+    // whoever runs it, so results do not change.
+    for (int t = 1; t < threads; t++)
+        if (claim(t)) run_claimed(t);
+    while (__atomic_load_n(&done_shares, __ATOMIC_ACQUIRE) < threads) pause_cpu();
     pthread_mutex_unlock(&job_lock);
 }
