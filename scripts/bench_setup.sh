@@ -11,44 +11,16 @@
 set -euo pipefail
 
 apt_packages=(dataset-fashion-mnist libblis-dev libblis4-pthread)
-python=${PYTHON:-python3}
-
-sudo=""
-if [ "$(id -u)" -ne 0 ]; then sudo=sudo; fi
-
-apt_install() {
-    echo "bench_setup: apt-get install $*"
-    $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    $sudo env DEBIAN_FRONTEND=noninteractive \
-        apt-get install -y -qq --no-install-recommends "$@" > /dev/null
-}
+install_name=bench_setup
+. "$(dirname "$0")/install_common.sh"
 
 # MARK: Debian packages
-missing=()
-for package in "${apt_packages[@]}"; do
-    if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'ok installed'; then
-        missing+=("$package")
-    fi
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-    apt_install "${missing[@]}"
-fi
+apt_install_missing "${apt_packages[@]}"
 
 # MARK: Python packages
-if ! command -v "$python" > /dev/null; then
-    apt_install python3 python3-pip
-fi
-if ! "$python" -m pip --version > /dev/null 2>&1; then
-    apt_install python3-pip
-fi
-pip_flags=(--quiet --disable-pip-version-check --root-user-action=ignore)
-# Debian's own python3 refuses pip installs (PEP 668) unless told.
-if "$python" -c 'import os, sysconfig, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")))'; then
-    pip_flags+=(--break-system-packages)
-fi
 if ! "$python" -c "import jax" 2> /dev/null; then
     echo "bench_setup: pip install jax[cpu]"
-    "$python" -m pip install "${pip_flags[@]}" "jax[cpu]"
+    pip_install "jax[cpu]"
 fi
 if ! "$python" -c "import torch" 2> /dev/null; then
     # Only a CPU build: PyPI's default torch wheel pulls in CUDA (gigabytes). First
@@ -56,7 +28,7 @@ if ! "$python" -c "import torch" 2> /dev/null; then
     # dependencies then come from the usual index); where that index cannot be
     # reached, a "+cpu" wheel in a folder of pip's find-links (PIP_FIND_LINKS or
     # pip.conf), as some machines carry one.
-    if "$python" -m pip install "${pip_flags[@]}" --no-deps --retries 0 --timeout 20 torch \
+    if pip_install --no-deps --retries 0 --timeout 20 torch \
             --index-url https://download.pytorch.org/whl/cpu 2> /dev/null; then
         echo "bench_setup: torch installed (CPU index, or a CPU wheel in pip's find-links)"
     else
@@ -67,13 +39,13 @@ if ! "$python" -c "import torch" 2> /dev/null; then
             exit 1
         fi
         echo "bench_setup: pip install $wheel (PyTorch's CPU index cannot be reached)"
-        "$python" -m pip install "${pip_flags[@]}" --no-deps "$wheel"
+        pip_install --no-deps "$wheel"
     fi
     # torch's own dependencies, pure Python, from the usual index (torch was installed
     # without them so that no CUDA package is ever resolved). Not setuptools, which
     # torch lists but needs only to compile extensions: the bindings' build uses the
     # installed one, and pip then warns of the mismatch.
-    "$python" -m pip install "${pip_flags[@]}" filelock typing-extensions sympy networkx jinja2 fsspec
+    pip_install filelock typing-extensions sympy networkx jinja2 fsspec
 fi
 
 echo "bench_setup: $("$python" -c 'import jax, torch; print(f"jax {jax.__version__}, torch {torch.__version__}")'); $(dpkg-query -W -f='${Package} ${Version}\n' dataset-fashion-mnist libblis4-pthread | tr '\n' ';')"

