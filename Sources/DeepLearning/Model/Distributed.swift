@@ -226,15 +226,7 @@ extension Model: DataParallel {
         let (global, overflow) = batchSize.multipliedReportingOverflow(by: world)
         guard !overflow else { throw .invalid("batch size \(batchSize) times \(world) ranks overflows") }
         let batches = count / global + (count % global == 0 ? 0 : 1)
-        var order = [Int32](unsafeUninitializedCapacity: count) { b, n in
-            for i in 0..<count { b[i] = Int32(i) }
-            n = count
-        }
-        if shuffle {
-            var generator = rng
-            order.withUnsafeMutableBufferPointer { generator.shuffle($0) }
-            rng = generator
-        }
+        let order = epochOrder(count: count, shuffle: shuffle)
         let gathered = GatheredTargets(rows: min(batchSize + 1, count), width: width)
         var lossSum = 0.0
         var done = 0, correct = 0

@@ -71,15 +71,7 @@ extension Model {
 
         let rows = min(batchSize, count)
         let batches = count / batchSize + (count % batchSize == 0 ? 0 : 1)   // ceil, without overflow
-        var order = [Int32](unsafeUninitializedCapacity: count) { b, n in
-            for i in 0..<count { b[i] = Int32(i) }
-            n = count
-        }
-        if shuffle {
-            var generator = rng
-            order.withUnsafeMutableBufferPointer { generator.shuffle($0) }
-            rng = generator
-        }
+        let order = epochOrder(count: count, shuffle: shuffle)
         let gathered = shuffle ? GatheredTargets(rows: rows, width: width) : nil
         var lossSum = 0.0
         var done = 0, correct = 0
@@ -123,6 +115,21 @@ extension Model {
 }
 
 extension Model {
+    /// The order of an epoch's `count` samples: 0..<count, or with `shuffle` a Fisher-Yates
+    /// permutation of it drawn from the model's generator (which it advances).
+    func epochOrder(count: Int, shuffle: Bool) -> [Int32] {
+        var order = [Int32](unsafeUninitializedCapacity: count) { b, n in
+            for i in 0..<count { b[i] = Int32(i) }
+            n = count
+        }
+        if shuffle {
+            var generator = rng
+            order.withUnsafeMutableBufferPointer { generator.shuffle($0) }
+            rng = generator
+        }
+        return order
+    }
+
     /// The targets of a whole epoch checked before anything changes: class labels for a
     /// classifier, or finite values. Returns the values per sample (0 for labels).
     private func checkEpochTargets(_ targets: BatchTargets<Float>, count: Int) throws(DLError) -> Int {
