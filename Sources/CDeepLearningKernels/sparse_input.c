@@ -546,23 +546,31 @@ struct forward_job {
     int64_t nonzeros[DLK_SPARSE_CHUNKS * DLK_MAX_THREADS];   // per unit, or -1
 };
 
+// Unit u of the forward: chunk *h of the inputs times batch rows *r0 ..< *r1.
+static void unit_of(const struct forward_job *f, int64_t u, int64_t *h, int64_t *r0, int64_t *r1) {
+    const int64_t groups = f->work->groups, g = u % groups;
+    *h = u / groups;
+    *r0 = f->rows * g / groups;
+    *r1 = f->rows * (g + 1) / groups;
+}
+
 // Units u0 ..< u1 of the forward, unit u being chunk h = u / groups of the inputs times
 // group g = u % groups of the batch rows. Each unit is whole on its own: it compresses its
-// rows' entries in its chunk into segment u, makes its copy of the chunk's base term
-// (the bias for chunk 0, plus v times the column sums of the chunk's rows of W^T), and
-// multiplies: into y for chunk 0, into the chunk's partial product for the others. A
-// thread compresses all its units before multiplying any, and skips the products once the
-// batch is known to be too dense (the entries counted so far exceed max_nonzeros): a dense
-// batch then costs little more than its compression. The products a unit computes do not
-// depend on the grouping, so neither do the results on the number of threads.
+// rows' entries in its chunk into segment u, makes its chunk's base term (the bias for
+// chunk 0, plus, when v is not 0, v times the column sums of the chunk's rows of W^T, in
+// its own copy), and multiplies: into y for chunk 0, into the chunk's partial product for
+// the others. A thread compresses all its units before multiplying any, and skips the
+// products once the batch is known to be too dense (the entries counted so far exceed
+// max_nonzeros): a dense batch then costs little more than its compression. The products
+// a unit computes do not depend on the grouping, so neither do the results on the number
+// of threads.
 static void forward_units(void *context, int64_t u0, int64_t u1, int thread) {
     (void)thread;
     struct forward_job *f = context;
     dlk_sparse_batch *w = f->work;
-    const int64_t groups = w->groups;
+    int64_t h, r0, r1;
     for (int64_t u = u0; u < u1; u++) {
-        const int64_t h = u / groups, g = u % groups;
-        const int64_t r0 = f->rows * g / groups, r1 = f->rows * (g + 1) / groups;
+        unit_of(f, u, &h, &r0, &r1);
         const int64_t offset = u * w->segment_capacity;
         f->nonzeros[u] = compress_rows(f->x, r0, r1, chunk_start(f->cols, h), chunk_start(f->cols, h + 1), f->cols,
                                        f->v, f->max_nonzeros, offset, w->index + offset, w->value + offset,
@@ -572,13 +580,15 @@ static void forward_units(void *context, int64_t u0, int64_t u1, int thread) {
     }
     if (__atomic_load_n(&f->total, __ATOMIC_RELAXED) > f->max_nonzeros) return;
     for (int64_t u = u0; u < u1; u++) {
-        const int64_t h = u / groups, g = u % groups;
-        const int64_t r0 = f->rows * g / groups, r1 = f->rows * (g + 1) / groups;
-        const int64_t c0 = chunk_start(f->cols, h), c1 = chunk_start(f->cols, h + 1);
-        float *base = w->base + u * f->n;
-        if (f->v != 0) column_sums(f->wt + c0 * f->n, c1 - c0, f->n, f->n, base, f->plain_c);
-        const float *bias = h == 0 ? f->bias : NULL;
-        for (int64_t o = 0; o < f->n; o++) base[o] = (bias ? bias[o] : 0.0f) + (f->v != 0 ? f->v * base[o] : 0.0f);
+        unit_of(f, u, &h, &r0, &r1);
+        const float *bias = h == 0 ? f->bias : NULL, *base = bias;
+        if (f->v != 0) {
+            const int64_t c0 = chunk_start(f->cols, h), c1 = chunk_start(f->cols, h + 1);
+            float *sums = w->base + u * f->n;
+            column_sums(f->wt + c0 * f->n, c1 - c0, f->n, f->n, sums, f->plain_c);
+            for (int64_t o = 0; o < f->n; o++) sums[o] = (bias ? bias[o] : 0.0f) + f->v * sums[o];
+            base = sums;
+        }
         float *out = h == 0 ? f->y : w->partial + (h - 1) * f->rows * f->n;
         const int64_t *begin = w->row_begin + h * f->rows, *end = w->row_end + h * f->rows;
         for (int64_t r = r0; r < r1; r++)

@@ -125,9 +125,8 @@ private func datasetFromArrays(_ x: UnsafePointer<Float>?, _ count: Int, _ shape
         guard width >= 1 else { throw .invalid("target_size must be at least 1 with targets, got 0") }
         let m = try checkedProduct(count, width, "targets")
         try checkAllocation(m, of: Float.self, "targets of \(count) samples")
-        let values = Array(UnsafeBufferPointer(start: t, count: m))
-        guard values.allSatisfy({ $0.isFinite }) else { throw DLError(.numeric, "targets contain NaN or infinite values") }
-        data = .values(values, size: width)
+        guard Kernels.allFinite(t, m) else { throw DLError(.numeric, "targets contain NaN or infinite values") }
+        data = .values(Array(UnsafeBufferPointer(start: t, count: m)), size: width)
     case (_?, _?):
         throw .invalid("labels and targets are both given; pass at most one of them")
     }

@@ -36,8 +36,8 @@ typedef struct dlk_sparse_batch {
     int64_t groups;                 // groups of batch rows per chunk, 1 ... min(rows, DLK_MAX_THREADS)
     int64_t segment_capacity;       // max_nonzeros + cols + 8
     int serial;                     // nonzero: all on the calling thread
-    float *base;                    // DLK_SPARSE_CHUNKS * groups * n: per unit, what is added to every
-                                    // output row besides its product
+    float *base;                    // DLK_SPARSE_CHUNKS * groups * n: per unit, when v is not 0, what
+                                    // is added to every output row besides its product
     float *partial;                 // (DLK_SPARSE_CHUNKS - 1) * rows * n: the products of chunks 1...
 } dlk_sparse_batch;
 

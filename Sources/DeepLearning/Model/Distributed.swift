@@ -141,9 +141,8 @@ extension Model: DataParallel {
         let scale = 1 / total
         var offset = 0
         for p in parameters {
-            let g = p.grad.data, c = p.grad.count
-            for i in 0..<c { g[i] = buf[offset + i] * scale }
-            offset += c
+            Kernels.map(buf + offset, p.grad.data, p.grad.count) { $0 * scale }
+            offset += p.grad.count
         }
         let value = Double(buf[tail]) / Double(total)
         guard value.isFinite else {
@@ -152,10 +151,9 @@ extension Model: DataParallel {
         try optimizer.update(parameters)
         for bn in d.batchNorms {
             let (mean, variance) = bn.pendingStatistics
-            for i in 0..<bn.channels { mean.data[i] = buf[offset + i] * scale }
-            offset += bn.channels
-            for i in 0..<bn.channels { variance.data[i] = buf[offset + i] * scale }
-            offset += bn.channels
+            Kernels.map(buf + offset, mean.data, bn.channels) { $0 * scale }
+            Kernels.map(buf + offset + bn.channels, variance.data, bn.channels) { $0 * scale }
+            offset += 2 * bn.channels
             bn.markStatisticsPending()
         }
         for layer in layers { layer.commitTrainingStatistics() }
@@ -181,28 +179,20 @@ extension Model: DataParallel {
         let n = T(batch)
         var offset = 0
         for p in parameters {
-            let g = p.grad.data, c = p.grad.count
-            for i in 0..<c { buf[offset + i] = g[i] * n }
-            offset += c
+            Kernels.map(p.grad.data, buf + offset, p.grad.count) { $0 * n }
+            offset += p.grad.count
         }
         for bn in d.batchNorms {
             let (mean, variance) = bn.pendingStatistics
-            for i in 0..<bn.channels { buf[offset + i] = mean.data[i] * n }
-            offset += bn.channels
-            for i in 0..<bn.channels { buf[offset + i] = variance.data[i] * n }
-            offset += bn.channels
+            Kernels.map(mean.data, buf + offset, bn.channels) { $0 * n }
+            Kernels.map(variance.data, buf + offset + bn.channels, bn.channels) { $0 * n }
+            offset += 2 * bn.channels
         }
         buf[tail] = T(value * Double(batch))
         buf[tail + 1] = T(loss.isClassification ? Kernels.countArgmaxMatches(out.data, rows: batch, cols: outputSize, t) : 0)
         buf[tail + 2] = n
         buf[tail + 3] = 0
         buf[tail + 4] = 0
-    }
-
-    /// `v` as a count from 0 to `limit`, or nil when it is not one (NaN, fractional, out of range).
-    private func wholeCount(_ v: T, _ limit: Int) -> Int? {
-        guard v.isFinite, v >= 0, v <= T(limit), v.rounded() == v else { return nil }
-        return Int(v)
     }
 
     /// The training forward pass; with dropout on several ranks, the layers draw from a
@@ -272,13 +262,11 @@ extension Model: DataParallel {
                 sums = (0, 0, 0, 1, error.kind == .numeric ? 1 : 0)
             }
         }
-        let packed = UnsafeMutablePointer<Double>.allocate(capacity: 5)
-        defer { packed.deallocate() }
-        (packed[0], packed[1], packed[2], packed[3], packed[4]) = sums
-        try reducer.reduce(UnsafeMutableRawPointer(packed), 5, true)
-        sums = (packed[0], packed[1], packed[2], packed[3], packed[4])
-        func whole(_ v: Double, _ limit: Double) -> Bool { v.isFinite && v >= 0 && v <= limit && v.rounded() == v }
-        guard whole(sums.3, Double(reducer.worldSize)), whole(sums.4, sums.3), whole(sums.2, Double(count)), sums.2 > 0 || sums.3 > 0 else {
+        try withUnsafeMutableBytes(of: &sums) { (packed) throws(DLError) in
+            try reducer.reduce(packed.baseAddress!, 5, true)   // five Doubles, laid out in order
+        }
+        guard let failed = wholeCount(sums.3, reducer.worldSize), wholeCount(sums.4, failed) != nil,
+              let samples = wholeCount(sums.2, count), samples > 0 || failed > 0 else {
             throw DLError(.io, "the gradient reducer returned sample and failure counts that are not the sums of the ranks' (rank \(reducer.rank) of \(reducer.worldSize))")
         }
         if let localError { throw localError }
@@ -292,4 +280,11 @@ extension Model: DataParallel {
         }
         return (meanLoss, loss.isClassification ? sums.1 / sums.2 : nil)
     }
+}
+
+/// `v`, a count a reducer summed, as a whole number from 0 to `limit`; nil when it is not
+/// one (NaN, fractional, out of range): the reducer did not sum what it was given.
+private func wholeCount<F: BinaryFloatingPoint>(_ v: F, _ limit: Int) -> Int? {
+    guard v.isFinite, v >= 0, v <= F(limit), v.rounded() == v else { return nil }
+    return Int(v)
 }
