@@ -75,10 +75,15 @@ public final class StandaloneLayer<T: DLScalar>: AnyStandaloneLayer {
         let n = try checkedProduct(rows, cols, "x of (\(rows), \(cols))")
         let outN = try checkedProduct(rows, outCols, "y of (\(rows), \(outCols))")
         guard capacity >= outN else { throw .invalid("y has room for \(capacity) values, the output needs \(outN)") }
+        let source = x.assumingMemoryBound(to: T.self)
+        guard Kernels.allFinite(source, n) else { throw DLError(.numeric, "x contains NaN or infinity") }
+        // Refused above, the call changed nothing and the last forward can still be followed
+        // by its backward. From here the layer's saved input and caches are this call's, so
+        // if it fails there is no forward for a backward to follow.
+        lastOutput = nil
         // A shaped layer sees its samples' shape, as inside a model.
         try self.x.resize([rows] + (inputShape ?? [cols]))
-        Kernels.convert(x.assumingMemoryBound(to: T.self), self.x.data, n)
-        guard Kernels.allFinite(self.x.data, n) else { throw DLError(.numeric, "x contains NaN or infinity") }
+        Kernels.convert(source, self.x.data, n)
         let out = try layer.forward(self.x, training: training)
         // Outside a model there is no step to refuse: a training pass updates the statistics.
         if training { layer.commitTrainingStatistics() }

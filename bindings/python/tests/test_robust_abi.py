@@ -169,6 +169,23 @@ def test_unshaped_standalone_layers_refuse_other_widths(spec, dtype):
     layer.close()
 
 
+@pytest.mark.parametrize("spec", [{"type": "dropout", "rate": 0.5}, {"type": "relu"}])
+def test_a_refused_forward_keeps_the_last_one_for_backward(spec):
+    # Found by fuzz_abi: a forward refused for a NaN had already resized the layer's saved
+    # input, and the next backward (of the forward before) failed with an internal error.
+    layer = Layer(spec, np.float64, 3)
+    x = np.random.default_rng(1).standard_normal((1, 1)) + 2
+    y = layer.forward(x)
+    bad = np.ones((1, 6))
+    bad[0, 2] = np.nan
+    with pytest.raises(dl.NumericError):
+        layer.forward(bad)
+    dy = np.ones((1, 1))
+    dx = layer.backward(dy)                      # still the first forward's backward
+    np.testing.assert_array_equal(dx, y / x)     # the mask (dropout), 1 (relu)
+    layer.close()
+
+
 def test_shaped_batch_norm_refuses_more_features():
     layer = dl.BatchNorm((4,))
     with pytest.raises(ValueError):
