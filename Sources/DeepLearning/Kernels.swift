@@ -17,6 +17,20 @@ public enum Kernels {
         set { dlk_set_threads(Int32(clamping: newValue)) }
     }
 
+    /// Runs `body` over items 0..<items on the kernel threads (`dlk_parallel_for`): each
+    /// thread gets one contiguous range, fixed by the item and thread counts, and `body`
+    /// must give the same results whatever range it is handed.
+    static func parallelFor(_ items: Int, minItemsPerThread: Int = 1, _ body: (Range<Int>) -> Void) {
+        withoutActuallyEscaping(body) { body in
+            var task = body
+            withUnsafeMutablePointer(to: &task) { context in
+                dlk_parallel_for(Int64(items), Int64(minItemsPerThread), { context, begin, end, _ in
+                    context!.assumingMemoryBound(to: ((Range<Int>) -> Void).self).pointee(Int(begin)..<Int(end))
+                }, context)
+            }
+        }
+    }
+
     // MARK: Copies and conversions
 
     @_specialize(where S == Float, D == Float) @_specialize(where S == Float, D == Double)

@@ -1,0 +1,113 @@
+import Testing
+@testable import DeepLearning
+
+/// `DLScalar.gemm`, which cuts large products into blocks run on the kernel threads, against
+/// the product computed in float64 with naive loops, and against itself on other thread
+/// counts (the blocks depend on the shape only, so the bits must not change).
+@Suite(.serialized) struct GemmTests {
+    struct Case: CustomTestStringConvertible {
+        var m: Int, n: Int, k: Int, transA: Bool, transB: Bool
+        var alpha: Float = 1, beta: Float = 0
+        var testDescription: String { "\(m)x\(n)x\(k) \(transA ? "T" : "N")\(transB ? "T" : "N") alpha \(alpha) beta \(beta)" }
+    }
+
+    static let cases: [Case] = [
+        Case(m: 64, n: 128, k: 784, transA: false, transB: false),             // the MLP's forward: columns
+        Case(m: 784, n: 128, k: 64, transA: true, transB: false),              // its weight gradient: rows
+        Case(m: 64, n: 784, k: 128, transA: false, transB: true),              // an input gradient
+        Case(m: 1000, n: 128, k: 784, transA: false, transB: true),            // prediction: 8 row blocks
+        Case(m: 250, n: 333, k: 100, transA: true, transB: true, alpha: 0.5, beta: 2),  // tails, beta
+        Case(m: 37, n: 2050, k: 61, transA: false, transB: false, alpha: -1, beta: 1),
+        Case(m: 8, n: 8, k: 8, transA: false, transB: false),                  // one block
+    ]
+
+    /// Stored operands with leading dimensions wider than the product needs.
+    struct Operands {
+        var a: [Float], b: [Float], c: [Float]
+        let lda: Int, ldb: Int, ldc: Int
+
+        init(_ t: Case, seed: UInt64) {
+            var rng = RandomGenerator(seed: seed)
+            let (aRows, aCols) = t.transA ? (t.k, t.m) : (t.m, t.k)
+            let (bRows, bCols) = t.transB ? (t.n, t.k) : (t.k, t.n)
+            (lda, ldb, ldc) = (aCols + 3, bCols + 5, t.n + 2)
+            a = (0..<(aRows * lda)).map { _ in Float(rng.normal()) }
+            b = (0..<(bRows * ldb)).map { _ in Float(rng.normal()) }
+            c = (0..<(t.m * ldc)).map { _ in Float(rng.normal()) }
+        }
+
+        func element(_ t: Case, _ i: Int, _ j: Int, _ p: Int) -> (Double, Double) {
+            let x = t.transA ? a[p * lda + i] : a[i * lda + p]
+            let y = t.transB ? b[j * ldb + p] : b[p * ldb + j]
+            return (Double(x), Double(y))
+        }
+    }
+
+    func product(_ t: Case, _ o: Operands, threads: Int) -> [Float] {
+        Kernels.threads = threads
+        var c = o.c
+        o.a.withUnsafeBufferPointer { a in
+            o.b.withUnsafeBufferPointer { b in
+                c.withUnsafeMutableBufferPointer { c in
+                    Float.gemm(transA: t.transA, transB: t.transB, m: t.m, n: t.n, k: t.k, alpha: t.alpha,
+                               a: a.baseAddress!, lda: o.lda, b: b.baseAddress!, ldb: o.ldb,
+                               beta: t.beta, c: c.baseAddress!, ldc: o.ldc)
+                }
+            }
+        }
+        return c
+    }
+
+    @Test(arguments: cases) func matchesTheFormulaOnAnyNumberOfThreads(_ t: Case) {
+        let saved = Kernels.threads
+        defer { Kernels.threads = saved }
+        let o = Operands(t, seed: UInt64(t.m * 7 + t.n * 3 + t.k))
+        let one = product(t, o, threads: 1)
+        for threads in [2, 3, 8] {
+            #expect(product(t, o, threads: threads) == one, "\(threads) threads give other bits")
+        }
+        var worst = 0.0
+        for i in 0..<t.m {
+            for j in 0..<t.n {
+                var sum = 0.0, magnitude = 0.0
+                for p in 0..<t.k {
+                    let (x, y) = o.element(t, i, j, p)
+                    sum += x * y
+                    magnitude += abs(x * y)
+                }
+                let expected = Double(t.alpha) * sum + Double(t.beta) * Double(o.c[i * o.ldc + j])
+                let scale = abs(Double(t.alpha)) * magnitude + abs(Double(t.beta) * Double(o.c[i * o.ldc + j]))
+                // float32 accumulation: k roundings of relative size 2^-24 at most.
+                let bound = Double(t.k + 2) * 0x1p-24 * scale + 1e-30
+                worst = max(worst, abs(Double(one[i * o.ldc + j]) - expected) / bound)
+            }
+            for j in t.n..<o.ldc {   // the padding between rows of C is not written
+                #expect(one[i * o.ldc + j] == o.c[i * o.ldc + j])
+            }
+        }
+        #expect(worst <= 1, "error \(worst) times the float32 bound")
+    }
+
+    @Test func blocksCoverTheProductByTheShapeAlone() {
+        for (m, n, k) in [(64, 128, 784), (784, 128, 64), (1000, 128, 784), (8, 8, 8), (17, 4096, 4096),
+                          (4096, 1, 4096), (31, 31, 1 << 20), (100_000, 16, 16)] {
+            let blocks = GemmBlocks(m: m, n: n, k: k)
+            #expect(blocks.count >= 1 && blocks.count <= 8 && blocks.count & (blocks.count - 1) == 0)
+            #expect(blocks.alongRows == (m >= n))
+            #expect(blocks.length == (m >= n ? m : n))
+            var next = 0
+            for i in 0..<blocks.count {
+                let r = blocks.range(i)
+                #expect(r.lowerBound == next && !r.isEmpty, "\(m)x\(n)x\(k) block \(i)")
+                if i + 1 < blocks.count { #expect(r.upperBound % GemmBlocks.unit == 0) }
+                next = r.upperBound
+            }
+            #expect(next == blocks.length, "\(m)x\(n)x\(k) blocks end at \(next)")
+            if blocks.count > 1 {
+                #expect(m * n * k / blocks.count >= GemmBlocks.minWork, "\(m)x\(n)x\(k): blocks too small")
+            }
+        }
+        #expect(GemmBlocks(m: 64, n: 128, k: 784).count == 2)
+        #expect(GemmBlocks(m: 64, n: 10, k: 128).count == 1)
+    }
+}
