@@ -113,6 +113,53 @@ static int64_t compress_rows(const float *x, int64_t r0, int64_t r1, int64_t c0,
     return compress_rows_plain(x, r0, r1, c0, c1, ld, v, max_nonzeros, offset, index, value, row_begin, row_end);
 }
 
+// MARK: - Density estimate
+
+// Entries of n floats at x that differ from v, and those that differ from 0.
+static void count_differing_plain(const float *x, int64_t n, float v, int64_t *not_v, int64_t *not_zero) {
+    int64_t a = 0, b = 0;
+    for (int64_t i = 0; i < n; i++) {
+        a += x[i] != v;
+        b += x[i] != 0.0f;
+    }
+    *not_v += a;
+    *not_zero += b;
+}
+
+#if DLK_X86
+__attribute__((target("avx2,popcnt")))
+static void count_differing_avx2(const float *x, int64_t n, float v, int64_t *not_v, int64_t *not_zero) {
+    const __m256 vv = _mm256_set1_ps(v), zero = _mm256_setzero_ps();
+    int64_t a = 0, b = 0, i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 xi = _mm256_loadu_ps(x + i);
+        a += __builtin_popcount((unsigned)_mm256_movemask_ps(_mm256_cmp_ps(xi, vv, _CMP_NEQ_UQ)));
+        b += __builtin_popcount((unsigned)_mm256_movemask_ps(_mm256_cmp_ps(xi, zero, _CMP_NEQ_UQ)));
+    }
+    *not_v += a;
+    *not_zero += b;
+    count_differing_plain(x + i, n - i, v, not_v, not_zero);
+}
+#endif
+
+void dlk_sample_density(const float *x, int64_t rows, int64_t cols, float v, int64_t sample_rows,
+                        int64_t *not_v, int64_t *not_zero, int plain_c) {
+    *not_v = 0;
+    *not_zero = 0;
+    if (sample_rows > rows) sample_rows = rows;
+    for (int64_t s = 0; s < sample_rows; s++) {
+        const float *row = x + (s * rows / sample_rows) * cols;
+#if DLK_X86
+        if (!plain_c && dlk_has_avx2()) {
+            count_differing_avx2(row, cols, v, not_v, not_zero);
+            continue;
+        }
+#endif
+        count_differing_plain(row, cols, v, not_v, not_zero);
+    }
+    (void)plain_c;
+}
+
 // MARK: - Sparse times dense
 
 // One row cr (n columns) = base + the compressed entries k0 ..< k1 (in the order they were

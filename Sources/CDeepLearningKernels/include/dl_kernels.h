@@ -51,6 +51,12 @@ DLK_HIDDEN int64_t dlk_sparse_forward(const float *x, int64_t rows, int64_t cols
                                       const float *wt, int64_t n, const float *bias, dlk_sparse_batch *work,
                                       float *y, int plain_c);
 
+/// The cost model's look at a batch before compressing it: over `sample_rows` rows spread
+/// evenly over the batch (row s * rows / sample_rows), the entries that differ from v
+/// (`not_v`) and from 0 (`not_zero`). NaN differs from both.
+DLK_HIDDEN void dlk_sample_density(const float *x, int64_t rows, int64_t cols, float v, int64_t sample_rows,
+                                   int64_t *not_v, int64_t *not_zero, int plain_c);
+
 /// dW^T (cols x n) = base + (x - v)^T dy for the batch dlk_sparse_forward took, dy (rows x
 /// n), `base` (n values added to every row, or NULL) and workspace d (cols x rows, for
 /// (x - v)^T); row j sums, in batch order, the rows of dy where input j differs from v,
@@ -132,6 +138,11 @@ DLK_HIDDEN int dlk_all_finite_f64(const double *x, int64_t n);
 /// dst = src * a + b (the input preprocessing of float32), without fused multiply-add: two
 /// roundings, as NumPy's x * a + b. The one float32 implementation (src may equal dst).
 DLK_HIDDEN void dlk_affine_f32(const float *src, float *dst, int64_t n, float a, float b);
+
+/// dst = src * a + b when `affine`, else a copy of src (src may equal dst); returns 1 when
+/// every element of dst is finite, else 0. One pass, shared among the kernel threads for
+/// large arrays: a model's input batch loaded and checked.
+DLK_HIDDEN int dlk_load_f32(const float *src, float *dst, int64_t n, float a, float b, int affine);
 
 /// dst[i] = x[rows[i]] for count rows of cols floats (x * a + b when `affine`), then a
 /// request to the CPU to start loading rows next[0..<next_count] (the next batch; `next`

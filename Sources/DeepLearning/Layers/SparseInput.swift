@@ -26,6 +26,11 @@ final class SparseInput {
     static let minimumRows = 8
     /// Above about a quarter of the entries, BLAS's dense product is as fast.
     static let maxDensity = 0.25
+    /// The cost model samples every `sampleEvery`-th row of a batch of at least 4 of them,
+    /// and compresses when the sample is within `sampleMargin` times `maxDensity` (the
+    /// compression itself then decides, with the exact count).
+    static let sampleEvery = 16
+    static let sampleMargin = 1.25
 
     let inFeatures: Int
     let outFeatures: Int
@@ -104,6 +109,24 @@ final class SparseInput {
         guard batch >= SparseInput.minimumRows, inFeatures < Int(Int32.max) else { return .none }
         let total = batch.multipliedReportingOverflow(by: inFeatures)
         guard !total.overflow, total.partialValue < Int(Int32.max) else { return .none }
+        let xf = floats(x)
+        var v = SparseInput.likelyBackground(xf, count: total.partialValue)
+        // The cost model: a look at one row in `sampleEvery` first. A batch that looks too
+        // dense around v and around 0 goes to BLAS for the price of that look, instead of a
+        // compression that fails halfway (twice, when v is not 0).
+        let sampleRows = batch / SparseInput.sampleEvery
+        if sampleRows >= 4 {
+            var notV: Int64 = 0, notZero: Int64 = 0
+            dlk_sample_density(xf, Int64(batch), Int64(inFeatures), v, Int64(sampleRows), &notV, &notZero, plainC)
+            let most = Double(sampleRows * inFeatures) * SparseInput.maxDensity * SparseInput.sampleMargin
+            switch (Double(notV) <= most, Double(notZero) <= most) {
+            case (false, false):
+                workspace.lastFailed = true
+                return .none
+            case (false, true): v = 0
+            default: break
+            }
+        }
         let limit = Int(Double(total.partialValue) * SparseInput.maxDensity)
         let capacity = limit + inFeatures + 8
         // A unit of work per chunk of inputs and group of rows: as many groups as it takes
@@ -116,8 +139,6 @@ final class SparseInput {
         var work = dlk_sparse_batch(row_begin: rowBegin.base, row_end: rowEnd.base, index: index.base, value: value.base,
                                     groups: Int64(groups), segment_capacity: Int64(capacity),
                                     serial: workspace.lastFailed ? 1 : 0, base: base.base, partial: partial.base)
-        let xf = floats(x)
-        var v = SparseInput.likelyBackground(xf, count: total.partialValue)
         while true {
             let n = dlk_sparse_forward(xf, Int64(batch), Int64(inFeatures), v, Int64(limit), floats(weightT),
                                        Int64(outFeatures), bias.map(floats), &work, floats(y), plainC)
