@@ -92,6 +92,48 @@ import Testing
                           restore: { $0.learningRate = 0.01 })
     }
 
+    /// A batch of 2^17 input values or more is loaded and checked on the kernel threads: a
+    /// NaN or an infinity anywhere in it, with or without preprocessing, is refused by a
+    /// step (nothing changes) and by a prediction (the output is not written).
+    @Test(arguments: [false, true]) func aBadValueAnywhereInALargeBatchIsRefused(preprocessed: Bool) throws {
+        let saved = Kernels.threads
+        defer { Kernels.threads = saved }
+        let rows = 200, features = 784
+        let spec = try SpecParser.parse(json: """
+        {"input": {"size": \(features)}, "layers": [{"type": "linear", "units": 16}, {"type": "relu"},
+         {"type": "linear", "units": 3}], "loss": "cross_entropy", "optimizer": {"type": "sgd", "lr": 0.1}, "seed": 2
+         \(preprocessed ? #", "preprocessing": {"scale": 0.5, "mean": 1, "std": 4}"# : "")}
+        """)
+        let model = try Model<Float>(spec: spec)
+        var x = (0..<rows * features).map { Float(($0 * 7) % 11) / 5 - 1 }
+        let labels = (0..<rows).map { Int32($0 % 3) }
+        for threads in [1, 2, 3] {
+            Kernels.threads = threads
+            for position in [0, rows * features / 2 - 1, rows * features / 2, rows * features - 1] {
+                for bad in [Float.nan, .infinity] {
+                    x[position] = bad
+                    let before = Snapshot(model)
+                    #expect(throws: DLError.self, "\(threads) threads, \(bad) at \(position)") {
+                        try x.withUnsafeBufferPointer { (xp) throws(DLError) in
+                            try labels.withUnsafeBufferPointer { (lp) throws(DLError) in
+                                _ = try model.trainStep(x: xp.baseAddress!, batch: rows, targets: .labels(lp.baseAddress!))
+                            }
+                        }
+                    }
+                    #expect(Snapshot(model) == before)
+                    var out = [Float](repeating: 7, count: rows * 3)
+                    #expect(throws: DLError.self) {
+                        try x.withUnsafeBufferPointer { (xp) throws(DLError) in
+                            try model.predict(x: xp.baseAddress!, count: rows, into: &out)
+                        }
+                    }
+                    #expect(out.allSatisfy { $0 == 7 })
+                    x[position] = 0.5
+                }
+            }
+        }
+    }
+
     @Test func float64ModelsToo() throws {
         // Targets of 1000 under MSE give gradients well above 1: lr * g overflows double.
         try expectRefused(try Self.model(#"{"type": "sgd", "lr": 0.001}"#, loss: "mse", as: Double.self), "layers.",

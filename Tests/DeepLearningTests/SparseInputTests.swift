@@ -335,6 +335,25 @@ import Testing
         #expect(finite([Double.greatestFiniteMagnitude, .leastNonzeroMagnitude]))
     }
 
+    /// Arrays of 2^17 elements and more are checked on the kernel threads.
+    @Test func allFiniteFindsABadValueInAnyThreadsShare() {
+        let saved = Kernels.threads
+        defer { Kernels.threads = saved }
+        let n = 300_001
+        var x = (0..<n).map { Float($0 % 97) - 48 }
+        for threads in [1, 2, 3, 8] {
+            Kernels.threads = threads
+            #expect(finite(x))
+            for position in [0, 65_535, 65_536, n / 2, 2 * n / 3, n - 1] {
+                x[position] = .nan
+                #expect(!finite(x), "\(threads) threads, NaN at \(position)")
+                x[position] = -.infinity
+                #expect(!finite(x), "\(threads) threads, -inf at \(position)")
+                x[position] = 1
+            }
+        }
+    }
+
     @Test func affineConversionRoundsLikeTheFormula() {
         let src: [Float] = (0..<37).map { Float($0 * 7) }
         var dst = [Float](repeating: 0, count: src.count)

@@ -274,6 +274,12 @@ public final class Model<T: DLScalar> {
                                 next?.rows, Int64(next?.count ?? 0))
         } else if let rows {
             for i in 0..<batch { load(x + Int(rows[i]) * inputSize, input.data + i * inputSize, inputSize) }
+        } else if S.self == Float.self, T.self == Float.self {
+            let finite = dlk_load_f32(UnsafeRawPointer(x).assumingMemoryBound(to: Float.self),
+                                      UnsafeMutableRawPointer(input.data).assumingMemoryBound(to: Float.self),
+                                      Int64(n), Float(p.multiplier), Float(p.offset), p.isIdentity ? 0 : 1)
+            guard checked || finite != 0 else { throw DLError(.numeric, "the input contains NaN or infinite values") }
+            return input
         } else {
             load(x, input.data, n)
         }
