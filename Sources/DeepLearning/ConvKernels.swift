@@ -6,6 +6,15 @@
 /// spatial = H * W for images and 1 for flat features. The tests compare each kernel's layer
 /// against a naive reference (CNNTests).
 extension Kernels {
+    /// `parallelFor` over `items` of about `cost` elements of work each: a job on the kernel
+    /// threads only when each thread gets at least `minWorkPerThread` elements. Every kernel
+    /// below splits by samples, planes, channels or tap rows, each computed as in one thread,
+    /// so results do not depend on the number of threads.
+    static func parallelFor(_ items: Int, cost: Int, _ body: (Range<Int>) -> Void) {
+        let minWorkPerThread = 1 << 15
+        parallelFor(items, minItemsPerThread: Swift.max(1, minWorkPerThread / Swift.max(1, cost)), body)
+    }
+
     // MARK: Convolution lowering
 
     /// im2col: the columns of a convolution's matrix product.
@@ -18,27 +27,29 @@ extension Kernels {
     @_specialize(where T == Float) @_specialize(where T == Double)
     public static func im2col<T: DLScalar>(_ x: UnsafePointer<T>, _ cols: UnsafeMutablePointer<T>,
                                            batch: Int, channels: Int, _ w: Window2D) {
-        let n = batch * w.outputPlane
-        for c in 0..<channels {
-            for i in 0..<w.kernelHeight {
-                let rows = w.rows(tap: i)
-                for j in 0..<w.kernelWidth {
-                    let columns = w.columns(tap: j)
-                    let dst = cols + ((c * w.kernelHeight + i) * w.kernelWidth + j) * n
-                    for b in 0..<batch {
-                        let plane = x + (b * channels + c) * w.inputPlane
-                        let out = dst + b * w.outputPlane
-                        out.update(repeating: 0, count: rows.lowerBound * w.outWidth)
-                        for oy in rows {
-                            // Input index of tap (i, j) at (oy, 0); negative when ox = 0 reads padding.
-                            let base = (oy * w.strideHeight - w.padHeight + i) * w.width - w.padWidth + j
-                            let row = out + oy * w.outWidth
-                            row.update(repeating: 0, count: columns.lowerBound)
-                            for ox in columns { row[ox] = plane[base + ox * w.strideWidth] }
-                            (row + columns.upperBound).update(repeating: 0, count: w.outWidth - columns.upperBound)
-                        }
-                        (out + rows.upperBound * w.outWidth).update(repeating: 0, count: (w.outHeight - rows.upperBound) * w.outWidth)
+        let n = batch * w.outputPlane, taps = w.kernelHeight * w.kernelWidth
+        parallelFor(channels * taps, cost: n) { tapRows in
+            for tapRow in tapRows {
+                let c = tapRow / taps, i = tapRow % taps / w.kernelWidth, j = tapRow % w.kernelWidth
+                let rows = w.rows(tap: i), columns = w.columns(tap: j)
+                let dst = cols + tapRow * n
+                for b in 0..<batch {
+                let plane = x + (b * channels + c) * w.inputPlane
+                let out = dst + b * w.outputPlane
+                out.update(repeating: 0, count: rows.lowerBound * w.outWidth)
+                for oy in rows {
+                    // Input index of tap (i, j) at (oy, 0); negative when ox = 0 reads padding.
+                    let base = (oy * w.strideHeight - w.padHeight + i) * w.width - w.padWidth + j
+                    let row = out + oy * w.outWidth
+                    row.update(repeating: 0, count: columns.lowerBound)
+                    if w.strideWidth == 1 {
+                        (row + columns.lowerBound).update(from: plane + base + columns.lowerBound, count: columns.count)
+                    } else {
+                        for ox in columns { row[ox] = plane[base + ox * w.strideWidth] }
                     }
+                    (row + columns.upperBound).update(repeating: 0, count: w.outWidth - columns.upperBound)
+                }
+                (out + rows.upperBound * w.outWidth).update(repeating: 0, count: (w.outHeight - rows.upperBound) * w.outWidth)
                 }
             }
         }
@@ -51,9 +62,10 @@ extension Kernels {
     @_specialize(where T == Float) @_specialize(where T == Double)
     public static func col2im<T: DLScalar>(_ dcols: UnsafePointer<T>, _ dx: UnsafeMutablePointer<T>,
                                            batch: Int, channels: Int, _ w: Window2D) {
-        dx.update(repeating: 0, count: batch * channels * w.inputPlane)
         let n = batch * w.outputPlane
-        for c in 0..<channels {
+        parallelFor(channels, cost: n * w.kernelHeight * w.kernelWidth) { channelRange in
+          for c in channelRange {
+            for b in 0..<batch { (dx + (b * channels + c) * w.inputPlane).update(repeating: 0, count: w.inputPlane) }
             for i in 0..<w.kernelHeight {
                 let rows = w.rows(tap: i)
                 for j in 0..<w.kernelWidth {
@@ -70,6 +82,7 @@ extension Kernels {
                     }
                 }
             }
+          }
         }
     }
 
@@ -79,11 +92,13 @@ extension Kernels {
     @_specialize(where T == Float) @_specialize(where T == Double)
     public static func columnsToSamples<T: DLScalar>(_ src: UnsafePointer<T>, _ y: UnsafeMutablePointer<T>, bias: UnsafePointer<T>?,
                                                      batch: Int, channels: Int, plane: Int) {
-        for b in 0..<batch {
-            for c in 0..<channels {
-                let from = src + c * batch * plane + b * plane, to = y + (b * channels + c) * plane
-                let add = bias?[c] ?? 0
-                for p in 0..<plane { to[p] = from[p] + add }
+        parallelFor(batch, cost: channels * plane) { samples in
+            for b in samples {
+                for c in 0..<channels {
+                    let from = src + c * batch * plane + b * plane, to = y + (b * channels + c) * plane
+                    let add = bias?[c] ?? 0
+                    for p in 0..<plane { to[p] = from[p] + add }
+                }
             }
         }
     }
@@ -92,9 +107,11 @@ extension Kernels {
     @_specialize(where T == Float) @_specialize(where T == Double)
     public static func samplesToColumns<T: DLScalar>(_ x: UnsafePointer<T>, _ dst: UnsafeMutablePointer<T>,
                                                      batch: Int, channels: Int, plane: Int) {
-        for b in 0..<batch {
-            for c in 0..<channels {
-                (dst + c * batch * plane + b * plane).update(from: x + (b * channels + c) * plane, count: plane)
+        parallelFor(batch, cost: channels * plane) { samples in
+            for b in samples {
+                for c in 0..<channels {
+                    (dst + c * batch * plane + b * plane).update(from: x + (b * channels + c) * plane, count: plane)
+                }
             }
         }
     }
@@ -107,9 +124,29 @@ extension Kernels {
     @_specialize(where T == Float) @_specialize(where T == Double)
     public static func maxPool2d<T: DLScalar>(_ x: UnsafePointer<T>, _ y: UnsafeMutablePointer<T>, argmax: UnsafeMutablePointer<Int32>,
                                               planes: Int, _ w: Window2D) {
-        for q in 0..<planes {
+        parallelFor(planes, cost: w.outputPlane * w.kernelHeight * w.kernelWidth) { planeRange in
+          for q in planeRange {
             let plane = x + q * w.inputPlane
             let out = y + q * w.outputPlane, index = argmax + q * w.outputPlane
+            if w.isPairwise {   // 2x2 windows side by side: the loop below, unrolled
+                for oy in 0..<w.outHeight {
+                    let upper = 2 * oy * w.width, lower = upper + w.width
+                    for ox in 0..<w.outWidth {
+                        var best = upper + 2 * ox, top = plane[best]
+                        func visit(_ i: Int) {
+                            let v = plane[i], wins = v > top
+                            top = wins ? v : top
+                            best = wins ? i : best
+                        }
+                        visit(upper + 2 * ox + 1)
+                        visit(lower + 2 * ox)
+                        visit(lower + 2 * ox + 1)
+                        out[oy * w.outWidth + ox] = top
+                        index[oy * w.outWidth + ox] = Int32(best)
+                    }
+                }
+                continue
+            }
             for oy in 0..<w.outHeight {
                 let top = oy * w.strideHeight - w.padHeight
                 let rows = Swift.max(0, top)..<Swift.min(w.height, top + w.kernelHeight)
@@ -130,6 +167,7 @@ extension Kernels {
                     index[oy * w.outWidth + ox] = Int32(best)
                 }
             }
+          }
         }
     }
 
@@ -137,11 +175,13 @@ extension Kernels {
     @_specialize(where T == Float) @_specialize(where T == Double)
     public static func maxPool2dBackward<T: DLScalar>(_ dy: UnsafePointer<T>, argmax: UnsafePointer<Int32>, _ dx: UnsafeMutablePointer<T>,
                                                       planes: Int, _ w: Window2D) {
-        dx.update(repeating: 0, count: planes * w.inputPlane)
-        for q in 0..<planes {
-            let plane = dx + q * w.inputPlane
-            let g = dy + q * w.outputPlane, index = argmax + q * w.outputPlane
-            for o in 0..<w.outputPlane { plane[Int(index[o])] += g[o] }
+        parallelFor(planes, cost: w.inputPlane) { planeRange in
+            for q in planeRange {
+                let plane = dx + q * w.inputPlane
+                plane.update(repeating: 0, count: w.inputPlane)
+                let g = dy + q * w.outputPlane, index = argmax + q * w.outputPlane
+                for o in 0..<w.outputPlane { plane[Int(index[o])] += g[o] }
+            }
         }
     }
 
@@ -205,11 +245,14 @@ extension Kernels {
     /// out[c] = sum of x[b, c, s] over b and s.
     @_specialize(where T == Float) @_specialize(where T == Double)
     public static func channelSums<T: DLScalar>(_ x: UnsafePointer<T>, _ out: UnsafeMutablePointer<T>, batch: Int, channels: Int, spatial: Int) {
-        out.update(repeating: 0, count: channels)
-        for b in 0..<batch {
-            for c in 0..<channels {
-                let run = x + (b * channels + c) * spatial
-                out[c] += sum(spatial) { run[$0] }
+        parallelFor(channels, cost: batch * spatial) { channelRange in
+            for c in channelRange {
+                var total: T = 0
+                for b in 0..<batch {
+                    let run = x + (b * channels + c) * spatial
+                    total += sum(spatial) { run[$0] }
+                }
+                out[c] = total
             }
         }
     }
@@ -221,11 +264,15 @@ extension Kernels {
         let inv = 1 / T(batch * spatial)
         channelSums(x, mean, batch: batch, channels: channels, spatial: spatial)
         for c in 0..<channels { mean[c] *= inv }
-        variance.update(repeating: 0, count: channels)
-        for b in 0..<batch {
-            for c in 0..<channels {
-                let run = x + (b * channels + c) * spatial, m = mean[c]
-                variance[c] += sum(spatial) { (run[$0] - m) * (run[$0] - m) }
+        parallelFor(channels, cost: batch * spatial) { channelRange in
+            for c in channelRange {
+                let m = mean[c]
+                var total: T = 0
+                for b in 0..<batch {
+                    let run = x + (b * channels + c) * spatial
+                    total += sum(spatial) { (run[$0] - m) * (run[$0] - m) }
+                }
+                variance[c] = total
             }
         }
         for c in 0..<channels { variance[c] *= inv }
@@ -253,11 +300,13 @@ extension Kernels {
     public static func channelAffine<T: DLScalar>(_ x: UnsafePointer<T>, _ y: UnsafeMutablePointer<T>,
                                                   scale: UnsafePointer<T>, shift: UnsafePointer<T>?,
                                                   batch: Int, channels: Int, spatial: Int) {
-        for b in 0..<batch {
-            for c in 0..<channels {
-                let from = x + (b * channels + c) * spatial, to = y + (b * channels + c) * spatial
-                let k = scale[c], d = shift?[c] ?? 0
-                for i in 0..<spatial { to[i] = from[i] * k + d }
+        parallelFor(batch, cost: channels * spatial) { samples in
+            for b in samples {
+                for c in 0..<channels {
+                    let from = x + (b * channels + c) * spatial, to = y + (b * channels + c) * spatial
+                    let k = scale[c], d = shift?[c] ?? 0
+                    for i in 0..<spatial { to[i] = from[i] * k + d }
+                }
             }
         }
     }
@@ -282,11 +331,15 @@ extension Kernels {
                                                       sumDy: UnsafeMutablePointer<T>, sumDyXhat: UnsafeMutablePointer<T>,
                                                       batchStatistics: Bool, batch: Int, channels: Int, spatial: Int) {
         channelSums(dy, sumDy, batch: batch, channels: channels, spatial: spatial)
-        sumDyXhat.update(repeating: 0, count: channels)
-        for b in 0..<batch {
-            for c in 0..<channels {
-                let xr = x + (b * channels + c) * spatial, dyr = dy + (b * channels + c) * spatial, m = mean[c]
-                sumDyXhat[c] += sum(spatial) { dyr[$0] * (xr[$0] - m) } * invStd[c]
+        parallelFor(channels, cost: batch * spatial) { channelRange in
+            for c in channelRange {
+                let m = mean[c]
+                var total: T = 0
+                for b in 0..<batch {
+                    let xr = x + (b * channels + c) * spatial, dyr = dy + (b * channels + c) * spatial
+                    total += sum(spatial) { dyr[$0] * (xr[$0] - m) } * invStd[c]
+                }
+                sumDyXhat[c] = total
             }
         }
         guard let dx else { return }
@@ -295,13 +348,15 @@ extension Kernels {
             return
         }
         let inv = 1 / T(batch * spatial)
-        for b in 0..<batch {
-            for c in 0..<channels {
-                let offset = (b * channels + c) * spatial
-                let xr = x + offset, dyr = dy + offset, dxr = dx + offset
-                let m = mean[c], k = scale[c], s = invStd[c]
-                let meanDy = sumDy[c] * inv, meanDyXhat = sumDyXhat[c] * inv
-                for i in 0..<spatial { dxr[i] = k * (dyr[i] - meanDy - (xr[i] - m) * s * meanDyXhat) }
+        parallelFor(batch, cost: channels * spatial) { samples in
+            for b in samples {
+                for c in 0..<channels {
+                    let offset = (b * channels + c) * spatial
+                    let xr = x + offset, dyr = dy + offset, dxr = dx + offset
+                    let m = mean[c], k = scale[c], s = invStd[c]
+                    let meanDy = sumDy[c] * inv, meanDyXhat = sumDyXhat[c] * inv
+                    for i in 0..<spatial { dxr[i] = k * (dyr[i] - meanDy - (xr[i] - m) * s * meanDyXhat) }
+                }
             }
         }
     }

@@ -126,6 +126,16 @@ private let convCases: [(Int, Int, Int, Int, Int, (Int, Int), (Int, Int), (Int, 
         let dx = try layer.backward(try Tensor(shape: [1, 1, 1, 2], values: [10, 20]), needInputGradient: true)!
         #expect(dx.array == [0, 10, 20, 0, 0, 0, 0, 0])
     }
+
+    /// On ties the first element in reading order wins, in 2x2 windows with stride 2 (which
+    /// have a loop of their own) as in the others.
+    @Test(arguments: [2, 3]) func maxPoolTiesGoToTheFirstElement(kernel: Int) throws {
+        let (layer, _) = try build("max_pool2d", ["kernel_size": .int(kernel)], input: [1, kernel, kernel])
+        let x = try Tensor<Double>(shape: [1, 1, kernel, kernel], values: [Double](repeating: 0, count: kernel * kernel - 2) + [7, 7])
+        #expect(try layer.forward(x, training: true).array == [7])
+        let dx = try layer.backward(try Tensor(shape: [1, 1, 1, 1], values: [10]), needInputGradient: true)!
+        #expect(dx.array == [Double](repeating: 0, count: kernel * kernel - 2) + [10, 0])
+    }
 }
 
 @Suite struct BatchNormTests {
@@ -392,6 +402,43 @@ private func trainSteps(_ model: any AnyModel, _ range: Range<Int>, features: In
         #expect(model.buffers.map { $0.value.array } == runningBefore, "the check leaves the running statistics alone")
         #expect(model.rng.state == rngBefore, "and the generator")
         #expect(!model.random.frozen)
+    }
+
+    /// Every kernel of a CNN step splits its work over the kernel threads by samples, planes,
+    /// channels or tap rows, each computed as on one thread: a batch large enough to be
+    /// split trains to the same bits on any number of threads.
+    @Test func trainingIsTheSameWithAnyNumberOfThreads() throws {
+        let saved = Kernels.threads
+        defer { Kernels.threads = saved }
+        let spec = try SpecParser.parse(json: """
+        {"input": {"size": 784}, "layers": [
+            {"type": "reshape", "shape": [1, 28, 28]},
+            {"type": "conv2d", "filters": 8, "kernel_size": 3, "padding": 1, "bias": false},
+            {"type": "batch_norm"}, {"type": "relu"}, {"type": "max_pool2d", "kernel_size": 2},
+            {"type": "conv2d", "filters": 16, "kernel_size": 3, "padding": 1},
+            {"type": "relu"}, {"type": "max_pool2d", "kernel_size": 3, "stride": 2, "padding": 1},
+            {"type": "flatten"}, {"type": "linear", "units": 10}],
+         "loss": "cross_entropy", "optimizer": {"type": "adam", "lr": 0.01}, "seed": 5}
+        """)
+        let rows = 48
+        let (x, y) = batch(rows, features: 784, classes: 10, seed: 9)
+        let xf = x.map(Float.init)
+        func train(threads: Int) throws -> [[Float]] {
+            Kernels.threads = threads
+            let model = try Model<Float>(spec: spec)
+            for _ in 0..<3 {
+                _ = try xf.withUnsafeBufferPointer { xp in
+                    try y.withUnsafeBufferPointer { try model.trainStep(x: xp.baseAddress!, batch: rows, targets: .labels($0.baseAddress!)) }
+                }
+            }
+            var out = [Float](repeating: 0, count: rows * 10)
+            try xf.withUnsafeBufferPointer { (xp) throws(DLError) in try model.predict(x: xp.baseAddress!, count: rows, into: &out) }
+            return model.parameters.map { $0.value.array } + model.buffers.map { $0.value.array } + [out]
+        }
+        let one = try train(threads: 1)
+        for threads in [2, 3, 8] {
+            #expect(try train(threads: threads) == one, "\(threads) threads")
+        }
     }
 
     @Test func trainingIsDeterministicPerSeed() throws {

@@ -31,6 +31,11 @@ public struct Window2D: Sendable, Equatable {
     public var inputPlane: Int { height * width }
     public var outputPlane: Int { outHeight * outWidth }
     public var kernelArea: Int { kernelHeight * kernelWidth }
+    /// 2x2 windows with stride 2 and no padding, every one inside the input: the common
+    /// pooling, which has a loop of its own.
+    var isPairwise: Bool {
+        kernelHeight == 2 && kernelWidth == 2 && strideHeight == 2 && strideWidth == 2 && padHeight == 0 && padWidth == 0
+    }
 
     /// The window rows oy whose tap row i falls inside the input (the others read padding).
     @inline(__always)
