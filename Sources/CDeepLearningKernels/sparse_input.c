@@ -578,6 +578,8 @@ static int64_t chunk_start(int64_t cols, int64_t h) {
     return min64(cols, ((cols * h + CHUNKS - 1) / CHUNKS + 7) & ~(int64_t)7);
 }
 
+int64_t dlk_chunk_start(int64_t cols, int64_t h) { return h <= 0 ? 0 : chunk_start(cols, h); }
+
 struct forward_job {
     const float *x;
     int64_t rows, cols;

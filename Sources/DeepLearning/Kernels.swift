@@ -82,6 +82,12 @@ public enum Kernels {
 
     // MARK: Linear algebra helpers
 
+    /// y[i] += x[i]
+    @_specialize(where T == Float) @_specialize(where T == Double)
+    public static func add<T: DLScalar>(_ x: UnsafePointer<T>, into y: UnsafeMutablePointer<T>, _ n: Int) {
+        for i in 0..<n { y[i] += x[i] }
+    }
+
     /// y[r, c] += b[c]
     @_specialize(where T == Float) @_specialize(where T == Double)
     public static func addRowVector<T: DLScalar>(_ y: UnsafeMutablePointer<T>, _ b: UnsafePointer<T>, rows: Int, cols: Int) {

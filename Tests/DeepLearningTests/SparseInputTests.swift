@@ -132,6 +132,28 @@ import Testing
         #expect(layer.forwardWasSparse)
     }
 
+    /// A dense batch large enough for the chunked forward (two OpenBLAS calls on W^T's
+    /// halves, added in order) matches the formulas, with the same bits on any number of
+    /// threads.
+    @Test(arguments: [64, 200]) func theChunkedDenseForwardMatchesTheFormulas(rows: Int) throws {
+        let saved = Kernels.threads
+        defer { Kernels.threads = saved }
+        var c = Self.cases[2]
+        c.rows = rows
+        c.density = 0.7
+        let x = try Self.batch(c, seed: 6)
+        var outputs: [[Float]] = []
+        for threads in [1, 2, 3, 8] {
+            Kernels.threads = threads
+            let layer = try Self.layer(c, portable: false)
+            #expect(rows * c.inputs * c.outputs >= GemmBlocks.minWork, "the case is large enough to be chunked")
+            try Self.checkAgainstFormulas(layer, x, inputGradient: true)
+            #expect(!layer.forwardWasSparse)
+            outputs.append(try layer.forward(x, training: true).array)
+        }
+        for (i, y) in outputs.enumerated() { #expect(y == outputs[0], "thread setting \(i)") }
+    }
+
     /// The layer keeps its weight as W^T, but outside it the weight reads and writes in its
     /// documented (out, in) order, as a model built without the sparse path has it.
     @Test func theWeightReadsInItsDocumentedOrder() throws {

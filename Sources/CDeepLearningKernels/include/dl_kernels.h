@@ -27,6 +27,10 @@
 /// the number of threads).
 #define DLK_SPARSE_CHUNKS 2
 
+/// The first input of chunk h (0 ..< DLK_SPARSE_CHUNKS; DLK_SPARSE_CHUNKS gives `cols`): a
+/// multiple of 8. The dense forward of the same layer cuts W^T the same way.
+DLK_HIDDEN int64_t dlk_chunk_start(int64_t cols, int64_t h);
+
 /// The forward's workspace, owned and reused by the caller.
 typedef struct dlk_sparse_batch {
     int64_t *row_begin, *row_end;   // DLK_SPARSE_CHUNKS * rows: chunk h's entries of row r are

@@ -1,3 +1,6 @@
+import CDeepLearningHDF5
+import CDeepLearningKernels
+
 /// Fully connected layer: y = x W^T + b.
 ///
 ///     x: (B, in)   weight: (out, in)   bias: (out)   ->   y: (B, out)
@@ -19,6 +22,8 @@ public final class Linear<T: DLScalar>: Layer {
     public var parameters: [Parameter<T>] { bias.map { [weight, $0] } ?? [weight] }
 
     private var x: Tensor<T>?
+    /// The partial products of `chunkedForward`.
+    private let partial = Buffer<T>()
     private let y: Tensor<T>
     private let dx: Tensor<T>
     /// The sparse-input path, when the layer has it (`enableSparseInput`).
@@ -50,6 +55,7 @@ public final class Linear<T: DLScalar>: Layer {
         try y.resize(batch: x.shape[0], sample: outputShape)
         self.x = x
         if sparseInput?.forward(x, weightT: weight.value, bias: bias?.value, y: y) == true { return y }
+        if weightIsTransposed, x.shape[0] > 1, chunkedForward(x, y) { return y }
         dense(x, y)
         return y
     }
@@ -62,6 +68,34 @@ public final class Linear<T: DLScalar>: Layer {
         }
         dense(x, y)
         return y
+    }
+
+    /// Training's dense forward of the layer that keeps W^T: y = x W^T + b as the sparse
+    /// path cuts it, chunk h's rows of W^T (its inputs) times x's columns, each from zero,
+    /// added in chunk order (`dlk_chunk_start`: the same cut for any thread count). Each
+    /// chunk is one OpenBLAS call on its own thread, so on two cores each core reads the
+    /// half of W^T that it updated in the last step (the weight gradient and the optimizer
+    /// split W^T's rows the same way) instead of the other core's. False when the partial
+    /// products' buffer cannot be had (the caller then takes `dense`).
+    private func chunkedForward(_ x: Tensor<T>, _ y: Tensor<T>) -> Bool {
+        let batch = x.shape[0], chunks = Int(DLK_SPARSE_CHUNKS), size = batch * outFeatures
+        guard batch * outFeatures * inFeatures >= GemmBlocks.minWork, partial.reserve((chunks - 1) * size) else { return false }
+        let w = weight.value.data, partial = partial.base
+        dlh5i_blas_enter()
+        defer { dlh5i_blas_leave() }
+        blasThreadsSet()
+        Kernels.parallelFor(chunks) { range in
+            for h in range {
+                let lower = Int(dlk_chunk_start(Int64(inFeatures), Int64(h)))
+                let upper = Int(dlk_chunk_start(Int64(inFeatures), Int64(h + 1)))
+                T.blasGemm(transA: false, transB: false, m: batch, n: outFeatures, k: upper - lower,
+                           alpha: 1, a: x.data + lower, lda: inFeatures, b: w + lower * outFeatures, ldb: outFeatures,
+                           beta: 0, c: h == 0 ? y.data : partial + (h - 1) * size, ldc: outFeatures)
+            }
+        }
+        for h in 1..<chunks { Kernels.add(partial + (h - 1) * size, into: y.data, size) }
+        if let bias { Kernels.addRowVector(y.data, bias.value.data, rows: batch, cols: outFeatures) }
+        return true
     }
 
     /// y = x W^T + b through BLAS.
