@@ -81,21 +81,30 @@ public final class Linear<T: DLScalar>: Layer {
         let batch = x.shape[0], chunks = Int(DLK_SPARSE_CHUNKS), size = batch * outFeatures
         guard batch * outFeatures * inFeatures >= GemmBlocks.minWork, partial.reserve((chunks - 1) * size) else { return false }
         let w = weight.value.data, partial = partial.base
-        dlh5i_blas_enter()
-        defer { dlh5i_blas_leave() }
-        blasThreadsSet()
-        Kernels.parallelFor(chunks) { range in
-            for h in range {
-                let lower = Int(dlk_chunk_start(Int64(inFeatures), Int64(h)))
-                let upper = Int(dlk_chunk_start(Int64(inFeatures), Int64(h + 1)))
-                T.blasGemm(transA: false, transB: false, m: batch, n: outFeatures, k: upper - lower,
-                           alpha: 1, a: x.data + lower, lda: inFeatures, b: w + lower * outFeatures, ldb: outFeatures,
-                           beta: 0, c: h == 0 ? y.data : partial + (h - 1) * size, ldc: outFeatures)
-            }
+        forEachChunk(batch) { h, lower, upper in
+            T.blasGemm(transA: false, transB: false, m: batch, n: outFeatures, k: upper - lower,
+                       alpha: 1, a: x.data + lower, lda: inFeatures, b: w + lower * outFeatures, ldb: outFeatures,
+                       beta: 0, c: h == 0 ? y.data : partial + (h - 1) * size, ldc: outFeatures)
         }
         for h in 1..<chunks { Kernels.add(partial + (h - 1) * size, into: y.data, size) }
         if let bias { Kernels.addRowVector(y.data, bias.value.data, rows: batch, cols: outFeatures) }
         return true
+    }
+
+    /// Runs `body(h, first input, end)` for each chunk h of W^T's rows (the inputs), cut at
+    /// the sparse path's boundaries (`dlk_chunk_start`), the chunks on the kernel threads,
+    /// all inside the BLAS guard. A product of fewer than `GemmBlocks.minWork` multiply-adds
+    /// is one chunk. The cut depends on the shape only.
+    private func forEachChunk(_ batch: Int, _ body: (Int, Int, Int) -> Void) {
+        blasThreadsSet()
+        dlh5i_blas_enter()
+        defer { dlh5i_blas_leave() }
+        guard batch * outFeatures * inFeatures >= GemmBlocks.minWork else { return body(0, 0, inFeatures) }
+        Kernels.parallelFor(Int(DLK_SPARSE_CHUNKS)) { chunks in
+            for h in chunks {
+                body(h, Int(dlk_chunk_start(Int64(inFeatures), Int64(h))), Int(dlk_chunk_start(Int64(inFeatures), Int64(h + 1))))
+            }
+        }
     }
 
     /// y = x W^T + b through BLAS.
@@ -118,10 +127,12 @@ public final class Linear<T: DLScalar>: Layer {
         let batch = dy.shape[0]
         let sparseDone = sparseInput?.weightGradient(x: x, dy: dy, weightTGrad: weight.grad, biasGrad: bias?.grad) == true
         if !sparseDone {
-            if weightIsTransposed {  // dW^T = x^T dy   (in, out)
-                T.gemm(transA: true, transB: false, m: inFeatures, n: outFeatures, k: batch,
-                       alpha: 1, a: x.data, lda: inFeatures, b: dy.data, ldb: outFeatures,
-                       beta: 0, c: weight.grad.data, ldc: outFeatures)
+            if weightIsTransposed {  // dW^T = x^T dy   (in, out), its rows cut as the forward cuts W^T
+                forEachChunk(batch) { _, lower, upper in
+                    T.blasGemm(transA: true, transB: false, m: upper - lower, n: outFeatures, k: batch,
+                               alpha: 1, a: x.data + lower, lda: inFeatures, b: dy.data, ldb: outFeatures,
+                               beta: 0, c: weight.grad.data + lower * outFeatures, ldc: outFeatures)
+                }
             } else {  // dW = dy^T x   (out, in)
                 T.gemm(transA: true, transB: false, m: outFeatures, n: inFeatures, k: batch,
                        alpha: 1, a: dy.data, lda: outFeatures, b: x.data, ldb: inFeatures,
