@@ -169,17 +169,21 @@ DL_API double dl_last_accuracy(void);
 /* ------------------------------------------------------------------------ */
 
 /*
- * dl_set_num_threads - threads the library's own kernels use (the first linear
- * layer's products when its input is mostly one value or a single sample, and
- * the gathering of shuffled batches): the calling thread plus n - 1 workers, n
- * from 1 to 8 (values outside are clamped). The default is the environment
- * variable DL_NUM_THREADS when set and positive, else one per CPU this process
- * may run on, less one when there are three or more: that CPU is left to the
- * thread that gathers the next shuffled batch during dl_train_epoch(). Results
- * do not depend on it: every output is computed by one thread, in the same
- * order whatever the count. OpenBLAS has its own threads (OPENBLAS_NUM_THREADS,
- * every CPU by default). Calls on several threads at once share one pool: a
- * call that finds it busy runs on its own thread alone. Thread-safe.
+ * dl_set_num_threads - threads the library computes on: its own kernels, the
+ * gathering of shuffled batches and the matrix products, which it cuts into
+ * blocks (fixed by their shape) and runs one OpenBLAS call per block on these
+ * threads. The calling thread plus n - 1 workers, n from 1 to 8 (values
+ * outside are clamped). The default is the environment variable DL_NUM_THREADS
+ * when set and positive, else one per CPU this process may run on, less one
+ * when there are three or more: that CPU is left to the thread that gathers
+ * the next shuffled batch during dl_train_epoch(). Results do not depend on it:
+ * every output is computed by one thread, in the same order whatever the
+ * count. The library sets OpenBLAS to one thread (openblas_set_num_threads(1),
+ * once, before its first product), so OPENBLAS_NUM_THREADS has no effect on
+ * it; a program that sets OpenBLAS's threads again for its own calls gives each
+ * of the library's blocks those threads too. Calls on several threads at once
+ * share one pool: a call that finds it busy runs on its own thread alone.
+ * Thread-safe.
  */
 DL_API void dl_set_num_threads(int n);
 

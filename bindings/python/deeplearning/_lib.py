@@ -469,11 +469,12 @@ def sample_shape(dataset: Any) -> tuple[int, ...]:
 
 
 def set_num_threads(n: int) -> None:
-    """Threads of the library's own kernels (dl_set_num_threads): 1 to 8, clamped.
+    """Threads the library computes on (dl_set_num_threads): 1 to 8, clamped.
 
     The default is DL_NUM_THREADS, else one per available CPU (less one, left to the batch
-    loader, when there are three or more). OpenBLAS has threads of its own
-    (OPENBLAS_NUM_THREADS). Results do not depend on it.
+    loader, when there are three or more). Matrix products run on these threads too, one
+    single-threaded OpenBLAS call per block (the library sets OpenBLAS to one thread, so
+    OPENBLAS_NUM_THREADS does not change it). Results do not depend on it.
     """
     lib.dl_set_num_threads(checked_integer(n, c_int, "set_num_threads(n)"))
 
