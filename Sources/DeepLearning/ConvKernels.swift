@@ -77,7 +77,12 @@ extension Kernels {
                         for oy in rows {
                             let base = (oy * w.strideHeight - w.padHeight + i) * w.width - w.padWidth + j
                             let row = cs + oy * w.outWidth
-                            for ox in columns { plane[base + ox * w.strideWidth] += row[ox] }
+                            if w.strideWidth == 1 {
+                                let to = plane + base + columns.lowerBound, from = row + columns.lowerBound
+                                for k in 0..<columns.count { to[k] += from[k] }
+                            } else {
+                                for ox in columns { plane[base + ox * w.strideWidth] += row[ox] }
+                            }
                         }
                     }
                 }
