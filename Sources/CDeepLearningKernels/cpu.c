@@ -4,6 +4,7 @@
 #include "dl_kernels.h"
 
 #include <sched.h>
+#include <stdlib.h>
 
 int dlk_available_cpus(void) {
     cpu_set_t set;
@@ -19,6 +20,23 @@ int dlk_has_avx2(void) {
     if (known < 0) {
         __builtin_cpu_init();
         known = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        __atomic_store_n(&cached, known, __ATOMIC_RELAXED);
+    }
+    return known;
+#else
+    return 0;
+#endif
+}
+
+int dlk_has_avx512(void) {
+#if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
+    static int cached = -1;
+    int known = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+    if (known < 0) {
+        __builtin_cpu_init();
+        known = dlk_has_avx2() && __builtin_cpu_supports("avx512f");
+        const char *off = getenv("DL_NO_AVX512");   // tests: the AVX2 kernels on this machine too
+        if (off && *off && *off != '0') known = 0;
         __atomic_store_n(&cached, known, __ATOMIC_RELAXED);
     }
     return known;

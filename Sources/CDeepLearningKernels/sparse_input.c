@@ -325,9 +325,50 @@ static void row_times_dense_avx2(const float *x, int64_t k, int64_t n, const flo
 }
 #endif
 
+// The same sums 128 columns at a time, with AVX-512: each row of b is read once, front to
+// back, as one run of 512 bytes (the AVX2 version reads it in four strided passes). 24
+// accumulators: three chains of eight vectors. Same arithmetic per column as above, so the
+// same bits.
+#define DLK_ROW_STEP(acc, row)                                                                  \
+    do {                                                                                        \
+        const __m512 s_ = _mm512_set1_ps(x[row]);                                               \
+        const float *r_ = b + (row) * ldb + j;                                                  \
+        for (int q_ = 0; q_ < 8; q_++) acc[q_] = _mm512_fmadd_ps(s_, _mm512_loadu_ps(r_ + 16 * q_), acc[q_]); \
+    } while (0)
+
+__attribute__((target("avx512f")))
+static int64_t row_times_dense_avx512(const float *x, int64_t k, int64_t n, const float *b, int64_t ldb,
+                                      const float *base, float *c) {
+    int64_t j = 0;
+    for (; j + 128 <= n; j += 128) {
+        __m512 a[8], bb[8], cc[8];
+        for (int q = 0; q < 8; q++) {
+            a[q] = base ? _mm512_loadu_ps(base + j + 16 * q) : _mm512_setzero_ps();
+            bb[q] = _mm512_setzero_ps();
+            cc[q] = _mm512_setzero_ps();
+        }
+        int64_t i = 0;
+        for (; i + 3 <= k; i += 3) {
+            DLK_ROW_STEP(a, i);
+            DLK_ROW_STEP(bb, i + 1);
+            DLK_ROW_STEP(cc, i + 2);
+        }
+        for (; i < k; i++) DLK_ROW_STEP(a, i);
+        for (int q = 0; q < 8; q++)
+            _mm512_storeu_ps(c + j + 16 * q, _mm512_add_ps(_mm512_add_ps(a[q], bb[q]), cc[q]));
+    }
+    return j;
+}
+#undef DLK_ROW_STEP
+
 static void row_times_dense(const float *x, int64_t k, int64_t n, const float *b, int64_t ldb,
                             const float *base, float *c, int plain_c) {
 #if DLK_X86
+    if (!plain_c && dlk_has_avx512()) {
+        const int64_t j = row_times_dense_avx512(x, k, n, b, ldb, base, c);
+        if (j < n) row_times_dense_avx2(x, k, n - j, b + j, ldb, base ? base + j : NULL, c + j);
+        return;
+    }
     if (!plain_c && dlk_has_avx2()) {
         row_times_dense_avx2(x, k, n, b, ldb, base, c);
         return;

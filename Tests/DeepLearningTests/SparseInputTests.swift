@@ -210,6 +210,19 @@ import Testing
         #expect(maxAbsDiff(ya.map(Double.init), yb.map(Double.init)) < 1e-4)
     }
 
+    /// A single sample: the vector kernels (AVX-512 128 columns at a time where the CPU has
+    /// it, AVX2 for the rest) add the same products in the same order as the plain C one,
+    /// so the bits are the same, on widths with every kind of tail.
+    @Test(arguments: [128, 137, 300, 7]) func oneSampleGivesThePlainKernelsBits(outputs: Int) throws {
+        var c = Self.cases[2]
+        c.rows = 1
+        c.outputs = outputs
+        let x = try Self.batch(c, seed: 12)
+        let a = try Self.layer(c, portable: false), b = try Self.layer(c, portable: true)
+        let ya = try a.forward(x, training: false).array, yb = try b.forward(x, training: false).array
+        #expect(ya.map(\.bitPattern) == yb.map(\.bitPattern))
+    }
+
     /// Dense batches, and batches too small to be worth it, take the BLAS path.
     @Test func denseOrSmallBatchesStayDense() throws {
         var dense = Self.cases[2]

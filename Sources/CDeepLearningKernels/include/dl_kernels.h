@@ -204,4 +204,8 @@ DLK_HIDDEN int dlk_available_cpus(void);
 /// 1 when the CPU runs the AVX2/FMA versions of the kernels, 0 when it gets the plain C ones.
 DLK_HIDDEN int dlk_has_avx2(void);
 
+/// 1 when the CPU (and the OS) run AVX-512F and the AVX2 kernels: the single-sample product
+/// then reads each row of the weight in one run. DL_NO_AVX512=1 turns it off (tests compare).
+DLK_HIDDEN int dlk_has_avx512(void);
+
 #endif
