@@ -370,10 +370,10 @@ public final class Model<T: DLScalar> {
     /// `out` (`count * outputSize` values).
     /// Safe to call from several threads at once (see the type's documentation).
     public func predict<S: DLScalar>(x: UnsafePointer<S>, count: Int, into out: UnsafeMutablePointer<S>) throws(DLError) {
-        try checkWholeInput(x, count: count)
+        let checked = try checkInputBeforeChunks(x, count: count)
         try withInferenceContext { (context) throws(DLError) in
             try forEachChunk(count) { (start, rows) throws(DLError) in
-                let xt = try loadInput(x + start * inputSize, batch: rows, checked: true, into: context.input)
+                let xt = try loadInput(x + start * inputSize, batch: rows, checked: checked, into: context.input)
                 let y = try infer(xt, context)
                 Kernels.convert(y.data, out + start * outputSize, rows * outputSize)
             }
@@ -383,10 +383,10 @@ public final class Model<T: DLScalar> {
     /// The most likely class of each of `count` samples (argmax of the outputs). Safe to
     /// call from several threads at once, as `predict`.
     public func predictClasses<S: DLScalar>(x: UnsafePointer<S>, count: Int, into out: UnsafeMutablePointer<Int32>) throws(DLError) {
-        try checkWholeInput(x, count: count)
+        let checked = try checkInputBeforeChunks(x, count: count)
         try withInferenceContext { (context) throws(DLError) in
             try forEachChunk(count) { (start, rows) throws(DLError) in
-                let y = try infer(try loadInput(x + start * inputSize, batch: rows, checked: true, into: context.input), context)
+                let y = try infer(try loadInput(x + start * inputSize, batch: rows, checked: checked, into: context.input), context)
                 Kernels.argmaxRows(y.data, rows: rows, cols: outputSize, out + start)
             }
         }
@@ -428,6 +428,16 @@ public final class Model<T: DLScalar> {
             throw DLError(.numeric, "the loss is \(meanLoss) on these samples (the model's outputs overflow)")
         }
         return (meanLoss, loss.isClassification ? Double(correct) / Double(count) : nil)
+    }
+
+    /// For `predict` and `predictClasses`: an input of more than one chunk is checked whole
+    /// for NaN and infinity before any output is written (then true: the chunks' loads need
+    /// not check again); a single chunk is checked as it loads (`loadInput`, in the same
+    /// pass as the preprocessing), which is also before its output is written.
+    private func checkInputBeforeChunks<S: DLScalar>(_ x: UnsafePointer<S>, count: Int) throws(DLError) -> Bool {
+        guard count > inferenceChunk else { return false }
+        try checkWholeInput(x, count: count)
+        return true
     }
 
     /// Refuses NaN/Inf anywhere in `count` samples before any output is written, so a
