@@ -24,6 +24,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "timing.h"
+
 /* The CBLAS prototype, declared here so that one source builds against either
  * library's headers (their cblas.h files live in different include folders). With
  * -DSCIPY_OPENBLAS64, the OpenBLAS that NumPy's wheel bundles instead: its symbols
@@ -51,17 +53,6 @@ int openblas_get_num_threads(void) __attribute__((weak));
 int bli_arch_query_id(void) __attribute__((weak));
 const char *bli_arch_string(int id) __attribute__((weak));
 long bli_thread_get_num_threads(void) __attribute__((weak));
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
-}
-
-static int compare(const void *a, const void *b) {
-    const double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 struct shape { const char *name; int m, n, k; };
 

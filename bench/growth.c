@@ -22,17 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
-}
-
-static int compare(const void *a, const void *b) {
-    const double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
+#include "timing.h"
 
 static const char *MLP = "{\"format_version\": 1, \"name\": \"mlp\", \"input\": {\"size\": 784}, \"layers\": ["
                          "{\"type\": \"linear\", \"units\": 128}, {\"type\": \"relu\"}, {\"type\": \"linear\", \"units\": 10}],"

@@ -12,11 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-static int compare(const void *a, const void *b) {
-    const double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec * 1e-9; }
+#include "timing.h"
 int main(int argc, char **argv) {
     dl_dataset *d = NULL; dl_model *m = NULL;
     if (dl_dataset_load_mnist(argv[1], 0, &d) || dl_model_from_spec(argv[2], &m)) { fprintf(stderr, "%s\n", dl_last_error()); return 1; }
