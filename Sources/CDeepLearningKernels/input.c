@@ -99,7 +99,7 @@ void dlk_affine_f32(const float *src, float *dst, int64_t n, float a, float b) {
 // A block of 4096 floats is mapped, then checked while it is still in L1. Shares are ranges
 // of elements: the result is the same on any number of threads.
 
-enum { LOAD_BLOCK = 4096, LOAD_MIN_PER_THREAD = 1 << 16 };
+enum { LOAD_BLOCK = 4096, LOAD_MIN_PER_THREAD = 1 << 14 };
 
 struct load_job {
     const float *src;
