@@ -40,18 +40,14 @@ extension Float: DLScalar {
 extension Float {
     public static func gemv(transA: Bool, m: Int, n: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int,
                             x: UnsafePointer<Float>, beta: Float, y: UnsafeMutablePointer<Float>) {
-        dlh5i_blas_enter()
-        defer { dlh5i_blas_leave() }
-        cblas_sgemv(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, blasint(m), blasint(n), alpha, a, blasint(lda), x, 1, beta, y, 1)
+        withBLAS { cblas_sgemv(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, blasint(m), blasint(n), alpha, a, blasint(lda), x, 1, beta, y, 1) }
     }
 }
 
 extension Double {
     public static func gemv(transA: Bool, m: Int, n: Int, alpha: Double, a: UnsafePointer<Double>, lda: Int,
                             x: UnsafePointer<Double>, beta: Double, y: UnsafeMutablePointer<Double>) {
-        dlh5i_blas_enter()
-        defer { dlh5i_blas_leave() }
-        cblas_dgemv(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, blasint(m), blasint(n), alpha, a, blasint(lda), x, 1, beta, y, 1)
+        withBLAS { cblas_dgemv(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, blasint(m), blasint(n), alpha, a, blasint(lda), x, 1, beta, y, 1) }
     }
 }
 
@@ -84,28 +80,27 @@ extension DLScalar {
                             alpha: Self, a: UnsafePointer<Self>, lda: Int,
                             b: UnsafePointer<Self>, ldb: Int,
                             beta: Self, c: UnsafeMutablePointer<Self>, ldc: Int) {
-        blasThreadsSet()
-        dlh5i_blas_enter()   // once for the whole product: a share must not wait on the guard
-        defer { dlh5i_blas_leave() }
-        let split = GemmBlocks(m: m, n: n, k: k)
-        if split.count <= 1 {
-            blasGemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
-                     b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
-            return
-        }
-        Kernels.parallelFor(split.count) { blocks in
-            for block in blocks {
-                let part = split.range(block)
-                if split.alongRows {   // rows part of op(A) and of C
-                    let aPart = transA ? a + part.lowerBound : a + part.lowerBound * lda
-                    blasGemm(transA: transA, transB: transB, m: part.count, n: n, k: k, alpha: alpha,
-                             a: aPart, lda: lda, b: b, ldb: ldb, beta: beta,
-                             c: c + part.lowerBound * ldc, ldc: ldc)
-                } else {               // columns part of op(B) and of C
-                    let bPart = transB ? b + part.lowerBound * ldb : b + part.lowerBound
-                    blasGemm(transA: transA, transB: transB, m: m, n: part.count, k: k, alpha: alpha,
-                             a: a, lda: lda, b: bPart, ldb: ldb, beta: beta,
-                             c: c + part.lowerBound, ldc: ldc)
+        withBLAS {
+            let split = GemmBlocks(m: m, n: n, k: k)
+            if split.count <= 1 {
+                blasGemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
+                         b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+                return
+            }
+            Kernels.parallelFor(split.count) { blocks in
+                for block in blocks {
+                    let part = split.range(block)
+                    if split.alongRows {   // rows part of op(A) and of C
+                        let aPart = transA ? a + part.lowerBound : a + part.lowerBound * lda
+                        blasGemm(transA: transA, transB: transB, m: part.count, n: n, k: k, alpha: alpha,
+                                 a: aPart, lda: lda, b: b, ldb: ldb, beta: beta,
+                                 c: c + part.lowerBound * ldc, ldc: ldc)
+                    } else {               // columns part of op(B) and of C
+                        let bPart = transB ? b + part.lowerBound * ldb : b + part.lowerBound
+                        blasGemm(transA: transA, transB: transB, m: m, n: part.count, k: k, alpha: alpha,
+                                 a: a, lda: lda, b: bPart, ldb: ldb, beta: beta,
+                                 c: c + part.lowerBound, ldc: ldc)
+                    }
                 }
             }
         }
@@ -143,8 +138,17 @@ struct GemmBlocks {
 }
 
 /// OpenBLAS runs on one thread in this process (see `gemm`): set once, before the first product.
-let blasOneThread: Void = openblas_set_num_threads(1)
-func blasThreadsSet() { _ = blasOneThread }
+private let blasOneThread: Void = openblas_set_num_threads(1)
+
+/// Runs `body`, which calls OpenBLAS (`blasGemm`), possibly from several kernel threads:
+/// OpenBLAS set to one thread first, and the BLAS guard held once around the whole of it
+/// (a thread inside the job must not wait on the guard, see dl_hdf5_isolated.h).
+func withBLAS(_ body: () -> Void) {
+    _ = blasOneThread
+    dlh5i_blas_enter()
+    defer { dlh5i_blas_leave() }
+    body()
+}
 
 /// The dtype a model computes in.
 public enum DType: String, Sendable {

@@ -1,4 +1,3 @@
-import CDeepLearningHDF5
 import CDeepLearningKernels
 
 /// Fully connected layer: y = x W^T + b.
@@ -78,10 +77,10 @@ public final class Linear<T: DLScalar>: Layer {
     /// split W^T's rows the same way) instead of the other core's. False when the partial
     /// products' buffer cannot be had (the caller then takes `dense`).
     private func chunkedForward(_ x: Tensor<T>, _ y: Tensor<T>) -> Bool {
-        let batch = x.shape[0], chunks = Int(DLK_SPARSE_CHUNKS), size = batch * outFeatures
-        guard batch * outFeatures * inFeatures >= GemmBlocks.minWork, partial.reserve((chunks - 1) * size) else { return false }
+        let batch = x.shape[0], size = batch * outFeatures
+        guard partial.reserve((Int(DLK_SPARSE_CHUNKS) - 1) * size) else { return false }
         let w = weight.value.data, partial = partial.base
-        forEachChunk(batch) { h, lower, upper in
+        let chunks = forEachChunk(batch) { h, lower, upper in
             T.blasGemm(transA: false, transB: false, m: batch, n: outFeatures, k: upper - lower,
                        alpha: 1, a: x.data + lower, lda: inFeatures, b: w + lower * outFeatures, ldb: outFeatures,
                        beta: 0, c: h == 0 ? y.data : partial + (h - 1) * size, ldc: outFeatures)
@@ -93,18 +92,21 @@ public final class Linear<T: DLScalar>: Layer {
 
     /// Runs `body(h, first input, end)` for each chunk h of W^T's rows (the inputs), cut at
     /// the sparse path's boundaries (`dlk_chunk_start`), the chunks on the kernel threads,
-    /// all inside the BLAS guard. A product of fewer than `GemmBlocks.minWork` multiply-adds
-    /// is one chunk. The cut depends on the shape only.
-    private func forEachChunk(_ batch: Int, _ body: (Int, Int, Int) -> Void) {
-        blasThreadsSet()
-        dlh5i_blas_enter()
-        defer { dlh5i_blas_leave() }
-        guard batch * outFeatures * inFeatures >= GemmBlocks.minWork else { return body(0, 0, inFeatures) }
-        Kernels.parallelFor(Int(DLK_SPARSE_CHUNKS)) { chunks in
-            for h in chunks {
-                body(h, Int(dlk_chunk_start(Int64(inFeatures), Int64(h))), Int(dlk_chunk_start(Int64(inFeatures), Int64(h + 1))))
+    /// all inside the BLAS guard (`withBLAS`). A product of fewer than `GemmBlocks.minWork`
+    /// multiply-adds is one chunk. The cut depends on the shape only. Returns the number of
+    /// chunks.
+    @discardableResult
+    private func forEachChunk(_ batch: Int, _ body: (Int, Int, Int) -> Void) -> Int {
+        let chunks = batch * outFeatures * inFeatures >= GemmBlocks.minWork ? Int(DLK_SPARSE_CHUNKS) : 1
+        withBLAS {
+            guard chunks > 1 else { return body(0, 0, inFeatures) }
+            Kernels.parallelFor(chunks) { range in
+                for h in range {
+                    body(h, Int(dlk_chunk_start(Int64(inFeatures), Int64(h))), Int(dlk_chunk_start(Int64(inFeatures), Int64(h + 1))))
+                }
             }
         }
+        return chunks
     }
 
     /// y = x W^T + b through BLAS.
