@@ -54,29 +54,6 @@ static int all_finite_f32(const float *x, int64_t n) {
     return all_finite_f32_plain(x, n);
 }
 
-// Large arrays (a batch to predict) are checked on the kernel threads.
-enum { CHECK_MIN_PER_THREAD = 1 << 16 };
-
-struct check_job {
-    const float *x;
-    int finite[DLK_MAX_THREADS];
-};
-
-static void check_part(void *context, int64_t begin, int64_t end, int thread) {
-    struct check_job *j = context;
-    j->finite[thread] = all_finite_f32(j->x + begin, end - begin);
-}
-
-int dlk_all_finite_f32(const float *x, int64_t n) {
-    if (n < 2 * CHECK_MIN_PER_THREAD) return all_finite_f32(x, n);
-    struct check_job job = {x, {0}};
-    for (int t = 0; t < DLK_MAX_THREADS; t++) job.finite[t] = 1;
-    dlk_parallel_for(n, CHECK_MIN_PER_THREAD, check_part, &job);
-    int finite = 1;
-    for (int t = 0; t < DLK_MAX_THREADS; t++) finite &= job.finite[t];
-    return finite;
-}
-
 int dlk_all_finite_f64(const double *x, int64_t n) {
 #if DLK_X86
     if (dlk_has_avx2()) return all_finite_f64_avx2(x, n);
@@ -103,7 +80,7 @@ enum { LOAD_BLOCK = 4096, LOAD_MIN_PER_THREAD = 1 << 14 };
 
 struct load_job {
     const float *src;
-    float *dst;
+    float *dst;                       // NULL: only check src
     float a, b;
     int affine;
     int finite[DLK_MAX_THREADS];
@@ -111,23 +88,36 @@ struct load_job {
 
 static void load_part(void *context, int64_t begin, int64_t end, int thread) {
     struct load_job *j = context;
+    const float *checked = j->dst ? j->dst : j->src;
     int finite = 1;
     for (int64_t i = begin; i < end; i += LOAD_BLOCK) {
         const int64_t n = end - i < LOAD_BLOCK ? end - i : LOAD_BLOCK;
-        if (j->affine) dlk_affine_f32(j->src + i, j->dst + i, n, j->a, j->b);
-        else if (j->dst != j->src) memcpy(j->dst + i, j->src + i, (size_t)n * sizeof *j->dst);
-        finite &= all_finite_f32(j->dst + i, n);
+        if (j->dst && j->affine) dlk_affine_f32(j->src + i, j->dst + i, n, j->a, j->b);
+        else if (j->dst && j->dst != j->src) memcpy(j->dst + i, j->src + i, (size_t)n * sizeof *j->dst);
+        finite &= all_finite_f32(checked + i, n);
     }
     j->finite[thread] = finite;
 }
 
-int dlk_load_f32(const float *src, float *dst, int64_t n, float a, float b, int affine) {
+static int load(const float *src, float *dst, int64_t n, float a, float b, int affine, int64_t min_per_thread) {
     struct load_job job = {src, dst, a, b, affine, {0}};
     for (int t = 0; t < DLK_MAX_THREADS; t++) job.finite[t] = 1;
-    dlk_parallel_for(n, LOAD_MIN_PER_THREAD, load_part, &job);
+    dlk_parallel_for(n, min_per_thread, load_part, &job);
     int finite = 1;
     for (int t = 0; t < DLK_MAX_THREADS; t++) finite &= job.finite[t];
     return finite;
+}
+
+int dlk_load_f32(const float *src, float *dst, int64_t n, float a, float b, int affine) {
+    return load(src, dst, n, a, b, affine, LOAD_MIN_PER_THREAD);
+}
+
+// Large arrays (a batch to predict) are checked on the kernel threads: a load that only checks.
+enum { CHECK_MIN_PER_THREAD = 1 << 16 };
+
+int dlk_all_finite_f32(const float *x, int64_t n) {
+    if (n < 2 * CHECK_MIN_PER_THREAD) return all_finite_f32(x, n);
+    return load(x, NULL, n, 1, 0, 0, CHECK_MIN_PER_THREAD);
 }
 
 // MARK: - Gathering a shuffled batch

@@ -614,12 +614,10 @@ enum { CHUNKS = DLK_SPARSE_CHUNKS };
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
 // The first input of chunk h (cols for h == CHUNKS): a multiple of 8, for the vectors.
-static int64_t chunk_start(int64_t cols, int64_t h) {
+int64_t dlk_chunk_start(int64_t cols, int64_t h) {
     if (h >= CHUNKS) return cols;
     return min64(cols, ((cols * h + CHUNKS - 1) / CHUNKS + 7) & ~(int64_t)7);
 }
-
-int64_t dlk_chunk_start(int64_t cols, int64_t h) { return h <= 0 ? 0 : chunk_start(cols, h); }
 
 struct forward_job {
     const float *x;
@@ -662,7 +660,7 @@ static void forward_units(void *context, int64_t u0, int64_t u1, int thread) {
     for (int64_t u = u0; u < u1; u++) {
         unit_of(f, u, &h, &r0, &r1);
         const int64_t offset = u * w->segment_capacity;
-        f->nonzeros[u] = compress_rows(f->x, r0, r1, chunk_start(f->cols, h), chunk_start(f->cols, h + 1), f->cols,
+        f->nonzeros[u] = compress_rows(f->x, r0, r1, dlk_chunk_start(f->cols, h), dlk_chunk_start(f->cols, h + 1), f->cols,
                                        f->v, f->max_nonzeros, offset, w->index + offset, w->value + offset,
                                        w->row_begin + h * f->rows, w->row_end + h * f->rows, f->plain_c);
         const int64_t count = f->nonzeros[u] < 0 ? f->max_nonzeros + 1 : f->nonzeros[u];
@@ -673,7 +671,7 @@ static void forward_units(void *context, int64_t u0, int64_t u1, int thread) {
         unit_of(f, u, &h, &r0, &r1);
         const float *bias = h == 0 ? f->bias : NULL, *base = bias;
         if (f->v != 0) {
-            const int64_t c0 = chunk_start(f->cols, h), c1 = chunk_start(f->cols, h + 1);
+            const int64_t c0 = dlk_chunk_start(f->cols, h), c1 = dlk_chunk_start(f->cols, h + 1);
             float *sums = w->base + u * f->n;
             column_sums(f->wt + c0 * f->n, c1 - c0, f->n, f->n, sums, f->plain_c);
             for (int64_t o = 0; o < f->n; o++) sums[o] = (bias ? bias[o] : 0.0f) + f->v * sums[o];
@@ -740,7 +738,7 @@ static void row_part(void *context, int64_t begin, int64_t end, int thread) {
     (void)thread;
     const struct row_job *r = context;
     for (int64_t h = begin; h < end; h++) {
-        const int64_t c0 = chunk_start(r->k, h), c1 = chunk_start(r->k, h + 1);
+        const int64_t c0 = dlk_chunk_start(r->k, h), c1 = dlk_chunk_start(r->k, h + 1);
         row_times_dense(r->x + c0, c1 - c0, r->n, r->b + c0 * r->n, r->n, h == 0 ? r->bias : NULL,
                         h == 0 ? r->y : r->partial + (h - 1) * r->n, r->plain_c);
     }

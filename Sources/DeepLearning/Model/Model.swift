@@ -267,6 +267,7 @@ public final class Model<T: DLScalar> {
                 Kernels.convertAffine(src, dst, count, T(p.multiplier), T(p.offset))
             }
         }
+        var loadedFinite: Bool? = nil   // known when the load checked as it went
         if let rows, S.self == Float.self, T.self == Float.self {
             dlk_gather_rows_f32(UnsafeRawPointer(x).assumingMemoryBound(to: Float.self), Int64(inputSize), rows,
                                 Int64(batch), Float(p.multiplier), Float(p.offset), p.isIdentity ? 0 : 1,
@@ -274,16 +275,14 @@ public final class Model<T: DLScalar> {
                                 next?.rows, Int64(next?.count ?? 0))
         } else if let rows {
             for i in 0..<batch { load(x + Int(rows[i]) * inputSize, input.data + i * inputSize, inputSize) }
-        } else if S.self == Float.self, T.self == Float.self {
-            let finite = dlk_load_f32(UnsafeRawPointer(x).assumingMemoryBound(to: Float.self),
-                                      UnsafeMutableRawPointer(input.data).assumingMemoryBound(to: Float.self),
-                                      Int64(n), Float(p.multiplier), Float(p.offset), p.isIdentity ? 0 : 1)
-            guard checked || finite != 0 else { throw DLError(.numeric, "the input contains NaN or infinite values") }
-            return input
+        } else if S.self == Float.self, T.self == Float.self {   // loaded and checked in one pass
+            loadedFinite = dlk_load_f32(UnsafeRawPointer(x).assumingMemoryBound(to: Float.self),
+                                        UnsafeMutableRawPointer(input.data).assumingMemoryBound(to: Float.self),
+                                        Int64(n), Float(p.multiplier), Float(p.offset), p.isIdentity ? 0 : 1) != 0
         } else {
             load(x, input.data, n)
         }
-        guard checked || Kernels.allFinite(input.data, n) else {
+        guard checked || (loadedFinite ?? Kernels.allFinite(input.data, n)) else {
             throw DLError(.numeric, "the input contains NaN or infinite values")
         }
         return input
