@@ -27,29 +27,28 @@ extension Kernels {
     @_specialize(where T == Float) @_specialize(where T == Double)
     public static func im2col<T: DLScalar>(_ x: UnsafePointer<T>, _ cols: UnsafeMutablePointer<T>,
                                            batch: Int, channels: Int, _ w: Window2D) {
-        let n = batch * w.outputPlane, taps = w.kernelHeight * w.kernelWidth
+        let n = batch * w.outputPlane, taps = w.kernelArea
         parallelFor(channels * taps, cost: n) { tapRows in
-            for tapRow in tapRows {
+            for tapRow in tapRows {   // tap (c, i, j): one row of cols
                 let c = tapRow / taps, i = tapRow % taps / w.kernelWidth, j = tapRow % w.kernelWidth
                 let rows = w.rows(tap: i), columns = w.columns(tap: j)
-                let dst = cols + tapRow * n
                 for b in 0..<batch {
-                let plane = x + (b * channels + c) * w.inputPlane
-                let out = dst + b * w.outputPlane
-                out.update(repeating: 0, count: rows.lowerBound * w.outWidth)
-                for oy in rows {
-                    // Input index of tap (i, j) at (oy, 0); negative when ox = 0 reads padding.
-                    let base = (oy * w.strideHeight - w.padHeight + i) * w.width - w.padWidth + j
-                    let row = out + oy * w.outWidth
-                    row.update(repeating: 0, count: columns.lowerBound)
-                    if w.strideWidth == 1 {
-                        (row + columns.lowerBound).update(from: plane + base + columns.lowerBound, count: columns.count)
-                    } else {
-                        for ox in columns { row[ox] = plane[base + ox * w.strideWidth] }
+                    let plane = x + (b * channels + c) * w.inputPlane
+                    let out = cols + tapRow * n + b * w.outputPlane
+                    out.update(repeating: 0, count: rows.lowerBound * w.outWidth)
+                    for oy in rows {
+                        // Input index of tap (i, j) at (oy, 0); negative when ox = 0 reads padding.
+                        let base = (oy * w.strideHeight - w.padHeight + i) * w.width - w.padWidth + j
+                        let row = out + oy * w.outWidth
+                        row.update(repeating: 0, count: columns.lowerBound)
+                        if w.strideWidth == 1 {
+                            (row + columns.lowerBound).update(from: plane + base + columns.lowerBound, count: columns.count)
+                        } else {
+                            for ox in columns { row[ox] = plane[base + ox * w.strideWidth] }
+                        }
+                        (row + columns.upperBound).update(repeating: 0, count: w.outWidth - columns.upperBound)
                     }
-                    (row + columns.upperBound).update(repeating: 0, count: w.outWidth - columns.upperBound)
-                }
-                (out + rows.upperBound * w.outWidth).update(repeating: 0, count: (w.outHeight - rows.upperBound) * w.outWidth)
+                    (out + rows.upperBound * w.outWidth).update(repeating: 0, count: (w.outHeight - rows.upperBound) * w.outWidth)
                 }
             }
         }
@@ -62,21 +61,19 @@ extension Kernels {
     @_specialize(where T == Float) @_specialize(where T == Double)
     public static func col2im<T: DLScalar>(_ dcols: UnsafePointer<T>, _ dx: UnsafeMutablePointer<T>,
                                            batch: Int, channels: Int, _ w: Window2D) {
-        let n = batch * w.outputPlane
-        parallelFor(channels, cost: n * w.kernelHeight * w.kernelWidth) { channelRange in
-          for c in channelRange {
-            for b in 0..<batch { (dx + (b * channels + c) * w.inputPlane).update(repeating: 0, count: w.inputPlane) }
-            for i in 0..<w.kernelHeight {
-                let rows = w.rows(tap: i)
-                for j in 0..<w.kernelWidth {
-                    let columns = w.columns(tap: j)
-                    let src = dcols + ((c * w.kernelHeight + i) * w.kernelWidth + j) * n
+        let n = batch * w.outputPlane, taps = w.kernelArea
+        parallelFor(channels, cost: n * taps) { channelRange in
+            for c in channelRange {   // every tap of channel c adds into the planes of channel c
+                for b in 0..<batch { (dx + (b * channels + c) * w.inputPlane).update(repeating: 0, count: w.inputPlane) }
+                for tap in 0..<taps {
+                    let i = tap / w.kernelWidth, j = tap % w.kernelWidth
+                    let rows = w.rows(tap: i), columns = w.columns(tap: j)
                     for b in 0..<batch {
                         let plane = dx + (b * channels + c) * w.inputPlane
-                        let cs = src + b * w.outputPlane
+                        let src = dcols + (c * taps + tap) * n + b * w.outputPlane
                         for oy in rows {
                             let base = (oy * w.strideHeight - w.padHeight + i) * w.width - w.padWidth + j
-                            let row = cs + oy * w.outWidth
+                            let row = src + oy * w.outWidth
                             if w.strideWidth == 1 {
                                 let to = plane + base + columns.lowerBound, from = row + columns.lowerBound
                                 for k in 0..<columns.count { to[k] += from[k] }
@@ -87,7 +84,6 @@ extension Kernels {
                     }
                 }
             }
-          }
         }
     }
 
@@ -97,14 +93,9 @@ extension Kernels {
     @_specialize(where T == Float) @_specialize(where T == Double)
     public static func columnsToSamples<T: DLScalar>(_ src: UnsafePointer<T>, _ y: UnsafeMutablePointer<T>, bias: UnsafePointer<T>?,
                                                      batch: Int, channels: Int, plane: Int) {
-        parallelFor(batch, cost: channels * plane) { samples in
-            for b in samples {
-                for c in 0..<channels {
-                    let from = src + c * batch * plane + b * plane, to = y + (b * channels + c) * plane
-                    let add = bias?[c] ?? 0
-                    for p in 0..<plane { to[p] = from[p] + add }
-                }
-            }
+        forEachPlane(batch: batch, channels: channels, plane: plane) { b, c, offset in
+            let from = src + c * batch * plane + b * plane, to = y + offset, add = bias?[c] ?? 0
+            for p in 0..<plane { to[p] = from[p] + add }
         }
     }
 
@@ -112,12 +103,8 @@ extension Kernels {
     @_specialize(where T == Float) @_specialize(where T == Double)
     public static func samplesToColumns<T: DLScalar>(_ x: UnsafePointer<T>, _ dst: UnsafeMutablePointer<T>,
                                                      batch: Int, channels: Int, plane: Int) {
-        parallelFor(batch, cost: channels * plane) { samples in
-            for b in samples {
-                for c in 0..<channels {
-                    (dst + c * batch * plane + b * plane).update(from: x + (b * channels + c) * plane, count: plane)
-                }
-            }
+        forEachPlane(batch: batch, channels: channels, plane: plane) { b, c, offset in
+            (dst + c * batch * plane + b * plane).update(from: x + offset, count: plane)
         }
     }
 
@@ -129,50 +116,55 @@ extension Kernels {
     @_specialize(where T == Float) @_specialize(where T == Double)
     public static func maxPool2d<T: DLScalar>(_ x: UnsafePointer<T>, _ y: UnsafeMutablePointer<T>, argmax: UnsafeMutablePointer<Int32>,
                                               planes: Int, _ w: Window2D) {
-        parallelFor(planes, cost: w.outputPlane * w.kernelHeight * w.kernelWidth) { planeRange in
-          for q in planeRange {
-            let plane = x + q * w.inputPlane
-            let out = y + q * w.outputPlane, index = argmax + q * w.outputPlane
-            if w.isPairwise {   // 2x2 windows side by side: the loop below, unrolled
-                for oy in 0..<w.outHeight {
-                    let upper = 2 * oy * w.width, lower = upper + w.width
-                    for ox in 0..<w.outWidth {
-                        var best = upper + 2 * ox, top = plane[best]
-                        func visit(_ i: Int) {
-                            let v = plane[i], wins = v > top
-                            top = wins ? v : top
-                            best = wins ? i : best
-                        }
-                        visit(upper + 2 * ox + 1)
-                        visit(lower + 2 * ox)
-                        visit(lower + 2 * ox + 1)
-                        out[oy * w.outWidth + ox] = top
-                        index[oy * w.outWidth + ox] = Int32(best)
-                    }
-                }
-                continue
+        parallelFor(planes, cost: w.outputPlane * w.kernelArea) { planeRange in
+            for q in planeRange {
+                maxPoolPlane(x + q * w.inputPlane, out: y + q * w.outputPlane, argmax: argmax + q * w.outputPlane, w)
             }
+        }
+    }
+
+    /// `maxPool2d` of one plane.
+    @inline(__always)
+    private static func maxPoolPlane<T: DLScalar>(_ plane: UnsafePointer<T>, out: UnsafeMutablePointer<T>,
+                                                  argmax index: UnsafeMutablePointer<Int32>, _ w: Window2D) {
+        if w.isPairwise {   // 2x2 windows side by side: the loop below, unrolled
             for oy in 0..<w.outHeight {
-                let top = oy * w.strideHeight - w.padHeight
-                let rows = Swift.max(0, top)..<Swift.min(w.height, top + w.kernelHeight)
+                let upper = 2 * oy * w.width, lower = upper + w.width
                 for ox in 0..<w.outWidth {
-                    let left = ox * w.strideWidth - w.padWidth
-                    let columns = Swift.max(0, left)..<Swift.min(w.width, left + w.kernelWidth)
-                    // Selects rather than branches: which element wins is data-dependent, and
-                    // mispredicted branches made this loop several times slower.
-                    var best = rows.lowerBound * w.width + columns.lowerBound, top = plane[best]
-                    for iy in rows {
-                        for ix in columns {
-                            let i = iy * w.width + ix, v = plane[i], wins = v > top
-                            top = wins ? v : top
-                            best = wins ? i : best
-                        }
+                    var best = upper + 2 * ox, top = plane[best]
+                    func visit(_ i: Int) {
+                        let v = plane[i], wins = v > top
+                        top = wins ? v : top
+                        best = wins ? i : best
                     }
+                    visit(upper + 2 * ox + 1)
+                    visit(lower + 2 * ox)
+                    visit(lower + 2 * ox + 1)
                     out[oy * w.outWidth + ox] = top
                     index[oy * w.outWidth + ox] = Int32(best)
                 }
             }
-          }
+            return
+        }
+        for oy in 0..<w.outHeight {
+            let top = oy * w.strideHeight - w.padHeight
+            let rows = Swift.max(0, top)..<Swift.min(w.height, top + w.kernelHeight)
+            for ox in 0..<w.outWidth {
+                let left = ox * w.strideWidth - w.padWidth
+                let columns = Swift.max(0, left)..<Swift.min(w.width, left + w.kernelWidth)
+                // Selects rather than branches: which element wins is data-dependent, and
+                // mispredicted branches made this loop several times slower.
+                var best = rows.lowerBound * w.width + columns.lowerBound, top = plane[best]
+                for iy in rows {
+                    for ix in columns {
+                        let i = iy * w.width + ix, v = plane[i], wins = v > top
+                        top = wins ? v : top
+                        best = wins ? i : best
+                    }
+                }
+                out[oy * w.outWidth + ox] = top
+                index[oy * w.outWidth + ox] = Int32(best)
+            }
         }
     }
 
@@ -247,18 +239,36 @@ extension Kernels {
         return (s0 + s1) + (s2 + s3)
     }
 
-    /// out[c] = sum of x[b, c, s] over b and s.
-    @_specialize(where T == Float) @_specialize(where T == Double)
-    public static func channelSums<T: DLScalar>(_ x: UnsafePointer<T>, _ out: UnsafeMutablePointer<T>, batch: Int, channels: Int, spatial: Int) {
+    /// out[c] = the sum over b, in order, of run(c, offset of (b, c)): a per-channel
+    /// reduction, channels on the kernel threads, each summed as on one thread.
+    @inline(__always)
+    static func sumPerChannel<T: DLScalar>(into out: UnsafeMutablePointer<T>, batch: Int, channels: Int, spatial: Int,
+                                           _ run: (_ c: Int, _ offset: Int) -> T) {
         parallelFor(channels, cost: batch * spatial) { channelRange in
             for c in channelRange {
                 var total: T = 0
-                for b in 0..<batch {
-                    let run = x + (b * channels + c) * spatial
-                    total += sum(spatial) { run[$0] }
-                }
+                for b in 0..<batch { total += run(c, (b * channels + c) * spatial) }
                 out[c] = total
             }
+        }
+    }
+
+    /// body(b, c, offset of (b, c)) for every sample b and channel c, samples on the kernel
+    /// threads: the per-plane maps and rearrangements.
+    @inline(__always)
+    static func forEachPlane(batch: Int, channels: Int, plane: Int, _ body: (_ b: Int, _ c: Int, _ offset: Int) -> Void) {
+        parallelFor(batch, cost: channels * plane) { samples in
+            for b in samples {
+                for c in 0..<channels { body(b, c, (b * channels + c) * plane) }
+            }
+        }
+    }
+
+    /// out[c] = sum of x[b, c, s] over b and s.
+    @_specialize(where T == Float) @_specialize(where T == Double)
+    public static func channelSums<T: DLScalar>(_ x: UnsafePointer<T>, _ out: UnsafeMutablePointer<T>, batch: Int, channels: Int, spatial: Int) {
+        sumPerChannel(into: out, batch: batch, channels: channels, spatial: spatial) { _, offset in
+            sum(spatial) { x[offset + $0] }
         }
     }
 
@@ -269,16 +279,9 @@ extension Kernels {
         let inv = 1 / T(batch * spatial)
         channelSums(x, mean, batch: batch, channels: channels, spatial: spatial)
         for c in 0..<channels { mean[c] *= inv }
-        parallelFor(channels, cost: batch * spatial) { channelRange in
-            for c in channelRange {
-                let m = mean[c]
-                var total: T = 0
-                for b in 0..<batch {
-                    let run = x + (b * channels + c) * spatial
-                    total += sum(spatial) { (run[$0] - m) * (run[$0] - m) }
-                }
-                variance[c] = total
-            }
+        sumPerChannel(into: variance, batch: batch, channels: channels, spatial: spatial) { c, offset in
+            let run = x + offset, m = mean[c]
+            return sum(spatial) { (run[$0] - m) * (run[$0] - m) }
         }
         for c in 0..<channels { variance[c] *= inv }
     }
@@ -305,14 +308,9 @@ extension Kernels {
     public static func channelAffine<T: DLScalar>(_ x: UnsafePointer<T>, _ y: UnsafeMutablePointer<T>,
                                                   scale: UnsafePointer<T>, shift: UnsafePointer<T>?,
                                                   batch: Int, channels: Int, spatial: Int) {
-        parallelFor(batch, cost: channels * spatial) { samples in
-            for b in samples {
-                for c in 0..<channels {
-                    let from = x + (b * channels + c) * spatial, to = y + (b * channels + c) * spatial
-                    let k = scale[c], d = shift?[c] ?? 0
-                    for i in 0..<spatial { to[i] = from[i] * k + d }
-                }
-            }
+        forEachPlane(batch: batch, channels: channels, plane: spatial) { _, c, offset in
+            let from = x + offset, to = y + offset, k = scale[c], d = shift?[c] ?? 0
+            for i in 0..<spatial { to[i] = from[i] * k + d }
         }
     }
 
@@ -336,16 +334,9 @@ extension Kernels {
                                                       sumDy: UnsafeMutablePointer<T>, sumDyXhat: UnsafeMutablePointer<T>,
                                                       batchStatistics: Bool, batch: Int, channels: Int, spatial: Int) {
         channelSums(dy, sumDy, batch: batch, channels: channels, spatial: spatial)
-        parallelFor(channels, cost: batch * spatial) { channelRange in
-            for c in channelRange {
-                let m = mean[c]
-                var total: T = 0
-                for b in 0..<batch {
-                    let xr = x + (b * channels + c) * spatial, dyr = dy + (b * channels + c) * spatial
-                    total += sum(spatial) { dyr[$0] * (xr[$0] - m) } * invStd[c]
-                }
-                sumDyXhat[c] = total
-            }
+        sumPerChannel(into: sumDyXhat, batch: batch, channels: channels, spatial: spatial) { c, offset in
+            let xr = x + offset, dyr = dy + offset, m = mean[c]
+            return sum(spatial) { dyr[$0] * (xr[$0] - m) } * invStd[c]
         }
         guard let dx else { return }
         guard batchStatistics else {
@@ -353,16 +344,11 @@ extension Kernels {
             return
         }
         let inv = 1 / T(batch * spatial)
-        parallelFor(batch, cost: channels * spatial) { samples in
-            for b in samples {
-                for c in 0..<channels {
-                    let offset = (b * channels + c) * spatial
-                    let xr = x + offset, dyr = dy + offset, dxr = dx + offset
-                    let m = mean[c], k = scale[c], s = invStd[c]
-                    let meanDy = sumDy[c] * inv, meanDyXhat = sumDyXhat[c] * inv
-                    for i in 0..<spatial { dxr[i] = k * (dyr[i] - meanDy - (xr[i] - m) * s * meanDyXhat) }
-                }
-            }
+        forEachPlane(batch: batch, channels: channels, plane: spatial) { _, c, offset in
+            let xr = x + offset, dyr = dy + offset, dxr = dx + offset
+            let m = mean[c], k = scale[c], s = invStd[c]
+            let meanDy = sumDy[c] * inv, meanDyXhat = sumDyXhat[c] * inv
+            for i in 0..<spatial { dxr[i] = k * (dyr[i] - meanDy - (xr[i] - m) * s * meanDyXhat) }
         }
     }
 
