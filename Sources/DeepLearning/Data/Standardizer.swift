@@ -42,13 +42,13 @@ public struct Standardizer: Sendable, Equatable {
         }
         guard data.count > 0 else { throw .invalid("cannot fit a standardizer to an empty data set") }
         // Two passes in Double: the mean, then the squared deviations from it (no cancellation).
-        let (mean, variance, first, total) = data.withFeatures { x -> (Double, Double, Float, Int) in
+        let (mean, variance, first) = data.withFeatures { x -> (Double, Double, Float) in
             let mean = sum(x) { Double($0) } / Double(x.count)
             let rawMean = mean
-            return (mean, sum(x) { let d = Double($0) - rawMean; return d * d } / Double(x.count), x[0], x.count)
+            return (mean, sum(x) { let d = Double($0) - rawMean; return d * d } / Double(x.count), x[0])
         }
         guard variance > 0 else {
-            throw .invalid("cannot standardize: all \(total) feature values are equal (\(first))")
+            throw .invalid("cannot standardize: all \(data.count * data.featureSize) feature values are equal (\(first))")
         }
         let std = Swift.max(variance.squareRoot() * scale, minimumStd)
         return try Standardizer(scale: scale, mean: mean * scale, std: std)
