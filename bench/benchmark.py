@@ -385,12 +385,14 @@ CNN_WARMUP, CNN_STEPS = 3, 20
 
 
 def cnn_batches(args):
-    """CNN_WARMUP + CNN_STEPS standardized batches of the first shuffled epoch, and their labels."""
+    """CNN_WARMUP + CNN_STEPS standardized batches of the first shuffled epoch: (x, labels) pairs."""
     import numpy_reference as ref
     (x_train, y_train), _ = ref.load_mnist(args.data)
     _, rng = load_epoch_order(args)
-    order = rng.permutation(len(x_train))[:(CNN_WARMUP + CNN_STEPS) * args.batch_size]
-    return x_train[order], y_train[order]
+    b = args.batch_size
+    order = rng.permutation(len(x_train))[:(CNN_WARMUP + CNN_STEPS) * b]
+    x, y = x_train[order], y_train[order]
+    return [(x[i * b:(i + 1) * b], y[i * b:(i + 1) * b]) for i in range(CNN_WARMUP + CNN_STEPS)]
 
 
 def torch_from_spec(spec):
@@ -447,10 +449,7 @@ def worker_torch_cnn(args):
     import torch
     with open(CNN_SPEC) as f:
         spec = json.load(f)
-    x, y = cnn_batches(args)
-    b = args.batch_size
-    batches = [(torch.from_numpy(x[i * b:(i + 1) * b]), torch.from_numpy(y[i * b:(i + 1) * b]))
-               for i in range(len(x) // b)]
+    batches = [(torch.from_numpy(x), torch.from_numpy(y)) for x, y in cnn_batches(args)]
     result = {"version": f"PyTorch {torch.__version__}"}
     for threads in (1, 2):
         torch.set_num_threads(threads)
@@ -477,12 +476,8 @@ def worker_library_cnn(args):
     import deeplearning as dl
     with open(CNN_SPEC) as f:
         spec = json.load(f)
-    x, y = cnn_batches(args)
-    y = y.astype(np.int32)
-    b = args.batch_size
     model = dl.Model(spec)
-    median_ms, low, high = step_times_ms(model.train_step, [(x[i * b:(i + 1) * b], y[i * b:(i + 1) * b])
-                                                             for i in range(len(x) // b)])
+    median_ms, low, high = step_times_ms(model.train_step, [(x, y.astype(np.int32)) for x, y in cnn_batches(args)])
     return {"cnn_ms": median_ms, "cnn_min": low, "cnn_max": high,
             "kernel_threads": dl._lib.lib.dl_get_num_threads()}
 

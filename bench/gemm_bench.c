@@ -135,38 +135,30 @@ struct peak_job { int avx512; double rate[PEAK_SAMPLES]; float sink; };
     a4 = fma(a4, m, add); a5 = fma(a5, m, add); a6 = fma(a6, m, add); a7 = fma(a7, m, add); \
     a8 = fma(a8, m, add); a9 = fma(a9, m, add); a10 = fma(a10, m, add); a11 = fma(a11, m, add)
 
-static float peak_sample(int avx512) {
-    if (avx512) {
-        const __m512 m = _mm512_set1_ps(0.999999f), add = _mm512_set1_ps(1e-7f);
-        __m512 a0 = _mm512_set1_ps(0), a1 = _mm512_set1_ps(1), a2 = _mm512_set1_ps(2), a3 = _mm512_set1_ps(3),
-               a4 = _mm512_set1_ps(4), a5 = _mm512_set1_ps(5), a6 = _mm512_set1_ps(6), a7 = _mm512_set1_ps(7),
-               a8 = _mm512_set1_ps(8), a9 = _mm512_set1_ps(9), a10 = _mm512_set1_ps(10), a11 = _mm512_set1_ps(11);
-        for (long i = 0; i < PEAK_ITERATIONS; i++) { FMA12(_mm512_fmadd_ps, m, add); }
-        __m512 sum = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)),
-                                   _mm512_add_ps(_mm512_add_ps(a4, a5), _mm512_add_ps(a6, a7)));
-        sum = _mm512_add_ps(sum, _mm512_add_ps(_mm512_add_ps(a8, a9), _mm512_add_ps(a10, a11)));
-        return _mm512_reduce_add_ps(sum);
-    } else {
-        const __m256 m = _mm256_set1_ps(0.999999f), add = _mm256_set1_ps(1e-7f);
-        __m256 a0 = _mm256_set1_ps(0), a1 = _mm256_set1_ps(1), a2 = _mm256_set1_ps(2), a3 = _mm256_set1_ps(3),
-               a4 = _mm256_set1_ps(4), a5 = _mm256_set1_ps(5), a6 = _mm256_set1_ps(6), a7 = _mm256_set1_ps(7),
-               a8 = _mm256_set1_ps(8), a9 = _mm256_set1_ps(9), a10 = _mm256_set1_ps(10), a11 = _mm256_set1_ps(11);
-        for (long i = 0; i < PEAK_ITERATIONS; i++) { FMA12(_mm256_fmadd_ps, m, add); }
-        __m256 sum = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)),
-                                   _mm256_add_ps(_mm256_add_ps(a4, a5), _mm256_add_ps(a6, a7)));
-        sum = _mm256_add_ps(sum, _mm256_add_ps(_mm256_add_ps(a8, a9), _mm256_add_ps(a10, a11)));
-        float lanes[8];
-        _mm256_storeu_ps(lanes, sum);
-        return lanes[0] + lanes[1] + lanes[2] + lanes[3] + lanes[4] + lanes[5] + lanes[6] + lanes[7];
+/* One sample of 12 independent chains of fused multiply-adds on vectors of `lanes` floats;
+ * returns their sum, so that the work cannot be dropped. */
+#define PEAK_SAMPLE(name, vec, lanes, set1, fmadd, addv, storeu)                                      \
+    static float name(void) {                                                                      \
+        const vec m = set1(0.999999f), add = set1(1e-7f);                                          \
+        vec a0 = set1(0), a1 = set1(1), a2 = set1(2), a3 = set1(3), a4 = set1(4), a5 = set1(5),    \
+            a6 = set1(6), a7 = set1(7), a8 = set1(8), a9 = set1(9), a10 = set1(10), a11 = set1(11); \
+        for (long i = 0; i < PEAK_ITERATIONS; i++) { FMA12(fmadd, m, add); }                        \
+        const vec sum = addv(addv(addv(addv(a0, a1), addv(a2, a3)), addv(addv(a4, a5), addv(a6, a7))), \
+                             addv(addv(a8, a9), addv(a10, a11)));                                  \
+        float values[lanes], total = 0;                                                            \
+        storeu(values, sum);                                                                       \
+        for (int l = 0; l < lanes; l++) total += values[l];                                        \
+        return total;                                                                              \
     }
-}
+PEAK_SAMPLE(peak_sample_avx512, __m512, 16, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_add_ps, _mm512_storeu_ps)
+PEAK_SAMPLE(peak_sample_avx2, __m256, 8, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_add_ps, _mm256_storeu_ps)
 
 static void *peak_thread(void *arg) {
     struct peak_job *job = arg;
     const double flops = 2.0 * 12 * (job->avx512 ? 16 : 8) * (double)PEAK_ITERATIONS;
     for (int r = 0; r < PEAK_SAMPLES; r++) {
         const double start = now();
-        job->sink += peak_sample(job->avx512);
+        job->sink += job->avx512 ? peak_sample_avx512() : peak_sample_avx2();
         job->rate[r] = flops / (now() - start) * 1e-9;
     }
     qsort(job->rate, PEAK_SAMPLES, sizeof job->rate[0], compare);

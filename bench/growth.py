@@ -20,13 +20,11 @@ import subprocess
 import sys
 import tempfile
 
+from gemm_bench import run   # a program's JSON lines
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OPENBLAS = "/usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.so.0"
-
-
-def run(command, env):
-    out = subprocess.run(command, env=env, check=True, capture_output=True, text=True, cwd=ROOT).stdout
-    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+CNN_SPEC = os.path.join(ROOT, "specs", "mnist_cnn.json")
 
 
 def main(argv=None):
@@ -57,7 +55,7 @@ def main(argv=None):
         for r in range(args.rounds):
             for threads in ((1, 2) if r % 2 == 0 else (2, 1)):
                 env = dict(base, DL_NUM_THREADS=str(threads))
-                results += [dict(e, round=r) for e in run([growth, str(args.samples)], env)]
+                results += [dict(e, round=r) for e in run([growth, str(args.samples), CNN_SPEC], env)]
                 peaks += [dict(p, round=r) for p in run([peak, "peak", str(threads)], base)]
             print(f"  round {r + 1}/{args.rounds} done, load {os.getloadavg()[0]:.2f}", file=sys.stderr)
     if args.json:
