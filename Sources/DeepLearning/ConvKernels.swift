@@ -147,11 +147,9 @@ extension Kernels {
             return
         }
         for oy in 0..<w.outHeight {
-            let top = oy * w.strideHeight - w.padHeight
-            let rows = Swift.max(0, top)..<Swift.min(w.height, top + w.kernelHeight)
+            let rows = w.inputRows(window: oy)
             for ox in 0..<w.outWidth {
-                let left = ox * w.strideWidth - w.padWidth
-                let columns = Swift.max(0, left)..<Swift.min(w.width, left + w.kernelWidth)
+                let columns = w.inputColumns(window: ox)
                 // Selects rather than branches: which element wins is data-dependent, and
                 // mispredicted branches made this loop several times slower.
                 var best = rows.lowerBound * w.width + columns.lowerBound, top = plane[best]
@@ -190,11 +188,9 @@ extension Kernels {
         for q in 0..<planes {
             let plane = x + q * w.inputPlane, out = y + q * w.outputPlane
             for oy in 0..<w.outHeight {
-                let top = oy * w.strideHeight - w.padHeight
-                let rows = Swift.max(0, top)..<Swift.min(w.height, top + w.kernelHeight)
+                let rows = w.inputRows(window: oy)
                 for ox in 0..<w.outWidth {
-                    let left = ox * w.strideWidth - w.padWidth
-                    let columns = Swift.max(0, left)..<Swift.min(w.width, left + w.kernelWidth)
+                    let columns = w.inputColumns(window: ox)
                     var total: T = 0
                     for iy in rows { for ix in columns { total += plane[iy * w.width + ix] } }
                     out[oy * w.outWidth + ox] = total * scale
@@ -211,11 +207,9 @@ extension Kernels {
         for q in 0..<planes {
             let plane = dx + q * w.inputPlane, g = dy + q * w.outputPlane
             for oy in 0..<w.outHeight {
-                let top = oy * w.strideHeight - w.padHeight
-                let rows = Swift.max(0, top)..<Swift.min(w.height, top + w.kernelHeight)
+                let rows = w.inputRows(window: oy)
                 for ox in 0..<w.outWidth {
-                    let left = ox * w.strideWidth - w.padWidth
-                    let columns = Swift.max(0, left)..<Swift.min(w.width, left + w.kernelWidth)
+                    let columns = w.inputColumns(window: ox)
                     let share = g[oy * w.outWidth + ox] * scale
                     for iy in rows { for ix in columns { plane[iy * w.width + ix] += share } }
                 }

@@ -45,6 +45,20 @@ public struct Window2D: Sendable, Equatable {
     @inline(__always)
     func columns(tap j: Int) -> Range<Int> { Window2D.inside(j - padWidth, strideWidth, width, outWidth) }
 
+    /// The input rows that window row oy covers (padding left out).
+    @inline(__always)
+    func inputRows(window oy: Int) -> Range<Int> {
+        let top = oy * strideHeight - padHeight
+        return Swift.max(0, top)..<Swift.min(height, top + kernelHeight)
+    }
+
+    /// The input columns that window column ox covers (padding left out).
+    @inline(__always)
+    func inputColumns(window ox: Int) -> Range<Int> {
+        let left = ox * strideWidth - padWidth
+        return Swift.max(0, left)..<Swift.min(width, left + kernelWidth)
+    }
+
     /// The positions o in 0..<count with 0 <= o * stride + first < size.
     @inline(__always)
     private static func inside(_ first: Int, _ stride: Int, _ size: Int, _ count: Int) -> Range<Int> {
