@@ -1,5 +1,5 @@
 // What the machine offers the kernels: the CPUs this process may use, and whether they run
-// AVX2/FMA.
+// AVX2/FMA; and the process-wide counter behind parameters' version stamps.
 #define _GNU_SOURCE  // sched_getaffinity
 #include "dl_kernels.h"
 
@@ -43,4 +43,9 @@ int dlk_has_avx512(void) {
 #else
     return 0;
 #endif
+}
+
+uint64_t dlk_next_generation(void) {
+    static uint64_t last = 0;
+    return __atomic_add_fetch(&last, 1, __ATOMIC_RELAXED);
 }

@@ -1,3 +1,5 @@
+import CDeepLearningKernels
+
 /// A trainable tensor with its gradient, named as the model names it ("layers.0.weight").
 ///
 /// The model's one list of parameters feeds the optimizer, checkpoints, gradient checks
@@ -9,13 +11,18 @@
 /// convert, and everything outside the layer (checkpoints, get/set by index, dtype
 /// conversion) goes through them. Elementwise code (optimizer updates, gradient checks)
 /// may work on `value.data` and `grad.data` directly: they, and any state kept beside them
-/// with the same shape (an optimizer's slots), share one storage order.
+/// with the same shape (an optimizer's slots), share one storage order. Code that changes
+/// `value` in place calls `changed()` when it is done: `generation` tells caches derived
+/// from the values (the sparse path's base terms for single samples) that they are stale.
 public final class Parameter<T: DLScalar> {
     public internal(set) var name: String
     public let value: Tensor<T>
     public let grad: Tensor<T>
     /// How the layer keeps the values in memory; nil for the row-major order of the shape.
     public private(set) var storage: (any StorageOrder)?
+    /// The version of `value`: a number no other version of any parameter had, new at every
+    /// change (`write`, `store`, an optimizer update, `changed()`).
+    public private(set) var generation = dlk_next_generation()
 
     public init(_ name: String, shape: [Int]) throws(DLError) {
         self.name = name
@@ -31,6 +38,9 @@ public final class Parameter<T: DLScalar> {
         shapeOrder.withUnsafeBufferPointer { write(value, from: $0.baseAddress!) }
     }
 
+    /// Records that `value` changed in place (see the type's documentation).
+    public func changed() { generation = dlk_next_generation() }
+
     /// Copies `t` (the value, or state of the same shape in this parameter's storage order)
     /// to `out` in shape order, converting the element type.
     public func read<S: DLScalar>(_ t: Tensor<T>, into out: UnsafeMutablePointer<S>) {
@@ -40,6 +50,7 @@ public final class Parameter<T: DLScalar> {
     /// Fills `t` (the value, or state of the same shape) from `values` in shape order.
     public func write<S: DLScalar>(_ t: Tensor<T>, from values: UnsafePointer<S>) {
         if let storage { storage.write(values, into: t.data, shape: t.shape) } else { Kernels.convert(values, t.data, t.count) }
+        if t === value { changed() }
     }
 
     /// `t`'s values in shape order.

@@ -223,6 +223,110 @@ import Testing
         #expect(ya.map(\.bitPattern) == yb.map(\.bitPattern))
     }
 
+    /// A single sample to predict (`infer`): sparse enough, it takes the sparse path with
+    /// the base terms kept in the caller's workspace, and gives what the formulas give, for
+    /// a background of 0 and not, with and without a bias, on both kinds of kernels; the
+    /// same bits as the same row of a batch through the sparse forward; too dense, the
+    /// dense kernel, also right.
+    @Test(arguments: cases.filter { $0.inputs >= 8 }, [false, true])
+    func oneSampleToPredictMatchesTheFormulas(_ c: Case, portable: Bool) throws {
+        var one = c
+        one.rows = 1
+        for (density, sparse) in [(c.density, true), (0.8, false)] {
+            one.density = density
+            let layer = try Self.layer(one, portable: portable)
+            let x = try Self.batch(one, seed: 21)
+            let scratch = try InferenceScratch<Float>()
+            let y = try layer.infer(x, scratch: scratch).array
+            #expect(scratch.sparse.singleWasSparse == sparse, "density \(density)")
+            let w = layer.weight.values, b = layer.bias?.values
+            var worst = 0.0
+            for o in 0..<one.outputs {
+                var expected = b.map { Double($0[o]) } ?? 0, scale = abs(expected)
+                for i in 0..<one.inputs {
+                    let term = Double(x.data[i]) * Double(w[o * one.inputs + i])
+                    expected += term
+                    scale += abs(term)
+                }
+                worst = max(worst, abs(Double(y[o]) - expected) / max(scale, 1e-3))
+            }
+            #expect(worst < 1e-5, "density \(density): worst relative error \(worst)")
+            guard sparse else { continue }
+            if one.background != 0 {
+                #expect(scratch.sparse.basesKey?.background == one.background.bitPattern, "compressed around the background")
+            }
+            // The sample as the first row of a batch that the training forward compresses
+            // around the same background, computing the base terms itself.
+            var eight = one
+            eight.rows = 8
+            let batch = try Self.batch(eight, seed: 22)
+            for i in 0..<one.inputs { batch.data[i] = x.data[i] }
+            let rows = try layer.forward(batch, training: true).array
+            let off = (0..<one.inputs).count { x.data[$0] != one.background }
+            guard off * 4 <= one.inputs else { continue }   // over the batch path's budget
+            #expect(layer.forwardWasSparse && layer.sparseInput?.background == one.background)
+            #expect(Array(rows[0..<one.outputs]).map(\.bitPattern) == y.map(\.bitPattern))
+        }
+    }
+
+    /// Single samples to predict keep the first layer's base terms (b + v rowsum(W)) between
+    /// calls. Every change of the weights (a training step, a weight or a bias written) and
+    /// of the background is followed:
+    /// each prediction is checked against the float64 formulas of the whole model with the
+    /// weights it has then.
+    @Test func keptBaseTermsFollowEveryChange() throws {
+        let layers: [(String, [String: SpecValue])] = [("linear", ["units": .int(16)]), ("relu", [:]), ("linear", ["units": .int(4)])]
+        let model = try Model<Float>(spec: makeSpec(input: [50], layers: layers, seed: 3))
+        func value(_ name: String) -> [Double] {
+            model.parameters.first { $0.name == name }!.values.map(Double.init)
+        }
+        func check(_ x: Tensor<Float>, _ what: String) throws {
+            var out = [Float](repeating: 0, count: 4)
+            try out.withUnsafeMutableBufferPointer { (o) throws(DLError) in
+                try model.predict(x: UnsafePointer(x.data), count: 1, into: o.baseAddress!)
+            }
+            #expect(model.spareContext?.scratch?.sparse.singleWasSparse == true, "\(what): the sparse path")
+            let w1 = value("layers.0.weight"), b1 = value("layers.0.bias")
+            let w2 = value("layers.2.weight"), b2 = value("layers.2.bias")
+            var hidden = [Double](repeating: 0, count: 16)
+            for h in 0..<16 {
+                var sum = b1[h]
+                for i in 0..<50 { sum += Double(x.data[i]) * w1[h * 50 + i] }
+                hidden[h] = max(0, sum)
+            }
+            for o in 0..<4 {
+                var expected = b2[o]
+                for h in 0..<16 { expected += hidden[h] * w2[o * 16 + h] }
+                #expect(abs(Double(out[o]) - expected) < 1e-5 * max(1, abs(expected)), "\(what): output \(o)")
+            }
+        }
+        let c = Case(rows: 1, inputs: 50, outputs: 16, background: -0.5, density: 0.2, bias: true)
+        let x = try Self.batch(c, seed: 31)
+        try check(x, "first call")
+        try check(x, "second call, the same weights")
+
+        var eight = c
+        eight.rows = 8
+        let batch = try Self.batch(eight, seed: 32)
+        let labels: [Int32] = [0, 1, 2, 3, 0, 1, 2, 3]
+        _ = try labels.withUnsafeBufferPointer { (l) throws(DLError) -> Double in
+            try model.trainStep(x: UnsafePointer(batch.data), batch: 8, targets: .labels(l.baseAddress!))
+        }
+        try check(x, "after a training step")
+
+        let newWeight: [Float] = (0..<16 * 50).map { Float(($0 * 37) % 11) / 20 - 0.25 }
+        try model.writeParameter(0, from: newWeight, count: newWeight.count)
+        try check(x, "after writing the weight")
+        let newBias: [Float] = (0..<16).map { Float($0) / 8 - 1 }
+        try model.writeParameter(1, from: newBias, count: newBias.count)
+        try check(x, "after writing the bias")
+
+        var other = c
+        other.background = 0.75
+        try check(try Self.batch(other, seed: 34), "another background")
+        try check(x, "the first background again")
+    }
+
     /// Dense batches, and batches too small to be worth it, take the BLAS path.
     @Test func denseOrSmallBatchesStayDense() throws {
         var dense = Self.cases[2]

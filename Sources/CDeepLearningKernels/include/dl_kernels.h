@@ -43,7 +43,17 @@ typedef struct dlk_sparse_batch {
     float *base;                    // DLK_SPARSE_CHUNKS * groups * n: per unit, when v is not 0, what
                                     // is added to every output row besides its product
     float *partial;                 // (DLK_SPARSE_CHUNKS - 1) * rows * n: the products of chunks 1...
+    const float *bases;             // NULL, or DLK_SPARSE_CHUNKS * n: every chunk's base term for this
+                                    // v (dlk_sparse_bases), kept by the caller; then `base` is unused
 } dlk_sparse_batch;
+
+/// The base term of every chunk for background v (not 0), as dlk_sparse_forward computes
+/// it: bases[h * n + o] = (h == 0 ? bias[o] : 0) + v * (the sum of column o over chunk h's
+/// rows of W^T (cols x n)). A caller that sees the same weights and v again keeps them and
+/// passes them in `dlk_sparse_batch.bases`: the forward then reads only the rows of W^T its
+/// nonzeros need.
+DLK_HIDDEN void dlk_sparse_bases(const float *wt, int64_t cols, int64_t n, const float *bias, float v, float *bases,
+                                 int plain_c);
 
 /// y (rows x n) = x W^T + bias for a float32 batch x (rows x cols, finite) mostly equal to
 /// v, from W^T (cols x n) and bias (n, or NULL). Each chunk of inputs times a group of rows
@@ -200,6 +210,10 @@ DLK_HIDDEN void dlk_set_threads(int n);
 
 /// The CPUs this process may run on now (its affinity mask; 1 when unknown).
 DLK_HIDDEN int dlk_available_cpus(void);
+
+/// A number no earlier call returned (from 1, any thread): the version stamp of a
+/// parameter's values, which caches derived from them compare.
+DLK_HIDDEN uint64_t dlk_next_generation(void);
 
 /// 1 when the CPU runs the AVX2/FMA versions of the kernels, 0 when it gets the plain C ones.
 DLK_HIDDEN int dlk_has_avx2(void);

@@ -62,7 +62,8 @@ public final class Linear<T: DLScalar>: Layer {
     public func infer(_ x: Tensor<T>, scratch: InferenceScratch<T>) throws(DLError) -> Tensor<T> {
         let y = scratch.output
         try y.resize(batch: x.shape[0], sample: outputShape)
-        if let sparseInput, sparseInput.multiply(x, weightT: weight.value, bias: bias?.value, y: y, workspace: scratch.sparse).done {
+        if let sparseInput, sparseInput.multiply(x, weightT: weight.value, bias: bias?.value, y: y, workspace: scratch.sparse,
+                                                 generations: (weight.generation, bias?.generation ?? 0)).done {
             return y
         }
         dense(x, y)

@@ -20,8 +20,12 @@ import CDeepLearningKernels
 ///
 /// Used for batches of at least `minimumRows` samples in which at most `maxDensity` of the
 /// entries differ from `v`, tried first as the most common of a few sampled entries, then
-/// zero. A single sample goes through a dense kernel on W^T (BLAS's `gemv` would wake its
-/// threads for a product this size); other batches take the layer's BLAS path.
+/// zero. A single sample to predict takes the sparse path when at most `singleMaxDensity`
+/// of its inputs differ from its background, with the base term `b + v rowsum(W)` kept in
+/// the caller's workspace while the weights and v stay the same (`Parameter.generation`),
+/// so that it reads only the rows of W^T its nonzeros need; other single samples go through
+/// a dense kernel on W^T (BLAS's `gemv` would wake its threads for a product this size).
+/// Other batches take the layer's BLAS path.
 final class SparseInput {
     static let minimumRows = 8
     /// Above about a quarter of the entries, BLAS's dense product is as fast.
@@ -31,6 +35,10 @@ final class SparseInput {
     /// compression itself then decides, with the exact count).
     static let sampleEvery = 16
     static let sampleMargin = 1.25
+    /// A single sample with at most this fraction of inputs off its background is faster
+    /// sparse, on the calling thread, than dense on the kernel threads (measured in
+    /// bench/README.md, "One sample").
+    static let singleMaxDensity = 0.5
 
     let inFeatures: Int
     let outFeatures: Int
@@ -45,6 +53,18 @@ final class SparseInput {
         /// the kernel threads, which slept through the previous step's BLAS products; the
         /// layer's BLAS path then uses no pool at all.
         var lastFailed = false
+        /// Single samples to predict: every chunk's base term (`dlk_sparse_bases`) for the
+        /// weights and background in `basesKey`.
+        let bases = Buffer<Float>()
+        var basesKey: BasesKey? = nil
+        /// Whether the last single sample took the sparse path (tests).
+        var singleWasSparse = false
+    }
+
+    /// What the kept base terms were computed from: the versions of the weight and the
+    /// bias (`Parameter.generation`, 0 without a bias) and the background's bits.
+    struct BasesKey: Equatable {
+        let weight: UInt64, bias: UInt64, background: UInt32
     }
     private let workspace = Workspace()
     /// (x - v)^T for the weight gradient.
@@ -92,13 +112,20 @@ final class SparseInput {
     }
 
     /// `forward`'s product with the given workspace, keeping nothing: what inference calls,
-    /// any number of threads at once, each with its own workspace.
+    /// any number of threads at once, each with its own workspace. With `generations` (the
+    /// weight's and the bias's, from inference), a single sample may take the sparse path.
     func multiply<T: DLScalar>(_ x: Tensor<T>, weightT: Tensor<T>, bias: Tensor<T>?, y: Tensor<T>,
-                               workspace: Workspace) -> Product {
+                               workspace: Workspace, generations: (weight: UInt64, bias: UInt64)? = nil) -> Product {
         guard T.self == Float.self else { return .none }
         let batch = x.shape[0]
         let chunks = Int(DLK_SPARSE_CHUNKS)
         if batch == 1 {
+            workspace.singleWasSparse = false
+            if let generations, single(floats(x), weightT: floats(weightT), bias: bias.map(floats), y: floats(y),
+                                       generations: generations, workspace: workspace) {
+                workspace.singleWasSparse = true
+                return .single
+            }
             guard workspace.partial.reserve((chunks - 1) * outFeatures) else { return .none }
             dlk_row_times_matrix(floats(x), Int64(inFeatures), floats(weightT), Int64(outFeatures), bias.map(floats),
                                  workspace.partial.base, floats(y), plainC)
@@ -138,7 +165,8 @@ final class SparseInput {
               partial.reserve((chunks - 1) * batch * outFeatures) else { return .none }
         var work = dlk_sparse_batch(row_begin: rowBegin.base, row_end: rowEnd.base, index: index.base, value: value.base,
                                     groups: Int64(groups), segment_capacity: Int64(capacity),
-                                    serial: workspace.lastFailed ? 1 : 0, base: base.base, partial: partial.base)
+                                    serial: workspace.lastFailed ? 1 : 0, base: base.base, partial: partial.base,
+                                    bases: nil)
         while true {
             let n = dlk_sparse_forward(xf, Int64(batch), Int64(inFeatures), v, Int64(limit), floats(weightT),
                                        Int64(outFeatures), bias.map(floats), &work, floats(y), plainC)
@@ -154,18 +182,60 @@ final class SparseInput {
         }
     }
 
+    /// One sample x through the sparse path, around its likely background or else 0, when
+    /// few enough of its inputs differ from it (`singleMaxDensity`): all on the calling
+    /// thread, with the base terms kept in `workspace` (computed again when the weights, the
+    /// bias or the background changed). The same sums as a batch through `dlk_sparse_forward`
+    /// around the same background. False (y then garbage) when the sample is too dense or a
+    /// buffer cannot be had.
+    private func single(_ x: UnsafePointer<Float>, weightT: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+                        y: UnsafeMutablePointer<Float>, generations: (weight: UInt64, bias: UInt64),
+                        workspace: Workspace) -> Bool {
+        let chunks = Int(DLK_SPARSE_CHUNKS), (i, o) = (inFeatures, outFeatures)
+        let limit = Int(Double(i) * SparseInput.singleMaxDensity)
+        var v = SparseInput.likelyBackground(x, count: i)
+        var notV: Int64 = 0, notZero: Int64 = 0
+        dlk_sample_density(x, 1, Int64(i), v, 1, &notV, &notZero, plainC)
+        if notV > limit {
+            guard notZero <= limit else { return false }
+            v = 0
+        }
+        let capacity = limit + i + 8
+        guard i < Int(Int32.max), workspace.rowBegin.reserve(chunks), workspace.rowEnd.reserve(chunks),
+              workspace.index.reserve(chunks * capacity), workspace.value.reserve(chunks * capacity),
+              workspace.base.reserve(chunks * o), workspace.partial.reserve((chunks - 1) * o) else { return false }
+        var bases: UnsafePointer<Float>? = nil
+        if v != 0 {
+            let key = BasesKey(weight: generations.weight, bias: generations.bias, background: v.bitPattern)
+            if workspace.basesKey != key {
+                workspace.basesKey = nil
+                guard workspace.bases.reserve(chunks * o) else { return false }
+                dlk_sparse_bases(weightT, Int64(i), Int64(o), bias, v, workspace.bases.base, plainC)
+                workspace.basesKey = key
+            }
+            bases = UnsafePointer(workspace.bases.base)
+        }
+        var work = dlk_sparse_batch(row_begin: workspace.rowBegin.base, row_end: workspace.rowEnd.base,
+                                    index: workspace.index.base, value: workspace.value.base, groups: 1,
+                                    segment_capacity: Int64(capacity), serial: 1, base: workspace.base.base,
+                                    partial: workspace.partial.base, bases: bases)
+        return dlk_sparse_forward(x, 1, Int64(i), v, Int64(limit), weightT, Int64(o), bias, &work, y, plainC) >= 0
+    }
+
     /// The most frequent of 16 entries spread evenly over the batch (the first on ties): the
     /// value to compress around, when there is one.
     static func likelyBackground(_ x: UnsafePointer<Float>, count: Int) -> Float {
         let samples = 16
-        var best = x[0], bestCount = 0
-        for a in 0..<samples {
-            let candidate = x[a * count / samples]
-            var n = 0
-            for b in 0..<samples where x[b * count / samples] == candidate { n += 1 }
-            if n > bestCount { (best, bestCount) = (candidate, n) }
+        return withUnsafeTemporaryAllocation(of: Float.self, capacity: samples) { picked in
+            for a in 0..<samples { picked[a] = x[a * count / samples] }
+            var best = picked[0], bestCount = 0
+            for candidate in picked {
+                var n = 0
+                for other in picked where other == candidate { n += 1 }
+                if n > bestCount { (best, bestCount) = (candidate, n) }
+            }
+            return best
         }
-        return best
     }
 
     /// dW^T (in x out) = x^T dy, and the bias gradient (dy summed over the batch) when the

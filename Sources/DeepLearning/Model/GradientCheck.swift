@@ -134,6 +134,7 @@ extension Model where T == Double {
         // Gradients are overwritten by nothing below: f runs forward passes only.
         var entries: [GradientCheck.Entry] = []
         for p in parameters {
+            defer { p.changed() }   // perturbed in place (and put back)
             let analytical = p.grad.array
             let entry = try analytical.withUnsafeBufferPointer { (g) throws(DLError) -> GradientCheck.Entry in
                 try GradientCheck.check(name: p.name, values: p.value.data, grad: g.baseAddress!, count: p.value.count,

@@ -76,7 +76,7 @@ public final class Model<T: DLScalar> {
 
     /// Inference contexts not in use, and the lock that guards the list (held only to take
     /// or return one).
-    private var spareContext: InferenceContext<T>?
+    private(set) var spareContext: InferenceContext<T>?   // read by tests
     private var idleContexts: [InferenceContext<T>] = []
     private let contextLock: UnsafeMutablePointer<pthread_mutex_t>
     /// Contexts kept for reuse: as many as callers that usually overlap; one made beyond
@@ -368,6 +368,7 @@ public final class Model<T: DLScalar> {
     /// Raw outputs of the last layer for `count` samples, in evaluation mode, written to
     /// `out` (`count * outputSize` values).
     /// Safe to call from several threads at once (see the type's documentation).
+    @_specialize(where T == Float, S == Float)
     public func predict<S: DLScalar>(x: UnsafePointer<S>, count: Int, into out: UnsafeMutablePointer<S>) throws(DLError) {
         let checked = try checkInputBeforeChunks(x, count: count)
         try withInferenceContext { (context) throws(DLError) in
@@ -381,6 +382,7 @@ public final class Model<T: DLScalar> {
 
     /// The most likely class of each of `count` samples (argmax of the outputs). Safe to
     /// call from several threads at once, as `predict`.
+    @_specialize(where T == Float, S == Float)
     public func predictClasses<S: DLScalar>(x: UnsafePointer<S>, count: Int, into out: UnsafeMutablePointer<Int32>) throws(DLError) {
         let checked = try checkInputBeforeChunks(x, count: count)
         try withInferenceContext { (context) throws(DLError) in

@@ -125,6 +125,7 @@ public final class Optimizer<T: DLScalar> {
             let state = slotNames.isEmpty ? "" : " or its \(slotNames.joined(separator: "/"))"
             throw DLError(.numeric, "this step would make \(parameters[Int(failed)].name)\(state) NaN or infinite (the gradients, or the learning rate \(learningRate), are too large); nothing was changed")
         }
+        for p in parameters.prefix(count) { p.changed() }
         step += 1
         reschedule()
     }

@@ -39,6 +39,27 @@ def test_predict_matches_numpy_forward_on_sparse_batches(spec_path):
             np.testing.assert_allclose(model.predict(x), ref.forward(model, x), rtol=1e-5, atol=1e-5)
 
 
+def test_single_samples_follow_every_change_of_the_weights(spec_path):
+    """One sample at a time (the path that keeps the first layer's base terms between
+    calls), against the NumPy forward after train steps, set_weights and a change of
+    background."""
+    rng = np.random.default_rng(6)
+    with dl.Model.from_spec(spec_path("mnist_mlp")) as model:
+        samples, _ = sparse_batch(rng, rows=4)
+        def check():
+            for x in samples:
+                np.testing.assert_allclose(model.predict(x[None]), ref.forward(model, x[None]), rtol=1e-5, atol=1e-5)
+        check()
+        check()
+        for _ in range(3):
+            model.train_step(*sparse_batch(rng))
+            check()
+        model.set_weights([w * 0.5 for w in model.get_weights()])
+        check()
+        samples, _ = sparse_batch(rng, rows=4, background=0.75)
+        check()
+
+
 def test_thread_setting_round_trips_and_does_not_change_results(spec_path):
     saved = dl.get_num_threads()
     try:
