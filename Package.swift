@@ -65,7 +65,7 @@ let targets: [Target] = systemLibraries + [
     .executableTarget(name: "dl",
                       dependencies: ["DeepLearning", "CMPI",
                                      .product(name: "ArgumentParser", package: "swift-argument-parser")]),
-    .testTarget(name: "DeepLearningTests", dependencies: ["DeepLearning", "CHDF5", "CZlib"],
+    .testTarget(name: "DeepLearningTests", dependencies: ["DeepLearning", "CDeepLearningKernels", "CHDF5", "CZlib"],
                 exclude: ["BadSpecs"]),  // malformed specs, read by path from the tests
 ]
 

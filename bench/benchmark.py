@@ -44,7 +44,7 @@ and CPU time (the training steps only), peak RSS of the whole process
 (ru_maxrss of the child, data included), test accuracy (and whether each side
 agrees with NumPy's within noise), inference throughput on the 10,000 test
 images in batches of 1,000, single-sample prediction latency (through Python,
-and through the C ABI); then the ratios the issue names, each computed within a
+and through the C ABI, on the set's first 256 test images in turn); then the ratios the issue names, each computed within a
 round (paired) and summarised the same way, with the targets and a verdict.
 
 Threads: every side gets OPENBLAS_NUM_THREADS=--threads (default 1: on a 2-core
@@ -87,7 +87,8 @@ LATENCY_CALLS = 2000          # single-sample predictions per timed repeat (Pyth
 REPEATS = 5                   # timed repeats of each inference measurement; the median is kept
 MIB = 1024 * 1024
 
-# The C ABI timing program: median over repeats of the mean time of one dl_predict on one sample.
+# The C ABI timing program: median over repeats of the mean time of one dl_predict on one
+# sample, the data set's first test images in turn (raw pixels, as float32 in SAMPLES).
 C_PROGRAM = r"""
 #define _POSIX_C_SOURCE 199309L  /* clock_gettime under -std=c11 */
 #include <deeplearning.h>
@@ -107,18 +108,25 @@ static int compare(const void *a, const void *b) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 2) { fprintf(stderr, "usage: %s CHECKPOINT\n", argv[0]); return 2; }
+    if (argc != 3) { fprintf(stderr, "usage: %s CHECKPOINT SAMPLES\n", argv[0]); return 2; }
     dl_model *m = NULL;
     if (dl_model_load(argv[1], &m) != DL_OK) { fprintf(stderr, "%s\n", dl_last_error()); return 1; }
-    float x[784], out[10];
-    for (int i = 0; i < 784; i++) x[i] = (float)((i * 37) % 256);   /* raw pixels */
-    enum { CALLS = 20000, REPEATS = 7 };
+    enum { MAX_SAMPLES = 256, SIZE = 784, CALLS = 20000, REPEATS = 7 };
+    static float x[MAX_SAMPLES * SIZE];
+    float out[10];
+    FILE *f = fopen(argv[2], "rb");
+    const size_t samples = f ? fread(x, sizeof(float) * SIZE, MAX_SAMPLES, f) : 0;
+    if (f) fclose(f);
+    if (samples == 0) { fprintf(stderr, "no samples in %s\n", argv[2]); return 1; }
     double per_call[REPEATS];
-    for (int i = 0; i < CALLS; i++) dl_predict(m, x, 1, out, 10);   /* warm up */
+    for (int i = 0; i < CALLS; i++) dl_predict(m, x + (i % samples) * SIZE, 1, out, 10);   /* warm up */
     for (int r = 0; r < REPEATS; r++) {
         double start = now();
         for (int i = 0; i < CALLS; i++) {
-            if (dl_predict(m, x, 1, out, 10) != DL_OK) { fprintf(stderr, "%s\n", dl_last_error()); return 1; }
+            if (dl_predict(m, x + (i % samples) * SIZE, 1, out, 10) != DL_OK) {
+                fprintf(stderr, "%s\n", dl_last_error());
+                return 1;
+            }
         }
         per_call[r] = (now() - start) / CALLS;
     }
@@ -241,6 +249,8 @@ def worker_library(args):
         del xs, ys
     checkpoint = os.path.join(args.scratch, "library.h5")
     model.save(checkpoint)
+    samples = os.path.join(args.scratch, "samples.f32")   # for the C ABI latency
+    np.ascontiguousarray(x_test[:256], np.float32).tofile(samples)
     return {
         "train_wall": wall,
         "train_cpu": cpu,
@@ -251,6 +261,7 @@ def worker_library(args):
         "kernel_threads": dl._lib.lib.dl_get_num_threads(),
         "version": f"deeplearning {dl.__version__} ({dl._lib.library_path})",
         "checkpoint": checkpoint,
+        "samples": samples,
     }
 
 
@@ -728,7 +739,7 @@ def report(rounds, args, datasets, data_bytes, skipped, loads):
           "(938 steps an epoch); C ABI: dl_predict from C")
     print("raw numbers per round: " + json.dumps(
         [{name: {side: {k: (round(v, 4) if isinstance(v, float) else v) for k, v in result.items()
-                        if k not in ("version", "checkpoint")} for side, result in sides_.items()}
+                        if k not in ("version", "checkpoint", "samples")} for side, result in sides_.items()}
           for name, sides_ in r.items()} for r in rounds]))
 
 
@@ -851,7 +862,8 @@ def main(argv=None):
                         print(f"  round {r + 1} {label} dl train: {here['dl']['train_wall']:.2f} s training",
                               file=sys.stderr)
                     if side == "library" and program:
-                        out, _, _, _ = run_measured([program, here["library"]["checkpoint"]], env)
+                        out, _, _, _ = run_measured([program, here["library"]["checkpoint"],
+                                                     here["library"]["samples"]], env)
                         here["c"] = json.loads(out)
             if "cnn" not in skipped:
                 mnist = datasets.get("mnist", next(iter(datasets.values())))[1]

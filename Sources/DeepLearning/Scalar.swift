@@ -1,3 +1,4 @@
+import CDeepLearningKernels
 import CDeepLearningHDF5
 import COpenBLAS
 import RealModule
@@ -38,8 +39,14 @@ extension Float: DLScalar {
 }
 
 extension Float {
+    /// y = A x (alpha 1, beta 0, A not transposed) runs the library's own kernel
+    /// (`dlk_matrix_vector_f32`: calling BLAS costs more than one sample's product); other
+    /// products run OpenBLAS's.
     public static func gemv(transA: Bool, m: Int, n: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int,
                             x: UnsafePointer<Float>, beta: Float, y: UnsafeMutablePointer<Float>) {
+        if !transA && alpha == 1 && beta == 0 {
+            return dlk_matrix_vector_f32(a, Int64(m), Int64(n), Int64(lda), x, y, 0)
+        }
         withBLAS { cblas_sgemv(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, blasint(m), blasint(n), alpha, a, blasint(lda), x, 1, beta, y, 1) }
     }
 }

@@ -1,4 +1,5 @@
 import Testing
+import CDeepLearningKernels
 @testable import DeepLearning
 
 /// The sparse path of a float32 linear layer (SparseInput) against the formulas computed in
@@ -490,6 +491,30 @@ import Testing
                 #expect(!finite(x), "\(threads) threads, -inf at \(position)")
                 x[position] = 1
             }
+        }
+    }
+
+    /// One sample through a layer that keeps W (out x in): the AVX2 kernel gives the plain C
+    /// kernel's bits, and both the float64 dot products to float32 rounding, on shapes with
+    /// every tail (rows not a multiple of 4, inputs not a multiple of 8, a leading dimension
+    /// wider than the row).
+    @Test(arguments: [(1, 1), (3, 7), (4, 8), (5, 128), (10, 128), (10, 131), (9, 300)])
+    func matrixTimesVectorMatchesTheFormulaWithBothKernels(rows: Int, inputs: Int) {
+        var rng = RandomGenerator(seed: UInt64(rows * 1000 + inputs))
+        let lda = inputs + 3
+        let a = (0..<rows * lda).map { _ in Float(rng.normal()) }, x = (0..<inputs).map { _ in Float(rng.normal()) }
+        var vector = [Float](repeating: 0, count: rows), plain = vector
+        dlk_matrix_vector_f32(a, Int64(rows), Int64(inputs), Int64(lda), x, &vector, 0)
+        dlk_matrix_vector_f32(a, Int64(rows), Int64(inputs), Int64(lda), x, &plain, 1)
+        #expect(vector.map(\.bitPattern) == plain.map(\.bitPattern))
+        for r in 0..<rows {
+            var expected = 0.0, scale = 0.0
+            for i in 0..<inputs {
+                let term = Double(a[r * lda + i]) * Double(x[i])
+                expected += term
+                scale += abs(term)
+            }
+            #expect(abs(Double(vector[r]) - expected) <= 1e-6 * max(scale, 1), "row \(r)")
         }
     }
 

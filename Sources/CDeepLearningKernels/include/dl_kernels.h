@@ -84,6 +84,13 @@ DLK_HIDDEN void dlk_sparse_weight_gradient(const float *x, int64_t rows, int64_t
 DLK_HIDDEN void dlk_row_times_matrix(const float *x, int64_t k, const float *b, int64_t n, const float *bias,
                                      float *partial, float *y, int plain_c);
 
+/// y (m) = A x for A (m x n, rows lda apart) and x (n): one sample through a layer that
+/// keeps W (out x in) (matrix_vector.c). Each output sums its products in 8 lanes added in
+/// a fixed order, then the n % 8 last ones: the same bits with the AVX2 kernel and with
+/// plain C (`plain_c`).
+DLK_HIDDEN void dlk_matrix_vector_f32(const float *a, int64_t m, int64_t n, int64_t lda, const float *x, float *y,
+                                      int plain_c);
+
 // MARK: - Optimizer updates (optimizers.c)
 
 /// One optimizer update (optimizers.c), the only implementation of each rule: with

@@ -1,0 +1,90 @@
+// One sample through a layer that keeps its weight as W (out x in): y = W x, a dot product per
+// output. BLAS's gemv costs more to call (its guard, its argument checks and dispatch) than
+// a product this size takes: 128 x 10 is 1,280 multiply-adds.
+//
+// Each dot product is summed in 8 lanes (lane q takes the inputs i with i % 8 == q, in
+// order), the lanes then added in a fixed tree, and the tail (n % 8 inputs) last, in order:
+// the AVX2 version and the plain C one add the same products in the same order, and both
+// multiply-add with one rounding (fmaf), so they give the same bits.
+#include "dl_kernels.h"
+
+
+#if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
+#define DLK_X86 1
+#include <immintrin.h>
+#else
+#define DLK_X86 0
+#endif
+
+// The eight lanes added as ((0 + 4) + (2 + 6)) + ((1 + 5) + (3 + 7)), what the AVX2 version's
+// halving gives.
+static float lanes_sum(const float s[8]) {
+    const float a0 = s[0] + s[4], a1 = s[1] + s[5], a2 = s[2] + s[6], a3 = s[3] + s[7];
+    return (a0 + a2) + (a1 + a3);
+}
+
+static float dot_plain(const float *a, const float *x, int64_t n) {
+    float s[8] = {0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int q = 0; q < 8; q++) s[q] = __builtin_fmaf(a[i + q], x[i + q], s[q]);
+    float sum = lanes_sum(s);
+    for (; i < n; i++) sum = __builtin_fmaf(a[i], x[i], sum);
+    return sum;
+}
+
+static void matrix_vector_plain(const float *a, int64_t m, int64_t n, int64_t lda, const float *x, float *y) {
+    for (int64_t r = 0; r < m; r++) y[r] = dot_plain(a + r * lda, x, n);
+}
+
+#if DLK_X86
+__attribute__((target("avx2,fma")))
+static float lanes_sum_avx2(__m256 v) {
+    const __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));  // q + (q + 4)
+    const __m128 p = _mm_add_ps(h, _mm_movehl_ps(h, h));                                   // (0 + 4) + (2 + 6), ...
+    return _mm_cvtss_f32(_mm_add_ss(p, _mm_shuffle_ps(p, p, 1)));
+}
+
+// Four rows at a time: four independent chains of multiply-adds instead of one.
+__attribute__((target("avx2,fma")))
+static void matrix_vector_avx2(const float *a, int64_t m, int64_t n, int64_t lda, const float *x, float *y) {
+    const int64_t whole = n & ~(int64_t)7;
+    int64_t r = 0;
+    for (; r + 4 <= m; r += 4) {
+        const float *a0 = a + r * lda, *a1 = a0 + lda, *a2 = a1 + lda, *a3 = a2 + lda;
+        __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+        for (int64_t i = 0; i < whole; i += 8) {
+            const __m256 xi = _mm256_loadu_ps(x + i);
+            s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a0 + i), xi, s0);
+            s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a1 + i), xi, s1);
+            s2 = _mm256_fmadd_ps(_mm256_loadu_ps(a2 + i), xi, s2);
+            s3 = _mm256_fmadd_ps(_mm256_loadu_ps(a3 + i), xi, s3);
+        }
+        float t[4] = {lanes_sum_avx2(s0), lanes_sum_avx2(s1), lanes_sum_avx2(s2), lanes_sum_avx2(s3)};
+        const float *rows[4] = {a0, a1, a2, a3};
+        for (int q = 0; q < 4; q++) {
+            for (int64_t i = whole; i < n; i++) t[q] = __builtin_fmaf(rows[q][i], x[i], t[q]);
+            y[r + q] = t[q];
+        }
+    }
+    for (; r < m; r++) {
+        const float *ar = a + r * lda;
+        __m256 s = _mm256_setzero_ps();
+        for (int64_t i = 0; i < whole; i += 8) s = _mm256_fmadd_ps(_mm256_loadu_ps(ar + i), _mm256_loadu_ps(x + i), s);
+        float t = lanes_sum_avx2(s);
+        for (int64_t i = whole; i < n; i++) t = __builtin_fmaf(ar[i], x[i], t);
+        y[r] = t;
+    }
+}
+#endif
+
+void dlk_matrix_vector_f32(const float *a, int64_t m, int64_t n, int64_t lda, const float *x, float *y, int plain_c) {
+#if DLK_X86
+    if (!plain_c && dlk_has_avx2()) {
+        matrix_vector_avx2(a, m, n, lda, x, y);
+        return;
+    }
+#endif
+    (void)plain_c;
+    matrix_vector_plain(a, m, n, lda, x, y);
+}
