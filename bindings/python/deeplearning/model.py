@@ -292,8 +292,12 @@ class Model:
         """
         x = _arrays.inputs(_samples(x), self.input_size, allow_empty=True)
         out = np.empty((len(x), self._output_size), np.float32)
-        step = len(x) if batch_size is None else training.positive(batch_size, "batch_size")
-        for start in range(0, len(x), max(step, 1)):
+        if batch_size is None:
+            if len(x):
+                call(lib.dl_predict, self._h, x, len(x), out, out.size)
+            return out
+        step = training.positive(batch_size, "batch_size")
+        for start in range(0, len(x), step):
             part = out[start:start + step]
             call(lib.dl_predict, self._h, x[start:start + step], len(part), part, part.size)
         return out

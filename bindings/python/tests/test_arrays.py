@@ -53,6 +53,19 @@ def test_predictions_do_not_depend_on_dtype_or_layout(xor_model):
         np.testing.assert_array_equal(xor_model.predict_classes(x), expected.argmax(axis=1))
 
 
+def test_arrays_reach_the_library_by_address_however_they_are_flagged(xor_model):
+    """Writeable arrays go by the buffer protocol, read-only ones by .ctypes: the same
+    address, so the same predictions; an empty batch makes no call."""
+    expected = xor_model.predict(X.copy())
+    read_only = X.copy()
+    read_only.flags.writeable = False
+    np.testing.assert_array_equal(xor_model.predict(read_only), expected)
+    one = X[1:2].copy()
+    np.testing.assert_allclose(xor_model.predict(one), expected[1:2], rtol=1e-6, atol=1e-6)
+    assert xor_model.predict(np.zeros((0, 2), np.float32)).shape == (0, 2)
+    np.testing.assert_allclose(xor_model.predict(X, batch_size=3), expected, rtol=1e-6, atol=1e-6)
+
+
 def test_training_does_not_depend_on_dtype_or_layout(spec_path):
     import deeplearning as dl
     with dl.Model(spec_path("xor")) as a, dl.Model(spec_path("xor")) as b:
