@@ -28,7 +28,7 @@ import sys
 from collections.abc import Iterable
 from ctypes import CFUNCTYPE, POINTER, c_char_p, c_double, c_int, c_size_t, c_uint64, c_void_p
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from numpy.typing import DTypeLike
@@ -92,8 +92,8 @@ def _array(dtypes: Iterable[Any], *flags: str, nullable: bool = False) -> type:
                     # Through the buffer protocol the address costs a fraction of what
                     # `.ctypes.data` does (a few microseconds a call for one sample);
                     # it takes a writeable, non-empty buffer.
-                    if layout.writeable and obj.nbytes:
-                        return c_void_p(ctypes.addressof(ctypes.c_char.from_buffer(obj)))
+                    if layout.writeable and obj.nbytes:   # (numpy's stubs do not say ndarray is a Buffer)
+                        return c_void_p(ctypes.addressof(ctypes.c_char.from_buffer(cast(Any, obj))))
                     return c_void_p(obj.ctypes.data)
             raise TypeError(f"expected {expected}")
 
