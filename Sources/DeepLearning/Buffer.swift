@@ -1,9 +1,11 @@
 import Glibc
 
 /// A growable malloc'd buffer that never shrinks: reserved once, reused every step.
+/// Its properties change only in `reserve`, so they carry no run-time exclusivity checks
+/// (as `Tensor`'s).
 final class Buffer<Element> {
-    private(set) var base: UnsafeMutablePointer<Element>
-    private(set) var capacity = 0
+    @exclusivity(unchecked) private(set) var base: UnsafeMutablePointer<Element>
+    @exclusivity(unchecked) private(set) var capacity = 0
 
     init() { base = UnsafeMutablePointer(bitPattern: MemoryLayout<Element>.alignment)! }
 

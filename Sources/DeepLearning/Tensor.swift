@@ -6,11 +6,15 @@ import Glibc
 /// when the new shape fits, so layers keep one output buffer across training steps, and
 /// a parameter's `data` pointer never moves for the life of its model (the Python
 /// bindings expose parameters as NumPy views of it).
+///
+/// Its properties change only in `resize`, which never runs inside an access to them, so
+/// they carry no run-time exclusivity checks: every kernel reads `data`, `shape` and
+/// `count`, and the checks cost about 10% of the instructions of a single-sample prediction.
 public final class Tensor<T: DLScalar> {
-    public private(set) var shape: [Int]
-    public private(set) var count: Int
-    public private(set) var data: UnsafeMutablePointer<T>
-    private var capacity: Int
+    @exclusivity(unchecked) public private(set) var shape: [Int]
+    @exclusivity(unchecked) public private(set) var count: Int
+    @exclusivity(unchecked) public private(set) var data: UnsafeMutablePointer<T>
+    @exclusivity(unchecked) private var capacity: Int
 
     /// A zero-filled tensor. Throws when the size overflows or exceeds `Limits`.
     public init(shape: [Int]) throws(DLError) {

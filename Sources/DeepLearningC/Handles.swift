@@ -95,7 +95,9 @@ final class HandleRegistry: @unchecked Sendable {
         }
     }
 
-    private var live: [UnsafeMutableRawPointer: Use] = [:]
+    /// Read and written only under `mutex`, never re-entrantly: no run-time exclusivity
+    /// checks (two per call each way).
+    @exclusivity(unchecked) private var live: [UnsafeMutableRawPointer: Use] = [:]
     private let mutex: UnsafeMutablePointer<pthread_mutex_t>
     private let released: UnsafeMutablePointer<pthread_cond_t>
 

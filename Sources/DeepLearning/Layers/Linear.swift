@@ -26,7 +26,8 @@ public final class Linear<T: DLScalar>: Layer {
     private let y: Tensor<T>
     private let dx: Tensor<T>
     /// The sparse-input path, when the layer has it (`enableSparseInput`).
-    private(set) var sparseInput: SparseInput?
+    /// Set once, before any use (no run-time exclusivity checks on its reads).
+    @exclusivity(unchecked) private(set) var sparseInput: SparseInput?
 
     public init(inFeatures: Int, outFeatures: Int, bias: Bool = true) throws(DLError) {
         self.inFeatures = inFeatures
