@@ -223,7 +223,8 @@ final class SparseInput {
     }
 
     /// The most frequent of 16 entries spread evenly over the batch (the first on ties): the
-    /// value to compress around, when there is one.
+    /// value to compress around, when there is one. A value held by more than half of them
+    /// is the answer at once (nothing else can tie it).
     static func likelyBackground(_ x: UnsafePointer<Float>, count: Int) -> Float {
         let samples = 16
         return withUnsafeTemporaryAllocation(of: Float.self, capacity: samples) { picked in
@@ -233,6 +234,7 @@ final class SparseInput {
                 var n = 0
                 for other in picked where other == candidate { n += 1 }
                 if n > bestCount { (best, bestCount) = (candidate, n) }
+                if 2 * bestCount > samples { break }
             }
             return best
         }
