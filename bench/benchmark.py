@@ -44,8 +44,9 @@ and CPU time (the training steps only), peak RSS of the whole process
 (ru_maxrss of the child, data included), test accuracy (and whether each side
 agrees with NumPy's within noise), inference throughput on the 10,000 test
 images in batches of 1,000, single-sample prediction latency (through Python,
-and through the C ABI, on the set's first 256 test images in turn); then the ratios the issue names, each computed within a
-round (paired) and summarised the same way, with the targets and a verdict.
+and through the C ABI, on the set's first 256 test images in turn); then the
+ratios the issue names, each computed within a round (paired) and summarised
+the same way, with the targets and a verdict.
 
 Threads: every side gets OPENBLAS_NUM_THREADS=--threads (default 1: on a 2-core
 machine two-thread runs sometimes stall; "auto" leaves it unset, and OpenBLAS

@@ -1,13 +1,8 @@
 // Input checks, the float32 preprocessing and the batch gather (see dl_kernels.h).
 #include "dl_kernels.h"
+#include "x86.h"
 
 #include <string.h>
-
-#if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
-#define DLK_X86 1
-#else
-#define DLK_X86 0
-#endif
 
 // MARK: - Finite checks and the affine map
 //

@@ -7,14 +7,7 @@
 // the AVX2 version and the plain C one add the same products in the same order, and both
 // multiply-add with one rounding (fmaf), so they give the same bits.
 #include "dl_kernels.h"
-
-
-#if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
-#define DLK_X86 1
-#include <immintrin.h>
-#else
-#define DLK_X86 0
-#endif
+#include "x86.h"
 
 // The eight lanes added as ((0 + 4) + (2 + 6)) + ((1 + 5) + (3 + 7)), what the AVX2 version's
 // halving gives.

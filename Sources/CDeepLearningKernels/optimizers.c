@@ -5,19 +5,13 @@
 // element gets the same bits whichever path or thread updates it. The tests hold both to
 // a float64 reference written out in Swift.
 #include "dl_kernels.h"
+#include "x86.h"
 
 #include <float.h>
 #include <math.h>
 #include <string.h>
 
 #pragma STDC FP_CONTRACT OFF
-
-#if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
-#define DLK_X86 1
-#include <immintrin.h>
-#else
-#define DLK_X86 0
-#endif
 
 // MARK: - The rules, one element at a time
 
@@ -166,7 +160,6 @@ static int64_t vector_rules_float(int kind, const constants_float *k, float *p, 
 // gradient it computed and whose forward product it makes next step, so those lines stay
 // in its cache (see bench/README.md: a serial update measured slower on MNIST).
 #define MIN_ELEMENTS_PER_THREAD (1 << 15)
-
 
 // The largest |x[i]|, found on the bit patterns: with the sign bit cleared, the order of the
 // integers is the order of the magnitudes, infinity above every finite value and NaN above
@@ -338,7 +331,6 @@ int64_t dlk_update_all_f64(const dlk_update *u, dlk_tensors *t, int64_t count) {
 }
 
 // MARK: - Entry points, shared among the kernel threads
-
 
 struct update_job {
     int kind, portable;

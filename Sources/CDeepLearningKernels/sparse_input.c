@@ -10,16 +10,10 @@
 // each core reads, in the forward, the half of W^T it wrote in the last update and it stays
 // in that core's L2. More threads split each chunk's batch rows.
 #include "dl_kernels.h"
+#include "x86.h"
 
 #include <pthread.h>
 #include <string.h>
-
-#if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
-#define DLK_X86 1
-#include <immintrin.h>
-#else
-#define DLK_X86 0
-#endif
 
 // MARK: - Row compression
 

@@ -201,9 +201,10 @@ final class SparseInput {
             v = 0
         }
         let capacity = limit + i + 8
+        // No `base` buffer: the forward reads it only for a v that is not 0 without `bases`.
         guard i < Int(Int32.max), workspace.rowBegin.reserve(chunks), workspace.rowEnd.reserve(chunks),
               workspace.index.reserve(chunks * capacity), workspace.value.reserve(chunks * capacity),
-              workspace.base.reserve(chunks * o), workspace.partial.reserve((chunks - 1) * o) else { return false }
+              workspace.partial.reserve((chunks - 1) * o) else { return false }
         var bases: UnsafePointer<Float>? = nil
         if v != 0 {
             let key = BasesKey(weight: generations.weight, bias: generations.bias, background: v.bitPattern)
