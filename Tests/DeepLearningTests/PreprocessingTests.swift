@@ -94,4 +94,152 @@ import Testing
         }
         #expect(try Standardizer.fit(huge, scale: 0x1p-10).std == 0x1p32)
     }
+
+    // MARK: Batches to predict, preprocessed inside the first product
+
+    /// A 50-16-4 MLP with MNIST's preprocessing on raw pixels.
+    static func pixelModel(_ p: Preprocessing = Preprocessing(scale: 1.0 / 255, mean: 0.13, std: 0.31)) throws -> Model<Float> {
+        let model = try Model<Float>(spec: try SpecParser.parse(json: """
+            {"input": {"size": 50}, "layers": [{"type": "linear", "units": 16}, {"type": "relu"}, {"type": "linear", "units": 4}],
+             "loss": "cross_entropy", "optimizer": {"type": "sgd", "lr": 0.1}, "seed": 3}
+            """))
+        try model.setPreprocessing(p)
+        return model
+    }
+
+    /// `rows` raw samples of 50 values; `background` is the share of them that are 0.
+    static func pixels(rows: Int, background: Double, seed: UInt64) -> [Float] {
+        var rng = RandomGenerator(seed: seed)
+        return (0..<rows * 50).map { _ in rng.uniform() < background ? 0 : Float(Int(rng.uniform() * 256)) }
+    }
+
+    /// The model's outputs for raw `x`, in float64 from its parameters: the preprocessing,
+    /// then each layer, by the formulas. With each output, the same sums over the terms'
+    /// magnitudes, which bound float32's rounding error (a few units of 2^-24 of them).
+    static func reference(_ model: Model<Float>, _ x: [Float], rows: Int) -> [(value: Double, magnitude: Double)] {
+        func value(_ name: String) -> [Double] { model.parameters.first { $0.name == name }!.values.map(Double.init) }
+        let (w1, b1, w2, b2) = (value("layers.0.weight"), value("layers.0.bias"), value("layers.2.weight"), value("layers.2.bias"))
+        let p = model.spec.preprocessing
+        let (multiplier, offset) = (p.scale / p.std, -p.mean / p.std)
+        var out: [(value: Double, magnitude: Double)] = []
+        for r in 0..<rows {
+            var hidden = [Double](repeating: 0, count: 16), hiddenMagnitude = hidden
+            for h in 0..<16 {
+                var sum = b1[h], magnitude = abs(b1[h])
+                for i in 0..<50 {
+                    // The preprocessing's terms count too: the raw value times the multiplier, and the offset.
+                    let scaled = Double(x[r * 50 + i]) * multiplier, w = w1[h * 50 + i]
+                    sum += (scaled + offset) * w
+                    magnitude += (abs(scaled) + abs(offset)) * abs(w)
+                }
+                if sum > 0 { (hidden[h], hiddenMagnitude[h]) = (sum, magnitude) }
+            }
+            for o in 0..<4 {
+                var sum = b2[o], magnitude = abs(b2[o])
+                for h in 0..<16 {
+                    sum += hidden[h] * w2[o * 16 + h]
+                    magnitude += hiddenMagnitude[h] * abs(w2[o * 16 + h])
+                }
+                out.append((sum, magnitude))
+            }
+        }
+        return out
+    }
+
+    /// Whether float32 outputs agree with the reference to float32 rounding.
+    static func agree(_ out: [Float], _ expected: [(value: Double, magnitude: Double)]) -> Bool {
+        zip(out, expected).allSatisfy { abs(Double($0) - $1.value) <= 1e-6 * max(1, $1.magnitude) }
+    }
+
+    static func predict(_ model: Model<Float>, _ x: [Float], rows: Int) throws -> [Float] {
+        var out = [Float](repeating: 0, count: rows * 4)
+        try out.withUnsafeMutableBufferPointer { (o) throws(DLError) in try model.predict(x: x, count: rows, into: o.baseAddress!) }
+        return out
+    }
+
+    static func folded(_ model: Model<Float>) -> Bool? { model.spareContext?.scratch?.sparse.lastWasFolded }
+
+    /// Dense batches go through the first product raw, multiplied by the preprocessing's
+    /// multiplier with its offset moved into the bias; they agree with the float64 formulas
+    /// as the preprocessed path does. Batches the sparse path may take, single samples and a
+    /// large offset keep the preprocessing pass, and agree too.
+    @Test(arguments: [2, 7, 8, 64, 300, 1100])
+    func denseBatchesToPredictFoldThePreprocessingIn(rows: Int) throws {
+        let cases: [(preprocessing: Preprocessing, background: Double, folds: Bool)] = [
+            (Preprocessing(scale: 1.0 / 255, mean: 0.13, std: 0.31), 0, true),
+            (Preprocessing(scale: 1.0 / 255, mean: 0.13, std: 0.31), 0.5, true),
+            (Preprocessing(), 0.1, true),                                   // none: the copy is saved
+            (Preprocessing(scale: 1.0 / 255, mean: 0.13, std: 0.31), 0.9, rows < SparseInput.minimumRows),
+            (Preprocessing(scale: 1, mean: 1000, std: 30), 0, false),      // offset -33: not folded
+        ]
+        for (i, c) in cases.enumerated() {
+            let model = try Self.pixelModel(c.preprocessing)
+            let x = Self.pixels(rows: rows, background: c.background, seed: UInt64(40 + i))
+            let out = try Self.predict(model, x, rows: rows)
+            let expected = Self.reference(model, x, rows: rows)
+            #expect(Self.folded(model) == c.folds, "case \(i)")
+            #expect(Self.agree(out, expected), "case \(i)")
+        }
+    }
+
+    /// The bias with the offset folded in is kept between calls while nothing changes, and
+    /// made again after a training step, a new weight, a new bias and a new preprocessing.
+    @Test func theFoldedBiasFollowsEveryChange() throws {
+        let model = try Self.pixelModel()
+        let x = Self.pixels(rows: 16, background: 0.2, seed: 50)
+        func check(_ what: String) throws {
+            let out = try Self.predict(model, x, rows: 16), expected = Self.reference(model, x, rows: 16)
+            #expect(Self.folded(model) == true, "\(what): folded")
+            #expect(Self.agree(out, expected), "\(what)")
+        }
+        try check("first call")
+        try check("second call, the same weights")
+        let labels: [Int32] = (0..<16).map { Int32($0 % 4) }
+        _ = try labels.withUnsafeBufferPointer { (l) throws(DLError) -> Double in
+            try model.trainStep(x: x, batch: 16, targets: .labels(l.baseAddress!))
+        }
+        try check("after a training step")
+        let weight: [Float] = (0..<16 * 50).map { Float(($0 * 37) % 11) / 20 - 0.25 }
+        try model.writeParameter(0, from: weight, count: weight.count)
+        try check("after writing the weight")
+        let bias: [Float] = (0..<16).map { Float($0) / 8 - 1 }
+        try model.writeParameter(1, from: bias, count: bias.count)
+        try check("after writing the bias")
+        try model.setPreprocessing(Preprocessing(scale: 1.0 / 255, mean: 0.5, std: 0.25))
+        try check("after a new preprocessing")
+    }
+
+    /// A NaN or an infinity anywhere in a folded batch is refused and nothing is written,
+    /// even where its weights are 0 (infinity times 0 is NaN). Finite raw values so large
+    /// that their product overflows before the multiplier scales it down are not refused:
+    /// they take the preprocessed path, and agree with the formulas.
+    @Test func foldedBatchesRefuseNaNAndInfinityAnywhere() throws {
+        let model = try Self.pixelModel()
+        var weight = [Float](repeating: 0, count: 16 * 50)
+        for h in 0..<16 { for i in 1..<50 { weight[h * 50 + i] = Float((h + i) % 7) / 10 - 0.3 } }   // input 0: all 0
+        try model.writeParameter(0, from: weight, count: weight.count)
+        let rows = 64
+        let clean = Self.pixels(rows: rows, background: 0.1, seed: 60)
+        for bad in [Float.nan, .infinity, -.infinity] {
+            for at in [0, 50 * 3, 50 * 17 + 25, rows * 50 - 1] {
+                var x = clean
+                x[at] = bad
+                var out = [Float](repeating: 7, count: rows * 4)
+                #expect(throws: DLError.self, "\(bad) at \(at)") {
+                    try out.withUnsafeMutableBufferPointer { (o) throws(DLError) in try model.predict(x: x, count: rows, into: o.baseAddress!) }
+                }
+                #expect(out.allSatisfy { $0 == 7 }, "\(bad) at \(at): nothing written")
+            }
+        }
+        for i in 1..<50 { weight[i] = 0.3 }   // hidden unit 0 sums inputs 1... times 0.3
+        try model.writeParameter(0, from: weight, count: weight.count)
+        var huge = clean
+        for i in 1..<50 { huge[5 * 50 + i] = 3e38 }   // 49 * 0.3 * 3e38 overflows; times 1/(255 * 0.31) it would not
+        let out = try Self.predict(model, huge, rows: rows), expected = Self.reference(model, huge, rows: rows)
+        #expect(Self.folded(model) == false)
+        #expect(expected.allSatisfy { $0.value.isFinite && abs($0.value) < 1e38 })
+        #expect(Self.agree(out, expected))
+        _ = try Self.predict(model, clean, rows: rows)
+        #expect(Self.folded(model) == true)
+    }
 }

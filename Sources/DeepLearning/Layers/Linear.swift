@@ -71,6 +71,47 @@ public final class Linear<T: DLScalar>: Layer {
         return y
     }
 
+    /// `infer` on a batch of raw input, before the model's preprocessing x * multiplier +
+    /// offset, for the layer that keeps W^T (the model's input): one BLAS product from the
+    /// caller's memory, y = multiplier (x W^T) + (b + offset rowsum(W)) (`SparseInput.foldedBase`),
+    /// which saves the pass that writes the preprocessed batch and reads it again. The same
+    /// sums as `infer` on the preprocessed batch to float32 rounding, as long as the offset
+    /// is not large against the preprocessed values (the model's `maxFoldedOffset`).
+    ///
+    /// Refuses NaN and infinity in x, from the product: a NaN or an infinity in row r of x
+    /// makes every output of row r NaN or infinite (NaN times anything, and infinity times 0,
+    /// are NaN; the multiplier is a finite nonzero number), so x is read again only when the
+    /// product is not all finite (unless `checked`, when the caller has read it). A product
+    /// that is not finite from finite x (raw values so large that their sum overflows before
+    /// the multiplier scales it down) gives nil. Nil, having written nothing the caller sees,
+    /// also for a single sample, for a batch the sparse path might take, and when the layer
+    /// has no sparse path or a buffer cannot be had: the caller then preprocesses and calls
+    /// `infer`.
+    func inferFolded(raw x: UnsafePointer<T>, rows: Int, multiplier: T, offset: T, checked: Bool,
+                     scratch: InferenceScratch<T>) throws(DLError) -> Tensor<T>? {
+        guard let sparseInput, rows > 1, T.self == Float.self else { return nil }
+        let workspace = scratch.sparse
+        workspace.lastWasFolded = false
+        func floats<U>(_ p: UnsafePointer<U>) -> UnsafePointer<Float> { UnsafeRawPointer(p).assumingMemoryBound(to: Float.self) }
+        guard !sparseInput.mayCompress(raw: floats(x), batch: rows),
+              let base = sparseInput.foldedBase(weightT: floats(weight.value.data), bias: bias.map { floats($0.value.data) },
+                                                offset: Float(offset), generations: (weight.generation, bias?.generation ?? 0),
+                                                workspace: workspace) else { return nil }
+        let y = scratch.output
+        try y.resize(batch: rows, sample: outputShape)
+        T.gemm(transA: false, transB: false, m: rows, n: outFeatures, k: inFeatures, alpha: multiplier, a: x, lda: inFeatures,
+               b: weight.value.data, ldb: outFeatures, beta: 0, c: y.data, ldc: outFeatures)
+        if !Kernels.allFinite(y.data, rows * outFeatures) {
+            guard checked || Kernels.allFinite(x, rows * inFeatures) else {
+                throw DLError(.numeric, "the input contains NaN or infinite values")
+            }
+            return nil
+        }
+        Kernels.addRowVector(y.data, UnsafeRawPointer(base).assumingMemoryBound(to: T.self), rows: rows, cols: outFeatures)
+        workspace.lastWasFolded = true
+        return y
+    }
+
     /// Training's dense forward of the layer that keeps W^T: y = x W^T + b as the sparse
     /// path cuts it, chunk h's rows of W^T (its inputs) times x's columns, each from zero,
     /// added in chunk order (`dlk_chunk_start`: the same cut for any thread count). Each

@@ -59,6 +59,12 @@ final class SparseInput {
         var basesKey: BasesKey? = nil
         /// Whether the last single sample took the sparse path (tests).
         var singleWasSparse = false
+        /// Batches to predict from raw input (`foldedBase`): b + offset rowsum(W) for the
+        /// weights and the offset in `foldedKey`.
+        let folded = Buffer<Float>()
+        var foldedKey: BasesKey? = nil
+        /// Whether the last batch to predict was multiplied from raw input (tests).
+        var lastWasFolded = false
     }
 
     /// What the kept base terms were computed from: the versions of the weight and the
@@ -221,6 +227,44 @@ final class SparseInput {
                                     segment_capacity: Int64(capacity), serial: 1, base: workspace.base.base,
                                     partial: workspace.partial.base, bases: bases)
         return dlk_sparse_forward(x, 1, Int64(i), v, Int64(limit), weightT, Int64(o), bias, &work, y, plainC) >= 0
+    }
+
+    /// Whether `multiply` might compress a batch of raw input, that is before the model's
+    /// preprocessing (which maps equal values to equal values): the cost model's look at one
+    /// row in `sampleEvery` (at least 4), around the batch's likely background. False for
+    /// batches `multiply` leaves to BLAS whatever their values.
+    func mayCompress(raw x: UnsafePointer<Float>, batch: Int) -> Bool {
+        guard batch >= SparseInput.minimumRows else { return false }
+        let total = batch.multipliedReportingOverflow(by: inFeatures)
+        guard !total.overflow, total.partialValue < Int(Int32.max) else { return false }
+        let v = SparseInput.likelyBackground(x, count: total.partialValue)
+        let sampleRows = min(batch, max(4, batch / SparseInput.sampleEvery))
+        var notV: Int64 = 0, notZero: Int64 = 0
+        dlk_sample_density(x, Int64(batch), Int64(inFeatures), v, Int64(sampleRows), &notV, &notZero, plainC)
+        return Double(notV) <= Double(sampleRows * inFeatures) * SparseInput.maxDensity * SparseInput.sampleMargin
+    }
+
+    /// b + offset rowsum(W): each output's bias plus `offset` times the sum of its weights,
+    /// from the weight stored as W^T. The constant term of a batch multiplied from raw input
+    /// x when the model's preprocessing is x * multiplier + offset:
+    ///
+    ///     (x m + o) W^T + b  =  m (x W^T) + (b + o rowsum(W))
+    ///
+    /// The sums of `dlk_sparse_bases`, added in chunk order; kept in `workspace` while the
+    /// weight, the bias and the offset stay the same. Nil when its buffer cannot be had.
+    func foldedBase(weightT: UnsafePointer<Float>, bias: UnsafePointer<Float>?, offset: Float,
+                    generations: (weight: UInt64, bias: UInt64), workspace: Workspace) -> UnsafePointer<Float>? {
+        let key = BasesKey(weight: generations.weight, bias: generations.bias, background: offset.bitPattern)
+        if workspace.foldedKey != key {
+            workspace.foldedKey = nil
+            let chunks = Int(DLK_SPARSE_CHUNKS), o = outFeatures
+            guard workspace.folded.reserve(chunks * o) else { return nil }
+            let bases = workspace.folded.base
+            dlk_sparse_bases(weightT, Int64(inFeatures), Int64(o), bias, offset, bases, plainC)
+            for h in 1..<chunks { Kernels.add(bases + h * o, into: bases, o) }
+            workspace.foldedKey = key
+        }
+        return UnsafePointer(workspace.folded.base)
     }
 
     /// The most frequent of 16 entries spread evenly over the batch (the first on ties): the

@@ -50,6 +50,15 @@ public final class Model<T: DLScalar> {
     public let outputSize: Int
     /// Index of the first layer with parameters (`layers.count` when none has any).
     let firstTrainableLayer: Int
+    /// The first layer, when it can take a batch to predict before the preprocessing
+    /// (`Linear.inferFolded`: the float32 `Linear` that keeps W^T).
+    private let foldingLayer: Linear<T>?
+    /// Batches to predict skip the preprocessing pass (`foldingLayer`) only while the
+    /// preprocessing's offset (-mean/std) is at most this in magnitude: the product then sums
+    /// the raw values times the multiplier, and a large offset taken out afterwards would
+    /// cost digits that the preprocessed values keep (data far from its mean in units of
+    /// its std, as 1000 +- 1).
+    static var maxFoldedOffset: Double { 4 }
     /// Training counters, saved in checkpoints.
     public var samplesSeen: Int = 0
     /// For a classifier, how many samples of the last accepted train step its forward pass
@@ -116,6 +125,7 @@ public final class Model<T: DLScalar> {
         }
         self.layers = layers
         self.firstTrainableLayer = layers.firstIndex { !$0.parameters.isEmpty } ?? layers.count
+        self.foldingLayer = (layers.first as? Linear<T>).flatMap { $0.sparseInput == nil ? nil : $0 }
         self.parameters = parameters
         self.buffers = buffers
         self.random = random
@@ -176,11 +186,13 @@ public final class Model<T: DLScalar> {
         pthread_mutex_unlock(contextLock)
     }
 
-    /// Runs every layer's evaluation-mode `infer` in `context`; nothing in the model changes.
-    func infer(_ x: Tensor<T>, _ context: InferenceContext<T>) throws(DLError) -> Tensor<T> {
+    /// Runs the evaluation-mode `infer` of every layer from `first` on in `context`;
+    /// nothing in the model changes.
+    func infer(_ x: Tensor<T>, _ context: InferenceContext<T>, from first: Int = 0) throws(DLError) -> Tensor<T> {
         var h = x
         var scratch = context.scratch
-        for layer in layers {
+        for _ in 0..<first { scratch = scratch?.next }
+        for layer in layers[first...] {
             guard let s = scratch else { throw DLError(.internal, "an inference context has fewer layers than its model") }
             h = try layer.infer(h, scratch: s)
             scratch = s.next
@@ -373,8 +385,7 @@ public final class Model<T: DLScalar> {
         let checked = try checkInputBeforeChunks(x, count: count)
         try withInferenceContext { (context) throws(DLError) in
             try forEachChunk(count) { (start, rows) throws(DLError) in
-                let xt = try loadInput(x + start * inputSize, batch: rows, checked: checked, into: context.input)
-                let y = try infer(xt, context)
+                let y = try inferChunk(x + start * inputSize, rows: rows, checked: checked, context)
                 Kernels.convert(y.data, out + start * outputSize, rows * outputSize)
             }
         }
@@ -387,7 +398,7 @@ public final class Model<T: DLScalar> {
         let checked = try checkInputBeforeChunks(x, count: count)
         try withInferenceContext { (context) throws(DLError) in
             try forEachChunk(count) { (start, rows) throws(DLError) in
-                let y = try infer(try loadInput(x + start * inputSize, batch: rows, checked: checked, into: context.input), context)
+                let y = try inferChunk(x + start * inputSize, rows: rows, checked: checked, context)
                 Kernels.argmaxRows(y.data, rows: rows, cols: outputSize, out + start)
             }
         }
@@ -415,7 +426,7 @@ public final class Model<T: DLScalar> {
         let chunks = count / chunk + (count % chunk == 0 ? 0 : 1)
         try withInferenceContext { (context) throws(DLError) in
             try forEachChunk(count) { (start, rows) throws(DLError) in
-                let y = try infer(try loadInput(x + start * inputSize, batch: rows, into: context.input), context)
+                let y = try inferChunk(x + start * inputSize, rows: rows, checked: false, context)
                 let t = try loadTargets(targets.advanced(by: start, width: outputSize), batch: rows, into: context.targetValues)
                 lossSum += try loss.compute(y, t, grad: context.lossGrad) * Double(rows)
                 if loss.isClassification { correct += Kernels.countArgmaxMatches(y.data, rows: rows, cols: outputSize, t) }
@@ -429,6 +440,24 @@ public final class Model<T: DLScalar> {
             throw DLError(.numeric, "the loss is \(meanLoss) on these samples (the model's outputs overflow)")
         }
         return (meanLoss, loss.isClassification ? Double(correct) / Double(count) : nil)
+    }
+
+    /// The outputs of `rows` samples at `x` (caller memory), computed in `context`: from the
+    /// raw samples when the first layer folds the preprocessing into its product
+    /// (`foldingLayer`), else from a preprocessed copy (`loadInput`). Refuses NaN and
+    /// infinity in x unless `checked`, before anything reaches the caller.
+    private func inferChunk<S: DLScalar>(_ x: UnsafePointer<S>, rows: Int, checked: Bool,
+                                         _ context: InferenceContext<T>) throws(DLError) -> Tensor<T> {
+        let p = spec.preprocessing
+        if let first = foldingLayer, S.self == T.self, let scratch = context.scratch, abs(p.offset) <= Self.maxFoldedOffset,
+           case let multiplier = T(p.multiplier), multiplier.isNormal, multiplier.isFinite {
+            let raw = UnsafeRawPointer(x).assumingMemoryBound(to: T.self)
+            if let y = try first.inferFolded(raw: raw, rows: rows, multiplier: multiplier, offset: T(p.offset),
+                                             checked: checked, scratch: scratch) {
+                return try infer(y, context, from: 1)
+            }
+        }
+        return try infer(try loadInput(x, batch: rows, checked: checked, into: context.input), context)
     }
 
     /// For `predict` and `predictClasses`: an input of more than one chunk is checked whole
