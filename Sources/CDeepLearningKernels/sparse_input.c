@@ -18,12 +18,15 @@
 // MARK: - Row compression
 
 // Appends the entries of row xr, columns c ..< cols, that differ from v; returns the new count.
-static inline int64_t compress_scalar(const float *xr, int64_t c, int64_t cols, float v,
+// With `affine` ({a, b}), the entries are xr[c] * a + b (rounded twice, as dlk_affine_f32).
+static inline int64_t compress_scalar(const float *xr, int64_t c, int64_t cols, float v, const float *affine,
                                       int32_t *index, float *value, int64_t nnz) {
     for (; c < cols; c++) {
-        if (xr[c] != v) {
+        // The expression of affine_f32_plain (input.c), compiled for the same targets.
+        const float e = affine ? xr[c] * affine[0] + affine[1] : xr[c];
+        if (e != v) {
             index[nnz] = (int32_t)c;
-            value[nnz] = xr[c] - v;
+            value[nnz] = e - v;
             nnz++;
         }
     }
@@ -35,12 +38,12 @@ static inline int64_t compress_scalar(const float *xr, int64_t c, int64_t cols, 
 // [row_begin[r], row_end[r]), their columns counted from x's first. Returns the segment's
 // count, or -1 as soon as it exceeds max_nonzeros.
 static int64_t compress_rows_plain(const float *x, int64_t r0, int64_t r1, int64_t c0, int64_t c1, int64_t ld,
-                                   float v, int64_t max_nonzeros, int64_t offset, int32_t *index, float *value,
-                                   int64_t *row_begin, int64_t *row_end) {
+                                   float v, const float *affine, int64_t max_nonzeros, int64_t offset, int32_t *index,
+                                   float *value, int64_t *row_begin, int64_t *row_end) {
     int64_t nnz = 0;
     for (int64_t r = r0; r < r1; r++) {
         row_begin[r] = offset + nnz;
-        nnz = compress_scalar(x + r * ld, c0, c1, v, index, value, nnz);
+        nnz = compress_scalar(x + r * ld, c0, c1, v, affine, index, value, nnz);
         if (nnz > max_nonzeros) return -1;
         row_end[r] = offset + nnz;
     }
@@ -68,10 +71,11 @@ static void fill_compress_table(void) {
 // first popcount(mask) of them count. No branch depends on the data but "all eight equal v".
 __attribute__((target("avx2")))
 static int64_t compress_rows_avx2(const float *x, int64_t r0, int64_t r1, int64_t c0, int64_t c1, int64_t ld,
-                                  float v, int64_t max_nonzeros, int64_t offset, int32_t *index, float *value,
-                                  int64_t *row_begin, int64_t *row_end) {
+                                  float v, const float *affine, int64_t max_nonzeros, int64_t offset, int32_t *index,
+                                  float *value, int64_t *row_begin, int64_t *row_end) {
     pthread_once(&compress_table_once, fill_compress_table);
     const __m256 vv = _mm256_set1_ps(v);
+    const __m256 va = _mm256_set1_ps(affine ? affine[0] : 1.0f), vb = _mm256_set1_ps(affine ? affine[1] : 0.0f);
     const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     int64_t nnz = 0;
     for (int64_t r = r0; r < r1; r++) {
@@ -79,7 +83,8 @@ static int64_t compress_rows_avx2(const float *x, int64_t r0, int64_t r1, int64_
         row_begin[r] = offset + nnz;
         int64_t c = c0;
         for (; c + 8 <= c1; c += 8) {
-            const __m256 d = _mm256_loadu_ps(xr + c);
+            __m256 d = _mm256_loadu_ps(xr + c);
+            if (affine) d = _mm256_add_ps(_mm256_mul_ps(d, va), vb);   // no FMA: this target has none
             const unsigned mask = (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(d, vv, _CMP_NEQ_UQ));
             if (mask == 0) continue;
             const __m256i perm = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)compress_table[mask]));
@@ -88,7 +93,7 @@ static int64_t compress_rows_avx2(const float *x, int64_t r0, int64_t r1, int64_
             _mm256_storeu_si256((__m256i *)(index + nnz), _mm256_permutevar8x32_epi32(columns, perm));
             nnz += __builtin_popcount(mask);
         }
-        nnz = compress_scalar(xr, c, c1, v, index, value, nnz);
+        nnz = compress_scalar(xr, c, c1, v, affine, index, value, nnz);
         if (nnz > max_nonzeros) return -1;
         row_end[r] = offset + nnz;
     }
@@ -97,14 +102,16 @@ static int64_t compress_rows_avx2(const float *x, int64_t r0, int64_t r1, int64_
 #endif
 
 static int64_t compress_rows(const float *x, int64_t r0, int64_t r1, int64_t c0, int64_t c1, int64_t ld, float v,
-                             int64_t max_nonzeros, int64_t offset, int32_t *index, float *value, int64_t *row_begin,
-                             int64_t *row_end, int plain_c) {
+                             const float *affine, int64_t max_nonzeros, int64_t offset, int32_t *index, float *value,
+                             int64_t *row_begin, int64_t *row_end, int plain_c) {
 #if DLK_X86
     if (!plain_c && dlk_has_avx2())
-        return compress_rows_avx2(x, r0, r1, c0, c1, ld, v, max_nonzeros, offset, index, value, row_begin, row_end);
+        return compress_rows_avx2(x, r0, r1, c0, c1, ld, v, affine, max_nonzeros, offset, index, value, row_begin,
+                                  row_end);
 #endif
     (void)plain_c;
-    return compress_rows_plain(x, r0, r1, c0, c1, ld, v, max_nonzeros, offset, index, value, row_begin, row_end);
+    return compress_rows_plain(x, r0, r1, c0, c1, ld, v, affine, max_nonzeros, offset, index, value, row_begin,
+                               row_end);
 }
 
 // MARK: - Density estimate
@@ -699,7 +706,7 @@ static void forward_units(void *context, int64_t u0, int64_t u1, int thread) {
         unit_of(f, u, &h, &r0, &r1);
         const int64_t offset = u * w->segment_capacity;
         f->nonzeros[u] = compress_rows(f->x, r0, r1, dlk_chunk_start(f->cols, h), dlk_chunk_start(f->cols, h + 1), f->cols,
-                                       f->v, f->max_nonzeros, offset, w->index + offset, w->value + offset,
+                                       f->v, w->affine, f->max_nonzeros, offset, w->index + offset, w->value + offset,
                                        w->row_begin + h * f->rows, w->row_end + h * f->rows, f->plain_c);
         const int64_t count = f->nonzeros[u] < 0 ? f->max_nonzeros + 1 : f->nonzeros[u];
         __atomic_add_fetch(&f->total, count, __ATOMIC_RELAXED);

@@ -158,19 +158,23 @@ import Testing
     }
 
     static func folded(_ model: Model<Float>) -> Bool? { model.spareContext?.scratch?.sparse.lastWasFolded }
+    static func foldedSparse(_ model: Model<Float>) -> Bool? { model.spareContext?.scratch?.sparse.lastFoldedWasSparse }
 
-    /// Dense batches go through the first product raw, multiplied by the preprocessing's
-    /// multiplier with its offset moved into the bias; they agree with the float64 formulas
-    /// as the preprocessed path does. Batches the sparse path may take, single samples and a
-    /// large offset keep the preprocessing pass, and agree too.
+    /// Batches to predict go through the first layer raw: a dense one as one product
+    /// multiplied by the preprocessing's multiplier with its offset moved into the bias, a
+    /// sparse one compressed with each entry preprocessed as it is read. Both agree with the
+    /// float64 formulas as the preprocessed path does; single samples and a large offset
+    /// keep the preprocessing pass, and agree too.
     @Test(arguments: [2, 7, 8, 64, 300, 1100])
-    func denseBatchesToPredictFoldThePreprocessingIn(rows: Int) throws {
-        let cases: [(preprocessing: Preprocessing, background: Double, folds: Bool)] = [
-            (Preprocessing(scale: 1.0 / 255, mean: 0.13, std: 0.31), 0, true),
-            (Preprocessing(scale: 1.0 / 255, mean: 0.13, std: 0.31), 0.5, true),
-            (Preprocessing(), 0.1, true),                                   // none: the copy is saved
-            (Preprocessing(scale: 1.0 / 255, mean: 0.13, std: 0.31), 0.9, rows < SparseInput.minimumRows),
-            (Preprocessing(scale: 1, mean: 1000, std: 30), 0, false),      // offset -33: not folded
+    func batchesToPredictFoldThePreprocessingIn(rows: Int) throws {
+        let sparse = rows >= SparseInput.minimumRows
+        let cases: [(preprocessing: Preprocessing, background: Double, folds: Bool, sparse: Bool)] = [
+            (Preprocessing(scale: 1.0 / 255, mean: 0.13, std: 0.31), 0, true, false),
+            (Preprocessing(scale: 1.0 / 255, mean: 0.13, std: 0.31), 0.5, true, false),
+            (Preprocessing(), 0.1, true, false),                                   // none: the copy is saved
+            (Preprocessing(scale: 1.0 / 255, mean: 0.13, std: 0.31), 0.9, true, sparse),
+            (Preprocessing(), 0.9, true, sparse),
+            (Preprocessing(scale: 1, mean: 1000, std: 30), 0, false, false),      // offset -33: not folded
         ]
         for (i, c) in cases.enumerated() {
             let model = try Self.pixelModel(c.preprocessing)
@@ -178,7 +182,30 @@ import Testing
             let out = try Self.predict(model, x, rows: rows)
             let expected = Self.reference(model, x, rows: rows)
             #expect(Self.folded(model) == c.folds, "case \(i)")
+            if c.folds { #expect(Self.foldedSparse(model) == c.sparse, "case \(i)") }
             #expect(Self.agree(out, expected), "case \(i)")
+        }
+    }
+
+    /// A sparse batch compressed from raw values, each preprocessed as it is read, gives the
+    /// bits of the same batch preprocessed first (by the same two roundings) through a copy
+    /// of the model without preprocessing: the same values, compressed around the same
+    /// background. Both kernels.
+    @Test(arguments: [false, true])
+    func sparseRawBatchesGiveThePreprocessedBatchsBits(portable: Bool) throws {
+        let p = Preprocessing(scale: 1.0 / 255, mean: 0.13, std: 0.31)
+        let model = try Self.pixelModel(p)
+        let copy = try model.converted(to: Float.self)
+        try copy.setPreprocessing(Preprocessing())
+        for m in [model, copy] { (m.layers[0] as? Linear<Float>)?.sparseInput?.forcePlainC = portable }
+        let (m, o) = (Float(p.multiplier), Float(p.offset))
+        for (rows, seed) in [(8, 70), (64, 71), (333, 72)] {
+            let x = Self.pixels(rows: rows, background: 0.85, seed: UInt64(seed))
+            let raw = try Self.predict(model, x, rows: rows)
+            #expect(Self.foldedSparse(model) == true)
+            let preprocessed = try Self.predict(copy, x.map { $0 * m + o }, rows: rows)
+            #expect(raw == preprocessed, "\(rows) rows")
+            #expect(Self.agree(raw, Self.reference(model, x, rows: rows)))
         }
     }
 
@@ -209,8 +236,8 @@ import Testing
         try check("after a new preprocessing")
     }
 
-    /// A NaN or an infinity anywhere in a folded batch is refused and nothing is written,
-    /// even where its weights are 0 (infinity times 0 is NaN). Finite raw values so large
+    /// A NaN or an infinity anywhere in a folded batch, dense or sparse, is refused and
+    /// nothing is written, even where its weights are 0 (infinity times 0 is NaN). Finite raw values so large
     /// that their product overflows before the multiplier scales it down are not refused:
     /// they take the preprocessed path, and agree with the formulas.
     @Test func foldedBatchesRefuseNaNAndInfinityAnywhere() throws {
@@ -219,18 +246,23 @@ import Testing
         for h in 0..<16 { for i in 1..<50 { weight[h * 50 + i] = Float((h + i) % 7) / 10 - 0.3 } }   // input 0: all 0
         try model.writeParameter(0, from: weight, count: weight.count)
         let rows = 64
-        let clean = Self.pixels(rows: rows, background: 0.1, seed: 60)
-        for bad in [Float.nan, .infinity, -.infinity] {
-            for at in [0, 50 * 3, 50 * 17 + 25, rows * 50 - 1] {
-                var x = clean
-                x[at] = bad
-                var out = [Float](repeating: 7, count: rows * 4)
-                #expect(throws: DLError.self, "\(bad) at \(at)") {
-                    try out.withUnsafeMutableBufferPointer { (o) throws(DLError) in try model.predict(x: x, count: rows, into: o.baseAddress!) }
+        for background in [0.1, 0.9] {   // the dense product, the sparse one
+            let clean = Self.pixels(rows: rows, background: background, seed: 60)
+            _ = try Self.predict(model, clean, rows: rows)
+            #expect(Self.foldedSparse(model) == (background > 0.5))
+            for bad in [Float.nan, .infinity, -.infinity] {
+                for at in [0, 50 * 3, 50 * 17 + 25, rows * 50 - 1] {
+                    var x = clean
+                    x[at] = bad
+                    var out = [Float](repeating: 7, count: rows * 4)
+                    #expect(throws: DLError.self, "\(bad) at \(at)") {
+                        try out.withUnsafeMutableBufferPointer { (o) throws(DLError) in try model.predict(x: x, count: rows, into: o.baseAddress!) }
+                    }
+                    #expect(out.allSatisfy { $0 == 7 }, "\(bad) at \(at): nothing written")
                 }
-                #expect(out.allSatisfy { $0 == 7 }, "\(bad) at \(at): nothing written")
             }
         }
+        let clean = Self.pixels(rows: rows, background: 0.1, seed: 60)
         for i in 1..<50 { weight[i] = 0.3 }   // hidden unit 0 sums inputs 1... times 0.3
         try model.writeParameter(0, from: weight, count: weight.count)
         var huge = clean

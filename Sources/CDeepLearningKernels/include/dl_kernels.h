@@ -45,6 +45,10 @@ typedef struct dlk_sparse_batch {
     float *partial;                 // (DLK_SPARSE_CHUNKS - 1) * rows * n: the products of chunks 1...
     const float *bases;             // NULL, or DLK_SPARSE_CHUNKS * n: every chunk's base term for this
                                     // v (dlk_sparse_bases), kept by the caller; then `base` is unused
+    const float *affine;            // NULL, or {a, b}: x is raw input and the batch is x * a + b, each
+                                    // entry mapped as it is compressed (two roundings, no fused
+                                    // multiply-add: dlk_affine_f32's values); NaN and infinity in x
+                                    // then reach y (y's rows are not all finite)
 } dlk_sparse_batch;
 
 /// The base term of every chunk for background v (not 0), as dlk_sparse_forward computes

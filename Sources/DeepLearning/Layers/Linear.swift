@@ -72,43 +72,54 @@ public final class Linear<T: DLScalar>: Layer {
     }
 
     /// `infer` on a batch of raw input, before the model's preprocessing x * multiplier +
-    /// offset, for the layer that keeps W^T (the model's input): one BLAS product from the
-    /// caller's memory, y = multiplier (x W^T) + (b + offset rowsum(W)) (`SparseInput.foldedBase`),
-    /// which saves the pass that writes the preprocessed batch and reads it again. The same
-    /// sums as `infer` on the preprocessed batch to float32 rounding, as long as the offset
-    /// is not large against the preprocessed values (the model's `maxFoldedOffset`).
+    /// offset, for the layer that keeps W^T (the model's input), which saves the pass that
+    /// writes the preprocessed batch and reads it again:
+    /// - a batch that looks sparse (`SparseInput.mayCompress`) is compressed from the raw
+    ///   values, each mapped as it is read (`SparseInput.multiplyRaw`): the same bits as the
+    ///   preprocessed batch through `infer`;
+    /// - another (or one that turns out too dense) is one BLAS product from the caller's
+    ///   memory, y = multiplier (x W^T) + (b + offset rowsum(W)) (`SparseInput.foldedBase`):
+    ///   the same sums as `infer` to float32 rounding, as long as the offset is not large
+    ///   against the preprocessed values (the model's `maxFoldedOffset`).
     ///
-    /// Refuses NaN and infinity in x, from the product: a NaN or an infinity in row r of x
+    /// Refuses NaN and infinity in x, from the outputs: a NaN or an infinity in row r of x
     /// makes every output of row r NaN or infinite (NaN times anything, and infinity times 0,
     /// are NaN; the multiplier is a finite nonzero number), so x is read again only when the
-    /// product is not all finite (unless `checked`, when the caller has read it). A product
-    /// that is not finite from finite x (raw values so large that their sum overflows before
-    /// the multiplier scales it down) gives nil. Nil, having written nothing the caller sees,
-    /// also for a single sample, for a batch the sparse path might take, and when the layer
-    /// has no sparse path or a buffer cannot be had: the caller then preprocesses and calls
-    /// `infer`.
+    /// outputs are not all finite (unless `checked`, when the caller has read it). Outputs
+    /// that are not finite from finite x (raw values so large that their sum overflows
+    /// before the multiplier scales it down) give nil. Nil, having written nothing the
+    /// caller sees, also for a single sample, and when the layer has no sparse path or a
+    /// buffer cannot be had: the caller then preprocesses and calls `infer`.
     func inferFolded(raw x: UnsafePointer<T>, rows: Int, multiplier: T, offset: T, checked: Bool,
                      scratch: InferenceScratch<T>) throws(DLError) -> Tensor<T>? {
         guard let sparseInput, rows > 1, T.self == Float.self else { return nil }
         let workspace = scratch.sparse
         workspace.lastWasFolded = false
         func floats<U>(_ p: UnsafePointer<U>) -> UnsafePointer<Float> { UnsafeRawPointer(p).assumingMemoryBound(to: Float.self) }
-        guard !sparseInput.mayCompress(raw: floats(x), batch: rows),
-              let base = sparseInput.foldedBase(weightT: floats(weight.value.data), bias: bias.map { floats($0.value.data) },
-                                                offset: Float(offset), generations: (weight.generation, bias?.generation ?? 0),
-                                                workspace: workspace) else { return nil }
         let y = scratch.output
         try y.resize(batch: rows, sample: outputShape)
-        T.gemm(transA: false, transB: false, m: rows, n: outFeatures, k: inFeatures, alpha: multiplier, a: x, lda: inFeatures,
-               b: weight.value.data, ldb: outFeatures, beta: 0, c: y.data, ldc: outFeatures)
+        let (xf, wf, bf) = (floats(x), floats(weight.value.data), bias.map { floats($0.value.data) })
+        let yf = UnsafeMutableRawPointer(y.data).assumingMemoryBound(to: Float.self)
+        let sparse = sparseInput.mayCompress(raw: xf, batch: rows)
+            && sparseInput.multiplyRaw(xf, batch: rows, multiplier: Float(multiplier), offset: Float(offset),
+                                       weightT: wf, bias: bf, y: yf, workspace: workspace)
+        var base: UnsafePointer<Float>? = nil
+        if !sparse {
+            base = sparseInput.foldedBase(weightT: wf, bias: bf, offset: Float(offset),
+                                          generations: (weight.generation, bias?.generation ?? 0), workspace: workspace)
+            guard base != nil else { return nil }
+            T.gemm(transA: false, transB: false, m: rows, n: outFeatures, k: inFeatures, alpha: multiplier, a: x,
+                   lda: inFeatures, b: weight.value.data, ldb: outFeatures, beta: 0, c: y.data, ldc: outFeatures)
+        }
         if !Kernels.allFinite(y.data, rows * outFeatures) {
             guard checked || Kernels.allFinite(x, rows * inFeatures) else {
                 throw DLError(.numeric, "the input contains NaN or infinite values")
             }
             return nil
         }
-        Kernels.addRowVector(y.data, UnsafeRawPointer(base).assumingMemoryBound(to: T.self), rows: rows, cols: outFeatures)
+        if let base { Kernels.addRowVector(y.data, UnsafeRawPointer(base).assumingMemoryBound(to: T.self), rows: rows, cols: outFeatures) }
         workspace.lastWasFolded = true
+        workspace.lastFoldedWasSparse = sparse
         return y
     }
 

@@ -63,8 +63,10 @@ final class SparseInput {
         /// weights and the offset in `foldedKey`.
         let folded = Buffer<Float>()
         var foldedKey: BasesKey? = nil
-        /// Whether the last batch to predict was multiplied from raw input (tests).
+        /// Whether the last batch to predict was multiplied from raw input (tests), and
+        /// whether through the sparse path.
         var lastWasFolded = false
+        var lastFoldedWasSparse = false
     }
 
     /// What the kept base terms were computed from: the versions of the weight and the
@@ -137,8 +139,6 @@ final class SparseInput {
                                  workspace.partial.base, floats(y), plainC)
             return .single
         }
-        let (rowBegin, rowEnd, index, value, base, partial) = (workspace.rowBegin, workspace.rowEnd, workspace.index,
-                                                               workspace.value, workspace.base, workspace.partial)
         guard batch >= SparseInput.minimumRows, inFeatures < Int(Int32.max) else { return .none }
         let total = batch.multipliedReportingOverflow(by: inFeatures)
         guard !total.overflow, total.partialValue < Int(Int32.max) else { return .none }
@@ -160,7 +160,48 @@ final class SparseInput {
             default: break
             }
         }
-        let limit = Int(Double(total.partialValue) * SparseInput.maxDensity)
+        guard let used = compressAndMultiply(xf, batch: batch, total: total.partialValue, background: v, thenZero: true,
+                                             affine: nil, weightT: floats(weightT), bias: bias.map(floats), y: floats(y),
+                                             workspace: workspace) else { return .none }
+        return .sparse(background: used)
+    }
+
+    /// `multiply` for a batch to predict given raw, before the model's preprocessing
+    /// x * a + b, which the compression applies to each entry as it reads it
+    /// (`dlk_sparse_batch.affine`): the same values as the preprocessed batch, and so the
+    /// same bits as `multiply` on it around the same background, without writing the
+    /// preprocessed batch first. Tried around the mapped value of the batch's raw likely
+    /// background alone (the caller has looked at the batch: `mayCompress`). A NaN or an
+    /// infinity in x makes its row of y not finite. False (y garbage) when the batch is too
+    /// dense or a buffer cannot be had.
+    func multiplyRaw(_ x: UnsafePointer<Float>, batch: Int, multiplier a: Float, offset b: Float,
+                     weightT: UnsafePointer<Float>, bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>,
+                     workspace: Workspace) -> Bool {
+        guard batch >= SparseInput.minimumRows, inFeatures < Int(Int32.max) else { return false }
+        let total = batch.multipliedReportingOverflow(by: inFeatures)
+        guard !total.overflow, total.partialValue < Int(Int32.max) else { return false }
+        let v = SparseInput.likelyBackground(x, count: total.partialValue) * a + b   // two roundings, as the kernels
+        return withUnsafeTemporaryAllocation(of: Float.self, capacity: 2) { affine in
+            affine[0] = a
+            affine[1] = b
+            return compressAndMultiply(x, batch: batch, total: total.partialValue, background: v, thenZero: false,
+                                       affine: UnsafePointer(affine.baseAddress!), weightT: weightT, bias: bias, y: y,
+                                       workspace: workspace) != nil
+        }
+    }
+
+    /// Compresses the batch x (`total` entries) around `background`, then, when that fails
+    /// and `thenZero`, around 0, and multiplies (`dlk_sparse_forward`, with `affine` as in
+    /// `dlk_sparse_batch`); the background it took, or nil (y garbage) when the batch was
+    /// too dense around each or a buffer cannot be had.
+    private func compressAndMultiply(_ xf: UnsafePointer<Float>, batch: Int, total: Int, background: Float, thenZero: Bool,
+                                     affine: UnsafePointer<Float>?, weightT: UnsafePointer<Float>,
+                                     bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>,
+                                     workspace: Workspace) -> Float? {
+        let chunks = Int(DLK_SPARSE_CHUNKS)
+        let (rowBegin, rowEnd, index, value, base, partial) = (workspace.rowBegin, workspace.rowEnd, workspace.index,
+                                                               workspace.value, workspace.base, workspace.partial)
+        let limit = Int(Double(total) * SparseInput.maxDensity)
         let capacity = limit + inFeatures + 8
         // A unit of work per chunk of inputs and group of rows: as many groups as it takes
         // to give every kernel thread a unit (one group on two threads).
@@ -168,21 +209,22 @@ final class SparseInput {
         let units = chunks * groups
         guard rowBegin.reserve(chunks * batch), rowEnd.reserve(chunks * batch), index.reserve(units * capacity),
               value.reserve(units * capacity), base.reserve(units * outFeatures),
-              partial.reserve((chunks - 1) * batch * outFeatures) else { return .none }
+              partial.reserve((chunks - 1) * batch * outFeatures) else { return nil }
         var work = dlk_sparse_batch(row_begin: rowBegin.base, row_end: rowEnd.base, index: index.base, value: value.base,
                                     groups: Int64(groups), segment_capacity: Int64(capacity),
                                     serial: workspace.lastFailed ? 1 : 0, base: base.base, partial: partial.base,
-                                    bases: nil)
+                                    bases: nil, affine: affine)
+        var v = background
         while true {
-            let n = dlk_sparse_forward(xf, Int64(batch), Int64(inFeatures), v, Int64(limit), floats(weightT),
-                                       Int64(outFeatures), bias.map(floats), &work, floats(y), plainC)
+            let n = dlk_sparse_forward(xf, Int64(batch), Int64(inFeatures), v, Int64(limit), weightT,
+                                       Int64(outFeatures), bias, &work, y, plainC)
             if n >= 0 {
                 workspace.lastFailed = false
-                return .sparse(background: v)
+                return v
             }
-            if v == 0 {
+            if v == 0 || !thenZero {
                 workspace.lastFailed = true
-                return .none
+                return nil
             }
             v = 0
         }
@@ -225,7 +267,7 @@ final class SparseInput {
         var work = dlk_sparse_batch(row_begin: workspace.rowBegin.base, row_end: workspace.rowEnd.base,
                                     index: workspace.index.base, value: workspace.value.base, groups: 1,
                                     segment_capacity: Int64(capacity), serial: 1, base: workspace.base.base,
-                                    partial: workspace.partial.base, bases: bases)
+                                    partial: workspace.partial.base, bases: bases, affine: nil)
         return dlk_sparse_forward(x, 1, Int64(i), v, Int64(limit), weightT, Int64(o), bias, &work, y, plainC) >= 0
     }
 
