@@ -160,17 +160,18 @@ import Testing
     static func folded(_ model: Model<Float>) -> Bool? { model.spareContext?.scratch?.sparse.lastWasFolded }
     static func foldedSparse(_ model: Model<Float>) -> Bool? { model.spareContext?.scratch?.sparse.lastFoldedWasSparse }
 
-    /// Batches to predict go through the first layer raw: a dense one as one product
-    /// multiplied by the preprocessing's multiplier with its offset moved into the bias, a
-    /// sparse one compressed with each entry preprocessed as it is read. Both agree with the
-    /// float64 formulas as the preprocessed path does; single samples and a large offset
-    /// keep the preprocessing pass, and agree too.
-    @Test(arguments: [2, 7, 8, 64, 300, 1100])
+    /// Batches and single samples to predict go through the first layer raw: a dense batch
+    /// as one product multiplied by the preprocessing's multiplier with its offset moved
+    /// into the bias (a dense sample likewise through the one-row kernel), a sparse one
+    /// compressed with each entry preprocessed as it is read. All agree with the float64
+    /// formulas as the preprocessed path does; a large offset keeps the preprocessing pass,
+    /// and agrees too.
+    @Test(arguments: [1, 2, 7, 8, 64, 300, 1100])
     func batchesToPredictFoldThePreprocessingIn(rows: Int) throws {
-        let sparse = rows >= SparseInput.minimumRows
-        let cases: [(preprocessing: Preprocessing, background: Double, folds: Bool, sparse: Bool)] = [
+        let sparse = rows >= SparseInput.minimumRows || rows == 1
+        let cases: [(preprocessing: Preprocessing, background: Double, folds: Bool, sparse: Bool?)] = [
             (Preprocessing(scale: 1.0 / 255, mean: 0.13, std: 0.31), 0, true, false),
-            (Preprocessing(scale: 1.0 / 255, mean: 0.13, std: 0.31), 0.5, true, false),
+            (Preprocessing(scale: 1.0 / 255, mean: 0.13, std: 0.31), 0.5, true, rows == 1 ? nil : false),  // a sample: either
             (Preprocessing(), 0.1, true, false),                                   // none: the copy is saved
             (Preprocessing(scale: 1.0 / 255, mean: 0.13, std: 0.31), 0.9, true, sparse),
             (Preprocessing(), 0.9, true, sparse),
@@ -182,13 +183,13 @@ import Testing
             let out = try Self.predict(model, x, rows: rows)
             let expected = Self.reference(model, x, rows: rows)
             #expect(Self.folded(model) == c.folds, "case \(i)")
-            if c.folds { #expect(Self.foldedSparse(model) == c.sparse, "case \(i)") }
+            if c.folds, let sparse = c.sparse { #expect(Self.foldedSparse(model) == sparse, "case \(i)") }
             #expect(Self.agree(out, expected), "case \(i)")
         }
     }
 
-    /// A sparse batch compressed from raw values, each preprocessed as it is read, gives the
-    /// bits of the same batch preprocessed first (by the same two roundings) through a copy
+    /// A sparse batch (or sample) compressed from raw values, each preprocessed as it is
+    /// read, gives the bits of the same batch preprocessed first (by the same two roundings) through a copy
     /// of the model without preprocessing: the same values, compressed around the same
     /// background. Both kernels.
     @Test(arguments: [false, true])
@@ -199,7 +200,7 @@ import Testing
         try copy.setPreprocessing(Preprocessing())
         for m in [model, copy] { (m.layers[0] as? Linear<Float>)?.sparseInput?.forcePlainC = portable }
         let (m, o) = (Float(p.multiplier), Float(p.offset))
-        for (rows, seed) in [(8, 70), (64, 71), (333, 72)] {
+        for (rows, seed) in [(1, 69), (8, 70), (64, 71), (333, 72)] {
             let x = Self.pixels(rows: rows, background: 0.85, seed: UInt64(seed))
             let raw = try Self.predict(model, x, rows: rows)
             #expect(Self.foldedSparse(model) == true)
@@ -215,9 +216,11 @@ import Testing
         let model = try Self.pixelModel()
         let x = Self.pixels(rows: 16, background: 0.2, seed: 50)
         func check(_ what: String) throws {
-            let out = try Self.predict(model, x, rows: 16), expected = Self.reference(model, x, rows: 16)
-            #expect(Self.folded(model) == true, "\(what): folded")
-            #expect(Self.agree(out, expected), "\(what)")
+            for rows in [16, 1] {   // a batch, a sample (the one-row kernel): both dense
+                let out = try Self.predict(model, x, rows: rows), expected = Self.reference(model, x, rows: rows)
+                #expect(Self.folded(model) == true && Self.foldedSparse(model) == false, "\(what): folded, dense")
+                #expect(Self.agree(out, expected), "\(what), \(rows) rows")
+            }
         }
         try check("first call")
         try check("second call, the same weights")
@@ -245,13 +248,12 @@ import Testing
         var weight = [Float](repeating: 0, count: 16 * 50)
         for h in 0..<16 { for i in 1..<50 { weight[h * 50 + i] = Float((h + i) % 7) / 10 - 0.3 } }   // input 0: all 0
         try model.writeParameter(0, from: weight, count: weight.count)
-        let rows = 64
-        for background in [0.1, 0.9] {   // the dense product, the sparse one
+        for (rows, background) in [(64, 0.1), (64, 0.9), (1, 0.1), (1, 0.9)] {   // dense and sparse, batches and samples
             let clean = Self.pixels(rows: rows, background: background, seed: 60)
             _ = try Self.predict(model, clean, rows: rows)
             #expect(Self.foldedSparse(model) == (background > 0.5))
             for bad in [Float.nan, .infinity, -.infinity] {
-                for at in [0, 50 * 3, 50 * 17 + 25, rows * 50 - 1] {
+                for at in Set([0, 50 * 3 % (rows * 50), (50 * 17 + 25) % (rows * 50), rows * 50 - 1]).sorted() {
                     var x = clean
                     x[at] = bad
                     var out = [Float](repeating: 7, count: rows * 4)
@@ -262,6 +264,7 @@ import Testing
                 }
             }
         }
+        let rows = 64
         let clean = Self.pixels(rows: rows, background: 0.1, seed: 60)
         for i in 1..<50 { weight[i] = 0.3 }   // hidden unit 0 sums inputs 1... times 0.3
         try model.writeParameter(0, from: weight, count: weight.count)
@@ -271,6 +274,10 @@ import Testing
         #expect(Self.folded(model) == false)
         #expect(expected.allSatisfy { $0.value.isFinite && abs($0.value) < 1e38 })
         #expect(Self.agree(out, expected))
+        var one = Array(clean[250..<300])   // a dense sample: 20 * 0.3 * 3e38 overflows in the one-row kernel
+        for i in 1...20 { one[i] = 3e38 }
+        #expect(Self.agree(try Self.predict(model, one, rows: 1), Self.reference(model, one, rows: 1)))
+        #expect(Self.folded(model) == false)
         _ = try Self.predict(model, clean, rows: rows)
         #expect(Self.folded(model) == true)
     }

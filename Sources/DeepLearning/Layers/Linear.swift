@@ -80,7 +80,8 @@ public final class Linear<T: DLScalar>: Layer {
     /// - another (or one that turns out too dense) is one BLAS product from the caller's
     ///   memory, y = multiplier (x W^T) + (b + offset rowsum(W)) (`SparseInput.foldedBase`):
     ///   the same sums as `infer` to float32 rounding, as long as the offset is not large
-    ///   against the preprocessed values (the model's `maxFoldedOffset`).
+    ///   against the preprocessed values (the model's `maxFoldedOffset`);
+    /// - a single sample takes the same two ways (`SparseInput.predictOneRaw`).
     ///
     /// Refuses NaN and infinity in x, from the outputs: a NaN or an infinity in row r of x
     /// makes every output of row r NaN or infinite (NaN times anything, and infinity times 0,
@@ -88,11 +89,11 @@ public final class Linear<T: DLScalar>: Layer {
     /// outputs are not all finite (unless `checked`, when the caller has read it). Outputs
     /// that are not finite from finite x (raw values so large that their sum overflows
     /// before the multiplier scales it down) give nil. Nil, having written nothing the
-    /// caller sees, also for a single sample, and when the layer has no sparse path or a
-    /// buffer cannot be had: the caller then preprocesses and calls `infer`.
+    /// caller sees, also when the layer has no sparse path or a buffer cannot be had: the
+    /// caller then preprocesses and calls `infer`.
     func inferFolded(raw x: UnsafePointer<T>, rows: Int, multiplier: T, offset: T, checked: Bool,
                      scratch: InferenceScratch<T>) throws(DLError) -> Tensor<T>? {
-        guard let sparseInput, rows > 1, T.self == Float.self else { return nil }
+        guard let sparseInput, rows > 0, T.self == Float.self else { return nil }
         let workspace = scratch.sparse
         workspace.lastWasFolded = false
         func floats<U>(_ p: UnsafePointer<U>) -> UnsafePointer<Float> { UnsafeRawPointer(p).assumingMemoryBound(to: Float.self) }
@@ -100,27 +101,42 @@ public final class Linear<T: DLScalar>: Layer {
         try y.resize(batch: rows, sample: outputShape)
         let (xf, wf, bf) = (floats(x), floats(weight.value.data), bias.map { floats($0.value.data) })
         let yf = UnsafeMutableRawPointer(y.data).assumingMemoryBound(to: Float.self)
+        let generations = (weight.generation, bias?.generation ?? 0)
+        if rows == 1 {
+            guard sparseInput.predictOneRaw(xf, multiplier: Float(multiplier), offset: Float(offset), weightT: wf,
+                                            bias: bf, y: yf, generations: generations, workspace: workspace),
+                  try checkedOutputs(y, of: x, rows: 1, checked: checked) != nil else { return nil }
+            workspace.lastWasFolded = true
+            workspace.lastFoldedWasSparse = workspace.singleWasSparse
+            return y
+        }
         let sparse = sparseInput.mayCompress(raw: xf, batch: rows)
             && sparseInput.multiplyRaw(xf, batch: rows, multiplier: Float(multiplier), offset: Float(offset),
                                        weightT: wf, bias: bf, y: yf, workspace: workspace)
         var base: UnsafePointer<Float>? = nil
         if !sparse {
-            base = sparseInput.foldedBase(weightT: wf, bias: bf, offset: Float(offset),
-                                          generations: (weight.generation, bias?.generation ?? 0), workspace: workspace)
+            base = sparseInput.foldedBase(weightT: wf, bias: bf, offset: Float(offset), generations: generations,
+                                          workspace: workspace)
             guard base != nil else { return nil }
             T.gemm(transA: false, transB: false, m: rows, n: outFeatures, k: inFeatures, alpha: multiplier, a: x,
                    lda: inFeatures, b: weight.value.data, ldb: outFeatures, beta: 0, c: y.data, ldc: outFeatures)
         }
-        if !Kernels.allFinite(y.data, rows * outFeatures) {
-            guard checked || Kernels.allFinite(x, rows * inFeatures) else {
-                throw DLError(.numeric, "the input contains NaN or infinite values")
-            }
-            return nil
-        }
+        guard try checkedOutputs(y, of: x, rows: rows, checked: checked) != nil else { return nil }
         if let base { Kernels.addRowVector(y.data, UnsafeRawPointer(base).assumingMemoryBound(to: T.self), rows: rows, cols: outFeatures) }
         workspace.lastWasFolded = true
         workspace.lastFoldedWasSparse = sparse
         return y
+    }
+
+    /// `inferFolded`'s check of its outputs y for raw input x: y when all finite; else a
+    /// refusal when x holds a NaN or an infinity (not read when `checked`), or nil (finite
+    /// values that overflowed).
+    private func checkedOutputs(_ y: Tensor<T>, of x: UnsafePointer<T>, rows: Int, checked: Bool) throws(DLError) -> Tensor<T>? {
+        if Kernels.allFinite(y.data, rows * outFeatures) { return y }
+        guard checked || Kernels.allFinite(x, rows * inFeatures) else {
+            throw DLError(.numeric, "the input contains NaN or infinite values")
+        }
+        return nil
     }
 
     /// Training's dense forward of the layer that keeps W^T: y = x W^T + b as the sparse

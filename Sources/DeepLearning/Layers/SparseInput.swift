@@ -236,18 +236,22 @@ final class SparseInput {
     /// bias or the background changed). The same sums as a batch through `dlk_sparse_forward`
     /// around the same background. False (y then garbage) when the sample is too dense or a
     /// buffer cannot be had.
+    /// With `affine` ({a, b}, see `dlk_sparse_batch`), x is a raw sample whose preprocessed
+    /// values x * a + b are compressed as they are read, around its raw background's (0 is
+    /// not tried then).
     private func single(_ x: UnsafePointer<Float>, weightT: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
                         y: UnsafeMutablePointer<Float>, generations: (weight: UInt64, bias: UInt64),
-                        workspace: Workspace) -> Bool {
+                        workspace: Workspace, affine: UnsafePointer<Float>? = nil) -> Bool {
         let chunks = Int(DLK_SPARSE_CHUNKS), (i, o) = (inFeatures, outFeatures)
         let limit = Int(Double(i) * SparseInput.singleMaxDensity)
         var v = SparseInput.likelyBackground(x, count: i)
         var notV: Int64 = 0, notZero: Int64 = 0
         dlk_sample_density(x, 1, Int64(i), v, 1, &notV, &notZero, plainC)
         if notV > limit {
-            guard notZero <= limit else { return false }
+            guard affine == nil, notZero <= limit else { return false }
             v = 0
         }
+        if let affine { v = v * affine[0] + affine[1] }   // two roundings, as the kernels
         let capacity = limit + i + 8
         // No `base` buffer: the forward reads it only for a v that is not 0 without `bases`.
         guard i < Int(Int32.max), workspace.rowBegin.reserve(chunks), workspace.rowEnd.reserve(chunks),
@@ -267,8 +271,32 @@ final class SparseInput {
         var work = dlk_sparse_batch(row_begin: workspace.rowBegin.base, row_end: workspace.rowEnd.base,
                                     index: workspace.index.base, value: workspace.value.base, groups: 1,
                                     segment_capacity: Int64(capacity), serial: 1, base: workspace.base.base,
-                                    partial: workspace.partial.base, bases: bases, affine: nil)
+                                    partial: workspace.partial.base, bases: bases, affine: affine)
         return dlk_sparse_forward(x, 1, Int64(i), v, Int64(limit), weightT, Int64(o), bias, &work, y, plainC) >= 0
+    }
+
+    /// One raw sample to predict, before the model's preprocessing x * a + b: through the
+    /// sparse path with each input preprocessed as it is compressed (`single`, the same bits
+    /// as the preprocessed sample there), else through the dense kernel on the raw values,
+    /// y = a (x W^T) + (bias + b rowsum(W)) (`foldedBase`). A NaN or an infinity in x makes
+    /// y not finite. False (y garbage) when a buffer cannot be had.
+    func predictOneRaw(_ x: UnsafePointer<Float>, multiplier a: Float, offset b: Float, weightT: UnsafePointer<Float>,
+                       bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>,
+                       generations: (weight: UInt64, bias: UInt64), workspace: Workspace) -> Bool {
+        let sparse = withUnsafeTemporaryAllocation(of: Float.self, capacity: 2) { affine in
+            affine[0] = a
+            affine[1] = b
+            return single(x, weightT: weightT, bias: bias, y: y, generations: generations, workspace: workspace,
+                          affine: UnsafePointer(affine.baseAddress!))
+        }
+        workspace.singleWasSparse = sparse
+        if sparse { return true }
+        let o = outFeatures
+        guard let base = foldedBase(weightT: weightT, bias: bias, offset: b, generations: generations, workspace: workspace),
+              workspace.partial.reserve((Int(DLK_SPARSE_CHUNKS) - 1) * o) else { return false }
+        dlk_row_times_matrix(x, Int64(inFeatures), weightT, Int64(o), nil, workspace.partial.base, y, plainC)
+        for j in 0..<o { y[j] = y[j] * a + base[j] }
+        return true
     }
 
     /// Whether `multiply` might compress a batch of raw input, that is before the model's
