@@ -25,7 +25,10 @@ import CDeepLearningKernels
 /// the caller's workspace while the weights and v stay the same (`Parameter.generation`),
 /// so that it reads only the rows of W^T its nonzeros need; other single samples go through
 /// a dense kernel on W^T (BLAS's `gemv` would wake its threads for a product this size).
-/// Other batches take the layer's BLAS path.
+/// Other batches take the layer's BLAS path. What is predicted can come raw, before the
+/// model's preprocessing x * m + o (`Linear.inferFolded`): the compression then maps each
+/// entry as it reads it (`multiplyRaw`, `predictOneRaw`), and the dense products take m as
+/// their scale and o rowsum(W) into their bias (`foldedBase`).
 final class SparseInput {
     static let minimumRows = 8
     /// Above about a quarter of the entries, BLAS's dense product is as fast.
