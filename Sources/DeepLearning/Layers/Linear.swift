@@ -74,9 +74,9 @@ public final class Linear<T: DLScalar>: Layer {
     /// `infer` on a batch of raw input, before the model's preprocessing x * multiplier +
     /// offset, for the layer that keeps W^T (the model's input), which saves the pass that
     /// writes the preprocessed batch and reads it again:
-    /// - a batch that looks sparse (`SparseInput.mayCompress`) is compressed from the raw
-    ///   values, each mapped as it is read (`SparseInput.multiplyRaw`): the same bits as the
-    ///   preprocessed batch through `infer`;
+    /// - a batch that looks sparse is compressed from the raw values, each mapped as it is
+    ///   read (`SparseInput.multiplyRaw`): the same bits as the preprocessed batch through
+    ///   `infer`;
     /// - another (or one that turns out too dense) is one BLAS product from the caller's
     ///   memory, y = multiplier (x W^T) + (b + offset rowsum(W)) (`SparseInput.foldedBase`):
     ///   the same sums as `infer` to float32 rounding, as long as the offset is not large
@@ -96,11 +96,10 @@ public final class Linear<T: DLScalar>: Layer {
         guard let sparseInput, rows > 0, T.self == Float.self else { return nil }
         let workspace = scratch.sparse
         workspace.lastWasFolded = false
-        func floats<U>(_ p: UnsafePointer<U>) -> UnsafePointer<Float> { UnsafeRawPointer(p).assumingMemoryBound(to: Float.self) }
         let y = scratch.output
         try y.resize(batch: rows, sample: outputShape)
-        let (xf, wf, bf) = (floats(x), floats(weight.value.data), bias.map { floats($0.value.data) })
-        let yf = UnsafeMutableRawPointer(y.data).assumingMemoryBound(to: Float.self)
+        let xf = UnsafeRawPointer(x).assumingMemoryBound(to: Float.self)
+        let (wf, bf, yf) = (floats(weight.value), bias.map { floats($0.value) }, floats(y))
         let generations = (weight.generation, bias?.generation ?? 0)
         if rows == 1 {
             guard sparseInput.predictOneRaw(xf, multiplier: Float(multiplier), offset: Float(offset), weightT: wf,
@@ -110,9 +109,8 @@ public final class Linear<T: DLScalar>: Layer {
             workspace.lastFoldedWasSparse = workspace.singleWasSparse
             return y
         }
-        let sparse = sparseInput.mayCompress(raw: xf, batch: rows)
-            && sparseInput.multiplyRaw(xf, batch: rows, multiplier: Float(multiplier), offset: Float(offset),
-                                       weightT: wf, bias: bf, y: yf, workspace: workspace)
+        let sparse = sparseInput.multiplyRaw(xf, batch: rows, multiplier: Float(multiplier), offset: Float(offset),
+                                             weightT: wf, bias: bf, y: yf, workspace: workspace)
         var base: UnsafePointer<Float>? = nil
         if !sparse {
             base = sparseInput.foldedBase(weightT: wf, bias: bf, offset: Float(offset), generations: generations,

@@ -142,20 +142,15 @@ final class SparseInput {
                                  workspace.partial.base, floats(y), plainC)
             return .single
         }
-        guard batch >= SparseInput.minimumRows, inFeatures < Int(Int32.max) else { return .none }
-        let total = batch.multipliedReportingOverflow(by: inFeatures)
-        guard !total.overflow, total.partialValue < Int(Int32.max) else { return .none }
+        guard let total = compressibleEntries(batch) else { return .none }
         let xf = floats(x)
-        var v = SparseInput.likelyBackground(xf, count: total.partialValue)
+        var v = SparseInput.likelyBackground(xf, count: total)
         // The cost model: a look at one row in `sampleEvery` first. A batch that looks too
         // dense around v and around 0 goes to BLAS for the price of that look, instead of a
         // compression that fails halfway (twice, when v is not 0).
         let sampleRows = batch / SparseInput.sampleEvery
         if sampleRows >= 4 {
-            var notV: Int64 = 0, notZero: Int64 = 0
-            dlk_sample_density(xf, Int64(batch), Int64(inFeatures), v, Int64(sampleRows), &notV, &notZero, plainC)
-            let most = Double(sampleRows * inFeatures) * SparseInput.maxDensity * SparseInput.sampleMargin
-            switch (Double(notV) <= most, Double(notZero) <= most) {
+            switch looksSparse(xf, batch: batch, around: v, sampleRows: sampleRows) {
             case (false, false):
                 workspace.lastFailed = true
                 return .none
@@ -163,7 +158,7 @@ final class SparseInput {
             default: break
             }
         }
-        guard let used = compressAndMultiply(xf, batch: batch, total: total.partialValue, background: v, thenZero: true,
+        guard let used = compressAndMultiply(xf, batch: batch, total: total, background: v, thenZero: true,
                                              affine: nil, weightT: floats(weightT), bias: bias.map(floats), y: floats(y),
                                              workspace: workspace) else { return .none }
         return .sparse(background: used)
@@ -173,23 +168,51 @@ final class SparseInput {
     /// x * a + b, which the compression applies to each entry as it reads it
     /// (`dlk_sparse_batch.affine`): the same values as the preprocessed batch, and so the
     /// same bits as `multiply` on it around the same background, without writing the
-    /// preprocessed batch first. Tried around the mapped value of the batch's raw likely
-    /// background alone (the caller has looked at the batch: `mayCompress`). A NaN or an
-    /// infinity in x makes its row of y not finite. False (y garbage) when the batch is too
-    /// dense or a buffer cannot be had.
+    /// preprocessed batch first. The cost model looks at the raw values (the preprocessing
+    /// maps equal values to equal values), at one row in `sampleEvery` but at least 4, and
+    /// only around the batch's raw likely background, whose mapped value is then the one
+    /// compressed around (0 is not tried). A NaN or an infinity in x makes its row of y not
+    /// finite. False (y garbage) when the batch is too small, looks or turns out too dense,
+    /// or a buffer cannot be had.
     func multiplyRaw(_ x: UnsafePointer<Float>, batch: Int, multiplier a: Float, offset b: Float,
                      weightT: UnsafePointer<Float>, bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>,
                      workspace: Workspace) -> Bool {
-        guard batch >= SparseInput.minimumRows, inFeatures < Int(Int32.max) else { return false }
+        guard let total = compressibleEntries(batch) else { return false }
+        let background = SparseInput.likelyBackground(x, count: total)
+        let sampleRows = min(batch, max(4, batch / SparseInput.sampleEvery))
+        guard looksSparse(x, batch: batch, around: background, sampleRows: sampleRows).aroundV else { return false }
+        return withAffine(a, b) { affine in
+            compressAndMultiply(x, batch: batch, total: total, background: background * a + b, thenZero: false,
+                                affine: affine, weightT: weightT, bias: bias, y: y, workspace: workspace) != nil
+        }
+    }
+
+    /// The entries of a batch of `batch` rows when `multiply` may compress it: at least
+    /// `minimumRows` rows, and entries that the kernels' Int32 columns and counts can hold.
+    private func compressibleEntries(_ batch: Int) -> Int? {
+        guard batch >= SparseInput.minimumRows, inFeatures < Int(Int32.max) else { return nil }
         let total = batch.multipliedReportingOverflow(by: inFeatures)
-        guard !total.overflow, total.partialValue < Int(Int32.max) else { return false }
-        let v = SparseInput.likelyBackground(x, count: total.partialValue) * a + b   // two roundings, as the kernels
-        return withUnsafeTemporaryAllocation(of: Float.self, capacity: 2) { affine in
+        guard !total.overflow, total.partialValue < Int(Int32.max) else { return nil }
+        return total.partialValue
+    }
+
+    /// The cost model's look at `sampleRows` rows spread over the batch x: whether few
+    /// enough of their entries differ from v, and from 0, for a compression to pay
+    /// (`maxDensity` with `sampleMargin`).
+    private func looksSparse(_ x: UnsafePointer<Float>, batch: Int, around v: Float,
+                             sampleRows: Int) -> (aroundV: Bool, aroundZero: Bool) {
+        var notV: Int64 = 0, notZero: Int64 = 0
+        dlk_sample_density(x, Int64(batch), Int64(inFeatures), v, Int64(sampleRows), &notV, &notZero, plainC)
+        let most = Double(sampleRows * inFeatures) * SparseInput.maxDensity * SparseInput.sampleMargin
+        return (Double(notV) <= most, Double(notZero) <= most)
+    }
+
+    /// `body` with {a, b} in memory, as `dlk_sparse_batch.affine` takes them.
+    private func withAffine<R>(_ a: Float, _ b: Float, _ body: (UnsafePointer<Float>) -> R) -> R {
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: 2) { affine in
             affine[0] = a
             affine[1] = b
-            return compressAndMultiply(x, batch: batch, total: total.partialValue, background: v, thenZero: false,
-                                       affine: UnsafePointer(affine.baseAddress!), weightT: weightT, bias: bias, y: y,
-                                       workspace: workspace) != nil
+            return body(UnsafePointer(affine.baseAddress!))
         }
     }
 
@@ -262,14 +285,9 @@ final class SparseInput {
               workspace.partial.reserve((chunks - 1) * o) else { return false }
         var bases: UnsafePointer<Float>? = nil
         if v != 0 {
-            let key = BasesKey(weight: generations.weight, bias: generations.bias, background: v.bitPattern)
-            if workspace.basesKey != key {
-                workspace.basesKey = nil
-                guard workspace.bases.reserve(chunks * o) else { return false }
-                dlk_sparse_bases(weightT, Int64(i), Int64(o), bias, v, workspace.bases.base, plainC)
-                workspace.basesKey = key
-            }
-            bases = UnsafePointer(workspace.bases.base)
+            bases = keptBases(workspace.bases, &workspace.basesKey, around: v, weightT: weightT, bias: bias,
+                              generations: generations)
+            guard bases != nil else { return false }
         }
         var work = dlk_sparse_batch(row_begin: workspace.rowBegin.base, row_end: workspace.rowEnd.base,
                                     index: workspace.index.base, value: workspace.value.base, groups: 1,
@@ -286,11 +304,8 @@ final class SparseInput {
     func predictOneRaw(_ x: UnsafePointer<Float>, multiplier a: Float, offset b: Float, weightT: UnsafePointer<Float>,
                        bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>,
                        generations: (weight: UInt64, bias: UInt64), workspace: Workspace) -> Bool {
-        let sparse = withUnsafeTemporaryAllocation(of: Float.self, capacity: 2) { affine in
-            affine[0] = a
-            affine[1] = b
-            return single(x, weightT: weightT, bias: bias, y: y, generations: generations, workspace: workspace,
-                          affine: UnsafePointer(affine.baseAddress!))
+        let sparse = withAffine(a, b) { affine in
+            single(x, weightT: weightT, bias: bias, y: y, generations: generations, workspace: workspace, affine: affine)
         }
         workspace.singleWasSparse = sparse
         if sparse { return true }
@@ -300,21 +315,6 @@ final class SparseInput {
         dlk_row_times_matrix(x, Int64(inFeatures), weightT, Int64(o), nil, workspace.partial.base, y, plainC)
         for j in 0..<o { y[j] = y[j] * a + base[j] }
         return true
-    }
-
-    /// Whether `multiply` might compress a batch of raw input, that is before the model's
-    /// preprocessing (which maps equal values to equal values): the cost model's look at one
-    /// row in `sampleEvery` (at least 4), around the batch's likely background. False for
-    /// batches `multiply` leaves to BLAS whatever their values.
-    func mayCompress(raw x: UnsafePointer<Float>, batch: Int) -> Bool {
-        guard batch >= SparseInput.minimumRows else { return false }
-        let total = batch.multipliedReportingOverflow(by: inFeatures)
-        guard !total.overflow, total.partialValue < Int(Int32.max) else { return false }
-        let v = SparseInput.likelyBackground(x, count: total.partialValue)
-        let sampleRows = min(batch, max(4, batch / SparseInput.sampleEvery))
-        var notV: Int64 = 0, notZero: Int64 = 0
-        dlk_sample_density(x, Int64(batch), Int64(inFeatures), v, Int64(sampleRows), &notV, &notZero, plainC)
-        return Double(notV) <= Double(sampleRows * inFeatures) * SparseInput.maxDensity * SparseInput.sampleMargin
     }
 
     /// b + offset rowsum(W): each output's bias plus `offset` times the sum of its weights,
@@ -327,17 +327,28 @@ final class SparseInput {
     /// weight, the bias and the offset stay the same. Nil when its buffer cannot be had.
     func foldedBase(weightT: UnsafePointer<Float>, bias: UnsafePointer<Float>?, offset: Float,
                     generations: (weight: UInt64, bias: UInt64), workspace: Workspace) -> UnsafePointer<Float>? {
-        let key = BasesKey(weight: generations.weight, bias: generations.bias, background: offset.bitPattern)
-        if workspace.foldedKey != key {
-            workspace.foldedKey = nil
-            let chunks = Int(DLK_SPARSE_CHUNKS), o = outFeatures
-            guard workspace.folded.reserve(chunks * o) else { return nil }
-            let bases = workspace.folded.base
-            dlk_sparse_bases(weightT, Int64(inFeatures), Int64(o), bias, offset, bases, plainC)
-            for h in 1..<chunks { Kernels.add(bases + h * o, into: bases, o) }
-            workspace.foldedKey = key
+        keptBases(workspace.folded, &workspace.foldedKey, around: offset, weightT: weightT, bias: bias,
+                  generations: generations) { bases in
+            let o = outFeatures
+            for h in 1..<Int(DLK_SPARSE_CHUNKS) { Kernels.add(bases + h * o, into: bases, o) }
         }
-        return UnsafePointer(workspace.folded.base)
+    }
+
+    /// Every chunk's base term for background v (`dlk_sparse_bases`) in `buffer`, made
+    /// again (and passed to `finish`) only when the weights, the bias or v differ from what
+    /// `key` says they were made from. Nil when the buffer cannot be had.
+    private func keptBases(_ buffer: Buffer<Float>, _ key: inout BasesKey?, around v: Float, weightT: UnsafePointer<Float>,
+                           bias: UnsafePointer<Float>?, generations: (weight: UInt64, bias: UInt64),
+                           finish: (UnsafeMutablePointer<Float>) -> Void = { _ in }) -> UnsafePointer<Float>? {
+        let wanted = BasesKey(weight: generations.weight, bias: generations.bias, background: v.bitPattern)
+        if key != wanted {
+            key = nil
+            guard buffer.reserve(Int(DLK_SPARSE_CHUNKS) * outFeatures) else { return nil }
+            dlk_sparse_bases(weightT, Int64(inFeatures), Int64(outFeatures), bias, v, buffer.base, plainC)
+            finish(buffer.base)
+            key = wanted
+        }
+        return UnsafePointer(buffer.base)
     }
 
     /// The most frequent of 16 entries spread evenly over the batch (the first on ties): the
@@ -400,7 +411,7 @@ struct TransposedMatrix: StorageOrder {
     }
 }
 
-/// A float32 tensor's elements (only called where T is Float).
-private func floats<T>(_ t: Tensor<T>) -> UnsafeMutablePointer<Float> {
+/// A float32 tensor's elements (only called where T is Float: the sparse path's layer).
+func floats<T>(_ t: Tensor<T>) -> UnsafeMutablePointer<Float> {
     UnsafeMutableRawPointer(t.data).assumingMemoryBound(to: Float.self)
 }

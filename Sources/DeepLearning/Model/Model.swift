@@ -450,7 +450,7 @@ public final class Model<T: DLScalar> {
                                          _ context: InferenceContext<T>) throws(DLError) -> Tensor<T> {
         let p = spec.preprocessing
         if let first = foldingLayer, S.self == T.self, let scratch = context.scratch, abs(p.offset) <= Self.maxFoldedOffset,
-           case let multiplier = T(p.multiplier), multiplier.isNormal, multiplier.isFinite {
+           case let multiplier = T(p.multiplier), multiplier.isNormal {
             let raw = UnsafeRawPointer(x).assumingMemoryBound(to: T.self)
             if let y = try first.inferFolded(raw: raw, rows: rows, multiplier: multiplier, offset: T(p.offset),
                                              checked: checked, scratch: scratch) {
