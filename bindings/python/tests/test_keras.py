@@ -31,6 +31,13 @@ TOLERANCE = 1e-5
 LARGEST: dict[str, float] = {}
 
 
+@pytest.fixture(autouse=True)
+def seeded_keras():
+    """Keras draws its initial weights and dropout masks from a global generator:
+    seeded per test, every run of a test starts from the same model."""
+    keras.utils.set_random_seed(0)
+
+
 @pytest.fixture(scope="module", autouse=True)
 def report_largest():
     yield
@@ -243,8 +250,13 @@ def test_imported_model_fine_tunes_and_exports_again(tmp_path: Path):
     ours = dl.Model.from_keras(tmp_path / "start.keras")
     flat, y = x.reshape(128, -1), labels(128)
     before = ours.evaluate(flat, y).loss
-    ours.fit(flat, y, epochs=3, batch_size=32)
+    losses = ours.fit(flat, y, epochs=3, batch_size=32, verbose=0).history["loss"]
     after = ours.evaluate(flat, y).loss
+    # Training lowers the loss it sees epoch by epoch. The evaluation uses the batch
+    # norm's moving statistics, which Keras's momentum 0.99 moves only 11% of the way in
+    # 12 steps: it falls too, by less (0.02-0.10 in 12 seeds), and one unseeded CI run
+    # saw it rise (2.301 -> 2.317).
+    assert losses[-1] < losses[0] - 0.1, losses
     assert after < before, (before, after)
     ours.to_keras(tmp_path / "tuned.keras")
     back = keras.models.load_model(tmp_path / "tuned.keras")
