@@ -1,3 +1,4 @@
+import CDeepLearningKernels
 import Testing
 @testable import DeepLearning
 
@@ -109,5 +110,69 @@ import Testing
         }
         #expect(GemmBlocks(m: 64, n: 128, k: 784).count == 2)
         #expect(GemmBlocks(m: 64, n: 10, k: 128).count == 1)
+    }
+
+    // MARK: The unpacked kernel (gemm.c)
+
+    /// `dlk_gemm_f32` and its threaded form `Kernels.unpackedGemm` (the dense product of the
+    /// batches the library predicts): every output is the chain of fused multiply-adds over
+    /// p in order, times alpha. Computed here with `addingProduct` (one rounding), it must
+    /// give the same bits from the plain C loop, from the AVX-512 kernel and on any number
+    /// of threads; and the chain itself must agree with float64 within float32's bound. A
+    /// stored as it is and transposed (the weight gradient x^T dy).
+    @Test(arguments: [(300, 128, 784), (7, 10, 128), (49, 130, 129), (6, 64, 128), (5, 17, 300), (100, 1, 3),
+                      (48, 65, 1), (97, 16, 257), (784, 128, 64)], [false, true])
+    func unpackedKernelGivesTheChainsBitsOnAnySplit(_ shape: (Int, Int, Int), transA: Bool) {
+        let (m, n, k) = shape
+        let t = Case(m: m, n: n, k: k, transA: transA, transB: false, alpha: 0.37)
+        let o = Operands(t, seed: UInt64(m * 5 + n * 11 + k))
+        var chain = o.c
+        var worst = 0.0
+        for i in 0..<m {
+            for j in 0..<n {
+                var s: Float = 0, sum = 0.0, magnitude = 0.0
+                for p in 0..<k {
+                    let (x, y) = (transA ? o.a[p * o.lda + i] : o.a[i * o.lda + p], o.b[p * o.ldb + j])
+                    s = s.addingProduct(x, y)
+                    sum += Double(x) * Double(y)
+                    magnitude += abs(Double(x) * Double(y))
+                }
+                chain[i * o.ldc + j] = t.alpha * s
+                let bound = Double(k + 2) * 0x1p-24 * Double(t.alpha) * magnitude + 1e-30
+                worst = max(worst, abs(Double(chain[i * o.ldc + j]) - Double(t.alpha) * sum) / bound)
+            }
+        }
+        #expect(worst <= 1, "error \(worst) times the float32 bound")
+        func differing(_ x: [Float], _ y: [Float]) -> Int {
+            zip(x, y).filter { $0.bitPattern != $1.bitPattern }.count
+        }
+        func run(_ body: (UnsafePointer<Float>, UnsafePointer<Float>, UnsafeMutablePointer<Float>) -> Void) -> [Float] {
+            var c = o.c
+            o.a.withUnsafeBufferPointer { a in
+                o.b.withUnsafeBufferPointer { b in
+                    c.withUnsafeMutableBufferPointer { c in body(a.baseAddress!, b.baseAddress!, c.baseAddress!) }
+                }
+            }
+            return c
+        }
+        for plain: Int32 in [1, 0] {
+            let c = run { a, b, c in
+                dlk_gemm_f32(transA ? 1 : 0, Int64(m), Int64(n), Int64(k), t.alpha, a, Int64(o.lda), b, Int64(o.ldb), c,
+                             Int64(o.ldc), plain)
+            }
+            #expect(differing(c, chain) == 0, "plain_c \(plain): other bits than the chain (the padding of C included)")
+        }
+        let saved = Kernels.threads
+        defer { Kernels.threads = saved }
+        for threads in [1, 2, 3, 8] {
+            Kernels.threads = threads
+            var ran = false
+            let c = run { a, b, c in
+                ran = Kernels.unpackedGemm(transA: transA, m: m, n: n, k: k, alpha: t.alpha, a: a, lda: o.lda, b: b,
+                                           ldb: o.ldb, c: c, ldc: o.ldc)
+            }
+            #expect(ran == (dlk_gemm_has_vector() != 0 && n <= DLK_GEMM_MAX_COLUMNS))
+            #expect(differing(c, ran ? chain : o.c) == 0, "\(threads) threads")
+        }
     }
 }

@@ -226,6 +226,33 @@ DLK_HIDDEN int dlk_available_cpus(void);
 /// parameter's values, which caches derived from them compare.
 DLK_HIDDEN uint64_t dlk_next_generation(void);
 
+// MARK: - Dense products without packing (gemm.c)
+
+/// C (m x n, rows ldc apart) = alpha (A B) for row-major A (m x k, lda; with `trans_a`, A
+/// is stored as its transpose, k x m) and B (k x n, ldb), read in place. Each output is the
+/// chain of fused multiply-adds over p = 0 ..< k in order, from zero, then times alpha: the
+/// same bits from the AVX-512 kernel and from plain C (`plain_c`), whatever rows a call is
+/// given (threads may split C's rows any way).
+DLK_HIDDEN void dlk_gemm_f32(int trans_a, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
+                             const float *b, int64_t ldb, float *c, int64_t ldc, int plain_c);
+
+/// The widest product (columns of B and C) that dlk_gemm_parallel_f32 takes. Against
+/// OpenBLAS on one core (bench/README.md, "Products without packing"), the kernel was
+/// faster up to 128 columns and 5-10% slower at 256 and 512, where rows of B lie further
+/// apart than its tiles' 64 columns use of them.
+#define DLK_GEMM_MAX_COLUMNS 128
+
+/// dlk_gemm_f32's vector kernel on the kernel threads, which take blocks of C's rows in
+/// turn; as many threads as give each `min_work` multiply-adds. 0 (nothing done) without
+/// AVX-512, with an empty product, or with more than DLK_GEMM_MAX_COLUMNS columns.
+DLK_HIDDEN int dlk_gemm_parallel_f32(int trans_a, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
+                                     int64_t lda, const float *b, int64_t ldb, float *c, int64_t ldc,
+                                     int64_t min_work);
+
+/// 1 when dlk_gemm_f32 runs its vector kernel here (AVX-512F); the plain C loop is its
+/// reference, far slower than OpenBLAS.
+DLK_HIDDEN int dlk_gemm_has_vector(void);
+
 /// 1 when the CPU runs the AVX2/FMA versions of the kernels, 0 when it gets the plain C ones.
 DLK_HIDDEN int dlk_has_avx2(void);
 
