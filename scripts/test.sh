@@ -2,6 +2,8 @@
 # The test command: bash scripts/test.sh (from any folder; CI runs it too).
 #   setup        scripts/setup.sh installs whatever is missing
 #   swift test   the Swift core's own tests (SwiftPM, debug)
+#   no avx512    the products' and the first layer's tests again with DL_NO_AVX512=1:
+#                the kernels and OpenBLAS paths that CPUs without AVX-512 take
 #   cmake build  build/libdeeplearning.so (Release, Swift runtime inside)
 #   ctest        checks of the library and the C drivers under bindings/c
 #   pytest       bindings/python/tests against build/libdeeplearning.so
@@ -87,6 +89,8 @@ wheel_build_and_test() {
 
 stage setup bash scripts/setup.sh || exit 1
 stage "swift test" swift test || true
+stage "no avx512" env DL_NO_AVX512=1 swift test --skip-build \
+    --filter "GemmTests|PreprocessingTests|SparseInputTests|TrainingTests|ModelTests" || true
 if stage "cmake build" cmake_build; then
     stage ctest ctest --test-dir "$build" --output-on-failure --parallel "$jobs" || true
     if [ -d bindings/python/tests ]; then
