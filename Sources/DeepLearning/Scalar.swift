@@ -73,7 +73,8 @@ extension Double: DLScalar {
 
 extension DLScalar {
     /// C = alpha * op(A) * op(B) + beta * C, row-major: op(A) is (m, k), op(B) is (k, n),
-    /// C is (m, n). Every product of the library goes through here.
+    /// C is (m, n). Every product of the library goes through here, except those that the
+    /// first linear layer gives the library's own unpacked kernel (`Kernels.unpackedGemm`).
     ///
     /// The library, not OpenBLAS, decides how many cores a product uses: OpenBLAS is set to
     /// one thread, and a large product is cut into blocks of C's rows (or of its columns,

@@ -9,7 +9,9 @@ import CDeepLearningKernels
 ///
 /// Products go through BLAS, except in the float32 layer that sees the model's input: it
 /// keeps its weight as W^T and tries `SparseInput` first, which handles single samples and
-/// batches that are mostly one value, and falls back to BLAS on W^T for the rest.
+/// batches that are mostly one value, and multiplies the rest with W^T through the
+/// library's unpacked kernel where the CPU has AVX-512 and the layer at most 128 outputs
+/// (`usesUnpackedKernel`, gemm.c), else through BLAS.
 public final class Linear<T: DLScalar>: Layer {
     public let type = "linear"
     public let inFeatures: Int
@@ -77,8 +79,9 @@ public final class Linear<T: DLScalar>: Layer {
     /// - a batch that looks sparse is compressed from the raw values, each mapped as it is
     ///   read (`SparseInput.multiplyRaw`): the same bits as the preprocessed batch through
     ///   `infer`;
-    /// - another (or one that turns out too dense) is one BLAS product from the caller's
-    ///   memory, y = multiplier (x W^T) + (b + offset rowsum(W)) (`SparseInput.foldedBase`):
+    /// - another (or one that turns out too dense) is one product from the caller's memory
+    ///   (the unpacked kernel, else BLAS), y = multiplier (x W^T) + (b + offset rowsum(W))
+    ///   (`SparseInput.foldedBase`):
     ///   the same sums as `infer` to float32 rounding, as long as the offset is not large
     ///   against the preprocessed values (the model's `maxFoldedOffset`);
     /// - a single sample takes the same two ways (`SparseInput.predictOneRaw`).
@@ -143,10 +146,11 @@ public final class Linear<T: DLScalar>: Layer {
     /// Training's dense forward of the layer that keeps W^T: y = x W^T + b as the sparse
     /// path cuts it, chunk h's rows of W^T (its inputs) times x's columns, each from zero,
     /// added in chunk order (`dlk_chunk_start`: the same cut for any thread count). Each
-    /// chunk is one OpenBLAS call on its own thread, so on two cores each core reads the
-    /// half of W^T that it updated in the last step (the weight gradient and the optimizer
-    /// split W^T's rows the same way) instead of the other core's. False when the partial
-    /// products' buffer cannot be had (the caller then takes `dense`).
+    /// chunk is one product (the unpacked kernel, else OpenBLAS) on its own thread, so on
+    /// two cores each core reads the half of W^T that it updated in the last step (the
+    /// weight gradient and the optimizer split W^T's rows the same way) instead of the
+    /// other core's. False when the partial products' buffer cannot be had (the caller
+    /// then takes `dense`).
     private func chunkedForward(_ x: Tensor<T>, _ y: Tensor<T>) -> Bool {
         let batch = x.shape[0], size = batch * outFeatures
         guard partial.reserve((Int(DLK_SPARSE_CHUNKS) - 1) * size) else { return false }
@@ -196,7 +200,8 @@ public final class Linear<T: DLScalar>: Layer {
         return chunks
     }
 
-    /// y = x W^T + b through BLAS.
+    /// y = x W^T + b: through the unpacked kernel when the layer keeps W^T and
+    /// `Kernels.unpackedGemm` takes it, else through BLAS.
     private func dense(_ x: Tensor<T>, _ y: Tensor<T>) {
         let batch = x.shape[0]
         let w = weight.value.data
