@@ -92,7 +92,7 @@ int main(int argc, char **argv) {
     if (rounds < 1) rounds = 1;
     if (rounds > MAX_ROUNDS) rounds = MAX_ROUNDS;
     openblas_set_num_threads(1);
-    if (!dlk_gemm_has_vector()) {
+    if (!dlk_has_avx512()) {
         printf("no AVX-512 here: the library uses OpenBLAS for every product\n");
         return 0;
     }

@@ -171,25 +171,12 @@ int dlk_gemm_parallel_f32(int trans_a, int64_t m, int64_t n, int64_t k, float al
 #endif
 }
 
-int dlk_gemm_has_vector(void) {
-#if DLK_X86
-    return dlk_has_avx512();
-#else
-    return 0;
-#endif
-}
-
 void dlk_gemm_f32(int trans_a, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
                   const float *b, int64_t ldb, float *c, int64_t ldc, int plain_c) {
     const int64_t rs = trans_a ? 1 : lda, ps = trans_a ? lda : 1;   // A[i][p] is a[i * rs + p * ps]
     if (m <= 0 || n <= 0) return;
-    if (k <= 0) {   // an empty chain: zero, times alpha, as the loops below would give
-        for (int64_t i = 0; i < m; i++)
-            for (int64_t j = 0; j < n; j++) c[i * ldc + j] = 0.0f * alpha;
-        return;
-    }
 #if DLK_X86
-    if (!plain_c && dlk_has_avx512()) {
+    if (!plain_c && k > 0 && dlk_has_avx512()) {   // (an empty chain: the plain loop's zeros)
         gemm_avx512(m, n, k, alpha, a, rs, ps, b, ldb, c, ldc);
         return;
     }

@@ -33,16 +33,20 @@ public enum Kernels {
 
     /// C = alpha op(A) B (row-major, float32; op(A) = A^T with `transA`) with the library's
     /// own AVX-512 kernel, which reads A and B where they are (`dlk_gemm_f32`: no packed
-    /// copies, unlike OpenBLAS), C's rows handed out to the kernel threads in blocks. Every
-    /// output is the same chain of multiply-adds whatever the split, so the bits do not
-    /// depend on the thread count. False, with nothing written, where the CPU lacks AVX-512
-    /// or C is wider than the kernel was measured faster (`DLK_GEMM_MAX_COLUMNS`): the
-    /// caller then takes `gemm`.
-    static func unpackedGemm(transA: Bool = false, m: Int, n: Int, k: Int, alpha: Float, a: UnsafePointer<Float>,
-                             lda: Int, b: UnsafePointer<Float>, ldb: Int, c: UnsafeMutablePointer<Float>,
-                             ldc: Int) -> Bool {
-        dlk_gemm_parallel_f32(transA ? 1 : 0, Int64(m), Int64(n), Int64(k), alpha, a, Int64(lda), b, Int64(ldb), c,
-                              Int64(ldc), Int64(GemmBlocks.minWork)) != 0
+    /// copies, unlike OpenBLAS), C's rows handed out to the kernel threads in blocks (or
+    /// all on this thread when it runs inside another kernel job). Every output is the same
+    /// chain of multiply-adds whatever the split, so the bits do not depend on the thread
+    /// count. False, with nothing written, for float64, where the CPU lacks AVX-512 or C is
+    /// wider than the kernel was measured faster (`DLK_GEMM_MAX_COLUMNS`): the caller then
+    /// takes BLAS.
+    static func unpackedGemm<T: DLScalar>(transA: Bool = false, m: Int, n: Int, k: Int, alpha: T, a: UnsafePointer<T>,
+                                          lda: Int, b: UnsafePointer<T>, ldb: Int, c: UnsafeMutablePointer<T>,
+                                          ldc: Int) -> Bool {
+        guard T.self == Float.self else { return false }
+        func f(_ p: UnsafePointer<T>) -> UnsafePointer<Float> { UnsafeRawPointer(p).assumingMemoryBound(to: Float.self) }
+        return dlk_gemm_parallel_f32(transA ? 1 : 0, Int64(m), Int64(n), Int64(k), Float(alpha), f(a), Int64(lda), f(b),
+                                     Int64(ldb), UnsafeMutableRawPointer(c).assumingMemoryBound(to: Float.self),
+                                     Int64(ldc), Int64(GemmBlocks.minWork)) != 0
     }
 
     // MARK: Copies and conversions

@@ -232,7 +232,8 @@ DLK_HIDDEN uint64_t dlk_next_generation(void);
 /// is stored as its transpose, k x m) and B (k x n, ldb), read in place. Each output is the
 /// chain of fused multiply-adds over p = 0 ..< k in order, from zero, then times alpha: the
 /// same bits from the AVX-512 kernel and from plain C (`plain_c`), whatever rows a call is
-/// given (threads may split C's rows any way).
+/// given (threads may split C's rows any way). The vector kernel runs where
+/// dlk_has_avx512(); the plain C loop is its reference, far slower than OpenBLAS.
 DLK_HIDDEN void dlk_gemm_f32(int trans_a, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
                              const float *b, int64_t ldb, float *c, int64_t ldc, int plain_c);
 
@@ -248,10 +249,6 @@ DLK_HIDDEN void dlk_gemm_f32(int trans_a, int64_t m, int64_t n, int64_t k, float
 DLK_HIDDEN int dlk_gemm_parallel_f32(int trans_a, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
                                      int64_t lda, const float *b, int64_t ldb, float *c, int64_t ldc,
                                      int64_t min_work);
-
-/// 1 when dlk_gemm_f32 runs its vector kernel here (AVX-512F); the plain C loop is its
-/// reference, far slower than OpenBLAS.
-DLK_HIDDEN int dlk_gemm_has_vector(void);
 
 /// 1 when the CPU runs the AVX2/FMA versions of the kernels, 0 when it gets the plain C ones.
 DLK_HIDDEN int dlk_has_avx2(void);

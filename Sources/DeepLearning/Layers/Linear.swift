@@ -11,7 +11,7 @@ import CDeepLearningKernels
 /// keeps its weight as W^T and tries `SparseInput` first, which handles single samples and
 /// batches that are mostly one value, and multiplies the rest with W^T through the
 /// library's unpacked kernel where the CPU has AVX-512 and the layer at most 128 outputs
-/// (`usesUnpackedKernel`, gemm.c), else through BLAS.
+/// (`Kernels.unpackedGemm`, gemm.c), else through BLAS.
 public final class Linear<T: DLScalar>: Layer {
     public let type = "linear"
     public let inFeatures: Int
@@ -119,8 +119,8 @@ public final class Linear<T: DLScalar>: Layer {
             base = sparseInput.foldedBase(weightT: wf, bias: bf, offset: Float(offset), generations: generations,
                                           workspace: workspace)
             guard base != nil else { return nil }
-            if !Kernels.unpackedGemm(m: rows, n: outFeatures, k: inFeatures, alpha: Float(multiplier), a: xf,
-                                     lda: inFeatures, b: wf, ldb: outFeatures, c: yf, ldc: outFeatures) {
+            if !Kernels.unpackedGemm(m: rows, n: outFeatures, k: inFeatures, alpha: multiplier, a: x, lda: inFeatures,
+                                     b: weight.value.data, ldb: outFeatures, c: y.data, ldc: outFeatures) {
                 T.gemm(transA: false, transB: false, m: rows, n: outFeatures, k: inFeatures, alpha: multiplier, a: x,
                        lda: inFeatures, b: weight.value.data, ldb: outFeatures, beta: 0, c: y.data, ldc: outFeatures)
             }
@@ -155,30 +155,17 @@ public final class Linear<T: DLScalar>: Layer {
         let batch = x.shape[0], size = batch * outFeatures
         guard partial.reserve((Int(DLK_SPARSE_CHUNKS) - 1) * size) else { return false }
         let w = weight.value.data, partial = partial.base
-        let unpacked = usesUnpackedKernel
         let chunks = forEachChunk(batch) { h, lower, upper in
-            let c = h == 0 ? y.data : partial + (h - 1) * size
-            if unpacked {
-                dlk_gemm_f32(0, Int64(batch), Int64(outFeatures), Int64(upper - lower), 1, floats(x) + lower,
-                             Int64(inFeatures), floats(weight.value) + lower * outFeatures, Int64(outFeatures),
-                             UnsafeMutableRawPointer(c).assumingMemoryBound(to: Float.self), Int64(outFeatures), 0)
-            } else {
-                T.blasGemm(transA: false, transB: false, m: batch, n: outFeatures, k: upper - lower,
-                           alpha: 1, a: x.data + lower, lda: inFeatures, b: w + lower * outFeatures, ldb: outFeatures,
-                           beta: 0, c: c, ldc: outFeatures)
+            let (a, b, c) = (x.data + lower, w + lower * outFeatures, h == 0 ? y.data : partial + (h - 1) * size)
+            if !Kernels.unpackedGemm(m: batch, n: outFeatures, k: upper - lower, alpha: 1, a: a, lda: inFeatures, b: b,
+                                     ldb: outFeatures, c: c, ldc: outFeatures) {
+                T.blasGemm(transA: false, transB: false, m: batch, n: outFeatures, k: upper - lower, alpha: 1, a: a,
+                           lda: inFeatures, b: b, ldb: outFeatures, beta: 0, c: c, ldc: outFeatures)
             }
         }
         for h in 1..<chunks { Kernels.add(partial + (h - 1) * size, into: y.data, size) }
         if let bias { Kernels.addRowVector(y.data, bias.value.data, rows: batch, cols: outFeatures) }
         return true
-    }
-
-    /// Whether the float32 products with W^T (this layer's, when it keeps W^T) take the
-    /// library's unpacked kernel (`dlk_gemm_f32`, AVX-512) instead of OpenBLAS: on one core
-    /// it was 1.2x OpenBLAS at the MLP step's 64 x 784 x 128 (bench/README.md, "Products
-    /// without packing").
-    private var usesUnpackedKernel: Bool {
-        T.self == Float.self && outFeatures <= Int(DLK_GEMM_MAX_COLUMNS) && dlk_gemm_has_vector() != 0
     }
 
     /// Runs `body(h, first input, end)` for each chunk h of W^T's rows (the inputs), cut at
@@ -208,10 +195,9 @@ public final class Linear<T: DLScalar>: Layer {
         if batch == 1 {
             let (m, n) = weightIsTransposed ? (inFeatures, outFeatures) : (outFeatures, inFeatures)
             T.gemv(transA: weightIsTransposed, m: m, n: n, alpha: 1, a: w, lda: n, x: x.data, beta: 0, y: y.data)
-        } else if !weightIsTransposed || T.self != Float.self
-                    || !Kernels.unpackedGemm(m: batch, n: outFeatures, k: inFeatures, alpha: 1, a: floats(x), lda: inFeatures,
-                                             b: floats(weight.value), ldb: weightLeadingDimension, c: floats(y),
-                                             ldc: outFeatures) {
+        } else if !weightIsTransposed
+                    || !Kernels.unpackedGemm(m: batch, n: outFeatures, k: inFeatures, alpha: 1, a: x.data, lda: inFeatures,
+                                             b: w, ldb: outFeatures, c: y.data, ldc: outFeatures) {
             T.gemm(transA: false, transB: !weightIsTransposed, m: batch, n: outFeatures, k: inFeatures,
                    alpha: 1, a: x.data, lda: inFeatures, b: w, ldb: weightLeadingDimension,
                    beta: 0, c: y.data, ldc: outFeatures)
@@ -225,16 +211,12 @@ public final class Linear<T: DLScalar>: Layer {
         let sparseDone = sparseInput?.weightGradient(x: x, dy: dy, weightTGrad: weight.grad, biasGrad: bias?.grad) == true
         if !sparseDone {
             if weightIsTransposed {  // dW^T = x^T dy   (in, out), its rows cut as the forward cuts W^T
-                let unpacked = usesUnpackedKernel
                 forEachChunk(batch) { _, lower, upper in
-                    if unpacked {
-                        dlk_gemm_f32(1, Int64(upper - lower), Int64(outFeatures), Int64(batch), 1, floats(x) + lower,
-                                     Int64(inFeatures), floats(dy), Int64(outFeatures),
-                                     floats(weight.grad) + lower * outFeatures, Int64(outFeatures), 0)
-                    } else {
-                        T.blasGemm(transA: true, transB: false, m: upper - lower, n: outFeatures, k: batch,
-                                   alpha: 1, a: x.data + lower, lda: inFeatures, b: dy.data, ldb: outFeatures,
-                                   beta: 0, c: weight.grad.data + lower * outFeatures, ldc: outFeatures)
+                    let (a, c) = (x.data + lower, weight.grad.data + lower * outFeatures)
+                    if !Kernels.unpackedGemm(transA: true, m: upper - lower, n: outFeatures, k: batch, alpha: 1, a: a,
+                                             lda: inFeatures, b: dy.data, ldb: outFeatures, c: c, ldc: outFeatures) {
+                        T.blasGemm(transA: true, transB: false, m: upper - lower, n: outFeatures, k: batch, alpha: 1,
+                                   a: a, lda: inFeatures, b: dy.data, ldb: outFeatures, beta: 0, c: c, ldc: outFeatures)
                     }
                 }
             } else {  // dW = dy^T x   (out, in)
