@@ -1,4 +1,4 @@
-/* The library's unpacked AVX-512 product (Sources/CDeepLearningKernels/gemm.c) against
+/* The library's unpacked product (AVX-512 or AVX2/FMA) (Sources/CDeepLearningKernels/gemm.c) against
  * Debian's OpenBLAS on one core, round-robin in one process, on the shapes the library
  * gives it (a batch times a W^T) and wider ones; and both on the kernel threads as the
  * library runs them (dlk_gemm_parallel_f32 against 8 row blocks of OpenBLAS, which is what
@@ -38,25 +38,30 @@ static const shape shapes[] = {
     {"gradient (64x784)^T.64x128", 784, 64, 128, 1, 1}, {"layer2 1000x128.128x10", 1000, 128, 10, 1, 0},
     {"wide 1000x784.784x256", 1000, 784, 256, 1, 0},    {"wider 1000x512.512x512", 1000, 512, 512, 1, 0},
     {"predict 1000x784.784x128", 1000, 784, 128, 2, 0},
+    {"batch 128x784.784x128", 128, 784, 128, 1, 0},     {"batch 256x784.784x128", 256, 784, 128, 1, 0},
+    {"batch 512x784.784x128", 512, 784, 128, 1, 0},     {"batch 256x784.784x128", 256, 784, 128, 2, 0},
+    {"step 64x784.784x128", 64, 784, 128, 2, 0},         {"gradient (64x784)^T.64x128", 784, 64, 128, 2, 1},
 };
 
 typedef struct {
     int m;
     const float *a, *b;
     float *c;
-    int n, k;
+    int n, k, trans;
 } blas_job;
 
 /* DLScalar.gemm's cut of 1000 x 784 x 128: 8 blocks of rows (multiples of 16), one
- * OpenBLAS call each, shared statically by the kernel threads. */
+ * OpenBLAS call each, shared statically by the kernel threads (with A transposed, a
+ * block of C's rows is a block of A's stored columns). */
 static void blas_share(void *context, int64_t begin, int64_t end, int thread) {
     (void)thread;
     const blas_job *j = context;
     const int units = (j->m + 15) / 16;
     for (int64_t block = begin; block < end; block++) {
         const int lo = (int)(units * block / 8 * 16), hi = block == 7 ? j->m : (int)(units * (block + 1) / 8 * 16);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, hi - lo, j->n, j->k, 1.0f, j->a + (size_t)lo * j->k,
-                    j->k, j->b, j->n, 0.0f, j->c + (size_t)lo * j->n, j->n);
+        cblas_sgemm(CblasRowMajor, j->trans ? CblasTrans : CblasNoTrans, CblasNoTrans, hi - lo, j->n, j->k, 1.0f,
+                    j->trans ? j->a + lo : j->a + (size_t)lo * j->k, j->trans ? j->m : j->k, j->b, j->n, 0.0f,
+                    j->c + (size_t)lo * j->n, j->n);
     }
 }
 
@@ -73,7 +78,7 @@ static double time_side(const shape *s, int ours, const float *a, const float *b
             cblas_sgemm(CblasRowMajor, s->trans ? CblasTrans : CblasNoTrans, CblasNoTrans, s->m, s->n, s->k, 1.0f, a,
                         lda, b, s->n, 0.0f, c, s->n);
         } else {
-            blas_job job = {s->m, a, b, c, s->n, s->k};
+            blas_job job = {s->m, a, b, c, s->n, s->k, s->trans};
             dlk_parallel_for(8, 1, blas_share, &job);
         }
         const double t = now() - start;
@@ -92,10 +97,11 @@ int main(int argc, char **argv) {
     if (rounds < 1) rounds = 1;
     if (rounds > MAX_ROUNDS) rounds = MAX_ROUNDS;
     openblas_set_num_threads(1);
-    if (!dlk_has_avx512()) {
-        printf("no AVX-512 here: the library uses OpenBLAS for every product\n");
+    if (!dlk_has_avx2()) {
+        printf("neither AVX-512 nor AVX2/FMA here: the library uses OpenBLAS for every product\n");
         return 0;
     }
+    printf("kernel: %s (DL_NO_AVX512=1 picks AVX2 on an AVX-512 machine)\n", dlk_has_avx512() ? "AVX-512" : "AVX2/FMA");
     dlk_set_threads(2);
     const int count = (int)(sizeof shapes / sizeof shapes[0]);
     for (int s = 0; s < count; s++) {

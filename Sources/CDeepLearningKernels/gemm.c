@@ -4,16 +4,17 @@
 // (A the caller's batch, B a layer's W^T), its copies took a fifth of the CPU samples.
 //
 // Every output is one chain of fused multiply-adds over p = 0, 1, ..., k - 1, from zero,
-// then times alpha (one rounding). The vector kernel keeps a tile of 6 rows x 64 columns of
-// C in 24 registers and runs it over the whole depth k (in blocks of BLOCK_DEPTH, between
-// which the partial sums are stored and loaded again unchanged). So C's bits depend
-// neither on the blocks nor on which rows a thread takes: the plain C loop gives the same
-// bits, and any cut of the rows across threads does too; threads can take blocks of rows
-// as they come free.
+// then times alpha (one rounding). A vector kernel keeps a tile of C in registers (6 rows
+// x 64 columns with AVX-512, 6 x 16 with AVX2/FMA) and runs it over the whole depth k (in
+// blocks, between which the partial sums are stored and loaded again unchanged). So C's
+// bits depend neither on the blocks nor on the kernel nor on which rows a thread takes:
+// the plain C loop gives the same bits, and any cut of the rows across threads does too;
+// threads can take blocks of rows as they come free.
 //
 // Measured against OpenBLAS 0.3.21 on one core (bench/README.md, "Products without
-// packing"): 1.05x at 1000 x 784 x 128, 1.2x at 64 x 784 x 128, 1.5x at 1000 x 128 x 10;
-// 0.9-0.95x from 256 columns up (DLK_GEMM_MAX_COLUMNS).
+// packing"): with AVX-512, 1.05x at 1000 x 784 x 128, 1.2x at 64 x 784 x 128, 1.5x at
+// 1000 x 128 x 10; 0.9-0.95x from 256 columns up (DLK_GEMM_MAX_COLUMNS). AVX2: see
+// "The unpacked kernel on AVX2" there.
 #include "dl_kernels.h"
 #include "x86.h"
 
@@ -37,42 +38,55 @@ static void gemm_plain(int64_t m, int64_t n, int64_t k, float alpha, const float
 #define DLK_UNROLL _Pragma("GCC unroll 8")
 
 enum {
-    TILE_ROWS = 6,       // rows of C per tile: 6 x 4 accumulators + 4 rows of B + 1 broadcast <= 32
-    TILE_VECTORS = 4,    // 16-float vectors per tile row: 64 columns
+    TILE_ROWS = 6,       // rows of C per tile, in both kernels
+    MAX_VECTORS = 4,     // vectors per tile row, at most
     BLOCK_ROWS = 48,     // rows a thread takes at a time; their strip of A serves every tile column
-    BLOCK_DEPTH = 1024,  // multiply-adds per tile between stores (blocks of 128 or 256 were slower)
 };
 
-// Loads and stores of 16 floats, or of the `mask`ed ones at the right edge of C.
-__attribute__((target("avx512f"), always_inline)) static inline __m512 load(int masked, __mmask16 mask, const float *p) {
+// One tile: `rows` (<= 6) rows of C by `vectors` vectors of columns, the last vector holding
+// only its first `tail` columns when `masked` (C's right edge); `depth` multiply-adds from
+// `first` (start at zero) to `last` (scale and store). Each kernel's tile is inlined into
+// one function per constant `rows`, `vectors` and `masked`, so its arrays live in registers
+// and full tiles use plain loads.
+typedef void (*tile_fn)(int tail, int64_t depth, const float *a, int64_t rs, int64_t ps, const float *b,
+                        int64_t ldb, float *c, int64_t ldc, int first, int last, float alpha);
+
+// A vector kernel as the driver sees it: its tiles, [rows - 1][masked][vectors - 1], its
+// vectors' width, and how deep a tile runs between stores.
+struct kernel {
+    tile_fn tiles[TILE_ROWS][2][MAX_VECTORS];
+    int lanes, vectors;
+    int64_t block_depth;
+};
+
+// MARK: AVX-512: tiles of 6 x 4 vectors of 16 (24 accumulators + 4 rows of B + 1 broadcast
+// <= 32 registers), 1024 deep (blocks of 128 or 256 were slower).
+
+__attribute__((target("avx512f"), always_inline)) static inline __m512 load16(int masked, __mmask16 mask,
+                                                                             const float *p) {
     return masked ? _mm512_maskz_loadu_ps(mask, p) : _mm512_loadu_ps(p);
 }
 
-__attribute__((target("avx512f"), always_inline)) static inline void store(int masked, __mmask16 mask, float *p, __m512 v) {
+__attribute__((target("avx512f"), always_inline)) static inline void store16(int masked, __mmask16 mask, float *p,
+                                                                            __m512 v) {
     if (masked) _mm512_mask_storeu_ps(p, mask, v);
     else _mm512_storeu_ps(p, v);
 }
 
-// One tile: `rows` (<= 6) rows of C, `vectors` (<= 4) vectors of 16 columns, the last one
-// `masked` by `tail` at C's right edge; `depth` multiply-adds from `first` (start at zero)
-// to `last` (scale and store). Inlined with constant `rows`, `vectors` and `masked`, so the
-// arrays live in registers and full tiles use plain loads.
 __attribute__((target("avx512f"), always_inline)) static inline void
-tile_avx512(const int rows, const int vectors, const int masked, __mmask16 tail, int64_t depth, const float *a,
+tile_avx512(const int rows, const int vectors, const int masked, int tail, int64_t depth, const float *a,
             int64_t rs, int64_t ps, const float *b, int64_t ldb, float *c, int64_t ldc, int first, int last,
             float alpha) {
-    __m512 acc[TILE_ROWS][TILE_VECTORS];
+    const __mmask16 edge = (__mmask16)((1u << tail) - 1);
+    __m512 acc[TILE_ROWS][4];
     DLK_UNROLL for (int r = 0; r < rows; r++)
         DLK_UNROLL for (int q = 0; q < vectors; q++) {
-            const __mmask16 mask = masked && q + 1 == vectors ? tail : 0xFFFF;
-            acc[r][q] = first ? _mm512_setzero_ps() : load(masked && q + 1 == vectors, mask, c + r * ldc + 16 * q);
+            const int m = masked && q + 1 == vectors;
+            acc[r][q] = first ? _mm512_setzero_ps() : load16(m, edge, c + r * ldc + 16 * q);
         }
     for (int64_t p = 0; p < depth; p++) {
-        __m512 bq[TILE_VECTORS];
-        DLK_UNROLL for (int q = 0; q < vectors; q++) {
-            const __mmask16 mask = masked && q + 1 == vectors ? tail : 0xFFFF;
-            bq[q] = load(masked && q + 1 == vectors, mask, b + p * ldb + 16 * q);
-        }
+        __m512 bq[4];
+        DLK_UNROLL for (int q = 0; q < vectors; q++) bq[q] = load16(masked && q + 1 == vectors, edge, b + p * ldb + 16 * q);
         DLK_UNROLL for (int r = 0; r < rows; r++) {
             const __m512 ar = _mm512_set1_ps(a[r * rs + p * ps]);
             DLK_UNROLL for (int q = 0; q < vectors; q++) acc[r][q] = _mm512_fmadd_ps(ar, bq[q], acc[r][q]);
@@ -80,61 +94,120 @@ tile_avx512(const int rows, const int vectors, const int masked, __mmask16 tail,
     }
     const __m512 scale = _mm512_set1_ps(alpha);
     DLK_UNROLL for (int r = 0; r < rows; r++)
-        DLK_UNROLL for (int q = 0; q < vectors; q++) {
-            const __mmask16 mask = masked && q + 1 == vectors ? tail : 0xFFFF;
-            store(masked && q + 1 == vectors, mask, c + r * ldc + 16 * q, last ? _mm512_mul_ps(acc[r][q], scale) : acc[r][q]);
-        }
+        DLK_UNROLL for (int q = 0; q < vectors; q++)
+            store16(masked && q + 1 == vectors, edge, c + r * ldc + 16 * q,
+                    last ? _mm512_mul_ps(acc[r][q], scale) : acc[r][q]);
 }
 
-typedef void (*tile_fn)(__mmask16, int64_t, const float *, int64_t, int64_t, const float *, int64_t, float *,
-                        int64_t, int, int, float);
+// MARK: AVX2/FMA: tiles of 6 x 2 vectors of 8 (12 accumulators + 2 rows of B + 1 broadcast
+// <= 16 registers, as BLIS's Haswell kernel), 256 deep, so that the tile's 16 columns of B
+// stay in the 32 KB L1 cache for the next 6 rows.
 
-#define DLK_TILE(R, V, M)                                                                                   \
-    __attribute__((target("avx512f"))) static void tile_##R##_##V##_##M(                                    \
-        __mmask16 tail, int64_t depth, const float *a, int64_t rs, int64_t ps, const float *b, int64_t ldb,   \
-        float *c, int64_t ldc, int first, int last, float alpha) {                                          \
-        tile_avx512(R, V, M, tail, depth, a, rs, ps, b, ldb, c, ldc, first, last, alpha);                   \
+__attribute__((target("avx2,fma"), always_inline)) static inline __m256 load8(int masked, __m256i mask,
+                                                                            const float *p) {
+    return masked ? _mm256_maskload_ps(p, mask) : _mm256_loadu_ps(p);
+}
+
+__attribute__((target("avx2,fma"), always_inline)) static inline void store8(int masked, __m256i mask, float *p,
+                                                                           __m256 v) {
+    if (masked) _mm256_maskstore_ps(p, mask, v);
+    else _mm256_storeu_ps(p, v);
+}
+
+__attribute__((target("avx2,fma"), always_inline)) static inline void
+tile_avx2(const int rows, const int vectors, const int masked, int tail, int64_t depth, const float *a,
+          int64_t rs, int64_t ps, const float *b, int64_t ldb, float *c, int64_t ldc, int first, int last,
+          float alpha) {
+    const __m256i edge = _mm256_cmpgt_epi32(_mm256_set1_epi32(tail), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    __m256 acc[TILE_ROWS][2];
+    DLK_UNROLL for (int r = 0; r < rows; r++)
+        DLK_UNROLL for (int q = 0; q < vectors; q++) {
+            const int m = masked && q + 1 == vectors;
+            acc[r][q] = first ? _mm256_setzero_ps() : load8(m, edge, c + r * ldc + 8 * q);
+        }
+    for (int64_t p = 0; p < depth; p++) {
+        __m256 bq[2];
+        DLK_UNROLL for (int q = 0; q < vectors; q++) bq[q] = load8(masked && q + 1 == vectors, edge, b + p * ldb + 8 * q);
+        DLK_UNROLL for (int r = 0; r < rows; r++) {
+            const __m256 ar = _mm256_broadcast_ss(a + r * rs + p * ps);
+            DLK_UNROLL for (int q = 0; q < vectors; q++) acc[r][q] = _mm256_fmadd_ps(ar, bq[q], acc[r][q]);
+        }
     }
-#define DLK_TILES(R)                                                                                 \
-    DLK_TILE(R, 1, 0) DLK_TILE(R, 2, 0) DLK_TILE(R, 3, 0) DLK_TILE(R, 4, 0)                          \
-    DLK_TILE(R, 1, 1) DLK_TILE(R, 2, 1) DLK_TILE(R, 3, 1) DLK_TILE(R, 4, 1)
-DLK_TILES(1) DLK_TILES(2) DLK_TILES(3) DLK_TILES(4) DLK_TILES(5) DLK_TILES(6)
-#undef DLK_TILES
+    const __m256 scale = _mm256_set1_ps(alpha);
+    DLK_UNROLL for (int r = 0; r < rows; r++)
+        DLK_UNROLL for (int q = 0; q < vectors; q++)
+            store8(masked && q + 1 == vectors, edge, c + r * ldc + 8 * q,
+                   last ? _mm256_mul_ps(acc[r][q], scale) : acc[r][q]);
+}
+
+// MARK: The tables
+
+#define DLK_TILE(ISA, TARGET, R, V, M)                                                                       \
+    __attribute__((target(TARGET))) static void ISA##_##R##_##V##_##M(                                        \
+        int tail, int64_t depth, const float *a, int64_t rs, int64_t ps, const float *b, int64_t ldb, float *c, \
+        int64_t ldc, int first, int last, float alpha) {                                                      \
+        tile_##ISA(R, V, M, tail, depth, a, rs, ps, b, ldb, c, ldc, first, last, alpha);                      \
+    }
+#define DLK_TILES_512(R)                                                                                     \
+    DLK_TILE(avx512, "avx512f", R, 1, 0) DLK_TILE(avx512, "avx512f", R, 2, 0)                                 \
+    DLK_TILE(avx512, "avx512f", R, 3, 0) DLK_TILE(avx512, "avx512f", R, 4, 0)                                 \
+    DLK_TILE(avx512, "avx512f", R, 1, 1) DLK_TILE(avx512, "avx512f", R, 2, 1)                                 \
+    DLK_TILE(avx512, "avx512f", R, 3, 1) DLK_TILE(avx512, "avx512f", R, 4, 1)
+#define DLK_TILES_2(R)                                                                                       \
+    DLK_TILE(avx2, "avx2,fma", R, 1, 0) DLK_TILE(avx2, "avx2,fma", R, 2, 0)                                   \
+    DLK_TILE(avx2, "avx2,fma", R, 1, 1) DLK_TILE(avx2, "avx2,fma", R, 2, 1)
+DLK_TILES_512(1) DLK_TILES_512(2) DLK_TILES_512(3) DLK_TILES_512(4) DLK_TILES_512(5) DLK_TILES_512(6)
+DLK_TILES_2(1) DLK_TILES_2(2) DLK_TILES_2(3) DLK_TILES_2(4) DLK_TILES_2(5) DLK_TILES_2(6)
+#undef DLK_TILES_2
+#undef DLK_TILES_512
 #undef DLK_TILE
 
-#define DLK_ROW(R)                                                                         \
-    {{tile_##R##_1_0, tile_##R##_2_0, tile_##R##_3_0, tile_##R##_4_0},                     \
-     {tile_##R##_1_1, tile_##R##_2_1, tile_##R##_3_1, tile_##R##_4_1}}
-// tiles[rows - 1][masked][vectors - 1]
-static const tile_fn tiles[TILE_ROWS][2][TILE_VECTORS] = {DLK_ROW(1), DLK_ROW(2), DLK_ROW(3),
-                                                            DLK_ROW(4), DLK_ROW(5), DLK_ROW(6)};
-#undef DLK_ROW
+#define DLK_ROW_512(R)                                                                  \
+    {{avx512_##R##_1_0, avx512_##R##_2_0, avx512_##R##_3_0, avx512_##R##_4_0},          \
+     {avx512_##R##_1_1, avx512_##R##_2_1, avx512_##R##_3_1, avx512_##R##_4_1}}
+#define DLK_ROW_2(R) {{avx2_##R##_1_0, avx2_##R##_2_0}, {avx2_##R##_1_1, avx2_##R##_2_1}}
+static const struct kernel kernel_avx512 = {
+    {DLK_ROW_512(1), DLK_ROW_512(2), DLK_ROW_512(3), DLK_ROW_512(4), DLK_ROW_512(5), DLK_ROW_512(6)}, 16, 4, 1024};
+static const struct kernel kernel_avx2 = {
+    {DLK_ROW_2(1), DLK_ROW_2(2), DLK_ROW_2(3), DLK_ROW_2(4), DLK_ROW_2(5), DLK_ROW_2(6)}, 8, 2, 256};
+#undef DLK_ROW_2
+#undef DLK_ROW_512
 
-static void gemm_avx512(int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t rs, int64_t ps,
-                        const float *b, int64_t ldb, float *c, int64_t ldc) {
+// The vector kernel this CPU runs: AVX-512, else AVX2/FMA, else none (NULL).
+static const struct kernel *vector_kernel(void) {
+    if (dlk_has_avx512()) return &kernel_avx512;
+    return dlk_has_avx2() ? &kernel_avx2 : NULL;
+}
+
+static void gemm_vector(const struct kernel *kernel, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
+                        int64_t rs, int64_t ps, const float *b, int64_t ldb, float *c, int64_t ldc) {
+    const int64_t span = (int64_t)kernel->lanes * kernel->vectors;   // columns of a full tile
     for (int64_t i0 = 0; i0 < m; i0 += BLOCK_ROWS) {
         const int64_t i1 = i0 + BLOCK_ROWS < m ? i0 + BLOCK_ROWS : m;
-        for (int64_t j = 0; j < n; j += 16 * TILE_VECTORS) {
-            const int64_t width = n - j < 16 * TILE_VECTORS ? n - j : 16 * TILE_VECTORS;
-            const int vectors = (int)((width + 15) / 16);
-            const int masked = width % 16 != 0;
-            const __mmask16 tail = masked ? (__mmask16)((1u << (width % 16)) - 1) : (__mmask16)0xFFFF;
-            for (int64_t p = 0; p < k; p += BLOCK_DEPTH) {
-                const int64_t depth = k - p < BLOCK_DEPTH ? k - p : BLOCK_DEPTH;
+        for (int64_t j = 0; j < n; j += span) {
+            const int64_t width = n - j < span ? n - j : span;
+            const int vectors = (int)((width + kernel->lanes - 1) / kernel->lanes);
+            const int tail = (int)(width % kernel->lanes);
+            for (int64_t p = 0; p < k; p += kernel->block_depth) {
+                const int64_t depth = k - p < kernel->block_depth ? k - p : kernel->block_depth;
                 for (int64_t i = i0; i < i1; i += TILE_ROWS) {
                     const int rows = (int)(i1 - i < TILE_ROWS ? i1 - i : TILE_ROWS);
-                    tiles[rows - 1][masked][vectors - 1](tail, depth, a + i * rs + p * ps, rs, ps, b + p * ldb + j,
-                                                         ldb, c + i * ldc + j, ldc, p == 0, p + depth == k, alpha);
+                    kernel->tiles[rows - 1][tail != 0][vectors - 1](tail, depth, a + i * rs + p * ps, rs, ps,
+                                                                    b + p * ldb + j, ldb, c + i * ldc + j, ldc,
+                                                                    p == 0, p + depth == k, alpha);
                 }
             }
         }
     }
 }
 
-// The kernel threads take blocks of BLOCK_ROWS rows of C in turn, as each finishes its
-// last (a core the VM slows down takes fewer): any cut gives the same bits.
+// The kernel threads take blocks of rows of C in turn, as each finishes its last (a core
+// the VM slows down takes fewer): any cut gives the same bits. Blocks are BLOCK_ROWS rows,
+// or fewer for a product of few rows, so that it still comes in about 16 blocks: a
+// training batch of 64 rows in blocks of 48 left one of two threads a quarter of it.
 struct gemm_job {
-    int64_t m, n, k, rs, ps, ldb, ldc, blocks, next;
+    const struct kernel *kernel;
+    int64_t m, n, k, rs, ps, ldb, ldc, rows, blocks, next;
     float alpha;
     const float *a, *b;
     float *c;
@@ -146,9 +219,9 @@ static void gemm_share(void *context, int64_t begin, int64_t end, int thread) {
     for (;;) {
         const int64_t block = __atomic_fetch_add(&job->next, 1, __ATOMIC_RELAXED);
         if (block >= job->blocks) return;
-        const int64_t i = block * BLOCK_ROWS, rows = job->m - i < BLOCK_ROWS ? job->m - i : BLOCK_ROWS;
-        gemm_avx512(rows, job->n, job->k, job->alpha, job->a + i * job->rs, job->rs, job->ps, job->b, job->ldb,
-                    job->c + i * job->ldc, job->ldc);
+        const int64_t i = block * job->rows, rows = job->m - i < job->rows ? job->m - i : job->rows;
+        gemm_vector(job->kernel, rows, job->n, job->k, job->alpha, job->a + i * job->rs, job->rs, job->ps, job->b,
+                    job->ldb, job->c + i * job->ldc, job->ldc);
     }
 }
 #endif
@@ -156,10 +229,13 @@ static void gemm_share(void *context, int64_t begin, int64_t end, int thread) {
 int dlk_gemm_parallel_f32(int trans_a, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
                           const float *b, int64_t ldb, float *c, int64_t ldc, int64_t min_work) {
 #if DLK_X86
-    if (!dlk_has_avx512() || m <= 0 || n <= 0 || k <= 0 || n > DLK_GEMM_MAX_COLUMNS) return 0;
-    struct gemm_job job = {m, n, k, trans_a ? 1 : lda, trans_a ? lda : 1, ldb, ldc, (m + BLOCK_ROWS - 1) / BLOCK_ROWS,
+    const struct kernel *kernel = vector_kernel();
+    if (!kernel || m <= 0 || n <= 0 || k <= 0 || n > DLK_GEMM_MAX_COLUMNS) return 0;
+    const int64_t sixteenth = (m + 15) / 16, tiles = (sixteenth + TILE_ROWS - 1) / TILE_ROWS;
+    const int64_t rows = tiles * TILE_ROWS < BLOCK_ROWS ? tiles * TILE_ROWS : BLOCK_ROWS;
+    struct gemm_job job = {kernel, m, n, k, trans_a ? 1 : lda, trans_a ? lda : 1, ldb, ldc, rows, (m + rows - 1) / rows,
                            0, alpha, a, b, c};
-    const int64_t per_block = BLOCK_ROWS * n * k;
+    const int64_t per_block = rows * n * k;
     const int64_t min_blocks = per_block >= min_work ? 1 : (min_work + per_block - 1) / per_block;
     const int64_t shares = job.blocks / min_blocks;
     dlk_parallel_for(shares > 1 ? shares : 1, 1, gemm_share, &job);
@@ -176,8 +252,9 @@ void dlk_gemm_f32(int trans_a, int64_t m, int64_t n, int64_t k, float alpha, con
     const int64_t rs = trans_a ? 1 : lda, ps = trans_a ? lda : 1;   // A[i][p] is a[i * rs + p * ps]
     if (m <= 0 || n <= 0) return;
 #if DLK_X86
-    if (!plain_c && k > 0 && dlk_has_avx512()) {   // (an empty chain: the plain loop's zeros)
-        gemm_avx512(m, n, k, alpha, a, rs, ps, b, ldb, c, ldc);
+    const struct kernel *kernel = plain_c || k <= 0 ? NULL : vector_kernel();   // (k = 0: the plain loop's zeros)
+    if (kernel) {
+        gemm_vector(kernel, m, n, k, alpha, a, rs, ps, b, ldb, c, ldc);
         return;
     }
 #endif

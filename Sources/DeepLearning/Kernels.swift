@@ -32,11 +32,11 @@ public enum Kernels {
     }
 
     /// C = alpha op(A) B (row-major, float32; op(A) = A^T with `transA`) with the library's
-    /// own AVX-512 kernel, which reads A and B where they are (`dlk_gemm_f32`: no packed
+    /// own AVX-512 or AVX2/FMA kernel, which reads A and B where they are (`dlk_gemm_f32`: no packed
     /// copies, unlike OpenBLAS), C's rows handed out to the kernel threads in blocks (or
     /// all on this thread when it runs inside another kernel job). Every output is the same
     /// chain of multiply-adds whatever the split, so the bits do not depend on the thread
-    /// count. False, with nothing written, for float64, where the CPU lacks AVX-512 or C is
+    /// count. False, with nothing written, for float64, where the CPU lacks AVX2/FMA or C is
     /// wider than the kernel was measured faster (`DLK_GEMM_MAX_COLUMNS`): the caller then
     /// takes BLAS.
     static func unpackedGemm<T: DLScalar>(transA: Bool = false, m: Int, n: Int, k: Int, alpha: T, a: UnsafePointer<T>,

@@ -231,9 +231,10 @@ DLK_HIDDEN uint64_t dlk_next_generation(void);
 /// C (m x n, rows ldc apart) = alpha (A B) for row-major A (m x k, lda; with `trans_a`, A
 /// is stored as its transpose, k x m) and B (k x n, ldb), read in place. Each output is the
 /// chain of fused multiply-adds over p = 0 ..< k in order, from zero, then times alpha: the
-/// same bits from the AVX-512 kernel and from plain C (`plain_c`), whatever rows a call is
-/// given (threads may split C's rows any way). The vector kernel runs where
-/// dlk_has_avx512(); the plain C loop is its reference, far slower than OpenBLAS.
+/// same bits from the AVX-512 kernel, the AVX2/FMA one and plain C (`plain_c`), whatever
+/// rows a call is given (threads may split C's rows any way). A vector kernel runs where
+/// dlk_has_avx2() (AVX-512 where dlk_has_avx512()); the plain C loop is their reference,
+/// far slower than OpenBLAS.
 DLK_HIDDEN void dlk_gemm_f32(int trans_a, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
                              const float *b, int64_t ldb, float *c, int64_t ldc, int plain_c);
 
@@ -245,7 +246,7 @@ DLK_HIDDEN void dlk_gemm_f32(int trans_a, int64_t m, int64_t n, int64_t k, float
 
 /// dlk_gemm_f32's vector kernel on the kernel threads, which take blocks of C's rows in
 /// turn; as many threads as give each `min_work` multiply-adds. 0 (nothing done) without
-/// AVX-512, with an empty product, or with more than DLK_GEMM_MAX_COLUMNS columns.
+/// AVX2/FMA, with an empty product, or with more than DLK_GEMM_MAX_COLUMNS columns.
 DLK_HIDDEN int dlk_gemm_parallel_f32(int trans_a, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
                                      int64_t lda, const float *b, int64_t ldb, float *c, int64_t ldc,
                                      int64_t min_work);

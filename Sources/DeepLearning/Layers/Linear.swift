@@ -10,7 +10,7 @@ import CDeepLearningKernels
 /// Products go through BLAS, except in the float32 layer that sees the model's input: it
 /// keeps its weight as W^T and tries `SparseInput` first, which handles single samples and
 /// batches that are mostly one value, and multiplies the rest with W^T through the
-/// library's unpacked kernel where the CPU has AVX-512 and the layer at most 128 outputs
+/// library's unpacked kernel where the CPU has AVX2/FMA and the layer at most 128 outputs
 /// (`Kernels.unpackedGemm`, gemm.c), else through BLAS.
 public final class Linear<T: DLScalar>: Layer {
     public let type = "linear"
