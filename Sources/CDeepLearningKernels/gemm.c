@@ -40,7 +40,7 @@ static void gemm_plain(int64_t m, int64_t n, int64_t k, float alpha, const float
 enum {
     TILE_ROWS = 6,       // rows of C per tile, in both kernels
     MAX_VECTORS = 4,     // vectors per tile row, at most
-    BLOCK_ROWS = 48,     // rows a thread takes at a time; their strip of A serves every tile column
+    BLOCK_ROWS = 48,     // rows a thread takes at a time (at most); their strip of A serves every tile column
 };
 
 // One tile: `rows` (<= 6) rows of C by `vectors` vectors of columns, the last vector holding
