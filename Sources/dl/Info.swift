@@ -10,7 +10,12 @@ struct Info: ParsableCommand {
 
     func run() throws {
         try runReporting { () throws(DLError) in
-            let format = try? ModelFormat.resolve(nil, path: checkpoint, reading: true)
+            // A name that says no format may still be a checkpoint; a file that cannot be
+            // read fails here, once (a second read would wait out the reader's deadline again).
+            var format: ModelFormat? = nil
+            do throws(DLError) { format = try ModelFormat.resolve(nil, path: checkpoint, reading: true) } catch {
+                guard error.kind == .invalidArgument else { throw error }
+            }
             if format == .keras || format == .kerasH5 {
                 try keras(format!)
                 return

@@ -104,4 +104,21 @@ import Testing
         #expect(throws: DLError.self) { try ModelFormat.resolve(nil, path: "m.bin") }
         #expect(throws: DLError.self) { try ModelFormat.resolve("tflite", path: "m.onnx") }
     }
+
+    /// Reading a `.h5` looks inside to tell Keras's files from checkpoints. A file the HDF5
+    /// reader refuses fails that look with the reader's error, instead of passing for a
+    /// checkpoint that is then read (and refused, or on a looping file waited for) again.
+    @Test func anUnreadableH5FailsTheFormatLookOnce() throws {
+        let path = temporaryDirectory() + "/damaged.h5"
+        let file = try #require(fopen(path, "wb"))
+        _ = "not an HDF5 file".withCString { fwrite($0, 1, 16, file) }
+        fclose(file)
+        #expect(try ModelFormat.resolve(nil, path: path) == .h5, "writing does not look")
+        do {
+            _ = try ModelFormat.resolve(nil, path: path, reading: true)
+            Issue.record("an unreadable file resolved to a format")
+        } catch {
+            #expect(error.kind == .format && error.message.contains("not an HDF5 file"), "\(error.message)")
+        }
+    }
 }

@@ -105,9 +105,11 @@ public enum KerasImport {
 
     /// Whether the HDF5 file at `path` is a legacy Keras model (root attribute `model_config`
     /// or a `/model_weights` group) rather than one of our checkpoints. Read in the child
-    /// process like every untrusted file; a file that cannot be read is not Keras's.
-    public static func isKerasH5(path: String) -> Bool {
-        guard let image = try? HDF5Image(path: path, roots: ["/"], recursive: false) else { return false }
+    /// process like every untrusted file. A file that cannot be read throws the reader's
+    /// error: reading it again as a checkpoint would fail the same way, and a file on which
+    /// libhdf5 loops would cost the caller the reader's deadline twice.
+    public static func isKerasH5(path: String) throws(DLError) -> Bool {
+        let image = try HDF5Image(path: path, roots: ["/"], recursive: false)
         return image.hasAttribute("/", "model_config") || (image.groups["/"] ?? []).contains("model_weights")
     }
 

@@ -20,7 +20,8 @@ public enum ModelFormat: String, CaseIterable, Sendable {
     case safetensors
 
     /// The format `name` names, or, when nil, the one `path`'s extension says (and, for a
-    /// `.h5` being read, its content: Keras's or our checkpoint).
+    /// `.h5` being read, its content: Keras's or our checkpoint; a file the HDF5 reader
+    /// cannot read throws its error).
     public static func resolve(_ name: String?, path: String, reading: Bool = false) throws(DLError) -> ModelFormat {
         if let name {
             guard let format = ModelFormat(rawValue: name) else {
@@ -33,7 +34,8 @@ public enum ModelFormat: String, CaseIterable, Sendable {
         if lower.hasSuffix(".keras") { return .keras }
         if lower.hasSuffix(".weights.h5") { return .kerasWeights }
         if lower.hasSuffix(".h5") || lower.hasSuffix(".hdf5") {
-            return reading && KerasImport.isKerasH5(path: path) ? .kerasH5 : .h5
+            guard reading else { return .h5 }
+            return try KerasImport.isKerasH5(path: path) ? .kerasH5 : .h5
         }
         if lower.hasSuffix(".safetensors") { return .safetensors }
         throw DLError(.invalidArgument, "\(path): cannot tell the model format from the file name (expected .onnx, .h5, .hdf5, .keras, .weights.h5 or .safetensors); name the format (\(names))")
