@@ -12,8 +12,8 @@ process, the backends' order alternating between rounds, and the FMA peak loop
 with 1 and 2 threads. Each run prints the median GFLOP/s of SAMPLES timed samples
 per shape; the table gives, per shape and configuration, the median over the
 rounds [min-max of the rounds' medians] and that median as a share of the
-machine's widest FMA peak (AVX-512, else AVX2) with the same number of threads (measured the same
-way, every round). The load average is printed before and after.
+machine's widest FMA peak (AVX-512, else AVX2) with the same number of threads
+(measured the same way, every round). The load average is printed before and after.
 """
 import argparse
 import glob

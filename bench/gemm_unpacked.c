@@ -1,5 +1,5 @@
-/* The library's unpacked product (AVX-512 or AVX2/FMA) (Sources/CDeepLearningKernels/gemm.c) against
- * Debian's OpenBLAS on one core, round-robin in one process, on the shapes the library
+/* The library's unpacked product, AVX-512 or AVX2/FMA (Sources/CDeepLearningKernels/gemm.c),
+ * against Debian's OpenBLAS on one core, round-robin in one process, on the shapes the library
  * gives it (a batch times a W^T) and wider ones; and both on the kernel threads as the
  * library runs them (dlk_gemm_parallel_f32 against 8 row blocks of OpenBLAS, which is what
  * DLScalar.gemm does at 1000 x 784 x 128). The kernel's sources are compiled in, since

@@ -39,7 +39,9 @@ static void gemm_plain(int64_t m, int64_t n, int64_t k, float alpha, const float
 
 enum {
     TILE_ROWS = 6,       // rows of C per tile, in both kernels
-    MAX_VECTORS = 4,     // vectors per tile row, at most
+    AVX512_VECTORS = 4,  // vectors per tile row: 64 columns of 16-float vectors
+    AVX2_VECTORS = 2,    // 16 columns of 8-float vectors
+    MAX_VECTORS = AVX512_VECTORS,
     BLOCK_ROWS = 48,     // rows a thread takes at a time (at most); their strip of A serves every tile column
 };
 
@@ -78,14 +80,14 @@ tile_avx512(const int rows, const int vectors, const int masked, int tail, int64
             int64_t rs, int64_t ps, const float *b, int64_t ldb, float *c, int64_t ldc, int first, int last,
             float alpha) {
     const __mmask16 edge = (__mmask16)((1u << tail) - 1);
-    __m512 acc[TILE_ROWS][4];
+    __m512 acc[TILE_ROWS][AVX512_VECTORS];
     DLK_UNROLL for (int r = 0; r < rows; r++)
         DLK_UNROLL for (int q = 0; q < vectors; q++) {
             const int m = masked && q + 1 == vectors;
             acc[r][q] = first ? _mm512_setzero_ps() : load16(m, edge, c + r * ldc + 16 * q);
         }
     for (int64_t p = 0; p < depth; p++) {
-        __m512 bq[4];
+        __m512 bq[AVX512_VECTORS];
         DLK_UNROLL for (int q = 0; q < vectors; q++) bq[q] = load16(masked && q + 1 == vectors, edge, b + p * ldb + 16 * q);
         DLK_UNROLL for (int r = 0; r < rows; r++) {
             const __m512 ar = _mm512_set1_ps(a[r * rs + p * ps]);
@@ -119,14 +121,14 @@ tile_avx2(const int rows, const int vectors, const int masked, int tail, int64_t
           int64_t rs, int64_t ps, const float *b, int64_t ldb, float *c, int64_t ldc, int first, int last,
           float alpha) {
     const __m256i edge = _mm256_cmpgt_epi32(_mm256_set1_epi32(tail), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-    __m256 acc[TILE_ROWS][2];
+    __m256 acc[TILE_ROWS][AVX2_VECTORS];
     DLK_UNROLL for (int r = 0; r < rows; r++)
         DLK_UNROLL for (int q = 0; q < vectors; q++) {
             const int m = masked && q + 1 == vectors;
             acc[r][q] = first ? _mm256_setzero_ps() : load8(m, edge, c + r * ldc + 8 * q);
         }
     for (int64_t p = 0; p < depth; p++) {
-        __m256 bq[2];
+        __m256 bq[AVX2_VECTORS];
         DLK_UNROLL for (int q = 0; q < vectors; q++) bq[q] = load8(masked && q + 1 == vectors, edge, b + p * ldb + 8 * q);
         DLK_UNROLL for (int r = 0; r < rows; r++) {
             const __m256 ar = _mm256_broadcast_ss(a + r * rs + p * ps);
@@ -167,9 +169,9 @@ DLK_TILES_2(1) DLK_TILES_2(2) DLK_TILES_2(3) DLK_TILES_2(4) DLK_TILES_2(5) DLK_T
      {avx512_##R##_1_1, avx512_##R##_2_1, avx512_##R##_3_1, avx512_##R##_4_1}}
 #define DLK_ROW_2(R) {{avx2_##R##_1_0, avx2_##R##_2_0}, {avx2_##R##_1_1, avx2_##R##_2_1}}
 static const struct kernel kernel_avx512 = {
-    {DLK_ROW_512(1), DLK_ROW_512(2), DLK_ROW_512(3), DLK_ROW_512(4), DLK_ROW_512(5), DLK_ROW_512(6)}, 16, 4, 1024};
+    {DLK_ROW_512(1), DLK_ROW_512(2), DLK_ROW_512(3), DLK_ROW_512(4), DLK_ROW_512(5), DLK_ROW_512(6)}, 16, AVX512_VECTORS, 1024};
 static const struct kernel kernel_avx2 = {
-    {DLK_ROW_2(1), DLK_ROW_2(2), DLK_ROW_2(3), DLK_ROW_2(4), DLK_ROW_2(5), DLK_ROW_2(6)}, 8, 2, 256};
+    {DLK_ROW_2(1), DLK_ROW_2(2), DLK_ROW_2(3), DLK_ROW_2(4), DLK_ROW_2(5), DLK_ROW_2(6)}, 8, AVX2_VECTORS, 256};
 #undef DLK_ROW_2
 #undef DLK_ROW_512
 
@@ -231,7 +233,7 @@ int dlk_gemm_parallel_f32(int trans_a, int64_t m, int64_t n, int64_t k, float al
 #if DLK_X86
     const struct kernel *kernel = vector_kernel();
     if (!kernel || m <= 0 || n <= 0 || k <= 0 || n > DLK_GEMM_MAX_COLUMNS) return 0;
-    const int64_t sixteenth = (m + 15) / 16, tiles = (sixteenth + TILE_ROWS - 1) / TILE_ROWS;
+    const int64_t tiles = ((m + 15) / 16 + TILE_ROWS - 1) / TILE_ROWS;   // a sixteenth of m, in whole tiles
     const int64_t rows = tiles * TILE_ROWS < BLOCK_ROWS ? tiles * TILE_ROWS : BLOCK_ROWS;
     struct gemm_job job = {kernel, m, n, k, trans_a ? 1 : lda, trans_a ? lda : 1, ldb, ldc, rows, (m + rows - 1) / rows,
                            0, alpha, a, b, c};
