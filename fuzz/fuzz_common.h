@@ -40,7 +40,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
  * run libFuzzer's death callback there, which writes the host's current input as a
  * crash of the host although the host went on. So a forked child drops the callback:
  * its sanitizer report still goes to the log, and it ends as the crash it would be
- * without sanitizers. (Weak: the replay driver has no sanitizer callback to drop.)
+ * without sanitizers. (A weak reference: a build without sanitizers has no such function.)
  */
 void __sanitizer_set_death_callback(void (*callback)(void)) __attribute__((weak));
 static void fuzz_in_forked_child(void) {
