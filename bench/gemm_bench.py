@@ -71,6 +71,11 @@ def run(command, env):
     return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
 
 
+def widest_peak(peaks):
+    """The widest ISA among the peak loop's lines: "avx512" where the CPU ran it, else "avx2"."""
+    return "avx512" if any(p["peak"] == "avx512" for p in peaks) else "avx2"
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
@@ -111,9 +116,8 @@ def main(argv=None):
     peak = {}
     print(f"FMA peak, GFLOP/s, median of {args.rounds} rounds [min-max] (each round: per thread the median of "
           f"301 samples, summed over threads; best = the threads' best samples summed):")
-    isas = ["avx2"] + (["avx512"] if any(p["peak"] == "avx512" for p in peaks) else [])   # AVX-512 where the CPU has it
-    widest = isas[-1]
-    for isa in isas:
+    widest = widest_peak(peaks)
+    for isa in sorted({"avx2", widest}):
         for threads in (1, 2):
             med, lo, hi = spread([p["gflops"] for p in peaks if p["peak"] == isa and p["threads"] == threads])
             best = statistics.median([p["best"] for p in peaks if p["peak"] == isa and p["threads"] == threads])

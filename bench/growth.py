@@ -21,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 
-from gemm_bench import run   # a program's JSON lines
+from gemm_bench import run, widest_peak   # a program's JSON lines; the widest FMA peak measured
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OPENBLAS = "/usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.so.0"
@@ -62,7 +62,7 @@ def main(argv=None):
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"growth": results, "peak": peaks}, f, indent=1)
-    isa = "avx512" if any(p["peak"] == "avx512" for p in peaks) else "avx2"   # the widest this CPU has
+    isa = widest_peak(peaks)
     peak = {t: statistics.median(p["gflops"] for p in peaks if p["peak"] == isa and p["threads"] == t)
             for t in (1, 2)}
     name = {"avx512": "AVX-512", "avx2": "AVX2"}[isa]

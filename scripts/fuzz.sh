@@ -152,10 +152,9 @@ for t in "${targets[@]}"; do
     # Sanitizer reports of the HDF5 reader's child are contained (fuzz/README.md) when
     # libhdf5 is where the error is (the first frame outside the sanitizer's own
     # interceptors); any other is a bug in code of ours, and fails the target like a crash.
-    foreign=$(awk '/ERROR: AddressSanitizer/ { open = 1; next }
+    read -r contained foreign < <(awk '/ERROR: AddressSanitizer/ { reports++; open = 1; next }
         open && /^ *#[0-9]+ / && !/compiler-rt|sanitizer_common/ { if ($0 !~ /libhdf5/) n++; open = 0 }
-        END { print n + 0 }' "$log")
-    contained=$(grep -c "ERROR: AddressSanitizer" "$log" || true)
+        END { print reports + 0, n + 0 }' "$log")
     result=ok
     if [ "$slow" -gt 0 ]; then result="ok ($slow slow input(s) over 10 s in $crashes)"; fi
     if [ "$contained" -gt 0 ] && [ "$foreign" -eq 0 ]; then result+=" ($contained libhdf5 error(s) contained in the reader's child)"; fi
