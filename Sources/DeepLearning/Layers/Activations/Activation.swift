@@ -62,16 +62,14 @@ public final class Activation<F: ActivationFunction, T: DLScalar>: Layer {
     }
 
     public func forward(_ x: Tensor<T>, training: Bool) throws(DLError) -> Tensor<T> {
-        try y.resize(x.shape)
-        function.forward(x.data, y.data, x.count)
+        try apply(x, into: y)
         self.x = x
         return y
     }
 
     public func infer(_ x: Tensor<T>, scratch: InferenceScratch<T>) throws(DLError) -> Tensor<T> {
         let y = scratch.output
-        try y.resize(x.shape)
-        function.forward(x.data, y.data, x.count)
+        try apply(x, into: y)
         return y
     }
 
@@ -79,7 +77,16 @@ public final class Activation<F: ActivationFunction, T: DLScalar>: Layer {
         guard needInputGradient else { return nil }
         guard let x else { throw .invalid("\(type): backward called before forward") }
         try dx.resize(dy.shape)
-        function.backward(F.cache == .input ? x.data : y.data, dy.data, dx.data, dy.count)
+        let (c, g, d) = (F.cache == .input ? x.data : y.data, dy.data, dx.data)
+        Kernels.parallelFor(dy.count, cost: 1) { r in function.backward(c + r.lowerBound, g + r.lowerBound, d + r.lowerBound, r.count) }
         return dx
+    }
+
+    /// y = F(x), contiguous ranges of elements on the kernel threads (a CNN's feature maps
+    /// are megabytes: done on one thread, the other core waited).
+    private func apply(_ x: Tensor<T>, into y: Tensor<T>) throws(DLError) {
+        try y.resize(x.shape)
+        let (from, to) = (x.data, y.data)
+        Kernels.parallelFor(x.count, cost: 1) { r in function.forward(from + r.lowerBound, to + r.lowerBound, r.count) }
     }
 }
