@@ -233,6 +233,22 @@ extension Kernels {
         return (s0 + s1) + (s2 + s3)
     }
 
+    /// `sum` of two series at once, each in the same four chains (the same bits as two calls
+    /// of `sum`), so that a pass over memory feeds both.
+    @inline(__always)
+    static func sums<T: DLScalar>(_ n: Int, _ term: (Int) -> (T, T)) -> (T, T) {
+        var s0: T = 0, s1: T = 0, s2: T = 0, s3: T = 0, t0: T = 0, t1: T = 0, t2: T = 0, t3: T = 0
+        var i = 0
+        while i + 4 <= n {
+            let a = term(i), b = term(i + 1), c = term(i + 2), d = term(i + 3)
+            s0 += a.0; s1 += b.0; s2 += c.0; s3 += d.0
+            t0 += a.1; t1 += b.1; t2 += c.1; t3 += d.1
+            i += 4
+        }
+        while i < n { let a = term(i); s0 += a.0; t0 += a.1; i += 1 }
+        return ((s0 + s1) + (s2 + s3), (t0 + t1) + (t2 + t3))
+    }
+
     /// out[c] = the sum over b, in order, of run(c, offset of (b, c)): a per-channel
     /// reduction, channels on the kernel threads, each summed as on one thread.
     @inline(__always)
@@ -327,10 +343,20 @@ extension Kernels {
                                                       mean: UnsafePointer<T>, invStd: UnsafePointer<T>, scale: UnsafePointer<T>,
                                                       sumDy: UnsafeMutablePointer<T>, sumDyXhat: UnsafeMutablePointer<T>,
                                                       batchStatistics: Bool, batch: Int, channels: Int, spatial: Int) {
-        channelSums(dy, sumDy, batch: batch, channels: channels, spatial: spatial)
-        sumPerChannel(into: sumDyXhat, batch: batch, channels: channels, spatial: spatial) { c, offset in
-            let xr = x + offset, dyr = dy + offset, m = mean[c]
-            return sum(spatial) { dyr[$0] * (xr[$0] - m) } * invStd[c]
+        // One pass over dy and x for both sums (each in the order `channelSums` takes).
+        parallelFor(channels, cost: 2 * batch * spatial) { channelRange in
+            for c in channelRange {
+                let m = mean[c], s = invStd[c]
+                var totalDy: T = 0, totalDyXhat: T = 0
+                for b in 0..<batch {
+                    let offset = (b * channels + c) * spatial, xr = x + offset, dyr = dy + offset
+                    let (planeDy, planeDyXc) = sums(spatial) { i in (dyr[i], dyr[i] * (xr[i] - m)) }
+                    totalDy += planeDy
+                    totalDyXhat += planeDyXc * s
+                }
+                sumDy[c] = totalDy
+                sumDyXhat[c] = totalDyXhat
+            }
         }
         guard let dx else { return }
         guard batchStatistics else {
