@@ -379,7 +379,12 @@ extension Kernels {
     @_specialize(where T == Float) @_specialize(where T == Double)
     public static func dropoutMask<T: DLScalar>(_ mask: UnsafeMutablePointer<T>, _ n: Int, rate: Double, rng: inout RandomGenerator) {
         let keep = 1 / T(1 - rate)
-        for i in 0..<n { mask[i] = rng.uniform() < rate ? 0 : keep }
+        // uniform() < rate compared on the draw's 53 bits u (uniform() is u 2^-53, exact):
+        // u < rate 2^53 exactly when u < ceil(rate 2^53), with no conversion per entry.
+        let below = UInt64((rate * 0x1.0p53).rounded(.up))
+        var generator = rng
+        for i in 0..<n { mask[i] = generator.next() >> 11 < below ? 0 : keep }
+        rng = generator
     }
 
     /// y = a * b elementwise.
