@@ -21,15 +21,25 @@ public enum Kernels {
     /// thread gets one contiguous range, fixed by the item and thread counts, and `body`
     /// must give the same results whatever range it is handed.
     static func parallelFor(_ items: Int, minItemsPerThread: Int = 1, _ body: (Range<Int>) -> Void) {
+        parallelShares(items, minItemsPerThread: minItemsPerThread) { range, _ in body(range) }
+    }
+
+    /// `parallelFor` whose body also gets its share's index, below `min(items, maxShares)`:
+    /// no two shares with the same index run at once, so a share can use scratch space of
+    /// its own (slot `share` of `maxShares`).
+    static func parallelShares(_ items: Int, minItemsPerThread: Int = 1, _ body: (Range<Int>, Int) -> Void) {
         withoutActuallyEscaping(body) { body in
             var task = body
             withUnsafeMutablePointer(to: &task) { context in
-                dlk_parallel_for(Int64(items), Int64(minItemsPerThread), { context, begin, end, _ in
-                    context!.assumingMemoryBound(to: ((Range<Int>) -> Void).self).pointee(Int(begin)..<Int(end))
+                dlk_parallel_for(Int64(items), Int64(minItemsPerThread), { context, begin, end, share in
+                    context!.assumingMemoryBound(to: ((Range<Int>, Int) -> Void).self).pointee(Int(begin)..<Int(end), Int(share))
                 }, context)
             }
         }
     }
+
+    /// The most shares `parallelShares` hands out (DLK_MAX_THREADS).
+    static let maxShares = Int(DLK_MAX_THREADS)
 
     /// C = alpha op(A) B (row-major, float32; op(A) = A^T with `transA`) with the library's
     /// own AVX-512 or AVX2/FMA kernel, which reads A and B where they are (`dlk_gemm_f32`: no packed

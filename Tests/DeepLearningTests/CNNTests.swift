@@ -283,15 +283,24 @@ private let convCases: [(Int, Int, Int, Int, Int, (Int, Int), (Int, Int), (Int, 
     func conv2d(which: Int) throws {
         let (batch, channels, height, width, filters, kernel, stride, padding) = convCases[which]
         var rng = RandomGenerator(seed: 100 + UInt64(which))
-        for grouped in [false, true] {
+        // Whole batch; one sample per product; the input gradient one sample a piece; two
+        // samples a piece (the last piece of an odd batch holds one).
+        for mode in ["whole", "grouped", "pieces of 1", "pieces of 2"] {
             let (layer, _) = try build("conv2d", ["filters": .int(filters), "kernel_size": pair(kernel), "stride": pair(stride),
                                                   "padding": pair(padding)], input: [channels, height, width])
-            if grouped { (layer as! Conv2D<Double>).columnLimit = 1 }
+            let conv = layer as! Conv2D<Double>
+            let columns = channels * kernel.0 * kernel.1 * conv.window.outputPlane
+            switch mode {
+            case "grouped": conv.columnLimit = 1
+            case "pieces of 1": conv.inputGradientPiece = 1
+            case "pieces of 2": conv.inputGradientPiece = 2 * columns
+            default: break
+            }
             randomize(layer, &rng)
-            let result = try checkLayer(layer, input: try randomTensor([batch, channels, height, width], &rng))
-            #expect(result.input < 1e-7, "case \(which) grouped \(grouped): \(result.input)")
+            let result = try checkLayer(layer, input: try randomTensor([batch + 1, channels, height, width], &rng))
+            #expect(result.input < 1e-7, "case \(which) \(mode): \(result.input)")
             #expect(result.parameters.count == 2)
-            for (name, error) in result.parameters { #expect(error < 1e-7, "case \(which) grouped \(grouped) \(name): \(error)") }
+            for (name, error) in result.parameters { #expect(error < 1e-7, "case \(which) \(mode) \(name): \(error)") }
         }
     }
 

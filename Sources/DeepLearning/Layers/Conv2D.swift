@@ -5,7 +5,7 @@
 ///     cols = im2col(x): (K, B P), P = OH OW     Y = weight cols: (F, B P)
 ///     y[b, f] = Y[f, b-th block of P] + bias[f]:  (B, F, OH, OW)
 ///     dY = dy arranged as Y     dW = dY cols^T: (F, K)     db[f] = sum of dy[:, f]
-///     dcols = weight^T dY: (K, B P)     dx = col2im(dcols)
+///     dcols = weight^T dY: (K, B P)     dx = col2im(dcols)   (a few samples at a time)
 ///
 /// Caches x and its columns. A batch whose columns would exceed `columnLimit` elements is
 /// lowered in groups of samples (one product per group), and backward then lowers x again
@@ -24,6 +24,11 @@ public final class Conv2D<T: DLScalar>: Layer {
 
     /// Largest column buffer in elements (64 MiB of float32); tests lower it to exercise groups.
     public var columnLimit = 1 << 24
+
+    /// The input gradient's columns are computed a piece at a time, of about this many
+    /// elements (256 KB of float32, a fraction of a core's L2 cache; 1 MB pieces measured
+    /// the same); tests lower it to exercise several pieces.
+    public var inputGradientPiece = 1 << 16
 
     /// K = C kh kw, the rows of the columns.
     private let taps: Int
@@ -105,7 +110,9 @@ public final class Conv2D<T: DLScalar>: Layer {
         if let bias { Kernels.channelSums(dy.data, bias.grad.data, batch: batch, channels: filters, spatial: window.outputPlane) }
         if needInputGradient {
             try dx.resize(batch: batch, sample: [inChannels, window.height, window.width])
-            try dcols.resize([taps, groupSize(batch) * window.outputPlane])
+            // One piece of dcols per share of `inputGradient`.
+            let pieces = (groupSize(batch) + inputGradientSamples - 1) / inputGradientSamples
+            try dcols.resize([min(pieces, Kernels.maxShares), taps * inputGradientSamples * window.outputPlane])
         }
         // dY reuses `product`, which forward no longer needs.
         let dProduct = product
@@ -117,12 +124,36 @@ public final class Conv2D<T: DLScalar>: Layer {
                    alpha: 1, a: dProduct.data, lda: width, b: cols.data, ldb: width,
                    beta: start == 0 ? 0 : 1, c: weight.grad.data, ldc: taps)
             guard needInputGradient else { return }
-            T.gemm(transA: true, transB: false, m: taps, n: width, k: filters,
-                   alpha: 1, a: weight.value.data, lda: taps, b: dProduct.data, ldb: width,
-                   beta: 0, c: dcols.data, ldc: width)
-            Kernels.col2im(dcols.data, dx.data + start * inSample, batch: n, channels: inChannels, window)
+            inputGradient(dProduct.data, ldY: width, samples: n, into: dx.data + start * inSample)
         }
         return needInputGradient ? dx : nil
+    }
+
+    /// Samples per piece of `inputGradient`: a function of the layer's shape only.
+    private var inputGradientSamples: Int { max(1, inputGradientPiece / max(1, taps * window.outputPlane)) }
+
+    /// dx of `samples` samples from their dY (columns 0 ..< samples P of rows `ldY` apart):
+    /// dcols = weight^T dY then col2im, a few samples at a time, the pieces on the kernel
+    /// threads. Each piece of dcols is written and read back while it is in the core's
+    /// cache: the whole batch's dcols (14 MB in mnist_cnn's second convolution, written,
+    /// zeroed first by OpenBLAS, and read again) went through memory. The pieces follow
+    /// from the shape alone, so the bits do not depend on the number of threads.
+    private func inputGradient(_ dY: UnsafePointer<T>, ldY: Int, samples: Int, into dx: UnsafeMutablePointer<T>) {
+        let plane = window.outputPlane, per = inputGradientSamples, inSample = inChannels * window.inputPlane
+        let pieces = (samples + per - 1) / per, slot = taps * per * plane
+        let (w, scratch) = (weight.value.data, dcols.data)
+        withBLAS {
+            Kernels.parallelShares(pieces) { range, share in
+                let buffer = scratch + share * slot
+                for piece in range {
+                    let first = piece * per, n = min(per, samples - first)
+                    T.blasGemm(transA: true, transB: false, m: taps, n: n * plane, k: filters,
+                               alpha: 1, a: w, lda: taps, b: dY + first * plane, ldb: ldY,
+                               beta: 0, c: buffer, ldc: n * plane)
+                    Kernels.col2im(buffer, dx + first * inSample, batch: n, channels: inChannels, window)
+                }
+            }
+        }
     }
 }
 
