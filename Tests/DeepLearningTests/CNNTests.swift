@@ -213,6 +213,21 @@ private let convCases: [(Int, Int, Int, Int, Int, (Int, Int), (Int, Int), (Int, 
         #expect(random.generator.state == before, "evaluation draws nothing")
     }
 
+    /// The mask is the definition, uniform() < rate per entry in order (its kernel compares
+    /// integers instead), and leaves the generator where the definition does.
+    @Test(arguments: [0.1, 0.25, 1.0 / 3, 0.5, 0.7, 1 - 0x1.0p-40, 0x1.0p-53, 0.0])
+    func maskIsUniformBelowRate(rate: Double) throws {
+        var fast = RandomGenerator(seed: 9), reference = fast
+        let n = 20_000
+        let mask = UnsafeMutablePointer<Float>.allocate(capacity: n)
+        defer { mask.deallocate() }
+        Kernels.dropoutMask(mask, n, rate: rate, rng: &fast)
+        let keep = 1 / Float(1 - rate)
+        let expected = (0..<n).map { _ in reference.uniform() < rate ? 0 : keep }
+        #expect(Array(UnsafeBufferPointer(start: mask, count: n)) == expected)
+        #expect(fast.state == reference.state)
+    }
+
     @Test(arguments: [0.1, 0.25, 0.7])
     func trainingZeroesAboutRateAndScalesTheRest(rate: Double) throws {
         let n = 100_000
