@@ -23,18 +23,20 @@ extension Kernels {
     ///     cols[(c, i, j), (b, oy, ox)] = x[b, c, oy sh - ph + i, ox sw - pw + j], 0 in the padding
     ///
     /// Rows are taps and columns window positions, so each tap row is written in long runs
-    /// (contiguous for stride 1) and one matrix product covers the whole batch.
+    /// (contiguous for stride 1) and one matrix product covers the whole batch. Rows of cols
+    /// are `rowStride` elements apart (batch OH OW when nil): a few samples' columns can be
+    /// written into the columns of a larger batch.
     @_specialize(where T == Float) @_specialize(where T == Double)
     public static func im2col<T: DLScalar>(_ x: UnsafePointer<T>, _ cols: UnsafeMutablePointer<T>,
-                                           batch: Int, channels: Int, _ w: Window2D) {
-        let n = batch * w.outputPlane, taps = w.kernelArea
+                                           batch: Int, channels: Int, _ w: Window2D, rowStride: Int? = nil) {
+        let n = batch * w.outputPlane, taps = w.kernelArea, stride = rowStride ?? n
         parallelFor(channels * taps, cost: n) { tapRows in
             for tapRow in tapRows {   // tap (c, i, j): one row of cols
                 let c = tapRow / taps, i = tapRow % taps / w.kernelWidth, j = tapRow % w.kernelWidth
                 let rows = w.rows(tap: i), columns = w.columns(tap: j)
                 for b in 0..<batch {
                     let plane = x + (b * channels + c) * w.inputPlane
-                    let out = cols + tapRow * n + b * w.outputPlane
+                    let out = cols + tapRow * stride + b * w.outputPlane
                     out.update(repeating: 0, count: rows.lowerBound * w.outWidth)
                     for oy in rows {
                         // Input index of tap (i, j) at (oy, 0); negative when ox = 0 reads padding.

@@ -75,19 +75,22 @@ private let convCases: [(Int, Int, Int, Int, Int, (Int, Int), (Int, Int), (Int, 
     func conv2dMatchesDirectConvolution(which: Int) throws {
         let (batch, channels, height, width, filters, kernel, stride, padding) = convCases[which]
         var rng = RandomGenerator(seed: UInt64(which))
-        for grouped in [false, true] {
+        // The whole batch in one product, one sample per product, and one sample a piece.
+        for mode in ["whole", "grouped", "pieces of 1"] {
             let (layer, _) = try build("conv2d", ["filters": .int(filters), "kernel_size": pair(kernel), "stride": pair(stride),
                                                   "padding": pair(padding)], input: [channels, height, width])
             let conv = try #require(layer as? Conv2D<Double>)
-            if grouped { conv.columnLimit = 1 }      // one sample per matrix product
+            if mode == "grouped" { conv.columnLimit = 1 }
+            if mode == "pieces of 1" { conv.pieceElements = 1 }
             randomize(layer, &rng)
-            let x = try randomTensor([batch, channels, height, width], &rng)
+            let samples = batch + 1
+            let x = try randomTensor([samples, channels, height, width], &rng)
             let y = try layer.forward(x, training: true)
-            let expected = naiveConv(x.array, conv.weight.value.array, conv.bias!.value.array, batch: batch, channels: channels,
+            let expected = naiveConv(x.array, conv.weight.value.array, conv.bias!.value.array, batch: samples, channels: channels,
                                      height: height, width: width, filters: filters, kernel: kernel, stride: stride, padding: padding)
-            #expect(y.shape == [batch] + layer.outputShape)
+            #expect(y.shape == [samples] + layer.outputShape)
             #expect(y.count == expected.count)
-            #expect(maxAbsDiff(y.array, expected) < 1e-12, "case \(which) grouped \(grouped)")
+            #expect(maxAbsDiff(y.array, expected) < 1e-12, "case \(which) \(mode)")
         }
     }
 
@@ -307,8 +310,8 @@ private let convCases: [(Int, Int, Int, Int, Int, (Int, Int), (Int, Int), (Int, 
             let columns = channels * kernel.0 * kernel.1 * conv.window.outputPlane
             switch mode {
             case "grouped": conv.columnLimit = 1
-            case "pieces of 1": conv.inputGradientPiece = 1
-            case "pieces of 2": conv.inputGradientPiece = 2 * columns
+            case "pieces of 1": conv.pieceElements = 1
+            case "pieces of 2": conv.pieceElements = 2 * columns
             default: break
             }
             randomize(layer, &rng)
