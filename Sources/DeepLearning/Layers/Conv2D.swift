@@ -1,15 +1,19 @@
 /// 2-D convolution over NCHW images (cross-correlation, as in PyTorch), lowered by im2col
-/// to one matrix product for a whole group of samples.
+/// to matrix products.
 ///
 ///     x: (B, C, H, W)   weight: (F, C, kh, kw), a matrix (F, K) with K = C kh kw   bias: (F)
 ///     cols = im2col(x): (K, B P), P = OH OW     Y = weight cols: (F, B P)
 ///     y[b, f] = Y[f, b-th block of P] + bias[f]:  (B, F, OH, OW)
 ///     dY = dy arranged as Y     dW = dY cols^T: (F, K)     db[f] = sum of dy[:, f]
-///     dcols = weight^T dY: (K, B P)     dx = col2im(dcols)   (a few samples at a time)
+///     dcols = weight^T dY: (K, B P)     dx = col2im(dcols)
+///
+/// Y and dcols are computed a few samples at a time (`pieceElements`), each piece on one
+/// kernel thread while its data is in that core's cache; cols is kept whole for dW. The
+/// pieces follow from the shape alone, so results do not depend on the number of threads.
 ///
 /// Caches x and its columns. A batch whose columns would exceed `columnLimit` elements is
-/// lowered in groups of samples (one product per group), and backward then lowers x again
-/// group by group, so evaluating thousands of samples at once stays within bounded memory.
+/// lowered in groups of samples, and backward then lowers x again group by group, so
+/// evaluating thousands of samples at once stays within bounded memory.
 public final class Conv2D<T: DLScalar>: Layer {
     public let type = "conv2d"
     public let inChannels: Int
@@ -138,7 +142,7 @@ public final class Conv2D<T: DLScalar>: Layer {
             let pieces = (groupSize(batch) + inputGradientSamples - 1) / inputGradientSamples
             try dcols.resize([min(pieces, Kernels.maxShares), taps * inputGradientSamples * window.outputPlane])
         }
-        // dY reuses `product`, which forward no longer needs.
+        // dY, arranged as Y for the weight gradient.
         let dProduct = product
         try forEachGroup(batch, cols: cols, product: product) { (start, n) throws(DLError) in
             let width = n * window.outputPlane
