@@ -42,8 +42,9 @@ public final class Conv2D<T: DLScalar>: Layer {
     private var columnsCover = false
     private let cols: Tensor<T>
     private let product: Tensor<T>
-    private let dcols: Tensor<T>
-    /// The forward's pieces' products, one buffer per share of the work.
+    /// A buffer for each share of the work (`reservePieces`): the forward's pieces'
+    /// products, then backward's pieces of dcols (training runs one direction at a time;
+    /// evaluation has its own in its scratch).
     private let pieces: Tensor<T>
     private let y: Tensor<T>
     private let dx: Tensor<T>
@@ -57,7 +58,6 @@ public final class Conv2D<T: DLScalar>: Layer {
         self.bias = bias ? try Parameter("bias", shape: [filters]) : nil
         self.cols = try Tensor(shape: [0])
         self.product = try Tensor(shape: [0])
-        self.dcols = try Tensor(shape: [0])
         self.pieces = try Tensor(shape: [0])
         self.y = try Tensor(shape: [0])
         self.dx = try Tensor(shape: [0])
@@ -107,27 +107,21 @@ public final class Conv2D<T: DLScalar>: Layer {
     /// number of threads).
     private func convolve(_ x: Tensor<T>, into y: Tensor<T>, cols: Tensor<T>, pieces: Tensor<T>) throws(DLError) {
         let batch = x.shape[0], inSample = inChannels * window.inputPlane, outSample = filters * window.outputPlane
-        let plane = window.outputPlane, per = forwardSamples, slot = filters * per * plane
+        let plane = window.outputPlane, per = samplesPerPiece((taps + filters) * plane)
         try y.resize(batch: batch, sample: outputShape)
-        try pieces.resize([min((groupSize(batch) + per - 1) / per, Kernels.maxShares), slot])
+        try reservePieces(pieces, batch: batch, per: per, elementsPerSample: filters * plane)
         try forEachGroup(batch, cols: cols, product: nil) { (start, n) throws(DLError) in
             let width = n * plane
-            let (input, output, columns, scratch) = (x.data + start * inSample, y.data + start * outSample, cols.data, pieces.data)
+            let (input, output, columns) = (x.data + start * inSample, y.data + start * outSample, cols.data)
             let (w, b) = (weight.value.data, bias?.value.data)
-            withBLAS {
-                Kernels.parallelShares((n + per - 1) / per) { range, share in
-                    let buffer = scratch + share * slot
-                    for piece in range {
-                        let first = piece * per, count = min(per, n - first)
-                        Kernels.im2col(input + first * inSample, columns + first * plane, batch: count,
-                                       channels: inChannels, window, rowStride: width)
-                        T.blasGemm(transA: false, transB: false, m: filters, n: count * plane, k: taps,
-                                   alpha: 1, a: w, lda: taps, b: columns + first * plane, ldb: width,
-                                   beta: 0, c: buffer, ldc: count * plane)
-                        Kernels.columnsToSamples(buffer, output + first * outSample, bias: b,
-                                                 batch: count, channels: filters, plane: plane)
-                    }
-                }
+            forEachPiece(n, per: per, buffers: pieces) { first, count, buffer in
+                Kernels.im2col(input + first * inSample, columns + first * plane, batch: count,
+                               channels: inChannels, window, rowStride: width)
+                T.blasGemm(transA: false, transB: false, m: filters, n: count * plane, k: taps,
+                           alpha: 1, a: w, lda: taps, b: columns + first * plane, ldb: width,
+                           beta: 0, c: buffer, ldc: count * plane)
+                Kernels.columnsToSamples(buffer, output + first * outSample, bias: b,
+                                         batch: count, channels: filters, plane: plane)
             }
         }
     }
@@ -138,9 +132,7 @@ public final class Conv2D<T: DLScalar>: Layer {
         if let bias { Kernels.channelSums(dy.data, bias.grad.data, batch: batch, channels: filters, spatial: window.outputPlane) }
         if needInputGradient {
             try dx.resize(batch: batch, sample: [inChannels, window.height, window.width])
-            // One piece of dcols per share of `inputGradient`.
-            let pieces = (groupSize(batch) + inputGradientSamples - 1) / inputGradientSamples
-            try dcols.resize([min(pieces, Kernels.maxShares), taps * inputGradientSamples * window.outputPlane])
+            try reservePieces(pieces, batch: batch, per: inputGradientSamples, elementsPerSample: taps * window.outputPlane)
         }
         // dY, arranged as Y for the weight gradient.
         let dProduct = product
@@ -157,10 +149,33 @@ public final class Conv2D<T: DLScalar>: Layer {
         return needInputGradient ? dx : nil
     }
 
-    /// Samples per piece of `inputGradient` (its columns) and of `convolve` (its columns'
-    /// product): functions of the layer's shape only.
-    private var inputGradientSamples: Int { max(1, pieceElements / max(1, taps * window.outputPlane)) }
-    private var forwardSamples: Int { max(1, pieceElements / max(1, (taps + filters) * window.outputPlane)) }
+    /// Samples per piece when each takes `elements` of the piece's `pieceElements`: a
+    /// function of the layer's shape only (`convolve` counts its columns and their product,
+    /// `inputGradient` the columns' gradient).
+    private func samplesPerPiece(_ elements: Int) -> Int { max(1, pieceElements / max(1, elements)) }
+    private var inputGradientSamples: Int { samplesPerPiece(taps * window.outputPlane) }
+
+    /// Sizes `buffers` for `forEachPiece` over the groups of `batch`: one buffer of `per`
+    /// samples' `elementsPerSample` for each share of the work.
+    private func reservePieces(_ buffers: Tensor<T>, batch: Int, per: Int, elementsPerSample: Int) throws(DLError) {
+        try buffers.resize([min((groupSize(batch) + per - 1) / per, Kernels.maxShares), per * elementsPerSample])
+    }
+
+    /// body(first sample, samples, buffer) for `samples` samples in pieces of `per`, the
+    /// pieces on the kernel threads under the BLAS guard, each with its share's buffer (a
+    /// row of `buffers`, sized by `reservePieces`).
+    private func forEachPiece(_ samples: Int, per: Int, buffers: Tensor<T>,
+                              _ body: (Int, Int, UnsafeMutablePointer<T>) -> Void) {
+        let (data, slot) = (buffers.data, buffers.shape[1])
+        withBLAS {
+            Kernels.parallelShares((samples + per - 1) / per) { range, share in
+                for piece in range {
+                    let first = piece * per
+                    body(first, min(per, samples - first), data + share * slot)
+                }
+            }
+        }
+    }
 
     /// dx of `samples` samples from their dY (columns 0 ..< samples P of rows `ldY` apart):
     /// dcols = weight^T dY then col2im, a few samples at a time, the pieces on the kernel
@@ -169,20 +184,12 @@ public final class Conv2D<T: DLScalar>: Layer {
     /// zeroed first by OpenBLAS, and read again) went through memory. The pieces follow
     /// from the shape alone, so the bits do not depend on the number of threads.
     private func inputGradient(_ dY: UnsafePointer<T>, ldY: Int, samples: Int, into dx: UnsafeMutablePointer<T>) {
-        let plane = window.outputPlane, per = inputGradientSamples, inSample = inChannels * window.inputPlane
-        let pieces = (samples + per - 1) / per, slot = taps * per * plane
-        let (w, scratch) = (weight.value.data, dcols.data)
-        withBLAS {
-            Kernels.parallelShares(pieces) { range, share in
-                let buffer = scratch + share * slot
-                for piece in range {
-                    let first = piece * per, n = min(per, samples - first)
-                    T.blasGemm(transA: true, transB: false, m: taps, n: n * plane, k: filters,
-                               alpha: 1, a: w, lda: taps, b: dY + first * plane, ldb: ldY,
-                               beta: 0, c: buffer, ldc: n * plane)
-                    Kernels.col2im(buffer, dx + first * inSample, batch: n, channels: inChannels, window)
-                }
-            }
+        let plane = window.outputPlane, inSample = inChannels * window.inputPlane, w = weight.value.data
+        forEachPiece(samples, per: inputGradientSamples, buffers: pieces) { first, n, buffer in
+            T.blasGemm(transA: true, transB: false, m: taps, n: n * plane, k: filters,
+                       alpha: 1, a: w, lda: taps, b: dY + first * plane, ldb: ldY,
+                       beta: 0, c: buffer, ldc: n * plane)
+            Kernels.col2im(buffer, dx + first * inSample, batch: n, channels: inChannels, window)
         }
     }
 }
