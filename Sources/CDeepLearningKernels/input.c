@@ -4,6 +4,39 @@
 
 #include <string.h>
 
+// MARK: - Copies (see dl_kernels.h for why not memcpy)
+
+#if DLK_X86
+__attribute__((target("avx2")))
+static void copy_avx2(unsigned char *dst, const unsigned char *src, int64_t bytes) {
+    int64_t i = 0;
+    for (; i + 128 <= bytes; i += 128) {
+        const __m256i a = _mm256_loadu_si256((const __m256i *)(src + i));
+        const __m256i b = _mm256_loadu_si256((const __m256i *)(src + i + 32));
+        const __m256i c = _mm256_loadu_si256((const __m256i *)(src + i + 64));
+        const __m256i d = _mm256_loadu_si256((const __m256i *)(src + i + 96));
+        _mm256_storeu_si256((__m256i *)(dst + i), a);
+        _mm256_storeu_si256((__m256i *)(dst + i + 32), b);
+        _mm256_storeu_si256((__m256i *)(dst + i + 64), c);
+        _mm256_storeu_si256((__m256i *)(dst + i + 96), d);
+    }
+    for (; i + 32 <= bytes; i += 32) _mm256_storeu_si256((__m256i *)(dst + i), _mm256_loadu_si256((const __m256i *)(src + i)));
+    if (i < bytes) memcpy(dst + i, src + i, (size_t)(bytes - i));   // under 32 bytes: no rep movsb
+}
+#endif
+
+void dlk_copy(void *dst, const void *src, int64_t bytes) {
+    if (bytes <= 0) return;
+#if DLK_X86
+    // (CPUs without AVX2 predate the `rep movsb` trouble: memcpy there.)
+    if (bytes >= 256 && dlk_has_avx2()) {
+        copy_avx2(dst, src, bytes);
+        return;
+    }
+#endif
+    memcpy(dst, src, (size_t)bytes);
+}
+
 // MARK: - Finite checks and the affine map
 //
 // A value is finite when its exponent bits are not all ones. Testing the bits, OR-ed over
@@ -88,7 +121,7 @@ static void load_part(void *context, int64_t begin, int64_t end, int thread) {
     for (int64_t i = begin; i < end; i += LOAD_BLOCK) {
         const int64_t n = end - i < LOAD_BLOCK ? end - i : LOAD_BLOCK;
         if (j->dst && j->affine) dlk_affine_f32(j->src + i, j->dst + i, n, j->a, j->b);
-        else if (j->dst && j->dst != j->src) memcpy(j->dst + i, j->src + i, (size_t)n * sizeof *j->dst);
+        else if (j->dst && j->dst != j->src) dlk_copy(j->dst + i, j->src + i, n * (int64_t)sizeof *j->dst);
         finite &= all_finite_f32(checked + i, n);
     }
     j->finite[thread] = finite;
@@ -141,7 +174,7 @@ static void gather_part(void *context, int64_t begin, int64_t end, int thread) {
         const float *src = g->x + (int64_t)g->rows[i] * g->cols;
         float *dst = g->dst + i * g->cols;
         if (g->affine) dlk_affine_f32(src, dst, g->cols, g->a, g->b);
-        else memcpy(dst, src, (size_t)g->cols * sizeof *dst);
+        else dlk_copy(dst, src, g->cols * (int64_t)sizeof *dst);
     }
     const int64_t n0 = g->next_count * begin / g->count, n1 = g->next_count * end / g->count;
     for (int64_t i = n0; i < n1; i++) {

@@ -1,3 +1,5 @@
+import CDeepLearningKernels
+
 /// The kernels of convolutional networks: lowering images to columns for the matrix
 /// product, pooling, batch normalisation and dropout.
 ///
@@ -106,7 +108,7 @@ extension Kernels {
     public static func samplesToColumns<T: DLScalar>(_ x: UnsafePointer<T>, _ dst: UnsafeMutablePointer<T>,
                                                      batch: Int, channels: Int, plane: Int) {
         forEachPlane(batch: batch, channels: channels, plane: plane) { b, c, offset in
-            (dst + c * batch * plane + b * plane).update(from: x + offset, count: plane)
+            dlk_copy(dst + c * batch * plane + b * plane, x + offset, Int64(plane * MemoryLayout<T>.stride))
         }
     }
 

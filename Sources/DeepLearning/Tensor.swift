@@ -1,3 +1,4 @@
+import CDeepLearningKernels
 import Glibc
 
 /// A contiguous, row-major array of `T` with a shape.
@@ -74,9 +75,10 @@ public final class Tensor<T: DLScalar> {
     /// The elements as an array (a copy).
     public var array: [T] { Array(UnsafeBufferPointer(start: data, count: count)) }
 
-    /// Copies `other`'s elements (up to this tensor's count) into this tensor.
+    /// Copies `other`'s elements (up to this tensor's count) into this tensor (`dlk_copy`,
+    /// not memcpy: see dl_kernels.h).
     public func copy(from other: Tensor<T>) {
-        memcpy(data, other.data, min(count, other.count) * MemoryLayout<T>.stride)
+        dlk_copy(data, other.data, Int64(min(count, other.count) * MemoryLayout<T>.stride))
     }
 
     /// Sets every element to zero. (memset and memcpy are exact for IEEE floats and avoid

@@ -177,4 +177,25 @@ import Testing
             #expect(differing(c, ran ? chain : o.c) == 0, "\(threads) threads")
         }
     }
+
+    /// `dlk_copy` (the library's copy, instead of memcpy) copies exactly the bytes asked for,
+    /// at every length around its vector widths and every relative alignment of the two
+    /// buffers, and writes nothing past the end.
+    @Test func copiesExactlyTheBytesAskedFor() {
+        let capacity = 2048 + 64
+        var src = [UInt8](repeating: 0, count: capacity)
+        for i in src.indices { src[i] = UInt8(truncatingIfNeeded: i &* 7 &+ 3) }
+        let lengths = Array(0...300) + [511, 512, 513, 1023, 1024, 1025, 2000, 2048]
+        for length in lengths {
+            for (from, to) in [(0, 0), (0, 16), (16, 0), (3, 29), (1, 4), (31, 0)] {
+                var dst = [UInt8](repeating: 0xA5, count: capacity)
+                src.withUnsafeBytes { s in
+                    dst.withUnsafeMutableBytes { d in dlk_copy(d.baseAddress! + to, s.baseAddress! + from, Int64(length)) }
+                }
+                #expect(Array(dst[to..<(to + length)]) == Array(src[from..<(from + length)]), "\(length) bytes, \(from) -> \(to)")
+                #expect(dst[..<to].allSatisfy { $0 == 0xA5 } && dst[(to + length)...].allSatisfy { $0 == 0xA5 },
+                        "\(length) bytes, \(from) -> \(to): written outside")
+            }
+        }
+    }
 }
