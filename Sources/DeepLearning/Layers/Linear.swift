@@ -219,7 +219,9 @@ public final class Linear<T: DLScalar>: Layer {
                                    a: a, lda: inFeatures, b: dy.data, ldb: outFeatures, beta: 0, c: c, ldc: outFeatures)
                     }
                 }
-            } else {  // dW = dy^T x   (out, in)
+            } else if !Kernels.unpackedGemm(transA: true, m: outFeatures, n: inFeatures, k: batch, alpha: 1, a: dy.data,
+                                            lda: outFeatures, b: x.data, ldb: inFeatures, c: weight.grad.data,
+                                            ldc: inFeatures) {  // dW = dy^T x   (out, in)
                 T.gemm(transA: true, transB: false, m: outFeatures, n: inFeatures, k: batch,
                        alpha: 1, a: dy.data, lda: outFeatures, b: x.data, ldb: inFeatures,
                        beta: 0, c: weight.grad.data, ldc: inFeatures)
@@ -228,9 +230,13 @@ public final class Linear<T: DLScalar>: Layer {
         }
         guard needInputGradient else { return nil }
         try dx.resize(batch: batch, sample: inputShape)
-        T.gemm(transA: false, transB: weightIsTransposed, m: batch, n: inFeatures, k: outFeatures,
-               alpha: 1, a: dy.data, lda: outFeatures, b: weight.value.data, ldb: weightLeadingDimension,
-               beta: 0, c: dx.data, ldc: inFeatures)
+        if weightIsTransposed
+            || !Kernels.unpackedGemm(m: batch, n: inFeatures, k: outFeatures, alpha: 1, a: dy.data, lda: outFeatures,
+                                     b: weight.value.data, ldb: inFeatures, c: dx.data, ldc: inFeatures) {  // dx = dy W
+            T.gemm(transA: false, transB: weightIsTransposed, m: batch, n: inFeatures, k: outFeatures,
+                   alpha: 1, a: dy.data, lda: outFeatures, b: weight.value.data, ldb: weightLeadingDimension,
+                   beta: 0, c: dx.data, ldc: inFeatures)
+        }
         return dx
     }
 
