@@ -393,7 +393,10 @@ def worker_torch(args):
 
 
 CNN_SPEC = os.path.join(ROOT, "specs", "mnist_cnn.json")
-CNN_WARMUP, CNN_STEPS = 3, 20
+# 60 timed steps a side (20 before the tenth session of #14): each median then spans about
+# 1.5 s of the library's steps instead of 0.5 s, less at the mercy of one short slow phase
+# of a shared VM (steps of the same build ranged 23-57 ms within one round).
+CNN_WARMUP, CNN_STEPS = 3, 60
 
 
 def cnn_batches(args):
