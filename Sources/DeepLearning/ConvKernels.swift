@@ -278,26 +278,79 @@ extension Kernels {
         }
     }
 
+    /// A float32 array seen as such, for the C kernels (callers check T == Float).
+    @inline(__always)
+    private static func asFloats<T>(_ p: UnsafePointer<T>) -> UnsafePointer<Float> {
+        UnsafeRawPointer(p).assumingMemoryBound(to: Float.self)
+    }
+
+    /// Planes this long and longer (float32) go to the C kernels; a call per shorter plane
+    /// (flat features are planes of one value) would cost more than its sum.
+    static let minCPlane = 64
+
+    /// The sum of a plane's n values: float32 planes of `minCPlane` and more in the C
+    /// kernel's 32 chains, others in `sum`'s four.
+    @inline(__always)
+    static func planeSum<T: DLScalar>(_ x: UnsafePointer<T>, _ n: Int) -> T {
+        if T.self == Float.self, n >= minCPlane { return T(dlk_plane_sum_f32(asFloats(x), Int64(n), 0)) }
+        return sum(n) { x[$0] }
+    }
+
+    /// The sum of (x - m)^2 over a plane's n values, as `planeSum` sums.
+    @inline(__always)
+    static func planeSquaredDeviations<T: DLScalar>(_ x: UnsafePointer<T>, _ m: T, _ n: Int) -> T {
+        if T.self == Float.self, n >= minCPlane { return T(dlk_plane_squared_deviations_f32(asFloats(x), Float(m), Int64(n), 0)) }
+        return sum(n) { (x[$0] - m) * (x[$0] - m) }
+    }
+
     /// out[c] = sum of x[b, c, s] over b and s.
     @_specialize(where T == Float) @_specialize(where T == Double)
     public static func channelSums<T: DLScalar>(_ x: UnsafePointer<T>, _ out: UnsafeMutablePointer<T>, batch: Int, channels: Int, spatial: Int) {
         sumPerChannel(into: out, batch: batch, channels: channels, spatial: spatial) { _, offset in
-            sum(spatial) { x[offset + $0] }
+            planeSum(x + offset, spatial)
         }
     }
 
-    /// Per-channel mean and biased variance (divided by batch S) over b and s, in two passes.
+    /// Per-channel mean and biased variance (divided by N = batch S) over b and s.
+    ///
+    /// Two passes: the mean, then the sum of squared deviations from it. With `shift` (float32:
+    /// planes of `minCPlane` values and more; a value per channel expected near its mean, such
+    /// as batch norm's running mean), one pass
+    /// first: the sums of d = x - k and of d^2, so mean = k + S1/N and variance = S2/N - (S1/N)^2,
+    /// which loses log2(1 + (S1/N)^2 / variance) bits to cancellation; a channel that would
+    /// lose more than 2 (its mean more than sqrt(3) standard deviations from k, as on the first
+    /// steps, when the running mean is still 0) or whose sums are not finite takes the two
+    /// passes. A pass over a tensor of several megabytes waits for memory, so one saves most
+    /// of the second's time.
     @_specialize(where T == Float) @_specialize(where T == Double)
     public static func channelMeanVariance<T: DLScalar>(_ x: UnsafePointer<T>, mean: UnsafeMutablePointer<T>, variance: UnsafeMutablePointer<T>,
-                                                        batch: Int, channels: Int, spatial: Int) {
+                                                        batch: Int, channels: Int, spatial: Int, shift: UnsafePointer<T>? = nil) {
         let inv = 1 / T(batch * spatial)
-        channelSums(x, mean, batch: batch, channels: channels, spatial: spatial)
-        for c in 0..<channels { mean[c] *= inv }
-        sumPerChannel(into: variance, batch: batch, channels: channels, spatial: spatial) { c, offset in
-            let run = x + offset, m = mean[c]
-            return sum(spatial) { (run[$0] - m) * (run[$0] - m) }
+        parallelFor(channels, cost: batch * spatial) { channelRange in
+            for c in channelRange {
+                if T.self == Float.self, spatial >= minCPlane, let shift {
+                    let k = Float(shift[c]), n = Float(inv)
+                    var s1: Float = 0, s2: Float = 0
+                    for b in 0..<batch {
+                        var d: Float = 0, d2: Float = 0
+                        dlk_plane_shifted_sums_f32(asFloats(x + (b * channels + c) * spatial), k, Int64(spatial), &d, &d2, 0)
+                        s1 += d
+                        s2 += d2
+                    }
+                    let offset = s1 * n, v = s2 * n - offset * offset
+                    if offset.isFinite, v.isFinite, offset * offset <= 3 * v {
+                        (mean[c], variance[c]) = (T(k + offset), T(v))
+                        continue
+                    }
+                }
+                var total: T = 0
+                for b in 0..<batch { total += planeSum(x + (b * channels + c) * spatial, spatial) }
+                let m = total * inv
+                var squares: T = 0
+                for b in 0..<batch { squares += planeSquaredDeviations(x + (b * channels + c) * spatial, m, spatial) }
+                (mean[c], variance[c]) = (m, squares * inv)
+            }
         }
-        for c in 0..<channels { variance[c] *= inv }
     }
 
     /// Batch norm's per-channel coefficients, so that y = x scale + shift:
@@ -354,7 +407,14 @@ extension Kernels {
                 var totalDy: T = 0, totalDyXhat: T = 0
                 for b in 0..<batch {
                     let offset = (b * channels + c) * spatial, xr = x + offset, dyr = dy + offset
-                    let (planeDy, planeDyXc) = sums(spatial) { i in (dyr[i], dyr[i] * (xr[i] - m)) }
+                    var (planeDy, planeDyXc): (T, T) = (0, 0)
+                    if T.self == Float.self, spatial >= minCPlane {
+                        var (a, b): (Float, Float) = (0, 0)
+                        dlk_plane_gradient_sums_f32(asFloats(dyr), asFloats(xr), Float(m), Int64(spatial), &a, &b, 0)
+                        (planeDy, planeDyXc) = (T(a), T(b))
+                    } else {
+                        (planeDy, planeDyXc) = sums(spatial) { i in (dyr[i], dyr[i] * (xr[i] - m)) }
+                    }
                     totalDy += planeDy
                     totalDyXhat += planeDyXc * s
                 }

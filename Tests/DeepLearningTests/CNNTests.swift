@@ -1,4 +1,5 @@
 import Testing
+import CDeepLearningKernels
 @testable import DeepLearning
 
 // Convolutional layers, batch norm and dropout against naive references written here, their
@@ -184,6 +185,71 @@ private let convCases: [(Int, Int, Int, Int, Int, (Int, Int), (Int, Int), (Int, 
         #expect(maxAbsDiff(evaluated, expected(runningMean, runningVar)) < 1e-12)
         #expect(layer.buffers.map { $0.value.array } == running, "evaluation leaves the running statistics alone")
         #expect(layer.buffers.map(\.name) == ["running_mean", "running_var"])
+    }
+
+    /// The plane sums in C (batch norm's statistics and gradient sums for float32 planes)
+    /// agree with float64 sums to float32 rounding, and their plain C and AVX2 versions give
+    /// the same bits, at lengths around the 32 chains.
+    @Test(arguments: [1, 5, 31, 32, 33, 63, 64, 100, 196, 784, 1001])
+    func planeSumsMatchFloat64(n: Int) {
+        var rng = RandomGenerator(seed: UInt64(n))
+        let x = (0..<n).map { _ in Float(rng.normal() * 2 + 1) }, y = (0..<n).map { _ in Float(rng.normal()) }
+        let m = Float(0.75)
+        let dx = x.map { Double($0) - Double(m) }
+        let expected: [(Double, Double)] = [
+            (x.reduce(0) { $0 + Double($1) }, x.reduce(0) { $0 + abs(Double($1)) }),
+            (dx.reduce(0) { $0 + $1 * $1 }, dx.reduce(0) { $0 + $1 * $1 }),
+            (y.reduce(0) { $0 + Double($1) }, y.reduce(0) { $0 + abs(Double($1)) }),
+            (zip(y, dx).reduce(0) { $0 + Double($1.0) * $1.1 }, zip(y, dx).reduce(0) { $0 + abs(Double($1.0) * $1.1) }),
+            (dx.reduce(0, +), dx.reduce(0) { $0 + abs($1) }),
+        ]
+        var found: [[Float]] = []
+        for plain: Int32 in [0, 1] {
+            var a: Float = 0, b: Float = 0, c: Float = 0, d: Float = 0
+            dlk_plane_gradient_sums_f32(y, x, m, Int64(n), &a, &b, plain)
+            dlk_plane_shifted_sums_f32(x, m, Int64(n), &c, &d, plain)
+            found.append([dlk_plane_sum_f32(x, Int64(n), plain), dlk_plane_squared_deviations_f32(x, m, Int64(n), plain), a, b, c])
+            #expect(d.bitPattern == found.last![1].bitPattern, "n \(n): the shifted squares are the squared deviations' chains")
+        }
+        #expect(found[0].map(\.bitPattern) == found[1].map(\.bitPattern), "n \(n): plain C and AVX2 differ")
+        for (value, (sum, magnitude)) in zip(found[0], expected) {
+            #expect(abs(Double(value) - sum) <= 1e-6 * magnitude + 1e-30, "n \(n): \(value) against \(sum)")
+        }
+    }
+
+    /// Float32 channel statistics: the two passes, and the one pass around a shift near each
+    /// mean, match float64 to float32 rounding; a shift far from a channel's mean (here 0,
+    /// against a mean of 1000 and a standard deviation of 0.01, where one pass would keep no
+    /// correct digit of the variance) sends that channel back to the two passes.
+    @Test func channelStatisticsMatchFloat64WithOrWithoutAShift() throws {
+        var rng = RandomGenerator(seed: 12)
+        let batch = 3, channels = 4, spatial = 196
+        let centres: [Double] = [0, 3, -2, 1000], spreads: [Double] = [1, 0.5, 4, 0.01]
+        var x = [Float](repeating: 0, count: batch * channels * spatial)
+        for b in 0..<batch {
+            for c in 0..<channels {
+                for s in 0..<spatial { x[(b * channels + c) * spatial + s] = Float(centres[c] + spreads[c] * rng.normal()) }
+            }
+        }
+        func channel(_ c: Int) -> [Double] {
+            (0..<batch).flatMap { b in (0..<spatial).map { Double(x[(b * channels + c) * spatial + $0]) } }
+        }
+        let means = (0..<channels).map { channel($0).reduce(0, +) / Double(batch * spatial) }
+        let variances = (0..<channels).map { c in channel(c).map { ($0 - means[c]) * ($0 - means[c]) }.reduce(0, +) / Double(batch * spatial) }
+        let nearby = zip(means, spreads).map { Float($0 + 0.3 * $1) }
+        for shift in [nil, nearby, [Float](repeating: 0, count: channels)] {
+            var mean = [Float](repeating: 0, count: channels), variance = mean
+            x.withUnsafeBufferPointer { xp in
+                shift.withOptionalPointer { k in
+                    Kernels.channelMeanVariance(xp.baseAddress!, mean: &mean, variance: &variance, batch: batch, channels: channels,
+                                                spatial: spatial, shift: k)
+                }
+            }
+            for c in 0..<channels {
+                #expect(abs(Double(mean[c]) - means[c]) <= 2e-7 * (abs(means[c]) + spreads[c]), "channel \(c), shift \(String(describing: shift))")
+                #expect(abs(Double(variance[c]) - variances[c]) <= 1e-5 * variances[c], "channel \(c), shift \(String(describing: shift))")
+            }
+        }
     }
 
     @Test func trainingNeedsMoreThanOneValuePerChannel() throws {
@@ -600,5 +666,13 @@ private let cnnSpecsDirectory: String = {
             #expect(error?.kind == .spec)
             #expect(error?.message.contains(message) == true, "\(error?.message ?? "built without error")")
         }
+    }
+}
+
+private extension Optional where Wrapped == [Float] {
+    /// The array's storage, or nil, for the length of `body`.
+    func withOptionalPointer<R>(_ body: (UnsafePointer<Float>?) -> R) -> R {
+        guard let self else { return body(nil) }
+        return self.withUnsafeBufferPointer { body($0.baseAddress) }
     }
 }

@@ -154,6 +154,22 @@ DLK_HIDDEN int64_t dlk_update_all_f64(const dlk_update *update, dlk_tensors *ten
 DLK_HIDDEN double dlk_sum_squares_f32(const float *x, int64_t n);
 DLK_HIDDEN double dlk_sum_squares_f64(const double *x, int64_t n);
 
+// MARK: - Sums over a plane (channels.c)
+//
+// Each sums n floats in 32 chains (element i in chain i % 32) added in a fixed tree, with
+// fused multiply-adds for products: the same bits from the plain C and the AVX2 versions.
+
+/// sum x[i].
+DLK_HIDDEN float dlk_plane_sum_f32(const float *x, int64_t n, int plain_c);
+/// sum (x[i] - m)^2.
+DLK_HIDDEN float dlk_plane_squared_deviations_f32(const float *x, float m, int64_t n, int plain_c);
+/// *sum_d = sum (x[i] - k), *sum_d2 = sum (x[i] - k)^2, in one pass.
+DLK_HIDDEN void dlk_plane_shifted_sums_f32(const float *x, float k, int64_t n, float *sum_d, float *sum_d2,
+                                           int plain_c);
+/// *sum_dy = sum dy[i], *sum_dy_xc = sum dy[i] (x[i] - m), in one pass.
+DLK_HIDDEN void dlk_plane_gradient_sums_f32(const float *dy, const float *x, float m, int64_t n, float *sum_dy,
+                                            float *sum_dy_xc, int plain_c);
+
 // MARK: - Input checks, preprocessing and batch gathering (input.c)
 
 /// Copies `bytes` bytes from src to dst (no overlap), with vector loads and stores. Use it

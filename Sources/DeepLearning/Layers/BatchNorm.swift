@@ -65,7 +65,8 @@ public final class BatchNorm<T: DLScalar>: Layer {
             guard n > 1 else {
                 throw .invalid("batch_norm needs more than one value per channel to train, got a batch of 1 sample of shape \(outputShape)")
             }
-            Kernels.channelMeanVariance(x.data, mean: mean.data, variance: variance.data, batch: batch, channels: channels, spatial: spatial)
+            Kernels.channelMeanVariance(x.data, mean: mean.data, variance: variance.data, batch: batch, channels: channels,
+                                        spatial: spatial, shift: runningMean.value.data)
             nextMean.copy(from: runningMean.value)
             nextVar.copy(from: runningVar.value)
             Kernels.movingAverage(nextMean.data, mean.data, channels, momentum: T(momentum), factor: 1)

@@ -1,0 +1,131 @@
+// Sums over one plane (one channel of one sample) for batch normalisation and convolution
+// biases (see dl_kernels.h). Swift kept its running sums scalar (four chains, one element
+// at a time), so these passes waited for arithmetic where they should wait for memory.
+//
+// Every sum runs in 32 chains: chain j takes elements j, j + 32, j + 64, ... (4 AVX2
+// vectors of 8 lanes; the last n % 32 elements go to chains 0, 1, ... as they come), then
+// the chains are added in one fixed tree. Products are fused multiply-adds in both versions,
+// so the plain C loop and the AVX2 one give the same bits.
+#include "dl_kernels.h"
+#include "x86.h"
+
+enum { CHAINS = 32 };
+
+// The chains' total: pairs, then pairs of pairs, and so on.
+static float total(float *s) {
+    for (int width = CHAINS / 2; width >= 1; width /= 2)
+        for (int j = 0; j < width; j++) s[j] = s[j] + s[j + width];
+    return s[0];
+}
+
+// kind 0: sum x; kind 1: sum (x - m)^2; kind 2: sum y and sum y (x - m); kind 3: sum (x - m)
+// and sum (x - m)^2; into out[0] and out[1].
+static void sums_plain(int kind, const float *x, const float *y, float m, int64_t n, float *out) {
+    float a[CHAINS] = {0}, b[CHAINS] = {0};
+    for (int64_t i = 0; i < n; i++) {
+        const int j = (int)(i % CHAINS);
+        const float d = x[i] - m;
+        switch (kind) {
+        case 0: a[j] = a[j] + x[i]; break;
+        case 1: a[j] = __builtin_fmaf(d, d, a[j]); break;
+        case 2:
+            a[j] = a[j] + y[i];
+            b[j] = __builtin_fmaf(y[i], d, b[j]);
+            break;
+        default:
+            a[j] = a[j] + d;
+            b[j] = __builtin_fmaf(d, d, b[j]);
+        }
+    }
+    out[0] = total(a);
+    if (kind >= 2) out[1] = total(b);
+}
+
+#if DLK_X86
+__attribute__((target("avx2,fma")))
+static void sums_avx2(int kind, const float *x, const float *y, float m, int64_t n, float *out) {
+    __m256 a[4], b[4];
+    for (int q = 0; q < 4; q++) a[q] = b[q] = _mm256_setzero_ps();
+    const __m256 vm = _mm256_set1_ps(m);
+    int64_t i = 0;
+    for (; i + CHAINS <= n; i += CHAINS) {
+        for (int q = 0; q < 4; q++) {
+            const __m256 xv = _mm256_loadu_ps(x + i + 8 * q);
+            if (kind == 0) {
+                a[q] = _mm256_add_ps(a[q], xv);
+            } else {
+                const __m256 d = _mm256_sub_ps(xv, vm);
+                if (kind == 1) {
+                    a[q] = _mm256_fmadd_ps(d, d, a[q]);
+                } else if (kind == 3) {
+                    a[q] = _mm256_add_ps(a[q], d);
+                    b[q] = _mm256_fmadd_ps(d, d, b[q]);
+                } else {
+                    const __m256 yv = _mm256_loadu_ps(y + i + 8 * q);
+                    a[q] = _mm256_add_ps(a[q], yv);
+                    b[q] = _mm256_fmadd_ps(yv, d, b[q]);
+                }
+            }
+        }
+    }
+    float sa[CHAINS], sb[CHAINS];
+    for (int q = 0; q < 4; q++) {
+        _mm256_storeu_ps(sa + 8 * q, a[q]);
+        _mm256_storeu_ps(sb + 8 * q, b[q]);
+    }
+    for (int j = 0; i < n; i++, j++) {   // the tail, as the plain loop adds it
+        const float d = x[i] - m;
+        switch (kind) {
+        case 0: sa[j] = sa[j] + x[i]; break;
+        case 1: sa[j] = __builtin_fmaf(d, d, sa[j]); break;
+        case 2:
+            sa[j] = sa[j] + y[i];
+            sb[j] = __builtin_fmaf(y[i], d, sb[j]);
+            break;
+        default:
+            sa[j] = sa[j] + d;
+            sb[j] = __builtin_fmaf(d, d, sb[j]);
+        }
+    }
+    out[0] = total(sa);
+    if (kind >= 2) out[1] = total(sb);
+}
+#endif
+
+static void sums(int kind, const float *x, const float *y, float m, int64_t n, float *out, int plain_c) {
+#if DLK_X86
+    if (!plain_c && dlk_has_avx2()) {
+        sums_avx2(kind, x, y, m, n, out);
+        return;
+    }
+#endif
+    (void)plain_c;
+    sums_plain(kind, x, y, m, n, out);
+}
+
+float dlk_plane_sum_f32(const float *x, int64_t n, int plain_c) {
+    float out[2];
+    sums(0, x, NULL, 0, n, out, plain_c);
+    return out[0];
+}
+
+float dlk_plane_squared_deviations_f32(const float *x, float m, int64_t n, int plain_c) {
+    float out[2];
+    sums(1, x, NULL, m, n, out, plain_c);
+    return out[0];
+}
+
+void dlk_plane_gradient_sums_f32(const float *dy, const float *x, float m, int64_t n, float *sum_dy,
+                                 float *sum_dy_xc, int plain_c) {
+    float out[2];
+    sums(2, x, dy, m, n, out, plain_c);
+    *sum_dy = out[0];
+    *sum_dy_xc = out[1];
+}
+
+void dlk_plane_shifted_sums_f32(const float *x, float k, int64_t n, float *sum_d, float *sum_d2, int plain_c) {
+    float out[2];
+    sums(3, x, NULL, k, n, out, plain_c);
+    *sum_d = out[0];
+    *sum_d2 = out[1];
+}
