@@ -19,8 +19,9 @@ static float total(float *s) {
 }
 
 // kind 0: sum x; kind 1: sum (x - m)^2; kind 2: sum y and sum y (x - m); kind 3: sum (x - m)
-// and sum (x - m)^2; into out[0] and out[1].
-static void sums_plain(int kind, const float *x, const float *y, float m, int64_t n, float *out) {
+// and sum (x - m)^2; kind 4: as 2 with y[i] taken as 0 where mask[i] > 0 fails (a ReLU's
+// backward before the sums); into out[0] and out[1].
+static void sums_plain(int kind, const float *x, const float *y, const float *mask, float m, int64_t n, float *out) {
     float a[CHAINS] = {0}, b[CHAINS] = {0};
     for (int64_t i = 0; i < n; i++) {
         const int j = (int)(i % CHAINS);
@@ -32,9 +33,15 @@ static void sums_plain(int kind, const float *x, const float *y, float m, int64_
             a[j] = a[j] + y[i];
             b[j] = __builtin_fmaf(y[i], d, b[j]);
             break;
-        default:
+        case 3:
             a[j] = a[j] + d;
             b[j] = __builtin_fmaf(d, d, b[j]);
+            break;
+        default: {
+            const float g = mask[i] > 0 ? y[i] : 0.0f;
+            a[j] = a[j] + g;
+            b[j] = __builtin_fmaf(g, d, b[j]);
+        }
         }
     }
     out[0] = total(a);
@@ -43,7 +50,7 @@ static void sums_plain(int kind, const float *x, const float *y, float m, int64_
 
 #if DLK_X86
 __attribute__((target("avx2,fma")))
-static void sums_avx2(int kind, const float *x, const float *y, float m, int64_t n, float *out) {
+static void sums_avx2(int kind, const float *x, const float *y, const float *mask, float m, int64_t n, float *out) {
     __m256 a[4], b[4];
     for (int q = 0; q < 4; q++) a[q] = b[q] = _mm256_setzero_ps();
     const __m256 vm = _mm256_set1_ps(m);
@@ -61,7 +68,9 @@ static void sums_avx2(int kind, const float *x, const float *y, float m, int64_t
                     a[q] = _mm256_add_ps(a[q], d);
                     b[q] = _mm256_fmadd_ps(d, d, b[q]);
                 } else {
-                    const __m256 yv = _mm256_loadu_ps(y + i + 8 * q);
+                    __m256 yv = _mm256_loadu_ps(y + i + 8 * q);
+                    if (kind == 4)
+                        yv = _mm256_and_ps(_mm256_cmp_ps(_mm256_loadu_ps(mask + i + 8 * q), _mm256_setzero_ps(), _CMP_GT_OQ), yv);
                     a[q] = _mm256_add_ps(a[q], yv);
                     b[q] = _mm256_fmadd_ps(yv, d, b[q]);
                 }
@@ -82,9 +91,15 @@ static void sums_avx2(int kind, const float *x, const float *y, float m, int64_t
             sa[j] = sa[j] + y[i];
             sb[j] = __builtin_fmaf(y[i], d, sb[j]);
             break;
-        default:
+        case 3:
             sa[j] = sa[j] + d;
             sb[j] = __builtin_fmaf(d, d, sb[j]);
+            break;
+        default: {
+            const float g = mask[i] > 0 ? y[i] : 0.0f;
+            sa[j] = sa[j] + g;
+            sb[j] = __builtin_fmaf(g, d, sb[j]);
+        }
         }
     }
     out[0] = total(sa);
@@ -92,40 +107,41 @@ static void sums_avx2(int kind, const float *x, const float *y, float m, int64_t
 }
 #endif
 
-static void sums(int kind, const float *x, const float *y, float m, int64_t n, float *out, int plain_c) {
+static void sums(int kind, const float *x, const float *y, const float *mask, float m, int64_t n, float *out,
+                 int plain_c) {
 #if DLK_X86
     if (!plain_c && dlk_has_avx2()) {
-        sums_avx2(kind, x, y, m, n, out);
+        sums_avx2(kind, x, y, mask, m, n, out);
         return;
     }
 #endif
     (void)plain_c;
-    sums_plain(kind, x, y, m, n, out);
+    sums_plain(kind, x, y, mask, m, n, out);
 }
 
 float dlk_plane_sum_f32(const float *x, int64_t n, int plain_c) {
     float out[2];
-    sums(0, x, NULL, 0, n, out, plain_c);
+    sums(0, x, NULL, NULL, 0, n, out, plain_c);
     return out[0];
 }
 
 float dlk_plane_squared_deviations_f32(const float *x, float m, int64_t n, int plain_c) {
     float out[2];
-    sums(1, x, NULL, m, n, out, plain_c);
+    sums(1, x, NULL, NULL, m, n, out, plain_c);
     return out[0];
 }
 
-void dlk_plane_gradient_sums_f32(const float *dy, const float *x, float m, int64_t n, float *sum_dy,
-                                 float *sum_dy_xc, int plain_c) {
+void dlk_plane_gradient_sums_f32(const float *dy, const float *x, const float *mask, float m, int64_t n,
+                                 float *sum_dy, float *sum_dy_xc, int plain_c) {
     float out[2];
-    sums(2, x, dy, m, n, out, plain_c);
+    sums(mask ? 4 : 2, x, dy, mask, m, n, out, plain_c);
     *sum_dy = out[0];
     *sum_dy_xc = out[1];
 }
 
 void dlk_plane_shifted_sums_f32(const float *x, float k, int64_t n, float *sum_d, float *sum_d2, int plain_c) {
     float out[2];
-    sums(3, x, NULL, k, n, out, plain_c);
+    sums(3, x, NULL, NULL, k, n, out, plain_c);
     *sum_d = out[0];
     *sum_d2 = out[1];
 }

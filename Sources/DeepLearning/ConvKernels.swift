@@ -370,14 +370,19 @@ extension Kernels {
         }
     }
 
-    /// y[b, c, s] = x[b, c, s] scale[c] + shift[c]   (shift 0 when nil)
+    /// y[b, c, s] = x[b, c, s] scale[c] + shift[c]   (shift 0 when nil); with `relu`, then
+    /// max(0, y) as the ReLU layer computes it (`y > 0 ? y : 0`).
     @_specialize(where T == Float) @_specialize(where T == Double)
     public static func channelAffine<T: DLScalar>(_ x: UnsafePointer<T>, _ y: UnsafeMutablePointer<T>,
                                                   scale: UnsafePointer<T>, shift: UnsafePointer<T>?,
-                                                  batch: Int, channels: Int, spatial: Int) {
+                                                  batch: Int, channels: Int, spatial: Int, relu: Bool = false) {
         forEachPlane(batch: batch, channels: channels, plane: spatial) { _, c, offset in
             let from = x + offset, to = y + offset, k = scale[c], d = shift?[c] ?? 0
-            for i in 0..<spatial { to[i] = from[i] * k + d }
+            if relu {
+                for i in 0..<spatial { let v = from[i] * k + d; to[i] = v > 0 ? v : 0 }
+            } else {
+                for i in 0..<spatial { to[i] = from[i] * k + d }
+            }
         }
     }
 
@@ -394,13 +399,17 @@ extension Kernels {
     ///     batch statistics:  dx = scale (dy - sumDy / N - xhat sumDyXhat / N),  N = batch S
     ///     fixed statistics:  dx = scale dy
     ///
-    /// where scale = gamma invStd. dx is skipped when nil.
+    /// where scale = gamma invStd. dx is skipped when nil. With `mask` (the output of a
+    /// forward pass that applied ReLU), dy is first that ReLU's backward pass, `mask > 0 ?
+    /// dy : 0`, the same values the ReLU layer would have handed over.
     @_specialize(where T == Float) @_specialize(where T == Double)
     public static func batchNormBackward<T: DLScalar>(_ x: UnsafePointer<T>, _ dy: UnsafePointer<T>, _ dx: UnsafeMutablePointer<T>?,
                                                       mean: UnsafePointer<T>, invStd: UnsafePointer<T>, scale: UnsafePointer<T>,
                                                       sumDy: UnsafeMutablePointer<T>, sumDyXhat: UnsafeMutablePointer<T>,
-                                                      batchStatistics: Bool, batch: Int, channels: Int, spatial: Int) {
-        // One pass over dy and x for both sums (each in the order `channelSums` takes).
+                                                      batchStatistics: Bool, batch: Int, channels: Int, spatial: Int,
+                                                      mask: UnsafePointer<T>? = nil) {
+        // One pass over dy and x for both sums: float32 planes of `minCPlane` and more in the C
+        // kernel (which applies the mask itself), others in `sums`' four chains.
         parallelFor(channels, cost: 2 * batch * spatial) { channelRange in
             for c in channelRange {
                 let m = mean[c], s = invStd[c]
@@ -410,8 +419,14 @@ extension Kernels {
                     var (planeDy, planeDyXc): (T, T) = (0, 0)
                     if T.self == Float.self, spatial >= minCPlane {
                         var (a, b): (Float, Float) = (0, 0)
-                        dlk_plane_gradient_sums_f32(asFloats(dyr), asFloats(xr), Float(m), Int64(spatial), &a, &b, 0)
+                        dlk_plane_gradient_sums_f32(asFloats(dyr), asFloats(xr), mask.map { asFloats($0 + offset) }, Float(m),
+                                                    Int64(spatial), &a, &b, 0)
                         (planeDy, planeDyXc) = (T(a), T(b))
+                    } else if let mr = mask.map({ $0 + offset }) {
+                        (planeDy, planeDyXc) = sums(spatial) { i in
+                            let d = dyr[i], g = mr[i] > 0 ? d : 0   // both loads first: a select, not a branch
+                            return (g, g * (xr[i] - m))
+                        }
                     } else {
                         (planeDy, planeDyXc) = sums(spatial) { i in (dyr[i], dyr[i] * (xr[i] - m)) }
                     }
@@ -423,16 +438,18 @@ extension Kernels {
             }
         }
         guard let dx else { return }
-        guard batchStatistics else {
-            channelAffine(dy, dx, scale: scale, shift: nil, batch: batch, channels: channels, spatial: spatial)
-            return
-        }
         let inv = 1 / T(batch * spatial)
+        // A loop per case: a test of `mask` inside one loop kept it scalar.
         forEachPlane(batch: batch, channels: channels, plane: spatial) { _, c, offset in
-            let xr = x + offset, dyr = dy + offset, dxr = dx + offset
-            let m = mean[c], k = scale[c], s = invStd[c]
-            let meanDy = sumDy[c] * inv, meanDyXhat = sumDyXhat[c] * inv
-            for i in 0..<spatial { dxr[i] = k * (dyr[i] - meanDy - (xr[i] - m) * s * meanDyXhat) }
+            let xr = x + offset, dyr = dy + offset, dxr = dx + offset, k = scale[c]
+            let m = mean[c], s = invStd[c], meanDy = sumDy[c] * inv, meanDyXhat = sumDyXhat[c] * inv
+            switch (mask.map { $0 + offset }, batchStatistics) {
+            case (nil, false): for i in 0..<spatial { dxr[i] = dyr[i] * k }
+            case (let mr?, false): for i in 0..<spatial { let d = dyr[i]; dxr[i] = (mr[i] > 0 ? d : 0) * k }
+            case (nil, true): for i in 0..<spatial { dxr[i] = k * (dyr[i] - meanDy - (xr[i] - m) * s * meanDyXhat) }
+            case (let mr?, true):
+                for i in 0..<spatial { let d = dyr[i]; dxr[i] = k * ((mr[i] > 0 ? d : 0) - meanDy - (xr[i] - m) * s * meanDyXhat) }
+            }
         }
     }
 

@@ -187,13 +187,14 @@ private let convCases: [(Int, Int, Int, Int, Int, (Int, Int), (Int, Int), (Int, 
         #expect(layer.buffers.map(\.name) == ["running_mean", "running_var"])
     }
 
-    /// The plane sums in C (batch norm's statistics and gradient sums for float32 planes)
-    /// agree with float64 sums to float32 rounding, and their plain C and AVX2 versions give
+    /// The plane sums in C (batch norm's statistics and gradient sums for float32 planes, with
+    /// and without a ReLU's mask) agree with float64 sums to float32 rounding, and their plain C and AVX2 versions give
     /// the same bits, at lengths around the 32 chains.
     @Test(arguments: [1, 5, 31, 32, 33, 63, 64, 100, 196, 784, 1001])
     func planeSumsMatchFloat64(n: Int) {
         var rng = RandomGenerator(seed: UInt64(n))
         let x = (0..<n).map { _ in Float(rng.normal() * 2 + 1) }, y = (0..<n).map { _ in Float(rng.normal()) }
+        let mask = (0..<n).map { _ in Float(rng.normal()) }, g = zip(mask, y).map { $0 > 0 ? Double($1) : 0 }
         let m = Float(0.75)
         let dx = x.map { Double($0) - Double(m) }
         let expected: [(Double, Double)] = [
@@ -202,13 +203,17 @@ private let convCases: [(Int, Int, Int, Int, Int, (Int, Int), (Int, Int), (Int, 
             (y.reduce(0) { $0 + Double($1) }, y.reduce(0) { $0 + abs(Double($1)) }),
             (zip(y, dx).reduce(0) { $0 + Double($1.0) * $1.1 }, zip(y, dx).reduce(0) { $0 + abs(Double($1.0) * $1.1) }),
             (dx.reduce(0, +), dx.reduce(0) { $0 + abs($1) }),
+            (g.reduce(0, +), g.reduce(0) { $0 + abs($1) }),
+            (zip(g, dx).reduce(0) { $0 + $1.0 * $1.1 }, zip(g, dx).reduce(0) { $0 + abs($1.0 * $1.1) }),
         ]
         var found: [[Float]] = []
         for plain: Int32 in [0, 1] {
-            var a: Float = 0, b: Float = 0, c: Float = 0, d: Float = 0
-            dlk_plane_gradient_sums_f32(y, x, m, Int64(n), &a, &b, plain)
+            var a: Float = 0, b: Float = 0, c: Float = 0, d: Float = 0, e: Float = 0, f: Float = 0
+            dlk_plane_gradient_sums_f32(y, x, nil, m, Int64(n), &a, &b, plain)
             dlk_plane_shifted_sums_f32(x, m, Int64(n), &c, &d, plain)
-            found.append([dlk_plane_sum_f32(x, Int64(n), plain), dlk_plane_squared_deviations_f32(x, m, Int64(n), plain), a, b, c])
+            dlk_plane_gradient_sums_f32(y, x, mask, m, Int64(n), &e, &f, plain)
+            found.append([dlk_plane_sum_f32(x, Int64(n), plain), dlk_plane_squared_deviations_f32(x, m, Int64(n), plain),
+                          a, b, c, e, f])
             #expect(d.bitPattern == found.last![1].bitPattern, "n \(n): the shifted squares are the squared deviations' chains")
         }
         #expect(found[0].map(\.bitPattern) == found[1].map(\.bitPattern), "n \(n): plain C and AVX2 differ")
@@ -532,6 +537,44 @@ private func trainSteps(_ model: any AnyModel, _ range: Range<Int>, features: In
         for threads in [2, 3, 8] {
             #expect(try train(threads: threads) == one, "\(threads) threads")
         }
+    }
+
+    /// Batch norm followed by ReLU runs as one layer (`Model.fuseLayers`); the same model with
+    /// the two run apart trains, with batch statistics and in evaluation, to the same bits.
+    /// Planes of 5 x 5 take the Swift sums, of 9 x 9 the C kernel's (at least `minCPlane`).
+    @Test(arguments: [5, 9]) func batchNormWithReLUFusedGivesTheSameBits(side: Int) throws {
+        #expect((side * side >= Kernels.minCPlane) == (side == 9))
+        let features = 2 * side * side
+        let spec = try SpecParser.parse(json: """
+            {"input": {"size": \(features)}, "layers": [
+                {"type": "reshape", "shape": [2, \(side), \(side)]},
+                {"type": "conv2d", "filters": 3, "kernel_size": 3, "padding": 1, "bias": false},
+                {"type": "batch_norm"},
+                {"type": "relu"},
+                {"type": "max_pool2d", "kernel_size": 2},
+                {"type": "flatten"},
+                {"type": "linear", "units": 4}],
+             "loss": "cross_entropy", "optimizer": {"type": "sgd", "lr": 0.05, "momentum": 0.9}, "seed": 3,
+             "dtype": "float32"}
+            """)
+        func run(fused: Bool) throws -> [[Float]] {
+            let model = try Model<Float>(spec: spec)
+            let norm = try #require(model.layers[2] as? BatchNorm<Float>)
+            let relu = try #require(model.layers[3] as? Activation<ReLU, Float>)
+            #expect(norm.fusedReLU && relu.absorbed, "the model fuses the pair")
+            if !fused { (norm.fusedReLU, relu.absorbed) = (false, false) }
+            try trainSteps(model, 0..<4, features: features)
+            let (x, _) = batch(7, features: features, classes: 4, seed: 5)
+            let xf = x.map(Float.init)
+            var out = [Float](repeating: 0, count: 7 * 4)
+            try xf.withUnsafeBufferPointer { (xp) throws(DLError) in try model.predict(x: xp.baseAddress!, count: 7, into: &out) }
+            return model.parameters.map { $0.value.array } + model.parameters.map { $0.grad.array }
+                + model.buffers.map { $0.value.array } + [out]
+        }
+        let (fused, apart) = (try run(fused: true), try run(fused: false))
+        #expect(fused.map { $0.map(\.bitPattern) } == apart.map { $0.map(\.bitPattern) })
+        let outputs = fused[fused.count - 1]
+        #expect(outputs.allSatisfy { $0.isFinite })
     }
 
     @Test func trainingIsDeterministicPerSeed() throws {

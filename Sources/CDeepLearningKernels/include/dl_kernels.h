@@ -166,9 +166,10 @@ DLK_HIDDEN float dlk_plane_squared_deviations_f32(const float *x, float m, int64
 /// *sum_d = sum (x[i] - k), *sum_d2 = sum (x[i] - k)^2, in one pass.
 DLK_HIDDEN void dlk_plane_shifted_sums_f32(const float *x, float k, int64_t n, float *sum_d, float *sum_d2,
                                            int plain_c);
-/// *sum_dy = sum dy[i], *sum_dy_xc = sum dy[i] (x[i] - m), in one pass.
-DLK_HIDDEN void dlk_plane_gradient_sums_f32(const float *dy, const float *x, float m, int64_t n, float *sum_dy,
-                                            float *sum_dy_xc, int plain_c);
+/// *sum_dy = sum dy[i], *sum_dy_xc = sum dy[i] (x[i] - m), in one pass; with `mask` (not
+/// NULL), dy[i] counts only where mask[i] > 0 (a ReLU's backward folded in).
+DLK_HIDDEN void dlk_plane_gradient_sums_f32(const float *dy, const float *x, const float *mask, float m, int64_t n,
+                                            float *sum_dy, float *sum_dy_xc, int plain_c);
 
 // MARK: - Input checks, preprocessing and batch gathering (input.c)
 

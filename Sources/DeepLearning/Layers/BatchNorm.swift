@@ -25,6 +25,9 @@ public final class BatchNorm<T: DLScalar>: Layer {
     public let runningVar: Parameter<T>
     public var parameters: [Parameter<T>] { [weight, bias].compactMap { $0 } }
     public var buffers: [Parameter<T>] { [runningMean, runningVar] }
+    /// Set by the model when a ReLU layer follows (`Model.fuseLayers`): the output is then
+    /// max(0, y), and backward takes that ReLU's mask from it; the ReLU passes through.
+    var fusedReLU = false
 
     private var x: Tensor<T>?
     private var batchStatistics = false
@@ -83,7 +86,8 @@ public final class BatchNorm<T: DLScalar>: Layer {
         Kernels.batchNormCoefficients(mean: mean.data, variance: variance.data, gamma: weight?.value.data, beta: bias?.value.data,
                                       eps: T(eps), invStd: invStd.data, scale: scale.data, shift: shift.data, channels: channels)
         try y.resize(x.shape)
-        Kernels.channelAffine(x.data, y.data, scale: scale.data, shift: shift.data, batch: batch, channels: channels, spatial: spatial)
+        Kernels.channelAffine(x.data, y.data, scale: scale.data, shift: shift.data, batch: batch, channels: channels,
+                              spatial: spatial, relu: fusedReLU)
         self.x = x
         batchStatistics = training
         return y
@@ -112,7 +116,8 @@ public final class BatchNorm<T: DLScalar>: Layer {
                                       beta: bias?.value.data, eps: T(eps), invStd: invStd.data, scale: scale.data,
                                       shift: shift.data, channels: channels)
         try y.resize(x.shape)
-        Kernels.channelAffine(x.data, y.data, scale: scale.data, shift: shift.data, batch: x.shape[0], channels: channels, spatial: spatial)
+        Kernels.channelAffine(x.data, y.data, scale: scale.data, shift: shift.data, batch: x.shape[0], channels: channels,
+                              spatial: spatial, relu: fusedReLU)
         return y
     }
 
@@ -121,7 +126,8 @@ public final class BatchNorm<T: DLScalar>: Layer {
         if needInputGradient { try dx.resize(dy.shape) }
         Kernels.batchNormBackward(x.data, dy.data, needInputGradient ? dx.data : nil, mean: mean.data, invStd: invStd.data,
                                   scale: scale.data, sumDy: sumDy.data, sumDyXhat: sumDyXhat.data,
-                                  batchStatistics: batchStatistics, batch: dy.shape[0], channels: channels, spatial: spatial)
+                                  batchStatistics: batchStatistics, batch: dy.shape[0], channels: channels, spatial: spatial,
+                                  mask: fusedReLU ? y.data : nil)
         weight?.grad.copy(from: sumDyXhat)
         bias?.grad.copy(from: sumDy)
         return needInputGradient ? dx : nil

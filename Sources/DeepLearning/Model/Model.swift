@@ -123,6 +123,7 @@ public final class Model<T: DLScalar> {
             context = LayerContext(inputShape: layer.outputShape, index: i + 1, defaultInitializer: spec.initializer,
                                    random: random, parameterBudget: context.parameterBudget)
         }
+        Self.fuseLayers(layers)
         self.layers = layers
         self.firstTrainableLayer = layers.firstIndex { !$0.parameters.isEmpty } ?? layers.count
         self.foldingLayer = (layers.first as? Linear<T>).flatMap { $0.sparseInput == nil ? nil : $0 }
@@ -235,6 +236,19 @@ public final class Model<T: DLScalar> {
     }
 
     // MARK: Forward and backward on tensors
+
+    /// Pairs of layers computed as one, with the same values: batch norm followed by ReLU
+    /// writes max(0, y) in its own pass and applies the ReLU's mask in its backward pass,
+    /// and the ReLU layer hands tensors through (each direction a pass over the feature
+    /// maps fewer). The layers stay in the list as the spec names them.
+    private static func fuseLayers(_ layers: [any Layer<T>]) {
+        for (layer, next) in zip(layers, layers.dropFirst()) {
+            if let norm = layer as? BatchNorm<T>, let relu = next as? Activation<ReLU, T> {
+                norm.fusedReLU = true
+                relu.absorbed = true
+            }
+        }
+    }
 
     /// Runs every layer. `training` selects training behaviour (dropout, batch statistics).
     public func forward(_ x: Tensor<T>, training: Bool) throws(DLError) -> Tensor<T> {

@@ -53,6 +53,9 @@ public final class Activation<F: ActivationFunction, T: DLScalar>: Layer {
     private var x: Tensor<T>?
     private let y: Tensor<T>
     private let dx: Tensor<T>
+    /// Set by the model when the layer before applies this function itself (batch norm
+    /// before ReLU, `Model.fuseLayers`): tensors then pass through unchanged both ways.
+    var absorbed = false
 
     public init(_ function: F, shape: [Int]) throws(DLError) {
         self.function = function
@@ -62,12 +65,14 @@ public final class Activation<F: ActivationFunction, T: DLScalar>: Layer {
     }
 
     public func forward(_ x: Tensor<T>, training: Bool) throws(DLError) -> Tensor<T> {
+        if absorbed { return x }
         try apply(x, into: y)
         self.x = x
         return y
     }
 
     public func infer(_ x: Tensor<T>, scratch: InferenceScratch<T>) throws(DLError) -> Tensor<T> {
+        if absorbed { return x }
         let y = scratch.output
         try apply(x, into: y)
         return y
@@ -75,6 +80,7 @@ public final class Activation<F: ActivationFunction, T: DLScalar>: Layer {
 
     public func backward(_ dy: Tensor<T>, needInputGradient: Bool) throws(DLError) -> Tensor<T>? {
         guard needInputGradient else { return nil }
+        if absorbed { return dy }
         guard let x else { throw .invalid("\(type): backward called before forward") }
         try dx.resize(dy.shape)
         let (c, g, d) = (F.cache == .input ? x.data : y.data, dy.data, dx.data)
