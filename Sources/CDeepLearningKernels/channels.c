@@ -21,29 +21,34 @@ static float total(float *s) {
 // kind 0: sum x; kind 1: sum (x - m)^2; kind 2: sum y and sum y (x - m); kind 3: sum (x - m)
 // and sum (x - m)^2; kind 4: as 2 with y[i] taken as 0 where mask[i] > 0 fails (a ReLU's
 // backward before the sums); into out[0] and out[1].
+//
+// Element i into the running sums *a and *b: the plain loop's step, and the AVX2 version's
+// for the last n % 32 elements.
+static inline void add_element(int kind, const float *x, const float *y, const float *mask, float m, int64_t i,
+                               float *a, float *b) {
+    const float d = x[i] - m;
+    switch (kind) {
+    case 0: *a = *a + x[i]; break;
+    case 1: *a = __builtin_fmaf(d, d, *a); break;
+    case 2:
+        *a = *a + y[i];
+        *b = __builtin_fmaf(y[i], d, *b);
+        break;
+    case 3:
+        *a = *a + d;
+        *b = __builtin_fmaf(d, d, *b);
+        break;
+    default: {
+        const float g = mask[i] > 0 ? y[i] : 0.0f;
+        *a = *a + g;
+        *b = __builtin_fmaf(g, d, *b);
+    }
+    }
+}
+
 static void sums_plain(int kind, const float *x, const float *y, const float *mask, float m, int64_t n, float *out) {
     float a[CHAINS] = {0}, b[CHAINS] = {0};
-    for (int64_t i = 0; i < n; i++) {
-        const int j = (int)(i % CHAINS);
-        const float d = x[i] - m;
-        switch (kind) {
-        case 0: a[j] = a[j] + x[i]; break;
-        case 1: a[j] = __builtin_fmaf(d, d, a[j]); break;
-        case 2:
-            a[j] = a[j] + y[i];
-            b[j] = __builtin_fmaf(y[i], d, b[j]);
-            break;
-        case 3:
-            a[j] = a[j] + d;
-            b[j] = __builtin_fmaf(d, d, b[j]);
-            break;
-        default: {
-            const float g = mask[i] > 0 ? y[i] : 0.0f;
-            a[j] = a[j] + g;
-            b[j] = __builtin_fmaf(g, d, b[j]);
-        }
-        }
-    }
+    for (int64_t i = 0; i < n; i++) add_element(kind, x, y, mask, m, i, &a[i % CHAINS], &b[i % CHAINS]);
     out[0] = total(a);
     if (kind >= 2) out[1] = total(b);
 }
@@ -82,26 +87,7 @@ static void sums_avx2(int kind, const float *x, const float *y, const float *mas
         _mm256_storeu_ps(sa + 8 * q, a[q]);
         _mm256_storeu_ps(sb + 8 * q, b[q]);
     }
-    for (int j = 0; i < n; i++, j++) {   // the tail, as the plain loop adds it
-        const float d = x[i] - m;
-        switch (kind) {
-        case 0: sa[j] = sa[j] + x[i]; break;
-        case 1: sa[j] = __builtin_fmaf(d, d, sa[j]); break;
-        case 2:
-            sa[j] = sa[j] + y[i];
-            sb[j] = __builtin_fmaf(y[i], d, sb[j]);
-            break;
-        case 3:
-            sa[j] = sa[j] + d;
-            sb[j] = __builtin_fmaf(d, d, sb[j]);
-            break;
-        default: {
-            const float g = mask[i] > 0 ? y[i] : 0.0f;
-            sa[j] = sa[j] + g;
-            sb[j] = __builtin_fmaf(g, d, sb[j]);
-        }
-        }
-    }
+    for (int j = 0; i < n; i++, j++) add_element(kind, x, y, mask, m, i, &sa[j], &sb[j]);   // the tail
     out[0] = total(sa);
     if (kind >= 2) out[1] = total(sb);
 }
