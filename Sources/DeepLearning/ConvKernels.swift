@@ -313,15 +313,14 @@ extension Kernels {
 
     /// Per-channel mean and biased variance (divided by N = batch S) over b and s.
     ///
-    /// Two passes: the mean, then the sum of squared deviations from it. With `shift` (float32:
-    /// planes of `minCPlane` values and more; a value per channel expected near its mean, such
-    /// as batch norm's running mean), one pass
-    /// first: the sums of d = x - k and of d^2, so mean = k + S1/N and variance = S2/N - (S1/N)^2,
-    /// which loses log2(1 + (S1/N)^2 / variance) bits to cancellation; a channel that would
-    /// lose more than 2 (its mean more than sqrt(3) standard deviations from k, as on the first
-    /// steps, when the running mean is still 0) or whose sums are not finite takes the two
-    /// passes. A pass over a tensor of several megabytes waits for memory, so one saves most
-    /// of the second's time.
+    /// Two passes: the mean, then the sum of squared deviations from it. With `shift` (a value
+    /// per channel expected near its mean, such as batch norm's running mean; float32 planes of
+    /// `minCPlane` values and more), one pass first: the sums of d = x - k and of d^2, so
+    /// mean = k + S1/N and variance = S2/N - (S1/N)^2, which loses log2(1 + (S1/N)^2 / variance)
+    /// bits to cancellation; a channel that would lose more than 2 (its mean more than sqrt(3)
+    /// standard deviations from k, as on the first steps, when the running mean is still 0) or
+    /// whose sums are not finite takes the two passes. A pass over a tensor of several
+    /// megabytes waits for memory, so the one pass saves most of the second's time.
     @_specialize(where T == Float) @_specialize(where T == Double)
     public static func channelMeanVariance<T: DLScalar>(_ x: UnsafePointer<T>, mean: UnsafeMutablePointer<T>, variance: UnsafeMutablePointer<T>,
                                                         batch: Int, channels: Int, spatial: Int, shift: UnsafePointer<T>? = nil) {
