@@ -61,24 +61,22 @@ static void sums_avx2(int kind, const float *x, const float *y, const float *mas
     const __m256 vm = _mm256_set1_ps(m);
     int64_t i = 0;
     for (; i + CHAINS <= n; i += CHAINS) {
-        for (int q = 0; q < 4; q++) {
-            const __m256 xv = _mm256_loadu_ps(x + i + 8 * q);
-            if (kind == 0) {
-                a[q] = _mm256_add_ps(a[q], xv);
-            } else {
-                const __m256 d = _mm256_sub_ps(xv, vm);
-                if (kind == 1) {
-                    a[q] = _mm256_fmadd_ps(d, d, a[q]);
-                } else if (kind == 3) {
-                    a[q] = _mm256_add_ps(a[q], d);
-                    b[q] = _mm256_fmadd_ps(d, d, b[q]);
-                } else {
-                    __m256 yv = _mm256_loadu_ps(y + i + 8 * q);
-                    if (kind == 4)
-                        yv = _mm256_and_ps(_mm256_cmp_ps(_mm256_loadu_ps(mask + i + 8 * q), _mm256_setzero_ps(), _CMP_GT_OQ), yv);
-                    a[q] = _mm256_add_ps(a[q], yv);
-                    b[q] = _mm256_fmadd_ps(yv, d, b[q]);
-                }
+        for (int q = 0; q < 4; q++) {   // add_element's cases, 8 lanes at a time
+            const __m256 xv = _mm256_loadu_ps(x + i + 8 * q), d = _mm256_sub_ps(xv, vm);
+            switch (kind) {
+            case 0: a[q] = _mm256_add_ps(a[q], xv); break;
+            case 1: a[q] = _mm256_fmadd_ps(d, d, a[q]); break;
+            case 3:
+                a[q] = _mm256_add_ps(a[q], d);
+                b[q] = _mm256_fmadd_ps(d, d, b[q]);
+                break;
+            default: {   // 2, and 4 with the mask
+                __m256 yv = _mm256_loadu_ps(y + i + 8 * q);
+                if (kind == 4)
+                    yv = _mm256_and_ps(_mm256_cmp_ps(_mm256_loadu_ps(mask + i + 8 * q), _mm256_setzero_ps(), _CMP_GT_OQ), yv);
+                a[q] = _mm256_add_ps(a[q], yv);
+                b[q] = _mm256_fmadd_ps(yv, d, b[q]);
+            }
             }
         }
     }

@@ -278,12 +278,6 @@ extension Kernels {
         }
     }
 
-    /// A float32 array seen as such, for the C kernels (callers check T == Float).
-    @inline(__always)
-    private static func asFloats<T>(_ p: UnsafePointer<T>) -> UnsafePointer<Float> {
-        UnsafeRawPointer(p).assumingMemoryBound(to: Float.self)
-    }
-
     /// Planes this long and longer (float32) go to the C kernels; a call per shorter plane
     /// (flat features are planes of one value) would cost more than its sum.
     static let minCPlane = 64
@@ -327,12 +321,13 @@ extension Kernels {
         let inv = 1 / T(batch * spatial)
         parallelFor(channels, cost: batch * spatial) { channelRange in
             for c in channelRange {
+                func plane(_ b: Int) -> UnsafePointer<T> { x + (b * channels + c) * spatial }
                 if T.self == Float.self, spatial >= minCPlane, let shift {
                     let k = Float(shift[c]), n = Float(inv)
                     var s1: Float = 0, s2: Float = 0
                     for b in 0..<batch {
                         var d: Float = 0, d2: Float = 0
-                        dlk_plane_shifted_sums_f32(asFloats(x + (b * channels + c) * spatial), k, Int64(spatial), &d, &d2, 0)
+                        dlk_plane_shifted_sums_f32(asFloats(plane(b)), k, Int64(spatial), &d, &d2, 0)
                         s1 += d
                         s2 += d2
                     }
@@ -343,10 +338,10 @@ extension Kernels {
                     }
                 }
                 var total: T = 0
-                for b in 0..<batch { total += planeSum(x + (b * channels + c) * spatial, spatial) }
+                for b in 0..<batch { total += planeSum(plane(b), spatial) }
                 let m = total * inv
                 var squares: T = 0
-                for b in 0..<batch { squares += planeSquaredDeviations(x + (b * channels + c) * spatial, m, spatial) }
+                for b in 0..<batch { squares += planeSquaredDeviations(plane(b), m, spatial) }
                 (mean[c], variance[c]) = (m, squares * inv)
             }
         }
@@ -415,7 +410,7 @@ extension Kernels {
                 var totalDy: T = 0, totalDyXhat: T = 0
                 for b in 0..<batch {
                     let offset = (b * channels + c) * spatial, xr = x + offset, dyr = dy + offset
-                    var (planeDy, planeDyXc): (T, T) = (0, 0)
+                    let (planeDy, planeDyXc): (T, T)
                     if T.self == Float.self, spatial >= minCPlane {
                         var (a, b): (Float, Float) = (0, 0)
                         dlk_plane_gradient_sums_f32(asFloats(dyr), asFloats(xr), mask.map { asFloats($0 + offset) }, Float(m),

@@ -41,6 +41,12 @@ public enum Kernels {
     /// The most shares `parallelShares` hands out (DLK_MAX_THREADS).
     static let maxShares = Int(DLK_MAX_THREADS)
 
+    /// A float32 array seen as such, for the C kernels (callers check T == Float).
+    @inline(__always)
+    static func asFloats<T>(_ p: UnsafePointer<T>) -> UnsafePointer<Float> {
+        UnsafeRawPointer(p).assumingMemoryBound(to: Float.self)
+    }
+
     /// C = alpha op(A) B (row-major, float32; op(A) = A^T with `transA`) with the library's
     /// own AVX-512 or AVX2/FMA kernel, which reads A and B where they are (`dlk_gemm_f32`: no packed
     /// copies, unlike OpenBLAS), C's rows handed out to the kernel threads in blocks (or
@@ -53,8 +59,7 @@ public enum Kernels {
                                           lda: Int, b: UnsafePointer<T>, ldb: Int, c: UnsafeMutablePointer<T>,
                                           ldc: Int) -> Bool {
         guard T.self == Float.self else { return false }
-        func f(_ p: UnsafePointer<T>) -> UnsafePointer<Float> { UnsafeRawPointer(p).assumingMemoryBound(to: Float.self) }
-        return dlk_gemm_parallel_f32(transA ? 1 : 0, Int64(m), Int64(n), Int64(k), Float(alpha), f(a), Int64(lda), f(b),
+        return dlk_gemm_parallel_f32(transA ? 1 : 0, Int64(m), Int64(n), Int64(k), Float(alpha), asFloats(a), Int64(lda), asFloats(b),
                                      Int64(ldb), UnsafeMutableRawPointer(c).assumingMemoryBound(to: Float.self),
                                      Int64(ldc), Int64(GemmBlocks.minWork)) != 0
     }

@@ -177,7 +177,7 @@ DLK_HIDDEN void dlk_plane_gradient_sums_f32(const float *dy, const float *x, con
 /// instead of memcpy for arrays of a kilobyte and more: Debian 12's glibc copies those with
 /// `rep movsb`, which AMD Zen 3 runs at 1.4-2.6 GB/s instead of 35-85 GB/s whenever dst lies
 /// 1-31 bytes after src modulo 4096 (two malloc'd tensors of the same size, allocated one
-/// after the other, are 16 bytes apart modulo 4096). bench/README.md, "Copies".
+/// after the other, are 16 bytes apart modulo 4096). bench/README.md, "memcpy on this machine".
 DLK_HIDDEN void dlk_copy(void *dst, const void *src, int64_t bytes);
 
 /// 1 when no element is NaN or infinite, else 0.
