@@ -103,6 +103,15 @@ extension Kernels {
         }
     }
 
+    /// y[c, p] += bias[c] for one sample's (C, P) planes, on this thread.
+    @_specialize(where T == Float) @_specialize(where T == Double)
+    static func addPerChannel<T: DLScalar>(_ bias: UnsafePointer<T>, _ y: UnsafeMutablePointer<T>, channels: Int, plane: Int) {
+        for c in 0..<channels {
+            let (to, add) = (y + c * plane, bias[c])
+            for p in 0..<plane { to[p] += add }
+        }
+    }
+
     /// The inverse rearrangement, without bias: x: (batch, C, P) -> dst: (C, batch P).
     @_specialize(where T == Float) @_specialize(where T == Double)
     public static func samplesToColumns<T: DLScalar>(_ x: UnsafePointer<T>, _ dst: UnsafeMutablePointer<T>,

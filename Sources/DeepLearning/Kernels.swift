@@ -64,6 +64,23 @@ public enum Kernels {
                                      Int64(ldc), Int64(GemmBlocks.minWork)) != 0
     }
 
+    /// Whether `unpackedGemmOnThisThread` computes T's products on this CPU: float32 with
+    /// AVX2/FMA (elsewhere the plain C loop would be far slower than BLAS).
+    static func hasUnpackedGemm<T: DLScalar>(_: T.Type) -> Bool { T.self == Float.self && dlk_has_avx2() != 0 }
+
+    /// C = op(A) B as `unpackedGemm`, on this thread, at any width: for a kernel job's
+    /// piece of a larger product (the convolutions'), whose operands are in the core's cache.
+    /// False, with nothing written, unless `hasUnpackedGemm(T.self)`.
+    @discardableResult
+    static func unpackedGemmOnThisThread<T: DLScalar>(transA: Bool, m: Int, n: Int, k: Int, a: UnsafePointer<T>,
+                                                      lda: Int, b: UnsafePointer<T>, ldb: Int,
+                                                      c: UnsafeMutablePointer<T>, ldc: Int) -> Bool {
+        guard hasUnpackedGemm(T.self) else { return false }
+        dlk_gemm_f32(transA ? 1 : 0, Int64(m), Int64(n), Int64(k), 1, asFloats(a), Int64(lda), asFloats(b), Int64(ldb),
+                     UnsafeMutableRawPointer(c).assumingMemoryBound(to: Float.self), Int64(ldc), 0)
+        return true
+    }
+
     // MARK: Copies and conversions
 
     @_specialize(where S == Float, D == Float) @_specialize(where S == Float, D == Double)

@@ -95,6 +95,56 @@ private let convCases: [(Int, Int, Int, Int, Int, (Int, Int), (Int, Int), (Int, 
         }
     }
 
+    /// Float32 convolutions take the library's own products where the CPU has AVX2 (a sample
+    /// at a time, straight into y and into the input gradient's columns) and OpenBLAS
+    /// elsewhere; float64 always OpenBLAS. On the same (float32-rounded) values, the forward
+    /// and every gradient must agree to float32's rounding, whole, in groups of one sample,
+    /// in pieces of one and of two.
+    @Test(arguments: 0..<convCases.count)
+    func float32AgreesWithFloat64(which: Int) throws {
+        let (batch, channels, height, width, filters, kernel, stride, padding) = convCases[which]
+        let factory = try #require(LayerRegistry.factory("conv2d"))
+        let spec = try factory.kind.spec(["filters": .int(filters), "kernel_size": pair(kernel), "stride": pair(stride),
+                                          "padding": pair(padding)], path: "layers[0]")
+        var rng = RandomGenerator(seed: 300 + UInt64(which))
+        func rounded(_ n: Int) -> [Double] { (0..<n).map { _ in Double(Float(rng.normal())) } }
+        let samples = batch + 1
+        let x = rounded(samples * channels * height * width)
+        func relativeError(_ a: [Float], _ b: [Double]) -> Double {
+            maxAbsDiff(a.map(Double.init), b) / max(b.map(abs).max() ?? 0, 1e-30)
+        }
+        for mode in ["whole", "grouped", "pieces of 1", "pieces of 2"] {
+            var c64 = LayerContext(inputShape: [channels, height, width], index: 0, defaultInitializer: .heNormal,
+                                   rng: RandomGenerator(seed: 1))
+            var c32 = c64
+            let l64: any Layer<Double> = try factory.make(spec, &c64)
+            let l32: any Layer<Float> = try factory.make(spec, &c32)
+            let (conv64, conv32) = (try #require(l64 as? Conv2D<Double>), try #require(l32 as? Conv2D<Float>))
+            let columns = channels * kernel.0 * kernel.1 * conv64.window.outputPlane
+            switch mode {
+            case "grouped": (conv64.columnLimit, conv32.columnLimit) = (1, 1)
+            case "pieces of 1": (conv64.pieceElements, conv32.pieceElements) = (1, 1)
+            case "pieces of 2": (conv64.pieceElements, conv32.pieceElements) = (2 * columns, 2 * columns)
+            default: break
+            }
+            for (p64, p32) in zip(l64.parameters, l32.parameters) {
+                for (i, v) in rounded(p64.value.count).enumerated() { p64.value.data[i] = v; p32.value.data[i] = Float(v) }
+            }
+            let y64 = try l64.forward(try Tensor(shape: [samples, channels, height, width], values: x), training: true)
+            let y32 = try l32.forward(try Tensor(shape: [samples, channels, height, width], values: x.map(Float.init)),
+                                      training: true)
+            #expect(relativeError(y32.array, y64.array) < 1e-6, "case \(which) \(mode): y")
+            let dy = rounded(y64.count)
+            let dx64 = try #require(try l64.backward(try Tensor(shape: y64.shape, values: dy), needInputGradient: true))
+            let dx32 = try #require(try l32.backward(try Tensor(shape: y64.shape, values: dy.map(Float.init)),
+                                                     needInputGradient: true))
+            #expect(relativeError(dx32.array, dx64.array) < 1e-6, "case \(which) \(mode): dx")
+            for (p64, p32) in zip(l64.parameters, l32.parameters) {
+                #expect(relativeError(p32.grad.array, p64.grad.array) < 1e-6, "case \(which) \(mode): \(p64.name)")
+            }
+        }
+    }
+
     @Test func outputShapeAndParameters() throws {
         let (layer, _) = try build("conv2d", ["filters": .int(8), "kernel_size": .int(3), "stride": .int(2), "padding": .int(1),
                                               "bias": .bool(false)], input: [3, 32, 31])

@@ -10,6 +10,10 @@
 /// Y and dcols are computed a few samples at a time (`pieceElements`), each piece on one
 /// kernel thread while its data is in that core's cache; cols is kept whole for dW. The
 /// pieces follow from the shape alone, so results do not depend on the number of threads.
+/// Float32 on AVX2 multiplies each sample of a piece with the library's kernel
+/// (`Kernels.unpackedGemmOnThisThread`): y[b] = weight cols[b] straight into y, and
+/// dcols[b] = weight^T dy[b] from dy as it is; elsewhere each piece is one OpenBLAS call,
+/// through a buffer rearranged into y. dW stays one OpenBLAS product over the batch.
 ///
 /// Caches x and its columns. A batch whose columns would exceed `columnLimit` elements is
 /// lowered in groups of samples, and backward then lowers x again group by group, so
@@ -34,6 +38,11 @@ public final class Conv2D<T: DLScalar>: Layer {
     /// in mnist_cnn 256 KB and 4 MB pieces measured 2-6% slower a step, 2 MB the same);
     /// tests lower it to exercise several pieces.
     public var pieceElements = 1 << 18
+
+    /// Elements between the end of a row of the columns and the next one's start (64 bytes
+    /// of float32), so that rows a multiple of 4 KB apart do not fall in the same few sets
+    /// of the L1 cache when a product reads down a column of them.
+    private var columnPad: Int { 16 }
 
     /// K = C kh kw, the rows of the columns.
     private let taps: Int
@@ -74,7 +83,7 @@ public final class Conv2D<T: DLScalar>: Layer {
                               _ body: (Int, Int) throws(DLError) -> Void) throws(DLError) {
         let group = groupSize(batch)
         let width = try checkedProduct(group, window.outputPlane, "conv2d columns")
-        try cols.resize([taps, width])
+        try cols.resize([taps, width + columnPad])
         try product?.resize([filters, width])
         var start = 0
         while start < batch {
@@ -100,28 +109,37 @@ public final class Conv2D<T: DLScalar>: Layer {
 
     /// y = conv(x), a group of samples at a time (`columnLimit`), each group in pieces of a
     /// few samples on the kernel threads: a piece's columns are lowered into the group's
-    /// `cols` (which backward uses whole), multiplied while they are in the core's cache,
-    /// and the product, in a buffer of the piece's own, is rearranged into y. The whole
-    /// group's product (3 to 6 MB in mnist_cnn, zeroed by OpenBLAS first) no longer goes
-    /// through memory twice. The pieces follow from the shape alone (the same bits with any
-    /// number of threads).
+    /// `cols` (which backward uses whole) and multiplied while they are in the core's cache:
+    /// a sample at a time into y with the library's kernel, or by OpenBLAS into a buffer of
+    /// the piece's own that is then rearranged into y. The whole group's product (3 to 6 MB
+    /// in mnist_cnn, zeroed by OpenBLAS first) no longer goes through memory twice. The
+    /// pieces follow from the shape alone (the same bits with any number of threads).
     private func convolve(_ x: Tensor<T>, into y: Tensor<T>, cols: Tensor<T>, pieces: Tensor<T>) throws(DLError) {
         let batch = x.shape[0], inSample = inChannels * window.inputPlane, outSample = filters * window.outputPlane
         let plane = window.outputPlane, per = samplesPerPiece((taps + filters) * plane)
         try y.resize(batch: batch, sample: outputShape)
         try reservePieces(pieces, batch: batch, per: per, elementsPerSample: filters * plane)
         try forEachGroup(batch, cols: cols, product: nil) { (start, n) throws(DLError) in
-            let width = n * plane
+            let width = n * plane, stride = width + columnPad
             let (input, output, columns) = (x.data + start * inSample, y.data + start * outSample, cols.data)
-            let (w, b) = (weight.value.data, bias?.value.data)
+            let (w, b, unpacked) = (weight.value.data, bias?.value.data, Kernels.hasUnpackedGemm(T.self))
             forEachPiece(n, per: per, buffers: pieces) { first, count, buffer in
                 Kernels.im2col(input + first * inSample, columns + first * plane, batch: count,
-                               channels: inChannels, window, rowStride: width)
-                T.blasGemm(transA: false, transB: false, m: filters, n: count * plane, k: taps,
-                           alpha: 1, a: w, lda: taps, b: columns + first * plane, ldb: width,
-                           beta: 0, c: buffer, ldc: count * plane)
-                Kernels.columnsToSamples(buffer, output + first * outSample, bias: b,
-                                         batch: count, channels: filters, plane: plane)
+                               channels: inChannels, window, rowStride: stride)
+                if unpacked {   // each sample's product straight into its y
+                    for s in 0..<count {
+                        let out = output + (first + s) * outSample
+                        Kernels.unpackedGemmOnThisThread(transA: false, m: filters, n: plane, k: taps, a: w, lda: taps,
+                                                         b: columns + (first + s) * plane, ldb: stride, c: out, ldc: plane)
+                        if let b { Kernels.addPerChannel(b, out, channels: filters, plane: plane) }
+                    }
+                } else {
+                    T.blasGemm(transA: false, transB: false, m: filters, n: count * plane, k: taps,
+                               alpha: 1, a: w, lda: taps, b: columns + first * plane, ldb: stride,
+                               beta: 0, c: buffer, ldc: count * plane)
+                    Kernels.columnsToSamples(buffer, output + first * outSample, bias: b,
+                                             batch: count, channels: filters, plane: plane)
+                }
             }
         }
     }
@@ -138,13 +156,17 @@ public final class Conv2D<T: DLScalar>: Layer {
         let dProduct = product
         try forEachGroup(batch, cols: cols, product: product) { (start, n) throws(DLError) in
             let width = n * window.outputPlane
-            if !columnsCover { Kernels.im2col(x.data + start * inSample, cols.data, batch: n, channels: inChannels, window) }
+            if !columnsCover {
+                Kernels.im2col(x.data + start * inSample, cols.data, batch: n, channels: inChannels, window,
+                               rowStride: width + columnPad)
+            }
             Kernels.samplesToColumns(dy.data + start * outSample, dProduct.data, batch: n, channels: filters, plane: window.outputPlane)
             T.gemm(transA: false, transB: true, m: filters, n: taps, k: width,
-                   alpha: 1, a: dProduct.data, lda: width, b: cols.data, ldb: width,
+                   alpha: 1, a: dProduct.data, lda: width, b: cols.data, ldb: width + columnPad,
                    beta: start == 0 ? 0 : 1, c: weight.grad.data, ldc: taps)
             guard needInputGradient else { return }
-            inputGradient(dProduct.data, ldY: width, samples: n, into: dx.data + start * inSample)
+            inputGradient(dProduct.data, ldY: width, dy: dy.data + start * outSample, samples: n,
+                          into: dx.data + start * inSample)
         }
         return needInputGradient ? dx : nil
     }
@@ -183,12 +205,25 @@ public final class Conv2D<T: DLScalar>: Layer {
     /// cache: the whole batch's dcols (14 MB in mnist_cnn's second convolution, written,
     /// zeroed first by OpenBLAS, and read again) went through memory. The pieces follow
     /// from the shape alone, so the bits do not depend on the number of threads.
-    private func inputGradient(_ dY: UnsafePointer<T>, ldY: Int, samples: Int, into dx: UnsafeMutablePointer<T>) {
+    ///
+    /// Float32 on AVX2 takes each sample's product from its dy (F x P, rows P apart) with the
+    /// library's kernel, which writes dcols without OpenBLAS's packing and zeroing passes.
+    private func inputGradient(_ dY: UnsafePointer<T>, ldY: Int, dy: UnsafePointer<T>, samples: Int,
+                               into dx: UnsafeMutablePointer<T>) {
         let plane = window.outputPlane, inSample = inChannels * window.inputPlane, w = weight.value.data
+        let (outSample, unpacked) = (filters * plane, Kernels.hasUnpackedGemm(T.self))
         forEachPiece(samples, per: inputGradientSamples, buffers: pieces) { first, n, buffer in
-            T.blasGemm(transA: true, transB: false, m: taps, n: n * plane, k: filters,
-                       alpha: 1, a: w, lda: taps, b: dY + first * plane, ldb: ldY,
-                       beta: 0, c: buffer, ldc: n * plane)
+            if unpacked {
+                for s in 0..<n {
+                    Kernels.unpackedGemmOnThisThread(transA: true, m: taps, n: plane, k: filters, a: w, lda: taps,
+                                                     b: dy + (first + s) * outSample, ldb: plane,
+                                                     c: buffer + s * plane, ldc: n * plane)
+                }
+            } else {
+                T.blasGemm(transA: true, transB: false, m: taps, n: n * plane, k: filters,
+                           alpha: 1, a: w, lda: taps, b: dY + first * plane, ldb: ldY,
+                           beta: 0, c: buffer, ldc: n * plane)
+            }
             Kernels.col2im(buffer, dx + first * inSample, batch: n, channels: inChannels, window)
         }
     }
