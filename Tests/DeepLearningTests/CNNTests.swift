@@ -99,7 +99,7 @@ private let convCases: [(Int, Int, Int, Int, Int, (Int, Int), (Int, Int), (Int, 
     /// at a time, straight into y and into the input gradient's columns) and OpenBLAS
     /// elsewhere; float64 always OpenBLAS. On the same (float32-rounded) values, the forward
     /// and every gradient must agree to float32's rounding, whole, in groups of one sample,
-    /// in pieces of one and of two.
+    /// in pieces of one and of two, and with the weight gradient in slices of one sample.
     @Test(arguments: 0..<convCases.count)
     func float32AgreesWithFloat64(which: Int) throws {
         let (batch, channels, height, width, filters, kernel, stride, padding) = convCases[which]
@@ -113,7 +113,7 @@ private let convCases: [(Int, Int, Int, Int, Int, (Int, Int), (Int, Int), (Int, 
         func relativeError(_ a: [Float], _ b: [Double]) -> Double {
             maxAbsDiff(a.map(Double.init), b) / max(b.map(abs).max() ?? 0, 1e-30)
         }
-        for mode in ["whole", "grouped", "pieces of 1", "pieces of 2"] {
+        for mode in ["whole", "grouped", "pieces of 1", "pieces of 2", "slices"] {
             var c64 = LayerContext(inputShape: [channels, height, width], index: 0, defaultInitializer: .heNormal,
                                    rng: RandomGenerator(seed: 1))
             var c32 = c64
@@ -125,6 +125,7 @@ private let convCases: [(Int, Int, Int, Int, Int, (Int, Int), (Int, Int), (Int, 
             case "grouped": (conv64.columnLimit, conv32.columnLimit) = (1, 1)
             case "pieces of 1": (conv64.pieceElements, conv32.pieceElements) = (1, 1)
             case "pieces of 2": (conv64.pieceElements, conv32.pieceElements) = (2 * columns, 2 * columns)
+            case "slices": (conv64.sliceWork, conv32.sliceWork) = (1, 1)
             default: break
             }
             for (p64, p32) in zip(l64.parameters, l32.parameters) {
@@ -423,8 +424,9 @@ private let convCases: [(Int, Int, Int, Int, Int, (Int, Int), (Int, Int), (Int, 
         let (batch, channels, height, width, filters, kernel, stride, padding) = convCases[which]
         var rng = RandomGenerator(seed: 100 + UInt64(which))
         // Whole batch; one sample per product; the input gradient one sample a piece; two
-        // samples a piece (the last piece of an odd batch holds one).
-        for mode in ["whole", "grouped", "pieces of 1", "pieces of 2"] {
+        // samples a piece (the last piece of an odd batch holds one); the weight gradient in
+        // slices of one sample, over the whole batch and added across groups of two.
+        for mode in ["whole", "grouped", "pieces of 1", "pieces of 2", "slices", "grouped slices"] {
             let (layer, _) = try build("conv2d", ["filters": .int(filters), "kernel_size": pair(kernel), "stride": pair(stride),
                                                   "padding": pair(padding)], input: [channels, height, width])
             let conv = layer as! Conv2D<Double>
@@ -433,6 +435,8 @@ private let convCases: [(Int, Int, Int, Int, Int, (Int, Int), (Int, Int), (Int, 
             case "grouped": conv.columnLimit = 1
             case "pieces of 1": conv.pieceElements = 1
             case "pieces of 2": conv.pieceElements = 2 * columns
+            case "slices": conv.sliceWork = 1
+            case "grouped slices": (conv.sliceWork, conv.columnLimit) = (1, 2 * columns)
             default: break
             }
             randomize(layer, &rng)
