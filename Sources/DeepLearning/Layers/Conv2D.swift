@@ -180,11 +180,11 @@ public final class Conv2D<T: DLScalar>: Layer {
 
     /// dW = dY cols^T over `samples` samples (dY's rows samples P long, cols' rows `ldCols`
     /// apart), added to dW with `accumulate`. The samples are cut into slices fixed by the
-    /// shape (at most 8, each at least `sliceWork` multiply-adds); each slice's
-    /// product, one OpenBLAS call on a kernel thread, goes into a partial of its own, and the
-    /// partials are added in slice order (`Kernels.addSlices`). Cutting dW's columns instead, as `T.gemm` does,
-    /// made every call pack the whole of dY again: in mnist_cnn's second convolution 8 column
-    /// blocks took 7.5 ms on one core against 6.0 for 8 slices and their sum.
+    /// shape (at most 8, each at least `sliceWork` multiply-adds); each slice's product, one
+    /// OpenBLAS call on a kernel thread, goes into a partial of its own, and the partials are
+    /// added in slice order (`Kernels.addSlices`). Cutting dW's columns instead, as `T.gemm`
+    /// does, made every call pack the whole of dY again: in mnist_cnn's second convolution 8
+    /// column blocks took 7.5 ms on one core against 6.0 for 8 slices and their sum.
     private func weightGradient(_ dY: UnsafePointer<T>, cols: UnsafePointer<T>, ldCols: Int, samples: Int,
                                 accumulate: Bool) throws(DLError) {
         let plane = window.outputPlane, width = samples * plane, size = filters * taps
