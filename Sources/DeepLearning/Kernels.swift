@@ -52,9 +52,10 @@ public enum Kernels {
     /// copies, unlike OpenBLAS), C's rows handed out to the kernel threads in blocks (or
     /// all on this thread when it runs inside another kernel job). Every output is the same
     /// chain of multiply-adds whatever the split, so the bits do not depend on the thread
-    /// count. False, with nothing written, for float64, where the CPU lacks AVX2/FMA or C is
-    /// wider than the kernel was measured faster (`DLK_GEMM_MAX_COLUMNS`): the caller then
-    /// takes BLAS.
+    /// count. False, with nothing written, for float64, where the CPU lacks AVX2/FMA, or for
+    /// a product OpenBLAS was measured faster on (`dlk_gemm_parallel_takes`: C wider than
+    /// `DLK_GEMM_MAX_COLUMNS`, or many rows of a stored A with the AVX2 kernel): the caller
+    /// then takes BLAS.
     static func unpackedGemm<T: DLScalar>(transA: Bool = false, m: Int, n: Int, k: Int, alpha: T, a: UnsafePointer<T>,
                                           lda: Int, b: UnsafePointer<T>, ldb: Int, c: UnsafeMutablePointer<T>,
                                           ldc: Int) -> Bool {

@@ -268,9 +268,14 @@ DLK_HIDDEN void dlk_gemm_f32(int trans_a, int64_t m, int64_t n, int64_t k, float
 /// apart than its tiles' 64 columns use of them.
 #define DLK_GEMM_MAX_COLUMNS 128
 
+/// Whether dlk_gemm_parallel_f32 computes a product of this kind: a vector kernel runs here,
+/// C has at most DLK_GEMM_MAX_COLUMNS columns, and it is not one that OpenBLAS was measured
+/// faster on (with the AVX2 kernel: A stored as it is, 512 rows or more, 64 columns or more).
+DLK_HIDDEN int dlk_gemm_parallel_takes(int trans_a, int64_t m, int64_t n);
+
 /// dlk_gemm_f32's vector kernel on the kernel threads, which take blocks of C's rows in
-/// turn; as many threads as give each `min_work` multiply-adds. 0 (nothing done) without
-/// AVX2/FMA, with an empty product, or with more than DLK_GEMM_MAX_COLUMNS columns.
+/// turn; as many threads as give each `min_work` multiply-adds. 0 (nothing done) with an
+/// empty product or unless dlk_gemm_parallel_takes(trans_a, m, n).
 DLK_HIDDEN int dlk_gemm_parallel_f32(int trans_a, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
                                      int64_t lda, const float *b, int64_t ldb, float *c, int64_t ldc,
                                      int64_t min_work);
