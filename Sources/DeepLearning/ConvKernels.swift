@@ -112,18 +112,6 @@ extension Kernels {
         }
     }
 
-    /// out = parts[0] + parts[1] + ... + parts[slices - 1] (each `size` long), added in that
-    /// order; with `accumulate`, ((out + parts[0]) + parts[1]) + ... instead.
-    @_specialize(where T == Float) @_specialize(where T == Double)
-    static func addSlices<T: DLScalar>(_ parts: UnsafePointer<T>, slices: Int, size: Int, into out: UnsafeMutablePointer<T>,
-                                       accumulate: Bool) {
-        if !accumulate { out.update(from: parts, count: size) }
-        for slice in (accumulate ? 0 : 1)..<slices {
-            let part = parts + slice * size
-            for i in 0..<size { out[i] += part[i] }
-        }
-    }
-
     /// The inverse rearrangement, without bias: x: (batch, C, P) -> dst: (C, batch P).
     @_specialize(where T == Float) @_specialize(where T == Double)
     public static func samplesToColumns<T: DLScalar>(_ x: UnsafePointer<T>, _ dst: UnsafeMutablePointer<T>,

@@ -182,9 +182,10 @@ public final class Conv2D<T: DLScalar>: Layer {
     /// apart), added to dW with `accumulate`. The samples are cut into slices fixed by the
     /// shape (at most 8, each at least `sliceWork` multiply-adds); each slice's product, one
     /// OpenBLAS call on a kernel thread, goes into a partial of its own, and the partials are
-    /// added in slice order (`Kernels.addSlices`). Cutting dW's columns instead, as `T.gemm`
-    /// does, made every call pack the whole of dY again: in mnist_cnn's second convolution 8
-    /// column blocks took 7.5 ms on one core against 6.0 for 8 slices and their sum.
+    /// added in slice order (to dW's old value first with `accumulate`). Cutting dW's columns
+    /// instead, as `T.gemm` does, made every call pack the whole of dY again: in mnist_cnn's
+    /// second convolution 8 column blocks took 7.5 ms on one core against 6.0 for 8 slices
+    /// and their sum.
     private func weightGradient(_ dY: UnsafePointer<T>, cols: UnsafePointer<T>, ldCols: Int, samples: Int,
                                 accumulate: Bool) throws(DLError) {
         let plane = window.outputPlane, width = samples * plane, size = filters * taps
@@ -202,7 +203,8 @@ public final class Conv2D<T: DLScalar>: Layer {
                 }
             }
         }
-        Kernels.addSlices(parts, slices: slices, size: size, into: out, accumulate: accumulate)
+        if !accumulate { out.update(from: parts, count: size) }
+        for slice in (accumulate ? 0 : 1)..<slices { Kernels.add(parts + slice * size, into: out, size) }
     }
 
     /// Samples per piece when each takes `elements` of the piece's `pieceElements`: a
