@@ -39,9 +39,10 @@ final class SparseInput {
     static let sampleEvery = 16
     static let sampleMargin = 1.25
     /// A single sample with at most this fraction of inputs off its background is faster
-    /// sparse, on the calling thread, than dense on the kernel threads (measured in
-    /// bench/README.md, "One sample").
-    static let singleMaxDensity = 0.5
+    /// sparse than dense, both on the kernel threads (measured in bench/README.md, "One
+    /// sample" and "One sample on both cores": Fashion-MNIST's items, about half background,
+    /// 3.3-3.6 us at 0.65-0.9, 4.0-4.8 at 0.5; at 1.0 a sample without background, 12 us).
+    static let singleMaxDensity = 0.8
 
     let inFeatures: Int
     let outFeatures: Int
@@ -257,11 +258,11 @@ final class SparseInput {
     }
 
     /// One sample x through the sparse path, around its likely background or else 0, when
-    /// few enough of its inputs differ from it (`singleMaxDensity`): all on the calling
-    /// thread, with the base terms kept in `workspace` (computed again when the weights, the
-    /// bias or the background changed). The same sums as a batch through `dlk_sparse_forward`
-    /// around the same background. False (y then garbage) when the sample is too dense or a
-    /// buffer cannot be had.
+    /// few enough of its inputs differ from it (`singleMaxDensity`): its two chunks of
+    /// inputs on the kernel threads, as a batch's, with the base terms kept in `workspace`
+    /// (computed again when the weights, the bias or the background changed). The same sums
+    /// as a batch through `dlk_sparse_forward` around the same background. False (y then
+    /// garbage) when the sample is too dense or a buffer cannot be had.
     /// With `affine` ({a, b}, see `dlk_sparse_batch`), x is a raw sample whose preprocessed
     /// values x * a + b are compressed as they are read, around its raw background's (0 is
     /// not tried then).
@@ -291,7 +292,7 @@ final class SparseInput {
         }
         var work = dlk_sparse_batch(row_begin: workspace.rowBegin.base, row_end: workspace.rowEnd.base,
                                     index: workspace.index.base, value: workspace.value.base, groups: 1,
-                                    segment_capacity: Int64(capacity), serial: 1, base: workspace.base.base,
+                                    segment_capacity: Int64(capacity), serial: 0, base: workspace.base.base,
                                     partial: workspace.partial.base, bases: bases, affine: affine)
         return dlk_sparse_forward(x, 1, Int64(i), v, Int64(limit), weightT, Int64(o), bias, &work, y, plainC) >= 0
     }
