@@ -675,8 +675,10 @@ struct forward_job {
     dlk_sparse_batch *work;
     float *y;
     int plain_c;
-    int64_t total;                         // atomic: entries compressed so far, all units
-    int64_t nonzeros[DLK_SPARSE_CHUNKS * DLK_MAX_THREADS];   // per unit, or -1
+    // What the threads write, each on cache lines of its own: the shared count, and each
+    // unit's result (which the caller reads after the job).
+    _Alignas(64) int64_t total;            // atomic: entries compressed so far, all units
+    struct { _Alignas(64) int64_t count; } nonzeros[DLK_SPARSE_CHUNKS * DLK_MAX_THREADS];   // per unit, or -1
 };
 
 // Unit u of the forward: chunk *h of the inputs times batch rows *r0 ..< *r1.
@@ -705,13 +707,15 @@ static void forward_units(void *context, int64_t u0, int64_t u1, int thread) {
     for (int64_t u = u0; u < u1; u++) {
         unit_of(f, u, &h, &r0, &r1);
         const int64_t offset = u * w->segment_capacity;
-        f->nonzeros[u] = compress_rows(f->x, r0, r1, dlk_chunk_start(f->cols, h), dlk_chunk_start(f->cols, h + 1), f->cols,
+        f->nonzeros[u].count = compress_rows(f->x, r0, r1, dlk_chunk_start(f->cols, h), dlk_chunk_start(f->cols, h + 1), f->cols,
                                        f->v, w->affine, f->max_nonzeros, offset, w->index + offset, w->value + offset,
                                        w->row_begin + h * f->rows, w->row_end + h * f->rows, f->plain_c);
-        const int64_t count = f->nonzeros[u] < 0 ? f->max_nonzeros + 1 : f->nonzeros[u];
-        __atomic_add_fetch(&f->total, count, __ATOMIC_RELAXED);
+        const int64_t count = f->nonzeros[u].count < 0 ? f->max_nonzeros + 1 : f->nonzeros[u].count;
+        // One row (a sample to predict, whose caller counted its entries first) needs no
+        // early exit: its units would only pass the count between the cores.
+        if (f->rows > 1) __atomic_add_fetch(&f->total, count, __ATOMIC_RELAXED);
     }
-    if (__atomic_load_n(&f->total, __ATOMIC_RELAXED) > f->max_nonzeros) return;
+    if (f->rows > 1 && __atomic_load_n(&f->total, __ATOMIC_RELAXED) > f->max_nonzeros) return;
     for (int64_t u = u0; u < u1; u++) {
         unit_of(f, u, &h, &r0, &r1);
         const float *base = h == 0 ? f->bias : NULL;
@@ -753,14 +757,14 @@ static void add_partials(float *y, const float *partial, int64_t rows, int64_t n
 int64_t dlk_sparse_forward(const float *x, int64_t rows, int64_t cols, float v, int64_t max_nonzeros,
                            const float *wt, int64_t n, const float *bias, dlk_sparse_batch *work,
                            float *y, int plain_c) {
-    struct forward_job job = {x, rows, cols, v, max_nonzeros, wt, n, bias, work, y, plain_c, 0, {0}};
+    struct forward_job job = {x, rows, cols, v, max_nonzeros, wt, n, bias, work, y, plain_c, 0, {{0}}};
     if (work->groups < 1 || work->groups > DLK_MAX_THREADS || work->groups > rows) return -1;
     const int64_t units = CHUNKS * work->groups;
     dlk_parallel_for(units, work->serial ? units : 1, forward_units, &job);
     int64_t total = 0;
     for (int64_t u = 0; u < units; u++) {
-        if (job.nonzeros[u] < 0) return -1;
-        total += job.nonzeros[u];
+        if (job.nonzeros[u].count < 0) return -1;
+        total += job.nonzeros[u].count;
     }
     if (total > max_nonzeros) return -1;
     add_partials(y, work->partial, rows, n);
