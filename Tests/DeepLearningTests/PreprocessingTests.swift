@@ -274,8 +274,10 @@ import Testing
         #expect(Self.folded(model) == false)
         #expect(expected.allSatisfy { $0.value.isFinite && abs($0.value) < 1e38 })
         #expect(Self.agree(out, expected))
-        var one = Array(clean[250..<300])   // a dense sample: 20 * 0.3 * 3e38 overflows in the one-row kernel
-        for i in 1...20 { one[i] = 3e38 }
+        // A dense sample (no value repeated, so no background: the sparse path would map each
+        // entry before multiplying): 20 * 0.3 * 3e38 overflows in the one-row kernel.
+        var one = (0..<50).map { Float(1 + $0) }
+        for i in 1...20 { one[i] = 3e38 * (1 - Float(i) / 1000) }
         #expect(Self.agree(try Self.predict(model, one, rows: 1), Self.reference(model, one, rows: 1)))
         #expect(Self.folded(model) == false)
         _ = try Self.predict(model, clean, rows: rows)
