@@ -1,3 +1,4 @@
+import CDeepLearningKernels
 import Testing
 @testable import DeepLearning
 
@@ -11,6 +12,65 @@ import Testing
     func compute(_ loss: Loss<Double>, _ pred: [[Double]], values: [[Double]]) throws -> (Double, [[Double]]) {
         let p = try tensor(pred), t = try tensor(values), g = try Tensor<Double>(shape: [0])
         return (try loss.compute(p, .values(t.data), grad: g), rows(g))
+    }
+
+    /// The float32 softmax's exponentials (`dlk_exp_f32`): within 2 units of the last place
+    /// of exp in double over the whole range it documents, 0 below it, +infinity above, NaN
+    /// kept; the AVX2 loop and plain C give the same bits (every length, so both the 8-wide
+    /// loop and its scalar tail run).
+    @Test func floatExpIsWithinTwoUnitsOfTheLastPlace() {
+        var x: [Float] = []
+        var v: Float = -87.33654
+        while v <= 88.37626 { x.append(v); v += 0.00731 }
+        x += [0, -0.0, 1e-30, -1e-30, .ulpOfOne, -87.33654, 88.37626, -20.125, 0.5, -0.5]
+        var y = [Float](repeating: 0, count: x.count), plain = y
+        dlk_exp_f32(x, &y, Int64(x.count), 0)
+        dlk_exp_f32(x, &plain, Int64(x.count), 1)
+        #expect(y.map(\.bitPattern) == plain.map(\.bitPattern))
+        var worst = 0.0
+        for (a, b) in zip(x, y) {
+            let e = Double.exp(Double(a)), ulp = Double(Float(e).ulp)
+            worst = max(worst, abs(Double(b) - e) / ulp)
+        }
+        #expect(worst <= 2, "worst error \(worst) units of the last place")
+        #expect(y[x.count - 10] == 1 && y[x.count - 9] == 1)   // exp(0) and exp(-0)
+        let special: [Float] = [-88, -1000, -.infinity, 88.5, 1000, .infinity, .nan, -.nan]
+        for n in 1...special.count {   // each length: the vector loop and the scalar tail
+            var out = [Float](repeating: 7, count: n), outPlain = out
+            dlk_exp_f32(special, &out, Int64(n), 0)
+            dlk_exp_f32(special, &outPlain, Int64(n), 1)
+            for i in 0..<n {
+                for (got, path) in [(out[i], "vector"), (outPlain[i], "plain C")] {
+                    switch i {
+                    case 0...2: #expect(got == 0, "\(path): exp(\(special[i]))")
+                    case 3...5: #expect(got == .infinity, "\(path): exp(\(special[i]))")
+                    default: #expect(got.isNaN, "\(path): exp(NaN)")
+                    }
+                }
+            }
+        }
+    }
+
+    /// The float32 cross-entropy (its softmax through `dlk_exp_f32`) against float64 on the
+    /// same logits: loss and gradient agree to float32 rounding, for rows of 1 to 1,000
+    /// classes and logits up to +-80.
+    @Test(arguments: [1, 3, 10, 17, 1000])
+    func floatCrossEntropyAgreesWithDouble(classes: Int) throws {
+        var rng = RandomGenerator(seed: UInt64(classes))
+        let rows = 9
+        let logits = (0..<rows * classes).map { _ in rng.normal() * (classes == 17 ? 40 : 3) }
+        let labels = (0..<rows).map { Int32($0 % classes) }
+        let p32 = try Tensor<Float>(shape: [rows, classes]), p64 = try Tensor<Double>(shape: [rows, classes])
+        for i in 0..<logits.count { p32.data[i] = Float(logits[i]); p64.data[i] = Double(Float(logits[i])) }
+        let g32 = try Tensor<Float>(shape: [0]), g64 = try Tensor<Double>(shape: [0])
+        let (l32, l64) = try labels.withUnsafeBufferPointer { l in
+            (try Loss<Float>(CrossEntropy(labelSmoothing: 0)).compute(p32, .labels(l.baseAddress!), grad: g32),
+             try Loss<Double>(CrossEntropy(labelSmoothing: 0)).compute(p64, .labels(l.baseAddress!), grad: g64))
+        }
+        #expect(abs(l32 - l64) <= 1e-6 * max(1, abs(l64)), "loss \(l32) against \(l64)")
+        var worst = 0.0
+        for i in 0..<rows * classes { worst = max(worst, abs(Double(g32.data[i]) - g64.data[i])) }
+        #expect(worst <= 1e-7, "gradient off by \(worst)")
     }
 
     @Test func mseMatchesTheTutorial() throws {

@@ -95,6 +95,14 @@ DLK_HIDDEN void dlk_row_times_matrix(const float *x, int64_t k, const float *b, 
 DLK_HIDDEN void dlk_matrix_vector_f32(const float *a, int64_t m, int64_t n, int64_t lda, const float *x, float *y,
                                       int plain_c);
 
+// MARK: - exp (exp.c)
+
+/// y[i] = exp(x[i]) for n floats (x == y allowed), within 2 units of the last place for x
+/// in [-87.33654, 88.37626] (a softmax's x - max(x) <= 0); below, 0 (no subnormals); above,
+/// +infinity (exp is over 2^127 there); NaN stays NaN. The same bits with the AVX2/FMA loop
+/// and with plain C (`plain_c`).
+DLK_HIDDEN void dlk_exp_f32(const float *x, float *y, int64_t n, int plain_c);
+
 // MARK: - Optimizer updates (optimizers.c)
 
 /// One optimizer update (optimizers.c), the only implementation of each rule: with
