@@ -375,7 +375,11 @@ def test_imported_model_trains_further(tmp_path):
     # Saved and exported again, the trained weights travel.
     model.save(tmp_path / "trained.h5")
     model.to_onnx(tmp_path / "trained.onnx")
-    np.testing.assert_allclose(run_ort(tmp_path / "trained.onnx", x), model.predict(x), atol=TOLERANCE)
+    # Trained to confidence, the logits reach 15 or so, where float32's spacing is 1e-6 and
+    # the two runtimes' different orders of summation leave differences past TOLERANCE
+    # absolute (1.2e-5 at 14.52, 13 units of the last place, after a last-bit change in the
+    # softmax's exp): relative to the outputs as well.
+    np.testing.assert_allclose(run_ort(tmp_path / "trained.onnx", x), model.predict(x), rtol=2e-6, atol=TOLERANCE)
 
 
 def test_regression_import_defaults_to_mse(tmp_path):
