@@ -703,6 +703,9 @@ static void forward_units(void *context, int64_t u0, int64_t u1, int thread) {
     (void)thread;
     struct forward_job *f = context;
     dlk_sparse_batch *w = f->work;
+    // One row (a sample to predict, whose caller counted its entries first) needs no early
+    // exit: its units would only pass the shared count between the cores.
+    const int early_exit = f->rows > 1;
     int64_t h, r0, r1;
     for (int64_t u = u0; u < u1; u++) {
         unit_of(f, u, &h, &r0, &r1);
@@ -711,11 +714,9 @@ static void forward_units(void *context, int64_t u0, int64_t u1, int thread) {
                                        f->v, w->affine, f->max_nonzeros, offset, w->index + offset, w->value + offset,
                                        w->row_begin + h * f->rows, w->row_end + h * f->rows, f->plain_c);
         const int64_t count = f->nonzeros[u].count < 0 ? f->max_nonzeros + 1 : f->nonzeros[u].count;
-        // One row (a sample to predict, whose caller counted its entries first) needs no
-        // early exit: its units would only pass the count between the cores.
-        if (f->rows > 1) __atomic_add_fetch(&f->total, count, __ATOMIC_RELAXED);
+        if (early_exit) __atomic_add_fetch(&f->total, count, __ATOMIC_RELAXED);
     }
-    if (f->rows > 1 && __atomic_load_n(&f->total, __ATOMIC_RELAXED) > f->max_nonzeros) return;
+    if (early_exit && __atomic_load_n(&f->total, __ATOMIC_RELAXED) > f->max_nonzeros) return;
     for (int64_t u = u0; u < u1; u++) {
         unit_of(f, u, &h, &r0, &r1);
         const float *base = h == 0 ? f->bias : NULL;

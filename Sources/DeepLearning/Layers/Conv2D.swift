@@ -194,7 +194,7 @@ public final class Conv2D<T: DLScalar>: Layer {
         try partials.resize([slices, size])
         let (out, parts) = (weight.grad.data, partials.data)
         withBLAS {
-            Kernels.parallelShares(slices) { range, _ in
+            Kernels.parallelFor(slices) { range in
                 for slice in range {
                     let first = samples * slice / slices * plane, last = samples * (slice + 1) / slices * plane
                     T.blasGemm(transA: false, transB: true, m: filters, n: taps, k: last - first,
