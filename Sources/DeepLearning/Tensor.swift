@@ -38,12 +38,12 @@ public final class Tensor<T: DLScalar> {
         }
     }
 
-    deinit { data.deallocate() }
+    deinit { free(data) }
 
     private static func allocate(_ n: Int) throws(DLError) -> UnsafeMutablePointer<T> {
-        // Allocation goes through malloc so that a refusal is an error, not a trap.
+        // Allocation goes through posix_memalign so that a refusal is an error, not a trap.
         let (bytes, overflow) = n.multipliedReportingOverflow(by: MemoryLayout<T>.stride)
-        guard !overflow, let raw = malloc(bytes) else {
+        guard !overflow, let raw = alignedAllocation(bytes) else {
             throw DLError(.noMemory, "out of memory allocating \(n) \(T.dtypeName) values")
         }
         return raw.bindMemory(to: T.self, capacity: n)
@@ -57,7 +57,7 @@ public final class Tensor<T: DLScalar> {
         if n > capacity {
             let fresh = try Tensor.allocate(n)
             memset(fresh, 0, n * MemoryLayout<T>.stride)
-            data.deallocate()
+            free(data)
             data = fresh
             capacity = n
         }
