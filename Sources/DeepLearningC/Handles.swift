@@ -158,15 +158,17 @@ final class HandleRegistry: @unchecked Sendable {
                 }
             }
             while true {
-                guard var use = live[raw],
+                // One lookup (one hash) per pass: the entry is read and written at its index.
+                guard let entry = live.index(forKey: raw),
                       let box = Unmanaged<AnyObject>.fromOpaque(raw).takeUnretainedValue() as? Box<Value> else {
                     throw .invalid("\(noun) \(raw) is not a live dl_\(noun) (already freed, or another kind of handle)")
                 }
+                var use = live.values[entry]
                 let mine = use.isUsed(by: me)
                 if HandleRegistry.available(use, shared: shared, mine: mine) {
                     use.add(me, shared: shared)
                     if waiting { use.waiting -= 1; waiting = false }
-                    live[raw] = use
+                    live.values[entry] = use
                     return box
                 }
                 if !mine {
@@ -192,9 +194,10 @@ final class HandleRegistry: @unchecked Sendable {
         let raw = UnsafeMutableRawPointer(handle)
         let me = pthread_self()
         try? locked {
-            guard var use = live[raw] else { return }
+            guard let entry = live.index(forKey: raw) else { return }
+            var use = live.values[entry]
             use.remove(me)
-            live[raw] = use
+            live.values[entry] = use
             // Every waiting call needs the handle free (an exclusive one, or a shared one queued
             // behind it); until then there is nothing to wake them for.
             if use.count == 0 { pthread_cond_broadcast(released) }

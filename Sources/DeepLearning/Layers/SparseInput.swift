@@ -48,6 +48,10 @@ final class SparseInput {
     let outFeatures: Int
     /// The forward's workspace (see `dlk_sparse_batch`): the layer's own for training, each
     /// caller's own for inference (`InferenceScratch`).
+    ///
+    /// A workspace serves one call at a time (a layer's own, or one inference context's),
+    /// so its flags and keys carry no run-time exclusivity checks: a single sample to
+    /// predict set them 4 times, each check a thread-local lookup.
     final class Workspace {
         let rowBegin = Buffer<Int64>(), rowEnd = Buffer<Int64>()
         let index = Buffer<Int32>(), value = Buffer<Float>(), base = Buffer<Float>(), partial = Buffer<Float>()
@@ -56,21 +60,21 @@ final class SparseInput {
         /// every attempt fails, and a failed attempt is too little work to pay for waking
         /// the kernel threads, which slept through the previous step's BLAS products; the
         /// layer's BLAS path then uses no pool at all.
-        var lastFailed = false
+        @exclusivity(unchecked) var lastFailed = false
         /// Single samples to predict: every chunk's base term (`dlk_sparse_bases`) for the
         /// weights and background in `basesKey`.
         let bases = Buffer<Float>()
-        var basesKey: BasesKey? = nil
+        @exclusivity(unchecked) var basesKey: BasesKey? = nil
         /// Whether the last single sample took the sparse path (tests).
-        var singleWasSparse = false
+        @exclusivity(unchecked) var singleWasSparse = false
         /// Batches to predict from raw input (`foldedBase`): b + offset rowsum(W) for the
         /// weights and the offset in `foldedKey`.
         let folded = Buffer<Float>()
-        var foldedKey: BasesKey? = nil
+        @exclusivity(unchecked) var foldedKey: BasesKey? = nil
         /// Whether the last batch to predict was multiplied from raw input (tests), and
         /// whether through the sparse path.
-        var lastWasFolded = false
-        var lastFoldedWasSparse = false
+        @exclusivity(unchecked) var lastWasFolded = false
+        @exclusivity(unchecked) var lastFoldedWasSparse = false
     }
 
     /// What the kept base terms were computed from: the versions of the weight and the

@@ -29,7 +29,9 @@ extension BatchTargets {
 /// other use takes the model alone; separate models are independent. Nothing a caller
 /// passes makes it trap: invalid input throws `DLError` and leaves the model as it was.
 public final class Model<T: DLScalar> {
-    public internal(set) var spec: ModelSpec
+    /// Changed only by a use that has the model alone (the registry of handles sees to it),
+    /// read by every prediction: no run-time exclusivity checks.
+    @exclusivity(unchecked) public internal(set) var spec: ModelSpec
     public let layers: [any Layer<T>]
     public let loss: Loss<T>
     public let optimizer: Optimizer<T>
