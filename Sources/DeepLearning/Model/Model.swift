@@ -195,9 +195,9 @@ public final class Model<T: DLScalar> {
         var h = x
         var scratch = context.scratch
         for _ in 0..<first { scratch = scratch?.next }
-        for layer in layers[first...] {
+        for i in first..<layers.count {   // by index: a slice of `layers` is one more retain a call
             guard let s = scratch else { throw DLError(.internal, "an inference context has fewer layers than its model") }
-            h = try layer.infer(h, scratch: s)
+            h = try layers[i].infer(h, scratch: s)
             scratch = s.next
         }
         return h
