@@ -532,3 +532,57 @@ import CDeepLearningKernels
         for i in 0..<src.count { #expect(dst[i] == src[i] * a + b) }
     }
 }
+
+/// The cost model's two looks at a batch, against plain Swift: the background guess
+/// (`SparseInput.likelyBackground`) and the counts of entries off it and off zero
+/// (`dlk_sample_density`, whose AVX2 loop keeps per-lane counters and must agree with the
+/// plain C one at every length, its tail included).
+@Suite struct SparseCostModelTests {
+    /// The rule the guess documents, written the obvious way.
+    static func mostFrequentOf16(_ x: [Float]) -> Float {
+        let picked = (0..<16).map { x[$0 * x.count / 16] }
+        var best = picked[0], bestCount = 0
+        for candidate in picked {
+            let n = picked.filter { $0 == candidate }.count
+            if n > bestCount { (best, bestCount) = (candidate, n) }
+        }
+        return best
+    }
+
+    @Test func theBackgroundGuessIsTheMostFrequentOf16Picks() {
+        var rng = RandomGenerator(seed: 41)
+        let palette: [Float] = [0, -0.0, 1, -0.4242, .nan, 3e38, -7]
+        for count in [1, 2, 15, 16, 17, 100, 784, 1001] {
+            for _ in 0..<200 {
+                // Few distinct values, so that ties, majorities and NaN (never equal) all occur.
+                let x = (0..<count).map { _ in palette[Int(rng.uniform() * Double(palette.count)) % palette.count] }
+                let got = x.withUnsafeBufferPointer { SparseInput.likelyBackground($0.baseAddress!, count: count) }
+                let want = Self.mostFrequentOf16(x)
+                #expect(got.bitPattern == want.bitPattern || (got.isNaN && want.isNaN), "count \(count): \(got) against \(want)")
+            }
+        }
+    }
+
+    @Test func densityCountsAgreeWithPlainCountsAtEveryLength() {
+        var rng = RandomGenerator(seed: 43)
+        for cols in Array(0...40) + [63, 64, 65, 784, 1000] {
+            for v: Float in [0, -0.4242, .nan] {
+                let rows = 3
+                let x = (0..<(rows * cols)).map { _ -> Float in
+                    let u = rng.uniform()
+                    return u < 0.4 ? v : u < 0.5 ? 0 : u < 0.55 ? -0.0 : u < 0.6 ? .nan : Float(rng.normal())
+                }
+                var wantV = 0, wantZero = 0
+                for value in x { wantV += value != v ? 1 : 0; wantZero += value != 0 ? 1 : 0 }
+                for plain: Int32 in [0, 1] {
+                    var notV: Int64 = -1, notZero: Int64 = -1
+                    x.withUnsafeBufferPointer {
+                        dlk_sample_density($0.baseAddress!, Int64(rows), Int64(cols), v, Int64(rows), &notV, &notZero, plain)
+                    }
+                    #expect(notV == Int64(wantV) && notZero == Int64(wantZero),
+                            "\(cols) columns, v \(v), plain \(plain): \(notV), \(notZero) against \(wantV), \(wantZero)")
+                }
+            }
+        }
+    }
+}
