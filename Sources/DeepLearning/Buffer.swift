@@ -5,7 +5,7 @@ import Glibc
 /// malloc returns 16-byte boundaries (and, for the large blocks it maps, 16 bytes past a
 /// page), so a row of 16 floats straddled two cache lines and every other 8-float vector
 /// load was split across them: with W^T 16 bytes off a line, the first layer's product
-/// (64 x 392 x 128) took 86 us against 71 on a line (bench/README.md, "Aligned to cache
+/// (64 x 392 x 128) took 87 us against 73 on a line (bench/README.md, "Aligned to cache
 /// lines").
 let dataAlignment = 64
 
