@@ -130,27 +130,24 @@ static void count_differing_plain(const float *x, int64_t n, float v, int64_t *n
 #if DLK_X86
 // Each comparison's all-ones lanes (-1) are subtracted from 8 counters, summed at the end:
 // two vector operations per 8 entries and comparison instead of a mask, a popcount and an
-// add (a row of 784 took 1.2k instructions that way). Counters hold 2^31 - 1 at most: rows
-// longer than 8 times that are counted in pieces.
+// add (a row of 784 took 1.2k instructions that way). A row is one sample, at most
+// Limits.maxTensorElements (2^31 - 1) entries, so no lane counts past 2^28.
 __attribute__((target("avx2")))
 static void count_differing_avx2(const float *x, int64_t n, float v, int64_t *not_v, int64_t *not_zero) {
     const __m256 vv = _mm256_set1_ps(v), zero = _mm256_setzero_ps();
+    __m256i a = _mm256_setzero_si256(), b = _mm256_setzero_si256();
     int64_t i = 0;
-    while (n - i >= 8) {
-        const int64_t piece = n - i < ((int64_t)1 << 33) ? n - i : ((int64_t)1 << 33);
-        __m256i a = _mm256_setzero_si256(), b = _mm256_setzero_si256();
-        for (const int64_t stop = i + piece - 7; i < stop; i += 8) {
-            const __m256 xi = _mm256_loadu_ps(x + i);
-            a = _mm256_sub_epi32(a, _mm256_castps_si256(_mm256_cmp_ps(xi, vv, _CMP_NEQ_UQ)));
-            b = _mm256_sub_epi32(b, _mm256_castps_si256(_mm256_cmp_ps(xi, zero, _CMP_NEQ_UQ)));
-        }
-        int32_t la[8], lb[8];
-        _mm256_storeu_si256((__m256i *)la, a);
-        _mm256_storeu_si256((__m256i *)lb, b);
-        for (int q = 0; q < 8; q++) {
-            *not_v += la[q];
-            *not_zero += lb[q];
-        }
+    for (; i + 8 <= n; i += 8) {
+        const __m256 xi = _mm256_loadu_ps(x + i);
+        a = _mm256_sub_epi32(a, _mm256_castps_si256(_mm256_cmp_ps(xi, vv, _CMP_NEQ_UQ)));
+        b = _mm256_sub_epi32(b, _mm256_castps_si256(_mm256_cmp_ps(xi, zero, _CMP_NEQ_UQ)));
+    }
+    int32_t la[8], lb[8];
+    _mm256_storeu_si256((__m256i *)la, a);
+    _mm256_storeu_si256((__m256i *)lb, b);
+    for (int q = 0; q < 8; q++) {
+        *not_v += la[q];
+        *not_zero += lb[q];
     }
     count_differing_plain(x + i, n - i, v, not_v, not_zero);
 }

@@ -21,13 +21,12 @@ public enum Kernels {
     /// thread gets one contiguous range, fixed by the item and thread counts, and `body`
     /// must give the same results whatever range it is handed.
     static func parallelFor(_ items: Int, minItemsPerThread: Int = 1, _ body: (Range<Int>) -> Void) {
-        if oneShare(items, minItemsPerThread) { return items > 0 ? body(0..<items) : () }
         parallelShares(items, minItemsPerThread: minItemsPerThread) { range, _ in body(range) }
     }
 
     /// Whether `dlk_parallel_for` would run all `items` as one share on the calling thread
-    /// for want of work (fewer than two threads' minimum): then the callers above run `body`
-    /// themselves, without wrapping it for C (two heap blocks a call, and a ReLU on a
+    /// for want of work (fewer than two threads' minimum): then `parallelShares` runs `body`
+    /// itself, without wrapping it for C (two heap blocks a call, and a ReLU on a
     /// single sample's 128 values is a few dozen instructions).
     @inline(__always)
     private static func oneShare(_ items: Int, _ minItemsPerThread: Int) -> Bool {
