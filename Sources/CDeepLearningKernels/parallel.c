@@ -33,6 +33,7 @@ static void *job_context;
 static int64_t job_items;
 static int job_threads;
 static unsigned generation;       // atomic: bumped once per job
+static int sleepers;              // atomic: workers waiting on `wake`, or about to
 static int claimed[DLK_MAX_THREADS];   // atomic: 1 once share t of the current job is taken
 static int done_shares;           // atomic: shares of the current job finished
 
@@ -74,9 +75,14 @@ static void *worker_main(void *argument) {
             now = __atomic_load_n(&generation, __ATOMIC_ACQUIRE);
         }
         if (now == seen) {
+            // Counted before looking at `generation` again, both sequentially consistent, as
+            // the caller bumps `generation` before looking at `sleepers`: either this worker
+            // sees the new job, or the caller sees it asleep and wakes it under the lock.
             pthread_mutex_lock(&wake_lock);
-            while ((now = __atomic_load_n(&generation, __ATOMIC_ACQUIRE)) == seen)
+            __atomic_add_fetch(&sleepers, 1, __ATOMIC_SEQ_CST);
+            while ((now = __atomic_load_n(&generation, __ATOMIC_SEQ_CST)) == seen)
                 pthread_cond_wait(&wake, &wake_lock);
+            __atomic_sub_fetch(&sleepers, 1, __ATOMIC_RELAXED);
             pthread_mutex_unlock(&wake_lock);
         }
         seen = now;
@@ -91,6 +97,10 @@ static void before_fork(void) { pthread_mutex_lock(&job_lock); }
 static void after_fork_parent(void) { pthread_mutex_unlock(&job_lock); }
 static void after_fork_child(void) {
     started_workers = 0;
+    // A parent's worker may have held the wake lock at the fork; the child has none asleep.
+    __atomic_store_n(&sleepers, 0, __ATOMIC_RELAXED);
+    pthread_mutex_init(&wake_lock, NULL);
+    pthread_cond_init(&wake, NULL);
     pthread_mutex_unlock(&job_lock);
 }
 
@@ -154,10 +164,15 @@ void dlk_parallel_for(int64_t items, int64_t min_items_per_thread, dlk_task task
     // Offering the shares publishes the fields above (release): a worker that claims one,
     // even one still waking from the last job, runs this job's share.
     for (int t = 0; t < DLK_MAX_THREADS; t++) __atomic_store_n(&claimed[t], t == 0 || t >= threads, __ATOMIC_RELEASE);
-    pthread_mutex_lock(&wake_lock);
-    __atomic_add_fetch(&generation, 1, __ATOMIC_RELEASE);
-    pthread_cond_broadcast(&wake);
-    pthread_mutex_unlock(&wake_lock);
+    // Spinning workers see the bump; the lock and the broadcast are only for sleeping ones
+    // (a job every few microseconds, as a training step or a single sample makes them,
+    // finds none: the lock, the broadcast and the unlock took about 0.05 us a job).
+    __atomic_add_fetch(&generation, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&sleepers, __ATOMIC_SEQ_CST) > 0) {
+        pthread_mutex_lock(&wake_lock);
+        pthread_cond_broadcast(&wake);
+        pthread_mutex_unlock(&wake_lock);
+    }
     run_claimed(0);
     // Shares whose worker has not started yet (asleep, or its core taken by another
     // process) run here instead of being waited for: a busy machine delays the job by a
