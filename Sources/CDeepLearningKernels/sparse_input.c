@@ -153,6 +153,55 @@ static void count_differing_avx2(const float *x, int64_t n, float v, int64_t *no
 }
 #endif
 
+// The background guess: among 16 picks, the value equal to the most of them (the first on
+// ties), counting with float equality (0 and -0 are equal, NaN equals nothing).
+static float likely_background_plain(const float p[16]) {
+    int best = 0, best_count = 0;
+    for (int a = 0; a < 16; a++) {
+        int n = 0;
+        for (int o = 0; o < 16; o++) n += p[o] == p[a];
+        if (n > best_count) {
+            best = a;
+            best_count = n;
+            if (2 * n > 16) break;   // a majority: nothing can tie it
+        }
+    }
+    return p[best];
+}
+
+#if DLK_X86
+// The same, each candidate compared with all 16 picks at once: a 16-bit mask and a popcount
+// instead of 16 scalar comparisons (a sample without a background, whose picks all differ,
+// took 1.1k instructions in Swift).
+__attribute__((target("avx2,popcnt")))
+static float likely_background_avx2(const float p[16]) {
+    const __m256 lo = _mm256_loadu_ps(p), hi = _mm256_loadu_ps(p + 8);
+    int best = 0, best_count = 0;
+    for (int a = 0; a < 16; a++) {
+        const __m256 c = _mm256_set1_ps(p[a]);
+        const int mask = _mm256_movemask_ps(_mm256_cmp_ps(c, lo, _CMP_EQ_OQ)) |
+                         _mm256_movemask_ps(_mm256_cmp_ps(c, hi, _CMP_EQ_OQ)) << 8;
+        const int n = __builtin_popcount((unsigned)mask);
+        if (n > best_count) {
+            best = a;
+            best_count = n;
+            if (2 * n > 16) break;
+        }
+    }
+    return p[best];
+}
+#endif
+
+float dlk_likely_background(const float *x, int64_t count, int plain_c) {
+    float picked[16];
+    for (int64_t a = 0; a < 16; a++) picked[a] = x[a * count / 16];
+#if DLK_X86
+    if (!plain_c && dlk_has_avx2()) return likely_background_avx2(picked);
+#endif
+    (void)plain_c;
+    return likely_background_plain(picked);
+}
+
 void dlk_sample_density(const float *x, int64_t rows, int64_t cols, float v, int64_t sample_rows,
                         int64_t *not_v, int64_t *not_zero, int plain_c) {
     *not_v = 0;

@@ -534,7 +534,7 @@ import CDeepLearningKernels
 }
 
 /// The cost model's two looks at a batch, against plain Swift: the background guess
-/// (`SparseInput.likelyBackground`) and the counts of entries off it and off zero
+/// (`SparseInput.likelyBackground`, AVX2 and plain C) and the counts of entries off it and off zero
 /// (`dlk_sample_density`, whose AVX2 loop keeps per-lane counters and must agree with the
 /// plain C one at every length, its tail included).
 @Suite struct SparseCostModelTests {
@@ -556,9 +556,14 @@ import CDeepLearningKernels
             for _ in 0..<200 {
                 // Few distinct values, so that ties, majorities and NaN (never equal) all occur.
                 let x = (0..<count).map { _ in palette[Int(rng.uniform() * Double(palette.count)) % palette.count] }
-                let got = x.withUnsafeBufferPointer { SparseInput.likelyBackground($0.baseAddress!, count: count) }
                 let want = Self.mostFrequentOf16(x)
-                #expect(got.bitPattern == want.bitPattern || (got.isNaN && want.isNaN), "count \(count): \(got) against \(want)")
+                for plainC in [false, true] {
+                    let got = x.withUnsafeBufferPointer {
+                        SparseInput.likelyBackground($0.baseAddress!, count: count, plainC: plainC)
+                    }
+                    #expect(got.bitPattern == want.bitPattern || (got.isNaN && want.isNaN),
+                            "count \(count), plain C \(plainC): \(got) against \(want)")
+                }
             }
         }
     }

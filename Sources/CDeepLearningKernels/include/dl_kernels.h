@@ -69,6 +69,11 @@ DLK_HIDDEN int64_t dlk_sparse_forward(const float *x, int64_t rows, int64_t cols
                                       const float *wt, int64_t n, const float *bias, dlk_sparse_batch *work,
                                       float *y, int plain_c);
 
+/// The value to compress a batch (or sample) of `count` floats around: of the 16 entries
+/// x[a * count / 16], the one equal to the most of them, the first on ties (float equality:
+/// 0 equals -0, NaN equals nothing). count >= 1.
+DLK_HIDDEN float dlk_likely_background(const float *x, int64_t count, int plain_c);
+
 /// The cost model's look at a batch before compressing it: over `sample_rows` rows spread
 /// evenly over the batch (row s * rows / sample_rows), the entries that differ from v
 /// (`not_v`) and from 0 (`not_zero`). NaN differs from both.

@@ -149,7 +149,7 @@ final class SparseInput {
         }
         guard let total = compressibleEntries(batch) else { return .none }
         let xf = floats(x)
-        var v = SparseInput.likelyBackground(xf, count: total)
+        var v = SparseInput.likelyBackground(xf, count: total, plainC: forcePlainC)
         // The cost model: a look at one row in `sampleEvery` first. A batch that looks too
         // dense around v and around 0 goes to BLAS for the price of that look, instead of a
         // compression that fails halfway (twice, when v is not 0).
@@ -183,7 +183,7 @@ final class SparseInput {
                      weightT: UnsafePointer<Float>, bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>,
                      workspace: Workspace) -> Bool {
         guard let total = compressibleEntries(batch) else { return false }
-        let background = SparseInput.likelyBackground(x, count: total)
+        let background = SparseInput.likelyBackground(x, count: total, plainC: forcePlainC)
         let sampleRows = min(batch, max(4, batch / SparseInput.sampleEvery))
         guard looksSparse(x, batch: batch, around: background, sampleRows: sampleRows).aroundV else { return false }
         return withAffine(a, b) { affine in
@@ -275,7 +275,7 @@ final class SparseInput {
                         workspace: Workspace, affine: UnsafePointer<Float>? = nil) -> Bool {
         let chunks = Int(DLK_SPARSE_CHUNKS), (i, o) = (inFeatures, outFeatures)
         let limit = Int(Double(i) * SparseInput.singleMaxDensity)
-        var v = SparseInput.likelyBackground(x, count: i)
+        var v = SparseInput.likelyBackground(x, count: i, plainC: forcePlainC)
         var notV: Int64 = 0, notZero: Int64 = 0
         dlk_sample_density(x, 1, Int64(i), v, 1, &notV, &notZero, plainC)
         if notV > limit {
@@ -357,21 +357,10 @@ final class SparseInput {
     }
 
     /// The most frequent of 16 entries spread evenly over the batch (the first on ties): the
-    /// value to compress around, when there is one. A value held by more than half of them
-    /// is the answer at once (nothing else can tie it).
-    static func likelyBackground(_ x: UnsafePointer<Float>, count: Int) -> Float {
-        let samples = 16
-        return withUnsafeTemporaryAllocation(of: Float.self, capacity: samples) { picked in
-            for a in 0..<samples { picked[a] = x[a * count / samples] }
-            var best = picked[0], bestCount = 0
-            for candidate in picked {
-                var n = 0
-                for other in picked where other == candidate { n += 1 }
-                if n > bestCount { (best, bestCount) = (candidate, n) }
-                if 2 * bestCount > samples { break }
-            }
-            return best
-        }
+    /// value to compress around, when there is one (`dlk_likely_background`, which compares
+    /// each pick with all 16 at once on AVX2).
+    static func likelyBackground(_ x: UnsafePointer<Float>, count: Int, plainC: Bool = false) -> Float {
+        dlk_likely_background(x, Int64(count), plainC ? 1 : 0)
     }
 
     /// dW^T (in x out) = x^T dy, and the bias gradient (dy summed over the batch) when the
