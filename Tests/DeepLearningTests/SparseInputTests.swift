@@ -255,7 +255,11 @@ import CDeepLearningKernels
                 worst = max(worst, abs(Double(y[o]) - expected) / max(scale, 1e-3))
             }
             #expect(worst < 1e-5, "density \(density): worst relative error \(worst)")
-            guard sparse else { continue }
+            guard sparse else {
+                // Too dense: multiplied by the rows of the copy of W the scratch keeps.
+                #expect(scratch.sparse.weightKey == layer.weight.generation, "density \(density): the kept W")
+                continue
+            }
             if one.background != 0 {
                 #expect(scratch.sparse.basesKey?.background == one.background.bitPattern, "compressed around the background")
             }
@@ -274,11 +278,11 @@ import CDeepLearningKernels
     }
 
     /// Single samples to predict keep the first layer's base terms (b + v rowsum(W)) between
-    /// calls. Every change of the weights (a training step, a weight or a bias written) and
-    /// of the background is followed:
+    /// calls, and dense ones a copy of W. Every change of the weights (a training step, a
+    /// weight or a bias written) and of the background is followed:
     /// each prediction is checked against the float64 formulas of the whole model with the
     /// weights it has then.
-    @Test func keptBaseTermsFollowEveryChange() throws {
+    @Test(arguments: [true, false]) func keptBaseTermsFollowEveryChange(sparse: Bool) throws {
         let layers: [(String, [String: SpecValue])] = [("linear", ["units": .int(16)]), ("relu", [:]), ("linear", ["units": .int(4)])]
         let model = try Model<Float>(spec: makeSpec(input: [50], layers: layers, seed: 3))
         func value(_ name: String) -> [Double] {
@@ -289,7 +293,7 @@ import CDeepLearningKernels
             try out.withUnsafeMutableBufferPointer { (o) throws(DLError) in
                 try model.predict(x: UnsafePointer(x.data), count: 1, into: o.baseAddress!)
             }
-            #expect(model.spareContext?.scratch?.sparse.singleWasSparse == true, "\(what): the sparse path")
+            #expect(model.spareContext?.scratch?.sparse.singleWasSparse == sparse, "\(what): the sparse path or not")
             let w1 = value("layers.0.weight"), b1 = value("layers.0.bias")
             let w2 = value("layers.2.weight"), b2 = value("layers.2.bias")
             var hidden = [Double](repeating: 0, count: 16)
@@ -304,7 +308,9 @@ import CDeepLearningKernels
                 #expect(abs(Double(out[o]) - expected) < 1e-5 * max(1, abs(expected)), "\(what): output \(o)")
             }
         }
-        let c = Case(rows: 1, inputs: 50, outputs: 16, background: -0.5, density: 0.2, bias: true)
+        // Dense (every input off the background), the sample is multiplied by the copy of W
+        // the context keeps (`keptWeight`), which must follow the same changes.
+        let c = Case(rows: 1, inputs: 50, outputs: 16, background: -0.5, density: sparse ? 0.2 : 1.0, bias: true)
         let x = try Self.batch(c, seed: 31)
         try check(x, "first call")
         try check(x, "second call, the same weights")
@@ -501,7 +507,11 @@ import CDeepLearningKernels
     /// kernel's bits, and both the float64 dot products to float32 rounding, on shapes with
     /// every tail (rows not a multiple of 4, inputs not a multiple of 8, a leading dimension
     /// wider than the row).
-    @Test(arguments: [(1, 1), (3, 7), (4, 8), (5, 128), (10, 128), (10, 131), (9, 300)])
+    /// Products of 16k multiply-adds or more (the last three shapes) share their rows among
+    /// the kernel threads: the same bits on 1 to 8 of them, and with the affine epilogue
+    /// (times a scale, plus a base: two roundings) the bits of that formula on the product.
+    @Test(arguments: [(1, 1), (3, 7), (4, 8), (5, 128), (10, 128), (10, 131), (9, 300), (128, 784), (37, 1000),
+                      (301, 129)])
     func matrixTimesVectorMatchesTheFormulaWithBothKernels(rows: Int, inputs: Int) {
         var rng = RandomGenerator(seed: UInt64(rows * 1000 + inputs))
         let lda = inputs + 3
@@ -510,6 +520,20 @@ import CDeepLearningKernels
         dlk_matrix_vector_f32(a, Int64(rows), Int64(inputs), Int64(lda), x, &vector, 0)
         dlk_matrix_vector_f32(a, Int64(rows), Int64(inputs), Int64(lda), x, &plain, 1)
         #expect(vector.map(\.bitPattern) == plain.map(\.bitPattern))
+        let saved = Kernels.threads
+        defer { Kernels.threads = saved }
+        let scale: Float = -0.7, base = (0..<rows).map { _ in Float(rng.normal()) }
+        let affine = vector.indices.map { vector[$0] * scale + base[$0] }
+        for threads in [1, 2, 3, 8] {
+            Kernels.threads = threads
+            for portable: Int32 in [0, 1] {
+                var shared = [Float](repeating: .nan, count: rows), scaled = shared
+                dlk_matrix_vector_f32(a, Int64(rows), Int64(inputs), Int64(lda), x, &shared, portable)
+                dlk_matrix_vector_affine_f32(a, Int64(rows), Int64(inputs), Int64(lda), x, scale, base, &scaled, portable)
+                #expect(shared.map(\.bitPattern) == vector.map(\.bitPattern), "\(threads) threads, plain C \(portable)")
+                #expect(scaled.map(\.bitPattern) == affine.map(\.bitPattern), "\(threads) threads, plain C \(portable)")
+            }
+        }
         for r in 0..<rows {
             var expected = 0.0, scale = 0.0
             for i in 0..<inputs {

@@ -96,9 +96,19 @@ DLK_HIDDEN void dlk_row_times_matrix(const float *x, int64_t k, const float *b, 
 /// y (m) = A x for A (m x n, rows lda apart) and x (n): one sample through a layer that
 /// keeps W (out x in) (matrix_vector.c). Each output sums its products in 8 lanes added in
 /// a fixed order, then the n % 8 last ones: the same bits with the AVX2 kernel and with
-/// plain C (`plain_c`).
+/// plain C (`plain_c`), and on any number of threads (a large product shares its rows
+/// among the kernel threads).
 DLK_HIDDEN void dlk_matrix_vector_f32(const float *a, int64_t m, int64_t n, int64_t lda, const float *x, float *y,
                                       int plain_c);
+
+/// y[r] = (A x)[r] * scale + base[r] (two roundings), the sums as dlk_matrix_vector_f32's:
+/// one sample through a layer with its bias (scale 1), or from raw input whose
+/// preprocessing the layer has folded into scale and base.
+DLK_HIDDEN void dlk_matrix_vector_affine_f32(const float *a, int64_t m, int64_t n, int64_t lda, const float *x,
+                                             float scale, const float *base, float *y, int plain_c);
+
+/// t (cols x rows) = the transpose of a (rows x cols), both dense.
+DLK_HIDDEN void dlk_transpose_f32(const float *a, int64_t rows, int64_t cols, float *t);
 
 // MARK: - exp (exp.c)
 

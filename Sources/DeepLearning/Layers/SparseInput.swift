@@ -23,8 +23,11 @@ import CDeepLearningKernels
 /// zero. A single sample to predict takes the sparse path when at most `singleMaxDensity`
 /// of its inputs differ from its background, with the base term `b + v rowsum(W)` kept in
 /// the caller's workspace while the weights and v stay the same (`Parameter.generation`),
-/// so that it reads only the rows of W^T its nonzeros need; other single samples go through
-/// a dense kernel on W^T (BLAS's `gemv` would wake its threads for a product this size).
+/// so that it reads only the rows of W^T its nonzeros need; other single samples to predict
+/// are multiplied by the rows of W, a copy the workspace keeps while the weight stays the
+/// same (`keptWeight`), both cores each reading the contiguous rows of its outputs; in
+/// training, by a dense kernel on W^T (BLAS's `gemv` would wake its threads for a product
+/// this size).
 /// Other batches take the layer's BLAS path. What is predicted can come raw, before the
 /// model's preprocessing x * m + o (`Linear.inferFolded`): the compression then maps each
 /// entry as it reads it (`multiplyRaw`, `predictOneRaw`), and the dense products take m as
@@ -75,6 +78,10 @@ final class SparseInput {
         /// whether through the sparse path.
         @exclusivity(unchecked) var lastWasFolded = false
         @exclusivity(unchecked) var lastFoldedWasSparse = false
+        /// Single dense samples to predict: W (out x in), the transpose of the weight as the
+        /// layer keeps it, made from the weight's generation in `weightKey` (`keptWeight`).
+        let weight = Buffer<Float>()
+        @exclusivity(unchecked) var weightKey: UInt64? = nil
     }
 
     /// What the kept base terms were computed from: the versions of the weight and the
@@ -140,6 +147,15 @@ final class SparseInput {
             if let generations, single(floats(x), weightT: floats(weightT), bias: bias.map(floats), y: floats(y),
                                        generations: generations, workspace: workspace) {
                 workspace.singleWasSparse = true
+                return .single
+            }
+            if let generations, let w = keptWeight(floats(weightT), generation: generations.weight, workspace: workspace) {
+                let (i, o) = (Int64(inFeatures), Int64(outFeatures))
+                if let bias {
+                    dlk_matrix_vector_affine_f32(w, o, i, i, floats(x), 1, floats(bias), floats(y), plainC)
+                } else {
+                    dlk_matrix_vector_f32(w, o, i, i, floats(x), floats(y), plainC)
+                }
                 return .single
             }
             guard workspace.partial.reserve((chunks - 1) * outFeatures) else { return .none }
@@ -315,11 +331,39 @@ final class SparseInput {
         workspace.singleWasSparse = sparse
         if sparse { return true }
         let o = outFeatures
-        guard let base = foldedBase(weightT: weightT, bias: bias, offset: b, generations: generations, workspace: workspace),
-              workspace.partial.reserve((Int(DLK_SPARSE_CHUNKS) - 1) * o) else { return false }
+        guard let base = foldedBase(weightT: weightT, bias: bias, offset: b, generations: generations,
+                                    workspace: workspace) else { return false }
+        if let w = keptWeight(weightT, generation: generations.weight, workspace: workspace) {
+            dlk_matrix_vector_affine_f32(w, Int64(o), Int64(inFeatures), Int64(inFeatures), x, a, base, y, plainC)
+            return true
+        }
+        guard workspace.partial.reserve((Int(DLK_SPARSE_CHUNKS) - 1) * o) else { return false }
         dlk_row_times_matrix(x, Int64(inFeatures), weightT, Int64(o), nil, workspace.partial.base, y, plainC)
         for j in 0..<o { y[j] = y[j] * a + base[j] }
         return true
+    }
+
+    /// The most floats of weight a workspace keeps a transposed copy of (4 MB; `keptWeight`).
+    static let maxKeptWeight = 1 << 20
+
+    /// W (out x in), from the weight stored as W^T, kept in `workspace` while the weight's
+    /// generation stays the same: what a single dense sample to predict is multiplied by.
+    /// Each output's weights are then one contiguous row, and each kernel thread reads the
+    /// rows of its outputs front to back (`dlk_matrix_vector_f32`), where W^T's columns would
+    /// be read in strided passes. Nil for a weight of more than `maxKeptWeight` floats (a
+    /// copy per inference context would cost too much memory) or when the buffer cannot be
+    /// had.
+    private func keptWeight(_ weightT: UnsafePointer<Float>, generation: UInt64,
+                            workspace: Workspace) -> UnsafePointer<Float>? {
+        let count = inFeatures * outFeatures   // the weight's element count: it exists
+        guard count <= SparseInput.maxKeptWeight else { return nil }
+        if workspace.weightKey != generation {
+            workspace.weightKey = nil
+            guard workspace.weight.reserve(count) else { return nil }
+            dlk_transpose_f32(weightT, Int64(inFeatures), Int64(outFeatures), workspace.weight.base)
+            workspace.weightKey = generation
+        }
+        return UnsafePointer(workspace.weight.base)
     }
 
     /// b + offset rowsum(W): each output's bias plus `offset` times the sum of its weights,
