@@ -55,8 +55,10 @@ extension Model {
     /// (a whole-set check up front would cost a serial pass over all of `x` every epoch):
     /// a NaN or infinite input, like a loss that becomes non-finite (divergence), throws
     /// `.numeric` from the step that meets it; the steps before it stay applied and `epoch`
-    /// is not advanced. On success `epoch` goes up by one.
+    /// is not advanced. On success `epoch` goes up by one. Specialized for float32, as
+    /// `trainStep`.
     @discardableResult
+    @_specialize(where T == Float)
     public func trainEpoch(x: UnsafePointer<Float>, targets: BatchTargets<Float>, count: Int, batchSize: Int,
                            shuffle: Bool = true, progress: ProgressHandler? = nil) throws(DLError) -> EpochResult {
         guard count > 0 else { throw .invalid("the number of samples must be at least 1, got \(count)") }
