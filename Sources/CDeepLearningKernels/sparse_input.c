@@ -803,24 +803,60 @@ static void forward_units(void *context, int64_t u0, int64_t u1, int thread) {
 
 struct sum_job {
     float *y;
-    const float *partial;
+    const float *partial, *bias;
     int64_t n, stride;
+    int plain_c;
 };
 
-// Rows [begin, end) of y += each chunk's partial product, in chunk order.
-static void sum_part(void *context, int64_t begin, int64_t end, int thread) {
-    (void)thread;
-    const struct sum_job *s = context;
-    for (int64_t h = 1; h < CHUNKS; h++) {
-        const float *p = s->partial + (h - 1) * s->stride;
-        for (int64_t i = begin * s->n; i < end * s->n; i++) s->y[i] += p[i];
+// Elements [i, end) of row r: y += each chunk's partial product in chunk order, then the
+// bias (when there is one), one element at a time.
+static void sum_elements_plain(const struct sum_job *s, int64_t r, int64_t i, int64_t end) {
+    for (; i < end; i++) {
+        float v = s->y[r * s->n + i];
+        for (int64_t h = 1; h < CHUNKS; h++) v += s->partial[(h - 1) * s->stride + r * s->n + i];
+        if (s->bias) v += s->bias[i];
+        s->y[r * s->n + i] = v;
     }
 }
 
-// y (rows x n) += the partial products, split by rows when there is enough to share.
-static void add_partials(float *y, const float *partial, int64_t rows, int64_t n) {
-    struct sum_job job = {y, partial, n, rows * n};
+#if DLK_X86
+// The same additions in the same order, 8 elements at a time; returns where it stopped.
+__attribute__((target("avx2")))
+static int64_t sum_elements_avx2(const struct sum_job *s, int64_t r) {
+    float *y = s->y + r * s->n;
+    int64_t i = 0;
+    for (; i + 8 <= s->n; i += 8) {
+        __m256 v = _mm256_loadu_ps(y + i);
+        for (int64_t h = 1; h < CHUNKS; h++)
+            v = _mm256_add_ps(v, _mm256_loadu_ps(s->partial + (h - 1) * s->stride + r * s->n + i));
+        if (s->bias) v = _mm256_add_ps(v, _mm256_loadu_ps(s->bias + i));
+        _mm256_storeu_ps(y + i, v);
+    }
+    return i;
+}
+#endif
+
+// Rows [begin, end) of y += each chunk's partial product, in chunk order (+ the bias).
+static void sum_part(void *context, int64_t begin, int64_t end, int thread) {
+    (void)thread;
+    const struct sum_job *s = context;
+    for (int64_t r = begin; r < end; r++) {
+        int64_t i = 0;
+#if DLK_X86
+        if (!s->plain_c && dlk_has_avx2()) i = sum_elements_avx2(s, r);
+#endif
+        sum_elements_plain(s, r, i, s->n);
+    }
+}
+
+// y (rows x n) += the partial products (+ bias), split by rows when there is enough to share.
+static void add_partials(float *y, const float *partial, const float *bias, int64_t rows, int64_t n, int plain_c) {
+    struct sum_job job = {y, partial, bias, n, rows * n, plain_c};
     dlk_parallel_for(rows, 1 + 16384 / (n > 0 ? n : 1), sum_part, &job);
+}
+
+void dlk_sum_chunks_f32(float *y, const float *partial, const float *bias, int64_t rows, int64_t n, int plain_c) {
+    add_partials(y, partial, bias, rows, n, plain_c);
 }
 
 int64_t dlk_sparse_forward(const float *x, int64_t rows, int64_t cols, float v, int64_t max_nonzeros,
@@ -836,7 +872,7 @@ int64_t dlk_sparse_forward(const float *x, int64_t rows, int64_t cols, float v, 
         total += job.nonzeros[u].count;
     }
     if (total > max_nonzeros) return -1;
-    add_partials(y, work->partial, rows, n);
+    add_partials(y, work->partial, NULL, rows, n, plain_c);
     return total;
 }
 
@@ -865,7 +901,7 @@ void dlk_row_times_matrix(const float *x, int64_t k, const float *b, int64_t n, 
                           float *y, int plain_c) {
     struct row_job job = {x, k, b, n, bias, y, partial, plain_c};
     dlk_parallel_for(CHUNKS, 1, row_part, &job);
-    struct sum_job sum = {y, partial, n, n};
+    struct sum_job sum = {y, partial, NULL, n, n, plain_c};
     sum_part(&sum, 0, 1, 0);
 }
 

@@ -57,6 +57,12 @@ public enum Kernels {
         UnsafeRawPointer(p).assumingMemoryBound(to: Float.self)
     }
 
+    /// `asFloats` for an array the kernel writes.
+    @inline(__always)
+    static func asMutableFloats<T>(_ p: UnsafeMutablePointer<T>) -> UnsafeMutablePointer<Float> {
+        UnsafeMutableRawPointer(p).assumingMemoryBound(to: Float.self)
+    }
+
     /// C = alpha op(A) B (row-major, float32; op(A) = A^T with `transA`) with the library's
     /// own AVX-512 or AVX2/FMA kernel, which reads A and B where they are (`dlk_gemm_f32`: no packed
     /// copies, unlike OpenBLAS), C's rows handed out to the kernel threads in blocks (or
@@ -250,6 +256,35 @@ public enum Kernels {
         return Double(m) + Double.log(Double(s))
     }
 
+    /// softmaxRow's first half for every row of a float32 batch at once: y = exp(x - max of
+    /// the row), the exponentials of all rows in one call (8 at a time, where each row of
+    /// 10 classes had one call for a vector and two single values). `normalizeExponentials`
+    /// finishes each row; the two give softmaxRow's bits.
+    static func shiftedExponentials<T: DLScalar>(_ x: UnsafePointer<T>, _ y: UnsafeMutablePointer<T>, rows: Int,
+                                                 cols: Int) {
+        for r in 0..<rows {
+            let xr = x + r * cols, yr = y + r * cols
+            var m = xr[0]
+            for c in 1..<cols where xr[c] > m { m = xr[c] }
+            for c in 0..<cols { yr[c] = xr[c] - m }
+        }
+        let f = UnsafeMutableRawPointer(y).assumingMemoryBound(to: Float.self)
+        dlk_exp_f32(f, f, Int64(rows * cols), 0)
+    }
+
+    /// The rest of softmaxRow on a row that `shiftedExponentials` wrote: y /= sum(y);
+    /// returns log(sum(exp(x))) in Double.
+    static func normalizeExponentials<T: DLScalar>(_ x: UnsafePointer<T>, _ y: UnsafeMutablePointer<T>,
+                                                   _ cols: Int) -> Double {
+        var m = x[0]
+        for c in 1..<cols where x[c] > m { m = x[c] }
+        var s: T = 0
+        for c in 0..<cols { s += y[c] }
+        let inv = 1 / s
+        for c in 0..<cols { y[c] *= inv }
+        return Double(m) + Double.log(Double(s))
+    }
+
     /// Softmax's Jacobian applied row by row: dx = y * (dy - sum(dy * y)).
     @_specialize(where T == Float) @_specialize(where T == Double)
     public static func softmaxBackwardRows<T: DLScalar>(_ y: UnsafePointer<T>, _ dy: UnsafePointer<T>, _ dx: UnsafeMutablePointer<T>, rows: Int, cols: Int) {
@@ -306,10 +341,13 @@ public enum Kernels {
         var sum = 0.0
         let inv = 1 / T(rows)
         let off = T(smoothing / Double(cols)), on = T(1 - smoothing)
+        let batched = T.self == Float.self && rows > 1
+        if batched { shiftedExponentials(logits, dlogits, rows: rows, cols: cols) }
         for r in 0..<rows {
             let lr = logits + r * cols, row = dlogits + r * cols
             let k = Int(labels[r])
-            sum += softmaxRow(lr, row, cols) - (1 - smoothing) * Double(lr[k])      // -log softmax[k] when e = 0
+            let logZ = batched ? normalizeExponentials(lr, row, cols) : softmaxRow(lr, row, cols)
+            sum += logZ - (1 - smoothing) * Double(lr[k])      // -log softmax[k] when e = 0
             if smoothing > 0 {
                 var rowSum = 0.0
                 for c in 0..<cols { rowSum += Double(lr[c]) }

@@ -69,6 +69,13 @@ DLK_HIDDEN int64_t dlk_sparse_forward(const float *x, int64_t rows, int64_t cols
                                       const float *wt, int64_t n, const float *bias, dlk_sparse_batch *work,
                                       float *y, int plain_c);
 
+/// y (rows x n) += the DLK_SPARSE_CHUNKS - 1 partial products that follow one another in
+/// `partial` (rows x n each), in chunk order, then + bias[c] (NULL: none), each element in
+/// that order whatever the path (AVX2 or plain C): the chunked dense forward's sums
+/// (Linear.chunkedForward), in one pass, on the kernel threads for large batches.
+DLK_HIDDEN void dlk_sum_chunks_f32(float *y, const float *partial, const float *bias, int64_t rows, int64_t n,
+                                   int plain_c);
+
 /// The value to compress a batch (or sample) of `count` floats around: of the 16 entries
 /// x[a * count / 16], the one equal to the most of them, the first on ties (float equality:
 /// 0 equals -0, NaN equals nothing). count >= 1.
@@ -109,6 +116,14 @@ DLK_HIDDEN void dlk_matrix_vector_affine_f32(const float *a, int64_t m, int64_t 
 
 /// t (cols x rows) = the transpose of a (rows x cols), both dense.
 DLK_HIDDEN void dlk_transpose_f32(const float *a, int64_t rows, int64_t cols, float *t);
+
+// MARK: - ReLU (activations.c)
+
+/// y[i] = x[i] > 0 ? x[i] : +0 (x == y allowed), 8 at a time on AVX2.
+DLK_HIDDEN void dlk_relu_f32(const float *x, float *y, int64_t n, int plain_c);
+
+/// dx[i] = x[i] > 0 ? dy[i] : +0 (dx may be dy), 8 at a time on AVX2.
+DLK_HIDDEN void dlk_relu_backward_f32(const float *x, const float *dy, float *dx, int64_t n, int plain_c);
 
 // MARK: - exp (exp.c)
 

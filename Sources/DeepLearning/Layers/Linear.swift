@@ -163,6 +163,11 @@ public final class Linear<T: DLScalar>: Layer {
                            lda: inFeatures, b: b, ldb: outFeatures, beta: 0, c: c, ldc: outFeatures)
             }
         }
+        if T.self == Float.self, chunks == Int(DLK_SPARSE_CHUNKS) {   // the partials and the bias in one pass, in C
+            dlk_sum_chunks_f32(floats(y), Kernels.asFloats(partial), bias.map { Kernels.asFloats($0.value.data) },
+                               Int64(batch), Int64(outFeatures), 0)
+            return true
+        }
         for h in 1..<chunks { Kernels.add(partial + (h - 1) * size, into: y.data, size) }
         if let bias { Kernels.addRowVector(y.data, bias.value.data, rows: batch, cols: outFeatures) }
         return true
