@@ -849,14 +849,10 @@ static void sum_part(void *context, int64_t begin, int64_t end, int thread) {
     }
 }
 
-// y (rows x n) += the partial products (+ bias), split by rows when there is enough to share.
-static void add_partials(float *y, const float *partial, const float *bias, int64_t rows, int64_t n, int plain_c) {
+// Split by rows when there is enough to share.
+void dlk_sum_chunks_f32(float *y, const float *partial, const float *bias, int64_t rows, int64_t n, int plain_c) {
     struct sum_job job = {y, partial, bias, n, rows * n, plain_c};
     dlk_parallel_for(rows, 1 + 16384 / (n > 0 ? n : 1), sum_part, &job);
-}
-
-void dlk_sum_chunks_f32(float *y, const float *partial, const float *bias, int64_t rows, int64_t n, int plain_c) {
-    add_partials(y, partial, bias, rows, n, plain_c);
 }
 
 int64_t dlk_sparse_forward(const float *x, int64_t rows, int64_t cols, float v, int64_t max_nonzeros,
@@ -872,7 +868,7 @@ int64_t dlk_sparse_forward(const float *x, int64_t rows, int64_t cols, float v, 
         total += job.nonzeros[u].count;
     }
     if (total > max_nonzeros) return -1;
-    add_partials(y, work->partial, NULL, rows, n, plain_c);
+    dlk_sum_chunks_f32(y, work->partial, NULL, rows, n, plain_c);
     return total;
 }
 

@@ -233,47 +233,40 @@ public enum Kernels {
     /// Row-wise softmax: y[r, :] = exp(x[r, :] - max) / sum. Stable for any finite x.
     @_specialize(where T == Float) @_specialize(where T == Double)
     public static func softmaxRows<T: DLScalar>(_ x: UnsafePointer<T>, _ y: UnsafeMutablePointer<T>, rows: Int, cols: Int) {
-        for r in 0..<rows { _ = softmaxRow(x + r * cols, y + r * cols, cols) }
+        shiftedExponentials(x, y, rows: rows, cols: cols)
+        for r in 0..<rows { _ = normalizeExponentials(x + r * cols, y + r * cols, cols) }
     }
 
     /// Softmax of one row into y; returns log(sum(exp(x))) in Double, so callers can form
     /// log-probabilities x[k] - logZ without taking the log of an underflowed probability.
     @_specialize(where T == Float) @_specialize(where T == Double)
     static func softmaxRow<T: DLScalar>(_ x: UnsafePointer<T>, _ y: UnsafeMutablePointer<T>, _ cols: Int) -> Double {
-        var m = x[0]
-        for c in 1..<cols where x[c] > m { m = x[c] }
-        var s: T = 0
-        if T.self == Float.self {   // the exponentials 8 at a time (dlk_exp_f32), not a libm call each
-            for c in 0..<cols { y[c] = x[c] - m }
-            let f = UnsafeMutableRawPointer(y).assumingMemoryBound(to: Float.self)
-            dlk_exp_f32(f, f, Int64(cols), 0)
-            for c in 0..<cols { s += y[c] }
-        } else {
-            for c in 0..<cols { y[c] = T.exp(x[c] - m); s += y[c] }
-        }
-        let inv = 1 / s
-        for c in 0..<cols { y[c] *= inv }
-        return Double(m) + Double.log(Double(s))
+        shiftedExponentials(x, y, rows: 1, cols: cols)
+        return normalizeExponentials(x, y, cols)
     }
 
-    /// softmaxRow's first half for every row of a float32 batch at once: y = exp(x - max of
-    /// the row), the exponentials of all rows in one call (8 at a time, where each row of
-    /// 10 classes had one call for a vector and two single values). `normalizeExponentials`
-    /// finishes each row; the two give softmaxRow's bits.
+    /// Softmax's first half for `rows` rows: y = exp(x - the row's max). Float32 takes every
+    /// row's exponentials in one call (dlk_exp_f32, 8 at a time: a row of 10 classes alone
+    /// is one vector and two single values); other types libm's exp, one at a time.
+    @_specialize(where T == Float) @_specialize(where T == Double)
     static func shiftedExponentials<T: DLScalar>(_ x: UnsafePointer<T>, _ y: UnsafeMutablePointer<T>, rows: Int,
                                                  cols: Int) {
         for r in 0..<rows {
             let xr = x + r * cols, yr = y + r * cols
             var m = xr[0]
             for c in 1..<cols where xr[c] > m { m = xr[c] }
-            for c in 0..<cols { yr[c] = xr[c] - m }
+            if T.self == Float.self {
+                for c in 0..<cols { yr[c] = xr[c] - m }
+            } else {
+                for c in 0..<cols { yr[c] = T.exp(xr[c] - m) }
+            }
         }
-        let f = UnsafeMutableRawPointer(y).assumingMemoryBound(to: Float.self)
-        dlk_exp_f32(f, f, Int64(rows * cols), 0)
+        if T.self == Float.self { dlk_exp_f32(Kernels.asFloats(y), Kernels.asMutableFloats(y), Int64(rows * cols), 0) }
     }
 
-    /// The rest of softmaxRow on a row that `shiftedExponentials` wrote: y /= sum(y);
+    /// Softmax's second half, on a row of x whose `shiftedExponentials` are in y: y /= sum(y);
     /// returns log(sum(exp(x))) in Double.
+    @_specialize(where T == Float) @_specialize(where T == Double)
     static func normalizeExponentials<T: DLScalar>(_ x: UnsafePointer<T>, _ y: UnsafeMutablePointer<T>,
                                                    _ cols: Int) -> Double {
         var m = x[0]
@@ -341,13 +334,11 @@ public enum Kernels {
         var sum = 0.0
         let inv = 1 / T(rows)
         let off = T(smoothing / Double(cols)), on = T(1 - smoothing)
-        let batched = T.self == Float.self && rows > 1
-        if batched { shiftedExponentials(logits, dlogits, rows: rows, cols: cols) }
+        shiftedExponentials(logits, dlogits, rows: rows, cols: cols)
         for r in 0..<rows {
             let lr = logits + r * cols, row = dlogits + r * cols
             let k = Int(labels[r])
-            let logZ = batched ? normalizeExponentials(lr, row, cols) : softmaxRow(lr, row, cols)
-            sum += logZ - (1 - smoothing) * Double(lr[k])      // -log softmax[k] when e = 0
+            sum += normalizeExponentials(lr, row, cols) - (1 - smoothing) * Double(lr[k])      // -log softmax[k] when e = 0
             if smoothing > 0 {
                 var rowSum = 0.0
                 for c in 0..<cols { rowSum += Double(lr[c]) }
@@ -369,9 +360,10 @@ public enum Kernels {
         var sum = 0.0
         let inv = 1 / T(rows)
         let off = T(smoothing / Double(cols)), keep = T(1 - smoothing)
+        shiftedExponentials(logits, dlogits, rows: rows, cols: cols)
         for r in 0..<rows {
             let lr = logits + r * cols, row = dlogits + r * cols, tr = t + r * cols
-            let logZ = softmaxRow(lr, row, cols)
+            let logZ = normalizeExponentials(lr, row, cols)
             var qsum: T = 0
             for c in 0..<cols {
                 let q = keep * tr[c] + off

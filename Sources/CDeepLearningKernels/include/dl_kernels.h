@@ -71,8 +71,9 @@ DLK_HIDDEN int64_t dlk_sparse_forward(const float *x, int64_t rows, int64_t cols
 
 /// y (rows x n) += the DLK_SPARSE_CHUNKS - 1 partial products that follow one another in
 /// `partial` (rows x n each), in chunk order, then + bias[c] (NULL: none), each element in
-/// that order whatever the path (AVX2 or plain C): the chunked dense forward's sums
-/// (Linear.chunkedForward), in one pass, on the kernel threads for large batches.
+/// that order whatever the path (AVX2 or plain C): the sparse forward's and the chunked
+/// dense forward's sums (Linear.chunkedForward), in one pass, on the kernel threads for
+/// large batches.
 DLK_HIDDEN void dlk_sum_chunks_f32(float *y, const float *partial, const float *bias, int64_t rows, int64_t n,
                                    int plain_c);
 
@@ -110,7 +111,7 @@ DLK_HIDDEN void dlk_matrix_vector_f32(const float *a, int64_t m, int64_t n, int6
 
 /// y[r] = (A x)[r] * scale + base[r] (two roundings), the sums as dlk_matrix_vector_f32's:
 /// one sample through a layer with its bias (scale 1), or from raw input whose
-/// preprocessing the layer has folded into scale and base.
+/// preprocessing the layer has folded into scale and base. base NULL: y = A x (scale unused).
 DLK_HIDDEN void dlk_matrix_vector_affine_f32(const float *a, int64_t m, int64_t n, int64_t lda, const float *x,
                                              float scale, const float *base, float *y, int plain_c);
 

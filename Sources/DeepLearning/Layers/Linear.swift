@@ -198,10 +198,10 @@ public final class Linear<T: DLScalar>: Layer {
         let batch = x.shape[0]
         let w = weight.value.data
         if batch == 1 {
-            if T.self == Float.self, !weightIsTransposed, let bias {   // W x + b in one pass
+            if T.self == Float.self, !weightIsTransposed {   // W x + b in one pass
                 dlk_matrix_vector_affine_f32(Kernels.asFloats(w), Int64(outFeatures), Int64(inFeatures),
                                              Int64(inFeatures), Kernels.asFloats(x.data), 1,
-                                             Kernels.asFloats(bias.value.data), floats(y), 0)
+                                             bias.map { Kernels.asFloats($0.value.data) }, floats(y), 0)
                 return
             }
             let (m, n) = weightIsTransposed ? (inFeatures, outFeatures) : (outFeatures, inFeatures)

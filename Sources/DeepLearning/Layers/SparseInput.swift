@@ -151,11 +151,7 @@ final class SparseInput {
             }
             if let generations, let w = keptWeight(floats(weightT), generation: generations.weight, workspace: workspace) {
                 let (i, o) = (Int64(inFeatures), Int64(outFeatures))
-                if let bias {
-                    dlk_matrix_vector_affine_f32(w, o, i, i, floats(x), 1, floats(bias), floats(y), plainC)
-                } else {
-                    dlk_matrix_vector_f32(w, o, i, i, floats(x), floats(y), plainC)
-                }
+                dlk_matrix_vector_affine_f32(w, o, i, i, floats(x), 1, bias.map(floats), floats(y), plainC)
                 return .single
             }
             guard workspace.partial.reserve((chunks - 1) * outFeatures) else { return .none }
