@@ -102,6 +102,7 @@ struct matrix_vector_job {
     const float *base;   // NULL: y = A x
     float *y;
     int plain_c;
+    int64_t late;        // rows each boundary between shares moves (see late_work)
 };
 
 #pragma STDC FP_CONTRACT OFF   // the epilogue's two roundings
@@ -119,16 +120,50 @@ static int64_t affine_avx2(float *y, int64_t begin, int64_t end, float scale, co
 }
 #endif
 
-// Rows [begin, end) of the job's m rows. Every boundary between shares moves m / 64 rows
-// later: the calling thread, which runs the first share, starts it a job hand-over
-// (0.1-0.3 us) before a worker starts its own, and a single sample's product takes only
-// 2-3 us. (Which thread computes a row does not change its bits.)
+// The calling thread runs the first share and starts it a job hand-over (0.1-0.4 us,
+// depending on the machine) before a worker starts its own, while a single sample's product
+// takes only 2-3 us: every boundary between shares moves `late` rows later, so the caller
+// does more. How many is measured, not guessed: `late_work` (multiply-adds, so that
+// products of any width share it) grows by a row when the caller had to wait for a worker
+// more often than not over the last few jobs (`balance` counts up for a wait, down for
+// workers done first, and moves `late_work` when it reaches +-BALANCE_STEPS), and shrinks
+// by a row the other way. Slowly, because a row that changes hands is read from the other
+// core's cache (alternating a row every call cost more than the balance gained). It
+// settles where the shares end together: about m / 64 rows of 784 inputs on AMD Zen 3
+// VMs, m / 20 on Intel Xeon VMs. Which thread computes a row does not change its bits, so
+// the results do not depend on it.
+enum { BALANCE_STEPS = 8 };
+static int64_t late_work;   // atomic (relaxed), as `balance`: callers on several threads may adjust them
+static int balance;
+
+// After a job that moved its boundaries `late` rows of n multiply-adds, of at most `most`.
+static void rebalance(int join, int64_t late, int64_t most, int64_t n) {
+    if (join != DLK_JOIN_CALLER_WAITED && join != DLK_JOIN_WORKERS_FIRST) return;
+    int b = __atomic_load_n(&balance, __ATOMIC_RELAXED) + (join == DLK_JOIN_CALLER_WAITED ? 1 : -1);
+    if (b >= BALANCE_STEPS || b <= -BALANCE_STEPS) {
+        const int64_t next = late + (b > 0 ? 1 : -1);
+        if (next >= 0 && next <= most) __atomic_store_n(&late_work, next * n, __ATOMIC_RELAXED);
+        b = 0;
+    }
+    __atomic_store_n(&balance, b, __ATOMIC_RELAXED);
+}
+
+// Where a boundary between shares at row b (of m) moves: `late` rows later, rounded to the
+// nearest multiple of four, so that no share ends with rows the kernel takes one at a time
+// (four rows share each load of x; a lone row took as long as three of a group).
+static int64_t moved_boundary(int64_t b, int64_t m, int64_t late) {
+    if (b == 0 || b == m) return b;
+    const int64_t moved = (b + late + 2) & ~(int64_t)3;
+    return moved < m ? moved : m;
+}
+
+// Rows [begin, end) of the job's m rows, each boundary moved (`moved_boundary`).
 static void matrix_vector_share(void *context, int64_t begin, int64_t end, int thread) {
     (void)thread;
     const struct matrix_vector_job *job = context;
-    const int64_t m = job->m, late = m / 64;
-    begin = begin == 0 ? 0 : (begin + late < m ? begin + late : m);
-    end = end == m ? m : (end + late < m ? end + late : m);
+    const int64_t m = job->m;
+    begin = moved_boundary(begin, m, job->late);
+    end = moved_boundary(end, m, job->late);
     float *y = job->y;
     const float scale = job->scale, *base = job->base;
     matrix_vector_rows(job->a + begin * job->lda, end - begin, job->n, job->lda, job->x, y + begin, job->plain_c);
@@ -143,12 +178,15 @@ static void matrix_vector_share(void *context, int64_t begin, int64_t end, int t
 static void matrix_vector(const float *a, int64_t m, int64_t n, int64_t lda, const float *x, float scale,
                           const float *base, float *y, int plain_c) {
     if (m <= 0) return;
-    struct matrix_vector_job job = {a, x, m, n, lda, scale, base, y, plain_c};
+    struct matrix_vector_job job = {a, x, m, n, lda, scale, base, y, plain_c, 0};
     if (m * n < 2 * MIN_WORK_PER_THREAD) {   // one share, on this thread: not worth the pool's call
         matrix_vector_share(&job, 0, m, 0);
         return;
     }
-    dlk_parallel_for(m, (MIN_WORK_PER_THREAD + n - 1) / n, matrix_vector_share, &job);
+    // At most an eighth of the rows: every share keeps most of its own.
+    const int64_t most = m / 8, work = __atomic_load_n(&late_work, __ATOMIC_RELAXED);
+    job.late = work / n < most ? work / n : most;
+    rebalance(dlk_parallel_for(m, (MIN_WORK_PER_THREAD + n - 1) / n, matrix_vector_share, &job), job.late, most, n);
 }
 
 void dlk_matrix_vector_f32(const float *a, int64_t m, int64_t n, int64_t lda, const float *x, float *y, int plain_c) {

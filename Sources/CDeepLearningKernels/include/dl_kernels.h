@@ -274,7 +274,17 @@ typedef void (*dlk_task)(void *context, int64_t begin, int64_t end, int thread);
 /// order by this rule finds the same part of it on the same core at the next call. Serial
 /// when T is 1, or when the pool is busy with another caller's job. A task must give the
 /// same results whatever range it is handed, so that results never depend on T.
-DLK_HIDDEN void dlk_parallel_for(int64_t items, int64_t min_items_per_thread, dlk_task task, void *context);
+/// Returns how the shares met (`dlk_join`), for a kernel that balances its shares by
+/// measurement (the caller's share starts a hand-over earlier than the workers').
+DLK_HIDDEN int dlk_parallel_for(int64_t items, int64_t min_items_per_thread, dlk_task task, void *context);
+
+/// How a job's shares met, as dlk_parallel_for returns it.
+enum dlk_join {
+    DLK_JOIN_SERIAL = 0,    // one thread ran every share (T is 1, or the pool was busy)
+    DLK_JOIN_WORKERS_FIRST, // every worker had finished when the caller finished its share
+    DLK_JOIN_CALLER_WAITED, // the caller waited for a worker still running its share
+    DLK_JOIN_TOOK_OVER,     // a worker had not started (asleep, or its core taken): the caller ran its share
+};
 
 /// Threads the kernels use (the caller included), 1 to DLK_MAX_THREADS: DL_NUM_THREADS
 /// when set and positive, else the CPUs available less one for the batch loader when there
