@@ -116,7 +116,8 @@ static int64_t compress_rows(const float *x, int64_t r0, int64_t r1, int64_t c0,
 
 // MARK: - Density estimate
 
-// Entries of n floats at x that differ from v, and those that differ from 0.
+// Entries of n floats at x that differ from v, and (unless not_zero is NULL) those that
+// differ from 0.
 static void count_differing_plain(const float *x, int64_t n, float v, int64_t *not_v, int64_t *not_zero) {
     int64_t a = 0, b = 0;
     for (int64_t i = 0; i < n; i++) {
@@ -124,7 +125,7 @@ static void count_differing_plain(const float *x, int64_t n, float v, int64_t *n
         b += x[i] != 0.0f;
     }
     *not_v += a;
-    *not_zero += b;
+    if (not_zero) *not_zero += b;
 }
 
 #if DLK_X86
@@ -137,12 +138,20 @@ static void count_differing_avx2(const float *x, int64_t n, float v, int64_t *no
     const __m256 vv = _mm256_set1_ps(v), zero = _mm256_setzero_ps();
     __m256i a = _mm256_setzero_si256(), b = _mm256_setzero_si256(), c = a, d = a;
     int64_t i = 0;
-    for (; i + 16 <= n; i += 16) {   // two vectors a pass: half the loop's own instructions
-        const __m256 xi = _mm256_loadu_ps(x + i), xj = _mm256_loadu_ps(x + i + 8);
-        a = _mm256_sub_epi32(a, _mm256_castps_si256(_mm256_cmp_ps(xi, vv, _CMP_NEQ_UQ)));
-        b = _mm256_sub_epi32(b, _mm256_castps_si256(_mm256_cmp_ps(xi, zero, _CMP_NEQ_UQ)));
-        c = _mm256_sub_epi32(c, _mm256_castps_si256(_mm256_cmp_ps(xj, vv, _CMP_NEQ_UQ)));
-        d = _mm256_sub_epi32(d, _mm256_castps_si256(_mm256_cmp_ps(xj, zero, _CMP_NEQ_UQ)));
+    if (not_zero) {
+        for (; i + 16 <= n; i += 16) {   // two vectors a pass: half the loop's own instructions
+            const __m256 xi = _mm256_loadu_ps(x + i), xj = _mm256_loadu_ps(x + i + 8);
+            a = _mm256_sub_epi32(a, _mm256_castps_si256(_mm256_cmp_ps(xi, vv, _CMP_NEQ_UQ)));
+            b = _mm256_sub_epi32(b, _mm256_castps_si256(_mm256_cmp_ps(xi, zero, _CMP_NEQ_UQ)));
+            c = _mm256_sub_epi32(c, _mm256_castps_si256(_mm256_cmp_ps(xj, vv, _CMP_NEQ_UQ)));
+            d = _mm256_sub_epi32(d, _mm256_castps_si256(_mm256_cmp_ps(xj, zero, _CMP_NEQ_UQ)));
+        }
+    } else {
+        for (; i + 16 <= n; i += 16) {
+            const __m256 xi = _mm256_loadu_ps(x + i), xj = _mm256_loadu_ps(x + i + 8);
+            a = _mm256_sub_epi32(a, _mm256_castps_si256(_mm256_cmp_ps(xi, vv, _CMP_NEQ_UQ)));
+            c = _mm256_sub_epi32(c, _mm256_castps_si256(_mm256_cmp_ps(xj, vv, _CMP_NEQ_UQ)));
+        }
     }
     a = _mm256_add_epi32(a, c);
     b = _mm256_add_epi32(b, d);
@@ -156,7 +165,7 @@ static void count_differing_avx2(const float *x, int64_t n, float v, int64_t *no
     _mm256_storeu_si256((__m256i *)lb, b);
     for (int q = 0; q < 8; q++) {
         *not_v += la[q];
-        *not_zero += lb[q];
+        if (not_zero) *not_zero += lb[q];
     }
     count_differing_plain(x + i, n - i, v, not_v, not_zero);
 }
@@ -164,7 +173,7 @@ static void count_differing_avx2(const float *x, int64_t n, float v, int64_t *no
 
 // The background guess: among 16 picks, the value equal to the most of them (the first on
 // ties), counting with float equality (0 and -0 are equal, NaN equals nothing).
-static float likely_background_plain(const float p[16]) {
+static float likely_background_plain(const float p[16], int *matches) {
     int best = 0, best_count = 0;
     for (int a = 0; a < 16; a++) {
         int n = 0;
@@ -175,6 +184,7 @@ static float likely_background_plain(const float p[16]) {
             if (2 * n > 16) break;   // a majority: nothing can tie it
         }
     }
+    *matches = best_count;
     return p[best];
 }
 
@@ -183,7 +193,7 @@ static float likely_background_plain(const float p[16]) {
 // instead of 16 scalar comparisons (a sample without a background, whose picks all differ,
 // took 1.1k instructions in Swift).
 __attribute__((target("avx2,popcnt")))
-static float likely_background_avx2(const float p[16]) {
+static float likely_background_avx2(const float p[16], int *matches) {
     const __m256 lo = _mm256_loadu_ps(p), hi = _mm256_loadu_ps(p + 8);
     int best = 0, best_count = 0;
     for (int a = 0; a < 16; a++) {
@@ -197,24 +207,29 @@ static float likely_background_avx2(const float p[16]) {
             if (2 * n > 16) break;
         }
     }
+    *matches = best_count;
     return p[best];
 }
 #endif
 
-float dlk_likely_background(const float *x, int64_t count, int plain_c) {
-    float picked[16];
+float dlk_likely_background(const float *x, int64_t count, int32_t *matches, int plain_c) {
+    float picked[16], v;
+    int n;
     for (int64_t a = 0; a < 16; a++) picked[a] = x[a * count / 16];
 #if DLK_X86
-    if (!plain_c && dlk_has_avx2()) return likely_background_avx2(picked);
+    if (!plain_c && dlk_has_avx2()) v = likely_background_avx2(picked, &n);
+    else
 #endif
+        v = likely_background_plain(picked, &n);
     (void)plain_c;
-    return likely_background_plain(picked);
+    if (matches) *matches = n;
+    return v;
 }
 
 void dlk_sample_density(const float *x, int64_t rows, int64_t cols, float v, int64_t sample_rows,
                         int64_t *not_v, int64_t *not_zero, int plain_c) {
     *not_v = 0;
-    *not_zero = 0;
+    if (not_zero) *not_zero = 0;
     if (sample_rows > rows) sample_rows = rows;
     for (int64_t s = 0; s < sample_rows; s++) {
         const float *row = x + (s * rows / sample_rows) * cols;

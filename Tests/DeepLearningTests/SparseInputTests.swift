@@ -566,30 +566,38 @@ import CDeepLearningKernels
 /// plain C one at every length, its tail included).
 @Suite struct SparseCostModelTests {
     /// The rule the guess documents, written the obvious way.
-    static func mostFrequentOf16(_ x: [Float]) -> Float {
+    static func mostFrequentOf16(_ x: [Float]) -> (value: Float, matches: Int) {
         let picked = (0..<16).map { x[$0 * x.count / 16] }
         var best = picked[0], bestCount = 0
         for candidate in picked {
             let n = picked.filter { $0 == candidate }.count
             if n > bestCount { (best, bestCount) = (candidate, n) }
         }
-        return best
+        return (best, bestCount)
     }
 
     @Test func theBackgroundGuessIsTheMostFrequentOf16Picks() {
         var rng = RandomGenerator(seed: 41)
         let palette: [Float] = [0, -0.0, 1, -0.4242, .nan, 3e38, -7]
         for count in [1, 2, 15, 16, 17, 100, 784, 1001] {
-            for _ in 0..<200 {
-                // Few distinct values, so that ties, majorities and NaN (never equal) all occur.
-                let x = (0..<count).map { _ in palette[Int(rng.uniform() * Double(palette.count)) % palette.count] }
+            for trial in 0..<200 {
+                // Few distinct values, so that ties, majorities and NaN (never equal) all occur;
+                // one trial in four, values that all differ (no background: one match).
+                let x = (0..<count).map { _ in
+                    trial % 4 == 3 ? Float(rng.normal()) : palette[Int(rng.uniform() * Double(palette.count)) % palette.count]
+                }
                 let want = Self.mostFrequentOf16(x)
                 for plainC in [false, true] {
                     let got = x.withUnsafeBufferPointer {
+                        SparseInput.likelyBackgroundAndMatches($0.baseAddress!, count: count, plainC: plainC)
+                    }
+                    let alone = x.withUnsafeBufferPointer {
                         SparseInput.likelyBackground($0.baseAddress!, count: count, plainC: plainC)
                     }
-                    #expect(got.bitPattern == want.bitPattern || (got.isNaN && want.isNaN),
-                            "count \(count), plain C \(plainC): \(got) against \(want)")
+                    #expect(got.value.bitPattern == want.value.bitPattern || (got.value.isNaN && want.value.isNaN),
+                            "count \(count), plain C \(plainC): \(got.value) against \(want.value)")
+                    #expect(got.matches == want.matches, "count \(count), plain C \(plainC): \(got.matches) matches against \(want.matches)")
+                    #expect(alone.bitPattern == got.value.bitPattern || (alone.isNaN && got.value.isNaN))
                 }
             }
         }

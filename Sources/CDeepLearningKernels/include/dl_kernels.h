@@ -79,12 +79,13 @@ DLK_HIDDEN void dlk_sum_chunks_f32(float *y, const float *partial, const float *
 
 /// The value to compress a batch (or sample) of `count` floats around: of the 16 entries
 /// x[a * count / 16], the one equal to the most of them, the first on ties (float equality:
-/// 0 equals -0, NaN equals nothing). count >= 1.
-DLK_HIDDEN float dlk_likely_background(const float *x, int64_t count, int plain_c);
+/// 0 equals -0, NaN equals nothing). count >= 1. `matches` (unless NULL) gets how many of
+/// the 16 equal it (1 when they all differ; 0 when the first is NaN and no two are equal).
+DLK_HIDDEN float dlk_likely_background(const float *x, int64_t count, int32_t *matches, int plain_c);
 
 /// The cost model's look at a batch before compressing it: over `sample_rows` rows spread
 /// evenly over the batch (row s * rows / sample_rows), the entries that differ from v
-/// (`not_v`) and from 0 (`not_zero`). NaN differs from both.
+/// (`not_v`) and from 0 (`not_zero`; not counted when NULL). NaN differs from both.
 DLK_HIDDEN void dlk_sample_density(const float *x, int64_t rows, int64_t cols, float v, int64_t sample_rows,
                                    int64_t *not_v, int64_t *not_zero, int plain_c);
 
