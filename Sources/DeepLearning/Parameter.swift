@@ -22,7 +22,9 @@ public final class Parameter<T: DLScalar> {
     public private(set) var storage: (any StorageOrder)?
     /// The version of `value`: a number no other version of any parameter had, new at every
     /// change (`write`, `store`, an optimizer update, `changed()`).
-    public private(set) var generation = dlk_next_generation()
+    /// Read on every inference call (by caches that follow it): no run-time exclusivity
+    /// checks, which cost more than the read.
+    @exclusivity(unchecked) public private(set) var generation = dlk_next_generation()
 
     public init(_ name: String, shape: [Int]) throws(DLError) {
         self.name = name

@@ -68,7 +68,11 @@ public final class Tensor<T: DLScalar> {
     /// Resizes to `[batch] + sample`, allocating nothing when that is already the shape (the
     /// case on every training step after the first).
     public func resize(batch: Int, sample: [Int]) throws(DLError) {
-        if shape.count == sample.count + 1, shape[0] == batch, shape.dropFirst().elementsEqual(sample) { return }
+        if shape.count == sample.count + 1, shape[0] == batch {
+            var same = true
+            for i in 0..<sample.count where shape[i + 1] != sample[i] { same = false }
+            if same { return }
+        }
         try resize([batch] + sample)
     }
 

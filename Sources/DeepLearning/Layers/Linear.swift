@@ -62,6 +62,10 @@ public final class Linear<T: DLScalar>: Layer {
         return y
     }
 
+    /// Specialized for float32: through `any Layer<T>` the generic body looked up the
+    /// metadata of its generic types (`Parameter<T>`, optionals of them) in the runtime's
+    /// caches on every call, a third of a small layer's single sample.
+    @_specialize(where T == Float)
     public func infer(_ x: Tensor<T>, scratch: InferenceScratch<T>) throws(DLError) -> Tensor<T> {
         let y = scratch.output
         try y.resize(batch: x.shape[0], sample: outputShape)
