@@ -2,16 +2,26 @@ import CDeepLearningSupport
 import DeepLearning
 import Glibc
 
+/// What every handle's box carries for the registry: who is using it now. Read and
+/// written only under the registry's mutex.
+class HandleUse {
+    /// No run-time exclusivity checks: the mutex is what keeps accesses apart.
+    @exclusivity(unchecked) fileprivate var use = HandleRegistry.Use()
+}
+
 /// What a handle (`dl_model *`, `dl_layer *`, `dl_loss *`, `dl_dataset *`) points to: the
 /// object and the C strings handed out for it.
-final class Box<Value> {
+final class Box<Value>: HandleUse {
     var value: Value
     /// A model's progress callback (dl_model_set_progress); nil for other handles.
     var progress: CProgress?
     /// C strings returned by introspection functions, owned until the handle is freed.
     private var strings: [String: UnsafeMutablePointer<CChar>] = [:]
 
-    init(_ value: Value) { self.value = value }
+    init(_ value: Value) {
+        self.value = value
+        super.init()
+    }
 
     deinit { for p in strings.values { free(p) } }
 
@@ -65,8 +75,8 @@ final class HandleRegistry: @unchecked Sendable {
     /// How long a call waits for another thread's use of its handle to end.
     static let patience: (seconds: Int, nanoseconds: Int) = (0, 250_000_000)
 
-    /// Who is using a handle now, and who waits for it.
-    private struct Use {
+    /// Who is using a handle now, and who waits for it (each box's `use`).
+    fileprivate struct Use {
         /// 0 none, -1 one exclusive user, n > 0 n shared users.
         var count = 0
         /// The threads using it (when `count` is not 0): the first here, so that the
@@ -95,9 +105,12 @@ final class HandleRegistry: @unchecked Sendable {
         }
     }
 
-    /// Read and written only under `mutex`, never re-entrantly: no run-time exclusivity
-    /// checks (two per call each way).
-    @exclusivity(unchecked) private var live: [UnsafeMutableRawPointer: Use] = [:]
+    /// The live handles and the type of box each points to (`Box<Value>`), so that a
+    /// handle of another kind is refused before it is dereferenced. Read and written only
+    /// under `mutex`, never re-entrantly: no run-time exclusivity checks (two per call each
+    /// way). Their uses are kept in the boxes: a call looks its handle up here once, and
+    /// its release needs no lookup.
+    @exclusivity(unchecked) private var live: [UnsafeMutableRawPointer: ObjectIdentifier] = [:]
     private let mutex: UnsafeMutablePointer<pthread_mutex_t>
     private let released: UnsafeMutablePointer<pthread_cond_t>
 
@@ -118,9 +131,16 @@ final class HandleRegistry: @unchecked Sendable {
     /// `Value` parameter would open an existential argument, and `Box<Model<Float>>` would
     /// then not be found as the `Box<any AnyModel>` that `acquire` looks for.)
     func register<Value>(_ box: Box<Value>) -> OpaquePointer {
-        let raw = Unmanaged.passRetained(box as AnyObject).toOpaque()
-        try? locked { live[raw] = Use() }
+        let raw = Unmanaged.passRetained(box).toOpaque()
+        try? locked { live[raw] = ObjectIdentifier(Box<Value>.self) }
         return OpaquePointer(raw)
+    }
+
+    /// The box behind `raw` when it is a live handle of kind `Value`, unretained (the
+    /// registry holds it); nil for anything else. Under `mutex`.
+    private func liveBox<Value>(_ raw: UnsafeMutableRawPointer, _: Value.Type) -> Box<Value>? {
+        guard live[raw] == ObjectIdentifier(Box<Value>.self) else { return nil }
+        return Unmanaged<Box<Value>>.fromOpaque(raw).takeUnretainedValue()
     }
 
     /// The absolute time `patience` from now, for pthread_cond_timedwait (CLOCK_REALTIME).
@@ -151,35 +171,33 @@ final class HandleRegistry: @unchecked Sendable {
             var waiting = false
             defer {
                 // An exclusive call that gives up lets the shared ones queued behind it go.
-                if waiting, var use = live[raw] {
-                    use.waiting -= 1
-                    live[raw] = use
-                    if use.waiting == 0 { pthread_cond_broadcast(released) }
+                if waiting, let box = liveBox(raw, Value.self) {
+                    box.use.waiting -= 1
+                    if box.use.waiting == 0 { pthread_cond_broadcast(released) }
                 }
             }
             while true {
-                // One lookup (one hash) per pass: the entry is read and written at its index.
-                guard let entry = live.index(forKey: raw),
-                      let box = Unmanaged<AnyObject>.fromOpaque(raw).takeUnretainedValue() as? Box<Value> else {
-                    throw .invalid("\(noun) \(raw) is not a live dl_\(noun) (already freed, or another kind of handle)")
-                }
-                var use = live.values[entry]
-                let mine = use.isUsed(by: me)
-                if HandleRegistry.available(use, shared: shared, mine: mine) {
-                    use.add(me, shared: shared)
-                    if waiting { use.waiting -= 1; waiting = false }
-                    live.values[entry] = use
-                    return box
-                }
-                if !mine {
-                    if !shared && !waiting {
-                        live[raw]?.waiting += 1
+                let mine: Bool
+                do {   // the box is not held across the wait below: it may be freed meanwhile
+                    guard let box = liveBox(raw, Value.self) else {
+                        throw .invalid("\(noun) \(raw) is not a live dl_\(noun) (already freed, or another kind of handle)")
+                    }
+                    mine = box.use.isUsed(by: me)
+                    if HandleRegistry.available(box.use, shared: shared, mine: mine) {
+                        box.use.add(me, shared: shared)
+                        if waiting { box.use.waiting -= 1; waiting = false }
+                        return box
+                    }
+                    if !mine && !shared && !waiting {
+                        box.use.waiting += 1
                         waiting = true
                     }
+                }
+                if !mine {
                     if deadline == nil { deadline = HandleRegistry.deadline() }
                     if var until = deadline, pthread_cond_timedwait(released, mutex, &until) == 0 { continue }
                     // Timed out: one last look (a release may have come with the timeout).
-                    if let again = live[raw], HandleRegistry.available(again, shared: shared, mine: false) { continue }
+                    if let again = liveBox(raw, Value.self), HandleRegistry.available(again.use, shared: shared, mine: false) { continue }
                 }
                 let hint = noun == "model"
                     ? (shared ? "it is being trained or changed by another thread" : "another thread is using it (several threads may predict and evaluate at once, but a train step, a set_* call or free needs it alone)")
@@ -189,18 +207,15 @@ final class HandleRegistry: @unchecked Sendable {
         }
     }
 
-    func release(_ handle: OpaquePointer?) {
-        guard let handle else { return }
-        let raw = UnsafeMutableRawPointer(handle)
+    /// Ends this thread's use of `box` (from `acquire`, which the registry still holds:
+    /// a box in use cannot be freed).
+    func release(_ box: HandleUse) {
         let me = pthread_self()
         try? locked {
-            guard let entry = live.index(forKey: raw) else { return }
-            var use = live.values[entry]
-            use.remove(me)
-            live.values[entry] = use
+            box.use.remove(me)
             // Every waiting call needs the handle free (an exclusive one, or a shared one queued
             // behind it); until then there is nothing to wake them for.
-            if use.count == 0 { pthread_cond_broadcast(released) }
+            if box.use.count == 0 { pthread_cond_broadcast(released) }
         }
     }
 
@@ -211,13 +226,13 @@ final class HandleRegistry: @unchecked Sendable {
         guard let handle else { return }
         let raw = UnsafeMutableRawPointer(handle)
         let known = try locked { () throws(DLError) -> Bool in
-            guard let use = live[raw], Unmanaged<AnyObject>.fromOpaque(raw).takeUnretainedValue() is Box<Value> else { return false }
-            guard use.count == 0 else { throw DLError(.busy, "the \(noun) is being used by another thread and cannot be freed now") }
+            guard let box = liveBox(raw, Value.self) else { return false }
+            guard box.use.count == 0 else { throw DLError(.busy, "the \(noun) is being used by another thread and cannot be freed now") }
             live[raw] = nil
             pthread_cond_broadcast(released)   // waiting calls then find it gone
             return true
         }
-        if known { Unmanaged<AnyObject>.fromOpaque(raw).release() }
+        if known { Unmanaged<Box<Value>>.fromOpaque(raw).release() }
     }
 }
 
@@ -240,7 +255,7 @@ func status(_ body: () throws(DLError) -> Void) -> Int32 {
 func holding<Value>(_ handle: OpaquePointer?, _ noun: String, shared: Bool = false,
                     _ body: (Box<Value>) throws(DLError) -> Void) throws(DLError) {
     let box: Box<Value> = try HandleRegistry.shared.acquire(handle, noun, shared: shared)
-    defer { HandleRegistry.shared.release(handle) }
+    defer { HandleRegistry.shared.release(box) }
     try body(box)
 }
 
