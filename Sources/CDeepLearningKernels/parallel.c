@@ -205,8 +205,10 @@ int dlk_parallel_for(int64_t items, int64_t min_items_per_thread, dlk_task task,
         wake_sleepers();
     }
     run_share(0, threads);
-    __atomic_thread_fence(__ATOMIC_SEQ_CST);
-    if (!asleep && __atomic_load_n(&sleepers.count, __ATOMIC_SEQ_CST) > 0) wake_sleepers();
+    if (!asleep) {
+        __atomic_thread_fence(__ATOMIC_SEQ_CST);
+        if (__atomic_load_n(&sleepers.count, __ATOMIC_SEQ_CST) > 0) wake_sleepers();
+    }
     // Shares whose worker has not started yet (asleep, or its core taken by another
     // process) run here instead of being waited for: a busy machine delays the job by a
     // share, not by a time slice. Each share is the same items with the same arithmetic

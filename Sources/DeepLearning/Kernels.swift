@@ -41,7 +41,7 @@ public enum Kernels {
         withoutActuallyEscaping(body) { body in
             var task = body
             withUnsafeMutablePointer(to: &task) { context in
-                dlk_parallel_for(Int64(items), Int64(minItemsPerThread), { context, begin, end, share in
+                _ = dlk_parallel_for(Int64(items), Int64(minItemsPerThread), { context, begin, end, share in
                     context!.assumingMemoryBound(to: ((Range<Int>, Int) -> Void).self).pointee(Int(begin)..<Int(end), Int(share))
                 }, context)
             }
