@@ -21,6 +21,8 @@ void dlx_set_error(const char *message) {
     dlx_message[n] = '\0';
 }
 
+void dlx_clear_error(void) { dlx_message[0] = '\0'; }
+
 const char *dlx_last_error(void) { return dlx_message; }
 
 static _Thread_local double dlx_accuracy_value = __builtin_nan("");

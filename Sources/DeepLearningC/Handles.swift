@@ -242,7 +242,7 @@ final class HandleRegistry: @unchecked Sendable {
 func status(_ body: () throws(DLError) -> Void) -> Int32 {
     do {
         try body()
-        dlx_set_error("")
+        dlx_clear_error()
         return 0
     } catch {
         dlx_set_error(error.message)

@@ -9,6 +9,10 @@
 /// Copies `message` (truncated to the buffer) into this thread's last-error buffer.
 DLX_HIDDEN void dlx_set_error(const char *message);
 
+/// Empties this thread's last-error buffer (every call that succeeds: cheaper than
+/// dlx_set_error(""), which Swift calls through a temporary C string).
+DLX_HIDDEN void dlx_clear_error(void);
+
 /// This thread's last-error message; "" when the last call succeeded.
 DLX_HIDDEN const char *dlx_last_error(void);
 
