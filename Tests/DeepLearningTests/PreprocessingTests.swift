@@ -188,6 +188,25 @@ import Testing
         }
     }
 
+    /// A raw sample whose value 0 is on 8 of the background guess's 16 picks but on no other
+    /// input (42 of 50 off it, past the sparse path's 40): it is compressed without being
+    /// counted first, the forward gives up past its limit, and the dense product answers,
+    /// right. With the same value on every fourth input too it stays sparse.
+    @Test func aRawSampleWhosePicksRepeatButThatIsDenseTakesTheDenseProduct() throws {
+        let model = try Self.pixelModel()
+        var rng = RandomGenerator(seed: 77)
+        var x = (0..<50).map { _ in Float(1 + Int(rng.uniform() * 250)) }
+        for a in stride(from: 0, to: 16, by: 2) { x[a * 50 / 16] = 0 }
+        #expect(SparseInput.likelyBackgroundAndMatches(x, count: 50).matches >= SparseInput.countlessMatches)
+        let dense = try Self.predict(model, x, rows: 1)
+        #expect(Self.agree(dense, Self.reference(model, x, rows: 1)))
+        #expect(Self.folded(model) == true && Self.foldedSparse(model) == false)
+        for i in stride(from: 1, to: 50, by: 2) { x[i] = 0 }   // now 25 + 4 of 50 on 0
+        let sparse = try Self.predict(model, x, rows: 1)
+        #expect(Self.agree(sparse, Self.reference(model, x, rows: 1)))
+        #expect(Self.folded(model) == true && Self.foldedSparse(model) == true)
+    }
+
     /// A sparse batch (or sample) compressed from raw values, each preprocessed as it is
     /// read, gives the bits of the same batch preprocessed first (by the same two roundings) through a copy
     /// of the model without preprocessing: the same values, compressed around the same
