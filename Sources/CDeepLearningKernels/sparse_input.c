@@ -138,20 +138,12 @@ static void count_differing_avx2(const float *x, int64_t n, float v, int64_t *no
     const __m256 vv = _mm256_set1_ps(v), zero = _mm256_setzero_ps();
     __m256i a = _mm256_setzero_si256(), b = _mm256_setzero_si256(), c = a, d = a;
     int64_t i = 0;
-    if (not_zero) {
-        for (; i + 16 <= n; i += 16) {   // two vectors a pass: half the loop's own instructions
-            const __m256 xi = _mm256_loadu_ps(x + i), xj = _mm256_loadu_ps(x + i + 8);
-            a = _mm256_sub_epi32(a, _mm256_castps_si256(_mm256_cmp_ps(xi, vv, _CMP_NEQ_UQ)));
-            b = _mm256_sub_epi32(b, _mm256_castps_si256(_mm256_cmp_ps(xi, zero, _CMP_NEQ_UQ)));
-            c = _mm256_sub_epi32(c, _mm256_castps_si256(_mm256_cmp_ps(xj, vv, _CMP_NEQ_UQ)));
-            d = _mm256_sub_epi32(d, _mm256_castps_si256(_mm256_cmp_ps(xj, zero, _CMP_NEQ_UQ)));
-        }
-    } else {
-        for (; i + 16 <= n; i += 16) {
-            const __m256 xi = _mm256_loadu_ps(x + i), xj = _mm256_loadu_ps(x + i + 8);
-            a = _mm256_sub_epi32(a, _mm256_castps_si256(_mm256_cmp_ps(xi, vv, _CMP_NEQ_UQ)));
-            c = _mm256_sub_epi32(c, _mm256_castps_si256(_mm256_cmp_ps(xj, vv, _CMP_NEQ_UQ)));
-        }
+    for (; i + 16 <= n; i += 16) {   // two vectors a pass: half the loop's own instructions
+        const __m256 xi = _mm256_loadu_ps(x + i), xj = _mm256_loadu_ps(x + i + 8);
+        a = _mm256_sub_epi32(a, _mm256_castps_si256(_mm256_cmp_ps(xi, vv, _CMP_NEQ_UQ)));
+        b = _mm256_sub_epi32(b, _mm256_castps_si256(_mm256_cmp_ps(xi, zero, _CMP_NEQ_UQ)));
+        c = _mm256_sub_epi32(c, _mm256_castps_si256(_mm256_cmp_ps(xj, vv, _CMP_NEQ_UQ)));
+        d = _mm256_sub_epi32(d, _mm256_castps_si256(_mm256_cmp_ps(xj, zero, _CMP_NEQ_UQ)));
     }
     a = _mm256_add_epi32(a, c);
     b = _mm256_add_epi32(b, d);

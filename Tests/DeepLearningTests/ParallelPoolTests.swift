@@ -11,7 +11,7 @@ import Testing
 /// that misses a wake-up shows here as a wrong count or a hang.
 @Suite(.serialized) struct ParallelPoolTests {
     /// One job: `visits[i]` counts the runs of item i; `shares[i]` records the share that ran
-    /// it; `threads` is the thread count the job was split for.
+    /// it.
     struct Job {
         var visits: UnsafeMutablePointer<Int32>
         var shares: UnsafeMutablePointer<Int32>
@@ -48,8 +48,7 @@ import Testing
             shares.update(repeating: -1, count: items)
             let join = withUnsafeMutablePointer(to: &job) { dlk_parallel_for(Int64(items), Int64(minimum), Self.task, $0) }
             joins[join, default: 0] += 1
-            var used = min(threads, items / minimum)
-            if used < 1 { used = 1 }
+            let used = max(1, min(threads, items / minimum))   // dlk_parallel_for's rule
             let all = (0..<items).allSatisfy { visits[$0] == 1 }
             #expect(all, "round \(round): \(threads) threads, \(items) items: \((0..<items).map { visits[$0] })")
             // Which thread ran a share may be the caller (a late worker's share), so only the

@@ -85,7 +85,7 @@ DLK_HIDDEN float dlk_likely_background(const float *x, int64_t count, int32_t *m
 
 /// The cost model's look at a batch before compressing it: over `sample_rows` rows spread
 /// evenly over the batch (row s * rows / sample_rows), the entries that differ from v
-/// (`not_v`) and from 0 (`not_zero`; not counted when NULL). NaN differs from both.
+/// (`not_v`) and from 0 (`not_zero`, unless NULL). NaN differs from both.
 DLK_HIDDEN void dlk_sample_density(const float *x, int64_t rows, int64_t cols, float v, int64_t sample_rows,
                                    int64_t *not_v, int64_t *not_zero, int plain_c);
 

@@ -288,30 +288,29 @@ final class SparseInput {
         let chunks = Int(DLK_SPARSE_CHUNKS), (i, o) = (inFeatures, outFeatures)
         let limit = Int(Double(i) * SparseInput.singleMaxDensity)
         var (v, matches) = SparseInput.likelyBackgroundAndMatches(x, count: i, plainC: forcePlainC)
-        // Raw input (`affine`) tries no other value than v, and when no value is among more
-        // than two of its 16 picks the sample has no background to speak of: dense, without
-        // counting. (Two, not one: 8-bit pixels repeat by chance. A value on 30% of the
-        // inputs is found at most twice with probability 10%, on half of them 0.2%; the
-        // sparse path takes up to 80% density but gains little above 70%, and the dense
-        // product gives the same sums to rounding.)
-        // When v is among at least `countlessMatches` of the picks, raw input is not counted
-        // either: the forward stops compressing past `limit` entries off v and fails, and
-        // the sample then takes the dense product. A pass over the sample saved on every
-        // sparse one; a wasted start (a job on both cores) on a sample that is too dense
-        // all the same, which six picks in 16 make rare (a fifth of the inputs on v gives
-        // six or more 8% of the times). Between the two, raw input is counted as before:
-        // compressing every textured MNIST sample whose picks repeat three times cost 30%
-        // more instructions a call than counting them.
-        if affine != nil, matches <= 2 { return false }
-        if affine == nil || matches < SparseInput.countlessMatches {   // around v, or else (preprocessed) around 0
-            var notV: Int64 = 0, notZero: Int64 = 0
-            if affine == nil {
-                dlk_sample_density(x, 1, Int64(i), v, 1, &notV, &notZero, plainC)
-            } else {   // 0 is not tried: only v's count matters
+        var notV: Int64 = 0, notZero: Int64 = 0
+        if affine != nil {
+            // Raw input tries no other value than v. When no value is among more than two of
+            // the 16 picks the sample has no background to speak of: dense, without counting.
+            // (Two, not one: 8-bit pixels repeat by chance. A value on 30% of the inputs is
+            // found at most twice with probability 10%, on half of them 0.2%; the sparse
+            // path takes up to 80% density but gains little above 70%, and the dense product
+            // gives the same sums to rounding.) From `countlessMatches` picks on, it is not
+            // counted either: the forward stops compressing past `limit` entries off v and
+            // fails, and the sample then takes the dense product; a wasted start (a job on
+            // both cores) on a sample too dense all the same, which six picks in 16 make rare
+            // (a fifth of the inputs on v gives six or more 8% of the times). In between it
+            // is counted: compressing every textured MNIST sample whose picks repeat three
+            // times cost 30% more instructions a call than counting them.
+            if matches <= 2 { return false }
+            if matches < SparseInput.countlessMatches {
                 dlk_sample_density(x, 1, Int64(i), v, 1, &notV, nil, plainC)
+                if notV > limit { return false }
             }
+        } else {   // preprocessed input: around v, or else around 0
+            dlk_sample_density(x, 1, Int64(i), v, 1, &notV, &notZero, plainC)
             if notV > limit {
-                guard affine == nil, notZero <= limit else { return false }
+                guard notZero <= limit else { return false }
                 v = 0
             }
         }
@@ -425,7 +424,7 @@ final class SparseInput {
     /// value to compress around, when there is one (`dlk_likely_background`, which compares
     /// each pick with all 16 at once on AVX2).
     static func likelyBackground(_ x: UnsafePointer<Float>, count: Int, plainC: Bool = false) -> Float {
-        dlk_likely_background(x, Int64(count), nil, plainC ? 1 : 0)
+        likelyBackgroundAndMatches(x, count: count, plainC: plainC).value
     }
 
     /// `likelyBackground` and how many of the 16 picks equal it.
