@@ -5,6 +5,7 @@
 
 #include <sched.h>
 #include <stdlib.h>
+#include <strings.h>
 
 int dlk_available_cpus(void) {
     cpu_set_t set;
@@ -37,6 +38,36 @@ int dlk_has_avx512(void) {
         known = dlk_has_avx2() && __builtin_cpu_supports("avx512f");
         const char *off = getenv("DL_NO_AVX512");   // tests: the AVX2 kernels on this machine too
         if (off && *off && *off != '0') known = 0;
+        __atomic_store_n(&cached, known, __ATOMIC_RELAXED);
+    }
+    return known;
+#else
+    return 0;
+#endif
+}
+
+// OpenBLAS's own report of the kernels it chose (its DYNAMIC_ARCH builds pick them by CPU
+// model when loaded); weak, so that this file needs OpenBLAS only where it is linked.
+extern char *openblas_get_corename(void) __attribute__((weak));
+
+int dlk_blas_lags(void) {
+#if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
+    static int cached = -1;
+    int known = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+    if (known < 0) {
+        // OpenBLAS's x86 cores whose sgemm kernels use AVX2/FMA or AVX-512. A CPU it does
+        // not know gets an older core: Debian 12's OpenBLAS 0.3.21 runs "Prescott" (SSE3)
+        // on a Sapphire Rapids Xeon, at 30 GFLOP/s on one core where its own AVX-512
+        // kernels reach 100-150 (bench/README.md, "OpenBLAS on a CPU it does not know").
+        static const char *const vector_cores[] = {"Haswell", "Zen", "SkylakeX", "Cooperlake",
+                                                   "SapphireRapids", "Excavator"};
+        const char *core = openblas_get_corename ? openblas_get_corename() : NULL;
+        known = 0;
+        if (core && dlk_has_avx2()) {
+            known = 1;
+            for (size_t i = 0; i < sizeof vector_cores / sizeof *vector_cores; i++)
+                if (strcasecmp(core, vector_cores[i]) == 0) known = 0;
+        }
         __atomic_store_n(&cached, known, __ATOMIC_RELAXED);
     }
     return known;

@@ -228,17 +228,25 @@ static void gemm_share(void *context, int64_t begin, int64_t end, int thread) {
 }
 #endif
 
-int dlk_gemm_parallel_takes(int trans_a, int64_t m, int64_t n) {
+int dlk_gemm_parallel_takes(int trans_a, int64_t m, int64_t n, int64_t k) {
 #if DLK_X86
     const struct kernel *kernel = vector_kernel();
-    if (!kernel || n > DLK_GEMM_MAX_COLUMNS) return 0;
+    if (!kernel) return 0;
+    // OpenBLAS with kernels older than the CPU: this kernel is 2-5x faster at every shape
+    // measured (bench/README.md, "OpenBLAS on a CPU it does not know").
+    if (dlk_blas_lags()) return 1;
+    // With AVX-512, a wide C is still faster here when the depth is small (B's rows then
+    // fit the cache however wide): 128 x 3136 x 64 (a weight gradient) 152 GFLOP/s against
+    // OpenBLAS's 128, 64 x 3136 x 128 146 against 113; deeper and wide it loses (83 against
+    // 117-157 at 64-1000 x 1024 x 1024).
+    if (n > DLK_GEMM_MAX_COLUMNS) return kernel == &kernel_avx512 && k <= DLK_GEMM_SHALLOW_DEPTH;
     // The AVX2 tiles broadcast A from six rows at a time; over many rows of a stored (not
     // transposed) A, OpenBLAS's packed copies win (bench/README.md, "The convolutions' own
     // products": batches of 1,000 to predict, 784 -> 128, 1.73 ms a batch here, 1.46 with
     // OpenBLAS). Narrow products (a layer of 10 outputs) stay here: 1.31x OpenBLAS.
     return !(kernel == &kernel_avx2 && !trans_a && m >= 512 && n >= 64);
 #else
-    (void)trans_a, (void)m, (void)n;
+    (void)trans_a, (void)m, (void)n, (void)k;
     return 0;
 #endif
 }
@@ -247,7 +255,7 @@ int dlk_gemm_parallel_f32(int trans_a, int64_t m, int64_t n, int64_t k, float al
                           const float *b, int64_t ldb, float *c, int64_t ldc, int64_t min_work) {
 #if DLK_X86
     const struct kernel *kernel = vector_kernel();
-    if (m <= 0 || n <= 0 || k <= 0 || !dlk_gemm_parallel_takes(trans_a, m, n)) return 0;
+    if (m <= 0 || n <= 0 || k <= 0 || !dlk_gemm_parallel_takes(trans_a, m, n, k)) return 0;
     const int64_t tiles = ((m + 15) / 16 + TILE_ROWS - 1) / TILE_ROWS;   // a sixteenth of m, in whole tiles
     const int64_t rows = tiles * TILE_ROWS < BLOCK_ROWS ? tiles * TILE_ROWS : BLOCK_ROWS;
     struct gemm_job job = {kernel, m, n, k, trans_a ? 1 : lda, trans_a ? lda : 1, ldb, ldc, rows, (m + rows - 1) / rows,

@@ -197,13 +197,3 @@ void dlk_matrix_vector_affine_f32(const float *a, int64_t m, int64_t n, int64_t 
                                   const float *base, float *y, int plain_c) {
     matrix_vector(a, m, n, lda, x, scale, base, y, plain_c);
 }
-
-void dlk_transpose_f32(const float *a, int64_t rows, int64_t cols, float *t) {
-    enum { BLOCK = 32 };   // a block of each: 4 KB, in L1 with its transpose
-    for (int64_t r0 = 0; r0 < rows; r0 += BLOCK)
-        for (int64_t c0 = 0; c0 < cols; c0 += BLOCK) {
-            const int64_t r1 = r0 + BLOCK < rows ? r0 + BLOCK : rows, c1 = c0 + BLOCK < cols ? c0 + BLOCK : cols;
-            for (int64_t c = c0; c < c1; c++)
-                for (int64_t r = r0; r < r1; r++) t[c * rows + r] = a[r * cols + c];
-        }
-}

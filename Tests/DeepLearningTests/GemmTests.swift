@@ -173,8 +173,29 @@ import Testing
                 ran = Kernels.unpackedGemm(transA: transA, m: m, n: n, k: k, alpha: t.alpha, a: a, lda: o.lda, b: b,
                                            ldb: o.ldb, c: c, ldc: o.ldc)
             }
-            #expect(ran == (dlk_gemm_parallel_takes(transA ? 1 : 0, Int64(m), Int64(n)) != 0))
+            #expect(ran == (dlk_gemm_parallel_takes(transA ? 1 : 0, Int64(m), Int64(n), Int64(k)) != 0))
             #expect(differing(c, ran ? chain : o.c) == 0, "\(threads) threads")
+        }
+    }
+
+    /// `dlk_transpose_f32` moves every element to its transposed place, exactly, at shapes
+    /// around its 8 x 8 blocks, with leading dimensions wider than the matrices, in both its
+    /// versions, and writes nothing else.
+    @Test func transposesEveryElementAndNothingElse() {
+        for (rows, cols) in [(1, 1), (8, 8), (7, 9), (9, 7), (16, 24), (64, 196), (33, 17), (3, 40)] {
+            let (lds, ldd) = (cols + 3, rows + 5)
+            let src = (0..<(rows * lds)).map { Float($0) * 0.5 - 7 }
+            for plain: Int32 in [1, 0] {
+                var dst = [Float](repeating: -1, count: cols * ldd)
+                src.withUnsafeBufferPointer { s in
+                    dst.withUnsafeMutableBufferPointer { d in
+                        dlk_transpose_f32(Int64(rows), Int64(cols), s.baseAddress!, Int64(lds), d.baseAddress!, Int64(ldd), plain)
+                    }
+                }
+                var expected = [Float](repeating: -1, count: cols * ldd)
+                for i in 0..<rows { for j in 0..<cols { expected[j * ldd + i] = src[i * lds + j] } }
+                #expect(dst == expected, "\(rows) x \(cols), plain_c \(plain)")
+            }
         }
     }
 

@@ -116,9 +116,6 @@ DLK_HIDDEN void dlk_matrix_vector_f32(const float *a, int64_t m, int64_t n, int6
 DLK_HIDDEN void dlk_matrix_vector_affine_f32(const float *a, int64_t m, int64_t n, int64_t lda, const float *x,
                                              float scale, const float *base, float *y, int plain_c);
 
-/// t (cols x rows) = the transpose of a (rows x cols), both dense.
-DLK_HIDDEN void dlk_transpose_f32(const float *a, int64_t rows, int64_t cols, float *t);
-
 // MARK: - ReLU (activations.c)
 
 /// y[i] = x[i] > 0 ? x[i] : +0 (x == y allowed), 8 at a time on AVX2.
@@ -312,23 +309,41 @@ DLK_HIDDEN uint64_t dlk_next_generation(void);
 DLK_HIDDEN void dlk_gemm_f32(int trans_a, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
                              const float *b, int64_t ldb, float *c, int64_t ldc, int plain_c);
 
+/// dst (cols x rows, rows ldd apart) = src^T for src (rows x cols, rows lds apart); the two
+/// must not overlap. AVX2 blocks of 8 x 8 where the CPU has it (transpose.c).
+DLK_HIDDEN void dlk_transpose_f32(int64_t rows, int64_t cols, const float *src, int64_t lds, float *dst, int64_t ldd,
+                                  int plain_c);
+
 /// The widest product (columns of B and C) that dlk_gemm_parallel_f32 takes. Against
 /// OpenBLAS on one core (bench/README.md, "Products without packing"), the kernel was
 /// faster up to 128 columns and 5-10% slower at 256 and 512, where rows of B lie further
 /// apart than its tiles' 64 columns use of them.
 #define DLK_GEMM_MAX_COLUMNS 128
 
-/// Whether dlk_gemm_parallel_f32 computes a product of this kind: a vector kernel runs here,
-/// C has at most DLK_GEMM_MAX_COLUMNS columns, and it is not one that OpenBLAS was measured
-/// faster on (with the AVX2 kernel: A stored as it is, 512 rows or more, 64 columns or more).
-DLK_HIDDEN int dlk_gemm_parallel_takes(int trans_a, int64_t m, int64_t n);
+/// The greatest depth (k) at which the AVX-512 kernel takes products wider than
+/// DLK_GEMM_MAX_COLUMNS.
+#define DLK_GEMM_SHALLOW_DEPTH 128
+
+/// Whether dlk_gemm_parallel_f32 computes a product of this kind: a vector kernel runs here
+/// and either OpenBLAS lags the CPU (dlk_blas_lags), or C has at most DLK_GEMM_MAX_COLUMNS
+/// columns (any number with AVX-512 at a depth of at most DLK_GEMM_SHALLOW_DEPTH), and it is
+/// not one that OpenBLAS was measured faster on (with the AVX2 kernel: A stored as it is,
+/// 512 rows or more, 64 columns or more).
+DLK_HIDDEN int dlk_gemm_parallel_takes(int trans_a, int64_t m, int64_t n, int64_t k);
 
 /// dlk_gemm_f32's vector kernel on the kernel threads, which take blocks of C's rows in
 /// turn; as many threads as give each `min_work` multiply-adds. 0 (nothing done) with an
-/// empty product or unless dlk_gemm_parallel_takes(trans_a, m, n).
+/// empty product or unless dlk_gemm_parallel_takes(trans_a, m, n, k).
 DLK_HIDDEN int dlk_gemm_parallel_f32(int trans_a, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
                                      int64_t lda, const float *b, int64_t ldb, float *c, int64_t ldc,
                                      int64_t min_work);
+
+/// 1 when the OpenBLAS this process runs has chosen kernels without the vector instructions
+/// the CPU has (the CPU has AVX2/FMA; OpenBLAS's core, `openblas_get_corename`, is none of
+/// its AVX2/FMA or AVX-512 ones): a CPU newer than the OpenBLAS build. The library's own
+/// kernel then takes every float32 product it can (dlk_gemm_parallel_takes). 0 without
+/// OpenBLAS in the process.
+DLK_HIDDEN int dlk_blas_lags(void);
 
 /// 1 when the CPU runs the AVX2/FMA versions of the kernels, 0 when it gets the plain C ones.
 DLK_HIDDEN int dlk_has_avx2(void);

@@ -380,7 +380,8 @@ final class SparseInput {
         if workspace.weightKey != generation {
             workspace.weightKey = nil
             guard workspace.weight.reserve(count) else { return nil }
-            dlk_transpose_f32(weightT, Int64(inFeatures), Int64(outFeatures), workspace.weight.base)
+            dlk_transpose_f32(Int64(inFeatures), Int64(outFeatures), weightT, Int64(outFeatures), workspace.weight.base,
+                                  Int64(inFeatures), 0)
             workspace.weightKey = generation
         }
         return UnsafePointer(workspace.weight.base)
