@@ -44,6 +44,37 @@ import Testing
         }
     }
 
+    /// A float32 layer away from the model's input multiplies batches by a transposed copy
+    /// of W (with the library's kernel where the CPU has AVX2) kept while W is unchanged: in
+    /// training and in evaluation the outputs must follow every change of W (an optimizer's
+    /// step, a load), agreeing with float64 loops to float32 rounding.
+    @Test func batchesFollowEveryChangeOfTheWeight() throws {
+        var rng = RandomGenerator(seed: 21)
+        let (inputs, outputs, batch) = (300, 20, 6)
+        let layer = try Linear<Float>(inFeatures: inputs, outFeatures: outputs)
+        let scratch = try InferenceScratch<Float>()
+        let x = try Tensor<Float>(shape: [batch, inputs], values: try randomTensor([batch, inputs], &rng).array.map(Float.init))
+        for round in 0..<3 {
+            for i in 0..<layer.weight.value.count { layer.weight.value.data[i] = Float(rng.normal()) }
+            for i in 0..<outputs { layer.bias!.value.data[i] = Float(rng.normal()) }
+            layer.weight.changed()
+            layer.bias!.changed()
+            var expected = [Double](repeating: 0, count: batch * outputs)
+            for r in 0..<batch {
+                for o in 0..<outputs {
+                    expected[r * outputs + o] = (0..<inputs).reduce(Double(layer.bias!.value.data[o])) {
+                        $0 + Double(x.data[r * inputs + $1]) * Double(layer.weight.value.data[o * inputs + $1])
+                    }
+                }
+            }
+            let scale = expected.map(abs).max() ?? 1
+            let trained = try layer.forward(x, training: true).array.map(Double.init)
+            let inferred = try layer.infer(x, scratch: scratch).array.map(Double.init)
+            #expect(maxAbsDiff(trained, expected) / scale < 1e-5, "round \(round): forward")
+            #expect(maxAbsDiff(inferred, expected) / scale < 1e-5, "round \(round): infer")
+        }
+    }
+
     @Test func shapesAreTheTutorials() throws {
         let layer = try Linear<Float>(inFeatures: 784, outFeatures: 128)
         #expect(layer.weight.value.shape == [128, 784])

@@ -155,6 +155,8 @@ public final class InferenceScratch<T: DLScalar> {
     let indices = Buffer<Int32>()
     /// The sparse-input path's workspace (`Linear` on the model's input).
     let sparse = SparseInput.Workspace()
+    /// A linear layer's transposed weight (`Linear.transposedWeight`).
+    let weightCopy = WeightCopy<T>()
 
     public init(next: InferenceScratch<T>? = nil) throws(DLError) {
         output = try Tensor(shape: [0])

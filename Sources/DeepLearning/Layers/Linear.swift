@@ -25,6 +25,8 @@ public final class Linear<T: DLScalar>: Layer {
     private var x: Tensor<T>?
     /// The partial products of `chunkedForward`.
     private let partial = Buffer<T>()
+    /// W^T for training's `dense` (`transposedWeight`); evaluation keeps its own in its scratch.
+    private let weightCopy = WeightCopy<T>()
     private let y: Tensor<T>
     private let dx: Tensor<T>
     /// The sparse-input path, when the layer has it (`enableSparseInput`).
@@ -58,7 +60,7 @@ public final class Linear<T: DLScalar>: Layer {
         self.x = x
         if sparseInput?.forward(x, weightT: weight.value, bias: bias?.value, y: y) == true { return y }
         if weightIsTransposed, x.shape[0] > 1, chunkedForward(x, y) { return y }
-        dense(x, y)
+        dense(x, y, weightCopy)
         return y
     }
 
@@ -73,7 +75,7 @@ public final class Linear<T: DLScalar>: Layer {
                                                  generations: (weight.generation, bias?.generation ?? 0)).done {
             return y
         }
-        dense(x, y)
+        dense(x, y, scratch.weightCopy)
         return y
     }
 
@@ -196,9 +198,10 @@ public final class Linear<T: DLScalar>: Layer {
         return chunks
     }
 
-    /// y = x W^T + b: through the unpacked kernel when the layer keeps W^T and
-    /// `Kernels.unpackedGemm` takes it, else through BLAS.
-    private func dense(_ x: Tensor<T>, _ y: Tensor<T>) {
+    /// y = x W^T + b: through the library's unpacked kernel where `Kernels.unpackedGemm`
+    /// takes the product (from W^T: kept by the layer, or the transposed copy in `copy`, made
+    /// once for each version of W), else through BLAS.
+    private func dense(_ x: Tensor<T>, _ y: Tensor<T>, _ copy: WeightCopy<T>) {
         let batch = x.shape[0]
         let w = weight.value.data
         if batch == 1 {
@@ -210,14 +213,32 @@ public final class Linear<T: DLScalar>: Layer {
             }
             let (m, n) = weightIsTransposed ? (inFeatures, outFeatures) : (outFeatures, inFeatures)
             T.gemv(transA: weightIsTransposed, m: m, n: n, alpha: 1, a: w, lda: n, x: x.data, beta: 0, y: y.data)
-        } else if !weightIsTransposed
-                    || !Kernels.unpackedGemm(m: batch, n: outFeatures, k: inFeatures, alpha: 1, a: x.data, lda: inFeatures,
-                                             b: w, ldb: outFeatures, c: y.data, ldc: outFeatures) {
+        } else if let wT = weightIsTransposed ? UnsafePointer(w) : transposedWeight(copy, batch: batch),
+                  Kernels.unpackedGemm(m: batch, n: outFeatures, k: inFeatures, alpha: 1, a: x.data, lda: inFeatures,
+                                       b: wT, ldb: outFeatures, c: y.data, ldc: outFeatures) {
+        } else {
             T.gemm(transA: false, transB: !weightIsTransposed, m: batch, n: outFeatures, k: inFeatures,
                    alpha: 1, a: x.data, lda: inFeatures, b: w, ldb: weightLeadingDimension,
                    beta: 0, c: y.data, ldc: outFeatures)
         }
         if let bias { Kernels.addRowVector(y.data, bias.value.data, rows: batch, cols: outFeatures) }
+    }
+
+    /// W^T (in, out) in `copy` for `dense`'s product of `batch` rows, transposed from W when W
+    /// has changed since (its generation); nil when the library's kernel would not take the
+    /// product (float64, no AVX2, a shape OpenBLAS wins) or the copy cannot be had. The copy
+    /// costs a pass over W per version: once per training step, once in evaluation.
+    private func transposedWeight(_ copy: WeightCopy<T>, batch: Int) -> UnsafePointer<T>? {
+        guard Kernels.hasUnpackedGemm(T.self),
+              dlk_gemm_parallel_takes(0, Int64(batch), Int64(outFeatures), Int64(inFeatures)) != 0 else { return nil }
+        let generation = weight.generation
+        if copy.key != generation {
+            copy.key = nil
+            guard copy.buffer.reserve(inFeatures * outFeatures) else { return nil }
+            Kernels.transpose(weight.value.data, rows: outFeatures, cols: inFeatures, into: copy.buffer.base)
+            copy.key = generation
+        }
+        return UnsafePointer(copy.buffer.base)
     }
 
     public func backward(_ dy: Tensor<T>, needInputGradient: Bool) throws(DLError) -> Tensor<T>? {
@@ -258,6 +279,13 @@ public final class Linear<T: DLScalar>: Layer {
     /// The weight is in memory as W (out, in), or as W^T (in, out) with the sparse path.
     private var weightIsTransposed: Bool { sparseInput != nil }
     private var weightLeadingDimension: Int { weightIsTransposed ? outFeatures : inFeatures }
+}
+
+/// A transposed copy of a layer's weight and the weight's generation it was made from
+/// (`Linear.transposedWeight`).
+final class WeightCopy<T> {
+    let buffer = Buffer<T>()
+    var key: UInt64?
 }
 
 public enum LinearFactory: LayerFactory {
