@@ -19,11 +19,13 @@
 #include "x86.h"
 
 // Multiply-adds in a row of C, in order, then the scale: the definition of the bits.
+// With `accumulate`, each chain starts from C's value instead of zero.
 static void gemm_plain(int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t rs, int64_t ps,
-                       const float *b, int64_t ldb, float *c, int64_t ldc) {
+                       const float *b, int64_t ldb, float *c, int64_t ldc, int accumulate) {
     for (int64_t i = 0; i < m; i++) {
         float *ci = c + i * ldc;
-        for (int64_t j = 0; j < n; j++) ci[j] = 0;
+        if (!accumulate)
+            for (int64_t j = 0; j < n; j++) ci[j] = 0;
         for (int64_t p = 0; p < k; p++) {
             const float ap = a[i * rs + p * ps];
             const float *bp = b + p * ldb;
@@ -182,7 +184,7 @@ static const struct kernel *vector_kernel(void) {
 }
 
 static void gemm_vector(const struct kernel *kernel, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
-                        int64_t rs, int64_t ps, const float *b, int64_t ldb, float *c, int64_t ldc) {
+                        int64_t rs, int64_t ps, const float *b, int64_t ldb, float *c, int64_t ldc, int accumulate) {
     const int64_t span = (int64_t)kernel->lanes * kernel->vectors;   // columns of a full tile
     for (int64_t i0 = 0; i0 < m; i0 += BLOCK_ROWS) {
         const int64_t i1 = i0 + BLOCK_ROWS < m ? i0 + BLOCK_ROWS : m;
@@ -196,7 +198,7 @@ static void gemm_vector(const struct kernel *kernel, int64_t m, int64_t n, int64
                     const int rows = (int)(i1 - i < TILE_ROWS ? i1 - i : TILE_ROWS);
                     kernel->tiles[rows - 1][tail != 0][vectors - 1](tail, depth, a + i * rs + p * ps, rs, ps,
                                                                     b + p * ldb + j, ldb, c + i * ldc + j, ldc,
-                                                                    p == 0, p + depth == k, alpha);
+                                                                    p == 0 && !accumulate, p + depth == k, alpha);
                 }
             }
         }
@@ -223,7 +225,7 @@ static void gemm_share(void *context, int64_t begin, int64_t end, int thread) {
         if (block >= job->blocks) return;
         const int64_t i = block * job->rows, rows = job->m - i < job->rows ? job->m - i : job->rows;
         gemm_vector(job->kernel, rows, job->n, job->k, job->alpha, job->a + i * job->rs, job->rs, job->ps, job->b,
-                    job->ldb, job->c + i * job->ldc, job->ldc);
+                    job->ldb, job->c + i * job->ldc, job->ldc, 0);
     }
 }
 #endif
@@ -273,16 +275,16 @@ int dlk_gemm_parallel_f32(int trans_a, int64_t m, int64_t n, int64_t k, float al
 }
 
 void dlk_gemm_f32(int trans_a, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
-                  const float *b, int64_t ldb, float *c, int64_t ldc, int plain_c) {
+                  const float *b, int64_t ldb, float *c, int64_t ldc, int accumulate, int plain_c) {
     const int64_t rs = trans_a ? 1 : lda, ps = trans_a ? lda : 1;   // A[i][p] is a[i * rs + p * ps]
     if (m <= 0 || n <= 0) return;
 #if DLK_X86
     const struct kernel *kernel = plain_c || k <= 0 ? NULL : vector_kernel();   // (k = 0: the plain loop's zeros)
     if (kernel) {
-        gemm_vector(kernel, m, n, k, alpha, a, rs, ps, b, ldb, c, ldc);
+        gemm_vector(kernel, m, n, k, alpha, a, rs, ps, b, ldb, c, ldc, accumulate);
         return;
     }
 #endif
     (void)plain_c;
-    gemm_plain(m, n, k, alpha, a, rs, ps, b, ldb, c, ldc);
+    gemm_plain(m, n, k, alpha, a, rs, ps, b, ldb, c, ldc, accumulate);
 }

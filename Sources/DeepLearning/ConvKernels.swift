@@ -32,6 +32,14 @@ extension Kernels {
     public static func im2col<T: DLScalar>(_ x: UnsafePointer<T>, _ cols: UnsafeMutablePointer<T>,
                                            batch: Int, channels: Int, _ w: Window2D, rowStride: Int? = nil) {
         let n = batch * w.outputPlane, taps = w.kernelArea, stride = rowStride ?? n
+        if T.self == Float.self {   // the same values from a loop in C
+            var geometry = w.geometry
+            parallelFor(channels * taps, cost: n) { tapRows in
+                dlk_im2col_f32(asFloats(x), asMutableFloats(cols), Int64(batch), Int64(channels), &geometry, Int64(stride),
+                               Int64(tapRows.lowerBound), Int64(tapRows.upperBound))
+            }
+            return
+        }
         parallelFor(channels * taps, cost: n) { tapRows in
             for tapRow in tapRows {   // tap (c, i, j): one row of cols
                 let c = tapRow / taps, i = tapRow % taps / w.kernelWidth, j = tapRow % w.kernelWidth
@@ -66,6 +74,14 @@ extension Kernels {
     public static func col2im<T: DLScalar>(_ dcols: UnsafePointer<T>, _ dx: UnsafeMutablePointer<T>,
                                            batch: Int, channels: Int, _ w: Window2D) {
         let n = batch * w.outputPlane, taps = w.kernelArea
+        if T.self == Float.self {   // the same sums, in the same order, from a loop in C
+            var geometry = w.geometry
+            parallelFor(channels, cost: n * taps) { channelRange in
+                dlk_col2im_f32(asFloats(dcols), asMutableFloats(dx), Int64(batch), Int64(channels), &geometry,
+                               Int64(channelRange.lowerBound), Int64(channelRange.upperBound))
+            }
+            return
+        }
         parallelFor(channels, cost: n * taps) { channelRange in
             for c in channelRange {   // every tap of channel c adds into the planes of channel c
                 for b in 0..<batch { (dx + (b * channels + c) * w.inputPlane).update(repeating: 0, count: w.inputPlane) }

@@ -85,30 +85,34 @@ public enum Kernels {
     /// AVX2/FMA (elsewhere the plain C loop would be far slower than BLAS).
     static func hasUnpackedGemm<T: DLScalar>(_: T.Type) -> Bool { T.self == Float.self && dlk_has_avx2() != 0 }
 
-    /// C = op(A) B as `unpackedGemm`, on this thread, at any width: for a kernel job's
-    /// piece of a larger product (the convolutions'), whose operands are in the core's cache.
-    /// False, with nothing written, unless `hasUnpackedGemm(T.self)`.
+    /// C = op(A) B as `unpackedGemm` (C += op(A) B with `accumulate`: each chain goes on from
+    /// C's value), on this thread, at any width: for a kernel job's piece of a larger product
+    /// (the convolutions'), whose operands are in the core's cache. False, with nothing
+    /// written, unless `hasUnpackedGemm(T.self)`.
     @discardableResult
     static func unpackedGemmOnThisThread<T: DLScalar>(transA: Bool, m: Int, n: Int, k: Int, a: UnsafePointer<T>,
                                                       lda: Int, b: UnsafePointer<T>, ldb: Int,
-                                                      c: UnsafeMutablePointer<T>, ldc: Int) -> Bool {
+                                                      c: UnsafeMutablePointer<T>, ldc: Int,
+                                                      accumulate: Bool = false) -> Bool {
         guard hasUnpackedGemm(T.self) else { return false }
         dlk_gemm_f32(transA ? 1 : 0, Int64(m), Int64(n), Int64(k), 1, asFloats(a), Int64(lda), asFloats(b), Int64(ldb),
-                     UnsafeMutableRawPointer(c).assumingMemoryBound(to: Float.self), Int64(ldc), 0)
+                     UnsafeMutableRawPointer(c).assumingMemoryBound(to: Float.self), Int64(ldc), accumulate ? 1 : 0, 0)
         return true
     }
 
     // MARK: Copies and conversions
 
     /// dst (cols x rows) = src^T for src (rows x cols), both dense: float32 in C
-    /// (`dlk_transpose_f32`), row blocks of src on the kernel threads when it is large.
-    static func transpose<T: DLScalar>(_ src: UnsafePointer<T>, rows: Int, cols: Int, into dst: UnsafeMutablePointer<T>) {
+    /// (`dlk_transpose_f32`), row blocks of src on the kernel threads when it is large and
+    /// `threaded`.
+    static func transpose<T: DLScalar>(_ src: UnsafePointer<T>, rows: Int, cols: Int, into dst: UnsafeMutablePointer<T>,
+                                       threaded: Bool = true) {
         guard T.self == Float.self else {
             for i in 0..<rows { for j in 0..<cols { dst[j * rows + i] = src[i * cols + j] } }
             return
         }
         let (s, d) = (asFloats(src), asMutableFloats(dst))
-        let blocks = rows * cols >= 1 << 16 ? max(1, min(8, rows / 8)) : 1
+        let blocks = threaded && rows * cols >= 1 << 16 ? max(1, min(8, rows / 8)) : 1
         parallelFor(blocks) { range in
             for block in range {
                 let first = rows * block / blocks, last = rows * (block + 1) / blocks

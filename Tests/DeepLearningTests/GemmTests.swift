@@ -160,9 +160,25 @@ import Testing
         for plain: Int32 in [1, 0] {
             let c = run { a, b, c in
                 dlk_gemm_f32(transA ? 1 : 0, Int64(m), Int64(n), Int64(k), t.alpha, a, Int64(o.lda), b, Int64(o.ldb), c,
-                             Int64(o.ldc), plain)
+                             Int64(o.ldc), 0, plain)
             }
             #expect(differing(c, chain) == 0, "plain_c \(plain): other bits than the chain (the padding of C included)")
+        }
+        // With `accumulate`, each chain starts from C's value (o.c: the padding must stay).
+        var continued = o.c
+        for i in 0..<m {
+            for j in 0..<n {
+                var s = o.c[i * o.ldc + j]
+                for p in 0..<k { s = s.addingProduct(transA ? o.a[p * o.lda + i] : o.a[i * o.lda + p], o.b[p * o.ldb + j]) }
+                continued[i * o.ldc + j] = t.alpha * s
+            }
+        }
+        for plain: Int32 in [1, 0] {
+            let c = run { a, b, c in
+                dlk_gemm_f32(transA ? 1 : 0, Int64(m), Int64(n), Int64(k), t.alpha, a, Int64(o.lda), b, Int64(o.ldb), c,
+                             Int64(o.ldc), 1, plain)
+            }
+            #expect(differing(c, continued) == 0, "plain_c \(plain), accumulating: other bits than the chains from C")
         }
         let saved = Kernels.threads
         defer { Kernels.threads = saved }

@@ -301,13 +301,29 @@ DLK_HIDDEN uint64_t dlk_next_generation(void);
 
 /// C (m x n, rows ldc apart) = alpha (A B) for row-major A (m x k, lda; with `trans_a`, A
 /// is stored as its transpose, k x m) and B (k x n, ldb), read in place. Each output is the
-/// chain of fused multiply-adds over p = 0 ..< k in order, from zero, then times alpha: the
-/// same bits from the AVX-512 kernel, the AVX2/FMA one and plain C (`plain_c`), whatever
-/// rows a call is given (threads may split C's rows any way). A vector kernel runs where
-/// dlk_has_avx2() (AVX-512 where dlk_has_avx512()); the plain C loop is their reference,
-/// far slower than OpenBLAS.
+/// chain of fused multiply-adds over p = 0 ..< k in order, from zero (from C's value with
+/// `accumulate`: C = alpha (C + A B)), then times alpha: the same bits from the AVX-512
+/// kernel, the AVX2/FMA one and plain C (`plain_c`), whatever rows a call is given (threads
+/// may split C's rows any way). A vector kernel runs where dlk_has_avx2() (AVX-512 where
+/// dlk_has_avx512()); the plain C loop is their reference, far slower than OpenBLAS.
 DLK_HIDDEN void dlk_gemm_f32(int trans_a, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
-                             const float *b, int64_t ldb, float *c, int64_t ldc, int plain_c);
+                             const float *b, int64_t ldb, float *c, int64_t ldc, int accumulate, int plain_c);
+
+/// A 2-D window's geometry (Window2D): the input plane, the kernel, strides, padding on each
+/// side, the output plane.
+struct dlk_window {
+    int64_t height, width, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, out_h, out_w;
+};
+
+/// im2col's tap rows [first_row, last_row) of the columns (rows `row_stride` apart) for
+/// `batch` samples of `channels` planes (Kernels.im2col; im2col.c).
+DLK_HIDDEN void dlk_im2col_f32(const float *x, float *cols, int64_t batch, int64_t channels,
+                               const struct dlk_window *w, int64_t row_stride, int64_t first_row, int64_t last_row);
+
+/// col2im (Kernels.col2im) for channels [first_channel, last_channel): their planes of dx
+/// zeroed, then every column entry added to the element it was read from, taps in order.
+DLK_HIDDEN void dlk_col2im_f32(const float *dcols, float *dx, int64_t batch, int64_t channels,
+                               const struct dlk_window *w, int64_t first_channel, int64_t last_channel);
 
 /// dst (cols x rows, rows ldd apart) = src^T for src (rows x cols, rows lds apart); the two
 /// must not overlap. AVX2 blocks of 8 x 8 where the CPU has it (transpose.c).

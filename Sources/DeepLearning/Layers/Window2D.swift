@@ -1,3 +1,5 @@
+import CDeepLearningKernels
+
 /// The geometry of a 2-D sliding window over one H x W plane: kernel, stride and zero
 /// padding, and the OH x OW plane of window positions it gives. Shared by `conv2d`, the
 /// pooling layers and their kernels.
@@ -97,5 +99,14 @@ extension Window2D {
             throw DLError(.spec, "\(me): kernel_size [\(kernel.0), \(kernel.1)] does not fit the \(shape[1]) x \(shape[2]) input with padding [\(padding.0), \(padding.1)]; the padded input must be at least as large as the kernel")
         }
         return (shape[0], window)
+    }
+}
+
+extension Window2D {
+    /// The geometry as the C kernels take it (`dlk_im2col_f32`, `dlk_col2im_f32`).
+    var geometry: dlk_window {
+        dlk_window(height: Int64(height), width: Int64(width), kernel_h: Int64(kernelHeight), kernel_w: Int64(kernelWidth),
+                   stride_h: Int64(strideHeight), stride_w: Int64(strideWidth), pad_h: Int64(padHeight),
+                   pad_w: Int64(padWidth), out_h: Int64(outHeight), out_w: Int64(outWidth))
     }
 }
