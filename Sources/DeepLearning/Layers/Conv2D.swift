@@ -106,17 +106,63 @@ public final class Conv2D<T: DLScalar>: Layer {
     }
 
     public func forward(_ x: Tensor<T>, training: Bool) throws(DLError) -> Tensor<T> {
-        try convolve(x, into: y, cols: cols, pieces: pieces)
+        if Kernels.hasUnpackedGemm(T.self) {
+            try convolveInPieces(x, into: y, pieces: pieces)
+        } else {
+            try convolve(x, into: y, cols: cols, pieces: pieces)
+            columnsCover = groupSize(x.shape[0]) >= x.shape[0]
+        }
         self.x = x
-        columnsCover = groupSize(x.shape[0]) >= x.shape[0]
         return y
     }
 
-    /// Evaluation in `scratch` (0: y, 1: columns, 2: the pieces' products).
+    /// Evaluation in `scratch` (0: y, 1: columns, 2: the pieces' buffers).
     public func infer(_ x: Tensor<T>, scratch: InferenceScratch<T>) throws(DLError) -> Tensor<T> {
         let y = scratch.output
-        try convolve(x, into: y, cols: try scratch.tensor(1), pieces: try scratch.tensor(2))
+        if Kernels.hasUnpackedGemm(T.self) {
+            try convolveInPieces(x, into: y, pieces: try scratch.tensor(2))
+        } else {
+            try convolve(x, into: y, cols: try scratch.tensor(1), pieces: try scratch.tensor(2))
+        }
         return y
+    }
+
+    /// Samples in a piece of the library's kernel path: its columns and their product (the
+    /// forward) or its columns and its dy transposed (the weight gradient) take about
+    /// `pieceElements`.
+    private var samplesPerColumnPiece: Int { samplesPerPiece((taps + filters) * window.outputPlane) }
+
+    /// Sizes `buffers` for the library's kernel path: one buffer for each share of the work
+    /// (of `items` items), a piece's columns (rows `columnPad` longer) and its dy transposed.
+    private func reserveColumnPieces(_ buffers: Tensor<T>, items: Int) throws(DLError) {
+        let per = samplesPerColumnPiece, plane = window.outputPlane
+        let slot = try checkedProduct(taps, per * plane + columnPad, "conv2d columns") + per * plane * filters
+        try buffers.resize([max(1, min(items, Kernels.maxShares)), slot])
+    }
+
+    /// y = conv(x) with the library's kernel (float32 on AVX2/FMA), in pieces of a few samples
+    /// on the kernel threads: a piece's columns are lowered into its share's buffer and
+    /// multiplied a sample at a time straight into y while they are in the core's cache. No
+    /// columns of the whole batch: backward lowers x again, piece by piece
+    /// (`weightGradientInPieces`), which costs less than writing the batch's columns (14 MB in
+    /// mnist_cnn's second convolution) to memory and reading them back. The pieces follow
+    /// from the shape alone (the same bits with any number of threads).
+    private func convolveInPieces(_ x: Tensor<T>, into y: Tensor<T>, pieces: Tensor<T>) throws(DLError) {
+        let batch = x.shape[0], inSample = inChannels * window.inputPlane, outSample = filters * window.outputPlane
+        let plane = window.outputPlane, per = samplesPerColumnPiece
+        try y.resize(batch: batch, sample: outputShape)
+        try reserveColumnPieces(pieces, items: (batch + per - 1) / per)
+        let (input, output, w, b) = (x.data, y.data, weight.value.data, bias?.value.data)
+        forEachPiece(batch, per: per, buffers: pieces) { first, count, columns in
+            let stride = count * plane + columnPad
+            Kernels.im2col(input + first * inSample, columns, batch: count, channels: inChannels, window, rowStride: stride)
+            for s in 0..<count {
+                let out = output + (first + s) * outSample
+                Kernels.unpackedGemmOnThisThread(transA: false, m: filters, n: plane, k: taps, a: w, lda: taps,
+                                                 b: columns + s * plane, ldb: stride, c: out, ldc: plane)
+                if let b { Kernels.addPerChannel(b, out, channels: filters, plane: plane) }
+            }
+        }
     }
 
     /// y = conv(x), a group of samples at a time (`columnLimit`), each group in pieces of a
@@ -160,28 +206,29 @@ public final class Conv2D<T: DLScalar>: Layer {
         guard let x, x.shape[0] == dy.shape[0] else { throw .invalid("conv2d: backward called before forward, or with another batch size") }
         let batch = dy.shape[0], inSample = inChannels * window.inputPlane, outSample = filters * window.outputPlane
         if let bias { Kernels.channelSums(dy.data, bias.grad.data, batch: batch, channels: filters, spatial: window.outputPlane) }
+        if needInputGradient { try dx.resize(batch: batch, sample: [inChannels, window.height, window.width]) }
+        if Kernels.hasUnpackedGemm(T.self) {
+            try weightGradientInPieces(x: x.data, dy: dy.data, samples: batch)
+            guard needInputGradient else { return nil }
+            try reservePieces(pieces, batch: batch, per: inputGradientSamples, elementsPerSample: taps * window.outputPlane)
+            inputGradient(dy.data, ldY: 0, dy: dy.data, samples: batch, into: dx.data)
+            return dx
+        }
         if needInputGradient {
-            try dx.resize(batch: batch, sample: [inChannels, window.height, window.width])
             try reservePieces(pieces, batch: batch, per: inputGradientSamples, elementsPerSample: taps * window.outputPlane)
         }
-        // With the library's kernel, dy a sample at a time as (P, F) for the weight gradient;
-        // else dY, arranged as Y.
-        let (dProduct, unpacked) = (product, Kernels.hasUnpackedGemm(T.self))
+        // dY, arranged as Y.
+        let dProduct = product
         try forEachGroup(batch, cols: cols, product: product) { (start, n) throws(DLError) in
             let width = n * window.outputPlane
             if !columnsCover {
                 Kernels.im2col(x.data + start * inSample, cols.data, batch: n, channels: inChannels, window,
                                rowStride: width + columnPad)
             }
-            if unpacked {
-                try weightGradientUnpacked(dy.data + start * outSample, transposed: dProduct.data, cols: cols.data,
-                                           ldCols: width + columnPad, samples: n, accumulate: start > 0)
-            } else {
-                Kernels.samplesToColumns(dy.data + start * outSample, dProduct.data, batch: n, channels: filters,
-                                         plane: window.outputPlane)
-                try weightGradient(dProduct.data, cols: cols.data, ldCols: width + columnPad, samples: n,
-                                   accumulate: start > 0)
-            }
+            Kernels.samplesToColumns(dy.data + start * outSample, dProduct.data, batch: n, channels: filters,
+                                     plane: window.outputPlane)
+            try weightGradient(dProduct.data, cols: cols.data, ldCols: width + columnPad, samples: n,
+                               accumulate: start > 0)
             guard needInputGradient else { return }
             inputGradient(dProduct.data, ldY: width, dy: dy.data + start * outSample, samples: n,
                           into: dx.data + start * inSample)
@@ -218,41 +265,52 @@ public final class Conv2D<T: DLScalar>: Layer {
         for slice in (accumulate ? 0 : 1)..<slices { Kernels.add(parts + slice * size, into: out, size) }
     }
 
-    /// `weightGradient` with the library's kernel (float32 on AVX2/FMA), which wants its
-    /// second operand with rows of contiguous columns: each slice of samples transposes its
-    /// dy into `transposed`, sample b's (F, P) as (P, F), and multiplies dW^T = cols dy^T
-    /// (K, F) into its partial, all on one kernel thread while the slice is in its cache; the
-    /// partials are added in slice order and the sum transposed into dW (added to it with
-    /// `accumulate`). The slices are `weightGradient`'s. Against OpenBLAS on mnist_cnn's
-    /// second convolution on one core: 2.8 ms against 4.3 (OpenBLAS's AVX-512 kernels) and
-    /// 16 (the SSE3 ones Debian's OpenBLAS chose on a Sapphire Rapids Xeon); with AVX2 5.7
-    /// against 6.9 (its Haswell kernels).
-    private func weightGradientUnpacked(_ dy: UnsafePointer<T>, transposed: UnsafeMutablePointer<T>,
-                                        cols: UnsafePointer<T>, ldCols: Int, samples: Int,
-                                        accumulate: Bool) throws(DLError) {
-        let plane = window.outputPlane, outSample = filters * plane, size = filters * taps
+    /// dW = dy cols^T with the library's kernel (float32 on AVX2/FMA), which wants its second
+    /// operand with rows of contiguous columns, so it computes dW^T = cols dy^T (K, F). The
+    /// samples are cut into `weightGradient`'s slices (fixed by the shape), each on a kernel
+    /// thread, and each slice into pieces of `samplesPerColumnPiece` samples from its start:
+    /// a piece's columns are lowered from x again and its dy transposed to (P, F) in the
+    /// share's buffer, and the piece's product is added to the slice's partial (each chain
+    /// going on from the last piece's), all in the core's cache. The partials are added in
+    /// slice order and the sum transposed into dW. On mnist_cnn's second convolution, one
+    /// core, the product alone: 2.8 ms from columns in cache, 4.9 from the whole batch's
+    /// columns in L3, against OpenBLAS's 16 (the SSE3 kernels Debian's OpenBLAS chose on a
+    /// Sapphire Rapids Xeon) or 4.3 (its AVX-512 ones); AVX2 5.7 against 6.9 (Haswell).
+    private func weightGradientInPieces(x: UnsafePointer<T>, dy: UnsafePointer<T>, samples: Int) throws(DLError) {
+        let plane = window.outputPlane, inSample = inChannels * window.inputPlane, outSample = filters * plane
+        let size = filters * taps, per = samplesPerColumnPiece
         let work = size.multipliedReportingOverflow(by: samples * plane)
-        let slices = max(1, min(8, samples, work.overflow ? 8 : work.partialValue / max(1, sliceWork)))
-        try partials.resize([slices + 1, size])
-        let (filters, taps) = (self.filters, self.taps)
-        let (out, parts) = (Kernels.asMutableFloats(weight.grad.data), Kernels.asMutableFloats(partials.data))
-        let (dyf, dyt, colsf) = (Kernels.asFloats(dy), Kernels.asMutableFloats(transposed), Kernels.asFloats(cols))
-        Kernels.parallelFor(slices) { range in
+        let most = max(1, min(8, samples, work.overflow ? 8 : work.partialValue / max(1, sliceWork)))
+        // A power of two, so that 2, 4 or 8 threads get equal shares (7 slices left one of two
+        // threads waiting a seventh of mnist_cnn's first convolution's weight gradient).
+        let slices = 1 << (Int.bitWidth - 1 - most.leadingZeroBitCount)
+        try partials.resize([slices, size])
+        try reserveColumnPieces(pieces, items: slices)
+        let (filters, taps, channels, window, pad) = (self.filters, self.taps, inChannels, self.window, columnPad)
+        let (parts, buffers, slot) = (partials.data, pieces.data, pieces.shape[1])
+        Kernels.parallelShares(slices) { range, share in
+            let columns = buffers + share * slot
             for slice in range {
-                let first = samples * slice / slices, last = samples * (slice + 1) / slices
-                for b in first..<last {
-                    dlk_transpose_f32(Int64(filters), Int64(plane), dyf + b * outSample, Int64(plane),
-                                      dyt + b * outSample, Int64(filters), 0)
+                let (first, last) = (samples * slice / slices, samples * (slice + 1) / slices)
+                var start = first
+                while start < last {
+                    let count = min(per, last - start), stride = count * plane + pad
+                    let transposed = columns + taps * stride
+                    Kernels.im2col(x + start * inSample, columns, batch: count, channels: channels, window,
+                                   rowStride: stride)
+                    for b in 0..<count {
+                        Kernels.transpose(dy + (start + b) * outSample, rows: filters, cols: plane,
+                                          into: transposed + b * outSample, threaded: false)
+                    }
+                    Kernels.unpackedGemmOnThisThread(transA: false, m: taps, n: filters, k: count * plane, a: columns,
+                                                     lda: stride, b: transposed, ldb: filters,
+                                                     c: parts + slice * size, ldc: filters, accumulate: start > first)
+                    start += count
                 }
-                dlk_gemm_f32(0, Int64(taps), Int64(filters), Int64((last - first) * plane), 1, colsf + first * plane,
-                             Int64(ldCols), dyt + first * outSample, Int64(filters), parts + slice * size,
-                             Int64(filters), 0)
             }
         }
         for slice in 1..<slices { Kernels.add(parts + slice * size, into: parts, size) }
-        let sum = accumulate ? parts + slices * size : out
-        dlk_transpose_f32(Int64(taps), Int64(filters), parts, Int64(filters), sum, Int64(taps), 0)
-        if accumulate { Kernels.add(sum, into: out, size) }
+        Kernels.transpose(parts, rows: taps, cols: filters, into: weight.grad.data)
     }
 
     /// Samples per piece when each takes `elements` of the piece's `pieceElements`: a
