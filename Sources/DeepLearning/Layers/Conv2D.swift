@@ -10,19 +10,23 @@ import CDeepLearningKernels
 ///     dcols = weight^T dY: (K, B P)     dx = col2im(dcols)
 ///
 /// Y and dcols are computed a few samples at a time (`pieceElements`), each piece on one
-/// kernel thread while its data is in that core's cache; cols is kept whole for dW. The
-/// pieces follow from the shape alone, so results do not depend on the number of threads.
-/// Float32 on AVX2 multiplies each sample of a piece with the library's kernel
-/// (`Kernels.unpackedGemmOnThisThread`): y[b] = weight cols[b] straight into y, and
-/// dcols[b] = weight^T dy[b] from dy as it is; elsewhere each piece is one OpenBLAS call,
-/// through a buffer rearranged into y. dW is one product per slice of the batch, the slices'
-/// partial sums then added in order: dW^T = cols dy^T with the library's kernel from dy
-/// transposed a sample at a time (`weightGradientUnpacked`), else dY cols^T by OpenBLAS
-/// (`weightGradient`).
+/// kernel thread while its data is in that core's cache. The pieces follow from the shape
+/// alone, so results do not depend on the number of threads. Two paths:
 ///
-/// Caches x and its columns. A batch whose columns would exceed `columnLimit` elements is
-/// lowered in groups of samples, and backward then lowers x again group by group, so
-/// evaluating thousands of samples at once stays within bounded memory.
+/// - float32 where the CPU has AVX2/FMA, the library's kernel
+///   (`Kernels.unpackedGemmOnThisThread`): each piece's columns are lowered into a buffer of
+///   its own and multiplied a sample at a time straight into y; dcols[b] = weight^T dy[b]
+///   from dy as it is; dW^T = cols dy^T a slice of the batch at a time, each slice's
+///   columns lowered again piece by piece and its dy transposed (`weightGradientInPieces`).
+///   The layer caches x only.
+/// - elsewhere (float64, older CPUs), OpenBLAS: each piece one call through a buffer
+///   rearranged into y, cols kept whole for dW = dY cols^T, one call per slice of the batch
+///   (`weightGradient`). The layer caches x and its columns; a batch whose columns would
+///   exceed `columnLimit` elements is lowered in groups of samples, and backward then lowers
+///   x again group by group, so evaluating thousands of samples at once stays within
+///   bounded memory.
+///
+/// Either way the slices' partial sums of dW are added in slice order.
 public final class Conv2D<T: DLScalar>: Layer {
     public let type = "conv2d"
     public let inChannels: Int
