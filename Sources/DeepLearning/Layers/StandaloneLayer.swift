@@ -84,6 +84,9 @@ public final class StandaloneLayer<T: DLScalar>: AnyStandaloneLayer {
         // A shaped layer sees its samples' shape, as inside a model.
         try self.x.resize([rows] + (inputShape ?? [cols]))
         Kernels.convert(source, self.x.data, n)
+        // The caller may have written the parameters' memory (dl_layer_param_data): caches
+        // derived from them (a linear layer's transposed weight) must not be trusted.
+        for parameter in layer.parameters { parameter.changed() }
         let out = try layer.forward(self.x, training: training)
         // Outside a model there is no step to refuse: a training pass updates the statistics.
         if training { layer.commitTrainingStatistics() }
