@@ -215,7 +215,7 @@ public final class Conv2D<T: DLScalar>: Layer {
             try weightGradientInPieces(x: x.data, dy: dy.data, samples: batch)
             guard needInputGradient else { return nil }
             try reservePieces(pieces, batch: batch, per: inputGradientSamples, elementsPerSample: taps * window.outputPlane)
-            inputGradient(dy.data, ldY: 0, dy: dy.data, samples: batch, into: dx.data)
+            inputGradient(nil, ldY: 0, dy: dy.data, samples: batch, into: dx.data)
             return dx
         }
         if needInputGradient {
@@ -353,8 +353,9 @@ public final class Conv2D<T: DLScalar>: Layer {
     /// from the shape alone, so the bits do not depend on the number of threads.
     ///
     /// Float32 on AVX2 takes each sample's product from its dy (F x P, rows P apart) with the
-    /// library's kernel, which writes dcols without OpenBLAS's packing and zeroing passes.
-    private func inputGradient(_ dY: UnsafePointer<T>, ldY: Int, dy: UnsafePointer<T>, samples: Int,
+    /// library's kernel, which writes dcols without OpenBLAS's packing and zeroing passes;
+    /// dY is then not read (nil).
+    private func inputGradient(_ dY: UnsafePointer<T>?, ldY: Int, dy: UnsafePointer<T>, samples: Int,
                                into dx: UnsafeMutablePointer<T>) {
         let plane = window.outputPlane, inSample = inChannels * window.inputPlane, w = weight.value.data
         let (outSample, unpacked) = (filters * plane, Kernels.hasUnpackedGemm(T.self))
@@ -365,7 +366,7 @@ public final class Conv2D<T: DLScalar>: Layer {
                                                      b: dy + (first + s) * outSample, ldb: plane,
                                                      c: buffer + s * plane, ldc: n * plane)
                 }
-            } else {
+            } else if let dY {
                 T.blasGemm(transA: true, transB: false, m: taps, n: n * plane, k: filters,
                            alpha: 1, a: w, lda: taps, b: dY + first * plane, ldb: ldY,
                            beta: 0, c: buffer, ldc: n * plane)

@@ -213,15 +213,24 @@ public final class Linear<T: DLScalar>: Layer {
             }
             let (m, n) = weightIsTransposed ? (inFeatures, outFeatures) : (outFeatures, inFeatures)
             T.gemv(transA: weightIsTransposed, m: m, n: n, alpha: 1, a: w, lda: n, x: x.data, beta: 0, y: y.data)
-        } else if let wT = weightIsTransposed ? UnsafePointer(w) : transposedWeight(copy, batch: batch),
-                  Kernels.unpackedGemm(m: batch, n: outFeatures, k: inFeatures, alpha: 1, a: x.data, lda: inFeatures,
-                                       b: wT, ldb: outFeatures, c: y.data, ldc: outFeatures) {
-        } else {
+        } else if !multipliedByKernel(x, y, copy) {
             T.gemm(transA: false, transB: !weightIsTransposed, m: batch, n: outFeatures, k: inFeatures,
                    alpha: 1, a: x.data, lda: inFeatures, b: w, ldb: weightLeadingDimension,
                    beta: 0, c: y.data, ldc: outFeatures)
         }
         if let bias { Kernels.addRowVector(y.data, bias.value.data, rows: batch, cols: outFeatures) }
+    }
+
+    /// y = x W^T through the library's kernel (`Kernels.unpackedGemm`) from W^T, kept by the
+    /// layer or transposed into `copy`; false, with nothing written, when the kernel does not
+    /// take the product.
+    private func multipliedByKernel(_ x: Tensor<T>, _ y: Tensor<T>, _ copy: WeightCopy<T>) -> Bool {
+        let batch = x.shape[0]
+        guard let wT = weightIsTransposed ? UnsafePointer(weight.value.data) : transposedWeight(copy, batch: batch) else {
+            return false
+        }
+        return Kernels.unpackedGemm(m: batch, n: outFeatures, k: inFeatures, alpha: 1, a: x.data, lda: inFeatures, b: wT,
+                                    ldb: outFeatures, c: y.data, ldc: outFeatures)
     }
 
     /// W^T (in, out) in `copy` for `dense`'s product of `batch` rows, transposed from W when W
