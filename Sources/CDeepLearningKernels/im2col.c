@@ -5,7 +5,7 @@
 #include "dl_kernels.h"
 
 // The outputs o in [0, count) whose input index o * stride + first lies in [0, size):
-// [*lo, *hi).
+// [*lo, *hi). Window2D.inside's rule, which the Swift loops (float64) use.
 static void inside(int64_t first, int64_t stride, int64_t size, int64_t count, int64_t *lo, int64_t *hi) {
     int64_t l = first >= 0 ? 0 : (stride - 1 - first) / stride;
     if (l > count) l = count;

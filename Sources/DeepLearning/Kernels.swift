@@ -103,16 +103,15 @@ public enum Kernels {
     // MARK: Copies and conversions
 
     /// dst (cols x rows) = src^T for src (rows x cols), both dense: float32 in C
-    /// (`dlk_transpose_f32`), row blocks of src on the kernel threads when it is large and
-    /// `threaded`.
-    static func transpose<T: DLScalar>(_ src: UnsafePointer<T>, rows: Int, cols: Int, into dst: UnsafeMutablePointer<T>,
-                                       threaded: Bool = true) {
+    /// (`dlk_transpose_f32`), row blocks of src on the kernel threads when it is large (on
+    /// this thread alone inside a kernel job).
+    static func transpose<T: DLScalar>(_ src: UnsafePointer<T>, rows: Int, cols: Int, into dst: UnsafeMutablePointer<T>) {
         guard T.self == Float.self else {
             for i in 0..<rows { for j in 0..<cols { dst[j * rows + i] = src[i * cols + j] } }
             return
         }
         let (s, d) = (asFloats(src), asMutableFloats(dst))
-        let blocks = threaded && rows * cols >= 1 << 16 ? max(1, min(8, rows / 8)) : 1
+        let blocks = rows * cols >= 1 << 16 ? max(1, min(8, rows / 8)) : 1
         parallelFor(blocks) { range in
             for block in range {
                 let first = rows * block / blocks, last = rows * (block + 1) / blocks

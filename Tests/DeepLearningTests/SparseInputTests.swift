@@ -257,7 +257,7 @@ import CDeepLearningKernels
             #expect(worst < 1e-5, "density \(density): worst relative error \(worst)")
             guard sparse else {
                 // Too dense: multiplied by the rows of the copy of W the scratch keeps.
-                #expect(scratch.sparse.weightKey == layer.weight.generation, "density \(density): the kept W")
+                #expect(scratch.sparse.weight.key == layer.weight.generation, "density \(density): the kept W")
                 continue
             }
             if one.background != 0 {

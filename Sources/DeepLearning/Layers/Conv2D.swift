@@ -304,7 +304,7 @@ public final class Conv2D<T: DLScalar>: Layer {
                                    rowStride: stride)
                     for b in 0..<count {
                         Kernels.transpose(dy + (start + b) * outSample, rows: filters, cols: plane,
-                                          into: transposed + b * outSample, threaded: false)
+                                          into: transposed + b * outSample)
                     }
                     Kernels.unpackedGemmOnThisThread(transA: false, m: taps, n: filters, k: count * plane, a: columns,
                                                      lda: stride, b: transposed, ldb: filters,

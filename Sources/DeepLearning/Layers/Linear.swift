@@ -240,14 +240,7 @@ public final class Linear<T: DLScalar>: Layer {
     private func transposedWeight(_ copy: WeightCopy<T>, batch: Int) -> UnsafePointer<T>? {
         guard Kernels.hasUnpackedGemm(T.self),
               dlk_gemm_parallel_takes(0, Int64(batch), Int64(outFeatures), Int64(inFeatures)) != 0 else { return nil }
-        let generation = weight.generation
-        if copy.key != generation {
-            copy.key = nil
-            guard copy.buffer.reserve(inFeatures * outFeatures) else { return nil }
-            Kernels.transpose(weight.value.data, rows: outFeatures, cols: inFeatures, into: copy.buffer.base)
-            copy.key = generation
-        }
-        return UnsafePointer(copy.buffer.base)
+        return copy.transposed(weight.value.data, rows: outFeatures, cols: inFeatures, generation: weight.generation)
     }
 
     public func backward(_ dy: Tensor<T>, needInputGradient: Bool) throws(DLError) -> Tensor<T>? {
@@ -290,11 +283,26 @@ public final class Linear<T: DLScalar>: Layer {
     private var weightLeadingDimension: Int { weightIsTransposed ? outFeatures : inFeatures }
 }
 
-/// A transposed copy of a layer's weight and the weight's generation it was made from
-/// (`Linear.transposedWeight`).
-final class WeightCopy<T> {
-    let buffer = Buffer<T>()
-    var key: UInt64?
+/// A transposed copy of a weight, kept while the weight's generation stays the one it was
+/// made from: a linear layer's W^T for batches (`Linear.transposedWeight`), and the sparse
+/// path's W for single dense samples (`SparseInput.keptWeight`).
+final class WeightCopy<T: DLScalar> {
+    private let buffer = Buffer<T>()
+    /// The generation the copy was made from (nil before the first, or after a failure). Read
+    /// on every call that uses the copy: no run-time exclusivity checks.
+    @exclusivity(unchecked) private(set) var key: UInt64?
+
+    /// src (rows x cols) transposed, made again only when `generation` is not the copy's;
+    /// nil when its buffer cannot be had.
+    func transposed(_ src: UnsafePointer<T>, rows: Int, cols: Int, generation: UInt64) -> UnsafePointer<T>? {
+        if key != generation {
+            key = nil
+            guard buffer.reserve(rows * cols) else { return nil }
+            Kernels.transpose(src, rows: rows, cols: cols, into: buffer.base)
+            key = generation
+        }
+        return UnsafePointer(buffer.base)
+    }
 }
 
 public enum LinearFactory: LayerFactory {

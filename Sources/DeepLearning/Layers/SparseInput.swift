@@ -79,9 +79,8 @@ final class SparseInput {
         @exclusivity(unchecked) var lastWasFolded = false
         @exclusivity(unchecked) var lastFoldedWasSparse = false
         /// Single dense samples to predict: W (out x in), the transpose of the weight as the
-        /// layer keeps it, made from the weight's generation in `weightKey` (`keptWeight`).
-        let weight = Buffer<Float>()
-        @exclusivity(unchecked) var weightKey: UInt64? = nil
+        /// layer keeps it (`keptWeight`).
+        let weight = WeightCopy<Float>()
     }
 
     /// What the kept base terms were computed from: the versions of the weight and the
@@ -377,14 +376,7 @@ final class SparseInput {
                             workspace: Workspace) -> UnsafePointer<Float>? {
         let count = inFeatures * outFeatures   // the weight's element count: it exists
         guard count <= SparseInput.maxKeptWeight else { return nil }
-        if workspace.weightKey != generation {
-            workspace.weightKey = nil
-            guard workspace.weight.reserve(count) else { return nil }
-            dlk_transpose_f32(Int64(inFeatures), Int64(outFeatures), weightT, Int64(outFeatures), workspace.weight.base,
-                                  Int64(inFeatures), 0)
-            workspace.weightKey = generation
-        }
-        return UnsafePointer(workspace.weight.base)
+        return workspace.weight.transposed(weightT, rows: inFeatures, cols: outFeatures, generation: generation)
     }
 
     /// b + offset rowsum(W): each output's bias plus `offset` times the sum of its weights,
