@@ -56,9 +56,9 @@ int main(int argc, char **argv) {
     for (int r = 0; r < rounds; r++)
         for (int q = 0; q < PLACEMENTS; q++) {
             double t0 = now();   // y = x[:, chunk] W^T[chunk]: the forward's chunk product
-            dlk_gemm_f32(0, BATCH, OUT, CHUNK, 1.0f, x[q], IN, w[q], OUT, c[q], OUT, 0);
+            dlk_gemm_f32(0, BATCH, OUT, CHUNK, 1.0f, x[q], IN, w[q], OUT, c[q], OUT, 0, 0);
             double t1 = now();   // dW^T[chunk] = x[:, chunk]^T dy: the weight gradient's
-            dlk_gemm_f32(1, CHUNK, OUT, BATCH, 1.0f, x[q], IN, w[q], OUT, c[q], OUT, 0);
+            dlk_gemm_f32(1, CHUNK, OUT, BATCH, 1.0f, x[q], IN, w[q], OUT, c[q], OUT, 0, 0);
             times[0][q][r] = t1 - t0;
             times[1][q][r] = now() - t1;
         }

@@ -12,7 +12,8 @@
  *
  * Each round times every shape once per side (best of a few calls); medians over rounds,
  * and the spread of the per-round ratio. It also checks that the kernel's bits equal the
- * plain C loop's and, within float32 rounding, OpenBLAS's.
+ * plain C loop's and, within float32 rounding, OpenBLAS's, and prints both sides' largest
+ * error against the product in float64.
  */
 #define _POSIX_C_SOURCE 199309L
 #include <cblas.h>
@@ -71,7 +72,7 @@ static double time_side(const shape *s, int ours, const float *a, const float *b
     for (int i = 0; i < calls; i++) {
         const double start = now();
         if (ours && s->threads == 1) {
-            dlk_gemm_f32(s->trans, s->m, s->n, s->k, 1.0f, a, lda, b, s->n, c, s->n, 0);
+            dlk_gemm_f32(s->trans, s->m, s->n, s->k, 1.0f, a, lda, b, s->n, c, s->n, 0, 0);
         } else if (ours) {
             dlk_gemm_parallel_f32(s->trans, s->m, s->n, s->k, 1.0f, a, lda, b, s->n, c, s->n, 1 << 21);
         } else if (s->threads == 1) {
@@ -112,12 +113,21 @@ int main(int argc, char **argv) {
         for (int i = 0; i < sh->m * sh->k; i++) { r = r * 1103515245u + 12345u; a[i] = (float)(r >> 8) / 16777216.0f - 0.5f; }
         for (int i = 0; i < sh->k * sh->n; i++) { r = r * 1103515245u + 12345u; b[i] = (float)(r >> 8) / 16777216.0f - 0.5f; }
         /* bits: the vector kernel against the plain loop; values: against OpenBLAS */
-        dlk_gemm_f32(sh->trans, sh->m, sh->n, sh->k, 1.0f, a, sh->trans ? sh->m : sh->k, b, sh->n, c1, sh->n, 1);
+        dlk_gemm_f32(sh->trans, sh->m, sh->n, sh->k, 1.0f, a, sh->trans ? sh->m : sh->k, b, sh->n, c1, sh->n, 0, 1);
         time_side(sh, 1, a, b, c2);
         const int same = memcmp(c1, c2, sizeof(float) * sh->m * sh->n) == 0;
         time_side(sh, 0, a, b, c2);
-        double worst = 0;
+        double worst = 0, ours_error = 0, blas_error = 0;
         for (int i = 0; i < sh->m * sh->n; i++) worst = fmax(worst, fabs((double)c1[i] - c2[i]));
+        /* rounding errors: both against the product in float64 */
+        for (int i = 0; i < sh->m; i++)
+            for (int j = 0; j < sh->n; j++) {
+                double exact = 0;
+                for (int p = 0; p < sh->k; p++)
+                    exact += (double)(sh->trans ? a[(size_t)p * sh->m + i] : a[(size_t)i * sh->k + p]) * b[(size_t)p * sh->n + j];
+                ours_error = fmax(ours_error, fabs(c1[(size_t)i * sh->n + j] - exact));
+                blas_error = fmax(blas_error, fabs(c2[(size_t)i * sh->n + j] - exact));
+            }
         double ours[MAX_ROUNDS], blas[MAX_ROUNDS], ratio[MAX_ROUNDS];
         for (int i = 0; i < rounds; i++) {
             ours[i] = time_side(sh, 1, a, b, c2);
@@ -128,9 +138,9 @@ int main(int argc, char **argv) {
         for (int i = 1; i < rounds; i++) lo = fmin(lo, ratio[i]), hi = fmax(hi, ratio[i]);
         printf("{\"shape\": \"%s\", \"threads\": %d, \"ours_gflops\": %.1f, \"openblas_gflops\": %.1f, "
                "\"ratio\": %.2f, \"ratio_min\": %.2f, \"ratio_max\": %.2f, \"same_bits_as_plain_c\": %s, "
-               "\"largest_difference_from_openblas\": %.2g}\n",
+               "\"largest_difference_from_openblas\": %.2g, \"largest_error_ours\": %.2g, \"largest_error_openblas\": %.2g}\n",
                sh->name, sh->threads, median(ours, rounds), median(blas, rounds), median(ratio, rounds), lo, hi,
-               same ? "true" : "false", worst);
+               same ? "true" : "false", worst, ours_error, blas_error);
         free(a), free(b), free(c1), free(c2);
     }
     return 0;

@@ -3,13 +3,16 @@
 // row blocks across threads, copies B once per block: for the batches the library predicts
 // (A the caller's batch, B a layer's W^T), its copies took a fifth of the CPU samples.
 //
-// Every output is one chain of fused multiply-adds over p = 0, 1, ..., k - 1, from zero,
-// then times alpha (one rounding). A vector kernel keeps a tile of C in registers (6 rows
-// x 64 columns with AVX-512, 6 x 16 with AVX2/FMA) and runs it over the whole depth k (in
-// blocks, between which the partial sums are stored and loaded again unchanged). So C's
-// bits depend neither on the blocks nor on the kernel nor on which rows a thread takes:
-// the plain C loop gives the same bits, and any cut of the rows across threads does too;
-// threads can take blocks of rows as they come free.
+// Every output is summed in blocks of DLK_GEMM_SUM_DEPTH (128) consecutive p: each block is
+// one chain of fused multiply-adds from zero, added to the output's running sum (the first
+// block, unless `accumulate`, is that sum), and the sum is then times alpha. One chain over
+// the whole depth, as this kernel first had, is as fast but its rounding errors grow with k:
+// 4-5x OpenBLAS's at 784 and 3136 deep (a CNN's dense layer), against float64. A vector
+// kernel keeps a tile of C in registers (6 rows x 64 columns with AVX-512, 6 x 16 with
+// AVX2/FMA), runs it over one block, and adds it into C, for the whole depth (in passes of
+// several blocks over a tile of A and B). So C's bits depend neither on the kernel nor on
+// which rows a thread takes: the plain C loop gives the same bits, and any cut of the rows
+// across threads does too; threads can take blocks of rows as they come free.
 //
 // Measured against OpenBLAS 0.3.21 on one core (bench/README.md, "Products without
 // packing"): with AVX-512, 1.05x at 1000 x 784 x 128, 1.2x at 64 x 784 x 128, 1.5x at
@@ -18,18 +21,28 @@
 #include "dl_kernels.h"
 #include "x86.h"
 
-// Multiply-adds in a row of C, in order, then the scale: the definition of the bits.
-// With `accumulate`, each chain starts from C's value instead of zero.
+// The blocks' chains in a row of C, in order, then the scale: the definition of the bits.
+// With `accumulate`, the first block too is added to C's value.
 static void gemm_plain(int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t rs, int64_t ps,
                        const float *b, int64_t ldb, float *c, int64_t ldc, int accumulate) {
+    enum { COLUMNS = 64 };
+    float chain[COLUMNS];
     for (int64_t i = 0; i < m; i++) {
         float *ci = c + i * ldc;
-        if (!accumulate)
+        if (k <= 0 && !accumulate)
             for (int64_t j = 0; j < n; j++) ci[j] = 0;
-        for (int64_t p = 0; p < k; p++) {
-            const float ap = a[i * rs + p * ps];
-            const float *bp = b + p * ldb;
-            for (int64_t j = 0; j < n; j++) ci[j] = __builtin_fmaf(ap, bp[j], ci[j]);
+        for (int64_t j0 = 0; j0 < n; j0 += COLUMNS) {
+            const int64_t width = n - j0 < COLUMNS ? n - j0 : COLUMNS;
+            for (int64_t p0 = 0; p0 < k; p0 += DLK_GEMM_SUM_DEPTH) {
+                const int64_t p1 = k - p0 < DLK_GEMM_SUM_DEPTH ? k : p0 + DLK_GEMM_SUM_DEPTH;
+                for (int64_t j = 0; j < width; j++) chain[j] = 0;
+                for (int64_t p = p0; p < p1; p++) {
+                    const float ap = a[i * rs + p * ps];
+                    const float *bp = b + p * ldb + j0;
+                    for (int64_t j = 0; j < width; j++) chain[j] = __builtin_fmaf(ap, bp[j], chain[j]);
+                }
+                for (int64_t j = 0; j < width; j++) ci[j0 + j] = p0 == 0 && !accumulate ? chain[j] : ci[j0 + j] + chain[j];
+            }
         }
         for (int64_t j = 0; j < n; j++) ci[j] *= alpha;
     }
@@ -48,15 +61,17 @@ enum {
 };
 
 // One tile: `rows` (<= 6) rows of C by `vectors` vectors of columns, the last vector holding
-// only its first `tail` columns when `masked` (C's right edge); `depth` multiply-adds from
-// `first` (start at zero) to `last` (scale and store). Each kernel's tile is inlined into
+// only its first `tail` columns when `masked` (C's right edge); `depth` multiply-adds (from
+// a multiple of DLK_GEMM_SUM_DEPTH), in blocks added into C, from `first` (the first block
+// starts the sums) to `last` (scale the sums). Each kernel's tile is inlined into
 // one function per constant `rows`, `vectors` and `masked`, so its arrays live in registers
 // and full tiles use plain loads.
 typedef void (*tile_fn)(int tail, int64_t depth, const float *a, int64_t rs, int64_t ps, const float *b,
                         int64_t ldb, float *c, int64_t ldc, int first, int last, float alpha);
 
 // A vector kernel as the driver sees it: its tiles, [rows - 1][masked][vectors - 1], its
-// vectors' width, and how deep a tile runs between stores.
+// vectors' width, and how deep a tile runs over one strip of A and B (whole blocks of
+// DLK_GEMM_SUM_DEPTH, so that every block of the sums is the same whatever the kernel).
 struct kernel {
     tile_fn tiles[TILE_ROWS][2][MAX_VECTORS];
     int lanes, vectors;
@@ -82,25 +97,31 @@ tile_avx512(const int rows, const int vectors, const int masked, int tail, int64
             int64_t rs, int64_t ps, const float *b, int64_t ldb, float *c, int64_t ldc, int first, int last,
             float alpha) {
     const __mmask16 edge = (__mmask16)((1u << tail) - 1);
-    __m512 acc[TILE_ROWS][AVX512_VECTORS];
-    DLK_UNROLL for (int r = 0; r < rows; r++)
-        DLK_UNROLL for (int q = 0; q < vectors; q++) {
-            const int m = masked && q + 1 == vectors;
-            acc[r][q] = first ? _mm512_setzero_ps() : load16(m, edge, c + r * ldc + 16 * q);
-        }
-    for (int64_t p = 0; p < depth; p++) {
-        __m512 bq[AVX512_VECTORS];
-        DLK_UNROLL for (int q = 0; q < vectors; q++) bq[q] = load16(masked && q + 1 == vectors, edge, b + p * ldb + 16 * q);
-        DLK_UNROLL for (int r = 0; r < rows; r++) {
-            const __m512 ar = _mm512_set1_ps(a[r * rs + p * ps]);
-            DLK_UNROLL for (int q = 0; q < vectors; q++) acc[r][q] = _mm512_fmadd_ps(ar, bq[q], acc[r][q]);
-        }
-    }
     const __m512 scale = _mm512_set1_ps(alpha);
-    DLK_UNROLL for (int r = 0; r < rows; r++)
-        DLK_UNROLL for (int q = 0; q < vectors; q++)
-            store16(masked && q + 1 == vectors, edge, c + r * ldc + 16 * q,
-                    last ? _mm512_mul_ps(acc[r][q], scale) : acc[r][q]);
+    for (int64_t p0 = 0; p0 < depth; p0 += DLK_GEMM_SUM_DEPTH) {
+        const int64_t p1 = depth - p0 < DLK_GEMM_SUM_DEPTH ? depth : p0 + DLK_GEMM_SUM_DEPTH;
+        __m512 acc[TILE_ROWS][AVX512_VECTORS];
+        DLK_UNROLL for (int r = 0; r < rows; r++)
+            DLK_UNROLL for (int q = 0; q < vectors; q++) acc[r][q] = _mm512_setzero_ps();
+        for (int64_t p = p0; p < p1; p++) {
+            __m512 bq[AVX512_VECTORS];
+            DLK_UNROLL for (int q = 0; q < vectors; q++)
+                bq[q] = load16(masked && q + 1 == vectors, edge, b + p * ldb + 16 * q);
+            DLK_UNROLL for (int r = 0; r < rows; r++) {
+                const __m512 ar = _mm512_set1_ps(a[r * rs + p * ps]);
+                DLK_UNROLL for (int q = 0; q < vectors; q++) acc[r][q] = _mm512_fmadd_ps(ar, bq[q], acc[r][q]);
+            }
+        }
+        // The block's chains into the sums in C (a block that starts them is them).
+        const int starts = first && p0 == 0, ends = last && p1 == depth;
+        DLK_UNROLL for (int r = 0; r < rows; r++)
+            DLK_UNROLL for (int q = 0; q < vectors; q++) {
+                const int m = masked && q + 1 == vectors;
+                float *cq = c + r * ldc + 16 * q;
+                const __m512 sum = starts ? acc[r][q] : _mm512_add_ps(load16(m, edge, cq), acc[r][q]);
+                store16(m, edge, cq, ends ? _mm512_mul_ps(sum, scale) : sum);
+            }
+    }
 }
 
 // MARK: AVX2/FMA: tiles of 6 x 2 vectors of 8 (12 accumulators + 2 rows of B + 1 broadcast
@@ -123,25 +144,31 @@ tile_avx2(const int rows, const int vectors, const int masked, int tail, int64_t
           int64_t rs, int64_t ps, const float *b, int64_t ldb, float *c, int64_t ldc, int first, int last,
           float alpha) {
     const __m256i edge = _mm256_cmpgt_epi32(_mm256_set1_epi32(tail), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-    __m256 acc[TILE_ROWS][AVX2_VECTORS];
-    DLK_UNROLL for (int r = 0; r < rows; r++)
-        DLK_UNROLL for (int q = 0; q < vectors; q++) {
-            const int m = masked && q + 1 == vectors;
-            acc[r][q] = first ? _mm256_setzero_ps() : load8(m, edge, c + r * ldc + 8 * q);
-        }
-    for (int64_t p = 0; p < depth; p++) {
-        __m256 bq[AVX2_VECTORS];
-        DLK_UNROLL for (int q = 0; q < vectors; q++) bq[q] = load8(masked && q + 1 == vectors, edge, b + p * ldb + 8 * q);
-        DLK_UNROLL for (int r = 0; r < rows; r++) {
-            const __m256 ar = _mm256_broadcast_ss(a + r * rs + p * ps);
-            DLK_UNROLL for (int q = 0; q < vectors; q++) acc[r][q] = _mm256_fmadd_ps(ar, bq[q], acc[r][q]);
-        }
-    }
     const __m256 scale = _mm256_set1_ps(alpha);
-    DLK_UNROLL for (int r = 0; r < rows; r++)
-        DLK_UNROLL for (int q = 0; q < vectors; q++)
-            store8(masked && q + 1 == vectors, edge, c + r * ldc + 8 * q,
-                   last ? _mm256_mul_ps(acc[r][q], scale) : acc[r][q]);
+    for (int64_t p0 = 0; p0 < depth; p0 += DLK_GEMM_SUM_DEPTH) {
+        const int64_t p1 = depth - p0 < DLK_GEMM_SUM_DEPTH ? depth : p0 + DLK_GEMM_SUM_DEPTH;
+        __m256 acc[TILE_ROWS][AVX2_VECTORS];
+        DLK_UNROLL for (int r = 0; r < rows; r++)
+            DLK_UNROLL for (int q = 0; q < vectors; q++) acc[r][q] = _mm256_setzero_ps();
+        for (int64_t p = p0; p < p1; p++) {
+            __m256 bq[AVX2_VECTORS];
+            DLK_UNROLL for (int q = 0; q < vectors; q++)
+                bq[q] = load8(masked && q + 1 == vectors, edge, b + p * ldb + 8 * q);
+            DLK_UNROLL for (int r = 0; r < rows; r++) {
+                const __m256 ar = _mm256_broadcast_ss(a + r * rs + p * ps);
+                DLK_UNROLL for (int q = 0; q < vectors; q++) acc[r][q] = _mm256_fmadd_ps(ar, bq[q], acc[r][q]);
+            }
+        }
+        // The block's chains into the sums in C (a block that starts them is them).
+        const int starts = first && p0 == 0, ends = last && p1 == depth;
+        DLK_UNROLL for (int r = 0; r < rows; r++)
+            DLK_UNROLL for (int q = 0; q < vectors; q++) {
+                const int m = masked && q + 1 == vectors;
+                float *cq = c + r * ldc + 8 * q;
+                const __m256 sum = starts ? acc[r][q] : _mm256_add_ps(load8(m, edge, cq), acc[r][q]);
+                store8(m, edge, cq, ends ? _mm256_mul_ps(sum, scale) : sum);
+            }
+    }
 }
 
 // MARK: The tables
@@ -176,6 +203,7 @@ static const struct kernel kernel_avx2 = {
     {DLK_ROW_2(1), DLK_ROW_2(2), DLK_ROW_2(3), DLK_ROW_2(4), DLK_ROW_2(5), DLK_ROW_2(6)}, 8, AVX2_VECTORS, 256};
 #undef DLK_ROW_2
 #undef DLK_ROW_512
+_Static_assert(1024 % DLK_GEMM_SUM_DEPTH == 0 && 256 % DLK_GEMM_SUM_DEPTH == 0, "tiles run whole blocks of the sums");
 
 // The vector kernel this CPU runs: AVX-512, else AVX2/FMA, else none (NULL).
 static const struct kernel *vector_kernel(void) {

@@ -115,33 +115,47 @@ import Testing
     // MARK: The unpacked kernel (gemm.c)
 
     /// `dlk_gemm_f32` and its threaded form `Kernels.unpackedGemm` (the dense product of the
-    /// batches the library predicts): every output is the chain of fused multiply-adds over
-    /// p in order, times alpha. Computed here with `addingProduct` (one rounding), it must
-    /// give the same bits from the plain C loop, from the machine's vector kernel (AVX-512,
-    /// or AVX2/FMA, which test.sh also runs with DL_NO_AVX512=1) and on any number of
-    /// threads, whatever blocks of rows the threads take; and the chain itself must agree
-    /// with float64 within float32's bound. A stored as it is and transposed (the weight
-    /// gradient x^T dy).
+    /// batches the library predicts): every output is a sum of chains of fused multiply-adds,
+    /// one per block of DLK_GEMM_SUM_DEPTH consecutive p, in order, times alpha. Computed
+    /// here with `addingProduct` (one rounding), it must give the same bits from the plain C
+    /// loop, from the machine's vector kernel (AVX-512, or AVX2/FMA, which test.sh also runs
+    /// with DL_NO_AVX512=1) and on any number of threads, whatever blocks of rows the threads
+    /// take; and the sum must agree with float64 within the float32 bound of summing in
+    /// blocks, (block + blocks) units of rounding. A stored as it is and transposed (the
+    /// weight gradient x^T dy).
     @Test(arguments: [(300, 128, 784), (7, 10, 128), (49, 130, 129), (6, 64, 128), (5, 17, 300), (100, 1, 3),
                       (48, 65, 1), (97, 16, 257), (784, 128, 64), (64, 40, 784), (130, 9, 50)], [false, true])
     func unpackedKernelGivesTheChainsBitsOnAnySplit(_ shape: (Int, Int, Int), transA: Bool) {
         let (m, n, k) = shape
         let t = Case(m: m, n: n, k: k, transA: transA, transB: false, alpha: 0.37)
         let o = Operands(t, seed: UInt64(m * 5 + n * 11 + k))
+        let block = Int(DLK_GEMM_SUM_DEPTH)
+        /// The definition: C's value (with `accumulate`) plus each block's chain from zero.
+        func sum(_ i: Int, _ j: Int, from start: Float?) -> Float {
+            var total = start
+            for p0 in stride(from: 0, to: k, by: block) {
+                var s: Float = 0
+                for p in p0..<min(k, p0 + block) {
+                    s = s.addingProduct(transA ? o.a[p * o.lda + i] : o.a[i * o.lda + p], o.b[p * o.ldb + j])
+                }
+                total = total.map { $0 + s } ?? s
+            }
+            return total ?? 0
+        }
         var chain = o.c
         var worst = 0.0
         for i in 0..<m {
             for j in 0..<n {
-                var s: Float = 0, sum = 0.0, magnitude = 0.0
+                var exact = 0.0, magnitude = 0.0
                 for p in 0..<k {
-                    let (x, y) = (transA ? o.a[p * o.lda + i] : o.a[i * o.lda + p], o.b[p * o.ldb + j])
-                    s = s.addingProduct(x, y)
-                    sum += Double(x) * Double(y)
-                    magnitude += abs(Double(x) * Double(y))
+                    let xy = Double(transA ? o.a[p * o.lda + i] : o.a[i * o.lda + p]) * Double(o.b[p * o.ldb + j])
+                    exact += xy
+                    magnitude += abs(xy)
                 }
-                chain[i * o.ldc + j] = t.alpha * s
-                let bound = Double(k + 2) * 0x1p-24 * Double(t.alpha) * magnitude + 1e-30
-                worst = max(worst, abs(Double(chain[i * o.ldc + j]) - Double(t.alpha) * sum) / bound)
+                chain[i * o.ldc + j] = t.alpha * sum(i, j, from: nil)
+                let units = Double(min(k, block) + (k + block - 1) / block + 2)
+                let bound = units * 0x1p-24 * Double(t.alpha) * magnitude + 1e-30
+                worst = max(worst, abs(Double(chain[i * o.ldc + j]) - Double(t.alpha) * exact) / bound)
             }
         }
         #expect(worst <= 1, "error \(worst) times the float32 bound")
@@ -164,14 +178,10 @@ import Testing
             }
             #expect(differing(c, chain) == 0, "plain_c \(plain): other bits than the chain (the padding of C included)")
         }
-        // With `accumulate`, each chain starts from C's value (o.c: the padding must stay).
+        // With `accumulate`, each sum starts from C's value (o.c: the padding must stay).
         var continued = o.c
         for i in 0..<m {
-            for j in 0..<n {
-                var s = o.c[i * o.ldc + j]
-                for p in 0..<k { s = s.addingProduct(transA ? o.a[p * o.lda + i] : o.a[i * o.lda + p], o.b[p * o.ldb + j]) }
-                continued[i * o.ldc + j] = t.alpha * s
-            }
+            for j in 0..<n { continued[i * o.ldc + j] = t.alpha * sum(i, j, from: o.c[i * o.ldc + j]) }
         }
         for plain: Int32 in [1, 0] {
             let c = run { a, b, c in

@@ -299,13 +299,20 @@ DLK_HIDDEN uint64_t dlk_next_generation(void);
 
 // MARK: - Dense products without packing (gemm.c)
 
+/// How many consecutive multiply-adds of an output dlk_gemm_f32 chains before it adds the
+/// chain to the output's sum: blocks of 128 keep its rounding errors near OpenBLAS's (one
+/// chain over k = 3136 had 4-5x their largest error against float64).
+#define DLK_GEMM_SUM_DEPTH 128
+
 /// C (m x n, rows ldc apart) = alpha (A B) for row-major A (m x k, lda; with `trans_a`, A
-/// is stored as its transpose, k x m) and B (k x n, ldb), read in place. Each output is the
-/// chain of fused multiply-adds over p = 0 ..< k in order, from zero (from C's value with
-/// `accumulate`: C = alpha (C + A B)), then times alpha: the same bits from the AVX-512
-/// kernel, the AVX2/FMA one and plain C (`plain_c`), whatever rows a call is given (threads
-/// may split C's rows any way). A vector kernel runs where dlk_has_avx2() (AVX-512 where
-/// dlk_has_avx512()); the plain C loop is their reference, far slower than OpenBLAS.
+/// is stored as its transpose, k x m) and B (k x n, ldb), read in place. Each output is a
+/// sum over blocks of DLK_GEMM_SUM_DEPTH consecutive p, in order: each block a chain of
+/// fused multiply-adds from zero, added to the sum (the first block is the sum; with
+/// `accumulate` it is added to C's value: C = alpha (C + A B)); the sum is then times
+/// alpha: the same bits from the AVX-512 kernel, the AVX2/FMA one and plain C (`plain_c`),
+/// whatever rows a call is given (threads may split C's rows any way). A vector kernel runs
+/// where dlk_has_avx2() (AVX-512 where dlk_has_avx512()); the plain C loop is their
+/// reference, far slower than OpenBLAS.
 DLK_HIDDEN void dlk_gemm_f32(int trans_a, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
                              const float *b, int64_t ldb, float *c, int64_t ldc, int accumulate, int plain_c);
 
