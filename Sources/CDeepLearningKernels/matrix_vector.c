@@ -2,10 +2,13 @@
 // output. BLAS's gemv costs more to call (its guard, its argument checks and dispatch) than
 // a product this size takes: 128 x 10 is 1,280 multiply-adds.
 //
-// Each dot product is summed in 8 lanes (lane q takes the inputs i with i % 8 == q, in
-// order), the lanes then added in a fixed tree, and the tail (n % 8 inputs) last, in order:
-// the AVX2 version and the plain C one add the same products in the same order, and both
-// multiply-add with one rounding (fmaf), so they give the same bits. An output's sum does
+// Each dot product is summed in 16 lanes (lane q takes the inputs i with i % 16 == q, in
+// order), the lanes then added in a fixed tree, and the tail (n % 16 inputs) last, in order:
+// the AVX-512 version (one vector of 16 lanes a row), the AVX2 one (two vectors of 8) and
+// the plain C one add the same products in the same order, and all multiply-add with one
+// rounding (fmaf), so they give the same bits. 16 lanes because AVX-512 reads W from L2
+// faster than AVX2 does: half of the MNIST MLP's W (200 KB) in 1.51 us against 2.11 on the
+// Intel VM, each way 4 rows at a time (bench/README.md, "One dense sample in 16 lanes"). An output's sum does
 // not depend on which rows are computed with it, so a large product shares its rows among
 // the kernel threads and gives the same bits on any number of them.
 //
@@ -16,18 +19,20 @@
 #include "dl_kernels.h"
 #include "x86.h"
 
-// The eight lanes added as ((0 + 4) + (2 + 6)) + ((1 + 5) + (3 + 7)), what the AVX2 version's
-// halving gives.
-static float lanes_sum(const float s[8]) {
-    const float a0 = s[0] + s[4], a1 = s[1] + s[5], a2 = s[2] + s[6], a3 = s[3] + s[7];
+// The 16 lanes added as q + (q + 8), then ((0 + 4) + (2 + 6)) + ((1 + 5) + (3 + 7)): what
+// halving the AVX-512 vector, and then the AVX2 one, gives.
+static float lanes_sum(const float s[16]) {
+    float h[8];
+    for (int q = 0; q < 8; q++) h[q] = s[q] + s[q + 8];
+    const float a0 = h[0] + h[4], a1 = h[1] + h[5], a2 = h[2] + h[6], a3 = h[3] + h[7];
     return (a0 + a2) + (a1 + a3);
 }
 
 static float dot_plain(const float *a, const float *x, int64_t n) {
-    float s[8] = {0};
+    float s[16] = {0};
     int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int q = 0; q < 8; q++) s[q] = __builtin_fmaf(a[i + q], x[i + q], s[q]);
+    for (; i + 16 <= n; i += 16)
+        for (int q = 0; q < 16; q++) s[q] = __builtin_fmaf(a[i + q], x[i + q], s[q]);
     float sum = lanes_sum(s);
     for (; i < n; i++) sum = __builtin_fmaf(a[i], x[i], sum);
     return sum;
@@ -38,42 +43,88 @@ static void matrix_vector_plain(const float *a, int64_t m, int64_t n, int64_t ld
 }
 
 #if DLK_X86
+// The 8 lanes of h = lanes q + (q + 8), added as lanes_sum does.
 __attribute__((target("avx2,fma")))
-static float lanes_sum_avx2(__m256 v) {
-    const __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));  // q + (q + 4)
-    const __m128 p = _mm_add_ps(h, _mm_movehl_ps(h, h));                                   // (0 + 4) + (2 + 6), ...
+static inline float halves_sum_avx2(__m256 h) {
+    const __m128 g = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));  // q + (q + 4)
+    const __m128 p = _mm_add_ps(g, _mm_movehl_ps(g, g));                                   // (0 + 4) + (2 + 6), ...
     return _mm_cvtss_f32(_mm_add_ss(p, _mm_shuffle_ps(p, p, 1)));
 }
 
-// Four rows at a time: four independent chains of multiply-adds instead of one.
+// A row's tail, n % 16 inputs from `whole`, after its lanes' sum.
+static inline float tail_sum(float sum, const float *a, const float *x, int64_t whole, int64_t n) {
+    for (int64_t i = whole; i < n; i++) sum = __builtin_fmaf(a[i], x[i], sum);
+    return sum;
+}
+
+// Four rows at a time: four independent chains of multiply-adds instead of one (each row's
+// 16 lanes in two vectors, lo for inputs i % 16 < 8, hi for the rest).
 __attribute__((target("avx2,fma")))
 static void matrix_vector_avx2(const float *a, int64_t m, int64_t n, int64_t lda, const float *x, float *y) {
-    const int64_t whole = n & ~(int64_t)7;
+    const int64_t whole = n & ~(int64_t)15;
     int64_t r = 0;
     for (; r + 4 <= m; r += 4) {
         const float *a0 = a + r * lda, *a1 = a0 + lda, *a2 = a1 + lda, *a3 = a2 + lda;
-        __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-        for (int64_t i = 0; i < whole; i += 8) {
-            const __m256 xi = _mm256_loadu_ps(x + i);
-            s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a0 + i), xi, s0);
-            s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a1 + i), xi, s1);
-            s2 = _mm256_fmadd_ps(_mm256_loadu_ps(a2 + i), xi, s2);
-            s3 = _mm256_fmadd_ps(_mm256_loadu_ps(a3 + i), xi, s3);
+        __m256 l0 = _mm256_setzero_ps(), l1 = l0, l2 = l0, l3 = l0, h0 = l0, h1 = l0, h2 = l0, h3 = l0;
+        for (int64_t i = 0; i < whole; i += 16) {
+            const __m256 xl = _mm256_loadu_ps(x + i), xh = _mm256_loadu_ps(x + i + 8);
+            l0 = _mm256_fmadd_ps(_mm256_loadu_ps(a0 + i), xl, l0);
+            h0 = _mm256_fmadd_ps(_mm256_loadu_ps(a0 + i + 8), xh, h0);
+            l1 = _mm256_fmadd_ps(_mm256_loadu_ps(a1 + i), xl, l1);
+            h1 = _mm256_fmadd_ps(_mm256_loadu_ps(a1 + i + 8), xh, h1);
+            l2 = _mm256_fmadd_ps(_mm256_loadu_ps(a2 + i), xl, l2);
+            h2 = _mm256_fmadd_ps(_mm256_loadu_ps(a2 + i + 8), xh, h2);
+            l3 = _mm256_fmadd_ps(_mm256_loadu_ps(a3 + i), xl, l3);
+            h3 = _mm256_fmadd_ps(_mm256_loadu_ps(a3 + i + 8), xh, h3);
         }
-        float t[4] = {lanes_sum_avx2(s0), lanes_sum_avx2(s1), lanes_sum_avx2(s2), lanes_sum_avx2(s3)};
-        const float *rows[4] = {a0, a1, a2, a3};
-        for (int q = 0; q < 4; q++) {
-            for (int64_t i = whole; i < n; i++) t[q] = __builtin_fmaf(rows[q][i], x[i], t[q]);
-            y[r + q] = t[q];
-        }
+        y[r] = tail_sum(halves_sum_avx2(_mm256_add_ps(l0, h0)), a0, x, whole, n);
+        y[r + 1] = tail_sum(halves_sum_avx2(_mm256_add_ps(l1, h1)), a1, x, whole, n);
+        y[r + 2] = tail_sum(halves_sum_avx2(_mm256_add_ps(l2, h2)), a2, x, whole, n);
+        y[r + 3] = tail_sum(halves_sum_avx2(_mm256_add_ps(l3, h3)), a3, x, whole, n);
     }
     for (; r < m; r++) {
         const float *ar = a + r * lda;
-        __m256 s = _mm256_setzero_ps();
-        for (int64_t i = 0; i < whole; i += 8) s = _mm256_fmadd_ps(_mm256_loadu_ps(ar + i), _mm256_loadu_ps(x + i), s);
-        float t = lanes_sum_avx2(s);
-        for (int64_t i = whole; i < n; i++) t = __builtin_fmaf(ar[i], x[i], t);
-        y[r] = t;
+        __m256 l = _mm256_setzero_ps(), h = l;
+        for (int64_t i = 0; i < whole; i += 16) {
+            l = _mm256_fmadd_ps(_mm256_loadu_ps(ar + i), _mm256_loadu_ps(x + i), l);
+            h = _mm256_fmadd_ps(_mm256_loadu_ps(ar + i + 8), _mm256_loadu_ps(x + i + 8), h);
+        }
+        y[r] = tail_sum(halves_sum_avx2(_mm256_add_ps(l, h)), ar, x, whole, n);
+    }
+}
+
+// The 16 lanes of v added as lanes_sum does.
+__attribute__((target("avx512f,avx2,fma")))
+static inline float lanes_sum_avx512(__m512 v) {
+    const __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
+    return halves_sum_avx2(_mm256_add_ps(_mm512_castps512_ps256(v), hi));
+}
+
+// As the AVX2 version, a vector of 16 lanes a row.
+__attribute__((target("avx512f,avx2,fma")))
+static void matrix_vector_avx512(const float *a, int64_t m, int64_t n, int64_t lda, const float *x, float *y) {
+    const int64_t whole = n & ~(int64_t)15;
+    int64_t r = 0;
+    for (; r + 4 <= m; r += 4) {
+        const float *a0 = a + r * lda, *a1 = a0 + lda, *a2 = a1 + lda, *a3 = a2 + lda;
+        __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+        for (int64_t i = 0; i < whole; i += 16) {
+            const __m512 xi = _mm512_loadu_ps(x + i);
+            s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a0 + i), xi, s0);
+            s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a1 + i), xi, s1);
+            s2 = _mm512_fmadd_ps(_mm512_loadu_ps(a2 + i), xi, s2);
+            s3 = _mm512_fmadd_ps(_mm512_loadu_ps(a3 + i), xi, s3);
+        }
+        y[r] = tail_sum(lanes_sum_avx512(s0), a0, x, whole, n);
+        y[r + 1] = tail_sum(lanes_sum_avx512(s1), a1, x, whole, n);
+        y[r + 2] = tail_sum(lanes_sum_avx512(s2), a2, x, whole, n);
+        y[r + 3] = tail_sum(lanes_sum_avx512(s3), a3, x, whole, n);
+    }
+    for (; r < m; r++) {
+        const float *ar = a + r * lda;
+        __m512 s = _mm512_setzero_ps();
+        for (int64_t i = 0; i < whole; i += 16) s = _mm512_fmadd_ps(_mm512_loadu_ps(ar + i), _mm512_loadu_ps(x + i), s);
+        y[r] = tail_sum(lanes_sum_avx512(s), ar, x, whole, n);
     }
 }
 #endif
@@ -81,6 +132,10 @@ static void matrix_vector_avx2(const float *a, int64_t m, int64_t n, int64_t lda
 static void matrix_vector_rows(const float *a, int64_t m, int64_t n, int64_t lda, const float *x, float *y,
                                int plain_c) {
 #if DLK_X86
+    if (!plain_c && dlk_has_avx512()) {
+        matrix_vector_avx512(a, m, n, lda, x, y);
+        return;
+    }
     if (!plain_c && dlk_has_avx2()) {
         matrix_vector_avx2(a, m, n, lda, x, y);
         return;

@@ -503,16 +503,17 @@ import CDeepLearningKernels
         }
     }
 
-    /// One sample through a layer that keeps W (out x in): the AVX2 kernel gives the plain C
-    /// kernel's bits, and both the float64 dot products to float32 rounding, on shapes with
-    /// every tail (rows not a multiple of 4, inputs not a multiple of 8, a leading dimension
-    /// wider than the row).
+    /// One sample through a layer that keeps W (out x in): the vector kernel (AVX-512, or AVX2,
+    /// which test.sh also runs with DL_NO_AVX512=1) gives the plain C kernel's bits, and both
+    /// the float64 dot products to float32 rounding, on shapes with every tail (rows not a
+    /// multiple of 4, inputs not a multiple of 16 or of 8, a leading dimension wider than the
+    /// row).
     /// Products of 16k multiply-adds or more (the last three shapes) share their rows among
     /// the kernel threads: the same bits on 1 to 8 of them, and with the affine epilogue
     /// (times a scale, plus a base: two roundings) the bits of that formula on the product,
     /// at every call while the boundaries between shares move with the measured balance.
-    @Test(arguments: [(1, 1), (3, 7), (4, 8), (5, 128), (10, 128), (10, 131), (9, 300), (128, 784), (37, 1000),
-                      (301, 129)])
+    @Test(arguments: [(1, 1), (3, 7), (4, 8), (6, 24), (7, 40), (5, 128), (10, 128), (10, 131), (9, 300), (128, 784),
+                      (37, 1000), (301, 129)])
     func matrixTimesVectorMatchesTheFormulaWithBothKernels(rows: Int, inputs: Int) {
         var rng = RandomGenerator(seed: UInt64(rows * 1000 + inputs))
         let lda = inputs + 3

@@ -103,10 +103,10 @@ DLK_HIDDEN void dlk_row_times_matrix(const float *x, int64_t k, const float *b, 
                                      float *partial, float *y, int plain_c);
 
 /// y (m) = A x for A (m x n, rows lda apart) and x (n): one sample through a layer that
-/// keeps W (out x in) (matrix_vector.c). Each output sums its products in 8 lanes added in
-/// a fixed order, then the n % 8 last ones: the same bits with the AVX2 kernel and with
-/// plain C (`plain_c`), and on any number of threads (a large product shares its rows
-/// among the kernel threads).
+/// keeps W (out x in) (matrix_vector.c). Each output sums its products in 16 lanes added in
+/// a fixed order, then the n % 16 last ones: the same bits with the AVX-512 kernel, the
+/// AVX2 one and plain C (`plain_c`), and on any number of threads (a large product shares
+/// its rows among the kernel threads).
 DLK_HIDDEN void dlk_matrix_vector_f32(const float *a, int64_t m, int64_t n, int64_t lda, const float *x, float *y,
                                       int plain_c);
 
