@@ -21,6 +21,9 @@
 #include "dl_kernels.h"
 #include "x86.h"
 
+#include <stdlib.h>
+#include <string.h>
+
 // The blocks' chains in a row of C, in order, then the scale: the definition of the bits.
 // With `accumulate`, the first block too is added to C's value.
 static void gemm_plain(int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t rs, int64_t ps,
@@ -58,6 +61,8 @@ enum {
     AVX2_VECTORS = 2,    // 16 columns of 8-float vectors
     MAX_VECTORS = AVX512_VECTORS,
     BLOCK_ROWS = 48,     // rows a thread takes at a time (at most); their strip of A serves every tile column
+    PANEL_MIN_ROWS = 24, // rows of C a product needs to go through panels of B (below)
+    PANEL_MIN_STRIDE = 768,   // and floats between B's rows
 };
 
 // One tile: `rows` (<= 6) rows of C by `vectors` vectors of columns, the last vector holding
@@ -233,28 +238,88 @@ static void gemm_vector(const struct kernel *kernel, int64_t m, int64_t n, int64
     }
 }
 
+// MARK: Panels of B
+
+// A wide and deep product read in place takes each tile's rows of B from 4 KB or more apart
+// (a row of a 1024-wide B): every row is another page, which the hardware prefetcher does
+// not cross, and the same few L1 sets. Copied into a panel of PANEL_COLUMNS columns and
+// PANEL_DEPTH rows, contiguous, B is read once from where it is and then streamed by every
+// row of C. Same tiles, same blocks of the sums, same bits. One core, packing included
+// (bench/README.md, "Panels of B"): AVX-512 64 x 1024 x 1024 70-76 GFLOP/s in place, 127
+// in panels; 256 x 1024 x 1024 77 and 149; AVX2 61 and 80.
+enum { PANEL_COLUMNS = 64, PANEL_DEPTH = 256 };
+_Static_assert(PANEL_DEPTH % DLK_GEMM_SUM_DEPTH == 0, "a panel holds whole blocks of the sums");
+
+// Whether a product goes through panels: B wide, its rows at least PANEL_MIN_STRIDE floats
+// apart, deep enough that the copy is paid back, and rows of C enough to read each panel
+// several times. Rows 2 KB apart or less were faster in place (64 x 784 x 256: 169 GFLOP/s,
+// 140 in panels; 256 x 512 x 512: 169 and 154-161); from 3 KB, panels won (64 x 784 x 3136:
+// 62 and 128; 32 x 784 x 1024: 75 and 104).
+static int takes_panels(int64_t m, int64_t n, int64_t k, int64_t ldb) {
+    return n > DLK_GEMM_MAX_COLUMNS && k > DLK_GEMM_SHALLOW_DEPTH && m >= PANEL_MIN_ROWS && ldb >= PANEL_MIN_STRIDE;
+}
+
+// Columns [j, j + width) of C (width <= PANEL_COLUMNS), every row, through `panel`
+// (PANEL_DEPTH x PANEL_COLUMNS floats).
+static void gemm_panel(const struct kernel *kernel, float *panel, int64_t m, int64_t j, int64_t width, int64_t k,
+                       float alpha, const float *a, int64_t rs, int64_t ps, const float *b, int64_t ldb, float *c,
+                       int64_t ldc) {
+    const int64_t span = (int64_t)kernel->lanes * kernel->vectors;   // columns of a full tile
+    for (int64_t p = 0; p < k; p += PANEL_DEPTH) {
+        const int64_t depth = k - p < PANEL_DEPTH ? k - p : PANEL_DEPTH;
+        for (int64_t q = 0; q < depth; q++) memcpy(panel + q * PANEL_COLUMNS, b + (p + q) * ldb + j, (size_t)width * sizeof(float));
+        for (int64_t t = 0; t < width; t += span) {
+            const int64_t w = width - t < span ? width - t : span;
+            const int vectors = (int)((w + kernel->lanes - 1) / kernel->lanes);
+            const int tail = (int)(w % kernel->lanes);
+            for (int64_t i = 0; i < m; i += TILE_ROWS) {
+                const int rows = (int)(m - i < TILE_ROWS ? m - i : TILE_ROWS);
+                kernel->tiles[rows - 1][tail != 0][vectors - 1](tail, depth, a + i * rs + p * ps, rs, ps, panel + t,
+                                                                PANEL_COLUMNS, c + i * ldc + j + t, ldc, p == 0,
+                                                                p + depth == k, alpha);
+            }
+        }
+    }
+}
+
 // The kernel threads take blocks of rows of C in turn, as each finishes its last (a core
 // the VM slows down takes fewer): any cut gives the same bits. Blocks are BLOCK_ROWS rows,
 // or fewer for a product of few rows, so that it still comes in about 16 blocks: a
 // training batch of 64 rows in blocks of 48 left one of two threads a quarter of it.
+// Through panels (`panels`), the blocks are panels' columns instead, every row.
 struct gemm_job {
     const struct kernel *kernel;
     int64_t m, n, k, rs, ps, ldb, ldc, rows, blocks, next;
     float alpha;
     const float *a, *b;
     float *c;
+    int panels;
 };
 
 static void gemm_share(void *context, int64_t begin, int64_t end, int thread) {
     (void)begin, (void)end, (void)thread;
     struct gemm_job *job = context;
+    // A thread's panel (64 KB: from malloc's heap, not a fresh mapping); without one, the
+    // blocks are read in place, with the same bits.
+    float *panel = job->panels ? aligned_alloc(64, sizeof(float) * PANEL_DEPTH * PANEL_COLUMNS) : NULL;
     for (;;) {
         const int64_t block = __atomic_fetch_add(&job->next, 1, __ATOMIC_RELAXED);
-        if (block >= job->blocks) return;
+        if (block >= job->blocks) break;
+        if (job->panels) {
+            const int64_t j = block * PANEL_COLUMNS, width = job->n - j < PANEL_COLUMNS ? job->n - j : PANEL_COLUMNS;
+            if (panel)
+                gemm_panel(job->kernel, panel, job->m, j, width, job->k, job->alpha, job->a, job->rs, job->ps, job->b,
+                           job->ldb, job->c, job->ldc);
+            else
+                gemm_vector(job->kernel, job->m, width, job->k, job->alpha, job->a, job->rs, job->ps, job->b + j,
+                            job->ldb, job->c + j, job->ldc, 0);
+            continue;
+        }
         const int64_t i = block * job->rows, rows = job->m - i < job->rows ? job->m - i : job->rows;
         gemm_vector(job->kernel, rows, job->n, job->k, job->alpha, job->a + i * job->rs, job->rs, job->ps, job->b,
                     job->ldb, job->c + i * job->ldc, job->ldc, 0);
     }
+    free(panel);
 }
 #endif
 
@@ -288,9 +353,11 @@ int dlk_gemm_parallel_f32(int trans_a, int64_t m, int64_t n, int64_t k, float al
     if (m <= 0 || n <= 0 || k <= 0 || !dlk_gemm_parallel_takes(trans_a, m, n, k)) return 0;
     const int64_t tiles = ((m + 15) / 16 + TILE_ROWS - 1) / TILE_ROWS;   // a sixteenth of m, in whole tiles
     const int64_t rows = tiles * TILE_ROWS < BLOCK_ROWS ? tiles * TILE_ROWS : BLOCK_ROWS;
+    const int panels = takes_panels(m, n, k, ldb);
     struct gemm_job job = {kernel, m, n, k, trans_a ? 1 : lda, trans_a ? lda : 1, ldb, ldc, rows, (m + rows - 1) / rows,
-                           0, alpha, a, b, c};
-    const int64_t per_block = rows * n * k;
+                           0, alpha, a, b, c, panels};
+    if (panels) job.blocks = (n + PANEL_COLUMNS - 1) / PANEL_COLUMNS;
+    const int64_t per_block = (panels ? m * PANEL_COLUMNS : rows * n) * k;
     const int64_t min_blocks = per_block >= min_work ? 1 : (min_work + per_block - 1) / per_block;
     const int64_t shares = job.blocks / min_blocks;
     dlk_parallel_for(shares > 1 ? shares : 1, 1, gemm_share, &job);
