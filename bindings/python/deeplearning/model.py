@@ -15,7 +15,8 @@ from numpy.typing import ArrayLike
 from . import _arrays, training
 from ._native import spec_text
 from .callbacks import History
-from ._lib import DOUBLE, INT, MODEL, SIZE, SIZE_T, STRING, UINT64, call, checked_integer, lib, param_shape, train_batch
+from ._lib import (DOUBLE, INT, MODEL, SIZE, SIZE_T, STRING, UINT64, call, checked_integer, lib, param_shape,
+                   predict_into, train_batch)
 
 
 if TYPE_CHECKING:
@@ -294,7 +295,7 @@ class Model:
         out = np.empty((len(x), self._output_size), np.float32)
         if batch_size is None:
             if len(x):
-                call(lib.dl_predict, self._h, x, len(x), out, out.size)
+                predict_into(self._h, x, out)
             return out
         step = training.positive(batch_size, "batch_size")
         for start in range(0, len(x), step):
@@ -309,7 +310,7 @@ class Model:
         x = _arrays.inputs(_samples(x), self.input_size, allow_empty=True)
         out = np.empty(len(x), np.int32)
         if len(x):
-            call(lib.dl_predict_classes, self._h, x, len(x), out, out.size)
+            predict_into(self._h, x, out, classes=True)
         return out
 
     def evaluate(self, x: ArrayLike | Dataset, y: ArrayLike | None = None) -> Evaluation:
@@ -575,5 +576,7 @@ class Model:
 
 def _samples(x: ArrayLike | Dataset) -> ArrayLike:
     """The samples of `x`: a Dataset's features (a view, no copy), or x itself."""
+    if type(x) is np.ndarray:   # the common case, without the import below
+        return x
     from .data import Dataset
     return x.x if isinstance(x, Dataset) else x
