@@ -60,6 +60,8 @@ enum {
     AVX512_VECTORS = 4,  // vectors per tile row: 64 columns of 16-float vectors
     AVX2_VECTORS = 2,    // 16 columns of 8-float vectors
     MAX_VECTORS = AVX512_VECTORS,
+    AVX512_DEPTH = 1024, // multiply-adds a tile runs over one strip of A and B (see each kernel)
+    AVX2_DEPTH = 256,
     BLOCK_ROWS = 48,     // rows a thread takes at a time (at most); their strip of A serves every tile column
     PANEL_MIN_ROWS = 24, // rows of C a product needs to go through panels of B (below)
     PANEL_MIN_STRIDE = 768,   // and floats between B's rows
@@ -203,12 +205,13 @@ DLK_TILES_2(1) DLK_TILES_2(2) DLK_TILES_2(3) DLK_TILES_2(4) DLK_TILES_2(5) DLK_T
      {avx512_##R##_1_1, avx512_##R##_2_1, avx512_##R##_3_1, avx512_##R##_4_1}}
 #define DLK_ROW_2(R) {{avx2_##R##_1_0, avx2_##R##_2_0}, {avx2_##R##_1_1, avx2_##R##_2_1}}
 static const struct kernel kernel_avx512 = {
-    {DLK_ROW_512(1), DLK_ROW_512(2), DLK_ROW_512(3), DLK_ROW_512(4), DLK_ROW_512(5), DLK_ROW_512(6)}, 16, AVX512_VECTORS, 1024};
+    {DLK_ROW_512(1), DLK_ROW_512(2), DLK_ROW_512(3), DLK_ROW_512(4), DLK_ROW_512(5), DLK_ROW_512(6)}, 16, AVX512_VECTORS, AVX512_DEPTH};
 static const struct kernel kernel_avx2 = {
-    {DLK_ROW_2(1), DLK_ROW_2(2), DLK_ROW_2(3), DLK_ROW_2(4), DLK_ROW_2(5), DLK_ROW_2(6)}, 8, AVX2_VECTORS, 256};
+    {DLK_ROW_2(1), DLK_ROW_2(2), DLK_ROW_2(3), DLK_ROW_2(4), DLK_ROW_2(5), DLK_ROW_2(6)}, 8, AVX2_VECTORS, AVX2_DEPTH};
 #undef DLK_ROW_2
 #undef DLK_ROW_512
-_Static_assert(1024 % DLK_GEMM_SUM_DEPTH == 0 && 256 % DLK_GEMM_SUM_DEPTH == 0, "tiles run whole blocks of the sums");
+_Static_assert(AVX512_DEPTH % DLK_GEMM_SUM_DEPTH == 0 && AVX2_DEPTH % DLK_GEMM_SUM_DEPTH == 0,
+               "tiles run whole blocks of the sums");
 
 // The vector kernel this CPU runs: AVX-512, else AVX2/FMA, else none (NULL).
 static const struct kernel *vector_kernel(void) {
@@ -216,23 +219,31 @@ static const struct kernel *vector_kernel(void) {
     return dlk_has_avx2() ? &kernel_avx2 : NULL;
 }
 
+// Columns [0, width) of C (at most one tile wide), rows [0, m), `depth` multiply-adds from
+// A's and B's first: the tiles down the column, `first` and `last` as for each tile.
+static void tile_column(const struct kernel *kernel, int64_t m, int64_t width, int64_t depth, const float *a,
+                        int64_t rs, int64_t ps, const float *b, int64_t ldb, float *c, int64_t ldc, int first,
+                        int last, float alpha) {
+    const int vectors = (int)((width + kernel->lanes - 1) / kernel->lanes);
+    const int tail = (int)(width % kernel->lanes);
+    for (int64_t i = 0; i < m; i += TILE_ROWS) {
+        const int rows = (int)(m - i < TILE_ROWS ? m - i : TILE_ROWS);
+        kernel->tiles[rows - 1][tail != 0][vectors - 1](tail, depth, a + i * rs, rs, ps, b, ldb, c + i * ldc, ldc, first,
+                                                        last, alpha);
+    }
+}
+
 static void gemm_vector(const struct kernel *kernel, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
                         int64_t rs, int64_t ps, const float *b, int64_t ldb, float *c, int64_t ldc, int accumulate) {
     const int64_t span = (int64_t)kernel->lanes * kernel->vectors;   // columns of a full tile
     for (int64_t i0 = 0; i0 < m; i0 += BLOCK_ROWS) {
-        const int64_t i1 = i0 + BLOCK_ROWS < m ? i0 + BLOCK_ROWS : m;
+        const int64_t rows = m - i0 < BLOCK_ROWS ? m - i0 : BLOCK_ROWS;
         for (int64_t j = 0; j < n; j += span) {
             const int64_t width = n - j < span ? n - j : span;
-            const int vectors = (int)((width + kernel->lanes - 1) / kernel->lanes);
-            const int tail = (int)(width % kernel->lanes);
             for (int64_t p = 0; p < k; p += kernel->block_depth) {
                 const int64_t depth = k - p < kernel->block_depth ? k - p : kernel->block_depth;
-                for (int64_t i = i0; i < i1; i += TILE_ROWS) {
-                    const int rows = (int)(i1 - i < TILE_ROWS ? i1 - i : TILE_ROWS);
-                    kernel->tiles[rows - 1][tail != 0][vectors - 1](tail, depth, a + i * rs + p * ps, rs, ps,
-                                                                    b + p * ldb + j, ldb, c + i * ldc + j, ldc,
-                                                                    p == 0 && !accumulate, p + depth == k, alpha);
-                }
+                tile_column(kernel, rows, width, depth, a + i0 * rs + p * ps, rs, ps, b + p * ldb + j, ldb,
+                            c + i0 * ldc + j, ldc, p == 0 && !accumulate, p + depth == k, alpha);
             }
         }
     }
@@ -267,18 +278,11 @@ static void gemm_panel(const struct kernel *kernel, float *panel, int64_t m, int
     const int64_t span = (int64_t)kernel->lanes * kernel->vectors;   // columns of a full tile
     for (int64_t p = 0; p < k; p += PANEL_DEPTH) {
         const int64_t depth = k - p < PANEL_DEPTH ? k - p : PANEL_DEPTH;
-        for (int64_t q = 0; q < depth; q++) memcpy(panel + q * PANEL_COLUMNS, b + (p + q) * ldb + j, (size_t)width * sizeof(float));
-        for (int64_t t = 0; t < width; t += span) {
-            const int64_t w = width - t < span ? width - t : span;
-            const int vectors = (int)((w + kernel->lanes - 1) / kernel->lanes);
-            const int tail = (int)(w % kernel->lanes);
-            for (int64_t i = 0; i < m; i += TILE_ROWS) {
-                const int rows = (int)(m - i < TILE_ROWS ? m - i : TILE_ROWS);
-                kernel->tiles[rows - 1][tail != 0][vectors - 1](tail, depth, a + i * rs + p * ps, rs, ps, panel + t,
-                                                                PANEL_COLUMNS, c + i * ldc + j + t, ldc, p == 0,
-                                                                p + depth == k, alpha);
-            }
-        }
+        for (int64_t q = 0; q < depth; q++)
+            memcpy(panel + q * PANEL_COLUMNS, b + (p + q) * ldb + j, (size_t)width * sizeof(float));
+        for (int64_t t = 0; t < width; t += span)
+            tile_column(kernel, m, width - t < span ? width - t : span, depth, a + p * ps, rs, ps, panel + t,
+                        PANEL_COLUMNS, c + j + t, ldc, p == 0, p + depth == k, alpha);
     }
 }
 

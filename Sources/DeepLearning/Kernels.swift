@@ -85,8 +85,8 @@ public enum Kernels {
     /// AVX2/FMA (elsewhere the plain C loop would be far slower than BLAS).
     static func hasUnpackedGemm<T: DLScalar>(_: T.Type) -> Bool { T.self == Float.self && dlk_has_avx2() != 0 }
 
-    /// C = op(A) B as `unpackedGemm` (C += op(A) B with `accumulate`: each chain goes on from
-    /// C's value), on this thread, at any width: for a kernel job's piece of a larger product
+    /// C = op(A) B as `unpackedGemm` (C += op(A) B with `accumulate`: the product's blocks of
+    /// sums are added to C's value), on this thread, at any width: for a kernel job's piece of a larger product
     /// (the convolutions'), whose operands are in the core's cache. False, with nothing
     /// written, unless `hasUnpackedGemm(T.self)`.
     @discardableResult

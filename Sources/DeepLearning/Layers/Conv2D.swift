@@ -240,19 +240,26 @@ public final class Conv2D<T: DLScalar>: Layer {
         return needInputGradient ? dx : nil
     }
 
+    /// Slices of the batch the weight gradient is cut into (partial sums added in order): at
+    /// most 8, one per sample at most, each of at least `sliceWork` multiply-adds; a function
+    /// of the shape only.
+    private func weightGradientSlices(_ samples: Int) -> Int {
+        let work = (filters * taps).multipliedReportingOverflow(by: samples * window.outputPlane)
+        return max(1, min(8, samples, work.overflow ? 8 : work.partialValue / max(1, sliceWork)))
+    }
+
     /// dW = dY cols^T over `samples` samples (dY's rows samples P long, cols' rows `ldCols`
     /// apart), added to dW with `accumulate`. The samples are cut into slices fixed by the
-    /// shape (at most 8, each at least `sliceWork` multiply-adds); each slice's product, one
-    /// OpenBLAS call on a kernel thread, goes into a partial of its own, and the partials are
-    /// added in slice order (to dW's old value first with `accumulate`). Cutting dW's columns
+    /// shape (`weightGradientSlices`); each slice's product, one OpenBLAS call on a kernel
+    /// thread, goes into a partial of its own, and the partials are added in slice order (to
+    /// dW's old value first with `accumulate`). Cutting dW's columns
     /// instead, as `T.gemm` does, made every call pack the whole of dY again: in mnist_cnn's
     /// second convolution 8 column blocks took 7.5 ms on one core against 6.0 for 8 slices
     /// and their sum.
     private func weightGradient(_ dY: UnsafePointer<T>, cols: UnsafePointer<T>, ldCols: Int, samples: Int,
                                 accumulate: Bool) throws(DLError) {
         let plane = window.outputPlane, width = samples * plane, size = filters * taps
-        let work = size.multipliedReportingOverflow(by: width)
-        let slices = max(1, min(8, samples, work.overflow ? 8 : work.partialValue / max(1, sliceWork)))
+        let slices = weightGradientSlices(samples)
         try partials.resize([slices, size])
         let (out, parts) = (weight.grad.data, partials.data)
         withBLAS {
@@ -274,19 +281,18 @@ public final class Conv2D<T: DLScalar>: Layer {
     /// samples are cut into `weightGradient`'s slices (fixed by the shape), each on a kernel
     /// thread, and each slice into pieces of `samplesPerColumnPiece` samples from its start:
     /// a piece's columns are lowered from x again and its dy transposed to (P, F) in the
-    /// share's buffer, and the piece's product is added to the slice's partial (each chain
-    /// going on from the last piece's), all in the core's cache. The partials are added in
-    /// slice order and the sum transposed into dW. On mnist_cnn's second convolution, one
+    /// share's buffer, and the piece's product is added to the slice's partial (`accumulate`),
+    /// all in the core's cache. The partials are added in slice order and the sum transposed
+    /// into dW. On mnist_cnn's second convolution, one
     /// core, the product alone: 2.8 ms from columns in cache, 4.9 from the whole batch's
     /// columns in L3, against OpenBLAS's 16 (the SSE3 kernels Debian's OpenBLAS chose on a
     /// Sapphire Rapids Xeon) or 4.3 (its AVX-512 ones); AVX2 5.7 against 6.9 (Haswell).
     private func weightGradientInPieces(x: UnsafePointer<T>, dy: UnsafePointer<T>, samples: Int) throws(DLError) {
         let plane = window.outputPlane, inSample = inChannels * window.inputPlane, outSample = filters * plane
         let size = filters * taps, per = samplesPerColumnPiece
-        let work = size.multipliedReportingOverflow(by: samples * plane)
-        let most = max(1, min(8, samples, work.overflow ? 8 : work.partialValue / max(1, sliceWork)))
         // A power of two, so that 2, 4 or 8 threads get equal shares (7 slices left one of two
         // threads waiting a seventh of mnist_cnn's first convolution's weight gradient).
+        let most = weightGradientSlices(samples)
         let slices = 1 << (Int.bitWidth - 1 - most.leadingZeroBitCount)
         try partials.resize([slices, size])
         try reserveColumnPieces(pieces, items: slices)

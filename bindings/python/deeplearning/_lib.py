@@ -67,6 +67,15 @@ DTYPE_CODES = {np.dtype(np.float32): 0,   # DL_FLOAT32
                np.dtype(np.float64): 1}   # DL_FLOAT64
 
 
+def _address(array: np.ndarray) -> int:
+    """The address of a C-contiguous array's first element. Through the buffer protocol
+    where it may (a writeable, non-empty buffer): `.ctypes.data` costs a few microseconds
+    more a call for one sample."""
+    if array.flags.writeable and array.nbytes:   # (numpy's stubs do not say ndarray is a Buffer)
+        return ctypes.addressof(ctypes.c_char.from_buffer(cast(Any, array)))
+    return int(array.ctypes.data)
+
+
 def _array(dtypes: Iterable[Any], *flags: str, nullable: bool = False) -> type:
     """An argument type accepting only a C-contiguous, aligned ndarray of one of
     `dtypes`, passed as the address of its first element.
@@ -89,12 +98,7 @@ def _array(dtypes: Iterable[Any], *flags: str, nullable: bool = False) -> type:
             if isinstance(obj, np.ndarray) and obj.dtype in dtypes:
                 layout = obj.flags
                 if layout.c_contiguous and layout.aligned and (not writeable or layout.writeable):
-                    # Through the buffer protocol the address costs a fraction of what
-                    # `.ctypes.data` does (a few microseconds a call for one sample);
-                    # it takes a writeable, non-empty buffer.
-                    if layout.writeable and obj.nbytes:   # (numpy's stubs do not say ndarray is a Buffer)
-                        return c_void_p(ctypes.addressof(ctypes.c_char.from_buffer(cast(Any, obj))))
-                    return c_void_p(obj.ctypes.data)
+                    return c_void_p(_address(obj))
             raise TypeError(f"expected {expected}")
 
     return Array
@@ -434,14 +438,6 @@ def _unchecked(name: str) -> Any:
 
 
 _PREDICT, _PREDICT_CLASSES = _unchecked("dl_predict"), _unchecked("dl_predict_classes")
-
-
-def _address(array: np.ndarray) -> int:
-    """The address of a C-contiguous array's first element (through the buffer protocol
-    where it may: `.ctypes.data` costs about 1 us more)."""
-    if array.flags.writeable and array.nbytes:
-        return ctypes.addressof(ctypes.c_char.from_buffer(cast(Any, array)))
-    return int(array.ctypes.data)
 
 
 def predict_into(handle: Any, x: np.ndarray, out: np.ndarray, classes: bool = False) -> None:
