@@ -560,8 +560,8 @@ private func trainSteps(_ model: any AnyModel, _ range: Range<Int>, features: In
     /// channels or tap rows, each computed as on one thread: a batch large enough to be
     /// split trains to the same bits on any number of threads.
     @Test func trainingIsTheSameWithAnyNumberOfThreads() throws {
-        let saved = Kernels.threads
-        defer { Kernels.threads = saved }
+        let setting = ThreadSetting.take()
+        defer { setting.release() }
         let spec = try SpecParser.parse(json: """
         {"input": {"size": 784}, "layers": [
             {"type": "reshape", "shape": [1, 28, 28]},

@@ -60,8 +60,8 @@ import Testing
     }
 
     @Test(arguments: cases) func matchesTheFormulaOnAnyNumberOfThreads(_ t: Case) {
-        let saved = Kernels.threads
-        defer { Kernels.threads = saved }
+        let setting = ThreadSetting.take()
+        defer { setting.release() }
         let o = Operands(t, seed: UInt64(t.m * 7 + t.n * 3 + t.k))
         let one = product(t, o, threads: 1)
         for threads in [2, 3, 8] {
@@ -192,8 +192,8 @@ import Testing
             }
             #expect(differing(c, continued) == 0, "plain_c \(plain), accumulating: other bits than the chains from C")
         }
-        let saved = Kernels.threads
-        defer { Kernels.threads = saved }
+        let setting = ThreadSetting.take()
+        defer { setting.release() }
         for threads in [1, 2, 3, 8] {
             Kernels.threads = threads
             var ran = false

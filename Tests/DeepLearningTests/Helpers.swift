@@ -1,3 +1,4 @@
+import Glibc
 @testable import DeepLearning
 
 /// Test helpers: tensors from nested arrays, naive reference maths, layer gradient checks.
@@ -71,4 +72,29 @@ func checkLayer(_ layer: any Layer<Double>, input x: Tensor<Double>, seed: UInt6
         try GradientCheck.check(name: "x", values: x.data, grad: gp.baseAddress!, count: x.count, limit: 0, epsilon: 1e-5, f)
     }
     return (inputEntry.relativeError, result)
+}
+
+/// `Kernels.threads` is one setting for the whole process, and suites run in parallel: a test
+/// that changes it holds the setting for its whole body, so that another suite does not
+/// change the count between its setting and its checks (a pool test counting shares failed
+/// once that way). `take()` waits for the setting and saves it; `release()` restores it.
+final class ThreadSetting {
+    nonisolated(unsafe) private static let lock: UnsafeMutablePointer<pthread_mutex_t> = {
+        let lock = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+        pthread_mutex_init(lock, nil)
+        return lock
+    }()
+    private let saved: Int
+
+    private init(saved: Int) { self.saved = saved }
+
+    static func take() -> ThreadSetting {
+        pthread_mutex_lock(lock)
+        return ThreadSetting(saved: Kernels.threads)
+    }
+
+    func release() {
+        Kernels.threads = saved
+        pthread_mutex_unlock(Self.lock)
+    }
 }

@@ -96,8 +96,8 @@ import Testing
     /// NaN or an infinity anywhere in it, with or without preprocessing, is refused by a
     /// step (nothing changes) and by a prediction (the output is not written).
     @Test(arguments: [false, true]) func aBadValueAnywhereInALargeBatchIsRefused(preprocessed: Bool) throws {
-        let saved = Kernels.threads
-        defer { Kernels.threads = saved }
+        let setting = ThreadSetting.take()
+        defer { setting.release() }
         let rows = 200, features = 784
         let spec = try SpecParser.parse(json: """
         {"input": {"size": \(features)}, "layers": [{"type": "linear", "units": 16}, {"type": "relu"},

@@ -26,8 +26,8 @@ import Testing
     }
 
     @Test func everyItemRunsOnceInItsShareWhateverTheThreadsDo() {
-        let saved = Kernels.threads
-        defer { Kernels.threads = saved }
+        let setting = ThreadSetting.take()
+        defer { setting.release() }
         let most = 97
         let visits = UnsafeMutablePointer<Int32>.allocate(capacity: most)
         let shares = UnsafeMutablePointer<Int32>.allocate(capacity: most)

@@ -137,8 +137,8 @@ import CDeepLearningKernels
     /// halves, added in order) matches the formulas, with the same bits on any number of
     /// threads.
     @Test(arguments: [64, 200]) func theChunkedDenseForwardMatchesTheFormulas(rows: Int) throws {
-        let saved = Kernels.threads
-        defer { Kernels.threads = saved }
+        let setting = ThreadSetting.take()
+        defer { setting.release() }
         var c = Self.cases[2]
         c.rows = rows
         c.density = 0.7
@@ -180,8 +180,8 @@ import CDeepLearningKernels
     /// single samples, for both kernel versions, on shapes with every kind of tail.
     @Test(arguments: [false, true])
     func kernelsGiveTheSameBitsWithAnyNumberOfThreads(portable: Bool) throws {
-        let saved = Kernels.threads
-        defer { Kernels.threads = saved }
+        let setting = ThreadSetting.take()
+        defer { setting.release() }
         for c in Self.cases + [Case(rows: 64, inputs: 784, outputs: 200, background: 0, density: 0.1, bias: false)] {
             func run(threads: Int) throws -> [[Float]] {
                 Kernels.threads = threads
@@ -364,8 +364,8 @@ import CDeepLearningKernels
     /// against the formulas.
     @Test(arguments: [1, 2, 3, 8])
     func theForwardUnitsFollowEveryChangeOfPath(threads: Int) throws {
-        let saved = Kernels.threads
-        defer { Kernels.threads = saved }
+        let setting = ThreadSetting.take()
+        defer { setting.release() }
         Kernels.threads = threads
         var c = Self.cases[2]
         let layer = try Self.layer(c, portable: false)
@@ -445,8 +445,8 @@ import CDeepLearningKernels
     }
 
     @Test func trainingIsTheSameWithAnyNumberOfThreads() throws {
-        let saved = Kernels.threads
-        defer { Kernels.threads = saved }
+        let setting = ThreadSetting.take()
+        defer { setting.release() }
         let one = try train(threads: 1)
         for threads in [2, 3, 8] {
             #expect(try train(threads: threads) == one, "\(threads) threads")
@@ -486,8 +486,8 @@ import CDeepLearningKernels
 
     /// Arrays of 2^17 elements and more are checked on the kernel threads.
     @Test func allFiniteFindsABadValueInAnyThreadsShare() {
-        let saved = Kernels.threads
-        defer { Kernels.threads = saved }
+        let setting = ThreadSetting.take()
+        defer { setting.release() }
         let n = 300_001
         var x = (0..<n).map { Float($0 % 97) - 48 }
         for threads in [1, 2, 3, 8] {
@@ -522,8 +522,8 @@ import CDeepLearningKernels
         dlk_matrix_vector_f32(a, Int64(rows), Int64(inputs), Int64(lda), x, &vector, 0)
         dlk_matrix_vector_f32(a, Int64(rows), Int64(inputs), Int64(lda), x, &plain, 1)
         #expect(vector.map(\.bitPattern) == plain.map(\.bitPattern))
-        let saved = Kernels.threads
-        defer { Kernels.threads = saved }
+        let setting = ThreadSetting.take()
+        defer { setting.release() }
         let scale: Float = -0.7, base = (0..<rows).map { _ in Float(rng.normal()) }
         let affine = vector.indices.map { vector[$0] * scale + base[$0] }
         for threads in [1, 2, 3, 8] {
