@@ -214,13 +214,17 @@ static int64_t moved_boundary(int64_t b, int64_t m, int64_t late) {
 
 // Rows [begin, end) of the job's m rows, each boundary moved (`moved_boundary`).
 static void matrix_vector_share(void *context, int64_t begin, int64_t end, int thread) {
-    (void)thread;
     const struct matrix_vector_job *job = context;
     const int64_t m = job->m;
     begin = moved_boundary(begin, m, job->late);
     end = moved_boundary(end, m, job->late);
     float *y = job->y;
     const float scale = job->scale, *base = job->base;
+    // A worker finds x in the caller's cache: asked for all at once, its lines arrive
+    // together instead of as the first row group reaches them (a textured sample's
+    // dl_predict 1-2% faster, in each of four paired rounds; bench/README.md).
+    if (thread != 0)
+        for (int64_t i = 0; i < job->n; i += 16) __builtin_prefetch(job->x + i, 0, 3);
     matrix_vector_rows(job->a + begin * job->lda, end - begin, job->n, job->lda, job->x, y + begin, job->plain_c);
     if (!base) return;
     int64_t r = begin;
