@@ -86,6 +86,53 @@ private final class Slots: @unchecked Sendable {
         }
     }
 
+    /// A linear layer applies the activation after it in evaluation (`Model.fuseLayers`):
+    /// predictions of single samples and batches, sparse and dense, through the folded first
+    /// layer and the hidden ones, are bit for bit those of the layers run one by one, in
+    /// float32 and float64; training is not affected.
+    @Test(arguments: [DType.float32, .float64])
+    func fusedActivationsPredictTheLayersBits(dtype: DType) throws {
+        let spec = makeSpec(input: [48], layers: [
+            ("linear", ["units": .int(16)]), ("relu", [:]), ("linear", ["units": .int(12)]), ("tanh", [:]),
+            ("dropout", ["rate": .double(0.2)]), ("linear", ["units": .int(10)]), ("gelu", [:]), ("gelu", [:]),
+            ("linear", ["units": .int(3)]),
+        ], seed: 5, dtype: dtype)
+        func check<T: DLScalar>(_ fused: Model<T>, _ plain: Model<T>) throws {
+            // Each activation right after a linear layer is passed over; the second GELU
+            // follows an activation, the third linear layer a dropout: both run.
+            #expect(fused.passedInInference == [false, true, false, true, false, false, true, false, false])
+            plain.unfuseInference()
+            #expect(plain.passedInInference.allSatisfy { !$0 })
+            var g = RandomGenerator(seed: 3)
+            let sparse = inputs(300, 48, seed: 6)
+            let dense = (0..<300 * 48).map { _ in Float(g.uniform()) * 255 }
+            for x in [sparse, dense] {
+                // A training step first, the same on both: weights away from their initial values.
+                let labels = (0..<64).map { Int32($0 % 3) }
+                try x.withUnsafeBufferPointer { xb in
+                    try labels.withUnsafeBufferPointer { lb in
+                        let a = try fused.trainStep(x: xb.baseAddress!, batch: 64, targets: .labels(lb.baseAddress!))
+                        let b = try plain.trainStep(x: xb.baseAddress!, batch: 64, targets: .labels(lb.baseAddress!))
+                        #expect(a == b)
+                    }
+                }
+                for count in [1, 7, 300] {
+                    var a = [Float](repeating: .nan, count: count * 3), b = a
+                    try x.withUnsafeBufferPointer { xb in
+                        try a.withUnsafeMutableBufferPointer { try fused.predict(x: xb.baseAddress!, count: count, into: $0.baseAddress!) }
+                        try b.withUnsafeMutableBufferPointer { try plain.predict(x: xb.baseAddress!, count: count, into: $0.baseAddress!) }
+                    }
+                    #expect(a.map(\.bitPattern) == b.map(\.bitPattern), "\(count) samples")
+                    #expect(a.allSatisfy { $0.isFinite })
+                }
+            }
+        }
+        switch dtype {
+        case .float32: try check(try Model<Float>(spec: spec), try Model<Float>(spec: spec))
+        case .float64: try check(try Model<Double>(spec: spec), try Model<Double>(spec: spec))
+        }
+    }
+
     /// Threads predicting, predicting classes and evaluating on one model at once get the
     /// serial results bit for bit, every time; the model's state is not touched.
     @Test(arguments: [("every layer", 37), ("sparse input", 64), ("sparse input", 1)])

@@ -5,7 +5,8 @@
 /// need it, which lets the first layer skip that work). Returned tensors belong to the
 /// layer and are overwritten by its next call. Shapes include the batch dimension first.
 /// A model may run two neighbours as one, with the same values (`Model.fuseLayers`: batch
-/// norm followed by ReLU); both stay in its list as the spec names them.
+/// norm followed by ReLU; in evaluation, a linear layer and the activation after it); both
+/// stay in its list as the spec names them.
 public protocol Layer<Scalar>: AnyObject {
     associatedtype Scalar: DLScalar
     /// The spec's type name ("linear").

@@ -32,6 +32,12 @@ public final class Linear<T: DLScalar>: Layer {
     /// The sparse-input path, when the layer has it (`enableSparseInput`).
     /// Set once, before any use (no run-time exclusivity checks on its reads).
     @exclusivity(unchecked) private(set) var sparseInput: SparseInput?
+    /// The elementwise activation of the layer after this one, which `infer` applies to
+    /// its output in place (`Model.fuseLayers`; the model's evaluation then passes over that
+    /// layer): the same function on the same values, without a layer's bookkeeping and a
+    /// pass over the outputs. Training's `forward` leaves it to the next layer. Set once,
+    /// when the model is built.
+    @exclusivity(unchecked) var inferenceActivation: (any ActivationFunction)?
 
     public init(inFeatures: Int, outFeatures: Int, bias: Bool = true) throws(DLError) {
         self.inFeatures = inFeatures
@@ -73,9 +79,15 @@ public final class Linear<T: DLScalar>: Layer {
         try y.resize(batch: x.shape[0], sample: outputShape)
         if let sparseInput, sparseInput.multiply(x, weightT: weight.value, bias: bias?.value, y: y, workspace: scratch.sparse,
                                                  generations: (weight.generation, bias?.generation ?? 0)).done {
-            return y
+            return activated(y)
         }
         dense(x, y, scratch.weightCopy)
+        return activated(y)
+    }
+
+    /// y after `inferenceActivation`, in place.
+    private func activated(_ y: Tensor<T>) -> Tensor<T> {
+        inferenceActivation?.apply(y.data, y.data, y.count)
         return y
     }
 
@@ -116,7 +128,7 @@ public final class Linear<T: DLScalar>: Layer {
                   try checkedOutputs(y, of: x, rows: 1, checked: checked) != nil else { return nil }
             workspace.lastWasFolded = true
             workspace.lastFoldedWasSparse = workspace.singleWasSparse
-            return y
+            return activated(y)
         }
         let sparse = sparseInput.multiplyRaw(xf, batch: rows, multiplier: Float(multiplier), offset: Float(offset),
                                              weightT: wf, bias: bf, y: yf, workspace: workspace)
@@ -135,7 +147,7 @@ public final class Linear<T: DLScalar>: Layer {
         if let base { Kernels.addRowVector(y.data, UnsafeRawPointer(base).assumingMemoryBound(to: T.self), rows: rows, cols: outFeatures) }
         workspace.lastWasFolded = true
         workspace.lastFoldedWasSparse = sparse
-        return y
+        return activated(y)
     }
 
     /// `inferFolded`'s check of its outputs y for raw input x: y when all finite; else a

@@ -39,6 +39,18 @@ extension ActivationFunction {
     public init(_ options: [String: SpecValue] = [:]) throws(DLError) {
         try self.init(Self.kind.spec(options))
     }
+
+    /// y = F(x) over n elements (y may be x), contiguous ranges on the kernel threads (a
+    /// CNN's feature maps are megabytes: done on one thread, the other core waited).
+    func apply<T: DLScalar>(_ x: UnsafePointer<T>, _ y: UnsafeMutablePointer<T>, _ n: Int) {
+        Kernels.parallelFor(n, cost: 1) { r in forward(x + r.lowerBound, y + r.lowerBound, r.count) }
+    }
+}
+
+/// An activation layer seen without its function's type, for `Model.fuseLayers`.
+protocol ActivationLayer: AnyObject {
+    /// The function the layer applies.
+    var activation: any ActivationFunction { get }
 }
 
 /// The layer of any activation F: y = F(x) elementwise, any shape.
@@ -88,11 +100,13 @@ public final class Activation<F: ActivationFunction, T: DLScalar>: Layer {
         return dx
     }
 
-    /// y = F(x), contiguous ranges of elements on the kernel threads (a CNN's feature maps
-    /// are megabytes: done on one thread, the other core waited).
+    /// y = F(x) (`ActivationFunction.apply`).
     private func apply(_ x: Tensor<T>, into y: Tensor<T>) throws(DLError) {
         try y.resize(x.shape)
-        let (from, to) = (x.data, y.data)
-        Kernels.parallelFor(x.count, cost: 1) { r in function.forward(from + r.lowerBound, to + r.lowerBound, r.count) }
+        function.apply(x.data, y.data, x.count)
     }
+}
+
+extension Activation: ActivationLayer {
+    var activation: any ActivationFunction { function }
 }
