@@ -12,7 +12,7 @@ class HandleUse {
 /// What a handle (`dl_model *`, `dl_layer *`, `dl_loss *`, `dl_dataset *`) points to: the
 /// object and the C strings handed out for it.
 final class Box<Value>: HandleUse {
-    var value: Value
+    let value: Value
     /// A model's progress callback (dl_model_set_progress); nil for other handles.
     var progress: CProgress?
     /// C strings returned by introspection functions, owned until the handle is freed.

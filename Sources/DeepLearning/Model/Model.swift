@@ -166,8 +166,13 @@ public final class Model<T: DLScalar> {
     /// it holds fewer than `pooledContexts`).
     func withInferenceContext(_ body: (InferenceContext<T>) throws(DLError) -> Void) throws(DLError) {
         let context = try takeContext()
-        defer { giveBack(context) }
-        try body(context)
+        do {
+            try body(context)
+        } catch {
+            giveBack(context)
+            throw error
+        }
+        giveBack(context)   // its last use: handed over without a retain (`consuming`)
     }
 
     // One idle context in a plain optional, the others in an array: a lone caller, the
@@ -183,10 +188,10 @@ public final class Model<T: DLScalar> {
         return try InferenceContext(layers: layers.count)
     }
 
-    private func giveBack(_ context: InferenceContext<T>) {
+    private func giveBack(_ context: consuming InferenceContext<T>) {
         pthread_mutex_lock(contextLock)
         if spareContext == nil {
-            spareContext = context
+            spareContext = consume context
         } else if idleContexts.count < Self.pooledContexts - 1 {
             idleContexts.append(context)
         }
