@@ -1,6 +1,6 @@
 /* Two builds of the library in one process, measured in turn: `dl_train_step` on batches
- * of 64 (or `dl_predict` of 1,000-sample batches of the test split) alternating between
- * the builds every BLOCK calls, on the same batches. On a VM whose speed drifts by a third
+ * of 64 (or `dl_predict` of 1,000-sample batches of the test split, or of its single
+ * samples) alternating between the builds every BLOCK calls, on the same batches. On a VM whose speed drifts by a third
  * within minutes, runs of two programs one after the other compare two moments more than
  * two builds; here both builds see the same moments, a block at a time.
  *
@@ -10,7 +10,10 @@
  * spin for under 0.1 ms after a job).
  *
  *   cc -O2 -std=c11 -IInclude bench/step_pair.c -ldl -lm -o step_pair
- *   ./step_pair DATA SPEC OLD.so NEW.so [CALLS [BLOCK [train|predict]]]
+ *   ./step_pair DATA SPEC OLD.so NEW.so [CALLS [BLOCK [train|predict|predict1]]]
+ *
+ * (Single samples: a few microseconds a call, so many more calls, e.g. 200000 in blocks of
+ * 2000; each call's time includes two clock reads, the same for both builds.)
  *
  * DATA is an MNIST-format folder, SPEC a model spec; CALLS (default 6000) calls in all,
  * BLOCK (default 50) in a row to each build, the build that goes first changing from one
@@ -83,7 +86,7 @@ static void summary(const char *name, double *t, size_t n, double *median) {
     double sum = 0;
     for (size_t i = 0; i < n; i++) sum += t[i];
     *median = t[n / 2];
-    printf("%s: p10 %.1f median %.1f mean %.1f us (%zu calls)\n", name, t[n / 10], t[n / 2], sum / n, n);
+    printf("%s: p10 %.2f median %.2f mean %.2f us (%zu calls)\n", name, t[n / 10], t[n / 2], sum / n, n);
 }
 
 /* One run: `paths[0]` loaded first, then `paths[1]`; their per-call summaries printed, and
@@ -91,7 +94,7 @@ static void summary(const char *name, double *t, size_t n, double *median) {
  * second) / (that of the build loaded first): two blocks a few milliseconds apart see the
  * same state of the VM, where the run's overall medians mix its slow and fast stretches. */
 static int measure(const char *data, const char *spec, const char *paths[2], size_t calls, size_t block, int predicting,
-                   double *ratio) {
+                   size_t rows, double *ratio) {
     build builds[2] = {{0}, {0}};
     for (int k = 0; k < 2; k++)
         if (open_build(&builds[k], paths[k])) return 1;
@@ -118,7 +121,6 @@ static int measure(const char *data, const char *spec, const char *paths[2], siz
     memcpy(ys, y, n * sizeof *ys);
     x = xs;
     y = ys;
-    const size_t rows = predicting ? 1000 : 64;
     if (n < rows) {
         fprintf(stderr, "step_pair: %s has fewer than %zu samples\n", data, rows);
         return 1;
@@ -177,11 +179,13 @@ static int measure(const char *data, const char *spec, const char *paths[2], siz
 
 int main(int argc, char **argv) {
     if (argc < 5) {
-        fprintf(stderr, "usage: step_pair DATA SPEC OLD.so NEW.so [CALLS [BLOCK [train|predict]]]\n");
+        fprintf(stderr, "usage: step_pair DATA SPEC OLD.so NEW.so [CALLS [BLOCK [train|predict|predict1]]]\n");
         return 2;
     }
     const size_t calls = argc > 5 ? (size_t)atol(argv[5]) : 6000, block = argc > 6 ? (size_t)atol(argv[6]) : 50;
-    const int predicting = argc > 7 && strcmp(argv[7], "predict") == 0;
+    const int single = argc > 7 && strcmp(argv[7], "predict1") == 0;
+    const int predicting = single || (argc > 7 && strcmp(argv[7], "predict") == 0);
+    const size_t rows = single ? 1 : predicting ? 1000 : 64;
     if (calls < 2 * block || block == 0) {
         fprintf(stderr, "step_pair: CALLS must hold at least one BLOCK of each build\n");
         return 2;
@@ -198,7 +202,7 @@ int main(int argc, char **argv) {
         if (child < 0) return 1;
         if (child == 0) {
             double ratio;
-            const int status = measure(argv[1], argv[2], paths, calls, block, predicting, &ratio);
+            const int status = measure(argv[1], argv[2], paths, calls, block, predicting, rows, &ratio);
             if (status == 0 && write(channel[1], &ratio, sizeof ratio) != (ssize_t)sizeof ratio) _exit(1);
             _exit(status);
         }
