@@ -21,6 +21,7 @@
 #include "dl_kernels.h"
 #include "x86.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -286,6 +287,28 @@ static void gemm_panel(const struct kernel *kernel, float *panel, int64_t m, int
     }
 }
 
+// Each thread's panel (64 KB), made by its first product through panels and kept for the
+// next (a wide layer makes several a training step), freed when the thread ends. NULL when
+// the memory or the thread-specific key cannot be had: the blocks are then read in place,
+// with the same bits.
+static pthread_key_t panel_key;
+static int panel_key_made;
+static pthread_once_t panel_key_once = PTHREAD_ONCE_INIT;
+
+static void make_panel_key(void) { panel_key_made = pthread_key_create(&panel_key, free) == 0; }
+
+static float *thread_panel(void) {
+    pthread_once(&panel_key_once, make_panel_key);
+    if (!panel_key_made) return NULL;
+    float *panel = pthread_getspecific(panel_key);
+    if (!panel && (panel = aligned_alloc(64, sizeof(float) * PANEL_DEPTH * PANEL_COLUMNS)) &&
+        pthread_setspecific(panel_key, panel) != 0) {
+        free(panel);
+        panel = NULL;
+    }
+    return panel;
+}
+
 // The kernel threads take blocks of rows of C in turn, as each finishes its last (a core
 // the VM slows down takes fewer): any cut gives the same bits. Blocks are BLOCK_ROWS rows,
 // or fewer for a product of few rows, so that it still comes in about 16 blocks: a
@@ -303,12 +326,10 @@ struct gemm_job {
 static void gemm_share(void *context, int64_t begin, int64_t end, int thread) {
     (void)begin, (void)end, (void)thread;
     struct gemm_job *job = context;
-    // A thread's panel (64 KB: from malloc's heap, not a fresh mapping); without one, the
-    // blocks are read in place, with the same bits.
-    float *panel = job->panels ? aligned_alloc(64, sizeof(float) * PANEL_DEPTH * PANEL_COLUMNS) : NULL;
+    float *panel = job->panels ? thread_panel() : NULL;
     for (;;) {
         const int64_t block = __atomic_fetch_add(&job->next, 1, __ATOMIC_RELAXED);
-        if (block >= job->blocks) break;
+        if (block >= job->blocks) return;
         if (job->panels) {
             const int64_t j = block * PANEL_COLUMNS, width = job->n - j < PANEL_COLUMNS ? job->n - j : PANEL_COLUMNS;
             if (panel)
@@ -323,7 +344,6 @@ static void gemm_share(void *context, int64_t begin, int64_t end, int thread) {
         gemm_vector(job->kernel, rows, job->n, job->k, job->alpha, job->a + i * job->rs, job->rs, job->ps, job->b,
                     job->ldb, job->c + i * job->ldc, job->ldc, 0);
     }
-    free(panel);
 }
 #endif
 

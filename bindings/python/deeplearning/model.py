@@ -299,8 +299,7 @@ class Model:
             return out
         step = training.positive(batch_size, "batch_size")
         for start in range(0, len(x), step):
-            part = out[start:start + step]
-            call(lib.dl_predict, self._h, x[start:start + step], len(part), part, part.size)
+            predict_into(self._h, x[start:start + step], out[start:start + step])
         return out
 
     __call__ = predict
