@@ -511,7 +511,8 @@ import CDeepLearningKernels
     /// Products of 16k multiply-adds or more (the last three shapes) share their rows among
     /// the kernel threads: the same bits on 1 to 8 of them, and with the affine epilogue
     /// (times a scale, plus a base: two roundings) the bits of that formula on the product,
-    /// at every call while the boundaries between shares move with the measured balance.
+    /// at every call while the boundaries between shares move with the measured balance,
+    /// and while each thread reads its rows of W from the last to the first every other call.
     @Test(arguments: [(1, 1), (3, 7), (4, 8), (6, 24), (7, 40), (5, 128), (10, 128), (10, 131), (9, 300), (128, 784),
                       (37, 1000), (301, 129)])
     func matrixTimesVectorMatchesTheFormulaWithBothKernels(rows: Int, inputs: Int) {
