@@ -9,6 +9,8 @@
 #include "dl_kernels.h"
 #include "x86.h"
 
+#include <string.h>
+
 enum { CHAINS = 32 };
 
 // The chains' total: pairs, then pairs of pairs, and so on.
@@ -128,4 +130,265 @@ void dlk_plane_shifted_sums_f32(const float *x, float k, int64_t n, float *sum_d
     sums(3, x, NULL, NULL, k, n, out, plain_c);
     *sum_d = out[0];
     *sum_d2 = out[1];
+}
+
+// MARK: - Batch norm's affine pass, ReLU and 2x2 max pooling in one pass
+//
+// z = x k + d rounded twice (no fused multiply-add: Swift's channelAffine rounds the
+// product and the sum), then max(0, z) as `z > 0 ? z : 0` (NaN and -0 give +0, as maxps
+// with 0 second does); each window's maximum is the first of its four elements (upper left,
+// upper right, lower left, lower right) that no later one exceeds, as Swift's maxPool2d
+// finds it.
+
+#pragma STDC FP_CONTRACT OFF
+
+static inline float relu_affine(float x, float k, float d) {
+    const float z = x * k + d;
+    return z > 0 ? z : 0;
+}
+
+static void pool_row_plain(const float *upper, const float *lower, int64_t first, int64_t width, int64_t count,
+                           float k, float d, float *out, int32_t *argmax) {
+    for (int64_t ox = 0; ox < count; ox++) {
+        const int64_t i = first + 2 * ox;
+        int64_t best = i;
+        float top = relu_affine(upper[2 * ox], k, d);
+        const float v[3] = {relu_affine(upper[2 * ox + 1], k, d), relu_affine(lower[2 * ox], k, d),
+                            relu_affine(lower[2 * ox + 1], k, d)};
+        const int64_t at[3] = {i + 1, i + width, i + width + 1};
+        for (int j = 0; j < 3; j++) {
+            const int wins = v[j] > top;
+            top = wins ? v[j] : top;
+            best = wins ? at[j] : best;
+        }
+        out[ox] = top;
+        if (argmax) argmax[ox] = (int32_t)best;
+    }
+}
+
+#if DLK_X86
+// Eight windows side by side: the row's 16 elements from `p` (the first 2 n when n < 8, the
+// others neither read nor used), after the affine pass and ReLU, split into the windows'
+// left (even) and right (odd) elements.
+__attribute__((target("avx2,fma")))
+static inline void pool_halves_avx2(const float *p, int64_t n, __m256 k, __m256 d, __m256 *left, __m256 *right) {
+    __m256 a, b;
+    if (n == 8) {
+        a = _mm256_loadu_ps(p);
+        b = _mm256_loadu_ps(p + 8);
+    } else {
+        const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        a = _mm256_maskload_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(2 * n)), lane));
+        b = _mm256_maskload_ps(p + 8, _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(2 * n - 8)), lane));
+    }
+    const __m256 zero = _mm256_setzero_ps();
+    a = _mm256_max_ps(_mm256_add_ps(_mm256_mul_ps(a, k), d), zero);
+    b = _mm256_max_ps(_mm256_add_ps(_mm256_mul_ps(b, k), d), zero);
+    // [a0 a2 b0 b2 | a4 a6 b4 b6] -> [a0 a2 a4 a6 b0 b2 b4 b6], and the odd ones likewise
+    *left = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0x88)), 0xd8));
+    *right = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0xdd)), 0xd8));
+}
+
+__attribute__((target("avx2,fma")))
+static void pool_row_avx2(const float *upper, const float *lower, int64_t first, int64_t width, int64_t count,
+                          float k, float d, float *out, int32_t *argmax) {
+    const __m256 vk = _mm256_set1_ps(k), vd = _mm256_set1_ps(d);
+    const __m256i step = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
+    for (int64_t ox = 0; ox < count; ox += 8) {
+        const int64_t n = count - ox < 8 ? count - ox : 8;
+        __m256 ul, ur, ll, lr;
+        pool_halves_avx2(upper + 2 * ox, n, vk, vd, &ul, &ur);
+        pool_halves_avx2(lower + 2 * ox, n, vk, vd, &ll, &lr);
+        const __m256i i0 = _mm256_add_epi32(_mm256_set1_epi32((int)(first + 2 * ox)), step);
+        __m256 top = ul;
+        __m256i best = i0;
+        const __m256 v[3] = {ur, ll, lr};
+        const __m256i at[3] = {_mm256_add_epi32(i0, _mm256_set1_epi32(1)), _mm256_add_epi32(i0, _mm256_set1_epi32((int)width)),
+                               _mm256_add_epi32(i0, _mm256_set1_epi32((int)width + 1))};
+        for (int j = 0; j < 3; j++) {
+            const __m256 wins = _mm256_cmp_ps(v[j], top, _CMP_GT_OQ);
+            top = _mm256_blendv_ps(top, v[j], wins);
+            best = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(best), _mm256_castsi256_ps(at[j]), wins));
+        }
+        if (n == 8) {
+            _mm256_storeu_ps(out + ox, top);
+            if (argmax) _mm256_storeu_si256((__m256i *)(argmax + ox), best);
+        } else {
+            const __m256i keep = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+            _mm256_maskstore_ps(out + ox, keep, top);
+            if (argmax) _mm256_maskstore_epi32((int *)(argmax + ox), keep, best);
+        }
+    }
+}
+#endif
+
+void dlk_affine_relu_max_pool_2x2_f32(const float *x, float *out, int32_t *argmax, float k, float d, int64_t height,
+                                      int64_t width, int plain_c) {
+    const int64_t out_height = height / 2, out_width = width / 2;
+    for (int64_t oy = 0; oy < out_height; oy++) {
+        const float *upper = x + 2 * oy * width;
+        float *o = out + oy * out_width;
+        int32_t *a = argmax ? argmax + oy * out_width : NULL;
+#if DLK_X86
+        if (!plain_c && dlk_has_avx2()) {
+            pool_row_avx2(upper, upper + width, 2 * oy * width, width, out_width, k, d, o, a);
+            continue;
+        }
+#endif
+        (void)plain_c;
+        pool_row_plain(upper, upper + width, 2 * oy * width, width, out_width, k, d, o, a);
+    }
+}
+
+// MARK: - Its backward pass
+//
+// dz = dy[o] where out[o] > 0 (the ReLU's mask at the window's maximum), else 0. The sums run
+// in 8 chains (output o in chain o % 8) added in a fixed tree, products fused: the same bits
+// from the plain C and the AVX2 versions.
+
+// `value` where gate > 0, else +0, as `gate > 0 ? value : 0` but with a mask (the compiler
+// made the conditional a branch, mispredicted on the ReLU's signs).
+static inline float where_positive(float gate, float value) {
+    uint32_t bits;
+    memcpy(&bits, &value, sizeof bits);
+    bits &= -(uint32_t)(gate > 0);
+    memcpy(&value, &bits, sizeof value);
+    return value;
+}
+
+static float total8(float *s) {
+    for (int width = 4; width >= 1; width /= 2)
+        for (int j = 0; j < width; j++) s[j] = s[j] + s[j + width];
+    return s[0];
+}
+
+static void pooled_sums_plain(const float *dy, const float *out, const int32_t *argmax, const float *x, float m,
+                              int64_t from, int64_t n, float *sa, float *sb) {
+    for (int64_t o = from; o < n; o++) {
+        const float dz = where_positive(out[o], dy[o]);
+        sa[o % 8] += dz;
+        sb[o % 8] = __builtin_fmaf(dz, x[argmax[o]] - m, sb[o % 8]);
+    }
+}
+
+#if DLK_X86
+__attribute__((target("avx2,fma")))
+static int64_t pooled_sums_avx2(const float *dy, const float *out, const int32_t *argmax, const float *x, float m,
+                                int64_t n, float *sa, float *sb) {
+    __m256 a = _mm256_setzero_ps(), b = a;
+    const __m256 vm = _mm256_set1_ps(m), zero = _mm256_setzero_ps();
+    int64_t o = 0;
+    for (; o + 8 <= n; o += 8) {
+        const __m256 positive = _mm256_cmp_ps(_mm256_loadu_ps(out + o), zero, _CMP_GT_OQ);
+        const __m256 dz = _mm256_and_ps(positive, _mm256_loadu_ps(dy + o));
+        const __m256 xc = _mm256_sub_ps(_mm256_i32gather_ps(x, _mm256_loadu_si256((const __m256i *)(argmax + o)), 4), vm);
+        a = _mm256_add_ps(a, dz);
+        b = _mm256_fmadd_ps(dz, xc, b);
+    }
+    _mm256_storeu_ps(sa, a);
+    _mm256_storeu_ps(sb, b);
+    return o;
+}
+#endif
+
+void dlk_pooled_gradient_sums_f32(const float *dy, const float *out, const int32_t *argmax, const float *x, float m,
+                                  int64_t n, float *sum_dy, float *sum_dy_xc, int plain_c) {
+    float sa[8] = {0}, sb[8] = {0};
+    int64_t from = 0;
+#if DLK_X86
+    if (!plain_c && dlk_has_avx2()) from = pooled_sums_avx2(dy, out, argmax, x, m, n, sa, sb);
+#endif
+    (void)plain_c;
+    pooled_sums_plain(dy, out, argmax, x, m, from, n, sa, sb);
+    *sum_dy = total8(sa);
+    *sum_dy_xc = total8(sb);
+}
+
+// dx = k ((dz - mean_dy) - ((x - m) s) mean_dy_xhat), each operation rounded as written (as
+// Swift's batchNormBackward computes it); dx = 0 k, then dz k at the maxima, with fixed
+// statistics.
+static inline float pooled_input_gradient(float dz, float x, float k, float m, float s, float mean_dy, float mean_dy_xhat) {
+    return k * ((dz - mean_dy) - ((x - m) * s) * mean_dy_xhat);
+}
+
+#if DLK_X86
+// The gradients of one row of x (`x`, `dx`) at up to 8 windows' elements (2 n of them), each
+// with its dz (`left` for the windows' even elements, `right` for the odd ones).
+__attribute__((target("avx2,fma")))
+static inline void pooled_row_gradient_avx2(const float *x, float *dx, int64_t n, __m256 left, __m256 right, __m256 k,
+                                            __m256 m, __m256 s, __m256 mean_dy, __m256 mean_dy_xhat) {
+    // [l0 r0 l1 r1 | l4 r4 l5 r5] and [l2 r2 l3 r3 | l6 r6 l7 r7] -> the row's order
+    const __m256 low = _mm256_unpacklo_ps(left, right), high = _mm256_unpackhi_ps(left, right);
+    const __m256 dz[2] = {_mm256_permute2f128_ps(low, high, 0x20), _mm256_permute2f128_ps(low, high, 0x31)};
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    for (int h = 0; h < 2; h++) {
+        const __m256i keep = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(2 * n - 8 * h)), lane);
+        const __m256 xv = n == 8 ? _mm256_loadu_ps(x + 8 * h) : _mm256_maskload_ps(x + 8 * h, keep);
+        const __m256 t = _mm256_mul_ps(_mm256_mul_ps(_mm256_sub_ps(xv, m), s), mean_dy_xhat);
+        const __m256 g = _mm256_mul_ps(k, _mm256_sub_ps(_mm256_sub_ps(dz[h], mean_dy), t));
+        if (n == 8) _mm256_storeu_ps(dx + 8 * h, g);
+        else _mm256_maskstore_ps(dx + 8 * h, keep, g);
+    }
+}
+
+// Rows 2 oy and 2 oy + 1 of the plane, at the windows' elements: each window's dz (from dy,
+// out and argmax) goes to the element argmax names, 0 to the other three.
+__attribute__((target("avx2,fma")))
+static void pooled_window_rows_avx2(const float *x, const float *dy, const float *out, const int32_t *argmax, float *dx,
+                                    int64_t oy, int64_t width, int64_t count, float k, float m, float s, float mean_dy,
+                                    float mean_dy_xhat) {
+    const __m256 vk = _mm256_set1_ps(k), vm = _mm256_set1_ps(m), vs = _mm256_set1_ps(s);
+    const __m256 vmean_dy = _mm256_set1_ps(mean_dy), vmean_dy_xhat = _mm256_set1_ps(mean_dy_xhat), zero = _mm256_setzero_ps();
+    const __m256i step = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14), lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const int64_t upper = 2 * oy * width;
+    for (int64_t ox = 0; ox < count; ox += 8) {
+        const int64_t n = count - ox < 8 ? count - ox : 8, o = oy * count + ox;
+        const __m256i keep = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), lane);
+        const __m256 top = n == 8 ? _mm256_loadu_ps(out + o) : _mm256_maskload_ps(out + o, keep);
+        const __m256 g = n == 8 ? _mm256_loadu_ps(dy + o) : _mm256_maskload_ps(dy + o, keep);
+        const __m256i at = n == 8 ? _mm256_loadu_si256((const __m256i *)(argmax + o))
+                                  : _mm256_maskload_epi32((const int *)(argmax + o), keep);
+        const __m256 dz = _mm256_and_ps(_mm256_cmp_ps(top, zero, _CMP_GT_OQ), g);
+        const __m256i i0 = _mm256_add_epi32(_mm256_set1_epi32((int)(upper + 2 * ox)), step);
+        const __m256i i2 = _mm256_add_epi32(i0, _mm256_set1_epi32((int)width)), one = _mm256_set1_epi32(1);
+#define DZ_AT(index) _mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(at, index)), dz)
+        pooled_row_gradient_avx2(x + upper + 2 * ox, dx + upper + 2 * ox, n, DZ_AT(i0), DZ_AT(_mm256_add_epi32(i0, one)),
+                                 vk, vm, vs, vmean_dy, vmean_dy_xhat);
+        pooled_row_gradient_avx2(x + upper + width + 2 * ox, dx + upper + width + 2 * ox, n, DZ_AT(i2),
+                                 DZ_AT(_mm256_add_epi32(i2, one)), vk, vm, vs, vmean_dy, vmean_dy_xhat);
+#undef DZ_AT
+    }
+}
+#endif
+
+void dlk_pooled_input_gradient_f32(const float *x, const float *dy, const float *out, const int32_t *argmax, float *dx,
+                                   int64_t height, int64_t width, float k, float m, float s, float mean_dy,
+                                   float mean_dy_xhat, int batch_statistics, int plain_c) {
+    const int64_t inputs = height * width, out_height = height / 2, out_width = width / 2, outputs = out_height * out_width;
+    if (!batch_statistics) {
+        for (int64_t i = 0; i < inputs; i++) dx[i] = 0 * k;
+        for (int64_t o = 0; o < outputs; o++) dx[argmax[o]] = where_positive(out[o], dy[o]) * k;
+        return;
+    }
+#if DLK_X86
+    if (!plain_c && dlk_has_avx2()) {
+        for (int64_t oy = 0; oy < out_height; oy++) {
+            pooled_window_rows_avx2(x, dy, out, argmax, dx, oy, width, out_width, k, m, s, mean_dy, mean_dy_xhat);
+            if (width % 2) {   // the two rows' last column, in no window
+                const int64_t last = 2 * oy * width + width - 1;
+                dx[last] = pooled_input_gradient(0, x[last], k, m, s, mean_dy, mean_dy_xhat);
+                dx[last + width] = pooled_input_gradient(0, x[last + width], k, m, s, mean_dy, mean_dy_xhat);
+            }
+        }
+        for (int64_t i = 2 * out_height * width; i < inputs; i++)   // the last row, in no window
+            dx[i] = pooled_input_gradient(0, x[i], k, m, s, mean_dy, mean_dy_xhat);
+        return;
+    }
+#endif
+    (void)plain_c;
+    for (int64_t i = 0; i < inputs; i++) dx[i] = pooled_input_gradient(0, x[i], k, m, s, mean_dy, mean_dy_xhat);
+    for (int64_t o = 0; o < outputs; o++) {
+        const int32_t a = argmax[o];
+        dx[a] = pooled_input_gradient(where_positive(out[o], dy[o]), x[a], k, m, s, mean_dy, mean_dy_xhat);
+    }
 }

@@ -472,6 +472,129 @@ extension Kernels {
         }
     }
 
+    // MARK: Batch norm, ReLU and 2x2 max pooling as one pass
+
+    /// Batch norm's affine pass, ReLU and 2x2 max pooling (stride 2, no padding,
+    /// `Window2D.isPairwise`) in one pass over x, the ReLU's output never stored:
+    ///
+    ///     out[o] = max over window o of max(0, x scale + shift)
+    ///     argmax[o] = the plane index of the first element with that value
+    ///
+    /// each value computed as `channelAffine` computes it, the windows visited as
+    /// `maxPool2d` visits them: the same bits and the same ties as the three layers apart.
+    /// No argmax when nil (evaluation).
+    @_specialize(where T == Float) @_specialize(where T == Double)
+    public static func affineReLUMaxPool2x2<T: DLScalar>(_ x: UnsafePointer<T>, _ out: UnsafeMutablePointer<T>,
+                                                         argmax: UnsafeMutablePointer<Int32>?,
+                                                         scale: UnsafePointer<T>, shift: UnsafePointer<T>?,
+                                                         batch: Int, channels: Int, _ w: Window2D) {
+        parallelFor(batch * channels, cost: w.inputPlane) { planes in
+            for q in planes {
+                let c = q % channels, k = scale[c], d = shift?[c] ?? 0
+                let plane = x + q * w.inputPlane, o = out + q * w.outputPlane
+                if T.self == Float.self {   // the C kernel's selects (Swift's loop branched, and missed)
+                    dlk_affine_relu_max_pool_2x2_f32(asFloats(plane), asMutableFloats(o), argmax.map { $0 + q * w.outputPlane },
+                                                     Float(k), Float(d), Int64(w.height), Int64(w.width), 0)
+                    continue
+                }
+                @inline(__always) func z(_ i: Int) -> T { let v = plane[i] * k + d; return v > 0 ? v : 0 }
+                for oy in 0..<w.outHeight {
+                    let upper = 2 * oy * w.width, lower = upper + w.width, row = oy * w.outWidth
+                    for ox in 0..<w.outWidth {
+                        var best = upper + 2 * ox, top = z(best)
+                        @inline(__always) func visit(_ i: Int) {
+                            let v = z(i), wins = v > top
+                            top = wins ? v : top
+                            best = wins ? i : best
+                        }
+                        visit(upper + 2 * ox + 1)
+                        visit(lower + 2 * ox)
+                        visit(lower + 2 * ox + 1)
+                        o[row + ox] = top
+                        argmax?[q * w.outputPlane + row + ox] = Int32(best)
+                    }
+                }
+            }
+        }
+    }
+
+    /// The backward pass of batch norm, ReLU and 2x2 max pooling run as
+    /// `affineReLUMaxPool2x2`, from dy, the gradient of the pooled output `out`:
+    ///
+    ///     dz = dy[o] at argmax[o] when out[o] > 0 (the ReLU's mask there), else 0
+    ///     sumDy[c] = sum dz      sumDyXhat[c] = sum dz xhat      (over the windows' maxima)
+    ///     dx = scale (dz - sumDy / N - xhat sumDyXhat / N)    with batch statistics
+    ///     dx = scale dz                                        with fixed ones
+    ///
+    /// the same values as `maxPool2dBackward` and `batchNormBackward` with the ReLU's mask;
+    /// the sums add only the maxima's terms (the others are zeros), in another order, so
+    /// they may differ from the layers apart in the last bits. dx (all of x's elements,
+    /// those no window covers too) is skipped when nil.
+    @_specialize(where T == Float) @_specialize(where T == Double)
+    public static func batchNormReLUMaxPool2x2Backward<T: DLScalar>(
+        _ x: UnsafePointer<T>, _ dy: UnsafePointer<T>, out: UnsafePointer<T>, argmax: UnsafePointer<Int32>,
+        _ dx: UnsafeMutablePointer<T>?, mean: UnsafePointer<T>, invStd: UnsafePointer<T>, scale: UnsafePointer<T>,
+        sumDy: UnsafeMutablePointer<T>, sumDyXhat: UnsafeMutablePointer<T>, batchStatistics: Bool,
+        batch: Int, channels: Int, _ w: Window2D
+    ) {
+        parallelFor(channels, cost: 2 * batch * w.outputPlane) { channelRange in
+            for c in channelRange {
+                let m = mean[c], s = invStd[c]
+                var totalDy: T = 0, totalDyXhat: T = 0
+                for b in 0..<batch {
+                    let q = b * channels + c, plane = x + q * w.inputPlane
+                    let g = dy + q * w.outputPlane, top = out + q * w.outputPlane, at = argmax + q * w.outputPlane
+                    let (planeDy, planeDyXc): (T, T)
+                    if T.self == Float.self {
+                        var (a, b): (Float, Float) = (0, 0)
+                        dlk_pooled_gradient_sums_f32(asFloats(g), asFloats(top), at, asFloats(plane), Float(m),
+                                                     Int64(w.outputPlane), &a, &b, 0)
+                        (planeDy, planeDyXc) = (T(a), T(b))
+                    } else {
+                        (planeDy, planeDyXc) = sums(w.outputPlane) { o in
+                            let d = g[o], dz = top[o] > 0 ? d : 0
+                            return (dz, dz * (plane[Int(at[o])] - m))
+                        }
+                    }
+                    totalDy += planeDy
+                    totalDyXhat += planeDyXc * s
+                }
+                sumDy[c] = totalDy
+                sumDyXhat[c] = totalDyXhat
+            }
+        }
+        guard let dx else { return }
+        let inv = 1 / T(batch * w.inputPlane)
+        parallelFor(batch * channels, cost: w.inputPlane) { planes in
+            for q in planes {
+                let c = q % channels, k = scale[c]
+                let m = mean[c], s = invStd[c], meanDy = sumDy[c] * inv, meanDyXhat = sumDyXhat[c] * inv
+                let xr = x + q * w.inputPlane, dxr = dx + q * w.inputPlane
+                let g = dy + q * w.outputPlane, top = out + q * w.outputPlane, at = argmax + q * w.outputPlane
+                if T.self == Float.self {
+                    dlk_pooled_input_gradient_f32(asFloats(xr), asFloats(g), asFloats(top), at, asMutableFloats(dxr),
+                                                  Int64(w.height), Int64(w.width), Float(k), Float(m), Float(s),
+                                                  Float(meanDy), Float(meanDyXhat), batchStatistics ? 1 : 0, 0)
+                    continue
+                }
+                // Every element as if its dz were 0, then each window's maximum again with its dz.
+                if batchStatistics {
+                    for i in 0..<w.inputPlane { let dz: T = 0; dxr[i] = k * (dz - meanDy - (xr[i] - m) * s * meanDyXhat) }
+                    for o in 0..<w.outputPlane {
+                        let i = Int(at[o]), d = g[o], dz = top[o] > 0 ? d : 0
+                        dxr[i] = k * (dz - meanDy - (xr[i] - m) * s * meanDyXhat)
+                    }
+                } else {
+                    dxr.update(repeating: 0 * k, count: w.inputPlane)   // -0 when k < 0, as 0 * k in the loop
+                    for o in 0..<w.outputPlane {
+                        let d = g[o]
+                        dxr[Int(at[o])] = (top[o] > 0 ? d : 0) * k
+                    }
+                }
+            }
+        }
+    }
+
     // MARK: Dropout
 
     /// An inverted-dropout mask: each of n entries is 0 with probability `rate`, else

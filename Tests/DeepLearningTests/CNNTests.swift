@@ -616,6 +616,7 @@ private func trainSteps(_ model: any AnyModel, _ range: Range<Int>, features: In
             let norm = try #require(model.layers[2] as? BatchNorm<Float>)
             let relu = try #require(model.layers[3] as? Activation<ReLU, Float>)
             #expect(norm.fusedReLU && relu.absorbed, "the model fuses the pair")
+            model.unfusePooling()   // the pooling's fusion sums in another order (tested below)
             if !fused { (norm.fusedReLU, relu.absorbed) = (false, false) }
             try trainSteps(model, 0..<4, features: features)
             let (x, _) = batch(7, features: features, classes: 4, seed: 5)
@@ -629,6 +630,156 @@ private func trainSteps(_ model: any AnyModel, _ range: Range<Int>, features: In
         #expect(fused.map { $0.map(\.bitPattern) } == apart.map { $0.map(\.bitPattern) })
         let outputs = fused[fused.count - 1]
         #expect(outputs.allSatisfy { $0.isFinite })
+    }
+
+    /// Batch norm, ReLU and 2x2 max pooling run as one pass (`BatchNorm.fusedPool`): against
+    /// the three layers apart on the same weights, the training forward pass and the
+    /// predictions give the same bits, and every gradient of a step agrees to rounding (the
+    /// sums add the windows' maxima only, in another order). Planes of 8 x 8, and of 7 x 7
+    /// and 5 x 5, whose last row and column no window covers (their input gradient is batch
+    /// norm's alone); the float64 gradient check of the fused model is
+    /// `wholeModelGradientCheckIsExcellent` (5 x 5).
+    @Test(arguments: [8, 7, 5]) func batchNormReLUAndPoolingFusedAgreeWithTheLayersApart(side: Int) throws {
+        let features = 2 * side * side
+        func spec(_ dtype: String) -> String { """
+            {"input": {"size": \(features)}, "layers": [
+                {"type": "reshape", "shape": [2, \(side), \(side)]},
+                {"type": "conv2d", "filters": 3, "kernel_size": 3, "padding": 1, "bias": false},
+                {"type": "batch_norm"},
+                {"type": "relu"},
+                {"type": "max_pool2d", "kernel_size": 2},
+                {"type": "flatten"},
+                {"type": "linear", "units": 4}],
+             "loss": "cross_entropy", "optimizer": {"type": "sgd", "lr": 0.05}, "seed": 3, "dtype": "\(dtype)"}
+            """
+        }
+        func compare<T: DLScalar>(_: T.Type, tolerance: Double) throws {
+            let parsed = try SpecParser.parse(json: spec(T.self == Float.self ? "float32" : "float64"))
+            let (fused, apart) = (try Model<T>(spec: parsed), try Model<T>(spec: parsed))
+            let norm = try #require(fused.layers[2] as? BatchNorm<T>), pool = try #require(fused.layers[4] as? Pool2D<T>)
+            #expect(norm.fusedPool == pool.window && pool.absorbed, "the model fuses batch norm, ReLU and pooling")
+            apart.unfusePooling()
+            try trainSteps(fused, 0..<2, features: features)   // away from the initial statistics
+            try trainSteps(apart, 0..<2, features: features)
+            for (a, b) in zip(apart.parameters + apart.buffers, fused.parameters + fused.buffers) { b.value.copy(from: a.value) }
+            let (x, y) = batch(6, features: features, classes: 4, seed: 11)
+            let input = try Tensor<T>(shape: [6, features])
+            for (i, v) in x.enumerated() { input.data[i] = T(v) }
+            let outFused = try fused.forward(input, training: true).array, outApart = try apart.forward(input, training: true).array
+            #expect(outFused.map { Double($0) }.map(\.bitPattern) == outApart.map { Double($0) }.map(\.bitPattern),
+                    "the training forward pass")
+            var gradients: [[[Double]]] = []
+            for model in [fused, apart] {
+                let xs = x.map { T($0) }
+                _ = try xs.withUnsafeBufferPointer { xp in
+                    try y.withUnsafeBufferPointer { try model.lossAndGradients(x: xp.baseAddress!, batch: 6, targets: .labels($0.baseAddress!)) }
+                }
+                gradients.append(model.parameters.map { $0.grad.array.map { Double($0) } })
+                var out = [T](repeating: 0, count: 6 * 4)
+                try xs.withUnsafeBufferPointer { (xp) throws(DLError) in try model.predict(x: xp.baseAddress!, count: 6, into: &out) }
+                gradients.append([out.map { Double($0) }])
+            }
+            #expect(gradients[1] == gradients[3], "predictions: the same bits")
+            for (name, (g, h)) in zip(fused.parameters.map(\.name), zip(gradients[0], gradients[2])) {
+                let scale = h.map(abs).max() ?? 0
+                #expect(scale > 0, "\(name): a gradient to compare")
+                let worst = zip(g, h).map { abs($0 - $1) }.max() ?? 0
+                #expect(worst <= tolerance * scale, "\(name): fused and apart differ by \(worst) (largest \(scale))")
+            }
+        }
+        try compare(Float.self, tolerance: 1e-5)
+        try compare(Double.self, tolerance: 1e-12)
+    }
+
+    /// The fused pass's C kernel (float32; AVX2 and plain C) against batch norm's affine
+    /// pass with ReLU and then max pooling, each as its layer computes it: the same bits and
+    /// the same maxima, with ties (zeros from the ReLU, repeated values) and planes whose
+    /// width leaves windows for the masked tail of the vector loop.
+    @Test func fusedPoolingKernelGivesTheLayersBits() throws {
+        var rng = RandomGenerator(seed: 17)
+        for (height, width) in [(28, 28), (14, 14), (7, 7), (5, 9), (2, 34), (6, 16), (4, 3)] {
+            let n = height * width
+            // Values with repeats, so that windows tie before and after the ReLU.
+            let x = (0..<n).map { _ in Float(rng.below(7)) * 0.5 - 1.5 }
+            for (k, d): (Float, Float) in [(1.3, 0.25), (-0.7, 0.1), (0.5, -2)] {
+                let w = Window2D(height: height, width: width, kernel: (2, 2), stride: (2, 2))
+                var z = [Float](repeating: 0, count: n), want = [Float](repeating: 0, count: w.outputPlane)
+                var wantAt = [Int32](repeating: 0, count: w.outputPlane)
+                Kernels.channelAffine(x, &z, scale: [k], shift: [d], batch: 1, channels: 1, spatial: n, relu: true)
+                Kernels.maxPool2d(z, &want, argmax: &wantAt, planes: 1, w)
+                for plain in [0, 1] as [Int32] {
+                    var got = [Float](repeating: .nan, count: w.outputPlane), at = [Int32](repeating: -1, count: w.outputPlane)
+                    dlk_affine_relu_max_pool_2x2_f32(x, &got, &at, k, d, Int64(height), Int64(width), plain)
+                    #expect(got.map(\.bitPattern) == want.map(\.bitPattern), "\(height) x \(width), k \(k), plain C \(plain)")
+                    #expect(at == wantAt, "\(height) x \(width), k \(k), plain C \(plain): the maxima's positions")
+                    var alone = [Float](repeating: .nan, count: w.outputPlane)
+                    dlk_affine_relu_max_pool_2x2_f32(x, &alone, nil, k, d, Int64(height), Int64(width), plain)
+                    #expect(alone.map(\.bitPattern) == want.map(\.bitPattern), "without positions (evaluation)")
+                }
+                try checkBackward(x, pooled: want, argmax: wantAt, w, k: k)
+            }
+        }
+    }
+
+    /// The fused backward pass's C kernels (plain C and AVX2: the same bits) against the
+    /// pooling layer's backward pass, which scatters each window's gradient to its maximum,
+    /// followed by the ReLU's mask and batch norm's formula written out here: the sums to
+    /// float32 rounding of their float64 values, the input gradient to the bit.
+    func checkBackward(_ x: [Float], pooled: [Float], argmax: [Int32], _ w: Window2D, k: Float) throws {
+        var rng = RandomGenerator(seed: UInt64(w.inputPlane))
+        let dy = (0..<w.outputPlane).map { _ in Float(rng.normal()) }
+        var scattered = [Float](repeating: 0, count: w.inputPlane)
+        Kernels.maxPool2dBackward(dy, argmax: argmax, &scattered, planes: 1, w)
+        // The ReLU's mask: the forward's output at each element, known here at the maxima only
+        // (elsewhere the scattered gradient is 0 either way).
+        var dz = scattered
+        for (o, a) in argmax.enumerated() where !(pooled[o] > 0) { dz[Int(a)] = 0 }
+        let m: Float = 0.3, s: Float = 1.7
+        let wantDy = dz.reduce(0.0) { $0 + Double($1) }
+        let wantDyXc = zip(dz, x).reduce(0.0) { $0 + Double($1.0) * (Double($1.1) - Double(m)) }
+        let (meanDy, meanDyXhat): (Float, Float) = (0.05, -0.11)
+        let wantDx = zip(dz, x).map { (g, v) in k * ((g - meanDy) - ((v - m) * s) * meanDyXhat) }
+        let wantFixed = dz.map { $0 * k }
+        var results: [[UInt32]] = []
+        for plain in [0, 1] as [Int32] {
+            var (a, b): (Float, Float) = (0, 0)
+            dlk_pooled_gradient_sums_f32(dy, pooled, argmax, x, m, Int64(w.outputPlane), &a, &b, plain)
+            let bound = 1e-5 * (dz.reduce(0.0) { $0 + Double(abs($1)) } * (1 + Double(x.map(abs).max() ?? 0)))
+            #expect(abs(Double(a) - wantDy) <= bound && abs(Double(b) - wantDyXc) <= bound,
+                    "\(w.height) x \(w.width), plain C \(plain): sums \(a), \(b) against \(wantDy), \(wantDyXc)")
+            var dx = [Float](repeating: .nan, count: w.inputPlane), fixed = dx
+            dlk_pooled_input_gradient_f32(x, dy, pooled, argmax, &dx, Int64(w.height), Int64(w.width), k, m, s,
+                                          meanDy, meanDyXhat, 1, plain)
+            dlk_pooled_input_gradient_f32(x, dy, pooled, argmax, &fixed, Int64(w.height), Int64(w.width), k, m, s,
+                                          meanDy, meanDyXhat, 0, plain)
+            #expect(dx.map(\.bitPattern) == wantDx.map(\.bitPattern), "\(w.height) x \(w.width), plain C \(plain): dx")
+            #expect(fixed.map(\.bitPattern) == wantFixed.map(\.bitPattern), "\(w.height) x \(w.width), plain C \(plain): dx, fixed statistics")
+            results.append([a.bitPattern, b.bitPattern])
+        }
+        #expect(results[0] == results[1], "plain C and AVX2: the same sums")
+    }
+
+    /// Only batch norm, ReLU and 2x2 max pooling (stride 2, no padding) fuse: other pooling
+    /// after the pair leaves the pooling layer on its own.
+    @Test func onlyPairwiseMaxPoolingFuses() throws {
+        for (pool, fuses) in [(#"{"type": "max_pool2d", "kernel_size": 2}"#, true),
+                              (#"{"type": "avg_pool2d", "kernel_size": 2}"#, false),
+                              (#"{"type": "max_pool2d", "kernel_size": 3, "stride": 2}"#, false),
+                              (#"{"type": "max_pool2d", "kernel_size": 2, "padding": 1}"#, false)] {
+            let model = try Model<Float>(spec: try SpecParser.parse(json: """
+                {"input": {"shape": [2, 6, 6]}, "layers": [{"type": "batch_norm"}, {"type": "relu"}, \(pool),
+                 {"type": "flatten"}, {"type": "linear", "units": 3}], "loss": "cross_entropy",
+                 "optimizer": {"type": "sgd", "lr": 0.1}}
+                """))
+            let norm = try #require(model.layers[0] as? BatchNorm<Float>)
+            #expect((norm.fusedPool != nil) == fuses, "\(pool)")
+            #expect(((model.layers[2] as? Pool2D<Float>)?.absorbed ?? false) == fuses, "\(pool)")
+        }
+        let unrelu = try Model<Float>(spec: try SpecParser.parse(json: """
+            {"input": {"shape": [2, 6, 6]}, "layers": [{"type": "batch_norm"}, {"type": "max_pool2d", "kernel_size": 2},
+             {"type": "flatten"}, {"type": "linear", "units": 3}], "loss": "cross_entropy", "optimizer": {"type": "sgd", "lr": 0.1}}
+            """))
+        #expect((unrelu.layers[0] as? BatchNorm<Float>)?.fusedPool == nil, "no ReLU between: nothing fuses")
     }
 
     @Test func trainingIsDeterministicPerSeed() throws {

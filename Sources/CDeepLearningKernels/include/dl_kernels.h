@@ -208,6 +208,24 @@ DLK_HIDDEN void dlk_plane_shifted_sums_f32(const float *x, float k, int64_t n, f
 DLK_HIDDEN void dlk_plane_gradient_sums_f32(const float *dy, const float *x, const float *mask, float m, int64_t n,
                                             float *sum_dy, float *sum_dy_xc, int plain_c);
 
+/// One plane of batch norm's affine pass, ReLU and 2x2 max pooling (stride 2, no padding):
+/// out[oy][ox] = the maximum of max(0, x k + d) over the window's four elements (x k + d
+/// rounded twice, as Swift's channelAffine), argmax (unless NULL) the plane index of the
+/// first element with that maximum. `height` x `width` in, (height / 2) x (width / 2) out.
+DLK_HIDDEN void dlk_affine_relu_max_pool_2x2_f32(const float *x, float *out, int32_t *argmax, float k, float d,
+                                                 int64_t height, int64_t width, int plain_c);
+
+/// Its backward pass, one plane: with dz = dy[o] where out[o] > 0 and 0 elsewhere,
+/// *sum_dy = sum dz and *sum_dy_xc = sum dz (x[argmax[o]] - m) over the plane's n windows.
+DLK_HIDDEN void dlk_pooled_gradient_sums_f32(const float *dy, const float *out, const int32_t *argmax, const float *x,
+                                             float m, int64_t n, float *sum_dy, float *sum_dy_xc, int plain_c);
+/// And the plane's input gradient: dx = k ((dz - mean_dy) - ((x - m) s) mean_dy_xhat) for
+/// each of its height x width elements, dz being the window's where argmax points to it and
+/// 0 elsewhere (each operation rounded as written); with fixed statistics, dx = dz k.
+DLK_HIDDEN void dlk_pooled_input_gradient_f32(const float *x, const float *dy, const float *out, const int32_t *argmax,
+                                              float *dx, int64_t height, int64_t width, float k, float m, float s,
+                                              float mean_dy, float mean_dy_xhat, int batch_statistics, int plain_c);
+
 // MARK: - Input checks, preprocessing and batch gathering (input.c)
 
 /// Copies `bytes` bytes from src to dst (no overlap), with vector loads and stores. Use it

@@ -28,6 +28,13 @@ public final class BatchNorm<T: DLScalar>: Layer {
     /// Set by the model when a ReLU layer follows (`Model.fuseLayers`): the output is then
     /// max(0, y), and backward takes that ReLU's mask from it; the ReLU passes through.
     var fusedReLU = false
+    /// Set by the model when that ReLU is followed by 2x2 max pooling (`Window2D.isPairwise`,
+    /// the pooling's window): the output is then the pooled max(0, y), computed in the same
+    /// pass (`Kernels.affineReLUMaxPool2x2`), and backward takes the pooled gradient; the
+    /// pooling layer passes tensors through. Requires `fusedReLU`.
+    var fusedPool: Window2D?
+    /// With `fusedPool`: the plane index of each window's maximum in the last forward pass.
+    private let argmax = Buffer<Int32>()
 
     private var x: Tensor<T>?
     private var batchStatistics = false
@@ -85,9 +92,19 @@ public final class BatchNorm<T: DLScalar>: Layer {
         }
         Kernels.batchNormCoefficients(mean: mean.data, variance: variance.data, gamma: weight?.value.data, beta: bias?.value.data,
                                       eps: T(eps), invStd: invStd.data, scale: scale.data, shift: shift.data, channels: channels)
-        try y.resize(x.shape)
-        Kernels.channelAffine(x.data, y.data, scale: scale.data, shift: shift.data, batch: batch, channels: channels,
-                              spatial: spatial, relu: fusedReLU)
+        if let window = fusedPool {
+            try y.resize(batch: batch, sample: [channels, window.outHeight, window.outWidth])
+            // The batch is the caller's: a refusal of this memory is an error, not a trap.
+            guard argmax.reserve(y.count) else {
+                throw DLError(.noMemory, "out of memory for batch_norm's \(y.count) pooling window positions")
+            }
+            Kernels.affineReLUMaxPool2x2(x.data, y.data, argmax: argmax.base, scale: scale.data, shift: shift.data,
+                                         batch: batch, channels: channels, window)
+        } else {
+            try y.resize(x.shape)
+            Kernels.channelAffine(x.data, y.data, scale: scale.data, shift: shift.data, batch: batch, channels: channels,
+                                  spatial: spatial, relu: fusedReLU)
+        }
         self.x = x
         batchStatistics = training
         return y
@@ -115,19 +132,33 @@ public final class BatchNorm<T: DLScalar>: Layer {
         Kernels.batchNormCoefficients(mean: runningMean.value.data, variance: runningVar.value.data, gamma: weight?.value.data,
                                       beta: bias?.value.data, eps: T(eps), invStd: invStd.data, scale: scale.data,
                                       shift: shift.data, channels: channels)
-        try y.resize(x.shape)
-        Kernels.channelAffine(x.data, y.data, scale: scale.data, shift: shift.data, batch: x.shape[0], channels: channels,
-                              spatial: spatial, relu: fusedReLU)
+        if let window = fusedPool {
+            try y.resize(batch: x.shape[0], sample: [channels, window.outHeight, window.outWidth])
+            Kernels.affineReLUMaxPool2x2(x.data, y.data, argmax: nil, scale: scale.data, shift: shift.data,
+                                         batch: x.shape[0], channels: channels, window)
+        } else {
+            try y.resize(x.shape)
+            Kernels.channelAffine(x.data, y.data, scale: scale.data, shift: shift.data, batch: x.shape[0], channels: channels,
+                                  spatial: spatial, relu: fusedReLU)
+        }
         return y
     }
 
     public func backward(_ dy: Tensor<T>, needInputGradient: Bool) throws(DLError) -> Tensor<T>? {
-        guard let x, x.shape == dy.shape else { throw .invalid("batch_norm: backward called before forward, or with another shape") }
-        if needInputGradient { try dx.resize(dy.shape) }
-        Kernels.batchNormBackward(x.data, dy.data, needInputGradient ? dx.data : nil, mean: mean.data, invStd: invStd.data,
-                                  scale: scale.data, sumDy: sumDy.data, sumDyXhat: sumDyXhat.data,
-                                  batchStatistics: batchStatistics, batch: dy.shape[0], channels: channels, spatial: spatial,
-                                  mask: fusedReLU ? y.data : nil)
+        guard let x, dy.shape == y.shape else { throw .invalid("batch_norm: backward called before forward, or with another shape") }
+        if needInputGradient { try dx.resize(x.shape) }
+        if let window = fusedPool {
+            Kernels.batchNormReLUMaxPool2x2Backward(x.data, dy.data, out: y.data, argmax: argmax.base,
+                                                    needInputGradient ? dx.data : nil, mean: mean.data, invStd: invStd.data,
+                                                    scale: scale.data, sumDy: sumDy.data, sumDyXhat: sumDyXhat.data,
+                                                    batchStatistics: batchStatistics, batch: dy.shape[0], channels: channels,
+                                                    window)
+        } else {
+            Kernels.batchNormBackward(x.data, dy.data, needInputGradient ? dx.data : nil, mean: mean.data, invStd: invStd.data,
+                                      scale: scale.data, sumDy: sumDy.data, sumDyXhat: sumDyXhat.data,
+                                      batchStatistics: batchStatistics, batch: dy.shape[0], channels: channels, spatial: spatial,
+                                      mask: fusedReLU ? y.data : nil)
+        }
         weight?.grad.copy(from: sumDyXhat)
         bias?.grad.copy(from: sumDy)
         return needInputGradient ? dx : nil

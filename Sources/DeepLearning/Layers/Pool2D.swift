@@ -18,6 +18,10 @@ public final class Pool2D<T: DLScalar>: Layer {
     private let dx: Tensor<T>
     /// Max pooling: the input index (within its plane) of each output's maximum.
     private let argmax = Buffer<Int32>()
+    /// Set by the model when batch norm and ReLU before this layer pool their own output
+    /// (`BatchNorm.fusedPool`, `Model.fuseLayers`): tensors then pass through unchanged both
+    /// ways.
+    var absorbed = false
 
     public init(_ mode: Mode, channels: Int, window: Window2D) throws(DLError) {
         self.mode = mode
@@ -28,6 +32,7 @@ public final class Pool2D<T: DLScalar>: Layer {
     }
 
     public func forward(_ x: Tensor<T>, training: Bool) throws(DLError) -> Tensor<T> {
+        if absorbed { return x }
         let planes = x.shape[0] * channels
         try y.resize(batch: x.shape[0], sample: outputShape)
         switch mode {
@@ -44,6 +49,7 @@ public final class Pool2D<T: DLScalar>: Layer {
     }
 
     public func infer(_ x: Tensor<T>, scratch: InferenceScratch<T>) throws(DLError) -> Tensor<T> {
+        if absorbed { return x }
         let y = scratch.output
         let planes = x.shape[0] * channels
         try y.resize(batch: x.shape[0], sample: outputShape)
@@ -61,6 +67,7 @@ public final class Pool2D<T: DLScalar>: Layer {
 
     public func backward(_ dy: Tensor<T>, needInputGradient: Bool) throws(DLError) -> Tensor<T>? {
         guard needInputGradient else { return nil }
+        if absorbed { return dy }
         guard dy.shape == y.shape else { throw .invalid("\(type): backward called before forward, or with another shape") }
         let planes = dy.shape[0] * channels
         try dx.resize(batch: dy.shape[0], sample: [channels, window.height, window.width])
