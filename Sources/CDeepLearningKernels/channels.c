@@ -135,7 +135,8 @@ void dlk_plane_shifted_sums_f32(const float *x, float k, int64_t n, float *sum_d
 // MARK: - Batch norm's affine pass, ReLU and 2x2 max pooling in one pass
 //
 // z = x k + d rounded twice (no fused multiply-add: Swift's channelAffine rounds the
-// product and the sum), then max(0, z) as `z > 0 ? z : 0` (NaN and -0 give +0, as maxps
+// product and the sum; the vector versions are built for AVX2 without FMA, so that no
+// compiler contracts them: gcc ignores the pragma below), then max(0, z) as `z > 0 ? z : 0` (NaN and -0 give +0, as maxps
 // with 0 second does); each window's maximum is the first of its four elements (upper left,
 // upper right, lower left, lower right) that no later one exceeds, as Swift's maxPool2d
 // finds it.
@@ -170,7 +171,7 @@ static void pool_row_plain(const float *upper, const float *lower, int64_t first
 // Eight windows side by side: the row's 16 elements from `p` (the first 2 n when n < 8, the
 // others neither read nor used), after the affine pass and ReLU, split into the windows'
 // left (even) and right (odd) elements.
-__attribute__((target("avx2,fma")))
+__attribute__((target("avx2")))
 static inline void pool_halves_avx2(const float *p, int64_t n, __m256 k, __m256 d, __m256 *left, __m256 *right) {
     __m256 a, b;
     if (n == 8) {
@@ -189,7 +190,7 @@ static inline void pool_halves_avx2(const float *p, int64_t n, __m256 k, __m256 
     *right = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0xdd)), 0xd8));
 }
 
-__attribute__((target("avx2,fma")))
+__attribute__((target("avx2")))
 static void pool_row_avx2(const float *upper, const float *lower, int64_t first, int64_t width, int64_t count,
                           float k, float d, float *out, int32_t *argmax) {
     const __m256 vk = _mm256_set1_ps(k), vd = _mm256_set1_ps(d);
@@ -314,7 +315,7 @@ static inline float pooled_input_gradient(float dz, float x, float k, float m, f
 #if DLK_X86
 // The gradients of one row of x (`x`, `dx`) at up to 8 windows' elements (2 n of them), each
 // with its dz (`left` for the windows' even elements, `right` for the odd ones).
-__attribute__((target("avx2,fma")))
+__attribute__((target("avx2")))
 static inline void pooled_row_gradient_avx2(const float *x, float *dx, int64_t n, __m256 left, __m256 right, __m256 k,
                                             __m256 m, __m256 s, __m256 mean_dy, __m256 mean_dy_xhat) {
     // [l0 r0 l1 r1 | l4 r4 l5 r5] and [l2 r2 l3 r3 | l6 r6 l7 r7] -> the row's order
@@ -333,7 +334,7 @@ static inline void pooled_row_gradient_avx2(const float *x, float *dx, int64_t n
 
 // Rows 2 oy and 2 oy + 1 of the plane, at the windows' elements: each window's dz (from dy,
 // out and argmax) goes to the element argmax names, 0 to the other three.
-__attribute__((target("avx2,fma")))
+__attribute__((target("avx2")))
 static void pooled_window_rows_avx2(const float *x, const float *dy, const float *out, const int32_t *argmax, float *dx,
                                     int64_t oy, int64_t width, int64_t count, float k, float m, float s, float mean_dy,
                                     float mean_dy_xhat) {
