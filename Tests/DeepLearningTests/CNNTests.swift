@@ -519,6 +519,22 @@ private func smallCNN(dtype: DType = .float64, seed: UInt64 = 3, optimizer: Stri
     """)
 }
 
+/// reshape - conv - batch norm - relu - max pool 2x2 - flatten - linear on images of 2 x side x
+/// side: the pattern `Model.fuseLayers` runs as one pass.
+private func convBatchNormPoolSpec(side: Int, dtype: String, optimizer: String) -> String {
+    """
+    {"input": {"size": \(2 * side * side)}, "layers": [
+        {"type": "reshape", "shape": [2, \(side), \(side)]},
+        {"type": "conv2d", "filters": 3, "kernel_size": 3, "padding": 1, "bias": false},
+        {"type": "batch_norm"},
+        {"type": "relu"},
+        {"type": "max_pool2d", "kernel_size": 2},
+        {"type": "flatten"},
+        {"type": "linear", "units": 4}],
+     "loss": "cross_entropy", "optimizer": \(optimizer), "seed": 3, "dtype": "\(dtype)"}
+    """
+}
+
 private func batch(_ n: Int, features: Int, classes: Int, seed: UInt64) -> ([Double], [Int32]) {
     var rng = RandomGenerator(seed: seed)
     return ((0..<n * features).map { _ in rng.normal() }, (0..<n).map { _ in Int32(rng.below(classes)) })
@@ -599,18 +615,8 @@ private func trainSteps(_ model: any AnyModel, _ range: Range<Int>, features: In
     @Test(arguments: [5, 9]) func batchNormWithReLUFusedGivesTheSameBits(side: Int) throws {
         #expect((side * side >= Kernels.minCPlane) == (side == 9))
         let features = 2 * side * side
-        let spec = try SpecParser.parse(json: """
-            {"input": {"size": \(features)}, "layers": [
-                {"type": "reshape", "shape": [2, \(side), \(side)]},
-                {"type": "conv2d", "filters": 3, "kernel_size": 3, "padding": 1, "bias": false},
-                {"type": "batch_norm"},
-                {"type": "relu"},
-                {"type": "max_pool2d", "kernel_size": 2},
-                {"type": "flatten"},
-                {"type": "linear", "units": 4}],
-             "loss": "cross_entropy", "optimizer": {"type": "sgd", "lr": 0.05, "momentum": 0.9}, "seed": 3,
-             "dtype": "float32"}
-            """)
+        let spec = try SpecParser.parse(json: convBatchNormPoolSpec(side: side, dtype: "float32",
+                                                                     optimizer: #"{"type": "sgd", "lr": 0.05, "momentum": 0.9}"#))
         func run(fused: Bool) throws -> [[Float]] {
             let model = try Model<Float>(spec: spec)
             let norm = try #require(model.layers[2] as? BatchNorm<Float>)
@@ -641,17 +647,8 @@ private func trainSteps(_ model: any AnyModel, _ range: Range<Int>, features: In
     /// `wholeModelGradientCheckIsExcellent` (5 x 5).
     @Test(arguments: [8, 7, 5]) func batchNormReLUAndPoolingFusedAgreeWithTheLayersApart(side: Int) throws {
         let features = 2 * side * side
-        func spec(_ dtype: String) -> String { """
-            {"input": {"size": \(features)}, "layers": [
-                {"type": "reshape", "shape": [2, \(side), \(side)]},
-                {"type": "conv2d", "filters": 3, "kernel_size": 3, "padding": 1, "bias": false},
-                {"type": "batch_norm"},
-                {"type": "relu"},
-                {"type": "max_pool2d", "kernel_size": 2},
-                {"type": "flatten"},
-                {"type": "linear", "units": 4}],
-             "loss": "cross_entropy", "optimizer": {"type": "sgd", "lr": 0.05}, "seed": 3, "dtype": "\(dtype)"}
-            """
+        func spec(_ dtype: String) -> String {
+            convBatchNormPoolSpec(side: side, dtype: dtype, optimizer: #"{"type": "sgd", "lr": 0.05}"#)
         }
         func compare<T: DLScalar>(_: T.Type, tolerance: Double) throws {
             let parsed = try SpecParser.parse(json: spec(T.self == Float.self ? "float32" : "float64"))
