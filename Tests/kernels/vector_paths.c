@@ -76,6 +76,41 @@ int main(void) {
         for (int p = 0; p < 2; p++) free(out[p]), free(dx[p]), free(at[p]);
         free(x), free(dy);
     }
+    /* Elementwise kernels and the optimizers' updates, on lengths with every tail. */
+    for (int n = 1; n <= 67; n += 11) {
+        float x[67], g[67], y[2][67], z[2][67];
+        for (int i = 0; i < n; i++) x[i] = value() * 20, g[i] = value();
+        for (int p = 0; p < 2; p++) dlk_exp_f32(x, y[p], n, p);
+        same(y[0], y[1], sizeof(float) * n, "exp", 1, n);
+        for (int p = 0; p < 2; p++) dlk_relu_f32(x, y[p], n, p), dlk_relu_backward_f32(x, g, z[p], n, p);
+        same(y[0], y[1], sizeof(float) * n, "ReLU", 1, n);
+        same(z[0], z[1], sizeof(float) * n, "ReLU's backward", 1, n);
+        for (int kind = DLK_SGD; kind <= DLK_RMSPROP; kind++) {
+            const dlk_update u = {kind, 3, 0.01, 0.5, 1e-4, 1e-3, 0.9, 0.9, 0.999, 0.9, 1e-8};
+            float p2[2][67], s1[2][67], s2[2][67];
+            for (int p = 0; p < 2; p++) {
+                for (int i = 0; i < n; i++) p2[p][i] = x[i], s1[p][i] = g[i] * 0.1f, s2[p][i] = g[i] * g[i];
+                dlk_update_f32(&u, p2[p], g, s1[p], s2[p], n, p);
+            }
+            same(p2[0], p2[1], sizeof(float) * n, "optimizer update, parameters", kind, n);
+            same(s1[0], s1[1], sizeof(float) * n, "optimizer update, first state", kind, n);
+            same(s2[0], s2[1], sizeof(float) * n, "optimizer update, second state", kind, n);
+        }
+    }
+    /* The unpacked product, every tail of rows, columns and depth. */
+    for (int m = 1; m <= 13; m += 4)
+        for (int n = 1; n <= 37; n += 9)
+            for (int k = 1; k <= 70; k += 23)
+                for (int t = 0; t < 2; t++) {
+                    float a[13 * 70], b[70 * 37], c[2][13 * 37];
+                    for (int i = 0; i < m * k; i++) a[i] = value();
+                    for (int i = 0; i < k * n; i++) b[i] = value();
+                    for (int p = 0; p < 2; p++) {
+                        for (int i = 0; i < m * n; i++) c[p][i] = 0.5f;
+                        dlk_gemm_f32(t, m, n, k, 0.75f, a, t ? m : k, b, n, c[p], n, 1, p);
+                    }
+                    same(c[0], c[1], sizeof(float) * m * n, "product", m, n);
+                }
     if (failures) {
         fprintf(stderr, "%d kernel results differ between the vector and plain C paths\n", failures);
         return 1;
