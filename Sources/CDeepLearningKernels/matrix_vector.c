@@ -179,6 +179,12 @@ static void matrix_vector_rows(const float *a, int64_t m, int64_t n, int64_t lda
 // multiply-adds read 64 KB of W, about 0.7 us from L2).
 enum { MIN_WORK_PER_THREAD = 16384 };
 
+// Below this many multiply-adds (W of 8 MB: about 100 us from L3 on one core), a product
+// does not wake kernel threads that fell asleep: waking one costs the caller 10-20 us
+// (dlk_parallel_for_awake), and a single sample of mnist_cnn (its 3136 x 128 layer) took
+// 160-188 us on two threads against 139 on one, most of the difference in that call.
+enum { WAKE_WORK = 1 << 21 };
+
 struct matrix_vector_job {
     const float *a, *x;
     int64_t m, n, lda;
@@ -295,7 +301,12 @@ static void matrix_vector(const float *a, int64_t m, int64_t n, int64_t lda, con
     // At most an eighth of the rows: every share keeps most of its own.
     const int64_t most = m / 8, work = __atomic_load_n(&late_work, __ATOMIC_RELAXED);
     job.late = work / n < most ? work / n : most;
-    rebalance(dlk_parallel_for(m, (MIN_WORK_PER_THREAD + n - 1) / n, matrix_vector_share, &job), job.late, most, n);
+    // A product shorter than waking a sleeping worker (a call after a pause) uses the
+    // workers still spinning only.
+    const int64_t min_rows = (MIN_WORK_PER_THREAD + n - 1) / n;
+    const int join = m * n < WAKE_WORK ? dlk_parallel_for_awake(m, min_rows, matrix_vector_share, &job)
+                                       : dlk_parallel_for(m, min_rows, matrix_vector_share, &job);
+    rebalance(join, job.late, most, n);
 }
 
 void dlk_matrix_vector_f32(const float *a, int64_t m, int64_t n, int64_t lda, const float *x, float *y, int plain_c) {

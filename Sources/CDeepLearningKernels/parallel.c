@@ -25,6 +25,7 @@
 
 #include <pthread.h>
 #include <stdlib.h>
+#include <time.h>
 
 enum { SPIN_ROUNDS = 4096, LINE = 64 };
 
@@ -162,7 +163,24 @@ static void wake_sleepers(void) {
     pthread_mutex_unlock(&wake_lock);
 }
 
-int dlk_parallel_for(int64_t items, int64_t min_items_per_thread, dlk_task task, void *context) {
+// Whether a short job that finds the workers asleep comes within BURST_NS of the last one
+// that did (under job_lock): the caller is back at work, and workers woken now will spin
+// between its next jobs. Alone, after a pause (a prediction now and then, or a single CNN
+// sample whose one large product comes every 140 us, longer than the workers' spin), it
+// runs without them.
+enum { BURST_NS = 100000 };
+static int64_t last_found_asleep = INT64_MIN / 2;
+
+static int in_burst(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    const int64_t now = (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+    const int burst = now - last_found_asleep < BURST_NS;
+    last_found_asleep = now;
+    return burst;
+}
+
+static int parallel_for(int64_t items, int64_t min_items_per_thread, dlk_task task, void *context, int wake) {
     if (items <= 0) return DLK_JOIN_SERIAL;
     int threads = dlk_threads();
     const int64_t useful = min_items_per_thread > 0 ? items / min_items_per_thread : items;
@@ -198,14 +216,17 @@ int dlk_parallel_for(int64_t items, int64_t min_items_per_thread, dlk_task task,
     // does not wait for it to reach them (a sequentially consistent bump waited about 0.1 us
     // for the workers' copies of the line to go). A worker that fell asleep meanwhile is
     // found after the caller's own share (its share then runs here).
-    const int asleep = __atomic_load_n(&sleepers.count, __ATOMIC_RELAXED) > 0;
+    // A short job (`dlk_parallel_for_awake`) wakes sleeping workers only in a burst.
+    const int found_asleep = __atomic_load_n(&sleepers.count, __ATOMIC_RELAXED) > 0;
+    if (!wake && found_asleep) wake = in_burst();
+    const int asleep = wake && found_asleep;
     __atomic_store_n(&job.generation, g, __ATOMIC_RELEASE);
     if (asleep) {
         __atomic_thread_fence(__ATOMIC_SEQ_CST);
         wake_sleepers();
     }
     run_share(0, threads);
-    if (!asleep) {
+    if (wake && !asleep) {
         __atomic_thread_fence(__ATOMIC_SEQ_CST);
         if (__atomic_load_n(&sleepers.count, __ATOMIC_SEQ_CST) > 0) wake_sleepers();
     }
@@ -226,4 +247,12 @@ int dlk_parallel_for(int64_t items, int64_t min_items_per_thread, dlk_task task,
     }
     pthread_mutex_unlock(&job_lock);
     return join;
+}
+
+int dlk_parallel_for(int64_t items, int64_t min_items_per_thread, dlk_task task, void *context) {
+    return parallel_for(items, min_items_per_thread, task, context, 1);
+}
+
+int dlk_parallel_for_awake(int64_t items, int64_t min_items_per_thread, dlk_task task, void *context) {
+    return parallel_for(items, min_items_per_thread, task, context, 0);
 }

@@ -7,7 +7,8 @@ import Testing
 /// exactly once, by the share the documented rule gives it, whatever the thread count, and
 /// whether the workers are spinning, asleep (after a pause longer than their spin), or
 /// given no share (a job of fewer items than threads, or a thread count lowered between
-/// jobs). A lost or doubled share, a stale claim that runs a later job's share, or a worker
+/// jobs), and whether a job wakes sleeping workers or runs their shares itself (a short
+/// job, `dlk_parallel_for_awake`). A lost or doubled share, a stale claim that runs a later job's share, or a worker
 /// that misses a wake-up shows here as a wrong count or a hang.
 @Suite(.serialized) struct ParallelPoolTests {
     /// One job: `visits[i]` counts the runs of item i; `shares[i]` records the share that ran
@@ -46,7 +47,12 @@ import Testing
             let minimum = 1 + Int(rng.uniform() * 4)
             visits.update(repeating: 0, count: items)
             shares.update(repeating: -1, count: items)
-            let join = withUnsafeMutablePointer(to: &job) { dlk_parallel_for(Int64(items), Int64(minimum), Self.task, $0) }
+            // Half the jobs are short ones, which wake sleeping workers only in a burst.
+            let short = rng.uniform() < 0.5
+            let join = withUnsafeMutablePointer(to: &job) {
+                short ? dlk_parallel_for_awake(Int64(items), Int64(minimum), Self.task, $0)
+                      : dlk_parallel_for(Int64(items), Int64(minimum), Self.task, $0)
+            }
             joins[join, default: 0] += 1
             let used = max(1, min(threads, items / minimum))   // dlk_parallel_for's rule
             let all = (0..<items).allSatisfy { visits[$0] == 1 }
