@@ -136,10 +136,10 @@ void dlk_plane_shifted_sums_f32(const float *x, float k, int64_t n, float *sum_d
 //
 // z = x k + d rounded twice (no fused multiply-add: Swift's channelAffine rounds the
 // product and the sum; the vector versions are built for AVX2 without FMA, so that no
-// compiler contracts them: gcc ignores the pragma below), then max(0, z) as `z > 0 ? z : 0` (NaN and -0 give +0, as maxps
-// with 0 second does); each window's maximum is the first of its four elements (upper left,
-// upper right, lower left, lower right) that no later one exceeds, as Swift's maxPool2d
-// finds it.
+// compiler contracts them: gcc ignores the pragma below), then max(0, z) as
+// `z > 0 ? z : 0` (NaN and -0 give +0, as maxps with 0 second does); each window's maximum
+// is the first of its four elements (upper left, upper right, lower left, lower right) that
+// no later one exceeds, as Swift's maxPool2d finds it.
 
 #pragma STDC FP_CONTRACT OFF
 
@@ -168,23 +168,33 @@ static void pool_row_plain(const float *upper, const float *lower, int64_t first
 }
 
 #if DLK_X86
+// The first n of 8 lanes (all for n >= 8, none for n <= 0), as a mask.
+__attribute__((target("avx2")))
+static inline __m256i first_lanes(int64_t n) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(n < 8 ? n : 8)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+// 8 floats from p, or the first n (the others 0, their memory not read) when n < 8.
+__attribute__((target("avx2")))
+static inline __m256 load_first(const float *p, int64_t n) {
+    return n >= 8 ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, first_lanes(n));
+}
+
+// v to p, or its first n lanes when n < 8.
+__attribute__((target("avx2")))
+static inline void store_first(float *p, int64_t n, __m256 v) {
+    if (n >= 8) _mm256_storeu_ps(p, v);
+    else _mm256_maskstore_ps(p, first_lanes(n), v);
+}
+
 // Eight windows side by side: the row's 16 elements from `p` (the first 2 n when n < 8, the
 // others neither read nor used), after the affine pass and ReLU, split into the windows'
 // left (even) and right (odd) elements.
 __attribute__((target("avx2")))
 static inline void pool_halves_avx2(const float *p, int64_t n, __m256 k, __m256 d, __m256 *left, __m256 *right) {
-    __m256 a, b;
-    if (n == 8) {
-        a = _mm256_loadu_ps(p);
-        b = _mm256_loadu_ps(p + 8);
-    } else {
-        const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-        a = _mm256_maskload_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(2 * n)), lane));
-        b = _mm256_maskload_ps(p + 8, _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(2 * n - 8)), lane));
-    }
     const __m256 zero = _mm256_setzero_ps();
-    a = _mm256_max_ps(_mm256_add_ps(_mm256_mul_ps(a, k), d), zero);
-    b = _mm256_max_ps(_mm256_add_ps(_mm256_mul_ps(b, k), d), zero);
+    const __m256 a = _mm256_max_ps(_mm256_add_ps(_mm256_mul_ps(load_first(p, 2 * n), k), d), zero);
+    const __m256 b = _mm256_max_ps(_mm256_add_ps(_mm256_mul_ps(load_first(p + 8, 2 * n - 8), k), d), zero);
     // [a0 a2 b0 b2 | a4 a6 b4 b6] -> [a0 a2 a4 a6 b0 b2 b4 b6], and the odd ones likewise
     *left = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0x88)), 0xd8));
     *right = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0xdd)), 0xd8));
@@ -211,14 +221,8 @@ static void pool_row_avx2(const float *upper, const float *lower, int64_t first,
             top = _mm256_blendv_ps(top, v[j], wins);
             best = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(best), _mm256_castsi256_ps(at[j]), wins));
         }
-        if (n == 8) {
-            _mm256_storeu_ps(out + ox, top);
-            if (argmax) _mm256_storeu_si256((__m256i *)(argmax + ox), best);
-        } else {
-            const __m256i keep = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-            _mm256_maskstore_ps(out + ox, keep, top);
-            if (argmax) _mm256_maskstore_epi32((int *)(argmax + ox), keep, best);
-        }
+        store_first(out + ox, n, top);
+        if (argmax) store_first((float *)(argmax + ox), n, _mm256_castsi256_ps(best));   // the index bits, as they are
     }
 }
 #endif
@@ -321,14 +325,9 @@ static inline void pooled_row_gradient_avx2(const float *x, float *dx, int64_t n
     // [l0 r0 l1 r1 | l4 r4 l5 r5] and [l2 r2 l3 r3 | l6 r6 l7 r7] -> the row's order
     const __m256 low = _mm256_unpacklo_ps(left, right), high = _mm256_unpackhi_ps(left, right);
     const __m256 dz[2] = {_mm256_permute2f128_ps(low, high, 0x20), _mm256_permute2f128_ps(low, high, 0x31)};
-    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     for (int h = 0; h < 2; h++) {
-        const __m256i keep = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(2 * n - 8 * h)), lane);
-        const __m256 xv = n == 8 ? _mm256_loadu_ps(x + 8 * h) : _mm256_maskload_ps(x + 8 * h, keep);
-        const __m256 t = _mm256_mul_ps(_mm256_mul_ps(_mm256_sub_ps(xv, m), s), mean_dy_xhat);
-        const __m256 g = _mm256_mul_ps(k, _mm256_sub_ps(_mm256_sub_ps(dz[h], mean_dy), t));
-        if (n == 8) _mm256_storeu_ps(dx + 8 * h, g);
-        else _mm256_maskstore_ps(dx + 8 * h, keep, g);
+        const __m256 t = _mm256_mul_ps(_mm256_mul_ps(_mm256_sub_ps(load_first(x + 8 * h, 2 * n - 8 * h), m), s), mean_dy_xhat);
+        store_first(dx + 8 * h, 2 * n - 8 * h, _mm256_mul_ps(k, _mm256_sub_ps(_mm256_sub_ps(dz[h], mean_dy), t)));
     }
 }
 
@@ -340,16 +339,12 @@ static void pooled_window_rows_avx2(const float *x, const float *dy, const float
                                     float mean_dy_xhat) {
     const __m256 vk = _mm256_set1_ps(k), vm = _mm256_set1_ps(m), vs = _mm256_set1_ps(s);
     const __m256 vmean_dy = _mm256_set1_ps(mean_dy), vmean_dy_xhat = _mm256_set1_ps(mean_dy_xhat), zero = _mm256_setzero_ps();
-    const __m256i step = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14), lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i step = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
     const int64_t upper = 2 * oy * width;
     for (int64_t ox = 0; ox < count; ox += 8) {
         const int64_t n = count - ox < 8 ? count - ox : 8, o = oy * count + ox;
-        const __m256i keep = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), lane);
-        const __m256 top = n == 8 ? _mm256_loadu_ps(out + o) : _mm256_maskload_ps(out + o, keep);
-        const __m256 g = n == 8 ? _mm256_loadu_ps(dy + o) : _mm256_maskload_ps(dy + o, keep);
-        const __m256i at = n == 8 ? _mm256_loadu_si256((const __m256i *)(argmax + o))
-                                  : _mm256_maskload_epi32((const int *)(argmax + o), keep);
-        const __m256 dz = _mm256_and_ps(_mm256_cmp_ps(top, zero, _CMP_GT_OQ), g);
+        const __m256i at = _mm256_castps_si256(load_first((const float *)(argmax + o), n));   // the index bits
+        const __m256 dz = _mm256_and_ps(_mm256_cmp_ps(load_first(out + o, n), zero, _CMP_GT_OQ), load_first(dy + o, n));
         const __m256i i0 = _mm256_add_epi32(_mm256_set1_epi32((int)(upper + 2 * ox)), step);
         const __m256i i2 = _mm256_add_epi32(i0, _mm256_set1_epi32((int)width)), one = _mm256_set1_epi32(1);
 #define DZ_AT(index) _mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(at, index)), dz)

@@ -75,25 +75,23 @@ static inline float tail_sum(float sum, const float *a, const float *x, int64_t 
 __attribute__((target("avx2,fma")))
 static inline void four_rows_avx2(const float *a, int64_t r, int64_t n, int64_t lda, const float *x, float *y) {
     const int64_t whole = n & ~(int64_t)15;
-    {
-        const float *a0 = a + r * lda, *a1 = a0 + lda, *a2 = a1 + lda, *a3 = a2 + lda;
-        __m256 l0 = _mm256_setzero_ps(), l1 = l0, l2 = l0, l3 = l0, h0 = l0, h1 = l0, h2 = l0, h3 = l0;
-        for (int64_t i = 0; i < whole; i += 16) {
-            const __m256 xl = _mm256_loadu_ps(x + i), xh = _mm256_loadu_ps(x + i + 8);
-            l0 = _mm256_fmadd_ps(_mm256_loadu_ps(a0 + i), xl, l0);
-            h0 = _mm256_fmadd_ps(_mm256_loadu_ps(a0 + i + 8), xh, h0);
-            l1 = _mm256_fmadd_ps(_mm256_loadu_ps(a1 + i), xl, l1);
-            h1 = _mm256_fmadd_ps(_mm256_loadu_ps(a1 + i + 8), xh, h1);
-            l2 = _mm256_fmadd_ps(_mm256_loadu_ps(a2 + i), xl, l2);
-            h2 = _mm256_fmadd_ps(_mm256_loadu_ps(a2 + i + 8), xh, h2);
-            l3 = _mm256_fmadd_ps(_mm256_loadu_ps(a3 + i), xl, l3);
-            h3 = _mm256_fmadd_ps(_mm256_loadu_ps(a3 + i + 8), xh, h3);
-        }
-        y[r] = tail_sum(halves_sum_avx2(_mm256_add_ps(l0, h0)), a0, x, whole, n);
-        y[r + 1] = tail_sum(halves_sum_avx2(_mm256_add_ps(l1, h1)), a1, x, whole, n);
-        y[r + 2] = tail_sum(halves_sum_avx2(_mm256_add_ps(l2, h2)), a2, x, whole, n);
-        y[r + 3] = tail_sum(halves_sum_avx2(_mm256_add_ps(l3, h3)), a3, x, whole, n);
+    const float *a0 = a + r * lda, *a1 = a0 + lda, *a2 = a1 + lda, *a3 = a2 + lda;
+    __m256 l0 = _mm256_setzero_ps(), l1 = l0, l2 = l0, l3 = l0, h0 = l0, h1 = l0, h2 = l0, h3 = l0;
+    for (int64_t i = 0; i < whole; i += 16) {
+        const __m256 xl = _mm256_loadu_ps(x + i), xh = _mm256_loadu_ps(x + i + 8);
+        l0 = _mm256_fmadd_ps(_mm256_loadu_ps(a0 + i), xl, l0);
+        h0 = _mm256_fmadd_ps(_mm256_loadu_ps(a0 + i + 8), xh, h0);
+        l1 = _mm256_fmadd_ps(_mm256_loadu_ps(a1 + i), xl, l1);
+        h1 = _mm256_fmadd_ps(_mm256_loadu_ps(a1 + i + 8), xh, h1);
+        l2 = _mm256_fmadd_ps(_mm256_loadu_ps(a2 + i), xl, l2);
+        h2 = _mm256_fmadd_ps(_mm256_loadu_ps(a2 + i + 8), xh, h2);
+        l3 = _mm256_fmadd_ps(_mm256_loadu_ps(a3 + i), xl, l3);
+        h3 = _mm256_fmadd_ps(_mm256_loadu_ps(a3 + i + 8), xh, h3);
     }
+    y[r] = tail_sum(halves_sum_avx2(_mm256_add_ps(l0, h0)), a0, x, whole, n);
+    y[r + 1] = tail_sum(halves_sum_avx2(_mm256_add_ps(l1, h1)), a1, x, whole, n);
+    y[r + 2] = tail_sum(halves_sum_avx2(_mm256_add_ps(l2, h2)), a2, x, whole, n);
+    y[r + 3] = tail_sum(halves_sum_avx2(_mm256_add_ps(l3, h3)), a3, x, whole, n);
 }
 
 __attribute__((target("avx2,fma")))
@@ -125,21 +123,19 @@ static inline float lanes_sum_avx512(__m512 v) {
 __attribute__((target("avx512f,avx2,fma")))
 static inline void four_rows_avx512(const float *a, int64_t r, int64_t n, int64_t lda, const float *x, float *y) {
     const int64_t whole = n & ~(int64_t)15;
-    {
-        const float *a0 = a + r * lda, *a1 = a0 + lda, *a2 = a1 + lda, *a3 = a2 + lda;
-        __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-        for (int64_t i = 0; i < whole; i += 16) {
-            const __m512 xi = _mm512_loadu_ps(x + i);
-            s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a0 + i), xi, s0);
-            s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a1 + i), xi, s1);
-            s2 = _mm512_fmadd_ps(_mm512_loadu_ps(a2 + i), xi, s2);
-            s3 = _mm512_fmadd_ps(_mm512_loadu_ps(a3 + i), xi, s3);
-        }
-        y[r] = tail_sum(lanes_sum_avx512(s0), a0, x, whole, n);
-        y[r + 1] = tail_sum(lanes_sum_avx512(s1), a1, x, whole, n);
-        y[r + 2] = tail_sum(lanes_sum_avx512(s2), a2, x, whole, n);
-        y[r + 3] = tail_sum(lanes_sum_avx512(s3), a3, x, whole, n);
+    const float *a0 = a + r * lda, *a1 = a0 + lda, *a2 = a1 + lda, *a3 = a2 + lda;
+    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    for (int64_t i = 0; i < whole; i += 16) {
+        const __m512 xi = _mm512_loadu_ps(x + i);
+        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a0 + i), xi, s0);
+        s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a1 + i), xi, s1);
+        s2 = _mm512_fmadd_ps(_mm512_loadu_ps(a2 + i), xi, s2);
+        s3 = _mm512_fmadd_ps(_mm512_loadu_ps(a3 + i), xi, s3);
     }
+    y[r] = tail_sum(lanes_sum_avx512(s0), a0, x, whole, n);
+    y[r + 1] = tail_sum(lanes_sum_avx512(s1), a1, x, whole, n);
+    y[r + 2] = tail_sum(lanes_sum_avx512(s2), a2, x, whole, n);
+    y[r + 3] = tail_sum(lanes_sum_avx512(s3), a3, x, whole, n);
 }
 
 __attribute__((target("avx512f,avx2,fma")))
@@ -301,8 +297,6 @@ static void matrix_vector(const float *a, int64_t m, int64_t n, int64_t lda, con
     // At most an eighth of the rows: every share keeps most of its own.
     const int64_t most = m / 8, work = __atomic_load_n(&late_work, __ATOMIC_RELAXED);
     job.late = work / n < most ? work / n : most;
-    // A product shorter than waking a sleeping worker (a call after a pause) uses the
-    // workers still spinning only.
     const int64_t min_rows = (MIN_WORK_PER_THREAD + n - 1) / n;
     const int join = m * n < WAKE_WORK ? dlk_parallel_for_awake(m, min_rows, matrix_vector_share, &job)
                                        : dlk_parallel_for(m, min_rows, matrix_vector_share, &job);

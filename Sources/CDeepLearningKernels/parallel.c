@@ -217,9 +217,7 @@ static int parallel_for(int64_t items, int64_t min_items_per_thread, dlk_task ta
     // for the workers' copies of the line to go). A worker that fell asleep meanwhile is
     // found after the caller's own share (its share then runs here).
     // A short job (`dlk_parallel_for_awake`) wakes sleeping workers only in a burst.
-    const int found_asleep = __atomic_load_n(&sleepers.count, __ATOMIC_RELAXED) > 0;
-    if (!wake && found_asleep) wake = in_burst();
-    const int asleep = wake && found_asleep;
+    const int asleep = __atomic_load_n(&sleepers.count, __ATOMIC_RELAXED) > 0 && (wake || in_burst());
     __atomic_store_n(&job.generation, g, __ATOMIC_RELEASE);
     if (asleep) {
         __atomic_thread_fence(__ATOMIC_SEQ_CST);

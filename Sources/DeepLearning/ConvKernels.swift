@@ -578,18 +578,13 @@ extension Kernels {
                     continue
                 }
                 // Every element as if its dz were 0, then each window's maximum again with its dz.
-                if batchStatistics {
-                    for i in 0..<w.inputPlane { let dz: T = 0; dxr[i] = k * (dz - meanDy - (xr[i] - m) * s * meanDyXhat) }
-                    for o in 0..<w.outputPlane {
-                        let i = Int(at[o]), d = g[o], dz = top[o] > 0 ? d : 0
-                        dxr[i] = k * (dz - meanDy - (xr[i] - m) * s * meanDyXhat)
-                    }
-                } else {
-                    dxr.update(repeating: 0 * k, count: w.inputPlane)   // -0 when k < 0, as 0 * k in the loop
-                    for o in 0..<w.outputPlane {
-                        let d = g[o]
-                        dxr[Int(at[o])] = (top[o] > 0 ? d : 0) * k
-                    }
+                @inline(__always) func gradient(_ dz: T, _ i: Int) -> T {
+                    batchStatistics ? k * (dz - meanDy - (xr[i] - m) * s * meanDyXhat) : dz * k
+                }
+                for i in 0..<w.inputPlane { dxr[i] = gradient(0, i) }
+                for o in 0..<w.outputPlane {
+                    let i = Int(at[o]), d = g[o]
+                    dxr[i] = gradient(top[o] > 0 ? d : 0, i)
                 }
             }
         }

@@ -92,19 +92,7 @@ public final class BatchNorm<T: DLScalar>: Layer {
         }
         Kernels.batchNormCoefficients(mean: mean.data, variance: variance.data, gamma: weight?.value.data, beta: bias?.value.data,
                                       eps: T(eps), invStd: invStd.data, scale: scale.data, shift: shift.data, channels: channels)
-        if let window = fusedPool {
-            try y.resize(batch: batch, sample: [channels, window.outHeight, window.outWidth])
-            // The batch is the caller's: a refusal of this memory is an error, not a trap.
-            guard argmax.reserve(y.count) else {
-                throw DLError(.noMemory, "out of memory for batch_norm's \(y.count) pooling window positions")
-            }
-            Kernels.affineReLUMaxPool2x2(x.data, y.data, argmax: argmax.base, scale: scale.data, shift: shift.data,
-                                         batch: batch, channels: channels, window)
-        } else {
-            try y.resize(x.shape)
-            Kernels.channelAffine(x.data, y.data, scale: scale.data, shift: shift.data, batch: batch, channels: channels,
-                                  spatial: spatial, relu: fusedReLU)
-        }
+        try normalize(x, scale, shift, into: y, argmax: argmax)
         self.x = x
         batchStatistics = training
         return y
@@ -132,16 +120,29 @@ public final class BatchNorm<T: DLScalar>: Layer {
         Kernels.batchNormCoefficients(mean: runningMean.value.data, variance: runningVar.value.data, gamma: weight?.value.data,
                                       beta: bias?.value.data, eps: T(eps), invStd: invStd.data, scale: scale.data,
                                       shift: shift.data, channels: channels)
-        if let window = fusedPool {
-            try y.resize(batch: x.shape[0], sample: [channels, window.outHeight, window.outWidth])
-            Kernels.affineReLUMaxPool2x2(x.data, y.data, argmax: nil, scale: scale.data, shift: shift.data,
-                                         batch: x.shape[0], channels: channels, window)
-        } else {
-            try y.resize(x.shape)
-            Kernels.channelAffine(x.data, y.data, scale: scale.data, shift: shift.data, batch: x.shape[0], channels: channels,
-                                  spatial: spatial, relu: fusedReLU)
-        }
+        try normalize(x, scale, shift, into: y, argmax: nil)
         return y
+    }
+
+    /// y = x scale + shift per channel (training's coefficients or evaluation's, in its
+    /// scratch), then the fused ReLU, and the fused pooling, which records each window's
+    /// maximum in `argmax` when given.
+    private func normalize(_ x: Tensor<T>, _ scale: Tensor<T>, _ shift: Tensor<T>, into y: Tensor<T>,
+                           argmax: Buffer<Int32>?) throws(DLError) {
+        let batch = x.shape[0]
+        guard let window = fusedPool else {
+            try y.resize(x.shape)
+            Kernels.channelAffine(x.data, y.data, scale: scale.data, shift: shift.data, batch: batch, channels: channels,
+                                  spatial: spatial, relu: fusedReLU)
+            return
+        }
+        try y.resize(batch: batch, sample: [channels, window.outHeight, window.outWidth])
+        // The batch is the caller's: a refusal of this memory is an error, not a trap.
+        guard argmax?.reserve(y.count) ?? true else {
+            throw DLError(.noMemory, "out of memory for batch_norm's \(y.count) pooling window positions")
+        }
+        Kernels.affineReLUMaxPool2x2(x.data, y.data, argmax: argmax?.base, scale: scale.data, shift: shift.data,
+                                     batch: batch, channels: channels, window)
     }
 
     public func backward(_ dy: Tensor<T>, needInputGradient: Bool) throws(DLError) -> Tensor<T>? {
